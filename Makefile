@@ -1,0 +1,39 @@
+# idgen — see README.md. Two commands do all setup: `make run` and `make test`.
+SHELL := /bin/bash
+GO ?= go
+export CGO_ENABLED ?= 0
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+# Packages that need no external server; the rest run after deps are in place.
+PKGS := ./...
+
+.PHONY: all build run test test-unit deps bench fmt vet clean
+
+all: build
+
+build:
+	@mkdir -p bin
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/idgen ./cmd/idgen
+
+# One instance, embedded store under ./data, auth OFF (said loudly in the log).
+run: build
+	./bin/idgen serve --dev --listen 127.0.0.1:8080 --data-dir ./data
+
+# Installs the Debian packages the tests need (ZooKeeper, Redis, wrk, ...)
+# when they are missing, then runs every test with the race detector.
+deps:
+	bash scripts/install-deps.sh
+
+test: deps build
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet $(PKGS)
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+bench: deps build
+	$(GO) run ./cmd/idgen-bench
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin

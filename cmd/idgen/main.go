@@ -1,0 +1,68 @@
+// Command idgen is the transaction ID service: `idgen serve` runs the HTTP
+// API, `idgen decode` prints the fields of an ID, `idgen healthcheck` probes a
+// running instance (for container HEALTHCHECKs without curl).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `idgen: distributed transaction ID service
+
+Usage:
+  idgen serve [flags]        run the HTTP service (idgen serve --help for flags)
+  idgen decode <id>          print the fields of an ID as JSON
+  idgen healthcheck [flags]  exit 0 when the instance at --url is live
+  idgen --help               this text
+
+Every flag of serve has an environment variable: --redis-addr <=> IDGEN_REDIS_ADDR.
+Flags win over the environment.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run dispatches a subcommand and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch args[0] {
+	case "serve":
+		m := NewServe(stderr)
+		if err = m.ParseFlags(args[1:]); err == nil {
+			err = m.Run(ctx)
+		}
+	case "decode":
+		err = decode(args[1:], stdout)
+	case "healthcheck":
+		err = healthcheck(ctx, args[1:])
+	default:
+		fmt.Fprintf(stderr, "idgen: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	default:
+		fmt.Fprintf(stderr, "idgen %s: %v\n", args[0], err)
+		return 1
+	}
+}

@@ -1,0 +1,323 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/idgen/idgen/functions/generate"
+	"github.com/idgen/idgen/shared/generator"
+	"github.com/idgen/idgen/shared/logring"
+	"github.com/idgen/idgen/shared/registry"
+	"github.com/idgen/idgen/shared/registry/boltstore"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// ServeConfig is what the flags and IDGEN_* variables configure.
+type ServeConfig struct {
+	Listen         string
+	DataDir        string
+	Zookeeper      string
+	RedisAddr      string
+	RedisMaster    string
+	RedisWait      int
+	Shard          uint
+	Dev            bool
+	TLSCert        string
+	TLSKey         string
+	JWTPublicKey   string
+	JWTSecretFile  string
+	JWTIssuer      string
+	JWTAudience    string
+	AuditLog       string
+	LogLevel       string
+	RequestTimeout time.Duration
+	ShutdownGrace  time.Duration
+	SweepInterval  time.Duration
+	PprofListen    string
+}
+
+// Serve is the `idgen serve` program: ParseFlags, Run, Close. End-to-end
+// tests run it in-process through the same three calls.
+type Serve struct {
+	Config ServeConfig
+	stderr io.Writer
+
+	// Ready, when set, receives the listening address once the service
+	// accepts requests.
+	Ready chan<- string
+}
+
+// NewServe returns a Serve logging to stderr.
+func NewServe(stderr io.Writer) *Serve { return &Serve{stderr: stderr} }
+
+// ParseFlags reads args, then IDGEN_* variables for flags not given.
+func (m *Serve) ParseFlags(args []string) error {
+	c := &m.Config
+	fs := flag.NewFlagSet("idgen serve", flag.ContinueOnError)
+	fs.SetOutput(m.stderr)
+	fs.StringVar(&c.Listen, "listen", ":8080", "address to serve on")
+	fs.StringVar(&c.DataDir, "data-dir", "./data", "embedded store directory (used when no ZooKeeper is set)")
+	fs.StringVar(&c.Zookeeper, "zookeeper", "", "comma-separated ZooKeeper servers; enables the distributed allocator")
+	fs.StringVar(&c.RedisAddr, "redis-addr", "", "Redis address (Sentinel addresses with --redis-master); enables the Redis registry")
+	fs.StringVar(&c.RedisMaster, "redis-master", "", "Sentinel mode: the master name")
+	fs.IntVar(&c.RedisWait, "redis-wait-replicas", 0, "durable mode: answer only after N replicas acknowledged (WAIT)")
+	fs.UintVar(&c.Shard, "shard", 0, "shard (coordination domain) 0..63")
+	fs.BoolVar(&c.Dev, "dev", false, "development mode: authentication OFF")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate file; serve HTTPS only (TLS 1.2+)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key file for --tls-cert")
+	fs.StringVar(&c.JWTPublicKey, "jwt-public-key", "", "PEM public key or JWKS file verifying bearer tokens")
+	fs.StringVar(&c.JWTSecretFile, "jwt-hs256-secret-file", "", "file holding an HS256 secret (development and tests)")
+	fs.StringVar(&c.JWTIssuer, "jwt-issuer", "", "required iss claim")
+	fs.StringVar(&c.JWTAudience, "jwt-audience", "", "required aud claim")
+	fs.StringVar(&c.AuditLog, "audit-log", "-", "audit log file (JSON lines); - for stderr")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", 5*time.Second, "bound on the work of one request")
+	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 20*time.Second, "how long SIGTERM waits for in-flight requests")
+	fs.DurationVar(&c.SweepInterval, "sweep-interval", time.Second, "how often pending IDs past their deadline are compensated")
+	fs.StringVar(&c.PprofListen, "pprof-listen", "", "serve Go pprof profiles on this address (loopback only; empty = off)")
+	withEnvUsage(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if err := applyEnv(fs); err != nil {
+		return err
+	}
+	return c.Validate()
+}
+
+// Validate reports a configuration the service refuses to start with.
+func (c *ServeConfig) Validate() error {
+	switch {
+	case c.Shard > 63:
+		return fmt.Errorf("--shard %d out of range 0..63", c.Shard)
+	case c.Zookeeper != "":
+		return errors.New("--zookeeper: the distributed allocator is not wired into serve yet (issue #3); run without it for the embedded mode")
+	case c.RedisAddr != "" || c.RedisMaster != "" || c.RedisWait != 0:
+		return errors.New("--redis-addr: the Redis registry is not built yet (issue #4); run without it for the embedded mode")
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return errors.New("--tls-cert and --tls-key go together")
+	case c.TLSCert != "":
+		return errors.New("--tls-cert: the TLS listener is not built yet (issue #6)")
+	case !c.Dev && (c.JWTPublicKey != "" || c.JWTSecretFile != ""):
+		return errors.New("JWT verification is not built yet (issue #6): only --dev can start the service today")
+	case !c.Dev:
+		return errors.New("authentication is not configured: pass --jwt-public-key or --jwt-hs256-secret-file, or --dev to run WITHOUT authentication on a development machine")
+	}
+	return nil
+}
+
+// newLogger builds the JSON logger to stderr, teed into the /logs ring.
+func newLogger(w io.Writer, level string, ring *logring.Ring) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	ec := zap.NewProductionEncoderConfig()
+	ec.TimeKey, ec.EncodeTime = "time", zapcore.RFC3339NanoTimeEncoder
+	enc := zapcore.NewJSONEncoder(ec)
+	core := zapcore.NewTee(
+		zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl),
+		ring.Core(enc.Clone(), lvl),
+	)
+	return zap.New(core, zap.AddCaller()), nil
+}
+
+// Run serves until ctx ends (SIGTERM), then drains: readiness goes down, the
+// listener closes, in-flight requests finish, the registry flushes, exit.
+func (m *Serve) Run(ctx context.Context) (err error) {
+	c := m.Config
+	ring := logring.New(2000)
+	log, err := newLogger(m.stderr, c.LogLevel, ring)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	if c.Dev {
+		log.Warn("DEVELOPMENT MODE: authentication is OFF; every caller can issue, commit and compensate IDs. Never run --dev in production.")
+	}
+	started := time.Now()
+
+	var metrics *generate.Metrics
+	store, err := boltstore.Open(boltstore.Config{
+		Dir: c.DataDir, Shard: uint8(c.Shard),
+		Observe: func(n int, d time.Duration) {
+			if metrics != nil {
+				metrics.ObserveFlush(n, d.Seconds())
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := store.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		log.Info("registry flushed and closed")
+	}()
+	gen, err := generator.New(store, generator.FixedWorker(0), generator.Config{Shard: uint8(c.Shard)})
+	if err != nil {
+		return err
+	}
+	defer gen.Close()
+	metrics = generate.NewMetrics(gen)
+
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", c.Listen, err)
+	}
+	addr := ln.Addr().String()
+	svc := generate.New(generate.Config{Dev: c.Dev, RequestTimeout: c.RequestTimeout}, generate.Deps{
+		IDs: gen, Registry: store, Logger: log, Logs: ring, Metrics: metrics,
+		Membership: selfMembership{generate.Member{Worker: 0, Shard: uint8(c.Shard), Address: addr, Version: version, StartedAt: started.UTC()}},
+		Checks: []generate.Check{
+			{Name: "store", Critical: true, Run: store.Ping},
+			{Name: "ranges", Critical: true, Run: rangeCheck(gen)},
+		},
+	})
+	if err := gen.Warm(ctx); err != nil {
+		ln.Close()
+		return fmt.Errorf("first range claim: %w", err)
+	}
+	srv := newServer(svc, log, c.RequestTimeout)
+	if c.PprofListen != "" {
+		stopPprof, err := startPprof(c.PprofListen, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stopPprof()
+	}
+
+
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	sweepDone := make(chan struct{})
+	go func() {
+		defer close(sweepDone)
+		sweep(sweepCtx, log, store, c.SweepInterval)
+	}()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("serving", zap.String("addr", addr), zap.String("mode", "embedded"), zap.String("data_dir", c.DataDir),
+		zap.Uint("shard", c.Shard), zap.String("version", version), zap.Duration("startup", time.Since(started)))
+	if m.Ready != nil {
+		m.Ready <- addr
+	}
+
+	select {
+	case err = <-serveErr:
+		log.Error("listener failed", zap.Error(err))
+	case <-ctx.Done():
+		log.Info("shutdown: draining in-flight requests")
+	}
+	svc.SetDraining()
+	shCtx, cancel := context.WithTimeout(context.Background(), c.ShutdownGrace)
+	defer cancel()
+	if serr := srv.ShutdownWithContext(shCtx); serr != nil {
+		log.Warn("shutdown: grace period over with requests in flight", zap.Error(serr))
+	}
+	stopSweep()
+	<-sweepDone
+	log.Info("shutdown: listener closed, requests drained")
+	return err
+}
+
+// newServer configures fasthttp: body and header limits, timeouts, and
+// JSON errors for what fasthttp refuses before the handler runs.
+func newServer(svc *generate.Service, log *zap.Logger, timeout time.Duration) *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:               svc.Handle,
+		Name:                  "idgen",
+		NoDefaultServerHeader: true,
+		MaxRequestBodySize:    64 << 10,
+		ReadBufferSize:        8 << 10,
+		ReadTimeout:           timeout + 5*time.Second,
+		WriteTimeout:          timeout + 5*time.Second,
+		IdleTimeout:           90 * time.Second,
+		ReduceMemoryUsage:     false,
+		ErrorHandler: func(c *fasthttp.RequestCtx, err error) {
+			var e *generate.Error
+			switch {
+			case errors.Is(err, fasthttp.ErrBodyTooLarge):
+				e = generate.Errorf(generate.CodeBodyTooLarge, "request body is larger than 64 KiB")
+			case isSmallBuffer(err):
+				e = generate.Errorf(generate.CodeHeaderTooLarge, "request headers are larger than 8 KiB")
+			default:
+				e = generate.Errorf(generate.CodeInvalidRequest, "malformed HTTP request")
+			}
+			log.Debug("request refused by the HTTP parser", zap.Error(err))
+			generate.WriteError(c, e)
+		},
+	}
+}
+
+func isSmallBuffer(err error) bool {
+	var se *fasthttp.ErrSmallBuffer
+	return errors.As(err, &se)
+}
+
+// rangeCheck fails when the generator has nothing left and cannot claim.
+func rangeCheck(gen *generator.Generator) func(context.Context) error {
+	return func(context.Context) error {
+		st := gen.Stats()
+		if st.Headroom == 0 && st.LastError != "" {
+			return fmt.Errorf("no counter range left and the last claim failed: %s", st.LastError)
+		}
+		return nil
+	}
+}
+
+type selfMembership struct{ m generate.Member }
+
+func (s selfMembership) Members(context.Context) ([]generate.Member, error) {
+	return []generate.Member{s.m}, nil
+}
+
+// sweep compensates pending IDs past their deadline (reason "timeout"). In
+// embedded mode one process owns the store, so one sweeper runs.
+func sweep(ctx context.Context, log *zap.Logger, store *boltstore.Store, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now().UnixMilli()
+		ids, err := store.Expired(ctx, now, 1000)
+		if err != nil {
+			log.Warn("sweeper: listing expired IDs", zap.Error(err))
+			continue
+		}
+		for _, id := range ids {
+			_, out, err := store.Transition(ctx, id, registry.Change{To: registry.Compensated, From: registry.Pending, Reason: "timeout", Actor: "system", NowMS: now})
+			if errors.Is(err, registry.ErrConflict) {
+				continue // committed meanwhile: not ours to compensate
+			}
+			if err != nil {
+				log.Warn("sweeper: compensating", zap.Stringer("id", id), zap.Error(err))
+				continue
+			}
+			log.Info("saga transition", zap.Stringer("id", id), zap.String("state", "compensated"), zap.Stringer("outcome", out), zap.String("reason", "timeout"))
+		}
+		if _, err := store.PurgeIdempotency(ctx, now-(24*time.Hour).Milliseconds(), 1000); err != nil {
+			log.Warn("sweeper: purging idempotency keys", zap.Error(err))
+		}
+	}
+}

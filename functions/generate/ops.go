@@ -1,0 +1,114 @@
+package generate
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/idgen/idgen/shared/logring"
+)
+
+func (s *Service) instances(c *fasthttp.RequestCtx, _ *reqLog) error {
+	if s.d.Membership == nil {
+		return writeJSON(c, fasthttp.StatusOK, map[string]any{"instances": []Member{}})
+	}
+	ctx, cancel := s.requestContext()
+	defer cancel()
+	ms, err := s.d.Membership.Members(ctx)
+	if err != nil {
+		return Errorf(CodeUnavailable, "cannot list instances: %v", err)
+	}
+	return writeJSON(c, fasthttp.StatusOK, map[string]any{"instances": ms})
+}
+
+type checkView struct {
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+}
+
+// Status values of /health.
+const (
+	StatusOK       = "ok"
+	StatusDegraded = "degraded"
+	StatusDown     = "down"
+)
+
+// HealthReport runs every check and folds the result.
+func (s *Service) HealthReport(ctx context.Context) (string, map[string]checkView) {
+	status := StatusOK
+	checks := make(map[string]checkView, len(s.d.Checks)+1)
+	for _, ch := range s.d.Checks {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := ch.Run(cctx)
+		cancel()
+		if err == nil {
+			checks[ch.Name] = checkView{Status: StatusOK}
+			continue
+		}
+		v := checkView{Status: StatusDegraded, Error: err.Error()}
+		if ch.Critical {
+			v.Status = StatusDown
+			status = StatusDown
+		} else if status == StatusOK {
+			status = StatusDegraded
+		}
+		checks[ch.Name] = v
+	}
+	if s.draining.Load() {
+		checks["shutdown"] = checkView{Status: StatusDown, Error: "draining for shutdown"}
+		status = StatusDown
+	}
+	return status, checks
+}
+
+func (s *Service) health(c *fasthttp.RequestCtx, _ *reqLog) error {
+	if string(c.Path()) == "/health/live" {
+		return writeJSON(c, fasthttp.StatusOK, map[string]string{"status": StatusOK})
+	}
+	ctx, cancel := s.requestContext()
+	defer cancel()
+	status, checks := s.HealthReport(ctx)
+	code := fasthttp.StatusOK
+	if status == StatusDown {
+		code = fasthttp.StatusServiceUnavailable
+		c.Response.Header.Set("Retry-After", "1")
+	}
+	if string(c.Path()) == "/health/ready" {
+		return writeJSON(c, code, map[string]string{"status": status})
+	}
+	return writeJSON(c, code, map[string]any{"status": status, "checks": checks})
+}
+
+func (s *Service) logs(c *fasthttp.RequestCtx, _ *reqLog) error {
+	args := c.QueryArgs()
+	q := logring.Query{MinLevel: zapcore.DebugLevel, RequestID: string(args.Peek("request_id")), Limit: 100}
+	if lv := args.Peek("level"); len(lv) > 0 {
+		if err := q.MinLevel.UnmarshalText(lv); err != nil {
+			return Errorf(CodeInvalidRequest, "level must be debug, info, warn or error")
+		}
+	}
+	if l := args.Peek("limit"); len(l) > 0 {
+		n, err := strconv.Atoi(string(l))
+		if err != nil || n < 1 || n > 1000 {
+			return Errorf(CodeInvalidRequest, "limit must be between 1 and 1000")
+		}
+		q.Limit = n
+	}
+	entries := s.d.Logs.Entries(q)
+	out := make([]json.RawMessage, len(entries))
+	for i, e := range entries {
+		out[i] = e.JSON
+	}
+	return writeJSON(c, fasthttp.StatusOK, map[string]any{"entries": out})
+}
+
+func (s *Service) metrics(c *fasthttp.RequestCtx, _ *reqLog) error {
+	fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(s.d.Metrics.Registry, promhttp.HandlerOpts{}))(c)
+	return nil
+}

@@ -1,0 +1,281 @@
+// Package generate is the HTTP face of idgen: POST /generate and the saga,
+// read and operations endpoints of CONTRACT.md, on fasthttp. The same Handle
+// serves the fasthttp listener and the Lambda adapter (one code path).
+//
+// Invariants: an ID reaches a client only after its record is registered;
+// every answer is JSON, errors in the {"error": {"code", "message"}} form with
+// the status of the one code table (errors.go); bad input changes no state;
+// every log line of a request carries its request ID.
+package generate
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/idgen/idgen/shared/generator"
+	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/logring"
+	"github.com/idgen/idgen/shared/registry"
+)
+
+// IDSource hands out fresh IDs (the generator).
+type IDSource interface {
+	NextN(ctx context.Context, n int, dst []idcodec.ID) ([]idcodec.ID, error)
+	Stats() generator.Stats
+}
+
+// Registry stores issued IDs and their saga state.
+type Registry interface {
+	Register(ctx context.Context, iss registry.Issue, idemTTLMS, nowMS int64) (*registry.IdemEntry, error)
+	Get(ctx context.Context, id idcodec.ID) (registry.Record, error)
+	Transition(ctx context.Context, id idcodec.ID, ch registry.Change) (registry.Record, registry.Outcome, error)
+}
+
+// Membership lists the live instances.
+type Membership interface {
+	Members(ctx context.Context) ([]Member, error)
+}
+
+// Member is one live instance, as /instances shows it.
+type Member struct {
+	Worker    uint16    `json:"worker"`
+	Shard     uint8     `json:"shard"`
+	Address   string    `json:"address"`
+	Version   string    `json:"version,omitempty"`
+	StartedAt time.Time `json:"started_at"`
+}
+
+// Check is one health check. A failing critical check makes the service
+// "down" (503); any other failure makes it "degraded".
+type Check struct {
+	Name     string
+	Critical bool
+	Run      func(ctx context.Context) error
+}
+
+// Config of the service; the zero value means the documented defaults.
+type Config struct {
+	// Dev turns authentication off (the only way to run without it).
+	Dev bool
+	// RequestTimeout bounds the work of one request. Default 5s.
+	RequestTimeout time.Duration
+	// IdempotencyTTL is how long an Idempotency-Key answers the same. Default 24h.
+	IdempotencyTTL time.Duration
+	// MaxBody is the largest request body. Default 64 KiB.
+	MaxBody int
+	// MaxMetadata is the largest "metadata" object. Default 1 KiB.
+	MaxMetadata int
+	// MaxTimeout is the largest "timeout_ms". Default 7 days.
+	MaxTimeout time.Duration
+	// Now is the clock for records; nil = time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 5 * time.Second
+	}
+	if c.IdempotencyTTL == 0 {
+		c.IdempotencyTTL = 24 * time.Hour
+	}
+	if c.MaxBody == 0 {
+		c.MaxBody = 64 << 10
+	}
+	if c.MaxMetadata == 0 {
+		c.MaxMetadata = 1 << 10
+	}
+	if c.MaxTimeout == 0 {
+		c.MaxTimeout = 7 * 24 * time.Hour
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Deps are the collaborators of the service.
+type Deps struct {
+	IDs        IDSource
+	Registry   Registry
+	Membership Membership
+	Checks     []Check
+	Logger     *zap.Logger
+	Logs       *logring.Ring
+	Metrics    *Metrics
+}
+
+// Service handles the HTTP API. Safe for concurrent use.
+type Service struct {
+	cfg      Config
+	d        Deps
+	log      *zap.Logger
+	draining atomic.Bool
+	reqSeq   atomic.Uint64
+	reqPfx   string
+}
+
+// New returns a Service. Deps.IDs and Deps.Registry are required.
+func New(cfg Config, d Deps) *Service {
+	cfg = cfg.withDefaults()
+	if d.Logger == nil {
+		d.Logger = zap.NewNop()
+	}
+	if d.Logs == nil {
+		d.Logs = logring.New(0)
+	}
+	if d.Metrics == nil {
+		d.Metrics = NewMetrics(d.IDs)
+	}
+	var p [4]byte
+	_, _ = rand.Read(p[:])
+	return &Service{cfg: cfg, d: d, log: d.Logger, reqPfx: hex.EncodeToString(p[:]) + "-"}
+}
+
+// SetDraining makes /health/ready answer 503 so load balancers stop sending
+// new requests before shutdown.
+func (s *Service) SetDraining() { s.draining.Store(true) }
+
+// Handle serves one request.
+func (s *Service) Handle(c *fasthttp.RequestCtx) {
+	start := time.Now()
+	rid := string(c.Request.Header.Peek("X-Request-ID"))
+	if !validRequestID(rid) {
+		rid = s.reqPfx + strconv.FormatUint(s.reqSeq.Add(1), 36)
+	}
+	c.Response.Header.Set("X-Request-ID", rid)
+	log := &reqLog{base: s.log, rid: rid}
+	route := s.route(c, log)
+	status := c.Response.StatusCode()
+	s.d.Metrics.observeRequest(route, status, time.Since(start).Seconds())
+	if ce := s.log.Check(zap.DebugLevel, "request"); ce != nil {
+		ce.Write(zap.String(logring.RequestIDKey, rid), zap.String("method", string(c.Method())), zap.String("route", route), zap.Int("status", status), zap.Duration("latency", time.Since(start)))
+	}
+}
+
+func validRequestID(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// route dispatches and returns the route label for metrics.
+func (s *Service) route(c *fasthttp.RequestCtx, log *reqLog) string {
+	path := string(c.Path())
+	var (
+		route  string
+		method = fasthttp.MethodGet
+		h      func(*fasthttp.RequestCtx, *reqLog) error
+	)
+	switch {
+	case path == "/generate":
+		route, method, h = path, fasthttp.MethodPost, s.generate
+	case path == "/commit":
+		route, method, h = path, fasthttp.MethodPost, s.commit
+	case path == "/compensate":
+		route, method, h = path, fasthttp.MethodPost, s.compensate
+	case len(path) > len("/ids/") && path[:len("/ids/")] == "/ids/":
+		route, h = "/ids/{id}", s.getID
+	case path == "/instances":
+		route, h = path, s.instances
+	case path == "/health", path == "/health/live", path == "/health/ready":
+		route, h = path, s.health
+	case path == "/logs":
+		route, h = path, s.logs
+	case path == "/metrics":
+		route, h = path, s.metrics
+	default:
+		s.fail(c, log, Errorf(CodeNotFound, "no route %s", path))
+		return "other"
+	}
+	if string(c.Method()) != method {
+		c.Response.Header.Set("Allow", method)
+		s.fail(c, log, Errorf(CodeMethodNotAllowed, "%s needs %s", route, method))
+		return route
+	}
+	if err := h(c, log); err != nil {
+		s.fail(c, log, err)
+	}
+	return route
+}
+
+// fail writes the JSON error for err; unknown errors are logged here, once.
+func (s *Service) fail(c *fasthttp.RequestCtx, log *reqLog, err error) {
+	e, known := toError(err)
+	if !known {
+		log.L().Error("request failed", zap.Error(err))
+	} else if e.Code == CodeUnavailable {
+		log.L().Warn("request refused: unavailable", zap.Error(err))
+	}
+	if e.Code == CodeUnavailable {
+		c.Response.Header.Set("Retry-After", "1")
+	}
+	WriteError(c, e)
+}
+
+// WriteError writes e as the JSON error body with its status. The fasthttp
+// server's ErrorHandler uses it too.
+func WriteError(c *fasthttp.RequestCtx, e *Error) {
+	body, _ := json.Marshal(struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}{Error: struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}{e.Code, e.Message}})
+	c.Response.Header.SetContentType("application/json")
+	c.SetStatusCode(e.Status())
+	c.SetBody(body)
+}
+
+func writeJSON(c *fasthttp.RequestCtx, status int, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	c.Response.Header.SetContentType("application/json")
+	c.SetStatusCode(status)
+	c.SetBody(body)
+	return nil
+}
+
+// requestContext derives the per-request deadline. fasthttp's RequestCtx has
+// none and must not escape into goroutines, so work runs on this context.
+func (s *Service) requestContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+}
+
+// subject is the authenticated caller; "dev" in development mode.
+func (s *Service) subject(*fasthttp.RequestCtx) string { return "dev" }
+
+// reqLog builds the request-scoped logger on first use: most requests log
+// nothing, and cloning the encoders for every request costs more than the
+// rest of the hot path.
+type reqLog struct {
+	base *zap.Logger
+	rid  string
+	l    *zap.Logger
+}
+
+// L returns the logger carrying the request ID.
+func (r *reqLog) L() *zap.Logger {
+	if r.l == nil {
+		r.l = r.base.With(zap.String(logring.RequestIDKey, r.rid))
+	}
+	return r.l
+}

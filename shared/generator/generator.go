@@ -1,0 +1,390 @@
+// Package generator is the hot path of idgen: it hands out IDs from an
+// in-memory counter range with one atomic add, and keeps a second range
+// claimed in the background (double buffer) so callers do not wait on the
+// range source under steady load.
+//
+// Invariants: every counter value is handed out at most once (ranges come from
+// a RangeSource that never repeats a range, and each value of a range is taken
+// by exactly one atomic add); a batch is one contiguous run of counters with one
+// timestamp, so its IDs are in increasing order; timestamps never go back
+// within a Generator. Counters skipped at the end of a range (a batch that did
+// not fit) are burnt, never reused.
+package generator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/idgen/idgen/shared/idcodec"
+)
+
+// ErrUnavailable means no counter range is available right now (the range
+// source failed and the claimed ranges are used up) or the instance may not
+// issue (worker slot lost). Callers answer 503 with Retry-After.
+var ErrUnavailable = errors.New("generator: no ID range available")
+
+// ErrBatchSize means a batch larger than Config.MaxBatch was asked for.
+var ErrBatchSize = errors.New("generator: batch size out of range")
+
+// ErrClosed is returned after Close.
+var ErrClosed = errors.New("generator: closed")
+
+// Config of a Generator. The zero value means the documented defaults.
+type Config struct {
+	// Shard stamped into every ID (0..63). Default 0.
+	Shard uint8
+	// InitialStep is the size of the first range claimed: small, so that a
+	// cold start that scales back to zero burns few counters. Default 1000.
+	InitialStep uint64
+	// MinStep and MaxStep bound the adaptive step. Defaults 1000 and 1<<22.
+	// MinStep must be at least MaxBatch so any batch fits one range.
+	MinStep, MaxStep uint64
+	// TargetLifetime is how long one range should last: the step doubles when
+	// a range is claimed sooner than half of it after the previous claim, and
+	// halves when later than twice of it. Default 10s.
+	TargetLifetime time.Duration
+	// PrefetchRatio is the fraction of a range used before the next range is
+	// claimed in the background. Default 0.5.
+	PrefetchRatio float64
+	// MaxBatch is the largest count accepted by NextN. Default 1000.
+	MaxBatch int
+	// ClaimTimeout bounds one background claim. Default 10s.
+	ClaimTimeout time.Duration
+	// RetryAfter is how long callers are told to wait after a failed claim;
+	// during it no new claim is started by the hot path. Default 1s.
+	RetryAfter time.Duration
+	// Clock stamps timestamps; nil means a fresh Clock on time.Now.
+	Clock *idcodec.Clock
+}
+
+func (c Config) withDefaults() Config {
+	if c.InitialStep == 0 {
+		c.InitialStep = 1000
+	}
+	if c.MinStep == 0 {
+		c.MinStep = 1000
+	}
+	if c.MaxStep == 0 {
+		c.MaxStep = 1 << 22
+	}
+	if c.TargetLifetime == 0 {
+		c.TargetLifetime = 10 * time.Second
+	}
+	if c.PrefetchRatio == 0 {
+		c.PrefetchRatio = 0.5
+	}
+	if c.MaxBatch == 0 {
+		c.MaxBatch = 1000
+	}
+	if c.ClaimTimeout == 0 {
+		c.ClaimTimeout = 10 * time.Second
+	}
+	if c.RetryAfter == 0 {
+		c.RetryAfter = time.Second
+	}
+	if c.Clock == nil {
+		c.Clock = &idcodec.Clock{}
+	}
+	return c
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.Shard > idcodec.MaxShard:
+		return fmt.Errorf("generator: shard %d out of range 0..%d", c.Shard, idcodec.MaxShard)
+	case c.MinStep > c.MaxStep:
+		return fmt.Errorf("generator: min step %d above max step %d", c.MinStep, c.MaxStep)
+	case c.MinStep < uint64(c.MaxBatch):
+		return fmt.Errorf("generator: min step %d below max batch %d", c.MinStep, c.MaxBatch)
+	case c.InitialStep < c.MinStep || c.InitialStep > c.MaxStep:
+		return fmt.Errorf("generator: initial step %d outside [%d, %d]", c.InitialStep, c.MinStep, c.MaxStep)
+	case c.PrefetchRatio <= 0 || c.PrefetchRatio >= 1:
+		return fmt.Errorf("generator: prefetch ratio %v outside (0, 1)", c.PrefetchRatio)
+	}
+	return nil
+}
+
+// segment is one claimed range being used by atomic adds.
+type segment struct {
+	next       atomic.Uint64 // next counter to hand out; may overshoot end
+	_          [56]byte      // keep the hot counter on its own cache line
+	end        uint64
+	prefetchAt uint64
+}
+
+func newSegment(r Range, ratio float64) *segment {
+	s := &segment{end: r.End, prefetchAt: r.Start + uint64(float64(r.Len())*ratio)}
+	s.next.Store(r.Start)
+	return s
+}
+
+func (s *segment) remaining() uint64 {
+	n := s.next.Load()
+	if n >= s.end {
+		return 0
+	}
+	return s.end - n
+}
+
+// Stats is a snapshot of a Generator's counters, for metrics.
+type Stats struct {
+	Claims       uint64 // ranges claimed successfully
+	ClaimErrors  uint64 // failed claims
+	Step         uint64 // size of the next claim
+	Headroom     uint64 // counters left in the current and the prefetched range
+	LastClaimDur time.Duration
+	LastError    string // error of the last claim when it failed, "" after a success
+}
+
+// Generator issues IDs. It is safe for concurrent use.
+type Generator struct {
+	cfg    Config
+	src    RangeSource
+	worker WorkerSource
+	clock  *idcodec.Clock
+
+	cur atomic.Pointer[segment]
+
+	ctx    context.Context // cancelled by Close; parent of background claims
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu          sync.Mutex
+	next        *segment      // prefetched range, guarded by mu
+	claiming    bool          // a claim is in flight
+	claimDone   chan struct{} // closed when the in-flight claim ends
+	lastErr     error         // error of the last claim, until reported
+	lastFailure string        // error of the last claim when it failed
+	failedUntil time.Time     // no new claim from the hot path before this
+	step        uint64
+	lastClaimAt time.Time
+	closed      bool
+
+	claims, claimErrors atomic.Uint64
+	lastClaimDur        atomic.Int64
+}
+
+// New returns a Generator that claims ranges from src and stamps the worker
+// slot of worker. It claims nothing until the first ID is asked for (lazy cold
+// start) unless Warm is called.
+func New(src RangeSource, worker WorkerSource, cfg Config) (*Generator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Generator{cfg: cfg, src: src, worker: worker, clock: cfg.Clock, step: cfg.InitialStep, ctx: ctx, cancel: cancel}, nil
+}
+
+// Warm claims the first range now (and waits for it), so the first request
+// does not pay for the claim.
+func (g *Generator) Warm(ctx context.Context) error {
+	return g.advance(ctx, nil)
+}
+
+// Next returns one fresh ID.
+func (g *Generator) Next(ctx context.Context) (idcodec.ID, error) {
+	var out [1]idcodec.ID
+	_, err := g.fill(ctx, out[:])
+	return out[0], err
+}
+
+// NextN appends n fresh IDs in increasing order to dst: one contiguous run of
+// counters with one timestamp.
+func (g *Generator) NextN(ctx context.Context, n int, dst []idcodec.ID) ([]idcodec.ID, error) {
+	if n < 1 || n > g.cfg.MaxBatch {
+		return dst, fmt.Errorf("%w: %d not in 1..%d", ErrBatchSize, n, g.cfg.MaxBatch)
+	}
+	start := len(dst)
+	dst = append(dst, make([]idcodec.ID, n)...)
+	if _, err := g.fill(ctx, dst[start:]); err != nil {
+		return dst[:start], err
+	}
+	return dst, nil
+}
+
+// fill writes len(out) consecutive IDs into out.
+func (g *Generator) fill(ctx context.Context, out []idcodec.ID) (int, error) {
+	n := uint64(len(out))
+	first, err := g.take(ctx, n)
+	if err != nil {
+		return 0, err
+	}
+	now := g.clock.Read()
+	w, err := g.worker.Worker(now)
+	if err != nil {
+		// The counters are burnt: they were taken but are never stamped.
+		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	f := idcodec.Fields{TimestampMS: g.clock.Observe(now), Worker: w, Shard: g.cfg.Shard}
+	for i := range out {
+		f.Counter = first + uint64(i)
+		out[i] = idcodec.MustCompose(f)
+	}
+	return len(out), nil
+}
+
+// take reserves n consecutive counters and returns the first.
+func (g *Generator) take(ctx context.Context, n uint64) (uint64, error) {
+	for {
+		s := g.cur.Load()
+		if s != nil {
+			v := s.next.Add(n)
+			if v <= s.end {
+				if first := v - n; first <= s.prefetchAt && v > s.prefetchAt {
+					g.prefetch() // exactly one taker crosses the mark
+				}
+				return v - n, nil
+			}
+		}
+		if err := g.advance(ctx, s); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// prefetch starts a background claim unless one is running or done.
+func (g *Generator) prefetch() {
+	g.mu.Lock()
+	g.startClaimLocked()
+	g.mu.Unlock()
+}
+
+func (g *Generator) startClaimLocked() {
+	if g.claiming || g.next != nil || g.closed {
+		return
+	}
+	g.claiming = true
+	g.claimDone = make(chan struct{})
+	g.wg.Add(1)
+	go g.claim(g.claimDone)
+}
+
+// claim runs one claim against the source and publishes the result.
+func (g *Generator) claim(done chan struct{}) {
+	defer g.wg.Done()
+	g.mu.Lock()
+	step := g.step
+	g.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.ClaimTimeout)
+	t0 := time.Now()
+	r, err := g.src.ClaimRange(ctx, step)
+	cancel()
+	dur := time.Since(t0)
+	g.lastClaimDur.Store(int64(dur))
+	if err == nil && r.Len() < uint64(g.cfg.MaxBatch) {
+		err = fmt.Errorf("range source returned %d counters, fewer than max batch %d", r.Len(), g.cfg.MaxBatch)
+	}
+
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.claiming = false
+	if err != nil {
+		g.claimErrors.Add(1)
+		g.lastErr = err
+		g.lastFailure = err.Error()
+		g.failedUntil = time.Now().Add(g.cfg.RetryAfter)
+	} else {
+		g.claims.Add(1)
+		g.lastFailure = ""
+		g.next = newSegment(r, g.cfg.PrefetchRatio)
+		g.adaptStepLocked(t0)
+	}
+	close(done)
+}
+
+// adaptStepLocked sizes the next claim from the time since the previous one.
+func (g *Generator) adaptStepLocked(now time.Time) {
+	if !g.lastClaimAt.IsZero() {
+		since := now.Sub(g.lastClaimAt)
+		switch {
+		case since < g.cfg.TargetLifetime/2 && g.step < g.cfg.MaxStep:
+			g.step = min(g.step*2, g.cfg.MaxStep)
+		case since > g.cfg.TargetLifetime*2 && g.step > g.cfg.MinStep:
+			g.step = max(g.step/2, g.cfg.MinStep)
+		}
+	}
+	g.lastClaimAt = now
+}
+
+// advance replaces the exhausted segment old with the prefetched one,
+// claiming (and waiting for) a range when none is ready.
+func (g *Generator) advance(ctx context.Context, old *segment) error {
+	g.mu.Lock()
+	for {
+		if g.closed {
+			g.mu.Unlock()
+			return ErrClosed
+		}
+		if g.cur.Load() != old {
+			g.mu.Unlock()
+			return nil
+		}
+		if g.next != nil {
+			g.cur.Store(g.next)
+			g.next = nil
+			g.mu.Unlock()
+			return nil
+		}
+		if g.lastErr != nil || (!g.claiming && time.Now().Before(g.failedUntil)) {
+			err := g.lastErr
+			g.lastErr = nil
+			g.mu.Unlock()
+			if err == nil {
+				err = errors.New("last claim failed")
+			}
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		g.startClaimLocked()
+		done := g.claimDone
+		g.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+		}
+		g.mu.Lock()
+	}
+}
+
+// RetryAfter is the wait to advise callers after ErrUnavailable.
+func (g *Generator) RetryAfter() time.Duration { return g.cfg.RetryAfter }
+
+// Stats returns a snapshot for metrics.
+func (g *Generator) Stats() Stats {
+	g.mu.Lock()
+	step, lastFailure := g.step, g.lastFailure
+	var head uint64
+	if g.next != nil {
+		head = g.next.remaining()
+	}
+	g.mu.Unlock()
+	if s := g.cur.Load(); s != nil {
+		head += s.remaining()
+	}
+	return Stats{
+		Claims:       g.claims.Load(),
+		ClaimErrors:  g.claimErrors.Load(),
+		Step:         step,
+		Headroom:     head,
+		LastClaimDur: time.Duration(g.lastClaimDur.Load()),
+		LastError:    lastFailure,
+	}
+}
+
+// Close stops background claims and waits for them. IDs already handed out
+// stay valid; later calls return ErrClosed once the current range is used up.
+func (g *Generator) Close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	g.cancel()
+	g.wg.Wait()
+}

@@ -1,0 +1,280 @@
+// Package boltstore is the embedded backend of idgen: one bbolt file holding
+// the shard range counters and the registry of issued IDs.
+//
+// Invariants: a counter range is fsynced before ClaimRange returns it, so a
+// restart (or SIGKILL, or power loss) never hands out a counter again;
+// registrations and transitions are group-committed: every call waiting when
+// a write transaction starts rides in it, and no call returns before the
+// transaction (with its fsync) is committed. There is no timer: while one
+// transaction commits, the next batch accumulates. A failing operation writes
+// nothing; a failing commit fails every operation of the batch.
+package boltstore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/idgen/idgen/shared/generator"
+	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/registry"
+)
+
+var (
+	bucketMeta      = []byte("meta")
+	bucketIDs       = []byte("ids")
+	bucketIdem      = []byte("idem")
+	bucketDeadlines = []byte("deadlines")
+)
+
+// FileName is the store's file inside the data directory.
+const FileName = "idgen.db"
+
+// Config of a Store; the zero value means the documented defaults.
+type Config struct {
+	// Dir is the data directory, created if missing. Default "./data".
+	Dir string
+	// Shard whose counter ClaimRange advances. Default 0.
+	Shard uint8
+	// MaxBatch bounds the operations of one write transaction. Default 4096.
+	MaxBatch int
+	// OpenTimeout bounds waiting for the file lock held by another process.
+	// Default 2s.
+	OpenTimeout time.Duration
+	// NoSync skips fsync (tests of other packages only; never in service).
+	NoSync bool
+	// Observe, when set, is told the size and duration of every committed
+	// batch (metrics).
+	Observe func(ops int, d time.Duration)
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	if c.Shard > idcodec.MaxShard {
+		return fmt.Errorf("boltstore: shard %d out of range", c.Shard)
+	}
+	if c.MaxBatch < 0 {
+		return errors.New("boltstore: negative max batch")
+	}
+	return nil
+}
+
+// op is one unit of work of a group commit. fn must check everything before
+// it writes, so that an error leaves the transaction as it found it.
+type op struct {
+	fn   func(tx *bbolt.Tx) error
+	done chan error
+}
+
+// Store is the embedded registry and range source. Safe for concurrent use.
+type Store struct {
+	cfg Config
+	db  *bbolt.DB
+	ops chan *op
+
+	closeOnce sync.Once
+	quit      chan struct{}
+	flushed   chan struct{} // closed when the flusher has exited
+	mu        sync.RWMutex  // held for reading while enqueueing, for writing by Close
+	closed    bool
+}
+
+var (
+	_ generator.RangeSource = (*Store)(nil)
+)
+
+// Open opens (or creates) the store in cfg.Dir and starts its flusher.
+func Open(cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Dir == "" {
+		cfg.Dir = "./data"
+	}
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = 4096
+	}
+	if cfg.OpenTimeout == 0 {
+		cfg.OpenTimeout = 2 * time.Second
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("boltstore: %w", err)
+	}
+	path := filepath.Join(cfg.Dir, FileName)
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout:        cfg.OpenTimeout,
+		NoSync:         cfg.NoSync,
+		FreelistType:   bbolt.FreelistMapType,
+		NoFreelistSync: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketIDs, bucketIdem, bucketDeadlines} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("boltstore: init %s: %w", path, err)
+	}
+	s := &Store{cfg: cfg, db: db, ops: make(chan *op, cfg.MaxBatch), quit: make(chan struct{}), flushed: make(chan struct{})}
+	go s.flusher()
+	return s, nil
+}
+
+// do runs fn in the next group-committed write transaction and waits for
+// the commit, or for ctx (the op may still commit later in that case).
+func (s *Store) do(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
+	o := &op{fn: fn, done: make(chan error, 1)}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return registry.ErrClosed
+	}
+	select {
+	case s.ops <- o:
+		s.mu.RUnlock()
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return fmt.Errorf("%w: %w", registry.ErrUnavailable, ctx.Err())
+	}
+	select {
+	case err := <-o.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", registry.ErrUnavailable, ctx.Err())
+	}
+}
+
+// flusher commits everything queued in one transaction, over and over,
+// until Close; then it drains the queue.
+func (s *Store) flusher() {
+	defer close(s.flushed)
+	batch := make([]*op, 0, s.cfg.MaxBatch)
+	errs := make([]error, 0, s.cfg.MaxBatch)
+	for {
+		var first *op
+		select {
+		case first = <-s.ops:
+		case <-s.quit:
+			// Close holds mu, so nothing new arrives: drain what is queued.
+			for {
+				select {
+				case o := <-s.ops:
+					s.commit(append(batch[:0], o), errs)
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < s.cfg.MaxBatch {
+			select {
+			case o := <-s.ops:
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
+		s.commit(batch, errs)
+	}
+}
+
+func (s *Store) commit(batch []*op, errs []error) {
+	t0 := time.Now()
+	errs = errs[:0]
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		for _, o := range batch {
+			errs = append(errs, o.fn(tx))
+		}
+		return nil
+	})
+	if s.cfg.Observe != nil {
+		s.cfg.Observe(len(batch), time.Since(t0))
+	}
+	for i, o := range batch {
+		if err != nil {
+			o.done <- fmt.Errorf("%w: commit: %w", registry.ErrUnavailable, err)
+		} else {
+			o.done <- errs[i]
+		}
+	}
+}
+
+// Close stops accepting work, commits what is queued and closes the file.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		close(s.quit)
+		<-s.flushed
+		err = s.db.Close()
+	})
+	return err
+}
+
+// Ping checks that the file is readable.
+func (s *Store) Ping(context.Context) error {
+	return s.db.View(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketMeta) == nil {
+			return fmt.Errorf("%w: meta bucket missing", registry.ErrCorrupt)
+		}
+		return nil
+	})
+}
+
+func counterKey(shard uint8) []byte { return []byte{'c', shard} }
+
+// ClaimRange advances the shard's counter by n and returns the old value..new
+// value, after the fsync of the commit.
+func (s *Store) ClaimRange(ctx context.Context, n uint64) (generator.Range, error) {
+	var r generator.Range
+	err := s.do(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketMeta)
+		var next uint64
+		if v := b.Get(counterKey(s.cfg.Shard)); v != nil {
+			next = binary.BigEndian.Uint64(v)
+		}
+		if next+n > idcodec.MaxCounter || next+n < next {
+			return fmt.Errorf("boltstore: shard %d counter exhausted", s.cfg.Shard)
+		}
+		var buf [8]byte
+		binary.BigEndian.PutUint64(buf[:], next+n)
+		if err := b.Put(counterKey(s.cfg.Shard), buf[:]); err != nil {
+			return err
+		}
+		r = generator.Range{Start: next, End: next + n}
+		return nil
+	})
+	if err != nil {
+		return generator.Range{}, fmt.Errorf("boltstore: claim range: %w", err)
+	}
+	return r, nil
+}
+
+// Counter returns the shard's next unclaimed counter (its high-water mark).
+func (s *Store) Counter() (uint64, error) {
+	var next uint64
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(counterKey(s.cfg.Shard)); v != nil {
+			next = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	return next, err
+}
