@@ -222,11 +222,7 @@ func (g *Generator) fill(ctx context.Context, out []idcodec.ID) (int, error) {
 		// The counters are burnt: they were taken but are never stamped.
 		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	f := idcodec.Fields{TimestampMS: g.clock.Observe(now), Worker: w, Shard: g.cfg.Shard}
-	for i := range out {
-		f.Counter = first + uint64(i)
-		out[i] = idcodec.MustCompose(f)
-	}
+	idcodec.FillRun(out, idcodec.Fields{TimestampMS: g.clock.Observe(now), Worker: w, Shard: g.cfg.Shard, Counter: first})
 	return len(out), nil
 }
 

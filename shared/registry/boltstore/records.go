@@ -39,11 +39,10 @@ func (s *Store) Register(ctx context.Context, iss registry.Issue, idemTTLMS, now
 				return fmt.Errorf("%w: %s", registry.ErrCollision, iss.Records[i].ID)
 			}
 		}
-		var buf []byte
 		for i := range iss.Records {
 			r := &iss.Records[i]
-			buf = r.AppendBinary(buf[:0])
-			if err := ids.Put(r.ID[:], buf); err != nil {
+			// bbolt keeps key and value slices until commit: one buffer each.
+			if err := ids.Put(r.ID[:], r.AppendBinary(nil)); err != nil {
 				return err
 			}
 			if r.DeadlineMS > 0 {

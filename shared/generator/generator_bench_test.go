@@ -1,0 +1,99 @@
+package generator
+
+import (
+	"context"
+	"testing"
+
+	"github.com/bwmarrin/snowflake"
+	"github.com/google/uuid"
+
+	"github.com/idgen/idgen/shared/idcodec"
+)
+
+// The hot path beside two peers, measured in the same run:
+//
+//	go test -run XXX -bench . -benchmem ./shared/generator/
+//
+// Each peer answers "one fresh unique ID"; snowflake is capped at 4096 IDs
+// per ms by design, which is part of what is compared.
+func BenchmarkHotPath(b *testing.B) {
+	g, err := New(&memSource{}, FixedWorker(1), Config{InitialStep: 1 << 22, MinStep: 1 << 22, MaxStep: 1 << 22})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.Close()
+	ctx := context.Background()
+	if err := g.Warm(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("idgen", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := g.Next(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("idgen-parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := g.Next(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+	b.Run("uuid-v7", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := uuid.NewV7(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("uuid-v7-parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := uuid.NewV7(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+	node, err := snowflake.NewNode(1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("snowflake", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = node.Generate()
+		}
+	})
+	b.Run("snowflake-parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				_ = node.Generate()
+			}
+		})
+	})
+}
+
+// BenchmarkBatch1000 is the batch path: one atomic add for 1000 IDs.
+func BenchmarkBatch1000(b *testing.B) {
+	g, err := New(&memSource{}, FixedWorker(1), Config{InitialStep: 1 << 22, MinStep: 1 << 22, MaxStep: 1 << 22})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.Close()
+	buf := make([]idcodec.ID, 0, 1000)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := g.NextN(context.Background(), 1000, buf[:0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
