@@ -203,7 +203,6 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 		defer stopPprof()
 	}
 
-
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	sweepDone := make(chan struct{})
 	go func() {

@@ -63,9 +63,9 @@ type Outcome uint8
 
 // Outcomes of Apply.
 const (
-	Applied  Outcome = iota + 1 // the state changed
-	Replayed                    // it was already in the target state: no effect
-	Tombstoned                  // null compensation: the ID was unknown, a tombstone was written
+	Applied    Outcome = iota + 1 // the state changed
+	Replayed                      // it was already in the target state: no effect
+	Tombstoned                    // null compensation: the ID was unknown, a tombstone was written
 )
 
 func (o Outcome) String() string {
