@@ -30,7 +30,7 @@ test: deps build
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 bench: deps build
-	$(GO) run ./cmd/idgen-bench
+	$(GO) run ./cmd/idgen-bench -idgen bin/idgen
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

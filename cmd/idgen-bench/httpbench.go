@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type wrkResult struct {
+	rps                float64
+	p50, p99, p999     time.Duration
+	non2xx, sockErrors int
+}
+
+var (
+	reRPS     = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	rePct     = regexp.MustCompile(`(?m)^\s+(50|99|99\.9)%\s+([0-9.]+)(us|ms|s)\s*$`)
+	reNon2xx  = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+	reSockErr = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+)
+
+const wrkScript = `wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = os.getenv("WRK_BODY") or ""
+`
+
+func runWrk(ctx context.Context, url, body string, conns int, d time.Duration) (wrkResult, error) {
+	script, err := os.CreateTemp("", "idgen-bench-*.lua")
+	if err != nil {
+		return wrkResult{}, err
+	}
+	defer os.Remove(script.Name())
+	if _, err := script.WriteString(wrkScript); err != nil {
+		return wrkResult{}, err
+	}
+	script.Close()
+	cmd := exec.CommandContext(ctx, "wrk", "-t2", "-c"+strconv.Itoa(conns), "-d"+d.String(), "--latency", "-s", script.Name(), url)
+	cmd.Env = append(os.Environ(), "WRK_BODY="+body)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return wrkResult{}, fmt.Errorf("wrk: %v: %s", err, out)
+	}
+	s := string(out)
+	m := reRPS.FindStringSubmatch(s)
+	if m == nil {
+		return wrkResult{}, fmt.Errorf("wrk output without Requests/sec: %s", s)
+	}
+	var r wrkResult
+	r.rps, _ = strconv.ParseFloat(m[1], 64)
+	for _, pm := range rePct.FindAllStringSubmatch(s, -1) {
+		v, _ := strconv.ParseFloat(pm[2], 64)
+		unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[pm[3]]
+		dd := time.Duration(v * float64(unit))
+		switch pm[1] {
+		case "50":
+			r.p50 = dd
+		case "99":
+			r.p99 = dd
+		case "99.9":
+			r.p999 = dd
+		}
+	}
+	if m := reNon2xx.FindStringSubmatch(s); m != nil {
+		r.non2xx, _ = strconv.Atoi(m[1])
+	}
+	if m := reSockErr.FindStringSubmatch(s); m != nil {
+		for _, x := range m[1:] {
+			n, _ := strconv.Atoi(x)
+			r.sockErrors += n
+		}
+	}
+	return r, nil
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// server is a child process serving HTTP.
+type server struct {
+	name, addr, path, body string
+	cmd                    *exec.Cmd
+}
+
+func startServer(name string, args []string, addr string) (*server, error) {
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	s := &server{name: name, addr: addr, cmd: cmd}
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Post("http://"+addr+"/generate", "application/json", nil)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s, nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.stop()
+	return nil, fmt.Errorf("%s did not answer on %s", name, addr)
+}
+
+func (s *server) stop() {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-done
+	}
+}
+
+func httpBench(ctx context.Context, idgen string, rounds int, d time.Duration, conns int) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	dataDir, err := os.MkdirTemp("", "idgen-bench-data-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dataDir)
+	ceilAddr, _ := freeAddr()
+	ceil, err := startServer("ceiling", []string{self, "ceiling", ceilAddr}, ceilAddr)
+	if err != nil {
+		return err
+	}
+	defer ceil.stop()
+	idAddr, _ := freeAddr()
+	emb, err := startServer("idgen embedded", []string{idgen, "serve", "--dev", "--listen", idAddr, "--data-dir", dataDir, "--log-level", "warn"}, idAddr)
+	if err != nil {
+		return err
+	}
+	defer emb.stop()
+
+	type target struct {
+		name, url, body string
+		ids             float64 // IDs per request
+	}
+	targets := []target{
+		{"ceiling: fasthttp constant body", "http://" + ceilAddr + "/generate", "", 1},
+		{"idgen embedded POST /generate", "http://" + idAddr + "/generate", "", 1},
+		{"idgen embedded count=1000", "http://" + idAddr + "/generate", `{"count":1000}`, 1000},
+	}
+	res := make([][]wrkResult, len(targets))
+	for _, t := range targets { // warm-up
+		if _, err := runWrk(ctx, t.url, t.body, conns, time.Second); err != nil {
+			return err
+		}
+	}
+	for r := 0; r < rounds; r++ {
+		for i, t := range targets {
+			w, err := runWrk(ctx, t.url, t.body, conns, d)
+			if err != nil {
+				return err
+			}
+			if w.non2xx > 0 || w.sockErrors > 0 {
+				return fmt.Errorf("%s: %d non-2xx answers, %d socket errors", t.name, w.non2xx, w.sockErrors)
+			}
+			res[i] = append(res[i], w)
+		}
+	}
+	fmt.Printf("HTTP, wrk -t2 -c%d -d%s, POST (median of %d; ratio = requests/s / ceiling requests/s)\n", conns, d, rounds)
+	fmt.Printf("%-34s %12s %9s %10s %10s %10s %14s\n", "", "requests/s", "ratio", "p50", "p99", "p99.9", "IDs/s")
+	ceilRPS := medianOf(res[0], func(w wrkResult) float64 { return w.rps })
+	for i, t := range targets {
+		rps := medianOf(res[i], func(w wrkResult) float64 { return w.rps })
+		lat := func(f func(wrkResult) time.Duration) time.Duration {
+			return time.Duration(medianOf(res[i], func(w wrkResult) float64 { return float64(f(w)) }))
+		}
+		fmt.Printf("%-34s %12.0f %8.2fx %10s %10s %10s %14.0f\n", t.name, rps, rps/ceilRPS,
+			lat(func(w wrkResult) time.Duration { return w.p50 }), lat(func(w wrkResult) time.Duration { return w.p99 }),
+			lat(func(w wrkResult) time.Duration { return w.p999 }), rps*t.ids)
+	}
+	fmt.Println(strings.Repeat("-", 60))
+	return nil
+}
+
+func medianOf(ws []wrkResult, f func(wrkResult) float64) float64 {
+	xs := make([]float64, len(ws))
+	for i, w := range ws {
+		xs[i] = f(w)
+	}
+	return median(xs)
+}
