@@ -13,8 +13,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/idgen/idgen/allocator"
 	"github.com/idgen/idgen/functions/generate"
 	"github.com/idgen/idgen/shared/generator"
+	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/logring"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/boltstore"
@@ -45,6 +47,15 @@ type ServeConfig struct {
 	ShutdownGrace  time.Duration
 	SweepInterval  time.Duration
 	PprofListen    string
+
+	ZKRoot           string
+	ZKSessionTimeout time.Duration
+	ZKTLSCA          string
+	ZKTLSCert        string
+	ZKTLSKey         string
+	ZKUser           string
+	ZKPasswordFile   string
+	Advertise        string
 }
 
 // Serve is the `idgen serve` program: ParseFlags, Run, Close. End-to-end
@@ -85,6 +96,14 @@ func (m *Serve) ParseFlags(args []string) error {
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 5*time.Second, "bound on the work of one request")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 20*time.Second, "how long SIGTERM waits for in-flight requests")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", time.Second, "how often pending IDs past their deadline are compensated")
+	fs.StringVar(&c.ZKRoot, "zookeeper-root", "/idgen", "znode under which idgen keeps its state")
+	fs.DurationVar(&c.ZKSessionTimeout, "zookeeper-session-timeout", 10*time.Second, "ZooKeeper session timeout; the worker slot lease is 2/3 of it")
+	fs.StringVar(&c.ZKTLSCA, "zookeeper-tls-ca", "", "PEM CA file: dial ZooKeeper with TLS (secureClientPort)")
+	fs.StringVar(&c.ZKTLSCert, "zookeeper-tls-cert", "", "PEM client certificate for ZooKeeper TLS")
+	fs.StringVar(&c.ZKTLSKey, "zookeeper-tls-key", "", "PEM client key for ZooKeeper TLS")
+	fs.StringVar(&c.ZKUser, "zookeeper-user", "", "ZooKeeper digest user; znodes idgen creates get its ACL")
+	fs.StringVar(&c.ZKPasswordFile, "zookeeper-password-file", "", "file holding the ZooKeeper digest password")
+	fs.StringVar(&c.Advertise, "advertise-addr", "", "address other instances and /instances show (default: the listen address)")
 	fs.StringVar(&c.PprofListen, "pprof-listen", "", "serve Go pprof profiles on this address (loopback only; empty = off)")
 	withEnvUsage(fs)
 	if err := fs.Parse(args); err != nil {
@@ -104,8 +123,8 @@ func (c *ServeConfig) Validate() error {
 	switch {
 	case c.Shard > 63:
 		return fmt.Errorf("--shard %d out of range 0..63", c.Shard)
-	case c.Zookeeper != "":
-		return errors.New("--zookeeper: the distributed allocator is not wired into serve yet (issue #3); run without it for the embedded mode")
+	case c.ZKSessionTimeout < time.Second:
+		return errors.New("--zookeeper-session-timeout must be at least 1s")
 	case c.RedisAddr != "" || c.RedisMaster != "" || c.RedisWait != 0:
 		return errors.New("--redis-addr: the Redis registry is not built yet (issue #4); run without it for the embedded mode")
 	case (c.TLSCert == "") != (c.TLSKey == ""):
@@ -169,25 +188,48 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 		}
 		log.Info("registry flushed and closed")
 	}()
-	gen, err := generator.New(store, generator.FixedWorker(0), generator.Config{Shard: uint8(c.Shard)})
-	if err != nil {
-		return err
-	}
-	defer gen.Close()
-	metrics = generate.NewMetrics(gen)
-
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", c.Listen, err)
 	}
 	addr := ln.Addr().String()
+	advertise := c.Advertise
+	if advertise == "" {
+		advertise = addr
+	}
+
+	clock := &idcodec.Clock{}
+	var (
+		src        generator.RangeSource  = store
+		worker     generator.WorkerSource = generator.FixedWorker(0)
+		membership generate.Membership    = selfMembership{generate.Member{Worker: 0, Shard: uint8(c.Shard), Address: advertise, Version: version, StartedAt: started.UTC()}}
+		checks                            = []generate.Check{{Name: "store", Critical: true, Run: store.Ping}}
+		alloc      *allocator.Allocator
+		mode       = "embedded"
+	)
+	if c.Zookeeper != "" {
+		alloc, err = openAllocator(ctx, c, log, clock.Read, store, advertise)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer alloc.Close()
+		src, worker, membership, mode = markedSource{alloc, store, log}, alloc, zkMembership{alloc}, "zookeeper"
+		checks = append(checks, zkChecks(alloc)...)
+	}
+	gen, err := generator.New(src, worker, generator.Config{Shard: uint8(c.Shard), Clock: clock})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer gen.Close()
+	metrics = generate.NewMetrics(gen)
+	if alloc != nil {
+		registerZKMetrics(metrics.Registry, alloc)
+	}
+	checks = append(checks, generate.Check{Name: "ranges", Critical: true, Run: rangeCheck(gen)})
 	svc := generate.New(generate.Config{Dev: c.Dev, RequestTimeout: c.RequestTimeout}, generate.Deps{
-		IDs: gen, Registry: store, Logger: log, Logs: ring, Metrics: metrics,
-		Membership: selfMembership{generate.Member{Worker: 0, Shard: uint8(c.Shard), Address: addr, Version: version, StartedAt: started.UTC()}},
-		Checks: []generate.Check{
-			{Name: "store", Critical: true, Run: store.Ping},
-			{Name: "ranges", Critical: true, Run: rangeCheck(gen)},
-		},
+		IDs: gen, Registry: store, Logger: log, Logs: ring, Metrics: metrics, Membership: membership, Checks: checks,
 	})
 	if err := gen.Warm(ctx); err != nil {
 		ln.Close()
@@ -212,7 +254,7 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("serving", zap.String("addr", addr), zap.String("mode", "embedded"), zap.String("data_dir", c.DataDir),
+	log.Info("serving", zap.String("addr", addr), zap.String("mode", mode), zap.String("data_dir", c.DataDir),
 		zap.Uint("shard", c.Shard), zap.String("version", version), zap.Duration("startup", time.Since(started)))
 	if m.Ready != nil {
 		m.Ready <- addr

@@ -278,3 +278,32 @@ func (s *Store) Counter() (uint64, error) {
 	})
 	return next, err
 }
+
+func highWaterKey(shard uint8) []byte { return []byte{'h', shard} }
+
+// RaiseHighWater durably records that counters below v were handed out by
+// an outside range source (ZooKeeper), so that a source restored from an old
+// snapshot is noticed at the next start. It never lowers the mark.
+func (s *Store) RaiseHighWater(ctx context.Context, v uint64) error {
+	return s.do(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketMeta)
+		if cur := b.Get(highWaterKey(s.cfg.Shard)); cur != nil && binary.BigEndian.Uint64(cur) >= v {
+			return nil
+		}
+		var buf [8]byte
+		binary.BigEndian.PutUint64(buf[:], v)
+		return b.Put(highWaterKey(s.cfg.Shard), buf[:])
+	})
+}
+
+// HighWater returns the mark RaiseHighWater recorded, or 0.
+func (s *Store) HighWater() (uint64, error) {
+	var v uint64
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		if b := tx.Bucket(bucketMeta).Get(highWaterKey(s.cfg.Shard)); b != nil {
+			v = binary.BigEndian.Uint64(b)
+		}
+		return nil
+	})
+	return v, err
+}
