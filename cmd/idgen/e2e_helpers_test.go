@@ -135,10 +135,31 @@ func (s *server) cleanup() {
 	}
 	s.client.CloseIdleConnections()
 	if s.t.Failed() {
+		dir := s.t.ArtifactDir()
 		for i, log := range s.runs {
-			s.t.Logf("--- idgen serve run %d (data dir %s) stderr:\n%s", i+1, s.dataDir, log)
+			path := filepath.Join(dir, fmt.Sprintf("idgen-serve-run%d.log", i+1))
+			if err := os.WriteFile(path, []byte(log), 0o644); err != nil {
+				s.t.Errorf("cleanup: %v", err)
+			}
+			s.t.Logf("--- idgen serve run %d (data dir %s), stderr %s (full log: %s, kept with go test -artifacts):\n%s",
+				i+1, s.dataDir, tailLines(log, failLogLines), path, lastLines(log, failLogLines))
 		}
 	}
+}
+
+// failLogLines bounds the log printed per run of a failed test.
+const failLogLines = 100
+
+func tailLines(log string, n int) string {
+	if total := strings.Count(log, "\n"); total > n {
+		return fmt.Sprintf("last %d of %d lines", n, total)
+	}
+	return "in full"
+}
+
+func lastLines(log string, n int) string {
+	lines := strings.SplitAfter(log, "\n")
+	return strings.Join(lines[max(0, len(lines)-n-1):], "")
 }
 
 func (s *server) url(path string) string { return "http://" + s.addr + path }
@@ -302,6 +323,7 @@ type load struct {
 	mu         sync.Mutex
 	statuses   map[int]int // HTTP statuses other than 200
 	connErrs   int
+	errKinds   map[string]int // connection errors by kind, for the test log
 	timeouts   []error
 	bad        []string // protocol violations (bad bodies, unordered batches)
 	afterExit  int      // requests started after the process was gone
@@ -309,7 +331,7 @@ type load struct {
 }
 
 func startIssueLoad(a api, workers int, want int64, exited func() bool) *load {
-	ld := &load{a: a, want: want, exited: exited, ids: make([][]string, workers), reqs: make([]int, workers), statuses: map[int]int{}}
+	ld := &load{a: a, want: want, exited: exited, ids: make([][]string, workers), reqs: make([]int, workers), statuses: map[int]int{}, errKinds: map[string]int{}}
 	ld.l = proc.StartLoad(context.Background(), workers, ld.step)
 	return ld
 }
@@ -343,6 +365,7 @@ func (ld *load) step(ctx context.Context, w int) bool {
 			ld.timeouts = append(ld.timeouts, err)
 		}
 		ld.connErrs++
+		ld.errKinds[errKind(err)]++
 		ld.mu.Unlock()
 		time.Sleep(5 * time.Millisecond) // the service is gone: do not spin
 		ld.mu.Lock()
@@ -356,6 +379,16 @@ func (ld *load) step(ctx context.Context, w int) bool {
 		ld.total.Add(int64(len(ids)))
 	}
 	return true
+}
+
+// errKind names a client error without its addresses: "connection
+// refused", "EOF", ...
+func errKind(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		msg = msg[i+2:]
+	}
+	return msg
 }
 
 // waitFor waits until n IDs were acknowledged (or fails the test).

@@ -108,8 +108,8 @@ func TestKillMidLoadLosesNoAcknowledgedID(t *testing.T) {
 	checkUnique(t, before, after.all())
 	_, maxBefore := counterRange(t, before)
 	minAfter, _ := counterRange(t, after.all())
-	t.Logf("%d IDs acknowledged before SIGKILL (%d requests failed), counters up to %d; after restart from %d",
-		len(before), ld.connErrs, maxBefore, minAfter)
+	t.Logf("%d IDs acknowledged before SIGKILL (%d requests failed: %v), counters up to %d; after restart from %d",
+		len(before), ld.connErrs, ld.errKinds, maxBefore, minAfter)
 	checkRegistered(t, a, sample(ld.ids, 3000, 50), "pending")
 }
 
@@ -140,8 +140,8 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	if ld.okAfterExt > 0 {
 		t.Errorf("%d requests sent after the exit were answered 200", ld.okAfterExt)
 	}
-	if ready[0] != http.StatusOK {
-		t.Errorf("readiness before SIGTERM: %d, want 200", ready[0])
+	if len(ready) == 0 || ready[0] != http.StatusOK {
+		t.Fatalf("readiness before SIGTERM: %v, want 200 first", ready)
 	}
 	down := slices.IndexFunc(ready, func(c int) bool { return c != http.StatusOK })
 	if down < 0 {
@@ -159,8 +159,8 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	if strings.Contains(log, "grace period over") {
 		t.Errorf("the drain ran out of its grace period")
 	}
-	t.Logf("SIGTERM: exit %d after %v; %d IDs acknowledged, %d requests failed (%d after exit); readiness 503 seen during drain: %v",
-		code, took, ld.total.Load(), ld.connErrs, ld.afterExit, saw503)
+	t.Logf("SIGTERM: exit %d after %v; %d IDs acknowledged, %d requests failed (%d sent after exit; %v); readiness 503 seen during drain: %v",
+		code, took, ld.total.Load(), ld.connErrs, ld.afterExit, ld.errKinds, saw503)
 
 	s.restart()
 	a := s.api()
@@ -233,6 +233,36 @@ func TestDeadlineSweeper(t *testing.T) {
 	if last := rec.History[len(rec.History)-1]; last.Reason != "timeout" {
 		t.Errorf("%s swept after restart: history %+v, want reason timeout", late, rec.History)
 	}
+}
+
+// TestDeadlineSweeperKeepsUp: three full batches (3 x 1000 IDs) with
+// timeout_ms are swept within the same bound as a single ID. Today the
+// sweeper compensates one ID per group commit, one after the other (one
+// fsync each, ~4.6 ms on ext4), and at most 1000 per tick, so these take
+// ~14 s; see the report of this change for the fix.
+func TestDeadlineSweeperKeepsUp(t *testing.T) {
+	s := startServer(t, serverOpts{})
+	a := s.api()
+	var expiring []string
+	issued := time.Now()
+	for range 3 {
+		ids, code, err := a.generate(context.Background(), `{"count": 1000, "timeout_ms": 300}`)
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("generate: %d %v", code, err)
+		}
+		expiring = append(expiring, ids...)
+	}
+	// The sweeper goes by deadline, then ID: the last ID is swept last.
+	last := expiring[len(expiring)-1]
+	for deadline := issued.Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if rec, code, err := a.get(context.Background(), last); err != nil || code != http.StatusOK {
+			t.Fatalf("GET /ids/%s: %d %v", last, code, err)
+		} else if rec.State == "compensated" {
+			break
+		}
+	}
+	t.Logf("checking %d expiring IDs %v after issue", len(expiring), time.Since(issued).Round(time.Millisecond))
+	checkRegistered(t, a, expiring, "compensated")
 }
 
 // waitState polls GET /ids/{id} until it shows state, or fails t at deadline.

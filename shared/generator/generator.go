@@ -43,9 +43,9 @@ type Config struct {
 	// MinStep and MaxStep bound the adaptive step. Defaults 1000 and 1<<22.
 	// MinStep must be at least MaxBatch so any batch fits one range.
 	MinStep, MaxStep uint64
-	// TargetLifetime is how long one range should last: the step doubles when
-	// a range is claimed sooner than half of it after the previous claim, and
-	// halves when later than twice of it. Default 10s.
+	// TargetLifetime is how long one range should last at the observed
+	// consumption rate; the step adapts towards it (see adaptStepLocked).
+	// Default 10s.
 	TargetLifetime time.Duration
 	// PrefetchRatio is the fraction of a range used before the next range is
 	// claimed in the background. Default 0.5.
@@ -164,6 +164,7 @@ type Generator struct {
 	failedUntil time.Time     // no new claim from the hot path before this
 	step        uint64
 	lastClaimAt time.Time
+	lastClaimed uint64 // size of the previous claim
 	closed      bool
 
 	claims, claimErrors atomic.Uint64
@@ -291,23 +292,24 @@ func (g *Generator) claim(done chan struct{}) {
 		g.claims.Add(1)
 		g.lastFailure = ""
 		g.next = newSegment(r, g.cfg.PrefetchRatio)
-		g.adaptStepLocked(t0)
+		g.adaptStepLocked(t0, r.Len())
 	}
 	close(done)
 }
 
-// adaptStepLocked sizes the next claim from the time since the previous one.
-func (g *Generator) adaptStepLocked(now time.Time) {
-	if !g.lastClaimAt.IsZero() {
-		since := now.Sub(g.lastClaimAt)
-		switch {
-		case since < g.cfg.TargetLifetime/2 && g.step < g.cfg.MaxStep:
-			g.step = min(g.step*2, g.cfg.MaxStep)
-		case since > g.cfg.TargetLifetime*2 && g.step > g.cfg.MinStep:
-			g.step = max(g.step/2, g.cfg.MinStep)
-		}
+// adaptStepLocked sizes the next claim so that a range lasts about
+// TargetLifetime at the rate the previous range was consumed: one range of
+// the previous size was used (up to the prefetch mark) between two claims.
+// The step moves at most 32× up or 4× down per claim, within [MinStep, MaxStep].
+func (g *Generator) adaptStepLocked(now time.Time, claimed uint64) {
+	if !g.lastClaimAt.IsZero() && g.lastClaimed > 0 {
+		since := max(now.Sub(g.lastClaimAt), time.Millisecond)
+		want := uint64(float64(g.lastClaimed) * float64(g.cfg.TargetLifetime) / float64(since))
+		want = min(want, g.step*32)
+		want = max(want, g.step/4)
+		g.step = min(max(want, g.cfg.MinStep), g.cfg.MaxStep)
 	}
-	g.lastClaimAt = now
+	g.lastClaimAt, g.lastClaimed = now, claimed
 }
 
 // advance replaces the exhausted segment old with the prefetched one,
