@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -20,6 +21,7 @@ import (
 	"github.com/idgen/idgen/shared/logring"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/boltstore"
+	"github.com/idgen/idgen/shared/sealer"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -56,6 +58,7 @@ type ServeConfig struct {
 	ZKUser           string
 	ZKPasswordFile   string
 	Advertise        string
+	MetadataKeyFile  string
 }
 
 // Serve is the `idgen serve` program: ParseFlags, Run, Close. End-to-end
@@ -104,6 +107,7 @@ func (m *Serve) ParseFlags(args []string) error {
 	fs.StringVar(&c.ZKUser, "zookeeper-user", "", "ZooKeeper digest user; znodes idgen creates get its ACL")
 	fs.StringVar(&c.ZKPasswordFile, "zookeeper-password-file", "", "file holding the ZooKeeper digest password")
 	fs.StringVar(&c.Advertise, "advertise-addr", "", "address other instances and /instances show (default: the listen address)")
+	fs.StringVar(&c.MetadataKeyFile, "metadata-key-file", "", "AES-256 keys sealing metadata at rest: lines \"<key-id> <64 hex>\", first is primary (default: <data-dir>/metadata.key, created when missing)")
 	fs.StringVar(&c.PprofListen, "pprof-listen", "", "serve Go pprof profiles on this address (loopback only; empty = off)")
 	withEnvUsage(fs)
 	if err := fs.Parse(args); err != nil {
@@ -114,6 +118,9 @@ func (m *Serve) ParseFlags(args []string) error {
 	}
 	if err := applyEnv(fs); err != nil {
 		return err
+	}
+	if c.MetadataKeyFile == "" {
+		c.MetadataKeyFile = filepath.Join(c.DataDir, "metadata.key")
 	}
 	return c.Validate()
 }
@@ -202,7 +209,7 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 	var (
 		src        generator.RangeSource  = store
 		worker     generator.WorkerSource = generator.FixedWorker(0)
-		membership generate.Membership    = selfMembership{generate.Member{Worker: 0, Shard: uint8(c.Shard), Address: advertise, Version: version, StartedAt: started.UTC()}}
+		membership generate.Membership    = generate.StaticMembership{generate.Member{Worker: 0, Shard: uint8(c.Shard), Address: advertise, Version: version, StartedAt: started.UTC()}}
 		checks                            = []generate.Check{{Name: "store", Critical: true, Run: store.Ping}}
 		alloc      *allocator.Allocator
 		mode       = "embedded"
@@ -227,15 +234,24 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 	if alloc != nil {
 		registerZKMetrics(metrics.Registry, alloc)
 	}
-	checks = append(checks, generate.Check{Name: "ranges", Critical: true, Run: rangeCheck(gen)})
-	svc := generate.New(generate.Config{Dev: c.Dev, RequestTimeout: c.RequestTimeout}, generate.Deps{
-		IDs: gen, Registry: store, Logger: log, Logs: ring, Metrics: metrics, Membership: membership, Checks: checks,
+	checks = append(checks, generate.RangeCheck(gen))
+	keys, err := sealer.LoadKeyFile(c.MetadataKeyFile, c.MetadataKeyFile == filepath.Join(c.DataDir, "metadata.key"))
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("--metadata-key-file: %w", err)
+	}
+	svc, err := generate.New(generate.Config{Dev: c.Dev, RequestTimeout: c.RequestTimeout}, generate.Deps{
+		IDs: gen, Registry: store, Logger: log, Logs: ring, Metrics: metrics, Membership: membership, Checks: checks, Sealer: keys,
 	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	if err := gen.Warm(ctx); err != nil {
 		ln.Close()
 		return fmt.Errorf("first range claim: %w", err)
 	}
-	srv := newServer(svc, log, c.RequestTimeout)
+	srv := newServer(svc, c.RequestTimeout)
 	if c.PprofListen != "" {
 		stopPprof, err := startPprof(c.PprofListen, log)
 		if err != nil {
@@ -280,53 +296,18 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 
 // newServer configures fasthttp: body and header limits, timeouts, and
 // JSON errors for what fasthttp refuses before the handler runs.
-func newServer(svc *generate.Service, log *zap.Logger, timeout time.Duration) *fasthttp.Server {
+func newServer(svc *generate.Service, timeout time.Duration) *fasthttp.Server {
 	return &fasthttp.Server{
 		Handler:               svc.Handle,
+		ErrorHandler:          svc.HandleServerError,
 		Name:                  "idgen",
 		NoDefaultServerHeader: true,
-		MaxRequestBodySize:    64 << 10,
+		MaxRequestBodySize:    svc.MaxBody(),
 		ReadBufferSize:        8 << 10,
 		ReadTimeout:           timeout + 5*time.Second,
 		WriteTimeout:          timeout + 5*time.Second,
 		IdleTimeout:           90 * time.Second,
-		ReduceMemoryUsage:     false,
-		ErrorHandler: func(c *fasthttp.RequestCtx, err error) {
-			var e *generate.Error
-			switch {
-			case errors.Is(err, fasthttp.ErrBodyTooLarge):
-				e = generate.Errorf(generate.CodeBodyTooLarge, "request body is larger than 64 KiB")
-			case isSmallBuffer(err):
-				e = generate.Errorf(generate.CodeHeaderTooLarge, "request headers are larger than 8 KiB")
-			default:
-				e = generate.Errorf(generate.CodeInvalidRequest, "malformed HTTP request")
-			}
-			log.Debug("request refused by the HTTP parser", zap.Error(err))
-			generate.WriteError(c, e)
-		},
 	}
-}
-
-func isSmallBuffer(err error) bool {
-	var se *fasthttp.ErrSmallBuffer
-	return errors.As(err, &se)
-}
-
-// rangeCheck fails when the generator has nothing left and cannot claim.
-func rangeCheck(gen *generator.Generator) func(context.Context) error {
-	return func(context.Context) error {
-		st := gen.Stats()
-		if st.Headroom == 0 && st.LastError != "" {
-			return fmt.Errorf("no counter range left and the last claim failed: %s", st.LastError)
-		}
-		return nil
-	}
-}
-
-type selfMembership struct{ m generate.Member }
-
-func (s selfMembership) Members(context.Context) ([]generate.Member, error) {
-	return []generate.Member{s.m}, nil
 }
 
 // sweep compensates pending IDs past their deadline (reason "timeout"). In

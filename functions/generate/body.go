@@ -17,6 +17,9 @@ import (
 // decodes to v's zero value only when allowEmpty.
 func decodeBody(c *fasthttp.RequestCtx, v any, allowEmpty bool) error {
 	body := c.PostBody()
+	if len(body) > maxBody(c) {
+		return Errorf(CodeBodyTooLarge, "request body is larger than %d bytes", maxBody(c))
+	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		if allowEmpty {
 			return nil
@@ -59,4 +62,14 @@ func (b *idBody) parseID() (idcodec.ID, error) {
 		return idcodec.ID{}, Errorf(CodeInvalidRequest, `field "id" is required`)
 	}
 	return idcodec.Parse(*b.ID)
+}
+
+type maxBodyKey struct{}
+
+// maxBody is the body limit Handle stored on the request (Config.MaxBody).
+func maxBody(c *fasthttp.RequestCtx) int {
+	if n, ok := c.UserValue(maxBodyKey{}).(int); ok {
+		return n
+	}
+	return 64 << 10
 }

@@ -47,7 +47,7 @@ func (s *Service) parseGenerate(c *fasthttp.RequestCtx) (generateReq, error) {
 		r.n, r.batch = *b.Count, true
 	}
 	if b.TimeoutMS != nil {
-		if *b.TimeoutMS < 1 || time.Duration(*b.TimeoutMS)*time.Millisecond > s.cfg.MaxTimeout {
+		if *b.TimeoutMS < 1 || *b.TimeoutMS > s.cfg.MaxTimeout.Milliseconds() { // compare in ms: no Duration overflow
 			return r, Errorf(CodeInvalidRequest, "timeout_ms must be between 1 and %d", s.cfg.MaxTimeout.Milliseconds())
 		}
 		r.timeout = time.Duration(*b.TimeoutMS) * time.Millisecond
@@ -137,9 +137,15 @@ func (s *Service) issue(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog
 		}
 		recs := make([]registry.Record, len(ids))
 		for i, id := range ids {
+			var sealed []byte
+			if len(req.metadata) > 0 {
+				if sealed, err = s.d.Sealer.Seal(id[:], req.metadata); err != nil {
+					return nil, nil, err
+				}
+			}
 			recs[i] = registry.Record{
 				ID: id, State: registry.Pending, IssuedAtMS: now.UnixMilli(), Subject: subject,
-				IdemKeyHash: keyHash, DeadlineMS: deadline, Metadata: req.metadata,
+				IdemKeyHash: keyHash, DeadlineMS: deadline, Metadata: sealed,
 				History: []registry.Step{{State: registry.Pending, AtMS: now.UnixMilli(), Actor: subject}},
 			}
 		}

@@ -3,6 +3,7 @@ package generate
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -112,3 +113,20 @@ func (s *Service) metrics(c *fasthttp.RequestCtx, _ *reqLog) error {
 	fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(s.d.Metrics.Registry, promhttp.HandlerOpts{}))(c)
 	return nil
 }
+
+// RangeCheck is the health check of an ID source: critical when nothing is
+// left to issue and the last claim failed.
+func RangeCheck(src IDSource) Check {
+	return Check{Name: "ranges", Critical: true, Run: func(context.Context) error {
+		if st := src.Stats(); st.Headroom == 0 && st.LastError != "" {
+			return fmt.Errorf("no counter range left and the last claim failed: %s", st.LastError)
+		}
+		return nil
+	}}
+}
+
+// StaticMembership lists a fixed set of instances (embedded mode: itself).
+type StaticMembership []Member
+
+// Members implements Membership.
+func (m StaticMembership) Members(context.Context) ([]Member, error) { return m, nil }

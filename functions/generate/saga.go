@@ -2,6 +2,7 @@ package generate
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -129,7 +130,11 @@ func (s *Service) getID(c *fasthttp.RequestCtx, _ *reqLog) error {
 		v.IssuedAt = &t
 	}
 	if len(rec.Metadata) > 0 && (s.cfg.Dev || rec.Subject == s.subject(c)) {
-		v.Metadata = rec.Metadata
+		plain, err := s.d.Sealer.Open(id[:], rec.Metadata)
+		if err != nil {
+			return fmt.Errorf("open metadata of %s: %w", id, err)
+		}
+		v.Metadata = plain
 	}
 	for _, st := range rec.History {
 		v.History = append(v.History, stepView{State: st.State.String(), At: msTime(st.AtMS), Reason: st.Reason, Actor: st.Actor})

@@ -13,6 +13,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -69,7 +71,9 @@ type Config struct {
 	RequestTimeout time.Duration
 	// IdempotencyTTL is how long an Idempotency-Key answers the same. Default 24h.
 	IdempotencyTTL time.Duration
-	// MaxBody is the largest request body. Default 64 KiB.
+	// MaxBody is the largest request body. Default 64 KiB. Handle enforces
+	// it (the Lambda path has no server limit); the fasthttp server uses the
+	// same value through MaxBody().
 	MaxBody int
 	// MaxMetadata is the largest "metadata" object. Default 1 KiB.
 	MaxMetadata int
@@ -101,6 +105,26 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// Sealer encrypts metadata at rest, bound to its ID (shared/sealer.Ring).
+type Sealer interface {
+	Seal(id, plain []byte) ([]byte, error)
+	Open(id, sealed []byte) ([]byte, error)
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.RequestTimeout < 0 || c.IdempotencyTTL < 0 || c.MaxTimeout < 0:
+		return errors.New("generate: negative duration in config")
+	case c.MaxBody < 1024:
+		return fmt.Errorf("generate: max body %d below 1 KiB", c.MaxBody)
+	case c.MaxMetadata < 1 || c.MaxMetadata > c.MaxBody:
+		return fmt.Errorf("generate: max metadata %d outside 1..max body", c.MaxMetadata)
+	}
+	return nil
+}
+
 // Deps are the collaborators of the service.
 type Deps struct {
 	IDs        IDSource
@@ -110,6 +134,7 @@ type Deps struct {
 	Logger     *zap.Logger
 	Logs       *logring.Ring
 	Metrics    *Metrics
+	Sealer     Sealer // required: metadata is never stored in clear
 }
 
 // Service handles the HTTP API. Safe for concurrent use.
@@ -122,8 +147,15 @@ type Service struct {
 	reqPfx   string
 }
 
-// New returns a Service. Deps.IDs and Deps.Registry are required.
-func New(cfg Config, d Deps) *Service {
+// New returns a Service. Deps.IDs, Deps.Registry and Deps.Sealer are
+// required.
+func New(cfg Config, d Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if d.IDs == nil || d.Registry == nil || d.Sealer == nil {
+		return nil, errors.New("generate: IDs, Registry and Sealer are required")
+	}
 	cfg = cfg.withDefaults()
 	if d.Logger == nil {
 		d.Logger = zap.NewNop()
@@ -136,7 +168,7 @@ func New(cfg Config, d Deps) *Service {
 	}
 	var p [4]byte
 	_, _ = rand.Read(p[:])
-	return &Service{cfg: cfg, d: d, log: d.Logger, reqPfx: hex.EncodeToString(p[:]) + "-"}
+	return &Service{cfg: cfg, d: d, log: d.Logger, reqPfx: hex.EncodeToString(p[:]) + "-"}, nil
 }
 
 // SetDraining makes /health/ready answer 503 so load balancers stop sending
@@ -146,13 +178,46 @@ func (s *Service) SetDraining() { s.draining.Store(true) }
 // Handle serves one request.
 func (s *Service) Handle(c *fasthttp.RequestCtx) {
 	start := time.Now()
+	rid := s.requestID(c)
+	c.SetUserValue(maxBodyKey{}, s.cfg.MaxBody)
+	log := &reqLog{base: s.log, rid: rid}
+	route := s.route(c, log)
+	s.finish(c, route, rid, start)
+}
+
+// HandleServerError answers what the HTTP server refused before Handle ran
+// (body over the limit, headers too large, malformed request) with the JSON
+// error, the request ID and the metrics of every other answer. Use it as
+// fasthttp.Server.ErrorHandler.
+func (s *Service) HandleServerError(c *fasthttp.RequestCtx, err error) {
+	start := time.Now()
+	rid := s.requestID(c)
+	var e *Error
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		e = Errorf(CodeBodyTooLarge, "request body is larger than %d bytes", s.cfg.MaxBody)
+	case errors.As(err, &small):
+		e = Errorf(CodeHeaderTooLarge, "request headers are too large")
+	default:
+		e = Errorf(CodeInvalidRequest, "malformed HTTP request")
+	}
+	s.log.Debug("request refused by the HTTP parser", zap.String(logring.RequestIDKey, rid), zap.Error(err))
+	WriteError(c, e)
+	s.finish(c, "refused", rid, start)
+}
+
+// requestID takes a well-formed X-Request-ID or makes one, and echoes it.
+func (s *Service) requestID(c *fasthttp.RequestCtx) string {
 	rid := string(c.Request.Header.Peek("X-Request-ID"))
 	if !validRequestID(rid) {
 		rid = s.reqPfx + strconv.FormatUint(s.reqSeq.Add(1), 36)
 	}
 	c.Response.Header.Set("X-Request-ID", rid)
-	log := &reqLog{base: s.log, rid: rid}
-	route := s.route(c, log)
+	return rid
+}
+
+func (s *Service) finish(c *fasthttp.RequestCtx, route, rid string, start time.Time) {
 	status := c.Response.StatusCode()
 	s.d.Metrics.observeRequest(route, status, time.Since(start).Seconds())
 	if ce := s.log.Check(zap.DebugLevel, "request"); ce != nil {
@@ -279,3 +344,6 @@ func (r *reqLog) L() *zap.Logger {
 	}
 	return r.l
 }
+
+// MaxBody returns the configured body limit, for the HTTP server.
+func (s *Service) MaxBody() int { return s.cfg.MaxBody }
