@@ -22,7 +22,7 @@ type wrkResult struct {
 
 var (
 	reRPS     = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
-	rePct     = regexp.MustCompile(`(?m)^\s+(50|99|99\.9)%\s+([0-9.]+)(us|ms|s)\s*$`)
+	rePct     = regexp.MustCompile(`(?m)^pct (50|99|99\.9) (\d+)$`)
 	reNon2xx  = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
 	reSockErr = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
 )
@@ -30,6 +30,11 @@ var (
 const wrkScript = `wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = os.getenv("WRK_BODY") or ""
+done = function(summary, latency, requests)
+  for _, p in pairs({50, 99, 99.9}) do
+    io.write(string.format("pct %g %d\n", p, latency:percentile(p)))
+  end
+end
 `
 
 func runWrk(ctx context.Context, url, body string, conns int, d time.Duration) (wrkResult, error) {
@@ -42,7 +47,7 @@ func runWrk(ctx context.Context, url, body string, conns int, d time.Duration) (
 		return wrkResult{}, err
 	}
 	script.Close()
-	cmd := exec.CommandContext(ctx, "wrk", "-t2", "-c"+strconv.Itoa(conns), "-d"+d.String(), "--latency", "-s", script.Name(), url)
+	cmd := exec.CommandContext(ctx, "wrk", "-t2", "-c"+strconv.Itoa(conns), "-d"+d.String(), "-s", script.Name(), url)
 	cmd.Env = append(os.Environ(), "WRK_BODY="+body)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -56,9 +61,8 @@ func runWrk(ctx context.Context, url, body string, conns int, d time.Duration) (
 	var r wrkResult
 	r.rps, _ = strconv.ParseFloat(m[1], 64)
 	for _, pm := range rePct.FindAllStringSubmatch(s, -1) {
-		v, _ := strconv.ParseFloat(pm[2], 64)
-		unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[pm[3]]
-		dd := time.Duration(v * float64(unit))
+		us, _ := strconv.Atoi(pm[2])
+		dd := time.Duration(us) * time.Microsecond
 		switch pm[1] {
 		case "50":
 			r.p50 = dd
