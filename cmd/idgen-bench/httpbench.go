@@ -150,11 +150,17 @@ func httpBench(ctx context.Context, idgen string, rounds int, d time.Duration, c
 	}
 	defer ceil.stop()
 	idAddr, _ := freeAddr()
-	emb, err := startServer("idgen embedded", []string{idgen, "serve", "--dev", "--listen", idAddr, "--data-dir", dataDir, "--log-level", "warn"}, idAddr)
+	emb, err := startServer("idgen embedded", []string{idgen, "serve", "--dev", "--listen", idAddr, "--data-dir", dataDir + "/pebble", "--log-level", "warn"}, idAddr)
 	if err != nil {
 		return err
 	}
 	defer emb.stop()
+	boltAddr, _ := freeAddr()
+	bolt, err := startServer("idgen embedded bbolt", []string{idgen, "serve", "--dev", "--listen", boltAddr, "--data-dir", dataDir + "/bbolt", "--store-engine", "bbolt", "--log-level", "warn"}, boltAddr)
+	if err != nil {
+		return err
+	}
+	defer bolt.stop()
 
 	type target struct {
 		name, url, body string
@@ -162,8 +168,10 @@ func httpBench(ctx context.Context, idgen string, rounds int, d time.Duration, c
 	}
 	targets := []target{
 		{"ceiling: fasthttp constant body", "http://" + ceilAddr + "/generate", "", 1},
-		{"idgen embedded POST /generate", "http://" + idAddr + "/generate", "", 1},
-		{"idgen embedded count=1000", "http://" + idAddr + "/generate", `{"count":1000}`, 1000},
+		{"idgen embedded (pebble) /generate", "http://" + idAddr + "/generate", "", 1},
+		{"idgen embedded (bbolt) /generate", "http://" + boltAddr + "/generate", "", 1},
+		{"idgen embedded (pebble) count=1000", "http://" + idAddr + "/generate", `{"count":1000}`, 1000},
+		{"idgen embedded (bbolt) count=1000", "http://" + boltAddr + "/generate", `{"count":1000}`, 1000},
 	}
 	res := make([][]wrkResult, len(targets))
 	for _, t := range targets { // warm-up

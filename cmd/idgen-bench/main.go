@@ -39,10 +39,13 @@ func main() {
 	conns := flag.Int("connections", 64, "wrk connections")
 	idgen := flag.String("idgen", "bin/idgen", "idgen binary")
 	skipHTTP := flag.Bool("skip-http", false, "only the in-process benchmarks")
+	skipIn := flag.Bool("skip-inprocess", false, "only the HTTP benchmarks")
 	flag.Parse()
 
 	fmt.Printf("idgen bench: %d rounds, median reported; GOMAXPROCS=%d\n\n", *rounds, runtimeProcs())
-	inProcess(*rounds)
+	if !*skipIn {
+		inProcess(*rounds)
+	}
 	if *skipHTTP {
 		return
 	}

@@ -20,7 +20,6 @@ import (
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/logring"
 	"github.com/idgen/idgen/shared/registry"
-	"github.com/idgen/idgen/shared/registry/boltstore"
 	"github.com/idgen/idgen/shared/sealer"
 )
 
@@ -59,6 +58,7 @@ type ServeConfig struct {
 	ZKPasswordFile   string
 	Advertise        string
 	MetadataKeyFile  string
+	StoreEngine      string
 }
 
 // Serve is the `idgen serve` program: ParseFlags, Run, Close. End-to-end
@@ -107,6 +107,7 @@ func (m *Serve) ParseFlags(args []string) error {
 	fs.StringVar(&c.ZKUser, "zookeeper-user", "", "ZooKeeper digest user; znodes idgen creates get its ACL")
 	fs.StringVar(&c.ZKPasswordFile, "zookeeper-password-file", "", "file holding the ZooKeeper digest password")
 	fs.StringVar(&c.Advertise, "advertise-addr", "", "address other instances and /instances show (default: the listen address)")
+	fs.StringVar(&c.StoreEngine, "store-engine", "pebble", "embedded store engine: pebble (one WAL fsync per group commit) or bbolt (one file, two fsyncs per commit)")
 	fs.StringVar(&c.MetadataKeyFile, "metadata-key-file", "", "AES-256 keys sealing metadata at rest: lines \"<key-id> <64 hex>\", first is primary (default: <data-dir>/metadata.key, created when missing)")
 	fs.StringVar(&c.PprofListen, "pprof-listen", "", "serve Go pprof profiles on this address (loopback only; empty = off)")
 	withEnvUsage(fs)
@@ -130,6 +131,8 @@ func (c *ServeConfig) Validate() error {
 	switch {
 	case c.Shard > 63:
 		return fmt.Errorf("--shard %d out of range 0..63", c.Shard)
+	case c.StoreEngine != "pebble" && c.StoreEngine != "bbolt":
+		return fmt.Errorf("--store-engine %q: want pebble or bbolt", c.StoreEngine)
 	case c.ZKSessionTimeout < time.Second:
 		return errors.New("--zookeeper-session-timeout must be at least 1s")
 	case c.RedisAddr != "" || c.RedisMaster != "" || c.RedisWait != 0:
@@ -178,14 +181,11 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 	started := time.Now()
 
 	var metrics *generate.Metrics
-	store, err := boltstore.Open(boltstore.Config{
-		Dir: c.DataDir, Shard: uint8(c.Shard),
-		Observe: func(n int, d time.Duration) {
-			if metrics != nil {
-				metrics.ObserveFlush(n, d.Seconds())
-			}
-		},
-	})
+	store, err := openStore(c, func(n int, d time.Duration) {
+		if metrics != nil {
+			metrics.ObserveFlush(n, d.Seconds())
+		}
+	}, log)
 	if err != nil {
 		return err
 	}
@@ -312,7 +312,7 @@ func newServer(svc *generate.Service, timeout time.Duration) *fasthttp.Server {
 
 // sweep compensates pending IDs past their deadline (reason "timeout"). In
 // embedded mode one process owns the store, so one sweeper runs.
-func sweep(ctx context.Context, log *zap.Logger, store *boltstore.Store, every time.Duration) {
+func sweep(ctx context.Context, log *zap.Logger, store localStore, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

@@ -16,7 +16,6 @@ import (
 	"github.com/idgen/idgen/allocator"
 	"github.com/idgen/idgen/functions/generate"
 	"github.com/idgen/idgen/shared/generator"
-	"github.com/idgen/idgen/shared/registry/boltstore"
 )
 
 // zkTLS builds the client TLS config for ZooKeeper's secureClientPort.
@@ -67,7 +66,7 @@ func zkAuth(c ServeConfig) (*allocator.DigestAuth, error) {
 // openAllocator joins the ZooKeeper ensemble: session, worker slot, member
 // znode; then checks the shard counter against the high-water mark this
 // instance's store remembers.
-func openAllocator(ctx context.Context, c ServeConfig, log *zap.Logger, clock func() time.Time, store *boltstore.Store, advertise string) (*allocator.Allocator, error) {
+func openAllocator(ctx context.Context, c ServeConfig, log *zap.Logger, clock func() time.Time, store localStore, advertise string) (*allocator.Allocator, error) {
 	tlsCfg, err := zkTLS(c)
 	if err != nil {
 		return nil, err
@@ -101,7 +100,7 @@ func openAllocator(ctx context.Context, c ServeConfig, log *zap.Logger, clock fu
 // the local store, the high-water mark of the next start-up check.
 type markedSource struct {
 	src   generator.RangeSource
-	store *boltstore.Store
+	store localStore
 	log   *zap.Logger
 }
 

@@ -1,0 +1,134 @@
+package pebblestore
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/idgen/idgen/shared/registry"
+)
+
+// Key layout: one prefix byte per kind, then fixed-width big-endian parts,
+// so that each kind is one contiguous, ordered key range.
+const (
+	prefixMeta      = 'm' // 'm' 'f': format marker
+	prefixCounter   = 'c' // 'c' shard: next unclaimed counter, uint64 BE
+	prefixRecord    = 'r' // 'r' id[16]: registry.Record.AppendBinary
+	prefixIdem      = 'k' // 'k' keyHash[32]: registry.IdemEntry.MarshalBinary
+	prefixDeadline  = 'd' // 'd' deadlineMS BE[8] id[16]: empty value
+	prefixHighWater = 'h' // 'h' shard: highest counter an outside source gave, uint64 BE
+)
+
+// tx is what an op sees of the group commit: reads through the indexed
+// batch (so the writes of earlier ops of the batch are visible, and only
+// the flusher writes, so nothing else changes under it) and writes into it.
+type tx struct {
+	b *pebble.Batch
+	// err is the first failed write. Pebble batch writes fail only when the
+	// batch itself is broken; then the half-written op cannot be undone and
+	// the whole batch is abandoned.
+	err error
+}
+
+// get returns a copy of the value of key, or nil when it is absent.
+func (t *tx) get(key []byte) ([]byte, error) {
+	v, closer, err := t.b.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", registry.ErrUnavailable, err)
+	}
+	v = bytes.Clone(v)
+	return v, closer.Close()
+}
+
+// has reports whether key exists.
+func (t *tx) has(key []byte) (bool, error) {
+	_, closer, err := t.b.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", registry.ErrUnavailable, err)
+	}
+	return true, closer.Close()
+}
+
+// set and del copy key and value into the batch: callers may reuse them.
+func (t *tx) set(key, value []byte) {
+	if err := t.b.Set(key, value, nil); err != nil && t.err == nil {
+		t.err = err
+	}
+}
+
+func (t *tx) del(key []byte) {
+	if err := t.b.Delete(key, nil); err != nil && t.err == nil {
+		t.err = err
+	}
+}
+
+// flusher commits everything queued in one batch, over and over, until
+// Close; then it drains the queue.
+func (s *Store) flusher() {
+	defer close(s.flushed)
+	batch := make([]*op, 0, s.cfg.MaxBatch)
+	errs := make([]error, 0, s.cfg.MaxBatch)
+	for {
+		var first *op
+		select {
+		case first = <-s.ops:
+		case <-s.quit:
+			// Close holds mu, so nothing new arrives: drain what is queued.
+			for {
+				select {
+				case o := <-s.ops:
+					s.commit(append(batch[:0], o), errs)
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < s.cfg.MaxBatch {
+			select {
+			case o := <-s.ops:
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
+		s.commit(batch, errs)
+	}
+}
+
+// commit runs the ops of batch in one indexed batch and commits it with one
+// WAL sync. An op's own error is its answer; a failed write or commit fails
+// them all.
+func (s *Store) commit(batch []*op, errs []error) {
+	t0 := time.Now()
+	t := tx{b: s.db.NewIndexedBatch()}
+	errs = errs[:0]
+	for _, o := range batch {
+		errs = append(errs, o.fn(&t))
+	}
+	err := t.err
+	if err == nil {
+		err = t.b.Commit(s.wo)
+	}
+	_ = t.b.Close()
+	if s.cfg.Observe != nil {
+		s.cfg.Observe(len(batch), time.Since(t0))
+	}
+	for i, o := range batch {
+		if err != nil {
+			o.done <- fmt.Errorf("%w: commit: %w", registry.ErrUnavailable, err)
+		} else {
+			o.done <- errs[i]
+		}
+	}
+}
