@@ -5,6 +5,7 @@ package main
 // the deadline sweeper. Helpers are in e2e_helpers_test.go.
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"slices"
@@ -159,6 +160,9 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	if strings.Contains(log, "grace period over") {
 		t.Errorf("the drain ran out of its grace period")
 	}
+	if p := problems(log, ""); len(p) > 0 {
+		t.Errorf("%d warn/error lines in the log of a clean run, first: %s", len(p), p[0])
+	}
 	t.Logf("SIGTERM: exit %d after %v; %d IDs acknowledged, %d requests failed (%d sent after exit; %v); readiness 503 seen during drain: %v",
 		code, took, ld.total.Load(), ld.connErrs, ld.afterExit, ld.errKinds, saw503)
 
@@ -235,17 +239,21 @@ func TestDeadlineSweeper(t *testing.T) {
 	}
 }
 
-// TestDeadlineSweeperKeepsUp: three full batches (3 x 1000 IDs) with
-// timeout_ms are swept within the same bound as a single ID. Today the
-// sweeper compensates one ID per group commit, one after the other (one
-// fsync each, ~4.6 ms on ext4), and at most 1000 per tick, so these take
-// ~14 s; see the report of this change for the fix.
+// TestDeadlineSweeperKeepsUp: five full batches (5 x 1000 IDs) with
+// timeout_ms are swept within the same bound as a single ID. It fails today:
+// sweep (serve.go) compensates at most 1000 IDs per tick (--sweep-interval,
+// 1s), one after the other, each in its own group commit (one fsync each,
+// ~1-5 ms on ext4), so 1000 expiring IDs/s or more are never caught up with.
+// Fix: compensate a page in one write transaction (or concurrently, so the
+// Transitions share group commits) and take the next page at once while a
+// full page came back.
 func TestDeadlineSweeperKeepsUp(t *testing.T) {
+	const batches, bound = 5, 3 * time.Second
 	s := startServer(t, serverOpts{})
 	a := s.api()
 	var expiring []string
 	issued := time.Now()
-	for range 3 {
+	for range batches {
 		ids, code, err := a.generate(context.Background(), `{"count": 1000, "timeout_ms": 300}`)
 		if err != nil || code != http.StatusOK {
 			t.Fatalf("generate: %d %v", code, err)
@@ -253,16 +261,52 @@ func TestDeadlineSweeperKeepsUp(t *testing.T) {
 		expiring = append(expiring, ids...)
 	}
 	// The sweeper goes by deadline, then ID: the last ID is swept last.
-	last := expiring[len(expiring)-1]
-	for deadline := issued.Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if rec, code, err := a.get(context.Background(), last); err != nil || code != http.StatusOK {
+	last, swept := expiring[len(expiring)-1], false
+	for deadline := issued.Add(bound); !swept && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		rec, code, err := a.get(context.Background(), last)
+		if err != nil || code != http.StatusOK {
 			t.Fatalf("GET /ids/%s: %d %v", last, code, err)
-		} else if rec.State == "compensated" {
-			break
 		}
+		swept = rec.State == "compensated"
 	}
-	t.Logf("checking %d expiring IDs %v after issue", len(expiring), time.Since(issued).Round(time.Millisecond))
+	took := time.Since(issued).Round(time.Millisecond)
+	if !swept {
+		t.Errorf("%d IDs with timeout_ms 300 not all compensated %v after issue; the count still pending follows (checked later, while the sweeper goes on)", len(expiring), took)
+	} else {
+		t.Logf("%d expiring IDs compensated within %v of issue", len(expiring), took)
+	}
 	checkRegistered(t, a, expiring, "compensated")
+}
+
+// TestShutdownDuringSweepIsQuiet: a SIGTERM while the sweeper works
+// through expired IDs exits 0 without a warning per ID. It fails today: the
+// sweep loop does not look at its context between IDs, so every remaining ID
+// of the page (up to 1000) is tried with the cancelled context and logged as
+// "sweeper: compensating ... context canceled" (and the select after the page
+// may pick the ticker over ctx.Done and try one more page). Fix: stop the
+// page when ctx is done, and do not log errors caused by the cancellation.
+func TestShutdownDuringSweepIsQuiet(t *testing.T) {
+	s := startServer(t, serverOpts{})
+	a := s.api()
+	var first string
+	for range 3 {
+		ids, code, err := a.generate(context.Background(), `{"count": 1000, "timeout_ms": 100}`)
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("generate: %d %v", code, err)
+		}
+		first = cmp.Or(first, ids[0])
+	}
+	// The sweeper takes the oldest deadline first: once the first ID is
+	// compensated, a sweep of 3000 IDs is under way.
+	waitState(t, a, first, "compensated", time.Now().Add(5*time.Second))
+	stderr := s.p.Stderr
+	code, took := s.stop(15 * time.Second)
+	if code != 0 {
+		t.Errorf("SIGTERM during a sweep: exit code %d after %v, want 0", code, took)
+	}
+	if p := problems(stderr(), "shutdown: draining in-flight requests"); len(p) > 0 {
+		t.Errorf("%d warn/error lines during a clean shutdown (exit after %v), first: %s", len(p), took, p[0])
+	}
 }
 
 // waitState polls GET /ids/{id} until it shows state, or fails t at deadline.
