@@ -43,6 +43,8 @@ func testMain(m *testing.M) int {
 	args, env := []string{"build", "-o", idgenBin}, "CGO_ENABLED=0"
 	if os.Getenv("IDGEN_E2E_RACE") != "" {
 		args, env = append(args, "-race"), "CGO_ENABLED=1"
+		// Children inherit it: no 1 s pause at every exit of a race binary.
+		os.Setenv("GORACE", "atexit_sleep_ms=0")
 	}
 	cmd := exec.Command("go", append(args, ".")...)
 	cmd.Env = append(os.Environ(), env)
