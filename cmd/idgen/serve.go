@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -46,6 +48,7 @@ type ServeConfig struct {
 	LogLevel       string
 	RequestTimeout time.Duration
 	ShutdownGrace  time.Duration
+	DrainDelay     time.Duration
 	SweepInterval  time.Duration
 	PprofListen    string
 
@@ -98,6 +101,7 @@ func (m *Serve) ParseFlags(args []string) error {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 5*time.Second, "bound on the work of one request")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 20*time.Second, "how long SIGTERM waits for in-flight requests")
+	fs.DurationVar(&c.DrainDelay, "drain-delay", 0, "on SIGTERM, answer /health/ready with 503 this long before closing the listener, so load balancers stop routing first")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", time.Second, "how often pending IDs past their deadline are compensated")
 	fs.StringVar(&c.ZKRoot, "zookeeper-root", "/idgen", "znode under which idgen keeps its state")
 	fs.DurationVar(&c.ZKSessionTimeout, "zookeeper-session-timeout", 10*time.Second, "ZooKeeper session timeout; the worker slot lease is 2/3 of it")
@@ -265,7 +269,7 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 	sweepDone := make(chan struct{})
 	go func() {
 		defer close(sweepDone)
-		sweep(sweepCtx, log, store, c.SweepInterval)
+		sweep(sweepCtx, log, store, c.SweepInterval, 24*time.Hour)
 	}()
 
 	serveErr := make(chan error, 1)
@@ -283,6 +287,10 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 		log.Info("shutdown: draining in-flight requests")
 	}
 	svc.SetDraining()
+	if c.DrainDelay > 0 && err == nil {
+		log.Info("shutdown: readiness down, waiting before closing the listener", zap.Duration("drain_delay", c.DrainDelay))
+		time.Sleep(c.DrainDelay)
+	}
 	shCtx, cancel := context.WithTimeout(context.Background(), c.ShutdownGrace)
 	defer cancel()
 	if serr := srv.ShutdownWithContext(shCtx); serr != nil {
@@ -307,12 +315,21 @@ func newServer(svc *generate.Service, timeout time.Duration) *fasthttp.Server {
 		ReadTimeout:           timeout + 5*time.Second,
 		WriteTimeout:          timeout + 5*time.Second,
 		IdleTimeout:           90 * time.Second,
+		// Keep-alive connections get "Connection: close" on their last
+		// answer during the drain instead of being cut.
+		CloseOnShutdown: true,
 	}
 }
 
+// sweepPage is how many expired IDs one sweep step compensates; they are
+// sent together so the store group-commits them.
+const sweepPage = 512
+
 // sweep compensates pending IDs past their deadline (reason "timeout"). In
-// embedded mode one process owns the store, so one sweeper runs.
-func sweep(ctx context.Context, log *zap.Logger, store localStore, every time.Duration) {
+// embedded mode one process owns the store, so one sweeper runs. Pages are
+// swept back to back while they come back full, so a burst of deadlines is
+// caught up at group-commit speed rather than one tick per page.
+func sweep(ctx context.Context, log *zap.Logger, store localStore, every time.Duration, idemTTL time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -321,25 +338,58 @@ func sweep(ctx context.Context, log *zap.Logger, store localStore, every time.Du
 			return
 		case <-t.C:
 		}
-		now := time.Now().UnixMilli()
-		ids, err := store.Expired(ctx, now, 1000)
-		if err != nil {
-			log.Warn("sweeper: listing expired IDs", zap.Error(err))
-			continue
-		}
-		for _, id := range ids {
-			_, out, err := store.Transition(ctx, id, registry.Change{To: registry.Compensated, From: registry.Pending, Reason: "timeout", Actor: "system", NowMS: now})
-			if errors.Is(err, registry.ErrConflict) {
-				continue // committed meanwhile: not ours to compensate
+		for ctx.Err() == nil {
+			n, err := sweepOnce(ctx, log, store)
+			if err != nil && ctx.Err() == nil {
+				log.Warn("sweeper: listing expired IDs", zap.Error(err))
 			}
-			if err != nil {
-				log.Warn("sweeper: compensating", zap.Stringer("id", id), zap.Error(err))
-				continue
+			if n < sweepPage {
+				break
 			}
-			log.Info("saga transition", zap.Stringer("id", id), zap.String("state", "compensated"), zap.Stringer("outcome", out), zap.String("reason", "timeout"))
 		}
-		if _, err := store.PurgeIdempotency(ctx, now-(24*time.Hour).Milliseconds(), 1000); err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		if _, err := store.PurgeIdempotency(ctx, time.Now().Add(-idemTTL).UnixMilli(), 1000); err != nil && ctx.Err() == nil {
 			log.Warn("sweeper: purging idempotency keys", zap.Error(err))
 		}
 	}
+}
+
+// sweepOnce compensates one page of expired IDs concurrently and returns the
+// page size.
+func sweepOnce(ctx context.Context, log *zap.Logger, store localStore) (int, error) {
+	now := time.Now().UnixMilli()
+	ids, err := store.Expired(ctx, now, sweepPage)
+	if err != nil || len(ids) == 0 {
+		return 0, err
+	}
+	var (
+		wg                        sync.WaitGroup
+		compensated, skipped, bad atomic.Int64
+	)
+	for _, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _, err := store.Transition(ctx, id, registry.Change{To: registry.Compensated, From: registry.Pending, Reason: "timeout", Actor: "system", NowMS: now})
+			switch {
+			case err == nil:
+				compensated.Add(1)
+			case errors.Is(err, registry.ErrConflict):
+				skipped.Add(1) // committed meanwhile: not ours to compensate
+			case ctx.Err() != nil:
+				// Shutting down: the deadline index keeps it for the next start.
+			default:
+				bad.Add(1)
+				log.Warn("sweeper: compensating", zap.Stringer("id", id), zap.Error(err))
+			}
+		}()
+	}
+	wg.Wait()
+	if compensated.Load() > 0 {
+		log.Info("sweeper: compensated IDs past their deadline", zap.Int64("count", compensated.Load()),
+			zap.Int64("committed_meanwhile", skipped.Load()), zap.Int64("failed", bad.Load()), zap.String("reason", "timeout"))
+	}
+	return len(ids), nil
 }

@@ -56,6 +56,9 @@ func (s *Store) Register(ctx context.Context, iss registry.Issue, idemTTLMS, now
 			if err := tx.Bucket(bucketIdem).Put(iss.Idem.KeyHash[:], v); err != nil {
 				return err
 			}
+			if err := tx.Bucket(bucketIdemTime).Put(idemTimeKey(iss.Idem.CreatedMS, iss.Idem.KeyHash), nil); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -140,24 +143,32 @@ func (s *Store) Expired(_ context.Context, nowMS int64, limit int) ([]idcodec.ID
 }
 
 // PurgeIdempotency deletes idempotency entries created before cutoffMS and
-// returns how many it removed (at most limit per call).
+// returns how many index entries it removed (at most limit per call). It
+// walks the creation-time index, so its cost is the number of stale keys.
 func (s *Store) PurgeIdempotency(ctx context.Context, cutoffMS int64, limit int) (int, error) {
 	n := 0
 	err := s.do(ctx, func(tx *bbolt.Tx) error {
 		n = 0
-		b := tx.Bucket(bucketIdem)
+		idx, idem := tx.Bucket(bucketIdemTime), tx.Bucket(bucketIdem)
+		end := idemTimeKey(cutoffMS, [32]byte{})
 		var stale [][]byte
-		c := b.Cursor()
-		for k, v := c.First(); k != nil && len(stale) < limit; k, v = c.Next() {
-			var kh [32]byte
-			copy(kh[:], k)
-			e, err := registry.DecodeIdemEntry(kh, v)
-			if err != nil || e.CreatedMS < cutoffMS {
-				stale = append(stale, append([]byte(nil), k...))
-			}
+		c := idx.Cursor()
+		for k, _ := c.First(); k != nil && len(stale) < limit && bytes.Compare(k, end) < 0; k, _ = c.Next() {
+			stale = append(stale, append([]byte(nil), k...))
 		}
 		for _, k := range stale {
-			if err := b.Delete(k); err != nil {
+			var kh [32]byte
+			copy(kh[:], k[8:])
+			// The key may have been reused after it expired: delete the
+			// entry only when it is the stale one this index key points at.
+			if v := idem.Get(kh[:]); v != nil {
+				if e, err := registry.DecodeIdemEntry(kh, v); err != nil || e.CreatedMS < cutoffMS {
+					if err := idem.Delete(kh[:]); err != nil {
+						return err
+					}
+				}
+			}
+			if err := idx.Delete(k); err != nil {
 				return err
 			}
 		}
@@ -165,4 +176,10 @@ func (s *Store) PurgeIdempotency(ctx context.Context, cutoffMS int64, limit int)
 		return nil
 	})
 	return n, err
+}
+
+// idemTimeKey indexes idempotency entries by creation time for purging.
+func idemTimeKey(ms int64, kh [32]byte) []byte {
+	k := binary.BigEndian.AppendUint64(make([]byte, 0, 40), uint64(ms))
+	return append(k, kh[:]...)
 }

@@ -32,6 +32,7 @@ var (
 	bucketIDs       = []byte("ids")
 	bucketIdem      = []byte("idem")
 	bucketDeadlines = []byte("deadlines")
+	bucketIdemTime  = []byte("idemtime") // createdMS BE[8] keyHash[32] → nil
 )
 
 // FileName is the store's file inside the data directory.
@@ -118,7 +119,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketIDs, bucketIdem, bucketDeadlines} {
+		for _, b := range [][]byte{bucketMeta, bucketIDs, bucketIdem, bucketDeadlines, bucketIdemTime} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -20,6 +20,14 @@ func idemKey(kh [32]byte) []byte {
 	return append([]byte{prefixIdem}, kh[:]...)
 }
 
+// idemTimeKey indexes idempotency entries by creation time for purging.
+func idemTimeKey(ms int64, kh [32]byte) []byte {
+	k := make([]byte, 0, 41)
+	k = append(k, prefixIdemTime)
+	k = binary.BigEndian.AppendUint64(k, uint64(ms))
+	return append(k, kh[:]...)
+}
+
 func deadlineKey(ms int64, id idcodec.ID) []byte {
 	k := make([]byte, 1, 1+8+16+1)
 	k[0] = prefixDeadline
@@ -74,6 +82,7 @@ func (s *Store) Register(ctx context.Context, iss registry.Issue, idemTTLMS, now
 		if iss.Idem != nil {
 			v, _ := iss.Idem.MarshalBinary()
 			tx.set(idemKey(iss.Idem.KeyHash), v)
+			tx.set(idemTimeKey(iss.Idem.CreatedMS, iss.Idem.KeyHash), nil)
 		}
 		return nil
 	})
@@ -162,40 +171,44 @@ func (s *Store) Expired(_ context.Context, nowMS int64, limit int) ([]idcodec.ID
 	return out, err
 }
 
-// PurgeIdempotency deletes idempotency entries created before cutoffMS (and
-// entries that do not decode) and returns how many it removed (at most limit
-// per call).
+// PurgeIdempotency deletes idempotency entries created before cutoffMS and
+// returns how many index entries it removed (at most limit per call). It
+// walks the creation-time index, so its cost is the number of stale keys,
+// not the number of live ones.
 func (s *Store) PurgeIdempotency(ctx context.Context, cutoffMS int64, limit int) (int, error) {
 	n := 0
 	err := s.do(ctx, func(tx *tx) error {
 		n = 0
-		it, err := tx.b.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixIdem}, UpperBound: []byte{prefixIdem + 1}})
+		it, err := tx.b.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixIdemTime}, UpperBound: idemTimeKey(cutoffMS, [32]byte{})})
 		if err != nil {
 			return err
 		}
-		var (
-			stale [][]byte
-			verr  error
-		)
+		var stale [][]byte
 		for ok := it.First(); ok && len(stale) < limit; ok = it.Next() {
-			k := it.Key()
-			var kh [32]byte
-			copy(kh[:], k[1:])
-			v, err := it.ValueAndErr()
-			if err != nil {
-				verr = err
-				break
-			}
-			e, err := registry.DecodeIdemEntry(kh, v)
-			if err != nil || e.CreatedMS < cutoffMS {
-				stale = append(stale, append([]byte(nil), k...))
-			}
+			stale = append(stale, append([]byte(nil), it.Key()...))
 		}
 		// Check the scan before any delete: a failed op writes nothing.
-		if err := errors.Join(verr, it.Error(), it.Close()); err != nil {
+		if err := errors.Join(it.Error(), it.Close()); err != nil {
 			return fmt.Errorf("%w: %w", registry.ErrUnavailable, err)
 		}
+		var dels [][]byte
 		for _, k := range stale {
+			var kh [32]byte
+			copy(kh[:], k[9:])
+			v, err := tx.get(idemKey(kh))
+			if err != nil {
+				return err
+			}
+			// The key may have been reused after it expired: delete the
+			// entry only when it is the stale one this index key points at.
+			if v != nil {
+				if e, err := registry.DecodeIdemEntry(kh, v); err != nil || e.CreatedMS < cutoffMS {
+					dels = append(dels, idemKey(kh))
+				}
+			}
+			dels = append(dels, k)
+		}
+		for _, k := range dels {
 			tx.del(k)
 		}
 		n = len(stale)

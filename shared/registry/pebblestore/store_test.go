@@ -411,3 +411,37 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestPurgeKeepsReusedKey: purging deletes the stale entry, and a key reused
+// after its entry went stale keeps its fresh entry.
+func TestPurgeKeepsReusedKey(t *testing.T) {
+	s := open(t, t.TempDir())
+	ctx := context.Background()
+	reg := func(key string, counter uint64, created int64) *registry.IdemEntry {
+		iss := pending(id(counter))
+		iss.Idem = &registry.IdemEntry{KeyHash: registry.IdemKeyHash("s", key), IDs: []idcodec.ID{id(counter)}, CreatedMS: created}
+		replay, err := s.Register(ctx, iss, 1000, created)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return replay
+	}
+	reg("stale", 1, 100)
+	reg("reused", 2, 100)
+	if r := reg("reused", 3, 5000); r != nil { // expired (ttl 1000): replaced
+		t.Fatalf("expired entry replayed: %+v", r)
+	}
+	if n, err := s.PurgeIdempotency(ctx, 1000, 10); err != nil || n != 2 {
+		t.Fatalf("purged %d, %v; want the 2 index entries before 1000", n, err)
+	}
+	if r := reg("reused", 4, 5100); r == nil || r.IDs[0] != id(3) {
+		t.Fatalf("fresh entry of a reused key lost: %+v", r)
+	}
+	// The stale key is gone: a registration long before its TTL would end
+	// does not replay it.
+	iss := pending(id(5))
+	iss.Idem = &registry.IdemEntry{KeyHash: registry.IdemKeyHash("s", "stale"), IDs: []idcodec.ID{id(5)}, CreatedMS: 101}
+	if r, err := s.Register(ctx, iss, 1_000_000, 101); err != nil || r != nil {
+		t.Fatalf("purged entry still answers: %+v, %v", r, err)
+	}
+}
