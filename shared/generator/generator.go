@@ -159,8 +159,8 @@ type Generator struct {
 	next        *segment      // prefetched range, guarded by mu
 	claiming    bool          // a claim is in flight
 	claimDone   chan struct{} // closed when the in-flight claim ends
-	lastErr     error         // error of the last claim, until reported
-	lastFailure string        // error of the last claim when it failed
+	lastErr     error         // error of the last failed claim
+	lastFailure string        // error of the last claim when it failed, "" after a success
 	failedUntil time.Time     // no new claim from the hot path before this
 	step        uint64
 	lastClaimAt time.Time
@@ -331,13 +331,11 @@ func (g *Generator) advance(ctx context.Context, old *segment) error {
 			g.mu.Unlock()
 			return nil
 		}
-		if g.lastErr != nil || (!g.claiming && time.Now().Before(g.failedUntil)) {
+		if !g.claiming && time.Now().Before(g.failedUntil) {
+			// The last claim failed moments ago: answer at once (503 with
+			// Retry-After) instead of queueing every request behind retries.
 			err := g.lastErr
-			g.lastErr = nil
 			g.mu.Unlock()
-			if err == nil {
-				err = errors.New("last claim failed")
-			}
 			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		g.startClaimLocked()
