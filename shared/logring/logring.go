@@ -49,7 +49,7 @@ func (r *Ring) add(e Entry) {
 
 // Query selects entries.
 type Query struct {
-	MinLevel  zapcore.Level // entries at or above it
+	MinLevel  zapcore.Level // entries at or above it; the zero value is info
 	RequestID string        // only this request ("" = any)
 	Limit     int           // newest Limit matches (≤ 0 = all)
 }
