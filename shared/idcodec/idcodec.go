@@ -192,15 +192,12 @@ func FillRun(out []ID, f Fields) {
 	if len(out) == 0 {
 		return
 	}
-	last := f
-	last.Counter += uint64(len(out) - 1)
-	if last.Counter < f.Counter {
-		panic("idcodec: counter run wraps")
+	lastCounter := f.Counter + uint64(len(out)-1)
+	if f.TimestampMS > MaxTimestamp || f.Worker > MaxWorker || f.Shard > MaxShard || lastCounter > MaxCounter || lastCounter < f.Counter {
+		panic(fmt.Sprintf("idcodec: field out of range: %+v (run of %d)", f, len(out)))
 	}
-	first := MustCompose(f)
-	MustCompose(last)
-	hi := binary.BigEndian.Uint64(first[0:8])
-	lo := binary.BigEndian.Uint64(first[8:16])
+	hi := f.TimestampMS<<16 | uint64(Version)<<12 | uint64(f.Worker)
+	lo := uint64(0b10)<<62 | uint64(f.Shard)<<56 | f.Counter
 	for i := range out {
 		binary.BigEndian.PutUint64(out[i][0:8], hi)
 		binary.BigEndian.PutUint64(out[i][8:16], lo+uint64(i))
