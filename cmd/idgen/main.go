@@ -20,6 +20,7 @@ Usage:
   idgen serve [flags]        run the HTTP service (idgen serve --help for flags)
   idgen decode <id>          print the fields of an ID as JSON
   idgen healthcheck [flags]  exit 0 when the instance at --url is live
+  idgen token [flags]        mint a bearer token from a local key file (idgen token --help)
   idgen --help               this text
 
 Every flag of serve has an environment variable: --redis-addr <=> IDGEN_REDIS_ADDR.
@@ -52,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = decode(args[1:], stdout)
 	case "healthcheck":
 		err = healthcheck(ctx, args[1:])
+	case "token":
+		err = token(args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "idgen: unknown command %q\n\n%s", args[0], usage)
 		return 2

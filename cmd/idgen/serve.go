@@ -18,6 +18,7 @@ import (
 
 	"github.com/idgen/idgen/allocator"
 	"github.com/idgen/idgen/functions/generate"
+	"github.com/idgen/idgen/shared/auth"
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/logring"
@@ -145,9 +146,11 @@ func (c *ServeConfig) Validate() error {
 		return errors.New("--tls-cert and --tls-key go together")
 	case c.TLSCert != "":
 		return errors.New("--tls-cert: the TLS listener is not built yet (issue #6)")
-	case !c.Dev && (c.JWTPublicKey != "" || c.JWTSecretFile != ""):
-		return errors.New("JWT verification is not built yet (issue #6): only --dev can start the service today")
-	case !c.Dev:
+	case c.JWTPublicKey != "" && c.JWTSecretFile != "":
+		return errors.New("--jwt-public-key and --jwt-hs256-secret-file exclude each other")
+	case c.Dev && (c.JWTPublicKey != "" || c.JWTSecretFile != ""):
+		return errors.New("--dev turns authentication off: do not combine it with --jwt-* keys")
+	case !c.Dev && c.JWTPublicKey == "" && c.JWTSecretFile == "":
 		return errors.New("authentication is not configured: pass --jwt-public-key or --jwt-hs256-secret-file, or --dev to run WITHOUT authentication on a development machine")
 	}
 	return nil
@@ -244,8 +247,17 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 		ln.Close()
 		return fmt.Errorf("--metadata-key-file: %w", err)
 	}
+	var verifier generate.Authenticator
+	if !c.Dev {
+		v, err := auth.NewVerifier(auth.Config{PublicKeyFile: c.JWTPublicKey, HS256SecretFile: c.JWTSecretFile, Issuer: c.JWTIssuer, Audience: c.JWTAudience})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		verifier = v
+	}
 	svc, err := generate.New(generate.Config{Dev: c.Dev, RequestTimeout: c.RequestTimeout}, generate.Deps{
-		IDs: gen, Registry: store, Logger: log, Logs: ring, Metrics: metrics, Membership: membership, Checks: checks, Sealer: keys,
+		IDs: gen, Registry: store, Logger: log, Logs: ring, Metrics: metrics, Membership: membership, Checks: checks, Sealer: keys, Auth: verifier,
 	})
 	if err != nil {
 		ln.Close()

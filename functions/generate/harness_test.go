@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/prometheus/common/expfmt"
 	"mime"
 	"net"
 	"path/filepath"
@@ -44,6 +45,11 @@ type stack struct {
 // newStack builds the stack and closes it (generator, then store) when tb
 // ends. base receives the log lines at info and above, the ring all levels.
 func newStack(tb testing.TB, base zapcore.Core) *stack {
+	return newStackWith(tb, base, generate.Config{Dev: true}, nil)
+}
+
+// newStackWith is newStack with the service's config and authenticator.
+func newStackWith(tb testing.TB, base zapcore.Core, cfg generate.Config, a generate.Authenticator) *stack {
 	ring := logring.New(2000)
 	ec := zap.NewProductionEncoderConfig()
 	ec.TimeKey, ec.EncodeTime = "time", zapcore.RFC3339NanoTimeEncoder
@@ -76,8 +82,8 @@ func newStack(tb testing.TB, base zapcore.Core) *stack {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	svc, err := generate.New(generate.Config{Dev: true}, generate.Deps{
-		IDs: gen, Registry: store, Logger: log, Logs: ring, Metrics: metrics, Sealer: keys,
+	svc, err := generate.New(cfg, generate.Deps{
+		IDs: gen, Registry: store, Logger: log, Logs: ring, Metrics: metrics, Sealer: keys, Auth: a,
 		Membership: generate.StaticMembership{generate.Member{Worker: 0, Shard: 0, Address: "idgen.test", Version: "test", StartedAt: time.Now().UTC()}},
 		Checks: []generate.Check{
 			{Name: "store", Critical: true, Run: store.Ping},
@@ -110,7 +116,12 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	st := newStack(t, newTestCore(t))
+	return serveStack(t, newStack(t, newTestCore(t)))
+}
+
+// serveStack serves st over an in-memory listener.
+func serveStack(t *testing.T, st *stack) *harness {
+	t.Helper()
 
 	ln := fasthttputil.NewInmemoryListener()
 	srv := newServer(st.svc, tLogger{t})
@@ -330,10 +341,19 @@ func (h *harness) issuedTotal(t testing.TB) float64 {
 // metric name, with its labels when it has some).
 func (h *harness) metric(t testing.TB, series string) float64 {
 	t.Helper()
-	r := h.get(t, "/metrics")
-	if r.status != 200 {
-		t.Fatalf("GET /metrics: %s", r)
+	// Read the registry the /metrics endpoint serves, without the HTTP
+	// round trip (which needs a token outside dev mode).
+	var buf bytes.Buffer
+	mfs, err := h.metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
 	}
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := &reply{status: 200, body: buf.Bytes()}
 	sc := bufio.NewScanner(bytes.NewReader(r.body))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {

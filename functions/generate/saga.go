@@ -8,6 +8,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/idgen/idgen/shared/auth"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
 )
@@ -129,7 +130,8 @@ func (s *Service) getID(c *fasthttp.RequestCtx, _ *reqLog) error {
 		t := msTime(rec.IssuedAtMS)
 		v.IssuedAt = &t
 	}
-	if len(rec.Metadata) > 0 && (s.cfg.Dev || rec.Subject == s.subject(c)) {
+	// Metadata goes only to the subject that issued the ID, or an admin.
+	if p := principal(c); len(rec.Metadata) > 0 && (rec.Subject == p.Subject || p.Has(auth.ScopeAdmin)) {
 		plain, err := s.d.Sealer.Open(id[:], rec.Metadata)
 		if err != nil {
 			return fmt.Errorf("open metadata of %s: %w", id, err)

@@ -16,12 +16,14 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/idgen/idgen/shared/auth"
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/logring"
@@ -105,6 +107,11 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// Authenticator verifies a bearer token (shared/auth.Verifier).
+type Authenticator interface {
+	Verify(token string) (auth.Principal, error)
+}
+
 // Sealer encrypts metadata at rest, bound to its ID (shared/sealer.Ring).
 type Sealer interface {
 	Seal(id, plain []byte) ([]byte, error)
@@ -134,7 +141,8 @@ type Deps struct {
 	Logger     *zap.Logger
 	Logs       *logring.Ring
 	Metrics    *Metrics
-	Sealer     Sealer // required: metadata is never stored in clear
+	Sealer     Sealer        // required: metadata is never stored in clear
+	Auth       Authenticator // required unless Config.Dev
 }
 
 // Service handles the HTTP API. Safe for concurrent use.
@@ -155,6 +163,9 @@ func New(cfg Config, d Deps) (*Service, error) {
 	}
 	if d.IDs == nil || d.Registry == nil || d.Sealer == nil {
 		return nil, errors.New("generate: IDs, Registry and Sealer are required")
+	}
+	if d.Auth == nil && !cfg.Dev {
+		return nil, errors.New("generate: an Authenticator is required unless in development mode")
 	}
 	cfg = cfg.withDefaults()
 	if d.Logger == nil {
@@ -243,25 +254,26 @@ func (s *Service) route(c *fasthttp.RequestCtx, log *reqLog) string {
 	var (
 		route  string
 		method = fasthttp.MethodGet
+		scope  string // "" = open
 		h      func(*fasthttp.RequestCtx, *reqLog) error
 	)
 	switch {
 	case path == "/generate":
-		route, method, h = path, fasthttp.MethodPost, s.generate
+		route, method, scope, h = path, fasthttp.MethodPost, auth.ScopeGenerate, s.generate
 	case path == "/commit":
-		route, method, h = path, fasthttp.MethodPost, s.commit
+		route, method, scope, h = path, fasthttp.MethodPost, auth.ScopeCommit, s.commit
 	case path == "/compensate":
-		route, method, h = path, fasthttp.MethodPost, s.compensate
+		route, method, scope, h = path, fasthttp.MethodPost, auth.ScopeCompensate, s.compensate
 	case len(path) > len("/ids/") && path[:len("/ids/")] == "/ids/":
-		route, h = "/ids/{id}", s.getID
+		route, scope, h = "/ids/{id}", auth.ScopeRead, s.getID
 	case path == "/instances":
-		route, h = path, s.instances
+		route, scope, h = path, auth.ScopeRead, s.instances
 	case path == "/health", path == "/health/live", path == "/health/ready":
 		route, h = path, s.health
 	case path == "/logs":
-		route, h = path, s.logs
+		route, scope, h = path, auth.ScopeOpsRead, s.logs
 	case path == "/metrics":
-		route, h = path, s.metrics
+		route, scope, h = path, auth.ScopeOpsRead, s.metrics
 	default:
 		s.fail(c, log, Errorf(CodeNotFound, "no route %s", path))
 		return "other"
@@ -270,6 +282,12 @@ func (s *Service) route(c *fasthttp.RequestCtx, log *reqLog) string {
 		c.Response.Header.Set("Allow", method)
 		s.fail(c, log, Errorf(CodeMethodNotAllowed, "%s needs %s", route, method))
 		return route
+	}
+	if scope != "" {
+		if err := s.authorize(c, log, scope); err != nil {
+			s.fail(c, log, err)
+			return route
+		}
 	}
 	if err := h(c, log); err != nil {
 		s.fail(c, log, err)
@@ -325,8 +343,53 @@ func (s *Service) requestContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 }
 
-// subject is the authenticated caller; "dev" in development mode.
-func (s *Service) subject(*fasthttp.RequestCtx) string { return "dev" }
+type principalKey struct{}
+
+// devPrincipal is the caller in development mode: every scope.
+var devPrincipal = auth.Principal{Subject: "dev", Scopes: map[string]bool{
+	auth.ScopeGenerate: true, auth.ScopeRead: true, auth.ScopeCommit: true,
+	auth.ScopeCompensate: true, auth.ScopeOpsRead: true, auth.ScopeAdmin: true,
+}}
+
+// authorize verifies the bearer token and the route's scope, and keeps the
+// principal on the request: 401 without a valid token, 403 without the scope.
+func (s *Service) authorize(c *fasthttp.RequestCtx, log *reqLog, scope string) error {
+	p := devPrincipal
+	if !s.cfg.Dev {
+		h := string(c.Request.Header.Peek("Authorization"))
+		token, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok {
+			token = ""
+		}
+		var err error
+		if p, err = s.d.Auth.Verify(strings.TrimSpace(token)); err != nil {
+			if token == "" {
+				c.Response.Header.Set("WWW-Authenticate", `Bearer realm="idgen"`)
+				log.L().Warn("auth: no bearer token", zap.String("path", string(c.Path())), zap.String("source", c.RemoteIP().String()))
+				return Errorf(CodeUnauthorized, "a bearer token is required")
+			}
+			c.Response.Header.Set("WWW-Authenticate", `Bearer realm="idgen", error="invalid_token"`)
+			log.L().Warn("auth: invalid token", zap.String("path", string(c.Path())), zap.String("source", c.RemoteIP().String()), zap.Error(err))
+			return Errorf(CodeUnauthorized, "the bearer token is invalid or expired")
+		}
+	}
+	if !p.Has(scope) {
+		c.Response.Header.Set("WWW-Authenticate", `Bearer realm="idgen", error="insufficient_scope", scope="`+scope+`"`)
+		log.L().Warn("auth: scope denied", zap.String("sub", p.Subject), zap.String("scope", scope), zap.String("path", string(c.Path())))
+		return Errorf(CodeForbidden, "the token lacks the %s scope", scope)
+	}
+	c.SetUserValue(principalKey{}, p)
+	return nil
+}
+
+// principal is the caller authorize accepted.
+func principal(c *fasthttp.RequestCtx) auth.Principal {
+	p, _ := c.UserValue(principalKey{}).(auth.Principal)
+	return p
+}
+
+// subject is the authenticated caller's sub ("dev" in development mode).
+func (s *Service) subject(c *fasthttp.RequestCtx) string { return principal(c).Subject }
 
 // reqLog builds the request-scoped logger on first use: most requests log
 // nothing, and cloning the encoders for every request costs more than the

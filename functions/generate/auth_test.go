@@ -1,0 +1,105 @@
+package generate_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/idgen/idgen/functions/generate"
+	"github.com/idgen/idgen/shared/auth"
+)
+
+// authHarness serves the API with HS256 bearer auth (not dev mode) and mints
+// tokens for it.
+func authHarness(t *testing.T) (*harness, func(sub, scope string, ttl time.Duration) string) {
+	t.Helper()
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte(strings.Repeat("k", 48)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v, err := auth.NewVerifier(auth.Config{HS256SecretFile: secret, Issuer: "test-iss", Audience: "idgen"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := serveStack(t, newStackWith(t, newTestCore(t), generate.Config{}, v))
+	mint := func(sub, scope string, ttl time.Duration) string {
+		tok, err := auth.Mint(auth.MintConfig{HS256SecretFile: secret, Subject: sub, Scope: scope, Issuer: "test-iss", Audience: "idgen", TTL: ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	return h, mint
+}
+
+func TestAuthStatuses(t *testing.T) {
+	h, mint := authHarness(t)
+	all := "ids:generate ids:read ids:commit ids:compensate ops:read"
+	tests := []struct {
+		name, method, path, body, authz string
+		status                          int
+		code, challenge                 string
+	}{
+		{"no token", "POST", "/generate", "", "", 401, "unauthorized", `Bearer realm="idgen"`},
+		{"not bearer", "POST", "/generate", "", "Basic Zm9vOmJhcg==", 401, "unauthorized", `Bearer realm="idgen"`},
+		{"garbage token", "POST", "/generate", "", "Bearer x.y.z", 401, "unauthorized", `error="invalid_token"`},
+		{"expired token", "POST", "/generate", "", "Bearer " + mint("a", all, -time.Hour), 401, "unauthorized", `error="invalid_token"`},
+		{"missing scope generate", "POST", "/generate", "", "Bearer " + mint("a", "ids:read", time.Hour), 403, "forbidden", `scope="ids:generate"`},
+		{"missing scope commit", "POST", "/commit", `{"id":"019ab697-e800-8007-8200-0000000003e9"}`, "Bearer " + mint("a", "ids:generate", time.Hour), 403, "forbidden", `scope="ids:commit"`},
+		{"missing scope metrics", "GET", "/metrics", "", "Bearer " + mint("a", "ids:generate", time.Hour), 403, "forbidden", `scope="ops:read"`},
+		{"missing scope logs", "GET", "/logs", "", "Bearer " + mint("a", "ids:read", time.Hour), 403, "forbidden", `scope="ops:read"`},
+		{"health open", "GET", "/health", "", "", 200, "", ""},
+		{"ready open", "GET", "/health/ready", "", "", 200, "", ""},
+		{"good token", "POST", "/generate", "", "Bearer " + mint("a", all, time.Hour), 200, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := h.issuedTotal(t)
+			hdr := map[string]string{}
+			if tt.authz != "" {
+				hdr["Authorization"] = tt.authz
+			}
+			r := h.do(t, call{method: tt.method, path: tt.path, body: tt.body, header: hdr})
+			if r.status != tt.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tt.status, r.body)
+			}
+			if tt.code != "" {
+				if !strings.Contains(string(r.body), `"code":"`+tt.code+`"`) {
+					t.Fatalf("body %s, want code %s", r.body, tt.code)
+				}
+				if got := r.h("WWW-Authenticate"); !strings.Contains(got, tt.challenge) {
+					t.Fatalf("WWW-Authenticate %q, want it to contain %q", got, tt.challenge)
+				}
+				if after := h.issuedTotal(t); after != before {
+					t.Fatalf("a refused request issued IDs: %v -> %v", before, after)
+				}
+			}
+		})
+	}
+}
+
+// TestMetadataOnlyForItsSubject: a record's metadata goes to the subject that
+// issued it or an admin; others see the public fields only.
+func TestMetadataOnlyForItsSubject(t *testing.T) {
+	h, mint := authHarness(t)
+	alice := map[string]string{"Authorization": "Bearer " + mint("alice", "ids:generate ids:read", time.Hour)}
+	r := h.do(t, call{method: "POST", path: "/generate", body: `{"metadata":{"card_last4":"4242"}}`, header: alice})
+	if r.status != 200 {
+		t.Fatalf("generate: %s", r)
+	}
+	id := strings.TrimSuffix(strings.TrimPrefix(string(r.body), `{"id":"`), `"}`)
+	for _, tc := range []struct {
+		who, scope string
+		sees       bool
+	}{{"alice", "ids:read", true}, {"bob", "ids:read", false}, {"ops", "ids:read ids:admin", true}} {
+		got := h.do(t, call{method: "GET", path: "/ids/" + id, header: map[string]string{"Authorization": "Bearer " + mint(tc.who, tc.scope, time.Hour)}})
+		if got.status != 200 {
+			t.Fatalf("%s: %s", tc.who, got)
+		}
+		if has := strings.Contains(string(got.body), "4242"); has != tc.sees {
+			t.Fatalf("%s sees metadata = %v, want %v: %s", tc.who, has, tc.sees, got.body)
+		}
+	}
+}
