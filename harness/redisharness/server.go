@@ -1,0 +1,346 @@
+package redisharness
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// kind is what a Server runs.
+type kind int
+
+const (
+	kindRedis kind = iota
+	kindSentinel
+)
+
+// Server is one Redis or Sentinel process: standalone, or a member of a
+// Group or Cluster. Its methods are safe for concurrent use.
+type Server struct {
+	env     *env
+	name    string // also the sub-directory of env.dir
+	kind    kind
+	dir     string
+	port    int  // set by Start before the first process runs, then fixed
+	ownsEnv bool // a standalone Server: Close also removes the directory
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	done    chan struct{} // closed once cmd has exited and been reaped
+	waitErr error         // cmd.Wait's result, valid after done is closed
+	frozen  bool          // SIGSTOPped and not yet SIGCONTed
+	killed  bool          // the harness SIGKILLed this process
+	logOff  int64         // size of server.log when the process started
+	closed  bool
+}
+
+// Addr is "127.0.0.1:port"; with Options.TLS the port speaks TLS only.
+func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
+
+// Name is the member's name ("redis0", "sentinel1", "node2", ...), also its
+// sub-directory of the working directory.
+func (s *Server) Name() string { return s.name }
+
+// Dir is the member's directory: config file, data and server.log.
+func (s *Server) Dir() string { return s.dir }
+
+// LogPath is the file that gets the process's log and its stdout and stderr.
+func (s *Server) LogPath() string { return filepath.Join(s.dir, "server.log") }
+
+// Pid is the process id while the process is alive (frozen or not), else 0.
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.alive() {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
+// TLSFiles returns the paths of the CA certificate that signed the servers'
+// certificate (valid for 127.0.0.1, ::1 and localhost), and of a client
+// certificate and its PKCS#8 key signed by the same CA. All empty without
+// Options.TLS.
+func (s *Server) TLSFiles() (caPEM, clientCertPEM, clientKeyPEM string) {
+	return s.env.tls.paths()
+}
+
+func (s *Server) confPath() string {
+	if s.kind == kindSentinel {
+		return filepath.Join(s.dir, "sentinel.conf")
+	}
+	return filepath.Join(s.dir, "redis.conf")
+}
+
+// Kill SIGKILLs the process and waits until it is reaped. Killing a process
+// that is not alive is a no-op. Errors: ErrClosed.
+func (s *Server) Kill() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	cmd, done := s.cmd, s.done
+	s.mu.Unlock()
+	killed, err := s.kill(cmd, done)
+	if killed {
+		s.env.opts.Logf("redisharness: %s killed", s.name)
+	}
+	return err
+}
+
+// Stop freezes the process with SIGSTOP: its socket stays open but it
+// answers nothing, as in a long pause or a hung host. Errors: ErrNotRunning
+// if it is not alive, ErrClosed.
+func (s *Server) Stop() error { return s.signal(syscall.SIGSTOP, true) }
+
+// Cont thaws the process with SIGCONT. Errors as for Stop.
+func (s *Server) Cont() error { return s.signal(syscall.SIGCONT, false) }
+
+// Restart starts the process again on the same port with the same config
+// file and data directory, killing it first if it is still alive (frozen or
+// not), and waits until it answers PING. For a replica or cluster node that
+// does not mean it has synced. Errors: ErrPortInUse if the port was taken
+// meanwhile, the process's exit with the end of its log, ctx's error,
+// ErrClosed.
+func (s *Server) Restart(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	cmd, done := s.cmd, s.done
+	s.mu.Unlock()
+	if _, err := s.kill(cmd, done); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	switch {
+	case s.closed:
+		s.mu.Unlock()
+		return ErrClosed
+	case s.alive():
+		s.mu.Unlock()
+		return fmt.Errorf("redisharness: restart %s: restarted concurrently", s.name)
+	}
+	err := s.launch()
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return s.waitReady(ctx)
+}
+
+// Close kills the process and waits for it; a standalone Server also removes
+// the working directory if Start created it. It is idempotent; later calls
+// return nil and other methods return ErrClosed. Closing a member of a Group
+// or Cluster only ends that member.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	cmd, done := s.cmd, s.done
+	s.mu.Unlock()
+	_, err := s.kill(cmd, done)
+	if s.ownsEnv {
+		err = errors.Join(err, s.env.removeDir())
+	}
+	return err
+}
+
+// alive reports whether the process is started and not yet reaped. The
+// caller holds s.mu.
+func (s *Server) alive() bool {
+	if s.cmd == nil {
+		return false
+	}
+	select {
+	case <-s.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// running reports whether the process should answer: alive and not frozen.
+func (s *Server) running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.alive() && !s.frozen
+}
+
+// launch starts the process from its config file. The caller holds s.mu and
+// has checked that it is not alive.
+func (s *Server) launch() error {
+	out, err := os.OpenFile(s.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("redisharness: %s: %w", s.name, err)
+	}
+	defer out.Close() // the child has its own copy of the descriptor
+	s.logOff = fileSize(s.LogPath())
+
+	bin := s.env.server
+	if s.kind == kindSentinel {
+		bin = s.env.sentinel
+	}
+	cmd := exec.Command(bin, s.confPath())
+	cmd.Dir = s.dir
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("redisharness: %s: start %s: %w", s.name, bin, err)
+	}
+	done := make(chan struct{})
+	s.cmd, s.done, s.frozen, s.killed, s.waitErr = cmd, done, false, false, nil
+	go func() {
+		err := cmd.Wait()
+		s.mu.Lock()
+		if s.cmd == cmd {
+			s.waitErr = err
+		}
+		s.mu.Unlock()
+		close(done)
+	}()
+	s.env.opts.Logf("redisharness: %s started (pid %d, port %d)", s.name, cmd.Process.Pid, s.port)
+	return nil
+}
+
+// kill SIGKILLs the process group of cmd and waits until it is reaped. A
+// stopped process dies from SIGKILL too, so frozen ones need no SIGCONT. It
+// reports whether there was a live process. The caller must not hold s.mu
+// (the reaper takes it).
+func (s *Server) kill(cmd *exec.Cmd, done chan struct{}) (bool, error) {
+	if cmd == nil {
+		return false, nil
+	}
+	select {
+	case <-done:
+		return false, nil
+	default:
+	}
+	s.mu.Lock()
+	if s.cmd == cmd {
+		s.killed = true
+	}
+	s.mu.Unlock()
+	pid := cmd.Process.Pid
+	// The group id is the pid (Setpgid); signal the group so anything the
+	// server forked (a BGSAVE child) dies too.
+	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return true, fmt.Errorf("redisharness: kill %s: %w", s.name, err)
+	}
+	select {
+	case <-done:
+		return true, nil
+	case <-time.After(killWait):
+		return true, fmt.Errorf("redisharness: kill %s: pid %d not reaped after %v", s.name, pid, killWait)
+	}
+}
+
+// signal sends sig to the process group of a live process.
+func (s *Server) signal(sig syscall.Signal, frozen bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if !s.alive() {
+		return fmt.Errorf("redisharness: %s: %w", s.name, ErrNotRunning)
+	}
+	if err := syscall.Kill(-s.cmd.Process.Pid, sig); err != nil {
+		return fmt.Errorf("redisharness: signal %s: %w", s.name, err)
+	}
+	s.frozen = frozen
+	s.env.opts.Logf("redisharness: %s sent %v", s.name, sig)
+	return nil
+}
+
+// checkAlive fails when the process was killed, has exited or the Server is
+// closed; an unexpected exit comes with the end of the log and wraps
+// ErrPortInUse for a bind failure.
+func (s *Server) checkAlive() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return ErrClosed
+	case s.cmd == nil || s.killed:
+		return fmt.Errorf("redisharness: %s was killed: %w", s.name, ErrNotRunning)
+	case !s.alive():
+		err := fmt.Errorf("redisharness: %s exited (%v)", s.name, s.waitErr)
+		log := readFrom(s.LogPath(), s.logOff, 256<<10)
+		if bytes.Contains(log, []byte("Address already in use")) {
+			err = fmt.Errorf("%w: %w", err, ErrPortInUse)
+		}
+		return fmt.Errorf("%w: %w\n%s", err, ErrNotRunning, tail(s.LogPath(), log, 20))
+	}
+	return nil
+}
+
+// waitReady polls until the process answers PING with PONG (not LOADING).
+// It also checks INFO's process_id: when another process took the port
+// between picking and binding, that one answers while ours exits with a
+// bind failure, which the next poll then reports.
+func (s *Server) waitReady(ctx context.Context) error {
+	return poll(ctx, s.name+" to answer PING", []*Server{s}, func(ctx context.Context) error {
+		r, err := s.do(ctx, []string{"INFO", "server"}, []string{"PING"})
+		if err != nil {
+			return err
+		}
+		if pid, want := infoField(r[0], "process_id"), strconv.Itoa(s.Pid()); pid != want {
+			return fmt.Errorf("%s answered as pid %s, want %s", s.Addr(), pid, want)
+		}
+		return nil
+	})
+}
+
+// do runs cmds on the process, one short connection.
+func (s *Server) do(ctx context.Context, cmds ...[]string) ([]any, error) {
+	return s.env.do(ctx, s.Addr(), cmds...)
+}
+
+// tail formats the last n lines of log, read from path.
+func tail(path string, log []byte, n int) string {
+	lines := bytes.Split(bytes.TrimSpace(log), []byte("\n"))
+	lines = lines[max(0, len(lines)-n):]
+	return fmt.Sprintf("--- %s (last %d lines)\n%s", path, len(lines), bytes.Join(lines, []byte("\n")))
+}
+
+// readFrom returns at most limit bytes of the file at path from offset off,
+// the last ones if there are more; nil on any error.
+func readFrom(path string, off, limit int64) []byte {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	if size := fileSize(path); size-off > limit {
+		off = size - limit
+	}
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return nil
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, limit))
+	return b
+}
+
+// fileSize is the size of path, 0 if it does not exist.
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}

@@ -1,0 +1,85 @@
+package redisharness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+)
+
+// StartStandalone starts one redis-server (member name "redis0") and returns
+// when it answers PING. When it fails to bind its port it starts over on a
+// fresh one, up to 3 times. On any error, including ctx ending, it kills
+// what it started and removes its temporary directory. The process outlives
+// ctx; only Close ends it. Errors: Options.Validate's, ErrNotInstalled,
+// ErrPortInUse after the last attempt, the server's exit with the end of its
+// log, or ctx's error.
+func StartStandalone(ctx context.Context, opts Options) (*Server, error) {
+	if opts.MinReplicasToWrite > 0 {
+		return nil, errors.New("redisharness: MinReplicasToWrite needs a Group with replicas; a standalone server would refuse every write")
+	}
+	e, err := newEnv(opts, 0)
+	if err != nil {
+		return nil, err
+	}
+	s := e.newServer("redis0", kindRedis)
+	s.ownsEnv = true
+	once := func(ctx context.Context) error {
+		if err := e.assignPorts([]*Server{s}, false); err != nil {
+			return err
+		}
+		if err := writeConf(s, e.redisConf(s, 0, false)); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		err := s.launch()
+		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		return s.waitReady(ctx)
+	}
+	kill := func() error { return s.Kill() }
+	if err := e.start(ctx, "standalone server", once, kill); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// StartStandaloneT is StartStandalone for tests: it fails t (never skips
+// it) when the server does not come up within 60 s or the test's context,
+// logs lifecycle events through t.Logf unless opts.Logf is set, and closes
+// the server in t.Cleanup.
+func StartStandaloneT(t testing.TB, opts Options) *Server {
+	t.Helper()
+	s, err := startT(t, &opts, "standalone Redis", func(ctx context.Context) (*Server, error) {
+		return StartStandalone(ctx, opts)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// startT runs start for a ...T variant: t.Logf as the default Logf, a
+// bounded context, and Close in t.Cleanup. It returns start's error wrapped
+// for t.Fatal.
+func startT[T interface{ Close() error }](t testing.TB, opts *Options, what string, start func(context.Context) (T, error)) (T, error) {
+	t.Helper()
+	if opts.Logf == nil {
+		opts.Logf = t.Logf
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), startTimeoutT)
+	defer cancel()
+	v, err := start(ctx)
+	if err != nil {
+		var zero T
+		return zero, fmt.Errorf("start %s: %w", what, err)
+	}
+	t.Cleanup(func() {
+		if err := v.Close(); err != nil {
+			t.Errorf("close %s: %v", what, err)
+		}
+	})
+	return v, nil
+}
