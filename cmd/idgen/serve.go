@@ -41,6 +41,7 @@ type ServeConfig struct {
 	Dev            bool
 	TLSCert        string
 	TLSKey         string
+	TLSClientCA    string
 	JWTPublicKey   string
 	JWTSecretFile  string
 	JWTIssuer      string
@@ -94,6 +95,7 @@ func (m *Serve) ParseFlags(args []string) error {
 	fs.BoolVar(&c.Dev, "dev", false, "development mode: authentication OFF")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate file; serve HTTPS only (TLS 1.2+)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key file for --tls-cert")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "PEM CA file: require client certificates signed by it (mTLS)")
 	fs.StringVar(&c.JWTPublicKey, "jwt-public-key", "", "PEM public key or JWKS file verifying bearer tokens")
 	fs.StringVar(&c.JWTSecretFile, "jwt-hs256-secret-file", "", "file holding an HS256 secret (development and tests)")
 	fs.StringVar(&c.JWTIssuer, "jwt-issuer", "", "required iss claim")
@@ -144,8 +146,8 @@ func (c *ServeConfig) Validate() error {
 		return errors.New("--redis-addr: the Redis registry is not built yet (issue #4); run without it for the embedded mode")
 	case (c.TLSCert == "") != (c.TLSKey == ""):
 		return errors.New("--tls-cert and --tls-key go together")
-	case c.TLSCert != "":
-		return errors.New("--tls-cert: the TLS listener is not built yet (issue #6)")
+	case c.TLSClientCA != "" && c.TLSCert == "":
+		return errors.New("--tls-client-ca needs --tls-cert and --tls-key")
 	case c.JWTPublicKey != "" && c.JWTSecretFile != "":
 		return errors.New("--jwt-public-key and --jwt-hs256-secret-file exclude each other")
 	case c.Dev && (c.JWTPublicKey != "" || c.JWTSecretFile != ""):
@@ -207,6 +209,15 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("listen %s: %w", c.Listen, err)
 	}
 	addr := ln.Addr().String()
+	if c.TLSCert != "" {
+		tlsLn, stopReload, err := tlsListener(ln, c, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stopReload()
+		ln = tlsLn
+	}
 	advertise := c.Advertise
 	if advertise == "" {
 		advertise = addr
@@ -286,7 +297,7 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("serving", zap.String("addr", addr), zap.String("mode", mode), zap.String("data_dir", c.DataDir),
+	log.Info("serving", zap.String("addr", addr), zap.String("mode", mode), zap.Bool("tls", c.TLSCert != ""), zap.String("data_dir", c.DataDir),
 		zap.Uint("shard", c.Shard), zap.String("version", version), zap.Duration("startup", time.Since(started)))
 	if m.Ready != nil {
 		m.Ready <- addr

@@ -1,0 +1,431 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/idgen/idgen/shared/registry"
+)
+
+type opKind uint8
+
+const (
+	opRegister opKind = iota + 1
+	opCAS
+	opRaise
+)
+
+// op is one unit of work of a group commit. The caller builds its values
+// (so encoding runs in parallel, outside the flusher); the flusher sets the
+// results and closes done.
+type op struct {
+	kind opKind
+
+	// opRegister: one entry per record of iss, and its deadlines.
+	iss     *registry.Issue
+	keys    []string
+	fields  []string
+	vals    [][]byte
+	dls     []deadline
+	idemKey string
+	idemVal []byte // nil without an idempotency entry
+	idemTTL int64
+	nowMS   int64
+
+	// opCAS (and the bucket part of a void)
+	key, field   string
+	old, new     []byte
+	ttl          int64
+	zkey, member string
+
+	// opRaise
+	hw string
+
+	// Results.
+	replay    []byte // the live idempotency value of another call
+	collision int    // 1 + index of the record held by another value
+	mismatch  bool   // opCAS: the field did not hold old
+	err       error
+	done      chan struct{}
+}
+
+type deadline struct {
+	key    string
+	score  int64
+	member string
+}
+
+func (o *op) fail(err error) {
+	if o.err == nil {
+		o.err = err
+	}
+}
+
+// role says how a sub-operation's result is read.
+type role uint8
+
+const (
+	roleWhole     role = iota // all of op (one script per batch: not Cluster)
+	roleRecords               // Cluster phase 1: the op's records of one slot
+	roleIdem                  // Cluster phase 2: the op's idempotency entry
+	roleDeadlines             // Cluster phase 2: the op's deadlines of one slot
+	roleCleanup               // rollbacks, voids, deferred ZREMs: logged only
+)
+
+type part struct {
+	o    *op
+	role role
+	recs []int // the op's records in this sub-operation (roleRecords)
+}
+
+// call is one EVALSHA of batchScript.
+type call struct {
+	keys  []string
+	index map[string]int
+	args  []any
+	parts []part
+}
+
+func newCall(durable bool, bucketTTL int64) *call {
+	d := "0"
+	if durable {
+		d = "1"
+	}
+	return &call{index: map[string]int{}, args: []any{d, bucketTTL}}
+}
+
+// key returns the 1-based KEYS index of k, adding it once.
+func (c *call) key(k string) int {
+	if i, ok := c.index[k]; ok {
+		return i
+	}
+	c.keys = append(c.keys, k)
+	c.index[k] = len(c.keys)
+	return len(c.keys)
+}
+
+func (c *call) register(p part, idem bool, recs []int, dls []deadline) {
+	o := p.o
+	ik, iv := 0, []byte(nil)
+	if idem && o.idemVal != nil {
+		ik, iv = c.key(o.idemKey), o.idemVal
+	}
+	c.args = append(c.args, "R", ik, iv, o.idemTTL, o.nowMS, len(recs))
+	for _, i := range recs {
+		c.args = append(c.args, c.key(o.keys[i]), o.fields[i], o.vals[i])
+	}
+	c.args = append(c.args, len(dls))
+	for _, d := range dls {
+		c.args = append(c.args, c.key(d.key), d.score, d.member)
+	}
+	c.parts = append(c.parts, p)
+}
+
+// cas adds a compare-and-set; key "" skips the hash part, zkey "" the ZREM.
+func (c *call) cas(p part, key, field string, old, new []byte, ttl int64, zkey, member string) {
+	k, zk := 0, 0
+	if key != "" {
+		k = c.key(key)
+	}
+	if zkey != "" {
+		zk = c.key(zkey)
+	}
+	c.args = append(c.args, "C", k, field, old, new, ttl, zk, member)
+	c.parts = append(c.parts, p)
+}
+
+func (c *call) raise(p part, key, v string) {
+	c.args = append(c.args, "H", c.key(key), v)
+	c.parts = append(c.parts, p)
+}
+
+type result struct {
+	vals []any
+	err  error
+}
+
+// maxFlushRecords bounds the records of one flush (a soft bound: the op
+// that crosses it rides along), so that one script never blocks Redis long.
+const maxFlushRecords = 8192
+
+// flusher sends everything queued in one flush, over and over, until Close;
+// then it drains the queue.
+func (s *Store) flusher() {
+	defer close(s.flushed)
+	batch := make([]*op, 0, s.cfg.MaxBatch)
+	for {
+		select {
+		case o := <-s.ops:
+			batch = s.fill(append(batch[:0], o))
+			s.flush(batch)
+		case <-s.quit:
+			// Close set closed under mu: nothing new arrives.
+			for {
+				if batch = s.fill(batch[:0]); len(batch) == 0 {
+					return
+				}
+				s.flush(batch)
+			}
+		}
+	}
+}
+
+// fill adds what is queued, without waiting for more, up to MaxBatch ops and
+// maxFlushRecords records.
+func (s *Store) fill(batch []*op) []*op {
+	recs := 0
+	for _, o := range batch {
+		recs += len(o.keys)
+	}
+	for len(batch) < s.cfg.MaxBatch && recs < maxFlushRecords {
+		select {
+		case o := <-s.ops:
+			batch = append(batch, o)
+			recs += len(o.keys)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// flush sends batch and answers every op of it.
+func (s *Store) flush(batch []*op) {
+	t0 := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.FlushTimeout+3*s.waitTimeout())
+	defer cancel()
+	if s.cluster {
+		s.flushCluster(ctx, batch)
+	} else {
+		s.flushSingle(ctx, batch)
+	}
+	s.stats.batches.Add(1)
+	s.stats.ops.Add(uint64(len(batch)))
+	for _, o := range batch {
+		if o.err == nil && o.collision > 0 {
+			id := o.iss.Records[o.collision-1].ID
+			s.stats.collisions.Add(1)
+			s.cfg.Logger.Error("registry collision: id held by another writer", zap.Stringer("id", id))
+			if s.cfg.Collision != nil {
+				s.cfg.Collision(id)
+			}
+			o.err = fmt.Errorf("%w: %s", registry.ErrCollision, id)
+		}
+		if o.err == nil && o.replay != nil {
+			s.stats.replays.Add(1)
+		}
+		close(o.done)
+	}
+	if s.cfg.Observe != nil {
+		s.cfg.Observe(len(batch), time.Since(t0))
+	}
+}
+
+// flushSingle sends the whole batch as one script call. When the script
+// fails with an error reply (a key of the wrong type, say), the ops before
+// the failing one are already written and the rest are not: every op is
+// then resent in a call of its own (one more round trip), so that only the
+// op at fault fails. Resending is safe: what is already written finds its
+// own value.
+func (s *Store) flushSingle(ctx context.Context, batch []*op) {
+	c := s.newCall()
+	for _, o := range batch {
+		s.addWhole(c, o)
+	}
+	r := s.exec(ctx, []*call{c})[0]
+	var rerr redis.Error
+	if r.err == nil || len(batch) == 1 || !errors.As(r.err, &rerr) {
+		s.read(c, r)
+		return
+	}
+	s.cfg.Logger.Warn("registry batch script failed; resending its operations one by one", zap.Error(r.err))
+	calls := make([]*call, len(batch))
+	for i, o := range batch {
+		calls[i] = s.newCall()
+		s.addWhole(calls[i], o)
+	}
+	for i, r := range s.exec(ctx, calls) {
+		s.read(calls[i], r)
+	}
+}
+
+func (s *Store) addWhole(c *call, o *op) {
+	switch o.kind {
+	case opRegister:
+		all := make([]int, len(o.keys))
+		for i := range all {
+			all[i] = i
+		}
+		c.register(part{o: o, role: roleWhole}, true, all, o.dls)
+	case opCAS:
+		c.cas(part{o: o, role: roleWhole}, o.key, o.field, o.old, o.new, o.ttl, o.zkey, o.member)
+	case opRaise:
+		c.raise(part{o: o, role: roleWhole}, s.highWaterKey(), o.hw)
+	}
+}
+
+func (s *Store) newCall() *call {
+	return newCall(s.cfg.WaitReplicas > 0, s.cfg.Retention.Milliseconds())
+}
+
+func (s *Store) waitTimeout() time.Duration {
+	if s.cfg.WaitReplicas > 0 {
+		return s.cfg.WaitTimeout
+	}
+	return 0
+}
+
+// read hands the per-sub-operation results of c to their ops.
+func (s *Store) read(c *call, r result) {
+	for i, p := range c.parts {
+		var v any
+		err := r.err
+		if err == nil {
+			if i < len(r.vals) {
+				v = r.vals[i]
+			} else {
+				err = fmt.Errorf("%w: script returned %d results for %d operations", registry.ErrUnavailable, len(r.vals), len(c.parts))
+			}
+		}
+		if p.role == roleCleanup {
+			if err != nil {
+				s.cfg.Logger.Warn("registry clean-up failed", zap.Error(err))
+			}
+			continue
+		}
+		if err != nil {
+			p.o.fail(err)
+			continue
+		}
+		switch v := v.(type) {
+		case string:
+			if p.role == roleWhole || p.role == roleIdem {
+				p.o.replay = []byte(v)
+			} else {
+				p.o.fail(fmt.Errorf("%w: unexpected script result", registry.ErrUnavailable))
+			}
+		case int64:
+			switch {
+			case v == -1:
+				p.o.mismatch = true
+			case v > 0 && p.o.collision == 0:
+				if p.recs != nil {
+					p.o.collision = p.recs[v-1] + 1
+				} else {
+					p.o.collision = int(v)
+				}
+			}
+		default:
+			p.o.fail(fmt.Errorf("%w: unexpected script result %T", registry.ErrUnavailable, v))
+		}
+	}
+}
+
+// exec sends calls in one round trip (one per node, concurrently, in
+// Cluster mode) and, in durable mode, WAITs on each connection that wrote.
+func (s *Store) exec(ctx context.Context, calls []*call) []result {
+	res := make([]result, len(calls))
+	if len(calls) == 0 {
+		return res
+	}
+	s.stats.roundTrips.Add(1)
+	if !s.cluster || s.cfg.WaitReplicas == 0 {
+		s.pipeline(ctx, s.client, calls, res)
+		return res
+	}
+	// WAIT counts the replicas of the node it runs on, for the writes of
+	// its own connection: one pipeline per master, each ending with WAIT.
+	cc := s.client.(*redis.ClusterClient)
+	groups := map[*redis.Client][]int{}
+	for i, c := range calls {
+		node, err := cc.MasterForKey(ctx, c.keys[0])
+		if err != nil {
+			res[i].err = fmt.Errorf("%w: %w", registry.ErrUnavailable, err)
+			continue
+		}
+		groups[node] = append(groups[node], i)
+	}
+	var wg sync.WaitGroup
+	for node, idx := range groups {
+		wg.Go(func() {
+			sub := make([]*call, len(idx))
+			for j, i := range idx {
+				sub[j] = calls[i]
+			}
+			subres := make([]result, len(idx))
+			s.pipeline(ctx, node, sub, subres)
+			for j, i := range idx {
+				res[i] = subres[j]
+				if res[i].err != nil && (redis.HasErrorPrefix(res[i].err, "MOVED") || redis.HasErrorPrefix(res[i].err, "ASK")) {
+					cc.ReloadState(ctx)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return res
+}
+
+// pipeline runs calls on c in one pipeline: on a *redis.Client that is one
+// connection, so the WAIT that ends it covers exactly these writes. A
+// NOSCRIPT (a restarted or promoted server) loads the script and resends
+// the pipeline once: every sub-operation is idempotent (a value equal to the
+// one to write counts as written).
+func (s *Store) pipeline(ctx context.Context, c redis.Cmdable, calls []*call, res []result) {
+	wait := 0
+	if s.cfg.WaitReplicas > 0 {
+		wait = s.cfg.WaitReplicas
+	}
+	for attempt := 0; ; attempt++ {
+		pipe := c.Pipeline()
+		cmds := make([]*redis.Cmd, len(calls))
+		for i, cl := range calls {
+			cmds[i] = pipe.EvalSha(ctx, batchScript.Hash(), cl.keys, cl.args...)
+		}
+		var w *redis.Cmd
+		if wait > 0 {
+			w = pipe.Do(ctx, "WAIT", wait, s.cfg.WaitTimeout.Milliseconds())
+		}
+		_, _ = pipe.Exec(ctx)
+		if attempt == 0 {
+			noscript := false
+			for _, cmd := range cmds {
+				noscript = noscript || redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT")
+			}
+			if noscript {
+				if err := c.ScriptLoad(ctx, batchSource).Err(); err == nil {
+					continue
+				}
+			}
+		}
+		var werr error
+		if w != nil {
+			n, err := w.Int64()
+			switch {
+			case err != nil:
+				werr = fmt.Errorf("%w: wait: %w", registry.ErrUnavailable, err)
+			case n < int64(wait):
+				s.stats.waitFailures.Add(1)
+				werr = fmt.Errorf("%w: %d of %d replicas acknowledged within %v", registry.ErrUnavailable, n, wait, s.cfg.WaitTimeout)
+			}
+		}
+		for i, cmd := range cmds {
+			v, err := cmd.Slice()
+			switch {
+			case err != nil:
+				res[i].err = fmt.Errorf("%w: %w", registry.ErrUnavailable, err)
+			case werr != nil:
+				res[i].err = werr
+			default:
+				res[i].vals = v
+			}
+		}
+		return
+	}
+}

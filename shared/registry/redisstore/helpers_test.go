@@ -1,0 +1,104 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/idgen/idgen/harness/redisharness"
+	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/registry"
+)
+
+// shared is one standalone server for the tests that need nothing special;
+// each test gets its own key prefix.
+var shared *redisharness.Server
+
+func TestMain(m *testing.M) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	srv, err := redisharness.StartStandalone(ctx, redisharness.Options{})
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	shared = srv
+	code := m.Run()
+	_ = srv.Close()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+var prefixSeq atomic.Int64
+
+// prefix is a key prefix of its own for one test.
+func prefix() string { return fmt.Sprintf("t%d:", prefixSeq.Add(1)) }
+
+// open opens a Store on the shared server unless cfg says otherwise, with a
+// fresh prefix unless cfg has one, closed at the end of the test.
+func open(t testing.TB, cfg Config) *Store {
+	t.Helper()
+	if len(cfg.Addrs) == 0 {
+		cfg.Addrs = []string{shared.Addr()}
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = prefix()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zaptest.NewLogger(t)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// raw is a plain client of addr for inspecting what a Store wrote.
+func raw(t testing.TB, addr string) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: addr, DisableIdentity: true})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+const testMS = 1_764_000_000_000
+
+func id(counter uint64) idcodec.ID {
+	return idcodec.MustCompose(idcodec.Fields{TimestampMS: testMS, Worker: 7, Shard: 3, Counter: counter})
+}
+
+// pending is an issue of pending records as the HTTP layer builds them.
+func pending(ids ...idcodec.ID) registry.Issue {
+	var iss registry.Issue
+	for _, x := range ids {
+		ms := int64(x.Decompose().TimestampMS)
+		iss.Records = append(iss.Records, registry.Record{
+			ID: x, State: registry.Pending, IssuedAtMS: ms, Subject: "svc-payments",
+			History: []registry.Step{{State: registry.Pending, AtMS: ms, Actor: "svc-payments"}},
+		})
+	}
+	return iss
+}
+
+// redisharnessStandalone starts a server of its own with policy and
+// returns its address.
+func redisharnessStandalone(t testing.TB, policy string) string {
+	t.Helper()
+	return redisharness.StartStandaloneT(t, redisharness.Options{MaxmemoryPolicy: policy}).Addr()
+}

@@ -1,0 +1,94 @@
+package redisstore
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/registry"
+)
+
+// TestBytesPerID: 100k registered IDs without metadata cost at most 64 bytes
+// each of Redis memory (INFO used_memory delta), because their buckets stay
+// listpacks. With an idempotency key hash in every record (32 bytes more)
+// values pass hash-max-listpack-value and buckets become hash tables: that
+// figure is logged, not bounded.
+func TestBytesPerID(t *testing.T) {
+	addr := redisharnessStandalone(t, "noeviction")
+	admin := raw(t, addr)
+	ctx := context.Background()
+	const n = 100_000
+	tests := []struct {
+		name  string
+		shard uint8
+		idem  bool
+		limit float64
+	}{
+		{"plain", 1, false, 64},
+		{"with idempotency key hash", 2, true, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := open(t, Config{Addrs: []string{addr}})
+			before := usedMemory(t, admin)
+			var wg sync.WaitGroup
+			const perIssue = 100
+			for g := 0; g < 32; g++ {
+				wg.Go(func() {
+					for i := g; i < n/perIssue; i += 32 {
+						ids := make([]idcodec.ID, perIssue)
+						for j := range ids {
+							ids[j] = idcodec.MustCompose(idcodec.Fields{TimestampMS: testMS + uint64(i), Worker: 7, Shard: tt.shard, Counter: uint64(i*perIssue + j)})
+						}
+						iss := pending(ids...)
+						if tt.idem {
+							kh := registry.IdemKeyHash("svc-payments", strconv.Itoa(i))
+							for j := range iss.Records {
+								iss.Records[j].IdemKeyHash = kh[:]
+							}
+						}
+						if _, err := s.Register(ctx, iss, 0, testMS); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			after := usedMemory(t, admin)
+			per := float64(after-before) / n
+			key, _ := s.bucket(idcodec.MustCompose(idcodec.Fields{TimestampMS: testMS, Worker: 7, Shard: tt.shard, Counter: 500}))
+			enc := admin.ObjectEncoding(ctx, key).Val()
+			st := s.Stats()
+			t.Logf("%d IDs: used_memory +%d bytes = %.1f bytes/ID; bucket encoding %s; %d flushes, %.1f issues per flush",
+				n, after-before, per, enc, st.Batches, float64(st.Ops)/float64(st.Batches))
+			if tt.limit > 0 && (per > tt.limit || enc != "listpack") {
+				t.Fatalf("%.1f bytes/ID (encoding %s), want <= %.0f in listpacks", per, enc, tt.limit)
+			}
+		})
+	}
+}
+
+func usedMemory(t *testing.T, c *redis.Client) int64 {
+	t.Helper()
+	info, err := c.Info(context.Background(), "memory").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no used_memory in INFO memory")
+	return 0
+}

@@ -1,0 +1,123 @@
+package redisstore
+
+import "github.com/redis/go-redis/v9"
+
+// batchScript runs the sub-operations of one flush (one call per hash slot in
+// Cluster mode, one call for the whole batch otherwise) in order, each
+// checking everything before it writes anything, and returns one result per
+// sub-operation:
+//
+//	'R' register: idem key index (0 = none), idem value, idem TTL ms, now ms,
+//	    n, n × (bucket key index, field, value), m, m × (zset key index,
+//	    score, member).
+//	    → 0 written (or already written by this very call: a retry);
+//	      the idempotency value of a live entry of another call (a replay:
+//	      nothing written); i > 0 when record i is held by another value
+//	      (a collision: nothing written).
+//	'C' compare-and-set: bucket key index (0 = none), field, old value
+//	    ('' = must be absent), new value ('' = delete), TTL ms, zset key
+//	    index (0 = none), member to remove from it.
+//	    → 0 done (or already done: the field holds the new value), -1 the
+//	      field holds something else than old (nothing written).
+//	'H' raise: key index, 16 hex digits → 0 (the mark never goes down).
+//
+// ARGV[1] is '1' in durable mode: a replay then rewrites the entry it
+// answers (same value, same TTL) so that the WAIT after the script covers
+// it. ARGV[2] is the record buckets' TTL in ms. A bucket's TTL is only ever
+// extended (a tombstone's longer TTL survives later writes).
+//
+// The shebang makes Redis refuse the whole script up front under OOM or
+// min-replicas-to-write, instead of failing at its first write.
+const batchSource = `#!lua
+local durable = ARGV[1] == '1'
+local rttl = tonumber(ARGV[2])
+local out = {}
+local p = 3
+local function keep(k, ttl)
+  if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, ttl) end
+end
+local function expiry(v)
+  local e = 0
+  for i = 1, 8 do e = e * 256 + string.byte(v, i) end
+  return e
+end
+while p <= #ARGV do
+  local kind = ARGV[p]
+  if kind == 'R' then
+    local ik, iv, ittl, now = tonumber(ARGV[p+1]), ARGV[p+2], tonumber(ARGV[p+3]), tonumber(ARGV[p+4])
+    local nrec = tonumber(ARGV[p+5])
+    local rp = p + 6
+    local ndl = tonumber(ARGV[rp + 3*nrec])
+    local dp = rp + 3*nrec + 1
+    p = dp + 3*ndl
+    local res = 0
+    if ik > 0 then
+      local cur = redis.call('GET', KEYS[ik])
+      if cur and cur ~= iv and #cur >= 8 and expiry(cur) > now then
+        res = cur
+        if durable then redis.call('SET', KEYS[ik], cur, 'KEEPTTL', 'XX') end
+      end
+    end
+    if res == 0 then
+      for i = 0, nrec - 1 do
+        local q = rp + 3*i
+        local cur = redis.call('HGET', KEYS[tonumber(ARGV[q])], ARGV[q+1])
+        if cur and cur ~= ARGV[q+2] then
+          res = i + 1
+          break
+        end
+      end
+    end
+    if res == 0 then
+      local seen = {}
+      for i = 0, nrec - 1 do
+        local q = rp + 3*i
+        local k = KEYS[tonumber(ARGV[q])]
+        redis.call('HSET', k, ARGV[q+1], ARGV[q+2])
+        if not seen[k] then
+          seen[k] = true
+          keep(k, rttl)
+        end
+      end
+      for i = 0, ndl - 1 do
+        local q = dp + 3*i
+        redis.call('ZADD', KEYS[tonumber(ARGV[q])], ARGV[q+1], ARGV[q+2])
+      end
+      if ik > 0 and ittl > 0 then redis.call('SET', KEYS[ik], iv, 'PX', ittl) end
+    end
+    out[#out+1] = res
+  elseif kind == 'C' then
+    local k, f, old, new = tonumber(ARGV[p+1]), ARGV[p+2], ARGV[p+3], ARGV[p+4]
+    local ttl, zk, m = tonumber(ARGV[p+5]), tonumber(ARGV[p+6]), ARGV[p+7]
+    p = p + 8
+    local res = 0
+    if k > 0 then
+      local key = KEYS[k]
+      local cur = redis.call('HGET', key, f)
+      if new ~= '' and cur == new then
+        res = 0
+      elseif (old == '' and cur) or (old ~= '' and cur ~= old) then
+        res = -1
+      elseif new == '' then
+        redis.call('HDEL', key, f)
+      else
+        redis.call('HSET', key, f, new)
+        keep(key, ttl)
+      end
+    end
+    if res == 0 and zk > 0 then redis.call('ZREM', KEYS[zk], m) end
+    out[#out+1] = res
+  elseif kind == 'H' then
+    local k, v = KEYS[tonumber(ARGV[p+1])], ARGV[p+2]
+    p = p + 3
+    local cur = redis.call('GET', k)
+    if not cur or cur < v then redis.call('SET', k, v) end
+    out[#out+1] = 0
+  else
+    return redis.error_reply('ERR idgen batch: bad op ' .. tostring(kind))
+  end
+end
+return out
+`
+
+var batchScript = redis.NewScript(batchSource)

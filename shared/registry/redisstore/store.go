@@ -1,0 +1,296 @@
+// Package redisstore is the Redis backend of the idgen registry: the records
+// of issued IDs with their saga state, idempotency entries, the deadline
+// index and the high-water mark of the shard's counter. Standalone, Sentinel
+// (failover) and Cluster deployments share one code path through go-redis'
+// universal client. Ranges do not come from here (ZooKeeper hands them out).
+//
+// Invariants:
+//   - Group commit: every call enqueues; one flusher sends everything waiting
+//     in one round trip (one script for the whole batch; in Cluster mode one
+//     script per hash slot, see flushCluster), then answers the waiters.
+//     There is no timer: while a flush is in flight the next accumulates.
+//     No call returns success before its writes are acknowledged by Redis
+//     and, in durable mode (WaitReplicas > 0), by WAIT on the connection
+//     that wrote; a WAIT short of replicas fails the whole batch with
+//     registry.ErrUnavailable (the caller answers 503, never an ID).
+//   - SETNX semantics: a registration checks all its records before it
+//     writes any; a record held by another value is a collision
+//     (registry.ErrCollision) and nothing of the issue is written. Values
+//     carry a writer nonce, so an equal value is a retry of the same write
+//     (go-redis resends a pipeline after a broken connection), never a
+//     collision.
+//   - Transitions run registry.Apply in Go and store its result with a
+//     compare-and-set of the whole field value in a script: no
+//     read-modify-write race across instances (see Transition).
+//   - Idempotency: the first live entry of a key wins; a loser writes nothing
+//     (Cluster: its records are voided) and answers the winner's IDs.
+//   - Storage: records live in hashes of 128 counters (listpack-encoded);
+//     a bucket lives at least Config.Retention after its last write, a
+//     bucket holding a tombstone at least Config.TombstoneTTL after it.
+//     Redis must run with maxmemory-policy noeviction (CheckEvictionPolicy):
+//     a registry that evicts is lying.
+package redisstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/idgen/idgen/shared/registry"
+)
+
+// Sentinel errors of CheckEvictionPolicy.
+var (
+	// ErrEvictionPolicy means the server may evict keys.
+	ErrEvictionPolicy = errors.New("redisstore: maxmemory-policy is not noeviction")
+	// ErrPolicyUnknown means the policy could not be read (CONFIG not
+	// permitted to this user, or renamed away).
+	ErrPolicyUnknown = errors.New("redisstore: cannot read maxmemory-policy")
+)
+
+// Store is the Redis registry. Safe for concurrent use.
+type Store struct {
+	cfg     Config
+	client  redis.UniversalClient
+	cluster bool
+	ops     chan *op
+
+	nonceBase uint32
+	nonceSeq  atomic.Uint32
+
+	closeOnce sync.Once
+	quit      chan struct{}
+	flushed   chan struct{}
+	mu        sync.RWMutex // held for reading while enqueueing, for writing by Close
+	closed    atomic.Bool
+
+	stats struct {
+		batches, ops, roundTrips, collisions, waitFailures, replays, voided, casRetries atomic.Uint64
+	}
+}
+
+// Stats are counters since Open.
+type Stats struct {
+	Batches      uint64 // flushes
+	Ops          uint64 // operations flushed (Ops/RoundTrips is the group size)
+	RoundTrips   uint64 // pipelines sent (a Cluster flush takes up to 3)
+	Collisions   uint64 // IDs found held by another writer
+	WaitFailures uint64 // flushes failed because WAIT was short of replicas
+	Replays      uint64 // registrations answered with an earlier entry
+	Voided       uint64 // Cluster: records of idempotency losers compensated
+	CASRetries   uint64 // transitions that lost a race and re-read
+}
+
+// Open connects (failing fast with registry.ErrUnavailable when Redis does
+// not answer within ctx), loads the script and starts the flusher.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	cluster := cfg.Cluster || (cfg.MasterName == "" && len(cfg.Addrs) > 1)
+	client := redis.NewUniversalClient(options(cfg, cluster))
+	if !cluster && cfg.MasterName == "" {
+		info, err := client.Info(ctx, "cluster").Result()
+		if err != nil {
+			_ = client.Close()
+			return nil, fmt.Errorf("redisstore: %w: %w", registry.ErrUnavailable, err)
+		}
+		if strings.Contains(info, "cluster_enabled:1") {
+			_ = client.Close()
+			cluster = true
+			client = redis.NewUniversalClient(options(cfg, true))
+		}
+	}
+	if err := client.ScriptLoad(ctx, batchSource).Err(); err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("redisstore: %w: %w", registry.ErrUnavailable, err)
+	}
+	var nb [4]byte
+	_, _ = rand.Read(nb[:])
+	s := &Store{
+		cfg: cfg, client: client, cluster: cluster,
+		ops:       make(chan *op, cfg.MaxBatch),
+		nonceBase: binary.BigEndian.Uint32(nb[:]),
+		quit:      make(chan struct{}), flushed: make(chan struct{}),
+	}
+	go s.flusher()
+	return s, nil
+}
+
+func options(cfg Config, cluster bool) *redis.UniversalOptions {
+	o := &redis.UniversalOptions{
+		Addrs:            cfg.Addrs,
+		MasterName:       cfg.MasterName,
+		IsClusterMode:    cluster,
+		Username:         cfg.Username,
+		Password:         cfg.Password,
+		SentinelUsername: cfg.SentinelUsername,
+		SentinelPassword: cfg.SentinelPassword,
+		TLSConfig:        cfg.TLS,
+		PoolSize:         cfg.PoolSize,
+		DisableIdentity:  true, // CLIENT SETINFO is 7.2+
+		// Deadlines of the caller's ctx (and of a flush) bound socket reads.
+		ContextTimeoutEnabled: true,
+		MaintNotificationsConfig: &maintnotifications.Config{
+			Mode: maintnotifications.ModeDisabled,
+		},
+	}
+	if cfg.WaitReplicas > 0 {
+		// A WAIT blocks its connection up to WaitTimeout.
+		o.ReadTimeout = 3*time.Second + cfg.WaitTimeout
+	}
+	return o
+}
+
+// nonce returns a nonce for one transition: distinct per call (and from
+// nonceBase, the registrations' nonce, until 2^32 calls), so that a resend
+// of the same compare-and-set finds its own value while an identical
+// transition of another call does not (it re-reads: Replayed).
+func (s *Store) nonce() uint32 { return s.nonceBase + s.nonceSeq.Add(1) }
+
+// do runs o in the next flush and waits for it, or for ctx (the op may still
+// be flushed later in that case; its writes then reach no client).
+func (s *Store) do(ctx context.Context, o *op) error {
+	o.done = make(chan struct{})
+	s.mu.RLock()
+	if s.closed.Load() {
+		s.mu.RUnlock()
+		return registry.ErrClosed
+	}
+	select {
+	case s.ops <- o:
+		s.mu.RUnlock()
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return fmt.Errorf("%w: %w", registry.ErrUnavailable, ctx.Err())
+	}
+	select {
+	case <-o.done:
+		return o.err
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", registry.ErrUnavailable, ctx.Err())
+	}
+}
+
+// Close stops accepting work, flushes what is queued and closes the client.
+// Later calls return registry.ErrClosed; Close itself returns nil after the
+// first time.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed.Store(true)
+		s.mu.Unlock()
+		close(s.quit)
+		<-s.flushed
+		err = s.client.Close()
+	})
+	return err
+}
+
+// Stats returns the counters since Open.
+func (s *Store) Stats() Stats {
+	return Stats{
+		Batches:      s.stats.batches.Load(),
+		Ops:          s.stats.ops.Load(),
+		RoundTrips:   s.stats.roundTrips.Load(),
+		Collisions:   s.stats.collisions.Load(),
+		WaitFailures: s.stats.waitFailures.Load(),
+		Replays:      s.stats.replays.Load(),
+		Voided:       s.stats.voided.Load(),
+		CASRetries:   s.stats.casRetries.Load(),
+	}
+}
+
+// Cluster reports whether the Store runs in Cluster mode.
+func (s *Store) Cluster() bool { return s.cluster }
+
+// eachMaster runs fn on every master (Cluster) or on the client.
+func (s *Store) eachMaster(ctx context.Context, fn func(context.Context, redis.Cmdable) error) error {
+	if cc, ok := s.client.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return fn(ctx, c) })
+	}
+	return fn(ctx, s.client)
+}
+
+// Ping checks that every master answers. Errors: ErrClosed, ErrUnavailable.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.closed.Load() {
+		return registry.ErrClosed
+	}
+	err := s.eachMaster(ctx, func(ctx context.Context, c redis.Cmdable) error { return c.Ping(ctx).Err() })
+	if err != nil {
+		return fmt.Errorf("redisstore: ping: %w: %w", registry.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// CheckEvictionPolicy fails with ErrEvictionPolicy when a master's
+// maxmemory-policy is not noeviction, and with ErrPolicyUnknown when CONFIG
+// GET is not permitted (check the policy by other means then).
+func (s *Store) CheckEvictionPolicy(ctx context.Context) error {
+	if s.closed.Load() {
+		return registry.ErrClosed
+	}
+	return s.eachMaster(ctx, func(ctx context.Context, c redis.Cmdable) error {
+		m, err := c.ConfigGet(ctx, "maxmemory-policy").Result()
+		switch {
+		case err != nil && (redis.HasErrorPrefix(err, "NOPERM") || strings.Contains(strings.ToLower(err.Error()), "unknown command")):
+			return fmt.Errorf("%w: CONFIG GET is not permitted (%v): make sure the server runs with maxmemory-policy noeviction", ErrPolicyUnknown, err)
+		case err != nil:
+			return fmt.Errorf("redisstore: config get: %w: %w", registry.ErrUnavailable, err)
+		case m["maxmemory-policy"] != "noeviction":
+			return fmt.Errorf("%w: it is %q; set noeviction (an evicting registry loses records)", ErrEvictionPolicy, m["maxmemory-policy"])
+		}
+		return nil
+	})
+}
+
+// RaiseHighWater records that counters below v were handed out (by
+// ZooKeeper), so that a ZooKeeper restored from an old snapshot is noticed
+// at the next start. It never lowers the mark; it rides a group commit (and
+// its WAIT in durable mode).
+func (s *Store) RaiseHighWater(ctx context.Context, v uint64) error {
+	if err := s.do(ctx, &op{kind: opRaise, hw: hwValue(v)}); err != nil {
+		return fmt.Errorf("redisstore: raise high water: %w", err)
+	}
+	return nil
+}
+
+// HighWater returns the mark RaiseHighWater recorded for Config.Shard, or 0.
+func (s *Store) HighWater(ctx context.Context) (uint64, error) {
+	if s.closed.Load() {
+		return 0, registry.ErrClosed
+	}
+	v, err := s.client.Get(ctx, s.highWaterKey()).Result()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("redisstore: high water: %w", s.readErr(err))
+	}
+	hw, err := strconv.ParseUint(v, 16, 64)
+	if err != nil {
+		return 0, fmt.Errorf("redisstore: high water %q: %w", v, registry.ErrCorrupt)
+	}
+	return hw, nil
+}
+
+// readErr maps a client error of a read.
+func (s *Store) readErr(err error) error {
+	if s.closed.Load() || errors.Is(err, redis.ErrClosed) {
+		return registry.ErrClosed
+	}
+	return fmt.Errorf("%w: %w", registry.ErrUnavailable, err)
+}
