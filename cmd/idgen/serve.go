@@ -18,6 +18,7 @@ import (
 
 	"github.com/idgen/idgen/allocator"
 	"github.com/idgen/idgen/functions/generate"
+	"github.com/idgen/idgen/shared/audit"
 	"github.com/idgen/idgen/shared/auth"
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/idcodec"
@@ -47,6 +48,7 @@ type ServeConfig struct {
 	JWTIssuer      string
 	JWTAudience    string
 	AuditLog       string
+	AuditFailOpen  bool
 	LogLevel       string
 	RequestTimeout time.Duration
 	ShutdownGrace  time.Duration
@@ -101,6 +103,7 @@ func (m *Serve) ParseFlags(args []string) error {
 	fs.StringVar(&c.JWTIssuer, "jwt-issuer", "", "required iss claim")
 	fs.StringVar(&c.JWTAudience, "jwt-audience", "", "required aud claim")
 	fs.StringVar(&c.AuditLog, "audit-log", "-", "audit log file (JSON lines); - for stderr")
+	fs.BoolVar(&c.AuditFailOpen, "audit-fail-open", false, "keep accepting state changes while the audit log cannot be written (default: refuse them with 503)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 5*time.Second, "bound on the work of one request")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 20*time.Second, "how long SIGTERM waits for in-flight requests")
@@ -258,6 +261,13 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 		ln.Close()
 		return fmt.Errorf("--metadata-key-file: %w", err)
 	}
+	instance := fmt.Sprintf("%s/%s", advertise, started.UTC().Format("20060102T150405.000"))
+	auditLog, err := audit.Open(c.AuditLog, instance)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("--audit-log: %w", err)
+	}
+	defer auditLog.Close()
 	var verifier generate.Authenticator
 	if !c.Dev {
 		v, err := auth.NewVerifier(auth.Config{PublicKeyFile: c.JWTPublicKey, HS256SecretFile: c.JWTSecretFile, Issuer: c.JWTIssuer, Audience: c.JWTAudience})
@@ -267,8 +277,8 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 		}
 		verifier = v
 	}
-	svc, err := generate.New(generate.Config{Dev: c.Dev, RequestTimeout: c.RequestTimeout}, generate.Deps{
-		IDs: gen, Registry: store, Logger: log, Logs: ring, Metrics: metrics, Membership: membership, Checks: checks, Sealer: keys, Auth: verifier,
+	svc, err := generate.New(generate.Config{Dev: c.Dev, RequestTimeout: c.RequestTimeout, AuditFailOpen: c.AuditFailOpen, Instance: instance}, generate.Deps{
+		IDs: gen, Registry: store, Logger: log, Logs: ring, Metrics: metrics, Membership: membership, Checks: checks, Sealer: keys, Auth: verifier, Audit: auditLog,
 	})
 	if err != nil {
 		ln.Close()
@@ -292,7 +302,7 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 	sweepDone := make(chan struct{})
 	go func() {
 		defer close(sweepDone)
-		sweep(sweepCtx, log, store, c.SweepInterval, 24*time.Hour)
+		sweep(sweepCtx, log, store, auditLog, c.SweepInterval, 24*time.Hour)
 	}()
 
 	serveErr := make(chan error, 1)
@@ -302,6 +312,10 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 	if m.Ready != nil {
 		m.Ready <- addr
 	}
+	_ = auditLog.Record(audit.Event{Actor: "system", Action: audit.ActionServiceStart, Resource: advertise, Outcome: audit.OutcomeSuccess, Reason: "mode " + mode})
+	defer func() {
+		_ = auditLog.Record(audit.Event{Actor: "system", Action: audit.ActionServiceStop, Resource: advertise, Outcome: audit.OutcomeSuccess})
+	}()
 
 	select {
 	case err = <-serveErr:
@@ -352,7 +366,7 @@ const sweepPage = 512
 // embedded mode one process owns the store, so one sweeper runs. Pages are
 // swept back to back while they come back full, so a burst of deadlines is
 // caught up at group-commit speed rather than one tick per page.
-func sweep(ctx context.Context, log *zap.Logger, store localStore, every time.Duration, idemTTL time.Duration) {
+func sweep(ctx context.Context, log *zap.Logger, store localStore, auditLog *audit.Log, every time.Duration, idemTTL time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -362,7 +376,7 @@ func sweep(ctx context.Context, log *zap.Logger, store localStore, every time.Du
 		case <-t.C:
 		}
 		for ctx.Err() == nil {
-			n, err := sweepOnce(ctx, log, store)
+			n, err := sweepOnce(ctx, log, store, auditLog)
 			if err != nil && ctx.Err() == nil {
 				log.Warn("sweeper: listing expired IDs", zap.Error(err))
 			}
@@ -381,7 +395,7 @@ func sweep(ctx context.Context, log *zap.Logger, store localStore, every time.Du
 
 // sweepOnce compensates one page of expired IDs concurrently and returns the
 // page size.
-func sweepOnce(ctx context.Context, log *zap.Logger, store localStore) (int, error) {
+func sweepOnce(ctx context.Context, log *zap.Logger, store localStore, auditLog *audit.Log) (int, error) {
 	now := time.Now().UnixMilli()
 	ids, err := store.Expired(ctx, now, sweepPage)
 	if err != nil || len(ids) == 0 {
@@ -395,10 +409,13 @@ func sweepOnce(ctx context.Context, log *zap.Logger, store localStore) (int, err
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, _, err := store.Transition(ctx, id, registry.Change{To: registry.Compensated, From: registry.Pending, Reason: "timeout", Actor: "system", NowMS: now})
+			_, out, err := store.Transition(ctx, id, registry.Change{To: registry.Compensated, From: registry.Pending, Reason: "timeout", Actor: "system", NowMS: now})
 			switch {
 			case err == nil:
 				compensated.Add(1)
+				if aerr := auditLog.Record(audit.Event{Actor: "system", Action: audit.ActionCompensate, Resource: id.String(), Outcome: out.String(), Reason: "timeout"}); aerr != nil {
+					log.Error("audit: record failed", zap.Error(aerr))
+				}
 			case errors.Is(err, registry.ErrConflict):
 				skipped.Add(1) // committed meanwhile: not ours to compensate
 			case ctx.Err() != nil:

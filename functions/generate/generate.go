@@ -97,6 +97,9 @@ func (s *Service) generate(c *fasthttp.RequestCtx, log *reqLog) error {
 		}
 		idem = &registry.IdemEntry{KeyHash: registry.IdemKeyHash(s.subject(c), string(key)), BodyHash: req.hash(), Batch: req.batch}
 	}
+	if err := s.auditGate(); err != nil {
+		return err
+	}
 	ctx, cancel := s.requestContext()
 	defer cancel()
 

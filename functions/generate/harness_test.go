@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/idgen/idgen/functions/generate"
+	"github.com/idgen/idgen/shared/audit"
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/logring"
@@ -40,6 +41,8 @@ type stack struct {
 	svc     *generate.Service
 	metrics *generate.Metrics
 	ring    *logring.Ring
+	// auditPath is the audit log file.
+	auditPath string
 }
 
 // newStack builds the stack and closes it (generator, then store) when tb
@@ -82,8 +85,15 @@ func newStackWith(tb testing.TB, base zapcore.Core, cfg generate.Config, a gener
 	if err != nil {
 		tb.Fatal(err)
 	}
+	auditPath := filepath.Join(tb.TempDir(), "audit.log")
+	auditLog, err := audit.Open(auditPath, "test")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = auditLog.Close() })
 	svc, err := generate.New(cfg, generate.Deps{
-		IDs: gen, Registry: store, Logger: log, Logs: ring, Metrics: metrics, Sealer: keys, Auth: a,
+		Audit: auditLog,
+		IDs:   gen, Registry: store, Logger: log, Logs: ring, Metrics: metrics, Sealer: keys, Auth: a,
 		Membership: generate.StaticMembership{generate.Member{Worker: 0, Shard: 0, Address: "idgen.test", Version: "test", StartedAt: time.Now().UTC()}},
 		Checks: []generate.Check{
 			{Name: "store", Critical: true, Run: store.Ping},
@@ -98,7 +108,7 @@ func newStackWith(tb testing.TB, base zapcore.Core, cfg generate.Config, a gener
 	if err := gen.Warm(ctx); err != nil {
 		tb.Fatalf("first range claim: %v", err)
 	}
-	return &stack{store: store, gen: gen, svc: svc, metrics: metrics, ring: ring}
+	return &stack{store: store, gen: gen, svc: svc, metrics: metrics, ring: ring, auditPath: auditPath}
 }
 
 // newTestCore logs info and above through t.Log (the ring keeps debug too).

@@ -61,6 +61,15 @@ func (s *Service) HealthReport(ctx context.Context) (string, map[string]checkVie
 		}
 		checks[ch.Name] = v
 	}
+	if err := s.d.Audit.Healthy(); err != nil {
+		v := checkView{Status: StatusDegraded, Error: err.Error()}
+		if !s.cfg.AuditFailOpen {
+			v.Status, status = StatusDown, StatusDown
+		} else if status == StatusOK {
+			status = StatusDegraded
+		}
+		checks["audit"] = v
+	}
 	if s.draining.Load() {
 		checks["shutdown"] = checkView{Status: StatusDown, Error: "draining for shutdown"}
 		status = StatusDown

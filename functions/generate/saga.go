@@ -8,6 +8,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/idgen/idgen/shared/audit"
 	"github.com/idgen/idgen/shared/auth"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
@@ -72,6 +73,9 @@ func (s *Service) transition(c *fasthttp.RequestCtx, log *reqLog, to registry.St
 	if len(b.Reason) > maxReason {
 		return Errorf(CodeInvalidRequest, "reason is longer than %d bytes", maxReason)
 	}
+	if err := s.auditGate(); err != nil {
+		return err
+	}
 	ctx, cancel := s.requestContext()
 	defer cancel()
 	rec, out, err := s.d.Registry.Transition(ctx, id, registry.Change{To: to, Reason: b.Reason, Actor: s.subject(c), NowMS: s.cfg.Now().UnixMilli()})
@@ -82,6 +86,11 @@ func (s *Service) transition(c *fasthttp.RequestCtx, log *reqLog, to registry.St
 	s.d.Metrics.transitions.WithLabelValues(to.String(), out.String()).Inc()
 	if out != registry.Replayed {
 		log.L().Info("saga transition", zap.Stringer("id", id), zap.Stringer("state", to), zap.Stringer("outcome", out), zap.String("reason", b.Reason))
+		action := audit.ActionCommit
+		if to == registry.Compensated {
+			action = audit.ActionCompensate
+		}
+		s.audit(c, log, audit.Event{Actor: s.subject(c), Action: action, Resource: id.String(), Outcome: out.String(), Reason: b.Reason})
 	}
 	c.Response.Header.Set("Idgen-Outcome", out.String())
 	return writeJSON(c, fasthttp.StatusOK, answerOf(rec))

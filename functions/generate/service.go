@@ -23,6 +23,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/idgen/idgen/shared/audit"
 	"github.com/idgen/idgen/shared/auth"
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/idcodec"
@@ -83,6 +84,11 @@ type Config struct {
 	MaxTimeout time.Duration
 	// Now is the clock for records; nil = time.Now.
 	Now func() time.Time
+	// AuditFailOpen lets state-changing calls proceed while the audit sink
+	// fails. Default false: they answer 503 (fail closed).
+	AuditFailOpen bool
+	// Instance names this process in audit lines.
+	Instance string
 }
 
 func (c Config) withDefaults() Config {
@@ -110,6 +116,12 @@ func (c Config) withDefaults() Config {
 // Authenticator verifies a bearer token (shared/auth.Verifier).
 type Authenticator interface {
 	Verify(token string) (auth.Principal, error)
+}
+
+// Auditor records the audit trail (shared/audit.Log).
+type Auditor interface {
+	Record(e audit.Event) error
+	Healthy() error
 }
 
 // Sealer encrypts metadata at rest, bound to its ID (shared/sealer.Ring).
@@ -143,6 +155,7 @@ type Deps struct {
 	Metrics    *Metrics
 	Sealer     Sealer        // required: metadata is never stored in clear
 	Auth       Authenticator // required unless Config.Dev
+	Audit      Auditor       // required
 }
 
 // Service handles the HTTP API. Safe for concurrent use.
@@ -161,8 +174,8 @@ func New(cfg Config, d Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if d.IDs == nil || d.Registry == nil || d.Sealer == nil {
-		return nil, errors.New("generate: IDs, Registry and Sealer are required")
+	if d.IDs == nil || d.Registry == nil || d.Sealer == nil || d.Audit == nil {
+		return nil, errors.New("generate: IDs, Registry, Sealer and Audit are required")
 	}
 	if d.Auth == nil && !cfg.Dev {
 		return nil, errors.New("generate: an Authenticator is required unless in development mode")
@@ -365,17 +378,18 @@ func (s *Service) authorize(c *fasthttp.RequestCtx, log *reqLog, scope string) e
 		if p, err = s.d.Auth.Verify(strings.TrimSpace(token)); err != nil {
 			if token == "" {
 				c.Response.Header.Set("WWW-Authenticate", `Bearer realm="idgen"`)
-				log.L().Warn("auth: no bearer token", zap.String("path", string(c.Path())), zap.String("source", c.RemoteIP().String()))
+				s.audit(c, log, audit.Event{Action: audit.ActionAuthFailure, Resource: string(c.Path()), Outcome: audit.OutcomeDenied, Reason: "no bearer token"})
 				return Errorf(CodeUnauthorized, "a bearer token is required")
 			}
 			c.Response.Header.Set("WWW-Authenticate", `Bearer realm="idgen", error="invalid_token"`)
-			log.L().Warn("auth: invalid token", zap.String("path", string(c.Path())), zap.String("source", c.RemoteIP().String()), zap.Error(err))
+			log.L().Warn("auth: invalid token", zap.String("path", string(c.Path())), zap.Error(err))
+			s.audit(c, log, audit.Event{Action: audit.ActionAuthFailure, Resource: string(c.Path()), Outcome: audit.OutcomeDenied, Reason: "invalid token"})
 			return Errorf(CodeUnauthorized, "the bearer token is invalid or expired")
 		}
 	}
 	if !p.Has(scope) {
 		c.Response.Header.Set("WWW-Authenticate", `Bearer realm="idgen", error="insufficient_scope", scope="`+scope+`"`)
-		log.L().Warn("auth: scope denied", zap.String("sub", p.Subject), zap.String("scope", scope), zap.String("path", string(c.Path())))
+		s.audit(c, log, audit.Event{Actor: p.Subject, Action: audit.ActionScopeDenied, Resource: string(c.Path()), Outcome: audit.OutcomeDenied, Reason: "missing scope " + scope})
 		return Errorf(CodeForbidden, "the token lacks the %s scope", scope)
 	}
 	c.SetUserValue(principalKey{}, p)
@@ -410,3 +424,21 @@ func (r *reqLog) L() *zap.Logger {
 
 // MaxBody returns the configured body limit, for the HTTP server.
 func (s *Service) MaxBody() int { return s.cfg.MaxBody }
+
+// audit records e with the request's source and ID; a failing sink is logged
+// (and reported by /health), never shown to the client.
+func (s *Service) audit(c *fasthttp.RequestCtx, log *reqLog, e audit.Event) {
+	e.Source, e.RequestID, e.Instance = c.RemoteIP().String(), log.rid, s.cfg.Instance
+	if err := s.d.Audit.Record(e); err != nil {
+		log.L().Error("audit: record failed", zap.String("action", e.Action), zap.Error(err))
+	}
+}
+
+// auditGate refuses state-changing calls while the audit sink fails, unless
+// configured to fail open.
+func (s *Service) auditGate() error {
+	if err := s.d.Audit.Healthy(); err != nil && !s.cfg.AuditFailOpen {
+		return Errorf(CodeUnavailable, "the audit log cannot be written; state changes are refused until it recovers")
+	}
+	return nil
+}
