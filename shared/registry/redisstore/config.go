@@ -78,11 +78,12 @@ type Config struct {
 	// Logger receives collisions, failed flushes and failed clean-ups.
 	// Default: none.
 	Logger *zap.Logger
-	// Observe, when set, is told the size and duration of every flush.
+	// Observe, when set, is told the size and duration of every flush (on
+	// the flusher goroutine: it must not block).
 	Observe func(ops int, d time.Duration)
 	// Collision, when set, is called for every ID found held by another
 	// writer (an alarm: uniqueness comes from the ranges). Stats counts them
-	// either way.
+	// either way. It runs on the flusher goroutine: it must not block.
 	Collision func(id idcodec.ID)
 }
 

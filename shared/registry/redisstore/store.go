@@ -16,9 +16,11 @@
 //   - SETNX semantics: a registration checks all its records before it
 //     writes any; a record held by another value is a collision
 //     (registry.ErrCollision) and nothing of the issue is written. Values
-//     carry a writer nonce, so an equal value is a retry of the same write
-//     (go-redis resends a pipeline after a broken connection), never a
-//     collision.
+//     carry a writer nonce (random per Store for registrations), so a value
+//     equal to the one to write is a resend of the same write by the same
+//     Store (go-redis after a broken connection, the caller after
+//     ErrUnavailable), never a collision; the same record from another
+//     Store is one.
 //   - Transitions run registry.Apply in Go and store its result with a
 //     compare-and-set of the whole field value in a script: no
 //     read-modify-write race across instances (see Transition).
@@ -102,6 +104,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	client := redis.NewUniversalClient(options(cfg, cluster))
 	if !cluster && cfg.MasterName == "" {
 		info, err := client.Info(ctx, "cluster").Result()
+		if redis.HasErrorPrefix(err, "NOPERM") {
+			info, err = "", nil // a user without INFO: assume standalone
+		}
 		if err != nil {
 			_ = client.Close()
 			return nil, fmt.Errorf("redisstore: %w: %w", registry.ErrUnavailable, err)
