@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -32,29 +33,36 @@ var version = "dev"
 
 // ServeConfig is what the flags and IDGEN_* variables configure.
 type ServeConfig struct {
-	Listen         string
-	DataDir        string
-	Zookeeper      string
-	RedisAddr      string
-	RedisMaster    string
-	RedisWait      int
-	Shard          uint
-	Dev            bool
-	TLSCert        string
-	TLSKey         string
-	TLSClientCA    string
-	JWTPublicKey   string
-	JWTSecretFile  string
-	JWTIssuer      string
-	JWTAudience    string
-	AuditLog       string
-	AuditFailOpen  bool
-	LogLevel       string
-	RequestTimeout time.Duration
-	ShutdownGrace  time.Duration
-	DrainDelay     time.Duration
-	SweepInterval  time.Duration
-	PprofListen    string
+	Listen            string
+	DataDir           string
+	Zookeeper         string
+	RedisAddr         string
+	RedisMaster       string
+	RedisWait         int
+	RedisCluster      bool
+	RedisUsername     string
+	RedisPasswordFile string
+	RedisTLSCA        string
+	RedisTLSCert      string
+	RedisTLSKey       string
+	RedisRetention    time.Duration
+	Shard             uint
+	Dev               bool
+	TLSCert           string
+	TLSKey            string
+	TLSClientCA       string
+	JWTPublicKey      string
+	JWTSecretFile     string
+	JWTIssuer         string
+	JWTAudience       string
+	AuditLog          string
+	AuditFailOpen     bool
+	LogLevel          string
+	RequestTimeout    time.Duration
+	ShutdownGrace     time.Duration
+	DrainDelay        time.Duration
+	SweepInterval     time.Duration
+	PprofListen       string
 
 	ZKRoot           string
 	ZKSessionTimeout time.Duration
@@ -93,6 +101,13 @@ func (m *Serve) ParseFlags(args []string) error {
 	fs.StringVar(&c.RedisAddr, "redis-addr", "", "Redis address (Sentinel addresses with --redis-master); enables the Redis registry")
 	fs.StringVar(&c.RedisMaster, "redis-master", "", "Sentinel mode: the master name")
 	fs.IntVar(&c.RedisWait, "redis-wait-replicas", 0, "durable mode: answer only after N replicas acknowledged (WAIT)")
+	fs.BoolVar(&c.RedisCluster, "redis-cluster", false, "--redis-addr lists Redis Cluster nodes")
+	fs.StringVar(&c.RedisUsername, "redis-username", "", "Redis ACL user")
+	fs.StringVar(&c.RedisPasswordFile, "redis-password-file", "", "file holding the Redis password (or set IDGEN_REDIS_PASSWORD); also used for Sentinels")
+	fs.StringVar(&c.RedisTLSCA, "redis-tls-ca", "", "PEM CA file: connect to Redis with TLS")
+	fs.StringVar(&c.RedisTLSCert, "redis-tls-cert", "", "PEM client certificate for Redis TLS")
+	fs.StringVar(&c.RedisTLSKey, "redis-tls-key", "", "PEM client key for Redis TLS")
+	fs.DurationVar(&c.RedisRetention, "redis-retention", 30*24*time.Hour, "how long registry records live in Redis after their last write")
 	fs.UintVar(&c.Shard, "shard", 0, "shard (coordination domain) 0..63")
 	fs.BoolVar(&c.Dev, "dev", false, "development mode: authentication OFF")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate file; serve HTTPS only (TLS 1.2+)")
@@ -130,10 +145,17 @@ func (m *Serve) ParseFlags(args []string) error {
 	if err := applyEnv(fs); err != nil {
 		return err
 	}
+	if err := c.Validate(); err != nil {
+		return err
+	}
 	if c.MetadataKeyFile == "" {
+		if c.RedisAddr != "" {
+			// Every instance must open every other's sealed metadata.
+			return errors.New("--redis-addr needs --metadata-key-file: one key file shared by all instances")
+		}
 		c.MetadataKeyFile = filepath.Join(c.DataDir, "metadata.key")
 	}
-	return c.Validate()
+	return nil
 }
 
 // Validate reports a configuration the service refuses to start with.
@@ -145,8 +167,12 @@ func (c *ServeConfig) Validate() error {
 		return fmt.Errorf("--store-engine %q: want pebble or bbolt", c.StoreEngine)
 	case c.ZKSessionTimeout < time.Second:
 		return errors.New("--zookeeper-session-timeout must be at least 1s")
-	case c.RedisAddr != "" || c.RedisMaster != "" || c.RedisWait != 0:
-		return errors.New("--redis-addr: the Redis registry is not built yet (issue #4); run without it for the embedded mode")
+	case c.RedisAddr == "" && (c.RedisMaster != "" || c.RedisWait != 0 || c.RedisCluster):
+		return errors.New("--redis-master, --redis-wait-replicas and --redis-cluster need --redis-addr")
+	case c.RedisAddr != "" && c.Zookeeper == "":
+		return errors.New("--redis-addr needs --zookeeper: instances sharing a registry must also share the counter ranges (ZooKeeper); one instance alone runs the embedded store")
+	case c.RedisWait < 0:
+		return errors.New("--redis-wait-replicas must not be negative")
 	case (c.TLSCert == "") != (c.TLSKey == ""):
 		return errors.New("--tls-cert and --tls-key go together")
 	case c.TLSClientCA != "" && c.TLSCert == "":
@@ -193,29 +219,20 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 	started := time.Now()
 
 	var metrics *generate.Metrics
-	store, err := openStore(c, func(n int, d time.Duration) {
+	observe := func(n int, d time.Duration) {
 		if metrics != nil {
 			metrics.ObserveFlush(n, d.Seconds())
 		}
-	}, log)
-	if err != nil {
-		return err
 	}
-	defer func() {
-		if cerr := store.Close(); cerr != nil && err == nil {
-			err = cerr
-		}
-		log.Info("registry flushed and closed")
-	}()
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", c.Listen, err)
 	}
+	defer ln.Close() // on early returns; the server closes it on shutdown
 	addr := ln.Addr().String()
 	if c.TLSCert != "" {
 		tlsLn, stopReload, err := tlsListener(ln, c, log)
 		if err != nil {
-			ln.Close()
 			return err
 		}
 		defer stopReload()
@@ -226,28 +243,54 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 		advertise = addr
 	}
 
+	// The registry: Redis, shared by every instance, or the embedded store,
+	// which then also supplies the counter ranges when ZooKeeper does not.
+	var (
+		store registryStore
+		src   generator.RangeSource
+		mode  = "embedded"
+	)
+	if c.RedisAddr != "" {
+		rs, err := openRedis(ctx, c, observe, log)
+		if err != nil {
+			return err
+		}
+		store = rs
+	} else {
+		local, err := openStore(c, observe, log)
+		if err != nil {
+			return err
+		}
+		store, src = local, local
+	}
+	defer func() {
+		if cerr := store.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		log.Info("registry flushed and closed")
+	}()
+
 	clock := &idcodec.Clock{}
 	var (
-		src        generator.RangeSource  = store
 		worker     generator.WorkerSource = generator.FixedWorker(0)
 		membership generate.Membership    = generate.StaticMembership{generate.Member{Worker: 0, Shard: uint8(c.Shard), Address: advertise, Version: version, StartedAt: started.UTC()}}
-		checks                            = []generate.Check{{Name: "store", Critical: true, Run: store.Ping}}
+		checks                            = []generate.Check{{Name: "registry", Critical: true, Run: store.Ping}}
 		alloc      *allocator.Allocator
-		mode       = "embedded"
 	)
 	if c.Zookeeper != "" {
 		alloc, err = openAllocator(ctx, c, log, clock.Read, store, advertise)
 		if err != nil {
-			ln.Close()
 			return err
 		}
 		defer alloc.Close()
 		src, worker, membership, mode = markedSource{alloc, store, log}, alloc, zkMembership{alloc}, "zookeeper"
 		checks = append(checks, zkChecks(alloc)...)
 	}
+	if c.RedisAddr != "" {
+		mode += "+redis"
+	}
 	gen, err := generator.New(src, worker, generator.Config{Shard: uint8(c.Shard), Clock: clock})
 	if err != nil {
-		ln.Close()
 		return err
 	}
 	defer gen.Close()
@@ -256,15 +299,19 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 		registerZKMetrics(metrics.Registry, alloc)
 	}
 	checks = append(checks, generate.RangeCheck(gen))
-	keys, err := sealer.LoadKeyFile(c.MetadataKeyFile, c.MetadataKeyFile == filepath.Join(c.DataDir, "metadata.key"))
+	createKey := c.MetadataKeyFile == filepath.Join(c.DataDir, "metadata.key")
+	if createKey {
+		if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+			return err
+		}
+	}
+	keys, err := sealer.LoadKeyFile(c.MetadataKeyFile, createKey)
 	if err != nil {
-		ln.Close()
 		return fmt.Errorf("--metadata-key-file: %w", err)
 	}
 	instance := fmt.Sprintf("%s/%s", advertise, started.UTC().Format("20060102T150405.000"))
 	auditLog, err := audit.Open(c.AuditLog, instance)
 	if err != nil {
-		ln.Close()
 		return fmt.Errorf("--audit-log: %w", err)
 	}
 	defer auditLog.Close()
@@ -272,7 +319,6 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 	if !c.Dev {
 		v, err := auth.NewVerifier(auth.Config{PublicKeyFile: c.JWTPublicKey, HS256SecretFile: c.JWTSecretFile, Issuer: c.JWTIssuer, Audience: c.JWTAudience})
 		if err != nil {
-			ln.Close()
 			return err
 		}
 		verifier = v
@@ -281,18 +327,15 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 		IDs: gen, Registry: store, Logger: log, Logs: ring, Metrics: metrics, Membership: membership, Checks: checks, Sealer: keys, Auth: verifier, Audit: auditLog,
 	})
 	if err != nil {
-		ln.Close()
 		return err
 	}
 	if err := gen.Warm(ctx); err != nil {
-		ln.Close()
 		return fmt.Errorf("first range claim: %w", err)
 	}
 	srv := newServer(svc, c.RequestTimeout)
 	if c.PprofListen != "" {
 		stopPprof, err := startPprof(c.PprofListen, log)
 		if err != nil {
-			ln.Close()
 			return err
 		}
 		defer stopPprof()
@@ -363,10 +406,12 @@ func newServer(svc *generate.Service, timeout time.Duration) *fasthttp.Server {
 const sweepPage = 512
 
 // sweep compensates pending IDs past their deadline (reason "timeout"). In
-// embedded mode one process owns the store, so one sweeper runs. Pages are
+// embedded mode one process owns the store, so one sweeper runs; with Redis
+// every instance sweeps, and the compare-and-set from pending makes each
+// compensation happen (and be audited) once, whoever wins. Pages are
 // swept back to back while they come back full, so a burst of deadlines is
 // caught up at group-commit speed rather than one tick per page.
-func sweep(ctx context.Context, log *zap.Logger, store localStore, auditLog *audit.Log, every time.Duration, idemTTL time.Duration) {
+func sweep(ctx context.Context, log *zap.Logger, store registryStore, auditLog *audit.Log, every time.Duration, idemTTL time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -395,7 +440,7 @@ func sweep(ctx context.Context, log *zap.Logger, store localStore, auditLog *aud
 
 // sweepOnce compensates one page of expired IDs concurrently and returns the
 // page size.
-func sweepOnce(ctx context.Context, log *zap.Logger, store localStore, auditLog *audit.Log) (int, error) {
+func sweepOnce(ctx context.Context, log *zap.Logger, store registryStore, auditLog *audit.Log) (int, error) {
 	now := time.Now().UnixMilli()
 	ids, err := store.Expired(ctx, now, sweepPage)
 	if err != nil || len(ids) == 0 {

@@ -2,6 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -11,24 +17,32 @@ import (
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry/boltstore"
 	"github.com/idgen/idgen/shared/registry/pebblestore"
+	"github.com/idgen/idgen/shared/registry/redisstore"
 )
 
-// localStore is what serve needs of the embedded store: range source,
-// registry, sweeper index, high-water mark. Both engines provide it.
-type localStore interface {
-	generator.RangeSource
+// registryStore is what serve needs of a registry backend: the API's
+// registry, the sweeper's deadline index, and the high-water mark of the
+// ZooKeeper start-up check. The embedded stores and Redis provide it.
+type registryStore interface {
 	generate.Registry
 	Ping(ctx context.Context) error
 	RaiseHighWater(ctx context.Context, v uint64) error
-	HighWater() (uint64, error)
+	HighWater(ctx context.Context) (uint64, error)
 	Expired(ctx context.Context, nowMS int64, limit int) ([]idcodec.ID, error)
 	PurgeIdempotency(ctx context.Context, cutoffMS int64, limit int) (int, error)
 	Close() error
 }
 
+// localStore is an embedded store: a registry and a range source.
+type localStore interface {
+	registryStore
+	generator.RangeSource
+}
+
 var (
-	_ localStore = (*boltstore.Store)(nil)
-	_ localStore = (*pebblestore.Store)(nil)
+	_ localStore    = (*boltstore.Store)(nil)
+	_ localStore    = (*pebblestore.Store)(nil)
+	_ registryStore = (*redisstore.Store)(nil)
 )
 
 // openStore opens the embedded store of --store-engine under --data-dir.
@@ -37,4 +51,75 @@ func openStore(c ServeConfig, observe func(int, time.Duration), log *zap.Logger)
 		return boltstore.Open(boltstore.Config{Dir: c.DataDir, Shard: uint8(c.Shard), Observe: observe})
 	}
 	return pebblestore.Open(pebblestore.Config{Dir: c.DataDir, Shard: uint8(c.Shard), Observe: observe, Logger: log.Named("pebble")})
+}
+
+// openRedis connects the Redis registry and refuses an evicting server: a
+// registry that evicts is lying.
+func openRedis(ctx context.Context, c ServeConfig, observe func(int, time.Duration), log *zap.Logger) (*redisstore.Store, error) {
+	password := os.Getenv("IDGEN_REDIS_PASSWORD")
+	if c.RedisPasswordFile != "" {
+		b, err := os.ReadFile(c.RedisPasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("--redis-password-file: %w", err)
+		}
+		password = strings.TrimSpace(string(b))
+	}
+	tlsCfg, err := clientTLS("--redis-tls", c.RedisTLSCA, c.RedisTLSCert, c.RedisTLSKey)
+	if err != nil {
+		return nil, err
+	}
+	cfg := redisstore.Config{
+		Addrs: strings.Split(c.RedisAddr, ","), MasterName: c.RedisMaster, Cluster: c.RedisCluster,
+		Username: c.RedisUsername, Password: password, SentinelPassword: password, TLS: tlsCfg,
+		WaitReplicas: c.RedisWait, Retention: c.RedisRetention, Shard: uint8(c.Shard),
+		Logger: log.Named("redis"), Observe: observe,
+		Collision: func(id idcodec.ID) {
+			log.Error("registry collision: ID held by another writer", zap.Stringer("id", id))
+		},
+	}
+	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	s, err := redisstore.Open(octx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("redis %s: %w", c.RedisAddr, err)
+	}
+	switch err := s.CheckEvictionPolicy(octx); {
+	case errors.Is(err, redisstore.ErrPolicyUnknown):
+		log.Warn("cannot read the Redis maxmemory-policy (CONFIG not permitted): make sure it is noeviction, or the registry may lose records", zap.Error(err))
+	case err != nil:
+		s.Close()
+		return nil, fmt.Errorf("refusing a Redis that evicts keys: %w", err)
+	}
+	return s, nil
+}
+
+// clientTLS builds a client TLS config from PEM files (CA, optional client
+// certificate); nil when none is given.
+func clientTLS(flag, caFile, certFile, keyFile string) (*tls.Config, error) {
+	if caFile == "" && certFile == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s-ca: %w", flag, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s-ca %s: no PEM certificate", flag, caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, fmt.Errorf("%s-cert and %s-key go together", flag, flag)
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s-cert: %w", flag, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -20,32 +19,7 @@ import (
 
 // zkTLS builds the client TLS config for ZooKeeper's secureClientPort.
 func zkTLS(c ServeConfig) (*tls.Config, error) {
-	if c.ZKTLSCA == "" && c.ZKTLSCert == "" {
-		return nil, nil
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if c.ZKTLSCA != "" {
-		pem, err := os.ReadFile(c.ZKTLSCA)
-		if err != nil {
-			return nil, fmt.Errorf("--zookeeper-tls-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--zookeeper-tls-ca %s: no PEM certificate", c.ZKTLSCA)
-		}
-		cfg.RootCAs = pool
-	}
-	if (c.ZKTLSCert == "") != (c.ZKTLSKey == "") {
-		return nil, errors.New("--zookeeper-tls-cert and --zookeeper-tls-key go together")
-	}
-	if c.ZKTLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(c.ZKTLSCert, c.ZKTLSKey)
-		if err != nil {
-			return nil, fmt.Errorf("--zookeeper-tls-cert: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
+	return clientTLS("--zookeeper-tls", c.ZKTLSCA, c.ZKTLSCert, c.ZKTLSKey)
 }
 
 // zkAuth reads the digest password from a file (never a flag value).
@@ -66,7 +40,7 @@ func zkAuth(c ServeConfig) (*allocator.DigestAuth, error) {
 // openAllocator joins the ZooKeeper ensemble: session, worker slot, member
 // znode; then checks the shard counter against the high-water mark this
 // instance's store remembers.
-func openAllocator(ctx context.Context, c ServeConfig, log *zap.Logger, clock func() time.Time, store localStore, advertise string) (*allocator.Allocator, error) {
+func openAllocator(ctx context.Context, c ServeConfig, log *zap.Logger, clock func() time.Time, marks registryStore, advertise string) (*allocator.Allocator, error) {
 	tlsCfg, err := zkTLS(c)
 	if err != nil {
 		return nil, err
@@ -85,7 +59,7 @@ func openAllocator(ctx context.Context, c ServeConfig, log *zap.Logger, clock fu
 	if err != nil {
 		return nil, fmt.Errorf("zookeeper %s: %w", c.Zookeeper, err)
 	}
-	hw, err := store.HighWater()
+	hw, err := marks.HighWater(octx)
 	if err == nil {
 		err = a.CheckHighWater(octx, hw)
 	}
@@ -100,7 +74,7 @@ func openAllocator(ctx context.Context, c ServeConfig, log *zap.Logger, clock fu
 // the local store, the high-water mark of the next start-up check.
 type markedSource struct {
 	src   generator.RangeSource
-	store localStore
+	marks registryStore
 	log   *zap.Logger
 }
 
@@ -109,7 +83,7 @@ func (m markedSource) ClaimRange(ctx context.Context, n uint64) (generator.Range
 	if err != nil {
 		return r, err
 	}
-	if err := m.store.RaiseHighWater(ctx, r.End); err != nil {
+	if err := m.marks.RaiseHighWater(ctx, r.End); err != nil {
 		// The range is quorum-committed and ours; the mark is a safety net.
 		m.log.Warn("could not record the high-water mark", zap.Uint64("end", r.End), zap.Error(err))
 	}

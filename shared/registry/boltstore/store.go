@@ -298,7 +298,7 @@ func (s *Store) RaiseHighWater(ctx context.Context, v uint64) error {
 }
 
 // HighWater returns the mark RaiseHighWater recorded, or 0.
-func (s *Store) HighWater() (uint64, error) {
+func (s *Store) HighWater(context.Context) (uint64, error) {
 	var v uint64
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		if b := tx.Bucket(bucketMeta).Get(highWaterKey(s.cfg.Shard)); b != nil {

@@ -363,7 +363,7 @@ func (s *Store) RaiseHighWater(ctx context.Context, v uint64) error {
 }
 
 // HighWater returns the mark RaiseHighWater recorded, or 0.
-func (s *Store) HighWater() (uint64, error) {
+func (s *Store) HighWater(context.Context) (uint64, error) {
 	var hw uint64
 	err := s.read(func() error {
 		v, closer, err := s.db.Get(highWaterKey(s.cfg.Shard))
