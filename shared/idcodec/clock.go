@@ -19,18 +19,34 @@ type Clock struct {
 	// to step the clock backwards.
 	Now  func() time.Time
 	last atomic.Uint64
-	base atomic.Pointer[time.Time] // last wall reading, with its monotonic reading
+	base atomic.Pointer[clockBase] // last wall reading, with its monotonic reading
 }
 
-// Millis returns the next issue timestamp in unix milliseconds.
+type clockBase struct {
+	t  time.Time // carries the monotonic reading
+	ms uint64    // t in unix ms, precomputed
+}
+
+// Millis returns the next issue timestamp in unix milliseconds. It is the
+// cheapest read: one monotonic clock read, no time.Time built.
 func (c *Clock) Millis() uint64 {
+	if c.Now == nil {
+		if b := c.base.Load(); b != nil {
+			if d := time.Since(b.t); d >= 0 && d < resyncEvery {
+				return c.observe(b.ms + uint64(d/time.Millisecond))
+			}
+		}
+	}
 	return c.Observe(c.Read())
 }
 
 // Observe is Millis for a time the caller already read, so that one clock
 // read can serve several checks on the hot path.
 func (c *Clock) Observe(now time.Time) uint64 {
-	ms := uint64(now.UnixMilli())
+	return c.observe(uint64(now.UnixMilli()))
+}
+
+func (c *Clock) observe(ms uint64) uint64 {
 	for {
 		last := c.last.Load()
 		if ms <= last {
@@ -51,12 +67,12 @@ func (c *Clock) Read() time.Time {
 	}
 	b := c.base.Load()
 	if b != nil {
-		if d := time.Since(*b); d >= 0 && d < resyncEvery {
-			return b.Add(d)
+		if d := time.Since(b.t); d >= 0 && d < resyncEvery {
+			return b.t.Add(d)
 		}
 	}
 	now := time.Now()
-	c.base.Store(&now)
+	c.base.Store(&clockBase{t: now, ms: uint64(now.UnixMilli())})
 	return now
 }
 
