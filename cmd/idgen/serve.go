@@ -324,7 +324,7 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 		verifier = v
 	}
 	svc, err := generate.New(generate.Config{Dev: c.Dev, RequestTimeout: c.RequestTimeout, AuditFailOpen: c.AuditFailOpen, Instance: instance}, generate.Deps{
-		IDs: gen, Registry: store, Logger: log, Logs: ring, Metrics: metrics, Membership: membership, Checks: checks, Sealer: keys, Auth: verifier, Audit: auditLog,
+		IDs: gen, Registry: store, Logger: log, Logs: ring, Metrics: metrics, Membership: membership, Checks: checks, Sealer: sealer.NewVault(keys, store), Auth: verifier, Audit: auditLog,
 	})
 	if err != nil {
 		return err

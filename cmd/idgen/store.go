@@ -18,6 +18,7 @@ import (
 	"github.com/idgen/idgen/shared/registry/boltstore"
 	"github.com/idgen/idgen/shared/registry/pebblestore"
 	"github.com/idgen/idgen/shared/registry/redisstore"
+	"github.com/idgen/idgen/shared/sealer"
 )
 
 // registryStore is what serve needs of a registry backend: the API's
@@ -30,6 +31,7 @@ type registryStore interface {
 	HighWater(ctx context.Context) (uint64, error)
 	Expired(ctx context.Context, nowMS int64, limit int) ([]idcodec.ID, error)
 	PurgeIdempotency(ctx context.Context, cutoffMS int64, limit int) (int, error)
+	sealer.KeyStore
 	Close() error
 }
 

@@ -103,3 +103,37 @@ func TestMetadataOnlyForItsSubject(t *testing.T) {
 		}
 	}
 }
+
+// TestEraseSubject: erasing a subject's data key makes its metadata
+// unreadable (crypto-shredding) while the record stays; only ids:admin may.
+func TestEraseSubject(t *testing.T) {
+	h, mint := authHarness(t)
+	alice := map[string]string{"Authorization": "Bearer " + mint("alice", "ids:generate ids:read", time.Hour)}
+	r := h.do(t, call{method: "POST", path: "/generate", body: `{"metadata":{"iban":"DE89370400440532013000"}}`, header: alice})
+	id := strings.TrimSuffix(strings.TrimPrefix(string(r.body), `{"id":"`), `"}`)
+	bob := h.do(t, call{method: "POST", path: "/generate", body: `{"metadata":{"n":1}}`, header: map[string]string{"Authorization": "Bearer " + mint("bob", "ids:generate", time.Hour)}})
+	bobID := strings.TrimSuffix(strings.TrimPrefix(string(bob.body), `{"id":"`), `"}`)
+
+	if r := h.do(t, call{method: "DELETE", path: "/subjects/alice/key", header: alice}); r.status != 403 {
+		t.Fatalf("erase without ids:admin: %s", r)
+	}
+	admin := map[string]string{"Authorization": "Bearer " + mint("dpo", "ids:admin ids:read", time.Hour)}
+	for i := 0; i < 2; i++ { // erasing twice is fine
+		if r := h.do(t, call{method: "DELETE", path: "/subjects/alice/key", header: admin}); r.status != 200 {
+			t.Fatalf("erase: %s", r)
+		}
+	}
+	got := h.do(t, call{method: "GET", path: "/ids/" + id, header: alice})
+	if got.status != 200 || strings.Contains(string(got.body), "DE89") || !strings.Contains(string(got.body), `"metadata_erased":true`) || !strings.Contains(string(got.body), `"state":"pending"`) {
+		t.Fatalf("after erasure: %s", got)
+	}
+	if got := h.do(t, call{method: "GET", path: "/ids/" + bobID, header: admin}); !strings.Contains(string(got.body), `"metadata":{"n":1}`) {
+		t.Fatalf("bob's metadata lost with alice's key: %s", got)
+	}
+	if countAction(auditLines(t, h.auditPath), "subject.erase", "alice") != 2 {
+		t.Fatal("erasures not audited")
+	}
+	if r := h.do(t, call{method: "GET", path: "/subjects/alice/key", header: admin}); r.status != 405 {
+		t.Fatalf("GET on the erase route: %s", r)
+	}
+}

@@ -142,7 +142,7 @@ func (s *Service) issue(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog
 		for i, id := range ids {
 			var sealed []byte
 			if len(req.metadata) > 0 {
-				if sealed, err = s.d.Sealer.Seal(id[:], req.metadata); err != nil {
+				if sealed, err = s.d.Sealer.Seal(ctx, subject, id[:], req.metadata); err != nil {
 					return nil, nil, err
 				}
 			}

@@ -93,7 +93,7 @@ func newStackWith(tb testing.TB, base zapcore.Core, cfg generate.Config, a gener
 	tb.Cleanup(func() { _ = auditLog.Close() })
 	svc, err := generate.New(cfg, generate.Deps{
 		Audit: auditLog,
-		IDs:   gen, Registry: store, Logger: log, Logs: ring, Metrics: metrics, Sealer: keys, Auth: a,
+		IDs:   gen, Registry: store, Logger: log, Logs: ring, Metrics: metrics, Sealer: sealer.NewVault(keys, store), Auth: a,
 		Membership: generate.StaticMembership{generate.Member{Worker: 0, Shard: 0, Address: "idgen.test", Version: "test", StartedAt: time.Now().UTC()}},
 		Checks: []generate.Check{
 			{Name: "store", Critical: true, Run: store.Ping},

@@ -2,7 +2,9 @@ package generate
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -12,6 +14,7 @@ import (
 	"github.com/idgen/idgen/shared/auth"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
+	"github.com/idgen/idgen/shared/sealer"
 )
 
 // maxReason bounds the "reason" of a compensation.
@@ -115,7 +118,9 @@ type idView struct {
 	Subject   string          `json:"subject,omitempty"`
 	Tombstone bool            `json:"tombstone,omitempty"`
 	Metadata  json.RawMessage `json:"metadata,omitempty"`
-	History   []stepView      `json:"history"`
+	// MetadataErased: the subject's data key was erased (crypto-shredding).
+	MetadataErased bool       `json:"metadata_erased,omitempty"`
+	History        []stepView `json:"history"`
 }
 
 func (s *Service) getID(c *fasthttp.RequestCtx, _ *reqLog) error {
@@ -141,14 +146,42 @@ func (s *Service) getID(c *fasthttp.RequestCtx, _ *reqLog) error {
 	}
 	// Metadata goes only to the subject that issued the ID, or an admin.
 	if p := principal(c); len(rec.Metadata) > 0 && (rec.Subject == p.Subject || p.Has(auth.ScopeAdmin)) {
-		plain, err := s.d.Sealer.Open(id[:], rec.Metadata)
-		if err != nil {
+		plain, err := s.d.Sealer.Open(ctx, rec.Subject, id[:], rec.Metadata)
+		switch {
+		case errors.Is(err, sealer.ErrErased):
+			v.MetadataErased = true
+		case err != nil:
 			return fmt.Errorf("open metadata of %s: %w", id, err)
+		default:
+			v.Metadata = plain
 		}
-		v.Metadata = plain
 	}
 	for _, st := range rec.History {
 		v.History = append(v.History, stepView{State: st.State.String(), At: msTime(st.AtMS), Reason: st.Reason, Actor: st.Actor})
 	}
 	return writeJSON(c, fasthttp.StatusOK, v)
+}
+
+// maxSubject bounds the subject of an erasure request.
+const maxSubject = 256
+
+// eraseSubject deletes a subject's data key: every metadata of theirs
+// becomes unreadable (GDPR erasure) while the ID records stay for audit.
+func (s *Service) eraseSubject(c *fasthttp.RequestCtx, log *reqLog) error {
+	path := string(c.Path())
+	subject := strings.TrimSuffix(strings.TrimPrefix(path, "/subjects/"), "/key")
+	if subject == "" || len(subject) > maxSubject || strings.Contains(subject, "/") {
+		return Errorf(CodeInvalidRequest, "subject must be 1..%d characters without '/'", maxSubject)
+	}
+	if err := s.auditGate(); err != nil {
+		return err
+	}
+	ctx, cancel := s.requestContext()
+	defer cancel()
+	if err := s.d.Sealer.Erase(ctx, subject); err != nil {
+		return err
+	}
+	log.L().Info("subject data key erased", zap.String("subject", subject))
+	s.audit(c, log, audit.Event{Actor: s.subject(c), Action: audit.ActionEraseSubject, Resource: subject, Outcome: audit.OutcomeSuccess})
+	return writeJSON(c, fasthttp.StatusOK, map[string]any{"subject": subject, "erased": true})
 }

@@ -124,10 +124,12 @@ type Auditor interface {
 	Healthy() error
 }
 
-// Sealer encrypts metadata at rest, bound to its ID (shared/sealer.Ring).
+// Sealer encrypts metadata at rest with the subject's data key, bound to
+// its ID, and erases a subject's key (shared/sealer.Vault).
 type Sealer interface {
-	Seal(id, plain []byte) ([]byte, error)
-	Open(id, sealed []byte) ([]byte, error)
+	Seal(ctx context.Context, subject string, id, plain []byte) ([]byte, error)
+	Open(ctx context.Context, subject string, id, sealed []byte) ([]byte, error)
+	Erase(ctx context.Context, subject string) error
 }
 
 // Validate reports a configuration that cannot work.
@@ -283,6 +285,8 @@ func (s *Service) route(c *fasthttp.RequestCtx, log *reqLog) string {
 		route, scope, h = path, auth.ScopeRead, s.instances
 	case path == "/health", path == "/health/live", path == "/health/ready":
 		route, h = path, s.health
+	case strings.HasPrefix(path, "/subjects/") && strings.HasSuffix(path, "/key"):
+		route, method, scope, h = "/subjects/{subject}/key", fasthttp.MethodDelete, auth.ScopeAdmin, s.eraseSubject
 	case path == "/logs":
 		route, scope, h = path, auth.ScopeOpsRead, s.logs
 	case path == "/metrics":

@@ -42,6 +42,7 @@ const (
 	ActionCommit        = "id.commit"
 	ActionCompensate    = "id.compensate"
 	ActionDeadLetter    = "event.dead_letter"
+	ActionEraseSubject  = "subject.erase"
 	ActionServiceStart  = "service.start"
 	ActionServiceStop   = "service.stop"
 	ActionAuditStart    = "audit.start"

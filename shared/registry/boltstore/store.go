@@ -119,7 +119,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketIDs, bucketIdem, bucketDeadlines, bucketIdemTime} {
+		for _, b := range [][]byte{bucketMeta, bucketIDs, bucketIdem, bucketDeadlines, bucketIdemTime, bucketKeys} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -307,4 +307,39 @@ func (s *Store) HighWater(context.Context) (uint64, error) {
 		return nil
 	})
 	return v, err
+}
+
+var bucketKeys = []byte("keys") // name → wrapped data key (sealer.KeyStore)
+
+// GetKey returns the stored key material under name, or nil (sealer.KeyStore).
+func (s *Store) GetKey(_ context.Context, name string) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		if v := tx.Bucket(bucketKeys).Get([]byte(name)); v != nil {
+			out = append([]byte(nil), v...)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// PutKeyIfAbsent stores v under name unless a value exists; it returns the
+// stored value, durable when it returns.
+func (s *Store) PutKeyIfAbsent(ctx context.Context, name string, v []byte) ([]byte, error) {
+	var out []byte
+	err := s.do(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketKeys)
+		if cur := b.Get([]byte(name)); cur != nil {
+			out = append([]byte(nil), cur...)
+			return nil
+		}
+		out = v
+		return b.Put([]byte(name), v)
+	})
+	return out, err
+}
+
+// DeleteKey removes the key material under name, durably.
+func (s *Store) DeleteKey(ctx context.Context, name string) error {
+	return s.do(ctx, func(tx *bbolt.Tx) error { return tx.Bucket(bucketKeys).Delete([]byte(name)) })
 }

@@ -21,6 +21,7 @@ const (
 	prefixDeadline  = 'd' // 'd' deadlineMS BE[8] id[16]: empty value
 	prefixHighWater = 'h' // 'h' shard: highest counter an outside source gave, uint64 BE
 	prefixIdemTime  = 'i' // 'i' createdMS BE[8] keyHash[32]: empty value (purge index)
+	prefixKey       = 'e' // 'e' name: wrapped data keys (sealer.KeyStore)
 )
 
 // tx is what an op sees of the group commit: reads through the indexed

@@ -379,3 +379,51 @@ func (s *Store) HighWater(context.Context) (uint64, error) {
 	})
 	return hw, err
 }
+
+func keyKey(name string) []byte { return append([]byte{prefixKey}, name...) }
+
+// GetKey returns the stored key material under name, or nil (sealer.KeyStore).
+func (s *Store) GetKey(_ context.Context, name string) ([]byte, error) {
+	var out []byte
+	err := s.read(func() error {
+		v, closer, err := s.db.Get(keyKey(name))
+		if errors.Is(err, pebble.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		defer closer.Close()
+		out = append([]byte(nil), v...)
+		return nil
+	})
+	return out, err
+}
+
+// PutKeyIfAbsent stores v under name unless a value exists; it returns the
+// stored value, durable when it returns.
+func (s *Store) PutKeyIfAbsent(ctx context.Context, name string, v []byte) ([]byte, error) {
+	var out []byte
+	err := s.do(ctx, func(tx *tx) error {
+		cur, err := tx.get(keyKey(name))
+		if err != nil {
+			return err
+		}
+		if cur != nil {
+			out = append([]byte(nil), cur...)
+			return nil
+		}
+		tx.set(keyKey(name), v)
+		out = v
+		return nil
+	})
+	return out, err
+}
+
+// DeleteKey removes the key material under name, durably.
+func (s *Store) DeleteKey(ctx context.Context, name string) error {
+	return s.do(ctx, func(tx *tx) error {
+		tx.del(keyKey(name))
+		return nil
+	})
+}

@@ -445,3 +445,24 @@ func TestPurgeKeepsReusedKey(t *testing.T) {
 		t.Fatalf("purged entry still answers: %+v, %v", r, err)
 	}
 }
+
+func TestKeyStore(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	ctx := context.Background()
+	if v, err := s.GetKey(ctx, "dek:a"); err != nil || v != nil {
+		t.Fatalf("absent key: %v %v", v, err)
+	}
+	if v, err := s.PutKeyIfAbsent(ctx, "dek:a", []byte("one")); err != nil || string(v) != "one" {
+		t.Fatalf("first put: %q %v", v, err)
+	}
+	if v, err := s.PutKeyIfAbsent(ctx, "dek:a", []byte("two")); err != nil || string(v) != "one" {
+		t.Fatalf("second put must keep the first: %q %v", v, err)
+	}
+	if err := s.DeleteKey(ctx, "dek:a"); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := s.GetKey(ctx, "dek:a"); v != nil {
+		t.Fatalf("deleted key still there: %q", v)
+	}
+}

@@ -1,0 +1,104 @@
+package sealer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+	"testing"
+)
+
+// memKeys is an in-memory KeyStore for pure unit tests.
+type memKeys struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+var _ KeyStore = (*memKeys)(nil)
+
+func (k *memKeys) GetKey(_ context.Context, n string) ([]byte, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.m[n], nil
+}
+
+func (k *memKeys) PutKeyIfAbsent(_ context.Context, n string, v []byte) ([]byte, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if old, ok := k.m[n]; ok {
+		return old, nil
+	}
+	k.m[n] = v
+	return v, nil
+}
+
+func (k *memKeys) DeleteKey(_ context.Context, n string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.m, n)
+	return nil
+}
+
+func TestVaultPerSubjectErase(t *testing.T) {
+	ctx := context.Background()
+	ring, _ := NewRing("k1", map[string][]byte{"k1": key(1)})
+	store := &memKeys{m: map[string][]byte{}}
+	a, b := NewVault(ring, store), NewVault(ring, store) // two instances
+	id := []byte("0123456789abcdef")
+	sa, err := a.Seal(ctx, "alice", id, []byte("alice-secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, _ := a.Seal(ctx, "bob", id, []byte("bob-secret"))
+	if got, err := b.Open(ctx, "alice", id, sa); err != nil || string(got) != "alice-secret" {
+		t.Fatalf("other instance opens: %q %v", got, err)
+	}
+	if _, err := b.Open(ctx, "bob", id, sa); err == nil {
+		t.Fatal("alice's metadata opened with bob's key")
+	}
+	for _, v := range store.m {
+		if bytes.Contains(v, []byte("secret")) {
+			t.Fatal("plaintext in the key store")
+		}
+	}
+	if err := b.Erase(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	// Erased everywhere at once for reads, including the instance that
+	// sealed it (it must not answer from a cache).
+	for _, v := range []*Vault{a, b} {
+		if _, err := v.Open(ctx, "alice", id, sa); !errors.Is(err, ErrErased) {
+			t.Fatalf("after erase: %v", err)
+		}
+	}
+	if got, err := a.Open(ctx, "bob", id, sb); err != nil || string(got) != "bob-secret" {
+		t.Fatalf("bob affected by alice's erasure: %q %v", got, err)
+	}
+}
+
+func TestVaultConcurrentCreateOneKey(t *testing.T) {
+	ctx := context.Background()
+	ring, _ := NewRing("k1", map[string][]byte{"k1": key(1)})
+	store := &memKeys{m: map[string][]byte{}}
+	id := []byte("id")
+	var wg sync.WaitGroup
+	sealed := make([][]byte, 16)
+	for i := range sealed {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := NewVault(ring, store).Seal(ctx, "carol", id, []byte("x"))
+			if err != nil {
+				t.Error(err)
+			}
+			sealed[i] = s
+		}()
+	}
+	wg.Wait()
+	v := NewVault(ring, store)
+	for i, s := range sealed {
+		if _, err := v.Open(ctx, "carol", id, s); err != nil {
+			t.Fatalf("value %d sealed under a losing key: %v", i, err)
+		}
+	}
+}
