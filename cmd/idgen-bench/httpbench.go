@@ -1,17 +1,22 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/idgen/idgen/harness/redisharness"
+	"github.com/idgen/idgen/harness/zkharness"
 )
 
 type wrkResult struct {
@@ -162,6 +167,29 @@ func httpBench(ctx context.Context, idgen string, rounds int, d time.Duration, c
 	}
 	defer bolt.stop()
 
+	// Distributed: one ZooKeeper and one Redis from the test harnesses.
+	zk, err := zkharness.Start(ctx, zkharness.Options{Servers: 1})
+	if err != nil {
+		return err
+	}
+	defer zk.Close()
+	rds, err := redisharness.StartStandalone(ctx, redisharness.Options{})
+	if err != nil {
+		return err
+	}
+	defer rds.Close()
+	keyFile := filepath.Join(dataDir, "shared.key")
+	if err := os.WriteFile(keyFile, []byte("k1 "+strings.Repeat("ab", 32)+"\n"), 0o600); err != nil {
+		return err
+	}
+	redisAddr, _ := freeAddr()
+	red, err := startServer("idgen zookeeper+redis", []string{idgen, "serve", "--dev", "--listen", redisAddr, "--data-dir", dataDir + "/redis",
+		"--zookeeper", zk.ConnectString(), "--redis-addr", rds.Addr(), "--metadata-key-file", keyFile, "--log-level", "warn", "--audit-log", filepath.Join(dataDir, "audit.log")}, redisAddr)
+	if err != nil {
+		return err
+	}
+	defer red.stop()
+
 	type target struct {
 		name, url, body string
 		ids             float64 // IDs per request
@@ -172,6 +200,8 @@ func httpBench(ctx context.Context, idgen string, rounds int, d time.Duration, c
 		{"idgen embedded (bbolt) /generate", "http://" + boltAddr + "/generate", "", 1},
 		{"idgen embedded (pebble) count=1000", "http://" + idAddr + "/generate", `{"count":1000}`, 1000},
 		{"idgen embedded (bbolt) count=1000", "http://" + boltAddr + "/generate", `{"count":1000}`, 1000},
+		{"idgen zookeeper+redis /generate", "http://" + redisAddr + "/generate", "", 1},
+		{"idgen zookeeper+redis count=1000", "http://" + redisAddr + "/generate", `{"count":1000}`, 1000},
 	}
 	res := make([][]wrkResult, len(targets))
 	for _, t := range targets { // warm-up
@@ -179,11 +209,23 @@ func httpBench(ctx context.Context, idgen string, rounds int, d time.Duration, c
 			return err
 		}
 	}
+	// Registry figures per target: deltas of the server's own metrics
+	// around each measured run (the ceiling has none).
+	type regDelta struct{ ids, flushes, ops, flushSec float64 }
+	deltas := make([]regDelta, len(targets))
 	for r := 0; r < rounds; r++ {
 		for i, t := range targets {
+			metricsURL := strings.TrimSuffix(t.url, "/generate") + "/metrics"
+			before, _ := scrape(metricsURL)
 			w, err := runWrk(ctx, t.url, t.body, conns, d)
 			if err != nil {
 				return err
+			}
+			if after, err := scrape(metricsURL); err == nil && i > 0 {
+				deltas[i].ids += after["idgen_ids_issued_total"] - before["idgen_ids_issued_total"]
+				deltas[i].flushes += after["idgen_registry_batch_size_count"] - before["idgen_registry_batch_size_count"]
+				deltas[i].ops += after["idgen_registry_batch_size_sum"] - before["idgen_registry_batch_size_sum"]
+				deltas[i].flushSec += after["idgen_registry_flush_seconds_sum"] - before["idgen_registry_flush_seconds_sum"]
 			}
 			if w.non2xx > 0 || w.sockErrors > 0 {
 				return fmt.Errorf("%s: %d non-2xx answers, %d socket errors", t.name, w.non2xx, w.sockErrors)
@@ -203,8 +245,39 @@ func httpBench(ctx context.Context, idgen string, rounds int, d time.Duration, c
 			lat(func(w wrkResult) time.Duration { return w.p50 }), lat(func(w wrkResult) time.Duration { return w.p99 }),
 			lat(func(w wrkResult) time.Duration { return w.p999 }), rps*t.ids)
 	}
+	fmt.Println("\nRegistry at saturation (deltas of each server's metrics over the measured runs)")
+	fmt.Printf("%-34s %14s %14s %10s %12s\n", "", "round trips/ID", "requests/flush", "IDs/flush", "mean flush")
+	for i, t := range targets[1:] {
+		dl := deltas[i+1]
+		if dl.flushes == 0 || dl.ids == 0 {
+			continue
+		}
+		fmt.Printf("%-34s %14.4f %14.1f %10.0f %10.3fms\n", t.name, dl.flushes/dl.ids, dl.ops/dl.flushes, dl.ids/dl.flushes, 1000*dl.flushSec/dl.flushes)
+	}
 	fmt.Println(strings.Repeat("-", 60))
 	return nil
+}
+
+// scrape reads the unlabelled series of a Prometheus text endpoint.
+func scrape(url string) (map[string]float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 2 && !strings.HasPrefix(f[0], "#") {
+			v, err := strconv.ParseFloat(f[1], 64)
+			if err == nil {
+				out[f[0]] = v
+			}
+		}
+	}
+	return out, sc.Err()
 }
 
 func medianOf(ws []wrkResult, f func(wrkResult) float64) float64 {
