@@ -25,6 +25,7 @@ const (
 	CodeUnsupportedMedia    = "unsupported_media_type"
 	CodeIdempotencyMismatch = "idempotency_key_reused"
 	CodeRateLimited         = "rate_limited"
+	CodeRequestTimeout      = "request_timeout"
 	CodeUnavailable         = "unavailable"
 	CodeInternal            = "internal"
 )
@@ -42,6 +43,7 @@ var statusOf = map[string]int{
 	CodeUnsupportedMedia:    http.StatusUnsupportedMediaType,
 	CodeIdempotencyMismatch: http.StatusUnprocessableEntity,
 	CodeRateLimited:         http.StatusTooManyRequests,
+	CodeRequestTimeout:      http.StatusRequestTimeout,
 	CodeUnavailable:         http.StatusServiceUnavailable,
 	CodeInternal:            http.StatusInternalServerError,
 }

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -220,7 +221,13 @@ func (s *Service) HandleServerError(c *fasthttp.RequestCtx, err error) {
 	rid := s.requestID(c)
 	var e *Error
 	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
 	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		// An idle or slow connection timed out: close it with 408, which
+		// clients know not to take as the answer to a request of theirs.
+		c.SetConnectionClose()
+		e = Errorf(CodeRequestTimeout, "the request was not received in time")
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		e = Errorf(CodeBodyTooLarge, "request body is larger than %d bytes", s.cfg.MaxBody)
 	case errors.As(err, &small):

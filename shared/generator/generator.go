@@ -213,6 +213,14 @@ func (g *Generator) NextN(ctx context.Context, n int, dst []idcodec.ID) ([]idcod
 // fill writes len(out) consecutive IDs into out.
 func (g *Generator) fill(ctx context.Context, out []idcodec.ID) (int, error) {
 	n := uint64(len(out))
+	fixed, isFixed := g.worker.(FixedWorker)
+	if !isFixed {
+		// A fenced instance refuses at once: no counters taken, no wait for
+		// a range claim that cannot reach its coordinator.
+		if _, err := g.worker.Worker(g.clock.Read()); err != nil {
+			return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+	}
 	first, err := g.take(ctx, n)
 	if err != nil {
 		return 0, err
@@ -221,7 +229,7 @@ func (g *Generator) fill(ctx context.Context, out []idcodec.ID) (int, error) {
 		ms uint64
 		w  uint16
 	)
-	if fixed, ok := g.worker.(FixedWorker); ok {
+	if isFixed {
 		// No lease to check: the cheapest clock read will do.
 		ms, w = g.clock.Millis(), uint16(fixed)
 	} else {

@@ -288,9 +288,18 @@ func TestFencedWorkerRefuses(t *testing.T) {
 	if id, err := g.Next(context.Background()); err != nil || id.Decompose().Worker != 9 {
 		t.Fatalf("id %v err %v", id, err)
 	}
+	first, _ := g.Next(context.Background())
 	w.fenced.Store(true)
-	if _, err := g.Next(context.Background()); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("err = %v, want ErrUnavailable while fenced", err)
+	for i := 0; i < 5; i++ {
+		if _, err := g.Next(context.Background()); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("err = %v, want ErrUnavailable while fenced", err)
+		}
+	}
+	// Refusals took no counters: the next ID follows the last one.
+	w.fenced.Store(false)
+	next, err := g.Next(context.Background())
+	if err != nil || next.Decompose().Counter != first.Decompose().Counter+1 {
+		t.Fatalf("after fencing: %v %v (last %v)", next.Decompose(), err, first.Decompose())
 	}
 }
 
