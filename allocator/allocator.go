@@ -206,21 +206,23 @@ func (a *Allocator) open(ctx context.Context) error {
 		}
 	}
 	root := a.cfg.Root
-	if err := a.ensurePath(ctx, root, a.acl.private); err != nil {
-		return fmt.Errorf("ensure %s: %w", root, err)
+	shard := a.shardPath()
+	initial, _ := encodeCounter(counterData{Next: 0})
+	// The persistent skeleton, parents first. After the first start every
+	// node exists: one pipelined round of Exists replaces a round trip each.
+	var nodes []znode
+	for _, p := range pathPrefixes(root) {
+		nodes = append(nodes, znode{p, nil, a.acl.private})
 	}
-	for _, p := range []string{root + "/workers", root + "/members"} {
-		if err := a.ensureNode(ctx, p, nil, a.acl.public); err != nil {
-			return fmt.Errorf("ensure %s: %w", p, err)
+	nodes = append(nodes, znode{root + "/workers", nil, a.acl.public}, znode{root + "/members", nil, a.acl.public})
+	for _, p := range pathPrefixes(shard) {
+		if len(p) > len(root) {
+			nodes = append(nodes, znode{p, nil, a.acl.private})
 		}
 	}
-	shard := a.shardPath()
-	if err := a.ensurePath(ctx, shard, a.acl.private); err != nil {
-		return fmt.Errorf("ensure %s: %w", shard, err)
-	}
-	initial, _ := encodeCounter(counterData{Next: 0})
-	if err := a.ensureNode(ctx, shard+"/counter", initial, a.acl.private); err != nil {
-		return fmt.Errorf("ensure counter: %w", err)
+	nodes = append(nodes, znode{shard + "/counter", initial, a.acl.private})
+	if err := a.ensureNodes(ctx, nodes); err != nil {
+		return err
 	}
 	for attempt := 0; ; attempt++ {
 		err := a.claimSession(ctx)

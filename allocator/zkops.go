@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -145,16 +147,47 @@ func (l zkLogger) Printf(format string, args ...any) {
 	l.log.Debugf(strings.TrimSuffix(format, "\n"), args...)
 }
 
-// ensurePath creates every missing znode of path as PERSISTENT (never a
-// container node: those vanish when their last child goes, and with them the
-// counter's history).
-func (a *Allocator) ensurePath(ctx context.Context, path string, acl []zk.ACL) error {
-	parts := strings.Split(strings.TrimPrefix(path, "/"), "/")
+// pathPrefixes lists /a, /a/b, /a/b/c for /a/b/c.
+func pathPrefixes(path string) []string {
+	var out []string
 	cur := ""
-	for _, p := range parts {
+	for _, p := range strings.Split(strings.TrimPrefix(path, "/"), "/") {
 		cur += "/" + p
-		if err := a.ensureNode(ctx, cur, nil, acl); err != nil {
-			return err
+		out = append(out, cur)
+	}
+	return out
+}
+
+// znode is one node of the skeleton. The skeleton's znodes are PERSISTENT,
+// never containers: those vanish when their last child goes, and with them
+// the counter's history.
+type znode struct {
+	path string
+	data []byte
+	acl  []zk.ACL
+}
+
+// ensureNodes creates the missing nodes of ns in order (parents first). The
+// Exists checks run concurrently, so the library pipelines them on the one
+// connection: one round trip when everything exists.
+func (a *Allocator) ensureNodes(ctx context.Context, ns []znode) error {
+	exists := make([]bool, len(ns))
+	var wg sync.WaitGroup
+	for i, n := range ns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, _, err := call2(ctx, func() (bool, *zk.Stat, error) { return a.conn.Exists(n.path) })
+			exists[i] = err == nil && ok
+		}()
+	}
+	wg.Wait()
+	for i, n := range ns {
+		if exists[i] {
+			continue
+		}
+		if err := a.ensureNode(ctx, n.path, n.data, n.acl); err != nil {
+			return fmt.Errorf("ensure %s: %w", n.path, err)
 		}
 	}
 	return nil

@@ -242,11 +242,24 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 
 	// The registry: Redis, shared by every instance, or the embedded store,
 	// which then also supplies the counter ranges when ZooKeeper does not.
+	clock := &idcodec.Clock{}
+	var allocCh <-chan allocOpened
+	if c.Zookeeper != "" {
+		allocCh = openAllocatorAsync(ctx, c, log, clock.Read, advertise)
+	}
 	var (
 		store registryStore
 		src   generator.RangeSource
 		mode  = "embedded"
+		alloc *allocator.Allocator
 	)
+	defer func() {
+		if allocCh != nil { // an early return before the allocator was taken
+			if r := <-allocCh; r.a != nil {
+				r.a.Close()
+			}
+		}
+	}()
 	if c.RedisAddr != "" {
 		rs, err := openRedis(ctx, c, observe, log)
 		if err != nil {
@@ -267,19 +280,22 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 		log.Info("registry flushed and closed")
 	}()
 
-	clock := &idcodec.Clock{}
 	var (
 		worker     generator.WorkerSource = generator.FixedWorker(0)
 		membership generate.Membership    = generate.StaticMembership{generate.Member{Worker: 0, Shard: uint8(c.Shard), Address: advertise, Version: version, StartedAt: started.UTC()}}
 		checks                            = []generate.Check{{Name: "registry", Critical: true, Run: store.Ping}}
-		alloc      *allocator.Allocator
 	)
-	if c.Zookeeper != "" {
-		alloc, err = openAllocator(ctx, c, log, clock.Read, store, advertise)
-		if err != nil {
+	if allocCh != nil {
+		r := <-allocCh
+		allocCh = nil
+		if r.err != nil {
+			return r.err
+		}
+		alloc = r.a
+		defer alloc.Close()
+		if err := checkHighWater(ctx, alloc, store); err != nil {
 			return err
 		}
-		defer alloc.Close()
 		src, worker, membership, mode = markedSource{alloc, store, log}, alloc, zkMembership{alloc}, "zookeeper"
 		checks = append(checks, zkChecks(alloc)...)
 	}

@@ -38,9 +38,8 @@ func zkAuth(c ServeConfig) (*allocator.DigestAuth, error) {
 }
 
 // openAllocator joins the ZooKeeper ensemble: session, worker slot, member
-// znode; then checks the shard counter against the high-water mark this
-// instance's store remembers.
-func openAllocator(ctx context.Context, c ServeConfig, log *zap.Logger, clock func() time.Time, marks registryStore, advertise string) (*allocator.Allocator, error) {
+// znode.
+func openAllocator(ctx context.Context, c ServeConfig, log *zap.Logger, clock func() time.Time, advertise string) (*allocator.Allocator, error) {
 	tlsCfg, err := zkTLS(c)
 	if err != nil {
 		return nil, err
@@ -59,15 +58,39 @@ func openAllocator(ctx context.Context, c ServeConfig, log *zap.Logger, clock fu
 	if err != nil {
 		return nil, fmt.Errorf("zookeeper %s: %w", c.Zookeeper, err)
 	}
-	hw, err := marks.HighWater(octx)
+	return a, nil
+}
+
+// openAllocatorAsync runs openAllocator on its own goroutine, so that the
+// ZooKeeper handshake overlaps opening the registry. The caller must
+// receive from the channel, and close the allocator if it does not use it.
+func openAllocatorAsync(ctx context.Context, c ServeConfig, log *zap.Logger, clock func() time.Time, advertise string) <-chan allocOpened {
+	ch := make(chan allocOpened, 1)
+	go func() {
+		a, err := openAllocator(ctx, c, log, clock, advertise)
+		ch <- allocOpened{a, err}
+	}()
+	return ch
+}
+
+type allocOpened struct {
+	a   *allocator.Allocator
+	err error
+}
+
+// checkHighWater refuses to issue when the ZooKeeper counter is below the
+// mark the registry remembers (an ensemble restored from an old snapshot).
+func checkHighWater(ctx context.Context, a *allocator.Allocator, marks registryStore) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	hw, err := marks.HighWater(ctx)
 	if err == nil {
-		err = a.CheckHighWater(octx, hw)
+		err = a.CheckHighWater(ctx, hw)
 	}
 	if err != nil {
-		a.Close()
-		return nil, fmt.Errorf("start-up check: refusing to issue: %w", err)
+		return fmt.Errorf("start-up check: refusing to issue: %w", err)
 	}
-	return a, nil
+	return nil
 }
 
 // markedSource claims ranges from ZooKeeper and records each range's end in
