@@ -32,6 +32,9 @@ func decodeBody(c *fasthttp.RequestCtx, v any, allowEmpty bool) error {
 			return Errorf(CodeUnsupportedMedia, "Content-Type must be application/json")
 		}
 	}
+	if err := strictJSON(body, v); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -72,4 +75,69 @@ func maxBody(c *fasthttp.RequestCtx) int {
 		return n
 	}
 	return 64 << 10
+}
+
+// maxJSONDepth bounds nesting (the metadata object included).
+const maxJSONDepth = 16
+
+// strictJSON walks the tokens of body before it is decoded into v and
+// refuses what encoding/json would let through: a key given twice at any
+// level (the last would win silently), a top-level key that differs from a
+// field of v only by case (encoding/json matches case-insensitively), and
+// nesting deeper than maxJSONDepth.
+func strictJSON(body []byte, v any) error {
+	allowed := jsonFields(v)
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	type frame struct {
+		object bool
+		keys   map[string]bool
+		expect bool // the next string token of an object is a key
+	}
+	var stack []frame
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return Errorf(CodeInvalidRequest, "malformed JSON body: %s", err.Error())
+		}
+		top := len(stack) - 1
+		key, isString := tok.(string)
+		if isString && top >= 0 && stack[top].object && stack[top].expect {
+			if stack[top].keys[key] {
+				return Errorf(CodeInvalidRequest, "malformed JSON body: key %q appears twice", key)
+			}
+			stack[top].keys[key] = true
+			stack[top].expect = false
+			if top == 0 && allowed != nil && !allowed[key] {
+				return Errorf(CodeInvalidRequest, "malformed JSON body: unknown field %q", key)
+			}
+			continue
+		}
+		if top >= 0 && stack[top].object {
+			stack[top].expect = true // a value was read: a key comes next
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			if len(stack) == maxJSONDepth {
+				return Errorf(CodeInvalidRequest, "malformed JSON body: nested deeper than %d", maxJSONDepth)
+			}
+			stack = append(stack, frame{object: tok == json.Delim('{'), keys: map[string]bool{}, expect: true})
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+	}
+}
+
+// jsonFields lists the exact JSON names of a struct pointer's fields.
+func jsonFields(v any) map[string]bool {
+	switch v.(type) {
+	case *generateBody:
+		return map[string]bool{"count": true, "timeout_ms": true, "metadata": true}
+	case *idBody:
+		return map[string]bool{"id": true, "reason": true}
+	}
+	return nil
 }
