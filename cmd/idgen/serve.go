@@ -54,6 +54,8 @@ type ServeConfig struct {
 	JWTAudience       string
 	AuditLog          string
 	AuditFailOpen     bool
+	RateLimit         float64
+	RateBurst         int
 	LogLevel          string
 	RequestTimeout    time.Duration
 	ShutdownGrace     time.Duration
@@ -116,6 +118,8 @@ func (m *Serve) ParseFlags(args []string) error {
 	fs.StringVar(&c.JWTAudience, "jwt-audience", "", "required aud claim")
 	fs.StringVar(&c.AuditLog, "audit-log", "-", "audit log file (JSON lines); - for stderr")
 	fs.BoolVar(&c.AuditFailOpen, "audit-fail-open", false, "keep accepting state changes while the audit log cannot be written (default: refuse them with 503)")
+	fs.Float64Var(&c.RateLimit, "rate-limit", 0, "requests per second allowed to one subject (0 = no limit); over it: 429 with Retry-After")
+	fs.IntVar(&c.RateBurst, "rate-burst", 0, "burst of --rate-limit (default: one second's worth)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 5*time.Second, "bound on the work of one request")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 20*time.Second, "how long SIGTERM waits for in-flight requests")
@@ -336,7 +340,7 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 		}
 		verifier = v
 	}
-	svc, err := generate.New(generate.Config{Dev: c.Dev, RequestTimeout: c.RequestTimeout, AuditFailOpen: c.AuditFailOpen, Instance: instance}, generate.Deps{
+	svc, err := generate.New(generate.Config{Dev: c.Dev, RequestTimeout: c.RequestTimeout, AuditFailOpen: c.AuditFailOpen, Instance: instance, RateLimit: c.RateLimit, RateBurst: c.RateBurst}, generate.Deps{
 		IDs: gen, Registry: store, Logger: log, Logs: ring, Metrics: metrics, Membership: membership, Checks: checks, Sealer: sealer.NewVault(keys, store), Auth: verifier, Audit: auditLog,
 	})
 	if err != nil {

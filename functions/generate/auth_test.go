@@ -137,3 +137,28 @@ func TestEraseSubject(t *testing.T) {
 		t.Fatalf("GET on the erase route: %s", r)
 	}
 }
+
+// TestRateLimitPerSubject: over its budget a subject gets 429 with
+// Retry-After; another subject is not affected.
+func TestRateLimitPerSubject(t *testing.T) {
+	h := serveStack(t, newStackWith(t, newTestCore(t), generate.Config{Dev: true, RateLimit: 1, RateBurst: 3}, nil))
+	codes := map[int]int{}
+	var retry string
+	for i := 0; i < 6; i++ {
+		r := h.post(t, "/generate", "")
+		codes[r.status]++
+		if r.status == 429 {
+			retry = r.h("Retry-After")
+			if !strings.Contains(string(r.body), `"code":"rate_limited"`) {
+				t.Fatalf("429 body: %s", r.body)
+			}
+		}
+	}
+	if codes[200] != 3 || codes[429] != 3 || retry != "1" {
+		t.Fatalf("answers %v, Retry-After %q; want 3 × 200 then 429 with Retry-After 1", codes, retry)
+	}
+	// /health is open and never limited.
+	if r := h.get(t, "/health/live"); r.status != 200 {
+		t.Fatalf("health limited: %s", r)
+	}
+}

@@ -2,6 +2,7 @@ package generate
 
 import (
 	"strings"
+	"time"
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
@@ -45,6 +46,10 @@ func (s *Service) authorize(c *fasthttp.RequestCtx, log *reqLog, scope string) e
 		c.Response.Header.Set("WWW-Authenticate", `Bearer realm="idgen", error="insufficient_scope", scope="`+scope+`"`)
 		s.audit(c, log, audit.Event{Actor: p.Subject, Action: audit.ActionScopeDenied, Resource: string(c.Path()), Outcome: audit.OutcomeDenied, Reason: "missing scope " + scope})
 		return Errorf(CodeForbidden, "the token lacks the %s scope", scope)
+	}
+	if ok, retry := s.limits.allow(p.Subject, time.Now()); !ok {
+		c.Response.Header.Set("Retry-After", retry)
+		return Errorf(CodeRateLimited, "too many requests for %s; retry after %s s", p.Subject, retry)
 	}
 	c.SetUserValue(principalKey{}, p)
 	return nil

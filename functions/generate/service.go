@@ -90,6 +90,11 @@ type Config struct {
 	AuditFailOpen bool
 	// Instance names this process in audit lines.
 	Instance string
+	// RateLimit is the sustained requests per second allowed to one subject
+	// (0 = no limit); RateBurst the bucket size (default: one second's worth).
+	// Over the limit the answer is 429 with Retry-After.
+	RateLimit float64
+	RateBurst int
 }
 
 func (c Config) withDefaults() Config {
@@ -141,6 +146,8 @@ func (c Config) Validate() error {
 		return errors.New("generate: negative duration in config")
 	case c.MaxBody < 1024:
 		return fmt.Errorf("generate: max body %d below 1 KiB", c.MaxBody)
+	case c.RateLimit < 0 || c.RateBurst < 0:
+		return errors.New("generate: negative rate limit")
 	case c.MaxMetadata < 1 || c.MaxMetadata > c.MaxBody:
 		return fmt.Errorf("generate: max metadata %d outside 1..max body", c.MaxMetadata)
 	}
@@ -169,6 +176,7 @@ type Service struct {
 	draining atomic.Bool
 	reqSeq   atomic.Uint64
 	reqPfx   string
+	limits   *limiters
 }
 
 // New returns a Service. Deps.IDs, Deps.Registry and Deps.Sealer are
@@ -195,7 +203,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	}
 	var p [4]byte
 	_, _ = rand.Read(p[:])
-	return &Service{cfg: cfg, d: d, log: d.Logger, reqPfx: hex.EncodeToString(p[:]) + "-"}, nil
+	return &Service{cfg: cfg, d: d, log: d.Logger, reqPfx: hex.EncodeToString(p[:]) + "-", limits: newLimiters(cfg.RateLimit, cfg.RateBurst)}, nil
 }
 
 // SetDraining makes /health/ready answer 503 so load balancers stop sending
