@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Packages that need no external server; the rest run after deps are in place.
 PKGS := ./...
 
-.PHONY: all build run test test-unit deps bench fmt vet clean
+.PHONY: all build run test deps bench fuzz fmt vet clean
 
 all: build
 
@@ -28,6 +28,11 @@ test: deps build
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet $(PKGS)
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
+	bash scripts/fuzz.sh 5
+
+# Every fuzz target for a minute each.
+fuzz:
+	bash scripts/fuzz.sh 60
 
 bench: deps build
 	$(GO) run ./cmd/idgen-bench -idgen bin/idgen
