@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -15,14 +14,9 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/idgen/idgen/allocator"
 	"github.com/idgen/idgen/functions/generate"
 	"github.com/idgen/idgen/shared/audit"
-	"github.com/idgen/idgen/shared/auth"
-	"github.com/idgen/idgen/shared/generator"
-	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/logring"
-	"github.com/idgen/idgen/shared/sealer"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -208,29 +202,26 @@ func newLogger(w io.Writer, level string, ring *logring.Ring) (*zap.Logger, erro
 // listener closes, in-flight requests finish, the registry flushes, exit.
 func (m *Serve) Run(ctx context.Context) (err error) {
 	c := m.Config
-	ring := logring.New(2000)
-	log, err := newLogger(m.stderr, c.LogLevel, ring)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = log.Sync() }()
-	if c.Dev {
-		log.Warn("DEVELOPMENT MODE: authentication is OFF; every caller can issue, commit and compensate IDs. Never run --dev in production.")
-	}
-	started := time.Now()
-
-	var metrics *generate.Metrics
-	observe := func(n int, d time.Duration) {
-		if metrics != nil {
-			metrics.ObserveFlush(n, d.Seconds())
-		}
-	}
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", c.Listen, err)
 	}
 	defer ln.Close() // on early returns; the server closes it on shutdown
 	addr := ln.Addr().String()
+	advertise := c.Advertise
+	if advertise == "" {
+		advertise = addr
+	}
+	st, err := buildStack(ctx, c, m.stderr, advertise)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := st.close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	log := st.log
 	if c.TLSCert != "" {
 		tlsLn, stopReload, err := tlsListener(ln, c, log)
 		if err != nil {
@@ -239,117 +230,7 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 		defer stopReload()
 		ln = tlsLn
 	}
-	advertise := c.Advertise
-	if advertise == "" {
-		advertise = addr
-	}
-
-	// The registry: Redis, shared by every instance, or the embedded store,
-	// which then also supplies the counter ranges when ZooKeeper does not.
-	clock := &idcodec.Clock{}
-	var allocCh <-chan allocOpened
-	if c.Zookeeper != "" {
-		allocCh = openAllocatorAsync(ctx, c, log, clock.Read, advertise)
-	}
-	var (
-		store registryStore
-		src   generator.RangeSource
-		mode  = "embedded"
-		alloc *allocator.Allocator
-	)
-	defer func() {
-		if allocCh != nil { // an early return before the allocator was taken
-			if r := <-allocCh; r.a != nil {
-				r.a.Close()
-			}
-		}
-	}()
-	if c.RedisAddr != "" {
-		rs, err := openRedis(ctx, c, observe, log)
-		if err != nil {
-			return err
-		}
-		store = rs
-	} else {
-		local, err := openStore(c, observe, log)
-		if err != nil {
-			return err
-		}
-		store, src = local, local
-	}
-	defer func() {
-		if cerr := store.Close(); cerr != nil && err == nil {
-			err = cerr
-		}
-		log.Info("registry flushed and closed")
-	}()
-
-	var (
-		worker     generator.WorkerSource = generator.FixedWorker(0)
-		membership generate.Membership    = generate.StaticMembership{generate.Member{Worker: 0, Shard: uint8(c.Shard), Address: advertise, Version: version, StartedAt: started.UTC()}}
-		checks                            = []generate.Check{{Name: "registry", Critical: true, Run: store.Ping}}
-	)
-	if allocCh != nil {
-		r := <-allocCh
-		allocCh = nil
-		if r.err != nil {
-			return r.err
-		}
-		alloc = r.a
-		defer alloc.Close()
-		if err := checkHighWater(ctx, alloc, store); err != nil {
-			return err
-		}
-		src, worker, membership, mode = markedSource{alloc, store, log}, alloc, zkMembership{alloc}, "zookeeper"
-		checks = append(checks, zkChecks(alloc)...)
-	}
-	if c.RedisAddr != "" {
-		mode += "+redis"
-	}
-	gen, err := generator.New(src, worker, generator.Config{Shard: uint8(c.Shard), Clock: clock})
-	if err != nil {
-		return err
-	}
-	defer gen.Close()
-	metrics = generate.NewMetrics(gen)
-	if alloc != nil {
-		registerZKMetrics(metrics.Registry, alloc)
-	}
-	checks = append(checks, generate.RangeCheck(gen))
-	createKey := c.MetadataKeyFile == filepath.Join(c.DataDir, "metadata.key")
-	if createKey {
-		if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
-			return err
-		}
-	}
-	keys, err := sealer.LoadKeyFile(c.MetadataKeyFile, createKey)
-	if err != nil {
-		return fmt.Errorf("--metadata-key-file: %w", err)
-	}
-	instance := fmt.Sprintf("%s/%s", advertise, started.UTC().Format("20060102T150405.000"))
-	auditLog, err := audit.Open(c.AuditLog, instance)
-	if err != nil {
-		return fmt.Errorf("--audit-log: %w", err)
-	}
-	defer auditLog.Close()
-	var verifier generate.Authenticator
-	if !c.Dev {
-		v, err := auth.NewVerifier(auth.Config{PublicKeyFile: c.JWTPublicKey, HS256SecretFile: c.JWTSecretFile, Issuer: c.JWTIssuer, Audience: c.JWTAudience})
-		if err != nil {
-			return err
-		}
-		verifier = v
-	}
-	svc, err := generate.New(generate.Config{Dev: c.Dev, RequestTimeout: c.RequestTimeout, AuditFailOpen: c.AuditFailOpen, Instance: instance, RateLimit: c.RateLimit, RateBurst: c.RateBurst}, generate.Deps{
-		IDs: gen, Registry: store, Logger: log, Logs: ring, Metrics: metrics, Membership: membership, Checks: checks, Sealer: sealer.NewVault(keys, store), Auth: verifier, Audit: auditLog,
-	})
-	if err != nil {
-		return err
-	}
-	if err := gen.Warm(ctx); err != nil {
-		return fmt.Errorf("first range claim: %w", err)
-	}
-	srv := newServer(svc, c.RequestTimeout)
+	srv := newServer(st.svc, c.RequestTimeout)
 	if c.PprofListen != "" {
 		stopPprof, err := startPprof(c.PprofListen, log)
 		if err != nil {
@@ -362,19 +243,19 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 	sweepDone := make(chan struct{})
 	go func() {
 		defer close(sweepDone)
-		sweep(sweepCtx, log, store, auditLog, c.SweepInterval, 24*time.Hour)
+		sweep(sweepCtx, log, st.store, st.audit, c.SweepInterval, 24*time.Hour)
 	}()
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("serving", zap.String("addr", addr), zap.String("mode", mode), zap.Bool("tls", c.TLSCert != ""), zap.String("data_dir", c.DataDir),
-		zap.Uint("shard", c.Shard), zap.String("version", version), zap.Duration("startup", time.Since(started)))
+	log.Info("serving", zap.String("addr", addr), zap.String("mode", st.mode), zap.Bool("tls", c.TLSCert != ""), zap.String("data_dir", c.DataDir),
+		zap.Uint("shard", c.Shard), zap.String("version", version), zap.Duration("startup", time.Since(st.started)))
 	if m.Ready != nil {
 		m.Ready <- addr
 	}
-	_ = auditLog.Record(audit.Event{Actor: "system", Action: audit.ActionServiceStart, Resource: advertise, Outcome: audit.OutcomeSuccess, Reason: "mode " + mode})
+	_ = st.audit.Record(audit.Event{Actor: "system", Action: audit.ActionServiceStart, Resource: advertise, Outcome: audit.OutcomeSuccess, Reason: "mode " + st.mode})
 	defer func() {
-		_ = auditLog.Record(audit.Event{Actor: "system", Action: audit.ActionServiceStop, Resource: advertise, Outcome: audit.OutcomeSuccess})
+		_ = st.audit.Record(audit.Event{Actor: "system", Action: audit.ActionServiceStop, Resource: advertise, Outcome: audit.OutcomeSuccess})
 	}()
 
 	select {
@@ -383,7 +264,7 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 	case <-ctx.Done():
 		log.Info("shutdown: draining in-flight requests")
 	}
-	svc.SetDraining()
+	st.svc.SetDraining()
 	if c.DrainDelay > 0 && err == nil {
 		log.Info("shutdown: readiness down, waiting before closing the listener", zap.Duration("drain_delay", c.DrainDelay))
 		time.Sleep(c.DrainDelay)
