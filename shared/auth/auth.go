@@ -14,6 +14,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -21,6 +22,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -67,7 +69,23 @@ type Verifier struct {
 	keys    map[string]any // kid → key; "" for the single-key case
 	methods []string
 	parser  *jwt.Parser
+	leeway  time.Duration
+	now     func() time.Time
+
+	// Verified tokens, by hash, until their exp: services reuse one token
+	// for many requests, and a signature check costs 30-250 µs.
+	mu    sync.Mutex
+	cache map[[32]byte]cached
 }
+
+type cached struct {
+	p   Principal
+	exp time.Time
+}
+
+// cacheMax bounds the verified-token cache; when full it is emptied (the
+// cost is re-verifying the live tokens once).
+const cacheMax = 10000
 
 // NewVerifier loads the key material of cfg.
 func NewVerifier(cfg Config) (*Verifier, error) {
@@ -77,7 +95,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	if cfg.Leeway == 0 {
 		cfg.Leeway = 30 * time.Second
 	}
-	v := &Verifier{keys: map[string]any{}}
+	v := &Verifier{keys: map[string]any{}, leeway: cfg.Leeway, now: time.Now, cache: map[[32]byte]cached{}}
 	if cfg.HS256SecretFile != "" {
 		secret, err := readSecret(cfg.HS256SecretFile)
 		if err != nil {
@@ -94,7 +112,8 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 			return nil, fmt.Errorf("%w: %s: %w", ErrConfig, cfg.PublicKeyFile, err)
 		}
 	}
-	opts := []jwt.ParserOption{jwt.WithValidMethods(v.methods), jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(cfg.Leeway)}
+	opts := []jwt.ParserOption{jwt.WithValidMethods(v.methods), jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(cfg.Leeway),
+		jwt.WithTimeFunc(func() time.Time { return v.now() })}
 	if cfg.Issuer != "" {
 		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
 	}
@@ -203,6 +222,29 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 	if token == "" {
 		return Principal{}, ErrNoToken
 	}
+	h := sha256.Sum256([]byte(token))
+	now := v.now()
+	v.mu.Lock()
+	e, ok := v.cache[h]
+	v.mu.Unlock()
+	if ok && now.Before(e.exp) {
+		return e.p, nil
+	}
+	p, exp, err := v.verify(token)
+	if err != nil {
+		return Principal{}, err
+	}
+	v.mu.Lock()
+	if len(v.cache) >= cacheMax {
+		clear(v.cache)
+	}
+	v.cache[h] = cached{p: p, exp: exp.Add(v.leeway)}
+	v.mu.Unlock()
+	return p, nil
+}
+
+// verify checks the signature and claims of token.
+func (v *Verifier) verify(token string) (Principal, time.Time, error) {
 	var c claims
 	_, err := v.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
@@ -218,16 +260,16 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 		return nil, fmt.Errorf("unknown key id %q", kid)
 	})
 	if err != nil {
-		return Principal{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+		return Principal{}, time.Time{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
 	if c.Subject == "" {
-		return Principal{}, fmt.Errorf("%w: no sub claim", ErrInvalidToken)
+		return Principal{}, time.Time{}, fmt.Errorf("%w: no sub claim", ErrInvalidToken)
 	}
 	p := Principal{Subject: c.Subject, Scopes: map[string]bool{}}
 	for _, s := range strings.Fields(c.Scope) {
 		p.Scopes[s] = true
 	}
-	return p, nil
+	return p, c.ExpiresAt.Time, nil
 }
 
 func contains(xs []string, x string) bool {

@@ -214,3 +214,31 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// TestCacheHonoursExpiry: a cached verification ends with the token's exp
+// (plus leeway); a token never verified is never served from the cache.
+func TestCacheHonoursExpiry(t *testing.T) {
+	secret := write(t, "s", []byte(strings.Repeat("s", 40)))
+	v, err := NewVerifier(Config{HS256SecretFile: secret, Leeway: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	v.now = func() time.Time { return now }
+	tok, _ := Mint(MintConfig{HS256SecretFile: secret, Subject: "a", TTL: time.Minute, Now: now})
+	if _, err := v.Verify(tok); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(30 * time.Second)
+	if _, err := v.Verify(tok); err != nil {
+		t.Fatalf("cached, still valid: %v", err)
+	}
+	now = now.Add(32 * time.Second) // past exp + leeway
+	if _, err := v.Verify(tok); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("expired token served from the cache: %v", err)
+	}
+	// A tampered token (other signature, same claims) is not a cache hit.
+	if _, err := v.Verify(tok[:len(tok)-2] + "xx"); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("tampered: %v", err)
+	}
+}
