@@ -76,7 +76,9 @@ func toError(err error) (e *Error, known bool) {
 		return e, true
 	}
 	switch {
-	case errors.Is(err, generator.ErrUnavailable), errors.Is(err, registry.ErrUnavailable):
+	case errors.Is(err, generator.ErrUnavailable), errors.Is(err, registry.ErrUnavailable), errors.Is(err, registry.ErrCollision):
+		// A run of collisions longer than the retry budget means the range
+		// source is behind the registry: refuse for now, never show them.
 		return Errorf(CodeUnavailable, "the service cannot allocate or register IDs right now; retry later"), true
 	case errors.Is(err, registry.ErrNotFound):
 		return Errorf(CodeNotFound, "the registry does not hold this ID"), true

@@ -18,7 +18,7 @@ import (
 
 // maxCollisionRetries bounds how often a colliding batch is replaced by
 // fresh IDs before the request fails.
-const maxCollisionRetries = 3
+const maxCollisionRetries = 8
 
 type generateBody struct {
 	Count     *int            `json:"count"`
@@ -92,8 +92,8 @@ func (s *Service) generate(c *fasthttp.RequestCtx, log *reqLog) error {
 	}
 	var idem *registry.IdemEntry
 	if key := c.Request.Header.Peek("Idempotency-Key"); len(key) > 0 {
-		if len(key) > 255 || !validRequestID(string(key)) {
-			return Errorf(CodeInvalidRequest, "Idempotency-Key must be 1..255 printable ASCII characters")
+		if !validRequestID(string(key)) {
+			return Errorf(CodeInvalidRequest, "Idempotency-Key must be 1..128 printable ASCII characters")
 		}
 		idem = &registry.IdemEntry{KeyHash: registry.IdemKeyHash(s.subject(c), string(key)), BodyHash: req.hash(), Batch: req.batch}
 	}
@@ -156,8 +156,8 @@ func (s *Service) issue(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog
 			idem.IDs, idem.CreatedMS = ids, now.UnixMilli()
 		}
 		replay, err := s.d.Registry.Register(ctx, registry.Issue{Records: recs, Idem: idem}, s.cfg.IdempotencyTTL.Milliseconds(), now.UnixMilli())
-		if errors.Is(err, registry.ErrCollision) && attempt < maxCollisionRetries {
-			s.d.Metrics.collisions.Add(float64(len(ids)))
+		if errors.Is(err, registry.ErrCollision) && attempt < maxCollisionRetries && ctx.Err() == nil {
+			s.d.Metrics.collisions.Inc()
 			log.L().Error("registry collision: IDs burnt, issuing fresh ones", zap.Error(err), zap.Int("count", len(ids)))
 			continue
 		}

@@ -34,7 +34,7 @@ func NewMetrics(src IDSource) *Metrics {
 			Name: "idgen_ids_issued_total", Help: "IDs returned to clients (replays not counted).",
 		}),
 		collisions: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "idgen_registry_collisions_total", Help: "IDs found already registered by another writer (burnt, never returned).",
+			Name: "idgen_registry_collisions_total", Help: "Registrations refused because one of their IDs was already held by another writer (the batch is burnt, never returned).",
 		}),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "idgen_transitions_total", Help: "Saga transitions by target state and outcome.",
