@@ -240,7 +240,7 @@ func (s *Store) flushSingle(ctx context.Context, batch []*op) {
 	}
 	r := s.exec(ctx, []*call{c})[0]
 	var rerr redis.Error
-	if r.err == nil || len(batch) == 1 || !errors.As(r.err, &rerr) {
+	if r.err == nil || len(batch) == 1 || !errors.As(r.err, &rerr) || serverWide(r.err) {
 		s.read(c, r)
 		return
 	}
@@ -428,4 +428,16 @@ func (s *Store) pipeline(ctx context.Context, c redis.Cmdable, calls []*call, re
 		}
 		return
 	}
+}
+
+// serverWide reports an error reply about the server rather than one
+// operation (no replicas, read-only replica, out of memory, loading, master
+// down): resending operation by operation would fail the same way, slower.
+func serverWide(err error) bool {
+	for _, p := range []string{"NOREPLICAS", "READONLY", "OOM", "LOADING", "MASTERDOWN", "BUSY", "CLUSTERDOWN", "TRYAGAIN"} {
+		if redis.HasErrorPrefix(err, p) {
+			return true
+		}
+	}
+	return false
 }

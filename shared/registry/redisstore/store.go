@@ -145,6 +145,10 @@ func options(cfg Config, cluster bool) *redis.UniversalOptions {
 		TLSConfig:        cfg.TLS,
 		PoolSize:         cfg.PoolSize,
 		DisableIdentity:  true, // CLIENT SETINFO is 7.2+
+		// No client-side retries: the flusher resends where that is safe,
+		// and a retried pipeline would repeat its WAIT (NOREPLICAS makes
+		// go-redis retry 3 times: 4 s of a durable refusal instead of 1).
+		MaxRetries: -1,
 		// Deadlines of the caller's ctx (and of a flush) bound socket reads.
 		ContextTimeoutEnabled: true,
 		MaintNotificationsConfig: &maintnotifications.Config{
