@@ -1,0 +1,142 @@
+package redise2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/registry/redisstore"
+)
+
+// The registry's key layout (shared/registry/redisstore/keys.go), read from
+// the outside: a record lives in the hash "idgen:r:{<shard>:<counter>>7>}"
+// under the field "<counter&127>"; its value starts with the ID's first 8
+// bytes (timestamp, version, worker), then a 4-byte writer nonce.
+const keyPrefix = redisstore.DefaultPrefix
+
+func bucketOf(id idcodec.ID) (key, field string) {
+	f := id.Decompose()
+	return keyPrefix + "r:{" + strconv.Itoa(int(f.Shard)) + ":" + strconv.FormatUint(f.Counter>>7, 10) + "}",
+		strconv.FormatUint(f.Counter&127, 10)
+}
+
+// redisOpts are how the tests' own client connects.
+type redisOpts struct {
+	username, password string
+	tls                *tls.Config
+}
+
+func clientOptions(addrs []string, o redisOpts) *redis.UniversalOptions {
+	return &redis.UniversalOptions{
+		Addrs: addrs, Username: o.username, Password: o.password, TLSConfig: o.tls,
+		DisableIdentity: true, ReadTimeout: 10 * time.Second,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	}
+}
+
+// rawClient is a plain client of one server, for inspecting what idgen
+// wrote; closed at the end of the test.
+func rawClient(t testing.TB, addr string, o redisOpts) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(clientOptions([]string{addr}, o).Simple())
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// clusterClient is a Redis Cluster client over addrs.
+func clusterClient(t testing.TB, addrs []string) *redis.ClusterClient {
+	t.Helper()
+	c := redis.NewClusterClient(clientOptions(addrs, redisOpts{}).Cluster())
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// unregistered returns the IDs among ids whose bucket field does not hold
+// a value written for that very ID (absent, or another ID's high half),
+// described; it reads with pipelined HGETs.
+func unregistered(ctx context.Context, c redis.Cmdable, ids []idcodec.ID) ([]string, error) {
+	var bad []string
+	const chunk = 4096
+	for lo := 0; lo < len(ids); lo += chunk {
+		part := ids[lo:min(lo+chunk, len(ids))]
+		pipe := c.Pipeline()
+		cmds := make([]*redis.StringCmd, len(part))
+		for i, id := range part {
+			k, f := bucketOf(id)
+			cmds[i] = pipe.HGet(ctx, k, f)
+		}
+		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+			return nil, err
+		}
+		for i, cmd := range cmds {
+			v, err := cmd.Bytes()
+			switch {
+			case err == redis.Nil:
+				bad = append(bad, part[i].String()+": no bucket field")
+			case err != nil:
+				return nil, err
+			case len(v) < 13:
+				bad = append(bad, fmt.Sprintf("%s: %d-byte value", part[i], len(v)))
+			case !bytes.Equal(v[:8], part[i][:8]):
+				bad = append(bad, fmt.Sprintf("%s: field holds another ID's high half %x", part[i], v[:8]))
+			}
+		}
+	}
+	return bad, nil
+}
+
+// checkRegistered fails t unless every ID of ids is registered in c.
+func checkRegistered(t testing.TB, c redis.Cmdable, ids []idcodec.ID, what string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bad, err := unregistered(ctx, c, ids)
+	if err != nil {
+		t.Fatalf("reading the registry: %v", err)
+	}
+	if len(bad) > 0 {
+		t.Errorf("%d of %d %s are not in the registry, e.g.:\n%s", len(bad), len(ids), what, strings.Join(bad[:min(len(bad), 10)], "\n"))
+	}
+}
+
+// usedMemory is INFO memory's used_memory.
+func usedMemory(t testing.TB, c *redis.Client) int64 {
+	t.Helper()
+	info, err := c.Info(context.Background(), "memory").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no used_memory in INFO memory")
+	return 0
+}
+
+// openStore opens the registry as idgen does, as a client for the test.
+func openStore(t testing.TB, cfg redisstore.Config) *redisstore.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := redisstore.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}

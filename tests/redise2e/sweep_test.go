@@ -1,0 +1,120 @@
+package redise2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/idgen/idgen/harness/redisharness"
+)
+
+// TestDeadlinesSweptOnceAcrossInstances: IDs issued with timeout_ms by two
+// instances are compensated (reason "timeout") once their deadline passes,
+// whichever instance's sweeper gets there: every one exactly once across
+// both audit logs, and the deadline index is empty afterwards. One ID
+// committed in time is left alone.
+func TestDeadlinesSweptOnceAcrossInstances(t *testing.T) {
+	srv := redisharness.StartStandaloneT(t, redisharness.Options{})
+	d := newDeployment(t, "--redis-addr", srv.Addr())
+	insts := []*instance{d.start("idgen-a", nil, "--sweep-interval", "200ms"), d.start("idgen-b", nil, "--sweep-interval", "200ms")}
+	admin := rawClient(t, srv.Addr(), redisOpts{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	l := newLedger()
+	for i := range 4 {
+		if r := generate(ctx, d.client, insts[i%2], i%2, 100, genOpts{body: `{"count":100,"timeout_ms":1500}`}); !l.add(r) {
+			t.Fatal(r.String())
+		}
+	}
+	ids, _, _ := l.snapshot()
+	kept := ids[0]
+	if status, state, err := transition(ctx, d.client, insts[1], "/commit", kept, ""); err != nil || status != http.StatusOK || state != "committed" {
+		t.Fatalf("commit before the deadline: %d %q %v", status, state, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n, err := admin.ZCard(ctx, keyPrefix+"deadlines:{0}").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deadline index still holds %d entries", n)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, j := range sampleIdx(len(ids), 50) {
+		_, v, err := getID(ctx, d.client, insts[j%2], ids[j])
+		want, reason := "compensated", "timeout"
+		if ids[j] == kept {
+			want, reason = "committed", ""
+		}
+		if err != nil || v.State != want || v.History[len(v.History)-1].Reason != reason {
+			t.Errorf("%s after its deadline: %+v %v, want %s", ids[j], v, err, want)
+		}
+	}
+	for _, in := range insts {
+		in.stop(t) // flushes the audit log
+	}
+	events := map[string]int{}
+	for _, in := range insts {
+		f, err := os.Open(filepath.Join(in.dataDir, "audit.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			var e struct{ Actor, Action, Resource, Reason string }
+			if json.Unmarshal(sc.Bytes(), &e) == nil && e.Action == "id.compensate" && e.Actor == "system" && e.Reason == "timeout" {
+				events[e.Resource]++
+			}
+		}
+		f.Close()
+	}
+	twice := 0
+	for _, id := range ids {
+		switch n := events[id.String()]; {
+		case id == kept && n != 0:
+			t.Errorf("%s was committed in time but compensated", id)
+		case id != kept && n != 1:
+			if twice++; twice <= 5 {
+				t.Errorf("%s: %d timeout compensations in the audit logs, want exactly 1", id, n)
+			}
+		}
+	}
+	t.Logf("%d IDs past their deadline: %d audited compensations across 2 instances", len(ids)-1, len(events))
+}
+
+// TestZooKeeperBehindRegistryRefused: the registry remembers how far the
+// counter went (its high-water mark). An instance pointed at a ZooKeeper
+// whose counter is behind it (a fresh root here, as after a ZooKeeper
+// restored from an old snapshot) refuses to start instead of handing out
+// counters again.
+func TestZooKeeperBehindRegistryRefused(t *testing.T) {
+	srv := redisharness.StartStandaloneT(t, redisharness.Options{})
+	d := newDeployment(t, "--redis-addr", srv.Addr())
+	a := d.start("idgen-a", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if r := generate(ctx, d.client, a, 0, 1000, genOpts{}); r.status != http.StatusOK {
+		t.Fatal(r.String())
+	}
+	a.stop(t)
+
+	fresh := newDeployment(t, "--redis-addr", srv.Addr())
+	code, stderr := fresh.runToExit("idgen-fresh-zk", nil, 60*time.Second)
+	last := lastLine(stderr)
+	t.Logf("exit %d: %s", code, last)
+	if code == 0 || !strings.Contains(last, "high-water") && !strings.Contains(last, "refusing to issue") {
+		t.Errorf("instance on a ZooKeeper counter behind the registry: exit %d, %q; want a refusal", code, last)
+	}
+}
