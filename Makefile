@@ -7,13 +7,20 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Packages that need no external server; the rest run after deps are in place.
 PKGS := ./...
 
-.PHONY: all build run test deps bench fuzz fmt vet clean
+.PHONY: all build lambda run test deps bench fuzz fmt vet clean
 
 all: build
 
 build:
 	@mkdir -p bin
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/idgen ./cmd/idgen
+
+# The Lambda bootstraps (provided.al2023): the one binary, without the RPC
+# mode, chosen per function by its Handler (generate, compensate).
+lambda:
+	@mkdir -p bin/lambda/generate bin/lambda/compensate
+	GOOS=linux $(GO) build -tags lambda.norpc -trimpath -ldflags '$(LDFLAGS)' -o bin/lambda/generate/bootstrap ./cmd/idgen
+	cp bin/lambda/generate/bootstrap bin/lambda/compensate/bootstrap
 
 # One instance, embedded store under ./data, auth OFF (said loudly in the log).
 run: build

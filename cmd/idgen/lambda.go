@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"go.uber.org/zap"
+)
+
+// Lambda functions of this binary, chosen by the function's Handler
+// setting (_HANDLER): `make lambda` copies the one binary to both bootstraps.
+const lambdaGenerate = "generate"
+
+// inLambda reports whether the process was started by a Lambda runtime.
+func inLambda() bool { return os.Getenv("AWS_LAMBDA_RUNTIME_API") != "" }
+
+// runLambda serves one Lambda function through the Runtime API, configured
+// by the same IDGEN_* variables as `idgen serve`.
+func runLambda(ctx context.Context, stderr io.Writer) error {
+	m := NewServe(stderr)
+	if err := m.ParseFlags(nil); err != nil {
+		return err
+	}
+	c := m.Config
+	if c.Zookeeper == "" || c.RedisAddr == "" {
+		// Concurrent Lambda instances share nothing local: only the
+		// ZooKeeper ranges keep their IDs apart, only Redis holds them all.
+		return errors.New("lambda: IDGEN_ZOOKEEPER and IDGEN_REDIS_ADDR are required (concurrent instances must share ranges and registry)")
+	}
+	switch fn := os.Getenv("_HANDLER"); fn {
+	case lambdaGenerate:
+		return lambdaGenerateFn(ctx, c, stderr)
+	default:
+		return fmt.Errorf("lambda: unknown handler %q (want %s)", fn, lambdaGenerate)
+	}
+}
+
+// lambdaGenerateFn answers API Gateway HTTP API v2 events with the same
+// handler as the fasthttp server.
+func lambdaGenerateFn(ctx context.Context, c ServeConfig, stderr io.Writer) error {
+	name := os.Getenv("AWS_LAMBDA_FUNCTION_NAME")
+	st, err := buildStack(ctx, c, stderr, "lambda:"+name)
+	if err != nil {
+		return err
+	}
+	st.log.Info("lambda ready", zap.String("function", name), zap.String("mode", st.mode))
+	lambda.StartWithOptions(st.svc.HandleAPIGatewayV2, lambda.WithContext(ctx),
+		lambda.WithEnableSIGTERM(func() {
+			// The runtime is shutting the sandbox down: flush the registry.
+			_ = st.close()
+		}))
+	return nil
+}
