@@ -52,7 +52,8 @@ func openStore(c ServeConfig, observe func(int, time.Duration), log *zap.Logger)
 	if c.StoreEngine == "bbolt" {
 		return boltstore.Open(boltstore.Config{Dir: c.DataDir, Shard: uint8(c.Shard), Observe: observe})
 	}
-	return pebblestore.Open(pebblestore.Config{Dir: c.DataDir, Shard: uint8(c.Shard), Observe: observe, Logger: log.Named("pebble")})
+	return pebblestore.Open(pebblestore.Config{Dir: c.DataDir, Shard: uint8(c.Shard), Observe: observe, Logger: log.Named("pebble"),
+		ProcessDurable: c.RegistrySync == "process"})
 }
 
 // openRedis connects the Redis registry and refuses an evicting server: a

@@ -120,7 +120,17 @@ func (s *Store) commit(batch []*op, errs []error) {
 	}
 	err := t.err
 	if err == nil {
-		err = t.b.Commit(s.wo)
+		wo := s.wo
+		if s.cfg.ProcessDurable && !s.cfg.NoSync {
+			wo = pebble.NoSync
+			for _, o := range batch {
+				if o.sync {
+					wo = pebble.Sync
+					break
+				}
+			}
+		}
+		err = t.b.Commit(wo)
 	}
 	_ = t.b.Close()
 	if s.cfg.Observe != nil {
