@@ -171,8 +171,13 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 	if err != nil {
 		return nil, err
 	}
-	if err := gen.Warm(ctx); err != nil {
-		return nil, fmt.Errorf("first range claim: %w", err)
-	}
+	// The first range is claimed in the background: the listener opens
+	// meanwhile, and a request that arrives first waits for the claim (a
+	// Lambda cold start or a scaled-out instance answers sooner).
+	go func() {
+		if err := gen.Warm(ctx); err != nil {
+			log.Warn("first range claim failed; requests will retry it", zap.Error(err))
+		}
+	}()
 	return st, nil
 }
