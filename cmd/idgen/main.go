@@ -18,6 +18,7 @@ const usage = `idgen: distributed transaction ID service
 
 Usage:
   idgen serve [flags]        run the HTTP service (idgen serve --help for flags)
+  idgen compensate [flags]   consume failure events (Redis Stream) and void their IDs
   idgen decode <id>          print the fields of an ID as JSON
   idgen healthcheck [flags]  exit 0 when the instance at --url is live
   idgen token [flags]        mint a bearer token from a local key file (idgen token --help)
@@ -64,6 +65,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = healthcheck(ctx, args[1:])
 	case "token":
 		err = token(args[1:], stdout, stderr)
+	case "compensate":
+		err = compensateCmd(ctx, args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "idgen: unknown command %q\n\n%s", args[0], usage)
 		return 2

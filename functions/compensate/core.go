@@ -1,0 +1,291 @@
+// Package compensate voids the IDs of failed transactions: the compensation
+// core that every transport shares (the Redis Stream worker of `idgen
+// compensate` in this package, and any other caller: SQS, HTTP) and the
+// stream worker itself.
+//
+// Invariants:
+//   - A compensation is one registry transition to compensated, stored by
+//     the registry's compare-and-set: whatever the number of deliveries,
+//     workers and interleaved commits, an ID is compensated at most once in
+//     effect, and every delivery gets the same Answer (it is built from the
+//     stored record, never from the event).
+//   - One audit entry per effective transition (applied, or a null
+//     compensation's tombstone); a replay writes none. A Marker remembers
+//     which effects were audited, so a redelivery after a crash between the
+//     stored effect and its audit entry writes the missing entry (see
+//     Core.Compensate for the exact windows).
+//   - A malformed event fails with ErrMalformed and registry refusals
+//     (collision, corrupt record) fail permanently (Permanent); every other
+//     failure is transient: the event must be delivered again.
+//   - The worker acknowledges a stream entry only after its effect and its
+//     audit entry are stored; see Worker.
+package compensate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/idgen/idgen/shared/audit"
+	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/registry"
+)
+
+// Sentinel errors; test with errors.Is.
+var (
+	// ErrMalformed means the event cannot be applied as it is (bad or
+	// missing ID, missing reason, bad field): retrying cannot help.
+	ErrMalformed = errors.New("compensate: malformed event")
+	// ErrAudit means the effect is stored but its audit entry could not be
+	// written: the event must be delivered again (Redelivered) so that the
+	// entry is written then.
+	ErrAudit = errors.New("compensate: audit entry not written")
+)
+
+// Permanent reports whether err can never succeed on a retry of the same
+// event: malformed events and registry refusals (a collision or a corrupt
+// record, both alarms). Every other error is transient.
+func Permanent(err error) bool {
+	return errors.Is(err, ErrMalformed) || errors.Is(err, registry.ErrCollision) ||
+		errors.Is(err, registry.ErrCorrupt) || errors.Is(err, registry.ErrConflict) ||
+		errors.Is(err, registry.ErrNotFound)
+}
+
+// Transitioner is the registry as the core needs it
+// (*redisstore.Store and the embedded stores provide it).
+type Transitioner interface {
+	Transition(ctx context.Context, id idcodec.ID, ch registry.Change) (registry.Record, registry.Outcome, error)
+}
+
+// Recorder is the audit log (*audit.Log provides it).
+type Recorder interface {
+	Record(e audit.Event) error
+}
+
+// Marker remembers which effective compensations have their audit entry
+// written (*RedisMarks provides it). Marks must live longer than
+// Core.RecoverWithin.
+type Marker interface {
+	// Mark records that id's compensation is audited.
+	Mark(ctx context.Context, id idcodec.ID) error
+	// Claim marks id unless it is marked, and reports whether it did.
+	Claim(ctx context.Context, id idcodec.ID) (bool, error)
+	// Release removes id's mark (after a claimed audit entry failed).
+	Release(ctx context.Context, id idcodec.ID) error
+}
+
+// Case says which barrier case a compensation met.
+type Case string
+
+// Cases of a Result.
+const (
+	CaseApplied          Case = "applied"           // pending or committed → compensated: the effect
+	CaseDuplicate        Case = "duplicate"         // already compensated: no effect, same answer
+	CaseNullCompensation Case = "null_compensation" // unknown ID: a compensated tombstone was written
+)
+
+// Answer is the stored state after a compensation; every delivery of the
+// same event gets an equal Answer. Same fields as the HTTP answer of
+// POST /compensate.
+type Answer struct {
+	ID            string `json:"id"`
+	State         string `json:"state"`
+	CommittedAt   string `json:"committed_at,omitempty"`
+	CompensatedAt string `json:"compensated_at,omitempty"`
+	Reason        string `json:"reason,omitempty"`
+}
+
+// Result of Compensate.
+type Result struct {
+	Case   Case   `json:"case"`
+	Answer Answer `json:"answer"`
+	// AuditRecovered: a duplicate that wrote the audit entry of an earlier
+	// attempt which stored the effect but died before auditing it.
+	AuditRecovered bool `json:"-"`
+}
+
+// Defaults of Core.
+const (
+	DefaultRecoverWithin = 24 * time.Hour
+	DefaultSource        = "unknown"
+	maxReason            = 256
+	msLayout             = "2006-01-02T15:04:05.000Z07:00"
+)
+
+// Core applies failure events to the registry. The zero value is not
+// usable: Registry and Audit are required. Safe for concurrent use.
+type Core struct {
+	Registry Transitioner
+	Audit    Recorder
+	// Marks, when set, lets a redelivered event write the audit entry of an
+	// effect whose first attempt died before auditing it. Without it an
+	// effect is audited at most once and such an entry is lost.
+	Marks Marker
+	// RecoverWithin bounds the age of an effect whose missing audit entry a
+	// redelivery may write; it must be shorter than the marks' TTL.
+	// Default DefaultRecoverWithin.
+	RecoverWithin time.Duration
+	// Now is the clock of the history steps. Default time.Now.
+	Now func() time.Time
+}
+
+// Compensate applies ev with a core without Marks (no recovery of audit
+// entries lost in a crash).
+func Compensate(ctx context.Context, reg Transitioner, rec Recorder, ev Event) (Result, error) {
+	c := Core{Registry: reg, Audit: rec}
+	return c.Compensate(ctx, ev)
+}
+
+// Compensate voids ev.ID: registry.Change{To: Compensated, Reason,
+// Actor: "compensate:<source>"}. It writes one audit entry when the
+// transition took effect (CaseApplied, CaseNullCompensation), none for a
+// duplicate, except in the recovery case below.
+//
+// Crash windows. The effect (Redis) and the audit entry (a file) cannot be
+// stored atomically. The order is effect, audit entry, mark. A redelivered
+// event (ev.Redelivered) that finds the ID compensated by this same event
+// (same actor and reason) less than RecoverWithin ago and unmarked claims
+// the mark and writes the entry: so a death between the effect and the
+// audit entry loses nothing. A death after the entry is written but before
+// the mark is stored (one Redis round trip) repeats the entry on
+// redelivery; a death between a recovery's claim and its entry loses it.
+//
+// Errors: ErrMalformed (Permanent); the registry's errors wrapped
+// (registry.ErrUnavailable, ErrClosed: transient; ErrCollision,
+// ErrCorrupt: Permanent); ErrAudit (transient: the effect is stored,
+// deliver again with Redelivered set).
+func (c *Core) Compensate(ctx context.Context, ev Event) (Result, error) {
+	id, err := ev.Validate()
+	if err != nil {
+		return Result{}, err
+	}
+	now := time.Now
+	if c.Now != nil {
+		now = c.Now
+	}
+	t := now()
+	actor := ev.Actor()
+	rec, out, err := c.Registry.Transition(ctx, id, registry.Change{To: registry.Compensated, Reason: ev.Reason, Actor: actor, NowMS: t.UnixMilli()})
+	if err != nil {
+		return Result{}, fmt.Errorf("compensate %s: %w", id, err)
+	}
+	res := Result{Answer: answerOf(rec)}
+	switch out {
+	case registry.Applied, registry.Tombstoned:
+		res.Case = CaseApplied
+		if out == registry.Tombstoned {
+			res.Case = CaseNullCompensation
+		}
+		if err := c.audit(ev, id, res.Case); err != nil {
+			return res, err
+		}
+		if c.Marks != nil {
+			// At once, not batched with the acknowledgement: the window in
+			// which a death repeats the entry stays one round trip.
+			c.mark(ctx, id)
+		}
+	default:
+		res.Case = CaseDuplicate
+		if ev.Redelivered && c.Marks != nil {
+			if res.AuditRecovered, err = c.recover(ctx, ev, rec, t); err != nil {
+				return res, err
+			}
+		}
+	}
+	return res, nil
+}
+
+// audit writes the entry of an effective compensation.
+func (c *Core) audit(ev Event, id idcodec.ID, cs Case) error {
+	err := c.Audit.Record(audit.Event{
+		Actor: ev.Actor(), Action: audit.ActionCompensate, Resource: id.String(),
+		Outcome: string(cs), Reason: ev.Reason, Source: ev.source(), RequestID: ev.EventID,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrAudit, id, err)
+	}
+	return nil
+}
+
+// mark stores the audited mark, retrying briefly: a mark that is never
+// stored only matters if the event is also delivered again (then the entry
+// is repeated), and the caller's acknowledgement comes next.
+func (c *Core) mark(ctx context.Context, id idcodec.ID) {
+	for attempt := 0; attempt < 4; attempt++ {
+		if c.Marks.Mark(ctx, id) == nil || ctx.Err() != nil {
+			return
+		}
+		sleep(ctx, time.Duration(10<<attempt)*time.Millisecond)
+	}
+}
+
+// recover writes the audit entry of an effect stored by an earlier attempt
+// of this event that died before auditing it.
+func (c *Core) recover(ctx context.Context, ev Event, rec registry.Record, now time.Time) (bool, error) {
+	within := c.RecoverWithin
+	if within <= 0 {
+		within = DefaultRecoverWithin
+	}
+	st, ok := compensatedStep(rec)
+	if !ok || st.Actor != ev.Actor() || st.Reason != ev.Reason || now.UnixMilli()-st.AtMS > within.Milliseconds() {
+		return false, nil
+	}
+	won, err := c.Marks.Claim(ctx, rec.ID)
+	if err != nil {
+		return false, fmt.Errorf("compensate %s: audit mark: %w", rec.ID, err)
+	}
+	if !won {
+		return false, nil
+	}
+	cs := CaseApplied
+	if rec.Tombstone {
+		cs = CaseNullCompensation
+	}
+	if err := c.audit(ev, rec.ID, cs); err != nil {
+		_ = c.Marks.Release(context.WithoutCancel(ctx), rec.ID)
+		return false, err
+	}
+	return true, nil
+}
+
+func compensatedStep(rec registry.Record) (registry.Step, bool) {
+	for i := len(rec.History) - 1; i >= 0; i-- {
+		if rec.History[i].State == registry.Compensated {
+			return rec.History[i], true
+		}
+	}
+	return registry.Step{}, false
+}
+
+func answerOf(rec registry.Record) Answer {
+	a := Answer{ID: rec.ID.String(), State: rec.State.String()}
+	for _, st := range rec.History {
+		switch st.State {
+		case registry.Committed:
+			a.CommittedAt = msTime(st.AtMS)
+		case registry.Compensated:
+			a.CompensatedAt, a.Reason = msTime(st.AtMS), st.Reason
+		}
+	}
+	return a
+}
+
+func msTime(ms int64) string {
+	if ms == 0 {
+		return ""
+	}
+	return time.UnixMilli(ms).UTC().Format(msLayout)
+}
+
+// sleep waits d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

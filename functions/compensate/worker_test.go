@@ -1,0 +1,495 @@
+package compensate_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/idgen/idgen/functions/compensate"
+	"github.com/idgen/idgen/shared/audit"
+	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/registry"
+)
+
+// metric returns the value of a counter or gauge with the given labels
+// (name=value pairs), 0 when absent.
+func metric(t testing.TB, m *compensate.Metrics, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, mm := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range mm.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue next
+				}
+			}
+			if c := mm.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return mm.GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
+// TestStreamDuplicatesInterleavedWithCommit: the same failure event
+// delivered 5 times through the stream, with a (refused) commit between the
+// deliveries, and a commit before the first delivery of another ID.
+func TestStreamDuplicatesInterleavedWithCommit(t *testing.T) {
+	e := newEnv(t)
+	store := e.store()
+	aud, path := e.auditLog("w1")
+	m := compensate.NewMetrics()
+	w := e.worker("w1", compensate.Config{Metrics: m}, e.core(store, aud, e.rdb), aud, e.rdb)
+	run(t, w)
+	ids := pendingIDs(t, store, 2)
+	a, b := ids[0], ids[1]
+	ctx := context.Background()
+	if _, _, err := store.Transition(ctx, b, registry.Change{To: registry.Committed, Actor: "svc", NowMS: nowMS()}); err != nil {
+		t.Fatal(err)
+	}
+	ev := func(id idcodec.ID) map[string]any {
+		return map[string]any{"id": id.String(), "reason": "insufficient funds", "event_id": "evt-" + id.String()[:8]}
+	}
+	e.add(ev(a), ev(b), ev(a), ev(b))
+	drained(t, w, 10*time.Second)
+	for _, id := range ids {
+		if _, _, err := store.Transition(ctx, id, registry.Change{To: registry.Committed, Actor: "svc", NowMS: nowMS()}); !errors.Is(err, registry.ErrConflict) {
+			t.Fatalf("commit after compensation: %v, want ErrConflict", err)
+		}
+	}
+	e.add(ev(a), ev(b), ev(a), ev(b), ev(a), ev(b))
+	drained(t, w, 10*time.Second)
+
+	for _, id := range ids {
+		if n := compensatedSteps(t, store, id); n != 1 {
+			t.Fatalf("%s: %d compensated steps, want 1", id, n)
+		}
+	}
+	counts := perResource(auditLines(t, audit.ActionCompensate, path))
+	if counts[a.String()] != 1 || counts[b.String()] != 1 || len(counts) != 2 {
+		t.Fatalf("audit entries per ID %v, want 1 each", counts)
+	}
+	if got := metric(t, m, "idgen_compensate_processed_total", "outcome", "applied"); got != 2 {
+		t.Fatalf("applied = %v, want 2", got)
+	}
+	if got := metric(t, m, "idgen_compensate_processed_total", "outcome", "duplicate"); got != 8 {
+		t.Fatalf("duplicate = %v, want 8", got)
+	}
+}
+
+// TestStreamTwoWorkersOneID: 16 entries of one ID (and 16 of others)
+// consumed concurrently by 2 workers (own registry clients, stream
+// clients and audit logs): one effect, one audit entry.
+func TestStreamTwoWorkersOneID(t *testing.T) {
+	e := newEnv(t)
+	s1, s2 := e.store(), e.store()
+	a1, p1 := e.auditLog("w1")
+	a2, p2 := e.auditLog("w2")
+	c1, c2 := e.client(), e.client()
+	m1, m2 := compensate.NewMetrics(), compensate.NewMetrics()
+	// Count 4: each read takes a few entries, so both workers get some.
+	w1 := e.worker("w1", compensate.Config{Count: 4, Metrics: m1}, e.core(s1, a1, c1), a1, c1)
+	w2 := e.worker("w2", compensate.Config{Count: 4, Metrics: m2}, e.core(s2, a2, c2), a2, c2)
+	for round := range 5 {
+		ids := pendingIDs(t, s1, 17)
+		hot := ids[0]
+		var entries []map[string]any
+		for i := range 16 {
+			entries = append(entries, failure(hot, "saga aborted"), failure(ids[1+i], "saga aborted"))
+		}
+		e.add(entries...)
+		if round == 0 {
+			run(t, w1)
+			run(t, w2)
+		}
+		drained(t, w1, 10*time.Second)
+		counts := perResource(auditLines(t, audit.ActionCompensate, p1, p2))
+		for _, id := range ids {
+			if counts[id.String()] != 1 {
+				t.Fatalf("round %d: %s has %d audit entries, want 1", round, id, counts[id.String()])
+			}
+			if n := compensatedSteps(t, s2, id); n != 1 {
+				t.Fatalf("round %d: %s has %d compensated steps", round, id, n)
+			}
+		}
+	}
+	applied := metric(t, m1, "idgen_compensate_processed_total", "outcome", "applied") + metric(t, m2, "idgen_compensate_processed_total", "outcome", "applied")
+	dup := metric(t, m1, "idgen_compensate_processed_total", "outcome", "duplicate") + metric(t, m2, "idgen_compensate_processed_total", "outcome", "duplicate")
+	if applied != 5*17 || dup != 5*15 {
+		t.Fatalf("applied %v duplicate %v, want %d and %d", applied, dup, 5*17, 5*15)
+	}
+	for _, m := range []*compensate.Metrics{m1, m2} {
+		if metric(t, m, "idgen_compensate_processed_total", "outcome", "applied") == 0 {
+			t.Fatal("one worker processed nothing: the test did not share the stream")
+		}
+	}
+}
+
+// TestPoisonEntriesDeadLettered: malformed entries go to the DLQ at once
+// with their error and one audit entry each, while the good entries around
+// them are compensated.
+func TestPoisonEntriesDeadLettered(t *testing.T) {
+	e := newEnv(t)
+	store := e.store()
+	aud, path := e.auditLog("w1")
+	m := compensate.NewMetrics()
+	w := e.worker("w1", compensate.Config{Metrics: m}, e.core(store, aud, e.rdb), aud, e.rdb)
+	good := pendingIDs(t, store, 6)
+	poison := []struct {
+		fields map[string]any
+		err    string
+	}{
+		{map[string]any{"id": "not-a-uuid", "reason": "r"}, "not an idgen ID"},
+		{map[string]any{"reason": "r", "event_id": "evt-no-id"}, "missing id"},
+		{map[string]any{"id": good[0].String()}, "missing reason"},
+		{map[string]any{"id": good[1].String(), "reason": "r", "occurred_at": "last tuesday"}, "RFC 3339"},
+		{map[string]any{"id": "6ba7b810-9dad-41d1-80b4-00c04fd430c8", "reason": "r"}, "not an idgen ID"},
+	}
+	var entries []map[string]any
+	for i, p := range poison {
+		entries = append(entries, failure(good[i], "ok"), p.fields)
+	}
+	entries = append(entries, failure(good[5], "ok"))
+	ids := e.add(entries...)
+	run(t, w)
+	drained(t, w, 10*time.Second)
+
+	for _, id := range good {
+		if n := compensatedSteps(t, store, id); n != 1 {
+			t.Fatalf("%s: %d compensated steps", id, n)
+		}
+	}
+	dlq, err := e.rdb.XRange(context.Background(), w.DLQ(), "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dlq) != len(poison) {
+		t.Fatalf("%d dead letters, want %d: %v", len(dlq), len(poison), dlq)
+	}
+	byOrig := map[string]map[string]any{}
+	for _, d := range dlq {
+		byOrig[d.Values["original_id"].(string)] = d.Values
+	}
+	for i, p := range poison {
+		v := byOrig[ids[2*i+1]] // entries are processed concurrently: any order
+		if v == nil || !strings.Contains(v["error"].(string), p.err) || v["cause"] != "malformed" || v["deliveries"] != "1" || v["consumer"] != "w1" {
+			t.Fatalf("dead letter %d: %v, want error with %q", i, v, p.err)
+		}
+		for k, want := range p.fields {
+			if v[k] != want {
+				t.Fatalf("dead letter %d lost field %s: %v", i, k, v)
+			}
+		}
+	}
+	dl := auditLines(t, audit.ActionDeadLetter, path)
+	if len(dl) != len(poison) {
+		t.Fatalf("dead-letter audit entries %+v", dl)
+	}
+	for _, a := range dl {
+		want := e.stream + "/" + ids[3] // the entry without an id
+		if a.Outcome != audit.OutcomeFailed || a.Reason == "" || (a.Resource == want) != (a.RequestID == "evt-no-id") {
+			t.Fatalf("dead-letter audit entry %+v", a)
+		}
+	}
+	if got := metric(t, m, "idgen_compensate_dead_lettered_total", "cause", "malformed"); got != float64(len(poison)) {
+		t.Fatalf("dead_lettered_total = %v", got)
+	}
+	if got := metric(t, m, "idgen_compensate_dlq_length"); got != float64(len(poison)) {
+		t.Fatalf("dlq_length = %v", got)
+	}
+}
+
+// bump delivers ids to a consumer that then dies, n times in all.
+func (e *env) bump(consumer string, n int, ids ...string) {
+	e.t.Helper()
+	ctx := context.Background()
+	if err := e.rdb.XGroupCreateMkStream(ctx, e.stream, compensate.DefaultGroup, "0").Err(); err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
+		e.t.Fatal(err)
+	}
+	got, err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: compensate.DefaultGroup, Consumer: consumer, Streams: []string{e.stream, ">"}, Count: int64(len(ids))}).Result()
+	if err != nil || len(got[0].Messages) != len(ids) {
+		e.t.Fatalf("read: %v %v", got, err)
+	}
+	for range n - 1 {
+		if err := e.rdb.XClaim(ctx, &redis.XClaimArgs{Stream: e.stream, Group: compensate.DefaultGroup, Consumer: consumer, Messages: ids}).Err(); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+// TestTakeOverAndMaxDeliveries: entries pending at a dead consumer are
+// taken over after ClaimIdle and applied; one delivered more than
+// MaxDeliveries times is dead-lettered unprocessed.
+func TestTakeOverAndMaxDeliveries(t *testing.T) {
+	e := newEnv(t)
+	store := e.store()
+	aud, path := e.auditLog("w1")
+	ids := pendingIDs(t, store, 51)
+	var entries []map[string]any
+	for _, id := range ids[:50] {
+		entries = append(entries, failure(id, "r"))
+	}
+	took := e.add(entries...)
+	e.bump("dead-1", 2, took...) // two deliveries, never acknowledged
+	poisoned := e.add(failure(ids[50], "r"))
+	e.bump("dead-2", 6, poisoned...) // a crash loop: 6 deliveries
+	m := compensate.NewMetrics()
+	w := e.worker("w1", compensate.Config{Metrics: m, ClaimIdle: 200 * time.Millisecond, MaxDeliveries: 5}, e.core(store, aud, e.rdb), aud, e.rdb)
+	start := time.Now()
+	run(t, w)
+	drained(t, w, 10*time.Second)
+	t.Logf("took over and drained in %v", time.Since(start))
+	counts := perResource(auditLines(t, audit.ActionCompensate, path))
+	for _, id := range ids[:50] {
+		if counts[id.String()] != 1 {
+			t.Fatalf("%s: %d audit entries", id, counts[id.String()])
+		}
+	}
+	rec, err := store.Get(context.Background(), ids[50])
+	if err != nil || rec.State != registry.Pending {
+		t.Fatalf("dead-lettered entry was applied: %+v %v", rec, err)
+	}
+	dlq, err := e.rdb.XRange(context.Background(), w.DLQ(), "-", "+").Result()
+	if err != nil || len(dlq) != 1 || dlq[0].Values["cause"] != "max_deliveries" || dlq[0].Values["deliveries"] != "7" || dlq[0].Values["id"] != ids[50].String() {
+		t.Fatalf("dlq %v %v", dlq, err)
+	}
+	if got := metric(t, m, "idgen_compensate_reclaimed_total"); got != 51 {
+		t.Fatalf("reclaimed = %v, want 51", got)
+	}
+}
+
+// TestResumeOwnPending: a worker restarted under the same consumer name
+// resumes the entries it had read before it died.
+func TestResumeOwnPending(t *testing.T) {
+	e := newEnv(t)
+	store := e.store()
+	aud, path := e.auditLog("w1")
+	ids := pendingIDs(t, store, 10)
+	var entries []map[string]any
+	for _, id := range ids {
+		entries = append(entries, failure(id, "r"))
+	}
+	e.bump("w1", 1, e.add(entries...)...)
+	// ClaimIdle an hour: only the own-pending read can find them.
+	w := e.worker("w1", compensate.Config{ClaimIdle: time.Hour}, e.core(store, aud, e.rdb), aud, e.rdb)
+	run(t, w)
+	drained(t, w, 10*time.Second)
+	if n := len(auditLines(t, audit.ActionCompensate, path)); n != 10 {
+		t.Fatalf("%d audit entries, want 10", n)
+	}
+}
+
+// TestTransientFailuresRetried: the registry is unavailable for a while,
+// then loses a response after storing: the entries stay pending, are
+// retried with backoff, and each is applied and audited once.
+func TestTransientFailuresRetried(t *testing.T) {
+	e := newEnv(t)
+	store := e.store()
+	aud, path := e.auditLog("w1")
+	fr := &flakyRegistry{next: store}
+	fr.failN.Store(30)
+	fr.lostN.Store(5)
+	m := compensate.NewMetrics()
+	w := e.worker("w1", compensate.Config{Metrics: m, BackoffBase: time.Millisecond, BackoffMax: 20 * time.Millisecond, Count: 8},
+		e.core(fr, aud, e.rdb), aud, e.rdb)
+	ids := pendingIDs(t, store, 20)
+	var entries []map[string]any
+	for _, id := range ids {
+		entries = append(entries, failure(id, "r"))
+	}
+	e.add(entries...)
+	run(t, w)
+	drained(t, w, 20*time.Second)
+	counts := perResource(auditLines(t, audit.ActionCompensate, path))
+	for _, id := range ids {
+		if counts[id.String()] != 1 {
+			t.Fatalf("%s: %d audit entries", id, counts[id.String()])
+		}
+	}
+	if got := metric(t, m, "idgen_compensate_retried_total"); got != 35 {
+		t.Fatalf("retried_total = %v, want 35", got)
+	}
+	// A lost response may hit the retry of an earlier one: 1..5 IDs.
+	if got := metric(t, m, "idgen_compensate_audit_recovered_total"); got < 1 || got > 5 {
+		t.Fatalf("audit_recovered_total = %v, want 1..5 (the lost responses)", got)
+	}
+}
+
+// slowRegistry delays every transition.
+type slowRegistry struct {
+	next compensate.Transitioner
+	d    time.Duration
+}
+
+func (s slowRegistry) Transition(ctx context.Context, id idcodec.ID, ch registry.Change) (registry.Record, registry.Outcome, error) {
+	time.Sleep(s.d)
+	return s.next.Transition(ctx, id, ch)
+}
+
+// TestGracefulShutdown stops a worker mid-stream: Run returns promptly,
+// what it acknowledged is applied and audited, nothing is lost: a second
+// worker finishes the rest, every ID audited once.
+func TestGracefulShutdown(t *testing.T) {
+	e := newEnv(t)
+	store := e.store()
+	a1, p1 := e.auditLog("w1")
+	a2, p2 := e.auditLog("w2")
+	ids := pendingIDs(t, store, 600)
+	var entries []map[string]any
+	for _, id := range ids {
+		entries = append(entries, failure(id, "r"))
+	}
+	e.add(entries...)
+	m := compensate.NewMetrics()
+	w1 := e.worker("w1", compensate.Config{Metrics: m, ClaimIdle: 300 * time.Millisecond}, e.core(slowRegistry{store, 5 * time.Millisecond}, a1, e.rdb), a1, e.rdb)
+	stop := run(t, w1)
+	for metric(t, m, "idgen_compensate_processed_total", "outcome", "applied") < 100 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	t0 := time.Now()
+	stop()
+	if d := time.Since(t0); d > 3*time.Second {
+		t.Fatalf("shutdown took %v", d)
+	}
+	st, err := w1.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := len(auditLines(t, audit.ActionCompensate, p1))
+	if st.Lag == 0 || done >= 600 {
+		t.Fatalf("stopped with lag %d after %d applied: the test did not stop mid-stream", st.Lag, done)
+	}
+	if int64(done) < 600-st.Lag-st.Pending {
+		t.Fatalf("%d audited but %d acknowledged", done, 600-st.Lag-st.Pending)
+	}
+	w2 := e.worker("w2", compensate.Config{ClaimIdle: 300 * time.Millisecond}, e.core(store, a2, e.rdb), a2, e.rdb)
+	run(t, w2)
+	drained(t, w2, 20*time.Second)
+	counts := perResource(auditLines(t, audit.ActionCompensate, p1, p2))
+	for _, id := range ids {
+		if counts[id.String()] != 1 {
+			t.Fatalf("%s: %d audit entries", id, counts[id.String()])
+		}
+	}
+}
+
+func TestMetricsAndHealth(t *testing.T) {
+	e := newEnv(t)
+	aud, _ := e.auditLog("w1")
+	m := compensate.NewMetrics()
+	w := e.worker("w1", compensate.Config{Metrics: m}, e.core(e.store(), aud, e.rdb), aud, e.rdb)
+	srv := httptest.NewServer(compensate.Handler(m, map[string]compensate.Check{"redis": w.Ping}))
+	defer srv.Close()
+	get := func(path string) (int, string) {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	e.add(map[string]any{"id": "x", "reason": "r"})
+	run(t, w)
+	drained(t, w, 10*time.Second)
+	code, body := get("/metrics")
+	for _, want := range []string{
+		`idgen_compensate_processed_total{outcome="dead_lettered"} 1`, "idgen_compensate_retried_total 0",
+		`idgen_compensate_dead_lettered_total{cause="malformed"} 1`, `idgen_compensate_lag{group="compensate",stream="` + e.stream + `"} 0`,
+	} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Fatalf("/metrics %d lacks %q:\n%s", code, want, body)
+		}
+	}
+	if code, body := get("/health"); code != 200 || !strings.Contains(body, `"redis":"ok"`) {
+		t.Fatalf("/health %d %s", code, body)
+	}
+	down := httptest.NewServer(compensate.Handler(compensate.NewMetrics(), map[string]compensate.Check{
+		"audit": func(context.Context) error { return errors.New("disk full") },
+	}))
+	defer down.Close()
+	resp, err := http.Get(down.URL + "/health/ready")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Fatalf("/health/ready with a failing check: %d", resp.StatusCode)
+	}
+}
+
+// downRegistry is unavailable until up is closed.
+type downRegistry struct {
+	next compensate.Transitioner
+	up   chan struct{}
+}
+
+func (d downRegistry) Transition(ctx context.Context, id idcodec.ID, ch registry.Change) (registry.Record, registry.Outcome, error) {
+	select {
+	case <-d.up:
+		return d.next.Transition(ctx, id, ch)
+	default:
+		return registry.Record{}, 0, registry.ErrUnavailable
+	}
+}
+
+// TestRetryingWorkerKeepsItsEntry: a worker retrying through a registry
+// outage far longer than ClaimIdle keeps its entries fresh, so a peer does
+// not take them over (which would burn deliveries towards the DLQ).
+func TestRetryingWorkerKeepsItsEntry(t *testing.T) {
+	e := newEnv(t)
+	store := e.store()
+	aud, path := e.auditLog("w1")
+	down := downRegistry{next: store, up: make(chan struct{})}
+	m1, m2 := compensate.NewMetrics(), compensate.NewMetrics()
+	cfg := compensate.Config{ClaimIdle: 300 * time.Millisecond, BackoffBase: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond}
+	cfg.Metrics = m1
+	w1 := e.worker("w1", cfg, e.core(down, aud, e.rdb), aud, e.rdb)
+	cfg.Metrics = m2
+	c2 := e.client()
+	w2 := e.worker("w2", cfg, e.core(store, aud, c2), aud, c2)
+	id := pendingIDs(t, store, 1)[0]
+	e.add(failure(id, "r"))
+	run(t, w1)
+	for metric(t, m1, "idgen_compensate_retried_total") == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	run(t, w2)
+	time.Sleep(1500 * time.Millisecond) // 5 × ClaimIdle
+	if got := metric(t, m2, "idgen_compensate_reclaimed_total"); got != 0 {
+		t.Fatalf("the peer took over %v entries of a live worker", got)
+	}
+	close(down.up)
+	drained(t, w1, 10*time.Second)
+	if got := metric(t, m1, "idgen_compensate_processed_total", "outcome", "applied"); got != 1 {
+		t.Fatalf("applied by the retrying worker: %v", got)
+	}
+	if n := len(auditLines(t, audit.ActionCompensate, path)); n != 1 {
+		t.Fatalf("%d audit entries", n)
+	}
+	p, err := e.rdb.XPendingExt(context.Background(), &redis.XPendingExtArgs{Stream: e.stream, Group: compensate.DefaultGroup, Start: "-", End: "+", Count: 10}).Result()
+	if err != nil || len(p) != 0 {
+		t.Fatalf("pending %v %v", p, err)
+	}
+}
