@@ -160,12 +160,6 @@ func httpBench(ctx context.Context, idgen string, rounds int, d time.Duration, c
 		return err
 	}
 	defer emb.stop()
-	procAddr, _ := freeAddr()
-	procDur, err := startServer("idgen embedded process-durable", []string{idgen, "serve", "--dev", "--listen", procAddr, "--data-dir", dataDir + "/pebble-process", "--registry-sync", "process", "--log-level", "warn"}, procAddr)
-	if err != nil {
-		return err
-	}
-	defer procDur.stop()
 	boltAddr, _ := freeAddr()
 	bolt, err := startServer("idgen embedded bbolt", []string{idgen, "serve", "--dev", "--listen", boltAddr, "--data-dir", dataDir + "/bbolt", "--store-engine", "bbolt", "--log-level", "warn"}, boltAddr)
 	if err != nil {
@@ -204,7 +198,6 @@ func httpBench(ctx context.Context, idgen string, rounds int, d time.Duration, c
 		{"ceiling: fasthttp constant body", "http://" + ceilAddr + "/generate", "", 1},
 		{"idgen embedded (pebble) /generate", "http://" + idAddr + "/generate", "", 1},
 		{"idgen embedded (bbolt) /generate", "http://" + boltAddr + "/generate", "", 1},
-		{"idgen embedded (pebble, process) /generate", "http://" + procAddr + "/generate", "", 1},
 		{"idgen embedded (pebble) count=1000", "http://" + idAddr + "/generate", `{"count":1000}`, 1000},
 		{"idgen embedded (bbolt) count=1000", "http://" + boltAddr + "/generate", `{"count":1000}`, 1000},
 		{"idgen zookeeper+redis /generate", "http://" + redisAddr + "/generate", "", 1},

@@ -67,7 +67,6 @@ type ServeConfig struct {
 	Advertise        string
 	MetadataKeyFile  string
 	StoreEngine      string
-	RegistrySync     string
 }
 
 // Serve is the `idgen serve` program: ParseFlags, Run, Close. End-to-end
@@ -129,7 +128,6 @@ func (m *Serve) ParseFlags(args []string) error {
 	fs.StringVar(&c.ZKPasswordFile, "zookeeper-password-file", "", "file holding the ZooKeeper digest password")
 	fs.StringVar(&c.Advertise, "advertise-addr", "", "address other instances and /instances show (default: the listen address)")
 	fs.StringVar(&c.StoreEngine, "store-engine", "pebble", "embedded store engine: pebble (one WAL fsync per group commit) or bbolt (one file, two fsyncs per commit)")
-	fs.StringVar(&c.RegistrySync, "registry-sync", "fsync", "embedded (pebble) registry durability: fsync (every answer survives a machine crash) or process (registrations survive a crash of the process, not of the machine; counter ranges are always fsynced, so IDs never repeat)")
 	fs.StringVar(&c.MetadataKeyFile, "metadata-key-file", "", "AES-256 keys sealing metadata at rest: lines \"<key-id> <64 hex>\", first is primary (default: <data-dir>/metadata.key, created when missing)")
 	fs.StringVar(&c.PprofListen, "pprof-listen", "", "serve Go pprof profiles on this address (loopback only; empty = off)")
 	withEnvUsage(fs)
@@ -160,10 +158,6 @@ func (c *ServeConfig) Validate() error {
 	switch {
 	case c.Shard > 63:
 		return fmt.Errorf("--shard %d out of range 0..63", c.Shard)
-	case c.RegistrySync != "fsync" && c.RegistrySync != "process":
-		return fmt.Errorf("--registry-sync %q: want fsync or process", c.RegistrySync)
-	case c.RegistrySync == "process" && c.StoreEngine != "pebble":
-		return errors.New("--registry-sync process needs --store-engine pebble")
 	case c.StoreEngine != "pebble" && c.StoreEngine != "bbolt":
 		return fmt.Errorf("--store-engine %q: want pebble or bbolt", c.StoreEngine)
 	case c.ZKSessionTimeout < time.Second:

@@ -52,8 +52,7 @@ func openStore(c ServeConfig, observe func(int, time.Duration), log *zap.Logger)
 	if c.StoreEngine == "bbolt" {
 		return boltstore.Open(boltstore.Config{Dir: c.DataDir, Shard: uint8(c.Shard), Observe: observe})
 	}
-	return pebblestore.Open(pebblestore.Config{Dir: c.DataDir, Shard: uint8(c.Shard), Observe: observe, Logger: log.Named("pebble"),
-		ProcessDurable: c.RegistrySync == "process"})
+	return pebblestore.Open(pebblestore.Config{Dir: c.DataDir, Shard: uint8(c.Shard), Observe: observe, Logger: log.Named("pebble")})
 }
 
 // openRedis connects the Redis registry and refuses an evicting server: a

@@ -120,17 +120,7 @@ func (s *Store) commit(batch []*op, errs []error) {
 	}
 	err := t.err
 	if err == nil {
-		wo := s.wo
-		if s.cfg.ProcessDurable && !s.cfg.NoSync {
-			wo = pebble.NoSync
-			for _, o := range batch {
-				if o.sync {
-					wo = pebble.Sync
-					break
-				}
-			}
-		}
-		err = t.b.Commit(wo)
+		err = t.b.Commit(s.wo)
 	}
 	_ = t.b.Close()
 	if s.cfg.Observe != nil {

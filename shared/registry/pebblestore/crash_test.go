@@ -32,19 +32,9 @@ func TestSIGKILLDurability(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns a child process")
 	}
-	// Both durability modes survive SIGKILL: ProcessDurable only gives up
-	// the machine-crash guarantee of registrations.
-	for _, mode := range []string{"fsync", "process"} {
-		t.Run(mode, func(t *testing.T) { sigkillDurability(t, mode) })
-	}
-}
-
-const crashModeEnv = "PEBBLESTORE_CRASH_MODE"
-
-func sigkillDurability(t *testing.T, mode string) {
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestSIGKILLDurability$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashModeEnv+"="+mode)
+	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -117,7 +107,7 @@ func sigkillDurability(t *testing.T, mode string) {
 }
 
 func crashChild(t *testing.T, dir string) {
-	s, err := Open(Config{Dir: dir, ProcessDurable: os.Getenv(crashModeEnv) == "process"})
+	s, err := Open(Config{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,12 +61,6 @@ type Config struct {
 	// NoSync skips the WAL fsync (tests of other packages only; never in
 	// service).
 	NoSync bool
-	// ProcessDurable writes registrations and saga transitions to the WAL
-	// without an fsync: they survive a crash of the process (SIGKILL), not
-	// of the machine. Counter ranges, high-water marks and data keys are
-	// fsynced regardless, so uniqueness never depends on it. Default false:
-	// everything is fsynced before the answer.
-	ProcessDurable bool
 	// Observe, when set, is told the size and duration of every committed
 	// batch (metrics).
 	Observe func(ops int, d time.Duration)
@@ -94,7 +88,6 @@ func (c Config) Validate() error {
 type op struct {
 	fn   func(tx *tx) error
 	done chan error
-	sync bool // fsync this op's group even in ProcessDurable mode
 }
 
 // Store is the embedded registry and range source. Safe for concurrent use.
@@ -220,16 +213,7 @@ func initFormat(db *pebble.DB) error {
 // do runs fn in the next group commit and waits for the commit, or for ctx
 // (the op may still commit later in that case).
 func (s *Store) do(ctx context.Context, fn func(tx *tx) error) error {
-	return s.doOp(ctx, &op{fn: fn, done: make(chan error, 1)})
-}
-
-// doSync is do for writes uniqueness or decryption depends on: their group
-// is always fsynced.
-func (s *Store) doSync(ctx context.Context, fn func(tx *tx) error) error {
-	return s.doOp(ctx, &op{fn: fn, done: make(chan error, 1), sync: true})
-}
-
-func (s *Store) doOp(ctx context.Context, o *op) error {
+	o := &op{fn: fn, done: make(chan error, 1)}
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
@@ -296,7 +280,7 @@ func counterKey(shard uint8) []byte { return []byte{prefixCounter, shard} }
 // value, after the WAL sync of the commit.
 func (s *Store) ClaimRange(ctx context.Context, n uint64) (generator.Range, error) {
 	var r generator.Range
-	err := s.doSync(ctx, func(tx *tx) error {
+	err := s.do(ctx, func(tx *tx) error {
 		v, err := tx.get(counterKey(s.cfg.Shard))
 		if err != nil {
 			return err
@@ -364,7 +348,7 @@ func highWaterKey(shard uint8) []byte { return []byte{prefixHighWater, shard} }
 // an outside range source (ZooKeeper), so that a source restored from an old
 // snapshot is noticed at the next start. It never lowers the mark.
 func (s *Store) RaiseHighWater(ctx context.Context, v uint64) error {
-	return s.doSync(ctx, func(tx *tx) error {
+	return s.do(ctx, func(tx *tx) error {
 		cur, err := tx.get(highWaterKey(s.cfg.Shard))
 		if err != nil {
 			return err
@@ -420,7 +404,7 @@ func (s *Store) GetKey(_ context.Context, name string) ([]byte, error) {
 // stored value, durable when it returns.
 func (s *Store) PutKeyIfAbsent(ctx context.Context, name string, v []byte) ([]byte, error) {
 	var out []byte
-	err := s.doSync(ctx, func(tx *tx) error {
+	err := s.do(ctx, func(tx *tx) error {
 		cur, err := tx.get(keyKey(name))
 		if err != nil {
 			return err
@@ -438,7 +422,7 @@ func (s *Store) PutKeyIfAbsent(ctx context.Context, name string, v []byte) ([]by
 
 // DeleteKey removes the key material under name, durably.
 func (s *Store) DeleteKey(ctx context.Context, name string) error {
-	return s.doSync(ctx, func(tx *tx) error {
+	return s.do(ctx, func(tx *tx) error {
 		tx.del(keyKey(name))
 		return nil
 	})
