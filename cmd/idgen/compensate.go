@@ -19,6 +19,7 @@ import (
 
 	"github.com/idgen/idgen/functions/compensate"
 	"github.com/idgen/idgen/shared/audit"
+	"github.com/idgen/idgen/shared/registry/redisstore"
 )
 
 // compensateConfig is what the flags and IDGEN_* variables of `idgen
@@ -120,28 +121,14 @@ func compensateCmd(ctx context.Context, args []string, _, stderr io.Writer) (err
 	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(ec), zapcore.Lock(zapcore.AddSync(stderr)), lvl), zap.AddCaller())
 	defer func() { _ = log.Sync() }()
 
-	auditLog, err := audit.Open(c.AuditLog, c.Consumer)
+	cc, err := openCompensateCore(ctx, c, c.Consumer, log)
 	if err != nil {
 		return err
 	}
-	defer auditLog.Close()
-	store, err := openRedis(ctx, ServeConfig{
-		RedisAddr: c.RedisAddr, RedisMaster: c.RedisMaster, RedisWait: c.RedisWait, RedisCluster: c.RedisCluster,
-		RedisUsername: c.RedisUsername, RedisPasswordFile: c.RedisPasswordFile,
-		RedisTLSCA: c.RedisTLSCA, RedisTLSCert: c.RedisTLSCert, RedisTLSKey: c.RedisTLSKey, RedisRetention: c.RedisRetention,
-	}, nil, log)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	rdb, err := compensateStreamClient(c, store.Cluster())
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
+	defer cc.close()
+	auditLog, store, rdb, core := cc.audit, cc.store, cc.rdb, cc.core
 
 	metrics := compensate.NewMetrics()
-	core := &compensate.Core{Registry: store, Audit: auditLog, Marks: &compensate.RedisMarks{Client: rdb}}
 	w, err := compensate.New(rdb, core, auditLog, compensate.Config{
 		Stream: c.FailureStream, Consumer: c.Consumer, MaxDeliveries: c.MaxDeliveries, ClaimIdle: c.ClaimIdle,
 		Logger: log.Named("compensate"), Metrics: metrics,
@@ -216,4 +203,51 @@ func serveCompensateMetrics(addr string, h http.Handler, log *zap.Logger) (func(
 		_ = srv.Shutdown(ctx)
 		<-done
 	}, nil
+}
+
+// compensateCore is the compensation core with what it needs open: audit
+// log, registry, and the client of its audit marks. The stream worker and
+// the SQS/EventBridge Lambda share it.
+type compensateCore struct {
+	audit *audit.Log
+	store *redisstore.Store
+	rdb   redis.UniversalClient
+	core  *compensate.Core
+}
+
+func openCompensateCore(ctx context.Context, c compensateConfig, instance string, log *zap.Logger) (_ *compensateCore, err error) {
+	cc := &compensateCore{}
+	defer func() {
+		if err != nil {
+			cc.close()
+		}
+	}()
+	if cc.audit, err = audit.Open(c.AuditLog, instance); err != nil {
+		return nil, err
+	}
+	cc.store, err = openRedis(ctx, ServeConfig{
+		RedisAddr: c.RedisAddr, RedisMaster: c.RedisMaster, RedisWait: c.RedisWait, RedisCluster: c.RedisCluster,
+		RedisUsername: c.RedisUsername, RedisPasswordFile: c.RedisPasswordFile,
+		RedisTLSCA: c.RedisTLSCA, RedisTLSCert: c.RedisTLSCert, RedisTLSKey: c.RedisTLSKey, RedisRetention: c.RedisRetention,
+	}, nil, log)
+	if err != nil {
+		return nil, err
+	}
+	if cc.rdb, err = compensateStreamClient(c, cc.store.Cluster()); err != nil {
+		return nil, err
+	}
+	cc.core = &compensate.Core{Registry: cc.store, Audit: cc.audit, Marks: &compensate.RedisMarks{Client: cc.rdb}}
+	return cc, nil
+}
+
+func (cc *compensateCore) close() {
+	if cc.rdb != nil {
+		_ = cc.rdb.Close()
+	}
+	if cc.store != nil {
+		_ = cc.store.Close()
+	}
+	if cc.audit != nil {
+		_ = cc.audit.Close()
+	}
 }

@@ -13,29 +13,33 @@ import (
 
 // Lambda functions of this binary, chosen by the function's Handler
 // setting (_HANDLER): `make lambda` copies the one binary to both bootstraps.
-const lambdaGenerate = "generate"
+const (
+	lambdaGenerate   = "generate"
+	lambdaCompensate = "compensate"
+)
 
 // inLambda reports whether the process was started by a Lambda runtime.
 func inLambda() bool { return os.Getenv("AWS_LAMBDA_RUNTIME_API") != "" }
 
 // runLambda serves one Lambda function through the Runtime API, configured
-// by the same IDGEN_* variables as `idgen serve`.
+// by the same IDGEN_* variables as `idgen serve` and `idgen compensate`.
 func runLambda(ctx context.Context, stderr io.Writer) error {
-	m := NewServe(stderr)
-	if err := m.ParseFlags(nil); err != nil {
-		return err
-	}
-	c := m.Config
-	if c.Zookeeper == "" || c.RedisAddr == "" {
-		// Concurrent Lambda instances share nothing local: only the
-		// ZooKeeper ranges keep their IDs apart, only Redis holds them all.
-		return errors.New("lambda: IDGEN_ZOOKEEPER and IDGEN_REDIS_ADDR are required (concurrent instances must share ranges and registry)")
-	}
 	switch fn := os.Getenv("_HANDLER"); fn {
 	case lambdaGenerate:
-		return lambdaGenerateFn(ctx, c, stderr)
+		m := NewServe(stderr)
+		if err := m.ParseFlags(nil); err != nil {
+			return err
+		}
+		if m.Config.Zookeeper == "" || m.Config.RedisAddr == "" {
+			// Concurrent Lambda instances share nothing local: only the
+			// ZooKeeper ranges keep their IDs apart, only Redis holds them all.
+			return errors.New("lambda: IDGEN_ZOOKEEPER and IDGEN_REDIS_ADDR are required (concurrent instances must share ranges and registry)")
+		}
+		return lambdaGenerateFn(ctx, m.Config, stderr)
+	case lambdaCompensate:
+		return lambdaCompensateFn(ctx, stderr)
 	default:
-		return fmt.Errorf("lambda: unknown handler %q (want %s)", fn, lambdaGenerate)
+		return fmt.Errorf("lambda: unknown handler %q (want %s or %s)", fn, lambdaGenerate, lambdaCompensate)
 	}
 }
 
