@@ -6,17 +6,14 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,63 +28,11 @@ import (
 	"github.com/idgen/idgen/shared/registry/redisstore"
 )
 
-var (
-	compensateBinOnce sync.Once
-	compensateBinPath string
-	compensateBinErr  error
-)
-
-// compensateBin returns a binary that runs `idgen compensate`: the one
-// TestMain built once main.go dispatches the subcommand, until then the
-// same package built with main.go overlaid by a copy that has the one
-// `case "compensate":` line (go build -overlay; main.go is not touched).
+// compensateBin returns the binary TestMain built; main.go dispatches
+// `idgen compensate`.
 func compensateBin(t *testing.T) string {
 	t.Helper()
-	compensateBinOnce.Do(func() {
-		out, _ := exec.Command(idgenBin, "compensate", "--help").CombinedOutput()
-		if strings.Contains(string(out), "Usage: idgen compensate") {
-			compensateBinPath = idgenBin
-			return
-		}
-		src, err := os.ReadFile("main.go")
-		if err != nil {
-			compensateBinErr = err
-			return
-		}
-		const anchor = "\tcase \"decode\":\n"
-		if !bytes.Contains(src, []byte(anchor)) {
-			compensateBinErr = fmt.Errorf("main.go has no %q to insert the compensate case before", anchor)
-			return
-		}
-		patched := bytes.Replace(src, []byte(anchor), []byte("\tcase \"compensate\":\n\t\terr = compensateCmd(ctx, args[1:], stdout, stderr)\n"+anchor), 1)
-		dir := filepath.Dir(idgenBin) // removed by TestMain
-		abs, _ := filepath.Abs("main.go")
-		patchedPath := filepath.Join(dir, "main_compensate.go")
-		overlay := filepath.Join(dir, "overlay.json")
-		ov, _ := json.Marshal(map[string]any{"Replace": map[string]string{abs: patchedPath}})
-		if err := os.WriteFile(patchedPath, patched, 0o644); err != nil {
-			compensateBinErr = err
-			return
-		}
-		if err := os.WriteFile(overlay, ov, 0o644); err != nil {
-			compensateBinErr = err
-			return
-		}
-		compensateBinPath = filepath.Join(dir, "idgen-compensate")
-		args, env := []string{"build", "-overlay", overlay, "-o", compensateBinPath}, "CGO_ENABLED=0"
-		if os.Getenv("IDGEN_E2E_RACE") != "" {
-			args, env = append(args, "-race"), "CGO_ENABLED=1"
-		}
-		cmd := exec.Command("go", append(args, ".")...)
-		cmd.Env = append(os.Environ(), env)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			compensateBinErr = fmt.Errorf("go build -overlay: %v\n%s", err, out)
-		}
-	})
-	if compensateBinErr != nil {
-		t.Fatal(compensateBinErr)
-	}
-	return compensateBinPath
+	return idgenBin
 }
 
 // worker is one `idgen compensate` child process.
