@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Packages that need no external server; the rest run after deps are in place.
 PKGS := ./...
 
-.PHONY: all build lambda run test deps bench fuzz fmt vet clean
+.PHONY: all build lambda build-GenerateFunction build-CompensateFunction run test deps bench fuzz fmt vet clean
 
 all: build
 
@@ -21,6 +21,12 @@ lambda:
 	@mkdir -p bin/lambda/generate bin/lambda/compensate
 	GOOS=linux $(GO) build -tags lambda.norpc -trimpath -ldflags '$(LDFLAGS)' -o bin/lambda/generate/bootstrap ./cmd/idgen
 	cp bin/lambda/generate/bootstrap bin/lambda/compensate/bootstrap
+
+# `sam build` (BuildMethod: makefile) calls build-<LogicalId> with
+# ARTIFACTS_DIR set; the functions run on provided.al2023 / arm64.
+LAMBDA_ARCH ?= arm64
+build-GenerateFunction build-CompensateFunction:
+	GOOS=linux GOARCH=$(LAMBDA_ARCH) $(GO) build -tags lambda.norpc -trimpath -ldflags '$(LDFLAGS)' -o $(ARTIFACTS_DIR)/bootstrap ./cmd/idgen
 
 # One instance, embedded store under ./data, auth OFF (said loudly in the log).
 run: build
