@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/idgen/idgen/shared/sealer"
+)
+
+func TestKeygenCreatesOnceAndKeeps(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "secrets")
+	var out bytes.Buffer
+	if err := keygen([]string{"--dir", dir}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	first := map[string]string{}
+	for _, f := range keygenFiles {
+		p := filepath.Join(dir, f.name)
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", f.name, st.Mode().Perm())
+		}
+		b, _ := os.ReadFile(p)
+		if len(strings.TrimSpace(string(b))) < 32 {
+			t.Errorf("%s: %q is too short for a secret", f.name, b)
+		}
+		first[f.name] = string(b)
+	}
+	if _, err := sealer.LoadKeyFile(filepath.Join(dir, "metadata.key"), false); err != nil {
+		t.Fatalf("metadata key does not load: %v", err)
+	}
+	if first["redis.password"] == first["zookeeper.password"] {
+		t.Fatal("two secrets are equal")
+	}
+	out.Reset()
+	if err := keygen([]string{"--dir", dir}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "created") {
+		t.Fatalf("second run created files:\n%s", out.String())
+	}
+	for name, v := range first {
+		b, _ := os.ReadFile(filepath.Join(dir, name))
+		if string(b) != v {
+			t.Errorf("%s changed on the second run", name)
+		}
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, ".keygen-*"))
+	if len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+}
+
+func TestKeygenRejectsBrokenKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "metadata.key"), []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := keygen([]string{"--dir", dir}, &out, &out); err == nil {
+		t.Fatal("keygen accepted a broken metadata.key")
+	}
+	if err := keygen([]string{"--dir", dir, "extra"}, &out, &out); err == nil {
+		t.Fatal("keygen accepted an extra argument")
+	}
+}
