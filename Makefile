@@ -7,7 +7,9 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Packages that need no external server; the rest run after deps are in place.
 PKGS := ./...
 
-.PHONY: all build lambda build-GenerateFunction build-CompensateFunction run test deps bench fuzz fmt vet clean
+COMPOSE ?= docker-compose -f docker-compose.yml -f docker-compose.offline.yml
+
+.PHONY: images compose-test all build lambda build-GenerateFunction build-CompensateFunction run test deps bench fuzz fmt vet clean
 
 all: build
 
@@ -52,6 +54,17 @@ fuzz:
 
 bench: deps build
 	$(GO) run ./cmd/idgen-bench -idgen bin/idgen
+
+# Every image of the docker-compose stack from local material only (no
+# registry needed): debootstrap base, Debian packages, the host's Go.
+images:
+	bash scripts/images.sh
+
+# The compose stack on this machine: up, 10k IDs through the load balancer,
+# scale 3→5→2 under load, kill an instance, compensate through the stream,
+# down -v. .ci/run runs it whenever a Docker engine answers.
+compose-test: images
+	$(GO) run ./cmd/idgen-composetest -compose "$(COMPOSE)"
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

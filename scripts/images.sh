@@ -19,6 +19,8 @@ MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SUITE=bookworm
 IDGEN_IMAGE="${IDGEN_IMAGE:-idgen/idgen:dev}"
 export DOCKER_BUILDKIT=0 # the legacy builder needs no buildx plugin
+# build runs docker build without the legacy builder's deprecation banner.
+build() { docker build "$@" 2> >(grep -vE 'DEPRECATED|BuildKit|environment-variable|^$' >&2); }
 mkdir -p "$CACHE"
 
 log() { printf 'images: %s\n' "$*" >&2; }
@@ -81,7 +83,7 @@ from_dir() {
 	key=$( (image_inputs idgen-offline/debian:$SUITE; cat infra/images/"$name"/*) | hash_of)
 	fresh "$img" "$key" && return
 	log "build $img"
-	docker build -q --label "idgen.inputs=$key" --build-arg BASE=idgen-offline/debian:$SUITE \
+	build -q --label "idgen.inputs=$key" --build-arg BASE=idgen-offline/debian:$SUITE \
 		-t "$img" "infra/images/$name" >/dev/null
 }
 
@@ -98,7 +100,7 @@ golang() {
 	cp -a "$goroot" "$ctx/go"
 	rm -rf "$ctx/go/pkg/obj" "$ctx/go/test" "$ctx/go/doc"
 	log "build $img (host toolchain $ver)"
-	docker build -q --label "idgen.inputs=$key" --build-arg BASE=idgen-offline/debian:$SUITE -t "$img" "$ctx" >/dev/null
+	build -q --label "idgen.inputs=$key" --build-arg BASE=idgen-offline/debian:$SUITE -t "$img" "$ctx" >/dev/null
 	rm -rf "$ctx"
 }
 
@@ -114,7 +116,7 @@ idgen() {
 	(cd "$ctx" && go mod vendor)
 	version=$(git describe --always --dirty 2>/dev/null || echo dev)
 	log "build $IDGEN_IMAGE ($version)"
-	docker build -q --label "idgen.inputs=$key" \
+	build -q --label "idgen.inputs=$key" \
 		--build-arg GO_IMAGE="$GO_IMAGE" --build-arg RUNTIME_IMAGE=idgen-offline/static:nonroot \
 		--build-arg VERSION="$version" -t "$IDGEN_IMAGE" "$ctx" >/dev/null
 	rm -rf "$ctx"
