@@ -9,7 +9,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
+	"github.com/idgen/idgen/shared/auth"
 	"github.com/idgen/idgen/shared/sealer"
 )
 
@@ -62,38 +64,77 @@ func keygen(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "created %s\n", path)
 	}
 	// The key file must load as the service loads it.
-	_, err := sealer.LoadKeyFile(filepath.Join(*dir, "metadata.key"), false)
-	return err
+	if _, err := sealer.LoadKeyFile(filepath.Join(*dir, "metadata.key"), false); err != nil {
+		return err
+	}
+	// A read-only token for the Prometheus scraper (ops:read is the only
+	// scope), minted afresh on every run so it never expires on a stack that
+	// is restarted now and then; readable by the scraper's own user.
+	tok, err := auth.Mint(auth.MintConfig{
+		HS256SecretFile: filepath.Join(*dir, "jwt-hs256.secret"),
+		Subject:         "prometheus", Scope: "ops:read", TTL: 90 * 24 * time.Hour,
+	})
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(*dir, metricsTokenFile)
+	if err := writeReplace(path, tok+"\n", 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "minted  %s (scope ops:read, 90 days)\n", path)
+	return nil
+}
+
+// metricsTokenFile is where Prometheus reads its bearer token
+// (infra/monitoring/prometheus.yml: secrets/idgen-metrics.token).
+const metricsTokenFile = "idgen-metrics.token"
+
+// writeReplace writes a file through a temporary file and a rename.
+func writeReplace(path, content string, mode os.FileMode) error {
+	tmp, err := writeTemp(path, content, mode)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	return os.Rename(tmp, path)
 }
 
 // writeNew writes a file that must not exist yet, through a temporary file
 // and a rename, so a crash never leaves a half-written secret.
 func writeNew(path, content string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".keygen-*")
+	tmp, err := writeTemp(path, content, 0o600)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.WriteString(content); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
+	defer os.Remove(tmp)
 	// Link fails when another keygen won the race: its file is kept.
-	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, os.ErrExist) {
+	if err := os.Link(tmp, path); err != nil && !errors.Is(err, os.ErrExist) {
 		return err
 	}
 	return nil
+}
+
+// writeTemp writes content, synced, to a new temporary file beside path.
+func writeTemp(path, content string, mode os.FileMode) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), ".keygen-*")
+	if err != nil {
+		return "", err
+	}
+	_, err = f.WriteString(content)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
 }
 
 func randomHex(n int) (string, error) {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/idgen/idgen/shared/auth"
 	"github.com/idgen/idgen/shared/sealer"
 )
 
@@ -50,6 +51,23 @@ func TestKeygenCreatesOnceAndKeeps(t *testing.T) {
 		if string(b) != v {
 			t.Errorf("%s changed on the second run", name)
 		}
+	}
+	// The scraper's token verifies against the generated secret with only
+	// the ops:read scope.
+	tok, err := os.ReadFile(filepath.Join(dir, metricsTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := auth.NewVerifier(auth.Config{HS256SecretFile: filepath.Join(dir, "jwt-hs256.secret")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := v.Verify(strings.TrimSpace(string(tok)))
+	if err != nil {
+		t.Fatalf("metrics token does not verify: %v", err)
+	}
+	if !p.Has("ops:read") || p.Has("ids:generate") {
+		t.Fatalf("metrics token scopes: %+v", p)
 	}
 	left, _ := filepath.Glob(filepath.Join(dir, ".keygen-*"))
 	if len(left) != 0 {
