@@ -1,289 +1,328 @@
 package main
 
 import (
-	"bufio"
 	"context"
+	"errors"
 	"fmt"
-	"net"
-	"net/http"
+	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/harness/redisharness"
 	"github.com/idgen/idgen/harness/zkharness"
 )
 
-type wrkResult struct {
-	rps                float64
-	p50, p99, p999     time.Duration
-	non2xx, sockErrors int
+// batchCount is the count of the batch runs.
+const batchCount = 1000
+
+// target is one wrk workload: an instance and a request body.
+type target struct {
+	in      *instance
+	key     string // instance key, "-batch" appended for count=1000
+	name    string
+	body    string
+	ids     float64 // IDs per request
+	samples []sample
 }
 
-var (
-	reRPS     = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
-	rePct     = regexp.MustCompile(`(?m)^pct (50|99|99\.9) (\d+)$`)
-	reNon2xx  = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
-	reSockErr = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
-)
-
-const wrkScript = `wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = os.getenv("WRK_BODY") or ""
-done = function(summary, latency, requests)
-  for _, p in pairs({50, 99, 99.9}) do
-    io.write(string.format("pct %g %d\n", p, latency:percentile(p)))
-  end
-end
-`
-
-func runWrk(ctx context.Context, url, body string, conns int, d time.Duration) (wrkResult, error) {
-	script, err := os.CreateTemp("", "idgen-bench-*.lua")
-	if err != nil {
-		return wrkResult{}, err
-	}
-	defer os.Remove(script.Name())
-	if _, err := script.WriteString(wrkScript); err != nil {
-		return wrkResult{}, err
-	}
-	script.Close()
-	cmd := exec.CommandContext(ctx, "wrk", "-t2", "-c"+strconv.Itoa(conns), "-d"+d.String(), "-s", script.Name(), url)
-	cmd.Env = append(os.Environ(), "WRK_BODY="+body)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return wrkResult{}, fmt.Errorf("wrk: %v: %s", err, out)
-	}
-	s := string(out)
-	m := reRPS.FindStringSubmatch(s)
-	if m == nil {
-		return wrkResult{}, fmt.Errorf("wrk output without Requests/sec: %s", s)
-	}
-	var r wrkResult
-	r.rps, _ = strconv.ParseFloat(m[1], 64)
-	for _, pm := range rePct.FindAllStringSubmatch(s, -1) {
-		us, _ := strconv.Atoi(pm[2])
-		dd := time.Duration(us) * time.Microsecond
-		switch pm[1] {
-		case "50":
-			r.p50 = dd
-		case "99":
-			r.p99 = dd
-		case "99.9":
-			r.p999 = dd
-		}
-	}
-	if m := reNon2xx.FindStringSubmatch(s); m != nil {
-		r.non2xx, _ = strconv.Atoi(m[1])
-	}
-	if m := reSockErr.FindStringSubmatch(s); m != nil {
-		for _, x := range m[1:] {
-			n, _ := strconv.Atoi(x)
-			r.sockErrors += n
-		}
-	}
-	return r, nil
+// sample is one measured run: wrk's figures and the deltas of the
+// instance's counters around it.
+type sample struct {
+	w                               wrkResult
+	ids, flushes, claims, conflicts float64
+	zkWrites, redisCmds, redisMem   float64
+	cpu                             cpuUse
 }
 
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
+// lab holds the servers of an HTTP bench run.
+type lab struct {
+	cfg    config
+	zkAddr string
+	zkPids []int
 }
 
-// server is a child process serving HTTP.
-type server struct {
-	name, addr, path, body string
-	cmd                    *exec.Cmd
-}
-
-func startServer(name string, args []string, addr string) (*server, error) {
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
+// httpBench starts ZooKeeper and Redis from the test harnesses and every
+// instance, measures cold starts, then runs wrk against every target in
+// alternation and fills res.
+func httpBench(ctx context.Context, cfg config, res *results, out io.Writer) error {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		return errors.New("wrk not found; run scripts/install-deps.sh (make deps)")
 	}
-	s := &server{name: name, addr: addr, cmd: cmd}
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Post("http://"+addr+"/generate", "application/json", nil)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s, nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
+	if _, err := os.Stat(cfg.idgen); err != nil {
+		return fmt.Errorf("-idgen: %w (run make build)", err)
 	}
-	s.stop()
-	return nil, fmt.Errorf("%s did not answer on %s", name, addr)
-}
-
-func (s *server) stop() {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = s.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-done
-	}
-}
-
-func httpBench(ctx context.Context, idgen string, rounds int, d time.Duration, conns int) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	dataDir, err := os.MkdirTemp("", "idgen-bench-data-")
+	dir, err := os.MkdirTemp("", "idgen-bench-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dataDir)
-	ceilAddr, _ := freeAddr()
-	ceil, err := startServer("ceiling", []string{self, "ceiling", ceilAddr}, ceilAddr)
-	if err != nil {
-		return err
-	}
-	defer ceil.stop()
-	idAddr, _ := freeAddr()
-	emb, err := startServer("idgen embedded", []string{idgen, "serve", "--dev", "--listen", idAddr, "--data-dir", dataDir + "/pebble", "--log-level", "warn"}, idAddr)
-	if err != nil {
-		return err
-	}
-	defer emb.stop()
-	boltAddr, _ := freeAddr()
-	bolt, err := startServer("idgen embedded bbolt", []string{idgen, "serve", "--dev", "--listen", boltAddr, "--data-dir", dataDir + "/bbolt", "--store-engine", "bbolt", "--log-level", "warn"}, boltAddr)
-	if err != nil {
-		return err
-	}
-	defer bolt.stop()
+	defer os.RemoveAll(dir)
 
-	// Distributed: one ZooKeeper and one Redis from the test harnesses.
-	zk, err := zkharness.Start(ctx, zkharness.Options{Servers: 1})
+	fmt.Fprintln(out, "starting ZooKeeper and Redis (harness/zkharness, harness/redisharness)...")
+	zkEns, err := zkharness.Start(ctx, zkharness.Options{Servers: 1})
 	if err != nil {
 		return err
 	}
-	defer zk.Close()
+	defer zkEns.Close()
 	rds, err := redisharness.StartStandalone(ctx, redisharness.Options{})
 	if err != nil {
 		return err
 	}
 	defer rds.Close()
-	keyFile := filepath.Join(dataDir, "shared.key")
+	grp, err := redisharness.StartReplicated(ctx, redisharness.Options{AppendFsyncAlways: true, MinReplicasToWrite: 1}, 1, 0)
+	if err != nil {
+		return err
+	}
+	defer grp.Close()
+	naiveRds, err := redisharness.StartStandalone(ctx, redisharness.Options{})
+	if err != nil {
+		return err
+	}
+	defer naiveRds.Close()
+	keyFile := filepath.Join(dir, "shared.key")
 	if err := os.WriteFile(keyFile, []byte("k1 "+strings.Repeat("ab", 32)+"\n"), 0o600); err != nil {
 		return err
 	}
-	redisAddr, _ := freeAddr()
-	red, err := startServer("idgen zookeeper+redis", []string{idgen, "serve", "--dev", "--listen", redisAddr, "--data-dir", dataDir + "/redis",
-		"--zookeeper", zk.ConnectString(), "--redis-addr", rds.Addr(), "--metadata-key-file", keyFile, "--log-level", "warn", "--audit-log", filepath.Join(dataDir, "audit.log")}, redisAddr)
-	if err != nil {
-		return err
-	}
-	defer red.stop()
+	l := &lab{cfg: cfg, zkAddr: zkEns.ConnectString(), zkPids: childPids("java")}
 
-	type target struct {
-		name, url, body string
-		ids             float64 // IDs per request
-	}
-	targets := []target{
-		{"ceiling: fasthttp constant body", "http://" + ceilAddr + "/generate", "", 1},
-		{"idgen embedded (pebble) /generate", "http://" + idAddr + "/generate", "", 1},
-		{"idgen embedded (bbolt) /generate", "http://" + boltAddr + "/generate", "", 1},
-		{"idgen embedded (pebble) count=1000", "http://" + idAddr + "/generate", `{"count":1000}`, 1000},
-		{"idgen embedded (bbolt) count=1000", "http://" + boltAddr + "/generate", `{"count":1000}`, 1000},
-		{"idgen zookeeper+redis /generate", "http://" + redisAddr + "/generate", "", 1},
-		{"idgen zookeeper+redis count=1000", "http://" + redisAddr + "/generate", `{"count":1000}`, 1000},
-	}
-	res := make([][]wrkResult, len(targets))
-	for _, t := range targets { // warm-up
-		if _, err := runWrk(ctx, t.url, t.body, conns, time.Second); err != nil {
-			return err
+	insts := instances(cfg.idgen, self, l.zkAddr, keyFile, rds, grp, naiveRds)
+	for _, in := range insts {
+		if len(in.redis) > 0 {
+			in.rdb = redis.NewClient(&redis.Options{Addr: in.redis[0].Addr()})
+			defer in.rdb.Close()
 		}
-	}
-	// Registry figures per target: deltas of the server's own metrics
-	// around each measured run (the ceiling has none).
-	type regDelta struct{ ids, flushes, ops, flushSec float64 }
-	deltas := make([]regDelta, len(targets))
-	for r := 0; r < rounds; r++ {
-		for i, t := range targets {
-			metricsURL := strings.TrimSuffix(t.url, "/generate") + "/metrics"
-			before, _ := scrape(metricsURL)
-			w, err := runWrk(ctx, t.url, t.body, conns, d)
-			if err != nil {
+		if in.pprof {
+			if in.pprofAddr, err = proc.FreeAddr(); err != nil {
 				return err
 			}
-			if after, err := scrape(metricsURL); err == nil && i > 0 {
-				deltas[i].ids += after["idgen_ids_issued_total"] - before["idgen_ids_issued_total"]
-				deltas[i].flushes += after["idgen_registry_batch_size_count"] - before["idgen_registry_batch_size_count"]
-				deltas[i].ops += after["idgen_registry_batch_size_sum"] - before["idgen_registry_batch_size_sum"]
-				deltas[i].flushSec += after["idgen_registry_flush_seconds_sum"] - before["idgen_registry_flush_seconds_sum"]
-			}
-			if w.non2xx > 0 || w.sockErrors > 0 {
-				return fmt.Errorf("%s: %d non-2xx answers, %d socket errors", t.name, w.non2xx, w.sockErrors)
-			}
-			res[i] = append(res[i], w)
 		}
 	}
-	fmt.Printf("HTTP, wrk -t2 -c%d -d%s, POST (median of %d; ratio = requests/s / ceiling requests/s)\n", conns, d, rounds)
-	fmt.Printf("%-34s %12s %9s %10s %10s %10s %14s\n", "", "requests/s", "ratio", "p50", "p99", "p99.9", "IDs/s")
-	ceilRPS := medianOf(res[0], func(w wrkResult) float64 { return w.rps })
-	for i, t := range targets {
-		rps := medianOf(res[i], func(w wrkResult) float64 { return w.rps })
-		lat := func(f func(wrkResult) time.Duration) time.Duration {
-			return time.Duration(medianOf(res[i], func(w wrkResult) float64 { return float64(f(w)) }))
-		}
-		fmt.Printf("%-34s %12.0f %8.2fx %10s %10s %10s %14.0f\n", t.name, rps, rps/ceilRPS,
-			lat(func(w wrkResult) time.Duration { return w.p50 }), lat(func(w wrkResult) time.Duration { return w.p99 }),
-			lat(func(w wrkResult) time.Duration { return w.p999 }), rps*t.ids)
+
+	fmt.Fprintf(out, "cold starts (%d rounds)...\n", cfg.coldStarts)
+	if res.ColdStart, err = coldStarts(ctx, insts, cfg.coldStarts, dir); err != nil {
+		return err
 	}
-	fmt.Println("\nRegistry at saturation (deltas of each server's metrics over the measured runs)")
-	fmt.Printf("%-34s %14s %14s %10s %12s\n", "", "round trips/ID", "requests/flush", "IDs/flush", "mean flush")
-	for i, t := range targets[1:] {
-		dl := deltas[i+1]
-		if dl.flushes == 0 || dl.ids == 0 {
+	for _, in := range insts {
+		p, addr, _, err := launch(ctx, in.argv, filepath.Join(dir, in.key))
+		if err != nil {
+			return fmt.Errorf("start %s: %w", in.name, err)
+		}
+		in.proc, in.addr = p, addr
+		defer stop(p)
+	}
+
+	var targets []*target
+	for _, in := range insts {
+		targets = append(targets, &target{in: in, key: in.key, name: in.name, ids: 1})
+	}
+	for _, in := range insts {
+		if in.batch {
+			targets = append(targets, &target{in: in, key: in.key + "-batch", name: in.name + ", count=1000", body: fmt.Sprintf(`{"count":%d}`, batchCount), ids: batchCount})
+		}
+	}
+	fmt.Fprintf(out, "warm-up: %v per target...\n", cfg.warmup)
+	for _, t := range targets {
+		if _, err := runWrk(ctx, t.in.url("/generate"), t.body, cfg.conns, cfg.warmup); err != nil {
+			return fmt.Errorf("warm-up %s: %w", t.name, err)
+		}
+	}
+	for r := range cfg.rounds {
+		for _, t := range targets {
+			s, err := l.measure(ctx, t)
+			if err != nil {
+				return fmt.Errorf("round %d, %s: %w", r+1, t.name, err)
+			}
+			t.samples = append(t.samples, s)
+			fmt.Fprintf(out, "round %d/%d  %-42s %10.0f req/s %12.0f IDs/s  p99 %-9s cpu: server %.2f redis %.2f zk %.2f wrk %.2f rest %.2f\n",
+				r+1, cfg.rounds, t.name, s.w.rps, s.w.rps*t.ids, fmtDur(s.w.p99), s.cpu.Server, s.cpu.Redis, s.cpu.ZK, s.cpu.Wrk, s.cpu.Rest)
+		}
+	}
+	for _, t := range targets {
+		res.HTTP = append(res.HTTP, t.result())
+		if t.in.metrics {
+			res.Coord = append(res.Coord, t.coord())
+		}
+	}
+	for _, t := range targets {
+		if !t.in.pprof {
 			continue
 		}
-		fmt.Printf("%-34s %14.4f %14.1f %10.0f %10.3fms\n", t.name, dl.flushes/dl.ids, dl.ops/dl.flushes, dl.ids/dl.flushes, 1000*dl.flushSec/dl.flushes)
+		fmt.Fprintf(out, "profiling %s for %ds...\n", t.name, cfg.profileSecs)
+		p, err := l.profileRun(ctx, t, dir)
+		if err != nil {
+			return fmt.Errorf("profile %s: %w", t.name, err)
+		}
+		res.Profiles = append(res.Profiles, p)
 	}
-	fmt.Println(strings.Repeat("-", 60))
+	res.Notes = append(res.Notes, modeNotes(cfg)...)
 	return nil
 }
 
-// scrape reads the unlabelled series of a Prometheus text endpoint.
-func scrape(url string) (map[string]float64, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return nil, err
+// instances are the servers under test, the ceiling first.
+func instances(idgen, self, zkAddr, keyFile string, rds *redisharness.Server, grp *redisharness.Group, naiveRds *redisharness.Server) []*instance {
+	idgenArgs := func(listen, dataDir string, extra ...string) []string {
+		return append([]string{idgen, "serve", "--dev", "--listen", listen, "--data-dir", dataDir,
+			"--log-level", "warn", "--audit-log", dataDir + ".audit.log"}, extra...)
 	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 2 && !strings.HasPrefix(f[0], "#") {
-			v, err := strconv.ParseFloat(f[1], 64)
-			if err == nil {
-				out[f[0]] = v
-			}
-		}
+	zkRedis := func(root string, r *redisharness.Server, extra ...string) []string {
+		return append([]string{"--zookeeper", zkAddr, "--zookeeper-root", root, "--redis-addr", r.Addr(), "--metadata-key-file", keyFile}, extra...)
 	}
-	return out, sc.Err()
+	primary := grp.Primary()
+	var insts []*instance
+	insts = append(insts,
+		&instance{key: "ceiling", name: "ceiling: fasthttp constant ID",
+			argv: func(l, _ string) []string { return []string{self, "ceiling", l} }},
+		&instance{key: "pebble", name: "idgen embedded (pebble)", metrics: true, batch: true, cold: true,
+			argv: func(l, d string) []string { return idgenArgs(l, d) }},
+		&instance{key: "bbolt", name: "idgen embedded (bbolt)", metrics: true, batch: true, cold: true,
+			argv: func(l, d string) []string { return idgenArgs(l, d, "--store-engine", "bbolt") }},
+	)
+	redisInst := &instance{key: "redis", name: "idgen + Redis (ZooKeeper, no WAIT)", metrics: true, zk: true, batch: true, pprof: true, cold: true,
+		redis: []*redisharness.Server{rds}}
+	redisInst.argv = func(l, d string) []string {
+		return idgenArgs(l, d, append(zkRedis("/bench-redis", rds), "--pprof-listen", redisInst.pprofAddr)...)
+	}
+	durable := &instance{key: "durable", name: "idgen + ZooKeeper + Redis durable (WAIT 1)", metrics: true, zk: true, batch: true, pprof: true, cold: true,
+		redis: append([]*redisharness.Server{primary}, grp.Replicas()...)}
+	durable.argv = func(l, d string) []string {
+		return idgenArgs(l, d, append(zkRedis("/bench-durable", primary, "--redis-wait-replicas", "1"), "--pprof-listen", durable.pprofAddr)...)
+	}
+	naiveInst := &instance{key: "naive", name: "naive: per-request ZooKeeper CAS + Redis SETNX", metrics: true, zk: true, cold: true,
+		redis: []*redisharness.Server{naiveRds},
+		argv:  func(l, _ string) []string { return []string{self, "naive", l, zkAddr, naiveRds.Addr()} }}
+	return append(insts, redisInst, durable, naiveInst)
 }
 
-func medianOf(ws []wrkResult, f func(wrkResult) float64) float64 {
-	xs := make([]float64, len(ws))
-	for i, w := range ws {
-		xs[i] = f(w)
+// measure runs wrk once against t and takes the deltas around it.
+func (l *lab) measure(ctx context.Context, t *target) (sample, error) {
+	in := t.in
+	before, err := l.counters(ctx, in)
+	if err != nil {
+		return sample{}, err
 	}
-	return median(xs)
+	c0 := takeCPU(in.proc.Pid(), in.redisPids(), l.zkPids)
+	w, err := runWrk(ctx, in.url("/generate"), t.body, l.cfg.conns, l.cfg.duration)
+	if err != nil {
+		return sample{}, err
+	}
+	c1 := takeCPU(in.proc.Pid(), in.redisPids(), l.zkPids)
+	after, err := l.counters(ctx, in)
+	if err != nil {
+		return sample{}, err
+	}
+	if w.non2xx > 0 {
+		return sample{}, fmt.Errorf("%d non-2xx answers of %.0f: %s", w.non2xx, w.requests, tailString(in.proc.Stderr(), 1500))
+	}
+	d := func(k string) float64 { return after[k] - before[k] }
+	s := sample{w: w, cpu: c0.use(c1, w.cpu),
+		ids: d("idgen_ids_issued_total"), flushes: d("idgen_registry_batch_size_count"),
+		claims: d("idgen_range_claims_total"), conflicts: d("idgen_zookeeper_cas_conflicts_total"),
+		zkWrites: d("zxid"), redisCmds: d("total_commands_processed"), redisMem: d("used_memory")}
+	if !in.metrics {
+		s.ids = w.requests * t.ids
+	}
+	return s, nil
+}
+
+// counters reads every counter measure takes deltas of, in one map.
+func (l *lab) counters(ctx context.Context, in *instance) (map[string]float64, error) {
+	m := map[string]float64{}
+	if in.metrics {
+		var err error
+		if m, err = scrape(ctx, in.url("/metrics")); err != nil {
+			return nil, err
+		}
+	}
+	if in.zk {
+		z, err := zxid(ctx, l.zkAddr)
+		if err != nil {
+			return nil, err
+		}
+		m["zxid"] = float64(z)
+	}
+	if in.rdb != nil {
+		info, err := redisInfo(ctx, in.rdb, "total_commands_processed", "used_memory")
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range info {
+			m[k] = v
+		}
+	}
+	return m, nil
+}
+
+// result is the medians of t's rounds.
+func (t *target) result() httpResult {
+	med := func(f func(sample) float64) float64 {
+		xs := make([]float64, len(t.samples))
+		for i, s := range t.samples {
+			xs[i] = f(s)
+		}
+		return median(xs)
+	}
+	r := httpResult{Key: t.key, Inst: t.in.key, Name: t.name, Batch: t.ids > 1, IDsPerReq: t.ids,
+		RPS:  med(func(s sample) float64 { return s.w.rps }),
+		P50:  time.Duration(med(func(s sample) float64 { return float64(s.w.p50) })),
+		P99:  time.Duration(med(func(s sample) float64 { return float64(s.w.p99) })),
+		P999: time.Duration(med(func(s sample) float64 { return float64(s.w.p999) })),
+		CPU: cpuUse{Server: med(func(s sample) float64 { return s.cpu.Server }), Redis: med(func(s sample) float64 { return s.cpu.Redis }),
+			ZK: med(func(s sample) float64 { return s.cpu.ZK }), Wrk: med(func(s sample) float64 { return s.cpu.Wrk }), Rest: med(func(s sample) float64 { return s.cpu.Rest })},
+	}
+	for _, s := range t.samples {
+		r.RoundsRPS = append(r.RoundsRPS, s.w.rps)
+		r.SockErrors += s.w.sockErrors
+	}
+	return r
+}
+
+// coord sums t's rounds into per-ID coordination figures; NaN where the
+// instance has no such cost.
+func (t *target) coord() coordResult {
+	var sum sample
+	for _, s := range t.samples {
+		sum.ids += s.ids
+		sum.flushes += s.flushes
+		sum.claims += s.claims
+		sum.conflicts += s.conflicts
+		sum.zkWrites += s.zkWrites
+		sum.redisCmds += s.redisCmds
+		sum.redisMem += s.redisMem
+	}
+	nan := math.NaN()
+	c := coordResult{Key: t.key, Name: t.name, IDs: sum.ids, ZKWritesPer1M: nan, CASConflictsPerID: nan, RedisRTPerID: nan, RedisCmdsPerID: nan, BytesPerID: nan,
+		RangeClaimsPer1M: 1e6 * sum.claims / sum.ids, RegistryWritesPerID: sum.flushes / sum.ids}
+	if t.in.zk {
+		c.ZKWritesPer1M = 1e6 * sum.zkWrites / sum.ids
+		c.CASConflictsPerID = sum.conflicts / sum.ids
+	}
+	if t.in.rdb != nil {
+		c.RedisRTPerID = sum.flushes / sum.ids
+		c.RedisCmdsPerID = sum.redisCmds / sum.ids
+		c.BytesPerID = sum.redisMem / sum.ids
+	}
+	return c
+}
+
+// modeNotes say how the modes were set up.
+func modeNotes(cfg config) []string {
+	return []string{
+		"\"idgen + Redis\" runs with ZooKeeper: `idgen serve --redis-addr` without `--zookeeper` is refused " +
+			"(\"--redis-addr needs --zookeeper: instances sharing a registry must also share the counter ranges\", cmd/idgen/serve.go), " +
+			"so \"idgen + Redis\" is ZooKeeper + Redis without WAIT (a standalone Redis without persistence) and \"durable\" is " +
+			"ZooKeeper + Redis with `--redis-wait-replicas 1` against a primary with one replica (appendonly, appendfsync always, min-replicas-to-write 1).",
+		"ZooKeeper is one standalone server from harness/zkharness (forceSync=no, as in the tests); each mode has its own root, the naive design its own Redis.",
+		fmt.Sprintf("wrk -t2 -c%d --latency --timeout 10s, POST /generate; one wrk run is %v, after a %v warm-up per target; targets alternate within each round.", cfg.conns, cfg.duration, cfg.warmup),
+		"Everything (wrk, the servers, ZooKeeper, Redis) shares this machine's cores; the CPU table shows who used them during the runs.",
+	}
 }

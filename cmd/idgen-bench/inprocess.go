@@ -2,18 +2,20 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
+	"flag"
 	"fmt"
-	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/bwmarrin/snowflake"
 	"github.com/google/uuid"
+	"github.com/rs/xid"
+	"github.com/sony/sonyflake"
 
 	"github.com/idgen/idgen/shared/generator"
 )
-
-func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
 
 // memSource is an in-memory range source: the hot path is measured without
 // the claim cost (one claim per 4M IDs in service).
@@ -30,82 +32,132 @@ func (s *memSource) ClaimRange(_ context.Context, n uint64) (generator.Range, er
 	return r, nil
 }
 
-type contender struct {
-	name     string
-	serial   func(b *testing.B)
-	parallel func(b *testing.B)
+var _ generator.RangeSource = (*memSource)(nil)
+
+// peer is one in-process ID generator. next returns the binary ID in 16
+// bytes (shorter IDs zero-padded) so that tests can check uniqueness; it is
+// what each library's own call returns, without text formatting.
+type peer struct {
+	name string
+	note string
+	next func() ([16]byte, error)
 }
 
-func contenders() []contender {
+// peers returns idgen's hot path first, then the baselines. close releases
+// the generator.
+func peers() (ps []peer, closeFn func(), err error) {
 	g, err := generator.New(&memSource{}, generator.FixedWorker(1), generator.Config{InitialStep: 1 << 22, MinStep: 1 << 22, MaxStep: 1 << 22})
 	if err != nil {
-		panic(err)
+		return nil, nil, err
 	}
-	ctx := context.Background()
 	node, err := snowflake.NewNode(1)
 	if err != nil {
-		panic(err)
+		g.Close()
+		return nil, nil, err
 	}
-	loop := func(f func()) (func(*testing.B), func(*testing.B)) {
-		return func(b *testing.B) {
-				b.ReportAllocs()
-				for b.Loop() {
-					f()
-				}
-			}, func(b *testing.B) {
-				b.ReportAllocs()
-				b.RunParallel(func(pb *testing.PB) {
-					for pb.Next() {
-						f()
-					}
-				})
-			}
+	// The default machine ID is the low 16 bits of a private IPv4 address,
+	// which containers may not have.
+	sf, err := sonyflake.New(sonyflake.Settings{MachineID: func() (uint16, error) { return 1, nil }})
+	if err != nil {
+		g.Close()
+		return nil, nil, err
 	}
-	var cs []contender
-	add := func(name string, f func()) {
-		s, p := loop(f)
-		cs = append(cs, contender{name, s, p})
+	ctx := context.Background()
+	u64 := func(v uint64) (out [16]byte) { binary.BigEndian.PutUint64(out[8:], v); return out }
+	ps = []peer{
+		{"idgen hot path", "Generator.Next: one atomic add in the current range", func() ([16]byte, error) { return g.Next(ctx) }},
+		{"google/uuid NewV7", "crypto/rand per call (default, no rand pool)", func() ([16]byte, error) { return uuid.NewV7() }},
+		{"google/uuid NewRandom", "v4, crypto/rand per call", func() ([16]byte, error) { return uuid.NewRandom() }},
+		{"bwmarrin/snowflake", "mutex; 4096 IDs per ms per node, then waits", func() ([16]byte, error) { return u64(uint64(node.Generate().Int64())), nil }},
+		{"sony/sonyflake", "mutex; 256 IDs per 10 ms per machine, then sleeps", func() ([16]byte, error) {
+			v, err := sf.NextID()
+			return u64(v), err
+		}},
+		{"rs/xid", "atomic counter, 12 bytes", func() (out [16]byte, _ error) { id := xid.New(); copy(out[:], id[:]); return out, nil }},
 	}
-	add("idgen hot path", func() {
-		if _, err := g.Next(ctx); err != nil {
-			panic(err)
-		}
-	})
-	add("google/uuid NewV7", func() {
-		if _, err := uuid.NewV7(); err != nil {
-			panic(err)
-		}
-	})
-	add("bwmarrin/snowflake", func() { _ = node.Generate() })
-	return cs
+	return ps, g.Close, nil
 }
 
-// inProcess prints ns/ID and allocs/ID, serial and parallel, with each
-// peer's figure as a multiple of idgen's.
-func inProcess(rounds int) {
-	cs := contenders()
-	type res struct{ ns, allocs []float64 }
-	serial := make([]res, len(cs))
-	parallel := make([]res, len(cs))
-	for _, c := range cs { // warm-up
-		testing.Benchmark(c.serial)
+// peerResult is one peer's medians.
+type peerResult struct {
+	Name, Note                     string
+	SerialNs, SerialAllocs         float64
+	ParallelNs, ParallelAllocs     float64
+	SerialRounds, ParallelRoundsNs []float64
+}
+
+// setBenchtime makes testing.Benchmark run each measurement for d: outside
+// `go test` the testing flags exist only after testing.Init.
+func setBenchtime(d time.Duration) {
+	testing.Init()
+	if err := flag.CommandLine.Set("test.benchtime", d.String()); err != nil {
+		panic(err) // the flag is the testing package's own
 	}
-	for r := 0; r < rounds; r++ {
-		for i, c := range cs {
-			s := testing.Benchmark(c.serial)
-			serial[i].ns = append(serial[i].ns, float64(s.NsPerOp()))
-			serial[i].allocs = append(serial[i].allocs, float64(s.AllocsPerOp()))
-			p := testing.Benchmark(c.parallel)
-			parallel[i].ns = append(parallel[i].ns, float64(p.NsPerOp()))
-			parallel[i].allocs = append(parallel[i].allocs, float64(p.AllocsPerOp()))
+}
+
+func serialBench(f func() ([16]byte, error)) func(*testing.B) {
+	return func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := f(); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
-	fmt.Println("In-process, one ID per call (median ns/ID; ratio = peer / idgen, higher is better for idgen)")
-	fmt.Printf("%-22s %12s %8s %14s %12s %8s\n", "", "serial ns", "allocs", "serial ratio", "parallel ns", "ratio")
-	base, pbase := median(serial[0].ns), median(parallel[0].ns)
-	for i, c := range cs {
-		fmt.Printf("%-22s %12.1f %8.0f %13.2fx %12.1f %7.2fx\n", c.name, median(serial[i].ns), median(serial[i].allocs),
-			median(serial[i].ns)/base, median(parallel[i].ns), median(parallel[i].ns)/pbase)
+}
+
+func parallelBench(f func() ([16]byte, error)) func(*testing.B) {
+	return func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := f(); err != nil {
+					panic(err)
+				}
+			}
+		})
 	}
-	fmt.Println()
+}
+
+// inProcess measures ns/ID and allocs/ID of every peer, serial and parallel
+// (GOMAXPROCS goroutines), after one warm-up pass, alternating peers within
+// each round; it returns the medians in peers() order.
+func inProcess(rounds int, benchtime time.Duration) []peerResult {
+	setBenchtime(benchtime)
+	ps, closeFn, err := peers()
+	if err != nil {
+		panic(fmt.Sprintf("in-process peers: %v", err)) // fixed settings: cannot fail
+	}
+	defer closeFn()
+	type acc struct{ sns, sal, pns, pal []float64 }
+	accs := make([]acc, len(ps))
+	for _, p := range ps { // warm-up
+		testing.Benchmark(serialBench(p.next))
+	}
+	for range rounds {
+		for i, p := range ps {
+			s := testing.Benchmark(serialBench(p.next))
+			accs[i].sns = append(accs[i].sns, nsPerOp(s))
+			accs[i].sal = append(accs[i].sal, float64(s.AllocsPerOp()))
+			q := testing.Benchmark(parallelBench(p.next))
+			accs[i].pns = append(accs[i].pns, nsPerOp(q))
+			accs[i].pal = append(accs[i].pal, float64(q.AllocsPerOp()))
+		}
+	}
+	out := make([]peerResult, len(ps))
+	for i, p := range ps {
+		a := accs[i]
+		out[i] = peerResult{Name: p.name, Note: p.note, SerialNs: median(a.sns), SerialAllocs: median(a.sal),
+			ParallelNs: median(a.pns), ParallelAllocs: median(a.pal), SerialRounds: a.sns, ParallelRoundsNs: a.pns}
+	}
+	return out
+}
+
+// nsPerOp keeps the fraction BenchmarkResult.NsPerOp truncates: the hot
+// path costs a few ns.
+func nsPerOp(r testing.BenchmarkResult) float64 {
+	if r.N == 0 {
+		return 0
+	}
+	return float64(r.T.Nanoseconds()) / float64(r.N)
 }

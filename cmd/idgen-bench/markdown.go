@@ -1,0 +1,290 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// writeMarkdown renders r as bench/results.md: the machine and command, the
+// targets with PASS/MISS, then every table.
+func writeMarkdown(w io.Writer, r *results) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	m := r.Machine
+	p("# idgen bench results")
+	p("")
+	if r.Quick {
+		p("> **Quick run** (`-quick`): short runs, rough figures; not the published results.")
+		p("")
+	}
+	p("| | |")
+	p("|---|---|")
+	p("| CPU | %s |", mdEscape(m.CPU))
+	p("| cores | %d (GOMAXPROCS %d) |", m.Cores, m.GOMAXPROCS)
+	p("| Go | %s (bench); idgen binary built with %s at %s |", m.GoVersion, orDash(m.IdgenGo), orDash(m.IdgenBuild))
+	p("| OS | %s; load average at start %s |", orDash(m.Kernel), orDash(m.LoadAvg))
+	p("| tools | %s; %s; ZooKeeper from the Debian package (harness/zkharness) |", orDash(m.Wrk), orDash(m.Redis))
+	p("| date | %s (took %v) |", r.Started.Format("2006-01-02 15:04 MST"), r.Elapsed)
+	p("| command | `%s` |", r.Command)
+	p("| method | %d rounds, alternating, median reported; wrk %v per run after a %v warm-up, %d connections; in-process %v per measurement |",
+		r.Rounds, r.Duration, r.Warmup, r.Connections, r.Benchtime)
+	p("")
+	p("![throughput ratios and latency percentiles](chart.svg)")
+	p("")
+
+	gs := r.goals()
+	p("## Targets")
+	p("")
+	p("| target | measured | ratio to target (≥ 1 meets it) | result |")
+	p("|---|---|---:|---|")
+	for _, g := range gs {
+		res, ratio := "MISS", fmt.Sprintf("%.2f", g.Ratio)
+		switch {
+		case g.Missing:
+			res, ratio, g.Measured = "not measured", "—", "—"
+		case g.Pass:
+			res = "PASS"
+		case g.Moonshot:
+			res = "MISS (moonshot)"
+		}
+		p("| %s | %s | %s | **%s** |", g.Name, g.Measured, ratio, res)
+	}
+	p("")
+	writeMisses(w, r, gs)
+
+	if len(r.InProcess) > 0 {
+		p("## In-process: one ID per call")
+		p("")
+		p("Binary IDs as each library returns them (no text formatting). Ratio = peer ÷ idgen (higher: idgen is cheaper).")
+		p("")
+		p("| generator | serial ns/ID | allocs/ID | parallel ns/ID (%d goroutines) | serial ratio | parallel ratio | note |", m.GOMAXPROCS)
+		p("|---|---:|---:|---:|---:|---:|---|")
+		base := r.InProcess[0]
+		for _, x := range r.InProcess {
+			p("| %s | %.1f | %.0f | %.1f | %.2f× | %.2f× | %s |", x.Name, x.SerialNs, x.SerialAllocs, x.ParallelNs,
+				safeDiv(x.SerialNs, base.SerialNs), safeDiv(x.ParallelNs, base.ParallelNs), x.Note)
+		}
+		p("")
+	}
+
+	ceil, hasCeil := r.http("ceiling")
+	var single, batch []httpResult
+	for _, h := range r.HTTP {
+		if h.Batch {
+			batch = append(batch, h)
+		} else {
+			single = append(single, h)
+		}
+	}
+	if len(single) > 0 {
+		p("## HTTP: one ID per request")
+		p("")
+		p("`wrk -t2 -c%d --latency`, POST /generate. Ratio = requests/s ÷ the ceiling's requests/s.", r.Connections)
+		p("")
+		p("| target | requests/s | ratio to ceiling | p50 | p99 | p99.9 | socket errors | requests/s per round |")
+		p("|---|---:|---:|---:|---:|---:|---:|---|")
+		for _, h := range single {
+			p("| %s | %s | %s | %s | %s | %s | %d | %s |", h.Name, fmtNum(h.RPS), ratioTo(h.RPS, ceil.RPS, hasCeil), fmtDur(h.P50), fmtDur(h.P99), fmtDur(h.P999), h.SockErrors, roundsList(h.RoundsRPS))
+		}
+		p("")
+	}
+	if len(batch) > 0 {
+		p("## Batches: count=1000 per request, one instance")
+		p("")
+		p("| instance | requests/s | IDs/s | IDs/s ÷ ceiling requests/s | p50 | p99 | p99.9 |")
+		p("|---|---:|---:|---:|---:|---:|---:|")
+		for _, h := range batch {
+			p("| %s | %s | %s | %s | %s | %s | %s |", strings.TrimSuffix(h.Name, ", count=1000"), fmtNum(h.RPS), fmtNum(h.IDsPerSec()), ratioTo(h.IDsPerSec(), ceil.RPS, hasCeil), fmtDur(h.P50), fmtDur(h.P99), fmtDur(h.P999))
+		}
+		p("")
+	}
+	if len(r.Coord) > 0 {
+		p("## Coordination cost")
+		p("")
+		p("Deltas over the measured runs of each target. ZooKeeper writes: the server's zxid delta (every write request, failed compare-and-sets included). " +
+			"Registry writes: group commits (embedded) or Redis round trips, from the server's own metrics. Redis commands: the server's `total_commands_processed`. " +
+			"Registry bytes: growth of Redis `used_memory` per ID (per copy; the durable replica holds another).")
+		p("")
+		p("| target | IDs | ZooKeeper writes per 1M IDs | range claims per 1M IDs | CAS conflicts per ID | registry writes per ID | Redis round trips per ID | Redis commands per ID | registry bytes per ID |")
+		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+		for _, c := range r.Coord {
+			p("| %s | %s | %s | %s | %s | %s | %s | %s | %s |", c.Name, fmtNum(c.IDs), fmtF(c.ZKWritesPer1M, 1), fmtF(c.RangeClaimsPer1M, 1), fmtF(c.CASConflictsPerID, 3),
+				fmtF(c.RegistryWritesPerID, 4), fmtF(c.RedisRTPerID, 4), fmtF(c.RedisCmdsPerID, 4), fmtF(c.BytesPerID, 1))
+		}
+		p("")
+	}
+	if len(r.ColdStart) > 0 {
+		p("## Cold start to first ID")
+		p("")
+		p("From exec of the server to the first 200 answer of POST /generate (fresh data directory; ZooKeeper and Redis already running), %d starts each.", r.Rounds)
+		p("")
+		p("| mode | median | min | max |")
+		p("|---|---:|---:|---:|")
+		for _, c := range r.ColdStart {
+			p("| %s | %s | %s | %s |", c.Name, fmtDur(c.Median), fmtDur(c.Min), fmtDur(c.Max))
+		}
+		p("")
+	}
+	if len(r.HTTP) > 0 {
+		p("## CPU during the runs")
+		p("")
+		p("Cores used (CPU seconds per second, median of the rounds) out of %d. \"Rest\" is the rest of the machine: other work running on it and the idle servers.", m.Cores)
+		p("")
+		p("Server-side CPU = server + Redis + ZooKeeper, per request and per ID.")
+		p("")
+		p("| target | server | Redis | ZooKeeper | wrk | rest | total | server-side µs CPU per request | per ID |")
+		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+		for _, h := range r.HTTP {
+			c := h.CPU
+			p("| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.1f | %.3f |", h.Name, c.Server, c.Redis, c.ZK, c.Wrk, c.Rest, c.Server+c.Redis+c.ZK+c.Wrk+c.Rest,
+				h.serverCPUPerReq(), h.serverCPUPerReq()/h.IDsPerReq)
+		}
+		p("")
+	}
+	if len(r.Profiles) > 0 {
+		p("## CPU profiles")
+		p("")
+		for _, pr := range r.Profiles {
+			p("### %s: [%s](%s)", pr.Name, pr.File, pr.File)
+			p("")
+			p("%s The profile saw %.2f cores.", pr.Context, pr.Cores)
+			p("")
+			p("Cost by category (flat CPU): %s.", categoryList(pr.Categories, 0))
+			p("")
+			if len(pr.Cum) > 0 {
+				p("Where it goes (cumulative, callees included, so shares overlap): %s.", cumList(pr.Cum, 0))
+				p("")
+			}
+			p("| function | flat | cum |")
+			p("|---|---:|---:|")
+			for _, e := range pr.Top[:min(len(pr.Top), 8)] {
+				p("| `%s` | %.1f%% | %.1f%% |", mdEscape(e.Func), e.FlatPct, e.CumPct)
+			}
+			p("")
+		}
+	}
+	if len(r.Notes) > 0 {
+		p("## Notes")
+		p("")
+		for _, n := range r.Notes {
+			p("- %s", n)
+		}
+		p("")
+	}
+}
+
+// writeMisses explains every missed target by how much, with the profile's
+// cost breakdown and, for HTTP targets, who used the CPU.
+func writeMisses(w io.Writer, r *results, gs []goal) {
+	var lines []string
+	for _, g := range gs {
+		if g.Pass || g.Missing {
+			continue
+		}
+		s := fmt.Sprintf("- **%s**: %s, %s.", g.Name, g.Measured, g.Miss)
+		if pr, ok := r.profile(strings.TrimSuffix(strings.TrimPrefix(g.Profile, "profile-"), ".txt")); ok {
+			s += fmt.Sprintf(" pprof ([%s](%s)): the profiled process got %.2f cores; its CPU went to %s", pr.File, pr.File, pr.Cores, categoryList(pr.Categories, 5))
+			if len(pr.Cum) > 0 {
+				s += fmt.Sprintf("; cumulative: %s", cumList(pr.Cum, 5))
+			}
+			s += "."
+		}
+		key := strings.TrimSuffix(strings.TrimPrefix(g.Profile, "profile-"), ".txt")
+		if h, ok := r.http(key); ok {
+			c := h.CPU
+			s += fmt.Sprintf(" During the measured runs the %d cores went to: idgen %.2f, Redis %.2f, ZooKeeper %.2f, wrk %.2f, rest %.2f.", r.Machine.Cores, c.Server, c.Redis, c.ZK, c.Wrk, c.Rest)
+			if h.Batch && h.IDsPerSec() > 0 {
+				per := func(cores float64) float64 { return 1e6 * cores / h.IDsPerSec() }
+				s += fmt.Sprintf(" Server-side CPU per ID: %.3f µs (idgen %.3f, Redis %.3f); 2M IDs/s at this cost needs %.1f cores of server-side CPU.",
+					per(c.Server+c.Redis+c.ZK), per(c.Server), per(c.Redis), 2e6*per(c.Server+c.Redis+c.ZK)/1e6)
+			}
+			if ceil, ok := r.http("ceiling"); ok {
+				switch {
+				case strings.Contains(g.Name, "ceiling") || strings.Contains(g.Name, "naive"):
+					s += fmt.Sprintf(" The ceiling's runs: server %.2f, wrk %.2f, rest %.2f cores. Server-side CPU per request: %.1f µs here (idgen, Redis, ZooKeeper) against %.1f µs for the ceiling.",
+						ceil.CPU.Server, ceil.CPU.Wrk, ceil.CPU.Rest, h.serverCPUPerReq(), ceil.serverCPUPerReq())
+				case strings.Contains(g.Name, "p99"):
+					s += fmt.Sprintf(" The ceiling's own p99 in the same runs: %s.", fmtDur(ceil.P99))
+				}
+			}
+		}
+		lines = append(lines, s)
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "### Where a target is missed")
+	fmt.Fprintln(w)
+	for _, l := range lines {
+		fmt.Fprintln(w, l)
+	}
+	fmt.Fprintln(w)
+}
+
+func (r *results) profile(key string) (profileResult, bool) {
+	for _, p := range r.Profiles {
+		if p.Key == key {
+			return p, true
+		}
+	}
+	return profileResult{}, false
+}
+
+// categoryList prints the n largest categories (all for n = 0).
+func categoryList(cs []category, n int) string {
+	if n == 0 || n > len(cs) {
+		n = len(cs)
+	}
+	parts := make([]string, n)
+	for i, c := range cs[:n] {
+		parts[i] = fmt.Sprintf("%s %.0f%%", c.Name, c.Pct)
+	}
+	if len(parts) == 0 {
+		return "no samples"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// cumList prints the first n cumulative entries (all for n = 0).
+func cumList(es []topEntry, n int) string {
+	if n == 0 || n > len(es) {
+		n = len(es)
+	}
+	parts := make([]string, n)
+	for i, e := range es[:n] {
+		parts[i] = fmt.Sprintf("%s %.0f%%", e.Func, e.CumPct)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func ratioTo(v, base float64, ok bool) string {
+	if !ok || base <= 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f×", v/base)
+}
+
+func safeDiv(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+func roundsList(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmtNum(x)
+	}
+	return strings.Join(parts, " / ")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return mdEscape(s)
+}
+
+// mdEscape keeps a value from breaking a table row.
+func mdEscape(s string) string { return strings.NewReplacer("|", `\|`, "\n", " ").Replace(s) }
