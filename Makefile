@@ -46,6 +46,10 @@ test: deps build
 	# The process-level fault suites time sessions and failovers: they run
 	# one package at a time so they do not starve each other of the 2 cores.
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m -p 1 ./tests/...
+	# The deployment files (SAM, Kubernetes, OpenFaaS, LocalStack, monitoring,
+	# backups): a module of their own, so the Kubernetes types stay out of
+	# the service's build.
+	cd infra && $(GO) vet ./... && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...
 	bash scripts/fuzz.sh 5
 
 # Every fuzz target for a minute each.
