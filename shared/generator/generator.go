@@ -214,38 +214,44 @@ func (g *Generator) NextN(ctx context.Context, n int, dst []idcodec.ID) ([]idcod
 func (g *Generator) fill(ctx context.Context, out []idcodec.ID) (int, error) {
 	n := uint64(len(out))
 	fixed, isFixed := g.worker.(FixedWorker)
-	if !isFixed {
-		// A fenced instance refuses at once: no counters taken, no wait for
-		// a range claim that cannot reach its coordinator.
-		if _, err := g.worker.Worker(g.clock.Read()); err != nil {
-			return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	if isFixed {
+		// No lease to check: the cheapest clock read will do.
+		first, _, err := g.take(ctx, n)
+		if err != nil {
+			return 0, err
 		}
+		idcodec.FillRun(out, idcodec.Fields{TimestampMS: g.clock.Millis(), Worker: uint16(fixed), Shard: g.cfg.Shard, Counter: first})
+		return len(out), nil
 	}
-	first, err := g.take(ctx, n)
+	// A fenced instance refuses at once: no counters taken, no wait for a
+	// range claim that cannot reach its coordinator.
+	now := g.clock.Read()
+	w, err := g.worker.Worker(now)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	first, waited, err := g.take(ctx, n)
 	if err != nil {
 		return 0, err
 	}
-	var (
-		ms uint64
-		w  uint16
-	)
-	if isFixed {
-		// No lease to check: the cheapest clock read will do.
-		ms, w = g.clock.Millis(), uint16(fixed)
-	} else {
-		now := g.clock.Read()
+	if waited {
+		// The take waited for a range claim: the lease may have run out
+		// meanwhile, so it is checked again at the time that stamps the IDs.
+		// Without a wait the first reading is nanoseconds old and serves
+		// both (one clock read per ID instead of two).
+		now = g.clock.Read()
 		if w, err = g.worker.Worker(now); err != nil {
 			// The counters are burnt: they were taken but are never stamped.
 			return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
-		ms = g.clock.Observe(now)
 	}
-	idcodec.FillRun(out, idcodec.Fields{TimestampMS: ms, Worker: w, Shard: g.cfg.Shard, Counter: first})
+	idcodec.FillRun(out, idcodec.Fields{TimestampMS: g.clock.Observe(now), Worker: w, Shard: g.cfg.Shard, Counter: first})
 	return len(out), nil
 }
 
-// take reserves n consecutive counters and returns the first.
-func (g *Generator) take(ctx context.Context, n uint64) (uint64, error) {
+// take reserves n consecutive counters and returns the first; waited says
+// whether it had to move to another range (and may have waited for a claim).
+func (g *Generator) take(ctx context.Context, n uint64) (first uint64, waited bool, err error) {
 	for {
 		s := g.cur.Load()
 		if s != nil {
@@ -254,12 +260,13 @@ func (g *Generator) take(ctx context.Context, n uint64) (uint64, error) {
 				if first := v - n; first <= s.prefetchAt && v > s.prefetchAt {
 					g.prefetch() // exactly one taker crosses the mark
 				}
-				return v - n, nil
+				return v - n, waited, nil
 			}
 		}
 		if err := g.advance(ctx, s); err != nil {
-			return 0, err
+			return 0, true, err
 		}
+		waited = true
 	}
 }
 

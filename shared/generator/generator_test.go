@@ -353,3 +353,72 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// countingWorker is a leased worker whose lease runs out on demand; it
+// counts the lease checks.
+type countingWorker struct {
+	checks  atomic.Int64
+	expired atomic.Bool
+}
+
+func (w *countingWorker) Worker(time.Time) (uint16, error) {
+	w.checks.Add(1)
+	if w.expired.Load() {
+		return 0, errors.New("lease expired")
+	}
+	return 5, nil
+}
+
+// TestLeaseCheckedAgainAfterWait: an ID from the current range costs one
+// lease check (one clock read); a take that waited for a range claim checks
+// the lease again, and a lease that ran out during the wait refuses the ID.
+func TestLeaseCheckedAgainAfterWait(t *testing.T) {
+	src := &memSource{}
+	w := &countingWorker{}
+	g, err := New(src, w, Config{InitialStep: 1000, MinStep: 1000, MaxStep: 1000, MaxBatch: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	ctx := context.Background()
+	if err := g.Warm(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := w.checks.Load()
+	for range 10 {
+		if _, err := g.Next(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := w.checks.Load() - before; got != 10 {
+		t.Fatalf("10 IDs from the current range made %d lease checks, want 10", got)
+	}
+
+	// Use up every counter claimed so far, then make the next claim wait;
+	// the lease runs out while the request waits for it.
+	src.mu.Lock()
+	src.block = make(chan struct{})
+	src.mu.Unlock()
+	for {
+		st := g.cur.Load()
+		if st.next.Load() >= st.end {
+			g.mu.Lock()
+			pending := g.next != nil
+			g.mu.Unlock()
+			if !pending {
+				break
+			}
+		}
+		if _, err := g.NextN(ctx, 1, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := make(chan error, 1)
+	go func() { _, err := g.Next(ctx); res <- err }()
+	time.Sleep(20 * time.Millisecond)
+	w.expired.Store(true)
+	close(src.block)
+	if err := <-res; !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("an ID stamped after the lease ran out during the wait: err = %v, want ErrUnavailable", err)
+	}
+}
