@@ -5,15 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/harness/zkharness"
 )
 
@@ -26,21 +24,13 @@ func TestMain(m *testing.M) {
 
 func testMain(m *testing.M) int {
 	flag.Parse()
-	dir, err := os.MkdirTemp("", "redise2e-bin-")
+	bin, cleanup, err := proc.BuildIdgen("redise2e")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "redise2e:", err)
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	idgenBin = filepath.Join(dir, "idgen")
-	t0 := time.Now()
-	if err := buildIdgen(idgenBin); err != nil {
-		fmt.Fprintln(os.Stderr, "redise2e:", err)
-		return 1
-	}
-	if testing.Verbose() {
-		fmt.Fprintf(os.Stderr, "redise2e: built %s in %v\n", idgenBin, time.Since(t0).Round(time.Millisecond))
-	}
+	defer cleanup()
+	idgenBin = bin
 	code := m.Run()
 	if zkShared.e != nil {
 		if err := zkShared.e.Close(); err != nil {
@@ -51,35 +41,6 @@ func testMain(m *testing.M) int {
 		}
 	}
 	return code
-}
-
-// buildIdgen builds cmd/idgen to out, without the race detector (the test
-// binary has it; the child would only be slower) unless
-// REDISE2E_RACE_CHILD=1.
-func buildIdgen(out string) error {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		if root := os.Getenv("GOROOT"); root != "" {
-			goBin = filepath.Join(root, "bin", "go")
-		} else {
-			return fmt.Errorf("go tool not found: %w", err)
-		}
-	}
-	args := []string{"build", "-o", out}
-	env := append(os.Environ(), "CGO_ENABLED=0")
-	if os.Getenv("REDISE2E_RACE_CHILD") == "1" {
-		args = append(args, "-race")
-		env = append(os.Environ(), "CGO_ENABLED=1")
-	}
-	args = append(args, "github.com/idgen/idgen/cmd/idgen")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goBin, args...)
-	cmd.Env = env
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, b)
-	}
-	return nil
 }
 
 // zkShared is the package's one ZooKeeper server, started on first use.

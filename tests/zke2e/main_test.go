@@ -6,15 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/harness/zkharness"
 )
 
@@ -35,21 +33,13 @@ func TestMain(m *testing.M) {
 
 func testMain(m *testing.M) int {
 	flag.Parse()
-	dir, err := os.MkdirTemp("", "zke2e-bin-")
+	bin, cleanup, err := proc.BuildIdgen("zke2e")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "zke2e:", err)
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	idgenBin = filepath.Join(dir, "idgen")
-	t0 := time.Now()
-	if err := buildIdgen(idgenBin); err != nil {
-		fmt.Fprintln(os.Stderr, "zke2e:", err)
-		return 1
-	}
-	if testing.Verbose() {
-		fmt.Fprintf(os.Stderr, "zke2e: built %s in %v\n", idgenBin, time.Since(t0).Round(time.Millisecond))
-	}
+	defer cleanup()
+	idgenBin = bin
 	code := m.Run()
 	if err := closeEnsemble(); err != nil {
 		fmt.Fprintln(os.Stderr, "zke2e: close ensemble:", err)
@@ -58,35 +48,6 @@ func testMain(m *testing.M) int {
 		}
 	}
 	return code
-}
-
-// buildIdgen builds cmd/idgen to out. The child is built without the race
-// detector (the test binary has it) unless ZKE2E_RACE_CHILD=1.
-func buildIdgen(out string) error {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		if root := os.Getenv("GOROOT"); root != "" {
-			goBin = filepath.Join(root, "bin", "go")
-		} else {
-			return fmt.Errorf("go tool not found: %w", err)
-		}
-	}
-	args := []string{"build", "-o", out}
-	env := append(os.Environ(), "CGO_ENABLED=0")
-	if os.Getenv("ZKE2E_RACE_CHILD") == "1" {
-		args = append(args, "-race")
-		env = append(os.Environ(), "CGO_ENABLED=1")
-	}
-	args = append(args, "github.com/idgen/idgen/cmd/idgen")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goBin, args...)
-	cmd.Env = env
-	b, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, b)
-	}
-	return nil
 }
 
 // shared is the one ZooKeeper ensemble of the package, started on first use.
