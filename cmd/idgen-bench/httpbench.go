@@ -95,7 +95,18 @@ func httpBench(ctx context.Context, cfg config, res *results, out io.Writer) err
 	}
 	l := &lab{cfg: cfg, zkAddr: zkEns.ConnectString(), zkPids: childPids("java")}
 
+	sec, err := writeSecureFiles(dir)
+	if err != nil {
+		return fmt.Errorf("TLS and JWT material: %w", err)
+	}
 	insts := instances(cfg.idgen, self, l.zkAddr, keyFile, rds, grp, naiveRds)
+	// The secured instance runs right after the plain one in every round.
+	for i, in := range insts {
+		if in.key == plainKey {
+			insts = append(insts[:i+1], append([]*instance{secureInstance(cfg.idgen, sec)}, insts[i+1:]...)...)
+			break
+		}
+	}
 	for _, in := range insts {
 		if len(in.redis) > 0 {
 			in.rdb = redis.NewClient(&redis.Options{Addr: in.redis[0].Addr()})
@@ -113,7 +124,7 @@ func httpBench(ctx context.Context, cfg config, res *results, out io.Writer) err
 		return err
 	}
 	for _, in := range insts {
-		p, addr, _, err := launch(ctx, in.argv, filepath.Join(dir, in.key))
+		p, addr, _, err := launch(ctx, in, filepath.Join(dir, in.key))
 		if err != nil {
 			return fmt.Errorf("start %s: %w", in.name, err)
 		}
@@ -132,7 +143,7 @@ func httpBench(ctx context.Context, cfg config, res *results, out io.Writer) err
 	}
 	fmt.Fprintf(out, "warm-up: %v per target...\n", cfg.warmup)
 	for _, t := range targets {
-		if _, err := runWrk(ctx, t.in.url("/generate"), t.body, cfg.conns, cfg.warmup); err != nil {
+		if _, err := runWrk(ctx, t.in.url("/generate"), t.body, t.in.headers(), cfg.conns, cfg.warmup); err != nil {
 			return fmt.Errorf("warm-up %s: %w", t.name, err)
 		}
 	}
@@ -211,7 +222,7 @@ func (l *lab) measure(ctx context.Context, t *target) (sample, error) {
 		return sample{}, err
 	}
 	c0 := takeCPU(in.proc.Pid(), in.redisPids(), l.zkPids)
-	w, err := runWrk(ctx, in.url("/generate"), t.body, l.cfg.conns, l.cfg.duration)
+	w, err := runWrk(ctx, in.url("/generate"), t.body, in.headers(), l.cfg.conns, l.cfg.duration)
 	if err != nil {
 		return sample{}, err
 	}
@@ -324,5 +335,7 @@ func modeNotes(cfg config) []string {
 		"ZooKeeper is one standalone server from harness/zkharness (forceSync=no, as in the tests); each mode has its own root, the naive design its own Redis.",
 		fmt.Sprintf("wrk -t2 -c%d --latency --timeout 10s, POST /generate; one wrk run is %v, after a %v warm-up per target; targets alternate within each round.", cfg.conns, cfg.duration, cfg.warmup),
 		"Everything (wrk, the servers, ZooKeeper, Redis) shares this machine's cores; the CPU table shows who used them during the runs.",
+		"\"TLS + JWT\" is the embedded pebble instance without `--dev`: `--tls-cert`/`--tls-key` (a CA and certificate made for the run) and `--jwt-public-key` (ES256) with issuer and audience; " +
+			"wrk connects with HTTPS and sends one token with `-H`. Its requests are not in the coordination table (its /metrics needs a token; it coordinates nothing).",
 	}
 }

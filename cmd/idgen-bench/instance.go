@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -30,12 +31,33 @@ type instance struct {
 	batch   bool                   // also measured with count=1000
 	pprof   bool                   // started with --pprof-listen
 	cold    bool                   // cold start measured
+	// tls, when set, is the client side of an HTTPS listener (it trusts
+	// the listener's CA); bearer, when set, is the token every request
+	// carries (wrk -H, the first-ID probe).
+	tls    *tls.Config
+	bearer string
 
 	addr, pprofAddr string
 	proc            *proc.Process
 }
 
-func (in *instance) url(path string) string { return "http://" + in.addr + path }
+func (in *instance) url(path string) string { return in.scheme() + "://" + in.addr + path }
+
+func (in *instance) scheme() string {
+	if in.tls != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// headers are the request headers every request to in needs ("Name:
+// value", as wrk -H takes them).
+func (in *instance) headers() []string {
+	if in.bearer == "" {
+		return nil
+	}
+	return []string{"Authorization: Bearer " + in.bearer}
+}
 
 func (in *instance) redisPids() []int {
 	var pids []int
@@ -47,22 +69,22 @@ func (in *instance) redisPids() []int {
 	return pids
 }
 
-// launch starts argv and returns once POST /generate answered 200 (the
+// launch starts in and returns once POST /generate answered 200 (the
 // first ID), with the time that took from the exec. A child that loses its
 // port to another process is started again on a fresh one.
-func launch(ctx context.Context, argv func(listen, dataDir string) []string, dataDir string) (p *proc.Process, addr string, firstID time.Duration, err error) {
+func launch(ctx context.Context, in *instance, dataDir string) (p *proc.Process, addr string, firstID time.Duration, err error) {
 	for attempt := 0; ; attempt++ {
 		addr, err = proc.FreeAddr()
 		if err != nil {
 			return nil, "", 0, err
 		}
-		args := argv(addr, dataDir)
+		args := in.argv(addr, dataDir)
 		t0 := time.Now()
 		p, err = proc.Start(args[0], proc.Options{Args: args[1:], DropEnv: []string{"IDGEN_"}})
 		if err != nil {
 			return nil, "", 0, err
 		}
-		err = waitFirstID(ctx, p, "http://"+addr+"/generate")
+		err = waitFirstID(ctx, p, in.scheme()+"://"+addr+"/generate", in.tls, in.headers())
 		if err == nil {
 			return p, addr, time.Since(t0), nil
 		}
@@ -75,17 +97,22 @@ func launch(ctx context.Context, argv func(listen, dataDir string) []string, dat
 }
 
 // waitFirstID polls url with POST every millisecond until a 200, the
-// child's exit, ctx's end or 60 s.
-func waitFirstID(ctx context.Context, p *proc.Process, url string) error {
+// child's exit, ctx's end or 60 s; tlsCfg (may be nil) is the client's TLS
+// configuration, headers are "Name: value" lines.
+func waitFirstID(ctx context.Context, p *proc.Process, url string, tlsCfg *tls.Config, headers []string) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: tlsCfg}}
 	defer client.CloseIdleConnections()
 	var last error
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
 		if err != nil {
 			return err
+		}
+		for _, h := range headers {
+			k, v, _ := strings.Cut(h, ":")
+			req.Header.Set(k, strings.TrimSpace(v))
 		}
 		resp, err := client.Do(req)
 		if err == nil {
@@ -131,7 +158,7 @@ func coldStarts(ctx context.Context, insts []*instance, rounds int, dir string) 
 				continue
 			}
 			d := filepath.Join(dir, fmt.Sprintf("cold-%s-%d", in.key, r))
-			p, _, t, err := launch(ctx, in.argv, d)
+			p, _, t, err := launch(ctx, in, d)
 			if err != nil {
 				return nil, fmt.Errorf("cold start %s: %w", in.name, err)
 			}

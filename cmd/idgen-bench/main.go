@@ -5,10 +5,13 @@
 //
 // In-process: the generator hot path (ns/ID, allocs/ID) against
 // github.com/google/uuid (NewV7, NewRandom), github.com/bwmarrin/snowflake,
-// github.com/sony/sonyflake and github.com/rs/xid.
+// github.com/sony/sonyflake and github.com/rs/xid; and the cost of verifying
+// a bearer token per request (shared/auth's benchmarks: first use, cached,
+// beside decoding the claims unverified).
 //
 // Over HTTP with wrk (Debian package): a bare fasthttp handler answering a
-// constant ID (the ceiling), `idgen serve` embedded (pebble, bbolt), idgen
+// constant ID (the ceiling), `idgen serve` embedded (pebble, bbolt; pebble
+// also with the TLS listener and JWT verification), idgen
 // with ZooKeeper + Redis, the same in durable mode (a replica, appendfsync
 // always, --redis-wait-replicas 1), and a naive design built here as the
 // strawman (per request: a ZooKeeper compare-and-set on a counter znode and a
@@ -166,6 +169,11 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	if !cfg.skipIn {
 		fmt.Fprintln(stdout, "in-process peers...")
 		res.InProcess = inProcess(cfg.rounds, cfg.benchtime)
+		fmt.Fprintln(stdout, "token verification (shared/auth)...")
+		var err error
+		if res.Auth, err = authBench(cfg.rounds, cfg.benchtime); err != nil {
+			return fmt.Errorf("auth benchmarks: %w", err)
+		}
 		p, err := profileHotPath(ctx, cfg.out, max(3*cfg.benchtime, 500*time.Millisecond))
 		if err != nil {
 			return fmt.Errorf("hot path profile: %w", err)

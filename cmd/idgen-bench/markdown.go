@@ -88,6 +88,7 @@ func writeMarkdown(w io.Writer, r *results) {
 		}
 		p("")
 	}
+	writeSecurity(w, r)
 	if len(batch) > 0 {
 		p("## Batches: count=1000 per request, one instance")
 		p("")

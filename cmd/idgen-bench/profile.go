@@ -47,7 +47,7 @@ func (l *lab) profileRun(ctx context.Context, t *target, dir string) (profileRes
 	errc := make(chan error, 1)
 	go func() { errc <- download(ctx, url, raw) }()
 	c0 := takeCPU(in.proc.Pid(), in.redisPids(), l.zkPids)
-	w, err := runWrk(ctx, in.url("/generate"), t.body, l.cfg.conns, l.cfg.duration)
+	w, err := runWrk(ctx, in.url("/generate"), t.body, in.headers(), l.cfg.conns, l.cfg.duration)
 	c1 := takeCPU(in.proc.Pid(), in.redisPids(), l.zkPids)
 	if perr := <-errc; perr != nil {
 		return profileResult{}, perr

@@ -26,6 +26,7 @@ type results struct {
 	Quick       bool
 
 	InProcess []peerResult
+	Auth      []authResult // token verification costs (shared/auth)
 	HTTP      []httpResult
 	Coord     []coordResult
 	ColdStart []coldResult

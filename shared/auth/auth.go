@@ -7,25 +7,25 @@
 // refused; exp is required; nbf and iat are honoured with a small leeway; iss
 // and aud are checked when configured. A token that fails any check yields
 // ErrInvalidToken and no Principal.
+//
+// The key file is re-read while the Verifier is in use (key rotation, see
+// reload.go): a key removed from the file stops verifying tokens at the
+// latest ReloadInterval after the change, including tokens verified (and
+// cached) before; a file that does not parse, or holds no usable key, never
+// replaces the keys in use.
 package auth
 
 import (
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
-	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -46,6 +46,13 @@ var (
 	ErrConfig       = errors.New("auth: bad configuration")
 )
 
+// Defaults of Config.
+const (
+	DefaultLeeway         = 30 * time.Second
+	DefaultReloadInterval = 5 * time.Second
+	DefaultCacheSize      = 10000
+)
+
 // Principal is an authenticated caller.
 type Principal struct {
 	Subject string
@@ -56,24 +63,46 @@ type Principal struct {
 func (p Principal) Has(scope string) bool { return p.Scopes[scope] }
 
 // Config of a Verifier; exactly one of PublicKeyFile and HS256SecretFile.
+// Zero values mean the documented defaults.
 type Config struct {
 	PublicKeyFile   string        // PEM public key or certificate (RSA, ECDSA, Ed25519), or a JWKS JSON file
 	HS256SecretFile string        // HS256 shared secret (development and tests)
 	Issuer          string        // required iss when set
 	Audience        string        // required aud when set
-	Leeway          time.Duration // clock skew allowed on exp/nbf/iat; default 30s
+	Leeway          time.Duration // clock skew allowed on exp/nbf/iat; default DefaultLeeway
+
+	// ReloadInterval is how often the key file is checked for a change:
+	// the first Verify after the interval re-reads it (no goroutine; a
+	// Verifier nobody calls reads nothing). Default DefaultReloadInterval;
+	// negative: the file is read only by NewVerifier and Reload.
+	ReloadInterval time.Duration
+	// OnReload, if set, is called once for every new content of the key
+	// file that a check found: with the key IDs now in use, or with the
+	// error that kept the previous keys. It runs on the goroutine of the
+	// Verify or Reload that found the change, after the swap; it must not
+	// block for long. Default: none (see ReloadStatus).
+	OnReload func(ReloadEvent)
+	// CacheSize bounds the verified-token cache; when full it is emptied
+	// (the cost is re-verifying the live tokens once). Default
+	// DefaultCacheSize; negative disables the cache.
+	CacheSize int
 }
 
 // Verifier checks tokens. Safe for concurrent use.
 type Verifier struct {
-	keys    map[string]any // kid → key; "" for the single-key case
-	methods []string
-	parser  *jwt.Parser
-	leeway  time.Duration
-	now     func() time.Time
+	cfg    Config
+	path   string // the key file
+	hs256  bool   // path holds an HS256 secret
+	leeway time.Duration
+	now    func() time.Time
 
-	// Verified tokens, by hash, until their exp: services reuse one token
-	// for many requests, and a signature check costs 30-250 µs.
+	set       atomic.Pointer[keySet]
+	nextCheck atomic.Int64 // unix ns of the next key file check
+	reload    reloadState
+
+	// Verified tokens, by hash, until their exp, for the key set generation
+	// that verified them: services reuse one token for many requests, and
+	// a signature check costs 30-250 µs.
 	mu    sync.Mutex
 	cache map[[32]byte]cached
 }
@@ -81,47 +110,57 @@ type Verifier struct {
 type cached struct {
 	p   Principal
 	exp time.Time
+	gen uint64
 }
 
-// cacheMax bounds the verified-token cache; when full it is emptied (the
-// cost is re-verifying the live tokens once).
-const cacheMax = 10000
-
-// NewVerifier loads the key material of cfg.
+// NewVerifier loads the key material of cfg. It fails with ErrConfig when
+// the file cannot be read or holds no usable key.
 func NewVerifier(cfg Config) (*Verifier, error) {
 	if (cfg.PublicKeyFile == "") == (cfg.HS256SecretFile == "") {
 		return nil, fmt.Errorf("%w: set exactly one of a public key file and an HS256 secret file", ErrConfig)
 	}
 	if cfg.Leeway == 0 {
-		cfg.Leeway = 30 * time.Second
+		cfg.Leeway = DefaultLeeway
 	}
-	v := &Verifier{keys: map[string]any{}, leeway: cfg.Leeway, now: time.Now, cache: map[[32]byte]cached{}}
+	if cfg.ReloadInterval == 0 {
+		cfg.ReloadInterval = DefaultReloadInterval
+	}
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = DefaultCacheSize
+	}
+	v := &Verifier{cfg: cfg, path: cfg.PublicKeyFile, leeway: cfg.Leeway, now: time.Now, cache: map[[32]byte]cached{}}
 	if cfg.HS256SecretFile != "" {
-		secret, err := readSecret(cfg.HS256SecretFile)
-		if err != nil {
-			return nil, err
-		}
-		v.keys[""] = secret
-		v.methods = []string{"HS256"}
-	} else {
-		b, err := os.ReadFile(cfg.PublicKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
-		}
-		if err := v.loadPublic(b); err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrConfig, cfg.PublicKeyFile, err)
-		}
+		v.path, v.hs256 = cfg.HS256SecretFile, true
 	}
-	opts := []jwt.ParserOption{jwt.WithValidMethods(v.methods), jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(cfg.Leeway),
-		jwt.WithTimeFunc(func() time.Time { return v.now() })}
-	if cfg.Issuer != "" {
-		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
+	b, err := os.ReadFile(v.path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	if cfg.Audience != "" {
-		opts = append(opts, jwt.WithAudience(cfg.Audience))
+	set, err := v.newKeySet(b, 1)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, v.path, err)
 	}
-	v.parser = jwt.NewParser(opts...)
+	v.set.Store(set)
+	v.reload.init(b, v.now())
+	v.scheduleCheck(v.now())
 	return v, nil
+}
+
+// newKeySet parses the key file's content b into generation gen.
+func (v *Verifier) newKeySet(b []byte, gen uint64) (*keySet, error) {
+	keys, methods, err := parseKeys(b, v.hs256)
+	if err != nil {
+		return nil, err
+	}
+	opts := []jwt.ParserOption{jwt.WithValidMethods(methods), jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(v.leeway),
+		jwt.WithTimeFunc(func() time.Time { return v.now() })}
+	if v.cfg.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(v.cfg.Issuer))
+	}
+	if v.cfg.Audience != "" {
+		opts = append(opts, jwt.WithAudience(v.cfg.Audience))
+	}
+	return &keySet{keys: keys, methods: methods, parser: jwt.NewParser(opts...), gen: gen}, nil
 }
 
 // readSecret reads an HS256 secret; it must be at least 32 bytes.
@@ -137,127 +176,62 @@ func readSecret(path string) ([]byte, error) {
 	return secret, nil
 }
 
-func (v *Verifier) loadPublic(b []byte) error {
-	if strings.HasPrefix(strings.TrimSpace(string(b)), "{") {
-		var set jose.JSONWebKeySet
-		if err := json.Unmarshal(b, &set); err != nil {
-			return fmt.Errorf("JWKS: %w", err)
-		}
-		for _, k := range set.Keys {
-			if !k.IsPublic() || (k.Use != "" && k.Use != "sig") {
-				continue
-			}
-			v.keys[k.KeyID] = k.Key
-		}
-		if len(v.keys) == 0 {
-			return errors.New("JWKS holds no public signing key")
-		}
-	} else {
-		blk, _ := pem.Decode(b)
-		if blk == nil {
-			return errors.New("no PEM block")
-		}
-		var key any
-		var err error
-		if blk.Type == "CERTIFICATE" {
-			var cert *x509.Certificate
-			if cert, err = x509.ParseCertificate(blk.Bytes); err == nil {
-				key = cert.PublicKey
-			}
-		} else {
-			key, err = x509.ParsePKIXPublicKey(blk.Bytes)
-		}
-		if err != nil {
-			return err
-		}
-		v.keys[""] = key
-	}
-	seen := map[string]bool{}
-	for _, k := range v.keys {
-		ms, err := methodsFor(k)
-		if err != nil {
-			return err
-		}
-		for _, m := range ms {
-			if !seen[m] {
-				seen[m] = true
-				v.methods = append(v.methods, m)
-			}
-		}
-	}
-	return nil
-}
-
-// methodsFor pins the algorithms a key may verify.
-func methodsFor(k any) ([]string, error) {
-	switch k := k.(type) {
-	case *rsa.PublicKey:
-		if k.N.BitLen() < 2048 {
-			return nil, fmt.Errorf("RSA key of %d bits, want at least 2048", k.N.BitLen())
-		}
-		return []string{"RS256", "RS384", "RS512"}, nil
-	case *ecdsa.PublicKey:
-		switch k.Curve {
-		case elliptic.P256():
-			return []string{"ES256"}, nil
-		case elliptic.P384():
-			return []string{"ES384"}, nil
-		case elliptic.P521():
-			return []string{"ES512"}, nil
-		}
-		return nil, errors.New("unsupported EC curve")
-	case ed25519.PublicKey:
-		return []string{"EdDSA"}, nil
-	}
-	return nil, fmt.Errorf("unsupported key type %T", k)
-}
-
 type claims struct {
 	jwt.RegisteredClaims
 	Scope string `json:"scope"`
 }
 
-// Verify checks a compact JWS and returns its principal.
+// Verify checks a compact JWS and returns its principal: ErrNoToken for an
+// empty token, ErrInvalidToken (wrapping the reason) for any failed check.
 func (v *Verifier) Verify(token string) (Principal, error) {
 	if token == "" {
 		return Principal{}, ErrNoToken
 	}
-	h := sha256.Sum256([]byte(token))
 	now := v.now()
-	v.mu.Lock()
-	e, ok := v.cache[h]
-	v.mu.Unlock()
-	if ok && now.Before(e.exp) {
-		return e.p, nil
+	set := v.keys(now)
+	useCache := v.cfg.CacheSize > 0
+	var h [32]byte
+	if useCache {
+		h = sha256.Sum256([]byte(token))
+		v.mu.Lock()
+		e, ok := v.cache[h]
+		v.mu.Unlock()
+		if ok && e.gen == set.gen && now.Before(e.exp) {
+			return e.p, nil
+		}
 	}
-	p, exp, err := v.verify(token)
+	p, exp, err := v.verify(set, token)
 	if err != nil {
 		return Principal{}, err
 	}
-	v.mu.Lock()
-	if len(v.cache) >= cacheMax {
-		clear(v.cache)
+	if useCache {
+		v.mu.Lock()
+		if len(v.cache) >= v.cfg.CacheSize {
+			clear(v.cache)
+		}
+		// An entry of an older generation (a Verify that overlapped a
+		// reload) is stored too, but never served: lookups compare gen.
+		v.cache[h] = cached{p: p, exp: exp.Add(v.leeway), gen: set.gen}
+		v.mu.Unlock()
 	}
-	v.cache[h] = cached{p: p, exp: exp.Add(v.leeway)}
-	v.mu.Unlock()
 	return p, nil
 }
 
-// verify checks the signature and claims of token.
-func (v *Verifier) verify(token string) (Principal, time.Time, error) {
+// verify checks the signature and claims of token against set.
+func (v *Verifier) verify(set *keySet, token string) (Principal, time.Time, error) {
 	var c claims
-	_, err := v.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
+	_, err := set.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
-		if k, ok := v.keys[kid]; ok {
-			if ms, _ := methodsFor(k); t.Method.Alg() != "HS256" && !contains(ms, t.Method.Alg()) {
-				return nil, fmt.Errorf("algorithm %s does not fit key %q", t.Method.Alg(), kid)
+		k, ok := set.keys[kid]
+		if !ok {
+			if k, ok = set.keys[""]; !ok || len(set.keys) != 1 {
+				return nil, fmt.Errorf("unknown key id %q", kid)
 			}
-			return k, nil
 		}
-		if k, ok := v.keys[""]; ok && len(v.keys) == 1 {
-			return k, nil
+		if ms, err := methodsFor(k); err != nil || !slices.Contains(ms, t.Method.Alg()) {
+			return nil, fmt.Errorf("algorithm %s does not fit key %q", t.Method.Alg(), kid)
 		}
-		return nil, fmt.Errorf("unknown key id %q", kid)
+		return k, nil
 	})
 	if err != nil {
 		return Principal{}, time.Time{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
@@ -270,13 +244,4 @@ func (v *Verifier) verify(token string) (Principal, time.Time, error) {
 		p.Scopes[s] = true
 	}
 	return p, c.ExpiresAt.Time, nil
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if x == y {
-			return true
-		}
-	}
-	return false
 }
