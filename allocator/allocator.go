@@ -121,7 +121,8 @@ type Allocator struct {
 	counter     string      // current counter znode name (follows moved_to)
 	lastErr     error
 	lastErrAt   time.Time
-	highWater   uint64 // claims from a counter below this are refused
+	highWater   uint64               // claims from a counter below this are refused
+	candidates  map[string]candidate // this instance's znode per election role
 
 	// versionAlarmAt is the data version that raises the alarm and moves the
 	// counter; tests lower it.
