@@ -9,7 +9,7 @@ PKGS := ./...
 
 COMPOSE ?= docker-compose -f docker-compose.yml -f docker-compose.offline.yml
 
-.PHONY: images compose-test all build lambda build-GenerateFunction build-CompensateFunction run test deps bench fuzz fmt vet clean
+.PHONY: chaos images compose-test all build lambda build-GenerateFunction build-CompensateFunction run test deps bench fuzz fmt vet clean
 
 all: build
 
@@ -55,6 +55,12 @@ test: deps build
 # Every fuzz target for a minute each.
 fuzz:
 	bash scripts/fuzz.sh 60
+
+# The full fault-injection run (ZooKeeper ensemble, Redis + Sentinels, 3
+# durable instances behind HAProxy, 2 compensate workers, 11 faults, ≥ 1M
+# IDs); its 2–3 minute smoke runs inside make test (tests/chaose2e).
+chaos: deps build
+	$(GO) run ./cmd/idgen-chaos -idgen bin/idgen
 
 bench: deps build
 	$(GO) run ./cmd/idgen-bench -idgen bin/idgen
