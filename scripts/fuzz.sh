@@ -7,6 +7,7 @@ targets=(
 	"./shared/idcodec FuzzParse"
 	"./shared/auth FuzzVerify"
 	"./shared/registry FuzzDecodeRecord"
+	"./shared/compensation FuzzEventFromFields"
 	"./allocator FuzzDecodeCounter"
 	"./functions/generate FuzzGenerateBody"
 	"./functions/generate FuzzGetIDPath"

@@ -19,6 +19,7 @@ import (
 
 	"github.com/idgen/idgen/functions/compensate"
 	"github.com/idgen/idgen/shared/audit"
+	"github.com/idgen/idgen/shared/compensation"
 	"github.com/idgen/idgen/shared/registry/redisstore"
 )
 
@@ -212,7 +213,7 @@ type compensateCore struct {
 	audit *audit.Log
 	store *redisstore.Store
 	rdb   redis.UniversalClient
-	core  *compensate.Core
+	core  *compensation.Core
 }
 
 func openCompensateCore(ctx context.Context, c compensateConfig, instance string, log *zap.Logger) (_ *compensateCore, err error) {
@@ -236,8 +237,20 @@ func openCompensateCore(ctx context.Context, c compensateConfig, instance string
 	if cc.rdb, err = compensateStreamClient(c, cc.store.Cluster()); err != nil {
 		return nil, err
 	}
-	cc.core = &compensate.Core{Registry: cc.store, Audit: cc.audit, Marks: &compensate.RedisMarks{Client: cc.rdb}}
+	cc.core = &compensation.Core{Registry: cc.store, Audit: cc.audit, Marks: &compensation.RedisMarks{Client: cc.rdb}}
 	return cc, nil
+}
+
+// httpCompensationMarks is the compensation.Marker of serve's POST
+// /compensate (generate.Deps.CompensationMarks): in Redis mode RedisMarks on
+// the client of the sweeper's claims (shared by every instance, like the
+// worker's marks); in embedded mode none (one process: an effect is
+// audited at most once).
+func httpCompensationMarks(claims sweepClaimer) compensation.Marker {
+	if r, ok := claims.(*redisSweepClaims); ok {
+		return &compensation.RedisMarks{Client: r.client}
+	}
+	return nil
 }
 
 func (cc *compensateCore) close() {

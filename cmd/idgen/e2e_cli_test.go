@@ -31,6 +31,8 @@ func TestServeRefusesToStart(t *testing.T) {
 		{"--dev=false beats IDGEN_DEV=true", []string{"--dev=false"}, []string{"IDGEN_DEV=true"}, "--dev"},
 		{"shard out of range from the environment", []string{"--dev"}, []string{"IDGEN_SHARD=64"}, "shard 64"},
 		{"unparsable variable", []string{"--dev"}, []string{"IDGEN_REQUEST_TIMEOUT=soon"}, "IDGEN_REQUEST_TIMEOUT"},
+		{"zero sweep interval", []string{"--dev", "--sweep-interval", "0s"}, nil, "--sweep-interval"},
+		{"negative request timeout", []string{"--dev"}, []string{"IDGEN_REQUEST_TIMEOUT=-1s"}, "--request-timeout"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

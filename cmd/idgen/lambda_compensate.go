@@ -13,7 +13,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/idgen/idgen/functions/compensate"
+	"github.com/idgen/idgen/shared/compensation"
 )
 
 // lambdaCompensateFn voids the IDs of failure events delivered by SQS (one
@@ -39,7 +39,7 @@ func lambdaCompensateFn(ctx context.Context, stderr io.Writer) error {
 }
 
 type lambdaCompensateHandler struct {
-	core *compensate.Core
+	core *compensation.Core
 	log  *zap.Logger
 }
 
@@ -64,9 +64,9 @@ func (h lambdaCompensateHandler) handle(ctx context.Context, raw json.RawMessage
 		if err := json.Unmarshal(raw, &ev); err != nil {
 			return nil, fmt.Errorf("compensate: not an EventBridge event: %w", err)
 		}
-		var fe compensate.Event
+		var fe compensation.Event
 		if err := json.Unmarshal(ev.Detail, &fe); err != nil {
-			return nil, fmt.Errorf("%w: detail: %w", compensate.ErrMalformed, err)
+			return nil, fmt.Errorf("%w: detail: %w", compensation.ErrMalformed, err)
 		}
 		res, err := h.core.Compensate(ctx, fe)
 		if err != nil {
@@ -82,10 +82,10 @@ func (h lambdaCompensateHandler) handle(ctx context.Context, raw json.RawMessage
 func (h lambdaCompensateHandler) sqs(ctx context.Context, ev events.SQSEvent) events.SQSEventResponse {
 	var out events.SQSEventResponse
 	for _, r := range ev.Records {
-		var fe compensate.Event
+		var fe compensation.Event
 		err := json.Unmarshal([]byte(r.Body), &fe)
 		if err != nil {
-			err = fmt.Errorf("%w: body: %w", compensate.ErrMalformed, err)
+			err = fmt.Errorf("%w: body: %w", compensation.ErrMalformed, err)
 		} else {
 			fe.EventID = firstNonEmpty(fe.EventID, r.MessageId)
 			fe.Redelivered = r.Attributes["ApproximateReceiveCount"] != "" && r.Attributes["ApproximateReceiveCount"] != "1"
@@ -93,7 +93,7 @@ func (h lambdaCompensateHandler) sqs(ctx context.Context, ev events.SQSEvent) ev
 		}
 		if err != nil {
 			h.log.Warn("compensation failed; SQS will redeliver the record", zap.String("message_id", r.MessageId),
-				zap.Bool("permanent", compensate.Permanent(err)), zap.Error(err))
+				zap.Bool("permanent", compensation.Permanent(err)), zap.Error(err))
 			out.BatchItemFailures = append(out.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: r.MessageId})
 		}
 	}

@@ -168,6 +168,10 @@ func (c *ServeConfig) Validate() error {
 		return errors.New("--redis-addr needs --zookeeper: instances sharing a registry must also share the counter ranges (ZooKeeper); one instance alone runs the embedded store")
 	case c.RedisWait < 0:
 		return errors.New("--redis-wait-replicas must not be negative")
+	case c.SweepInterval <= 0:
+		return errors.New("--sweep-interval must be positive")
+	case c.RequestTimeout <= 0:
+		return errors.New("--request-timeout must be positive")
 	case (c.TLSCert == "") != (c.TLSKey == ""):
 		return errors.New("--tls-cert and --tls-key go together")
 	case c.TLSClientCA != "" && c.TLSCert == "":
@@ -243,7 +247,7 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 	sweepDone := make(chan struct{})
 	go func() {
 		defer close(sweepDone)
-		sweep(sweepCtx, log, st.store, st.audit, c.SweepInterval, 24*time.Hour)
+		newSweeper(log, st.store, st.audit, st.claims, st.leads).run(sweepCtx, c.SweepInterval, 24*time.Hour)
 	}()
 
 	serveErr := make(chan error, 1)

@@ -23,10 +23,15 @@ import (
 // stack is the wired service without its listener: what `idgen serve` puts
 // behind fasthttp and the Lambda bootstrap puts behind the Runtime API.
 type stack struct {
-	svc     *generate.Service
-	log     *zap.Logger
-	store   registryStore
-	audit   *audit.Log
+	svc    *generate.Service
+	log    *zap.Logger
+	store  registryStore
+	audit  *audit.Log
+	claims sweepClaimer // elects the sweeper that audits a timeout compensation
+	// leads reports whether this instance sweeps now: with a registry shared
+	// by several instances (Redis), the ZooKeeper election of the shard's
+	// sweeper; with a store of its own, always.
+	leads   func(context.Context) (bool, error)
 	mode    string
 	started time.Time
 	closers []func() error // run in reverse by close
@@ -78,6 +83,9 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 	// which then also supplies the counter ranges when ZooKeeper does not.
 	// The ZooKeeper handshake overlaps opening it.
 	clock := &idcodec.Clock{}
+	if err := injectFaultClock(ctx, clock, log); err != nil {
+		return nil, err
+	}
 	var allocCh <-chan allocOpened
 	if c.Zookeeper != "" {
 		allocCh = openAllocatorAsync(ctx, c, log, clock.Read, advertise)
@@ -96,7 +104,20 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 			return nil, err
 		}
 		st.store = rs
+		// Every instance sweeps: the audit entry of a timeout compensation
+		// goes to the one that claims it in Redis.
+		rdb, err := compensateStreamClient(compensateConfig{
+			RedisAddr: c.RedisAddr, RedisMaster: c.RedisMaster, RedisUsername: c.RedisUsername, RedisPasswordFile: c.RedisPasswordFile,
+			RedisTLSCA: c.RedisTLSCA, RedisTLSCert: c.RedisTLSCert, RedisTLSKey: c.RedisTLSKey,
+		}, rs.Cluster())
+		if err != nil {
+			_ = rs.Close()
+			return nil, err
+		}
+		st.onClose(rdb.Close)
+		st.claims = newRedisSweepClaims(rdb)
 	} else {
+		st.claims = soleSweeper{}
 		local, err := openStore(c, observe, log)
 		if err != nil {
 			return nil, err
@@ -127,7 +148,13 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 			return nil, err
 		}
 		src, worker, membership, st.mode = markedSource{alloc, st.store, log}, alloc, zkMembership{alloc}, "zookeeper"
-		checks = append(checks, zkChecks(alloc)...)
+		checks = append(checks, zkChecks(alloc, clock.Read)...)
+		if c.RedisAddr != "" {
+			st.leads = func(ctx context.Context) (bool, error) { return alloc.Leader(ctx, "sweeper") }
+		}
+	}
+	if st.leads == nil {
+		st.leads = func(context.Context) (bool, error) { return true, nil }
 	}
 	if c.RedisAddr != "" {
 		st.mode += "+redis"
@@ -159,14 +186,23 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 	st.onClose(st.audit.Close)
 	var verifier generate.Authenticator
 	if !c.Dev {
-		v, err := auth.NewVerifier(auth.Config{PublicKeyFile: c.JWTPublicKey, HS256SecretFile: c.JWTSecretFile, Issuer: c.JWTIssuer, Audience: c.JWTAudience})
+		v, err := auth.NewVerifier(auth.Config{PublicKeyFile: c.JWTPublicKey, HS256SecretFile: c.JWTSecretFile, Issuer: c.JWTIssuer, Audience: c.JWTAudience,
+			OnReload: func(e auth.ReloadEvent) {
+				if e.Err != nil {
+					log.Error("JWT key file refused; verifying with the previous keys", zap.String("file", e.File), zap.Strings("kids", e.KeyIDs), zap.Error(e.Err))
+					return
+				}
+				log.Info("JWT key file reloaded", zap.String("file", e.File), zap.Strings("kids", e.KeyIDs), zap.Bool("changed", e.Changed))
+			}})
 		if err != nil {
 			return nil, err
 		}
 		verifier = v
+		checks = append(checks, generate.Check{Name: "jwt_keys", Run: func(context.Context) error { _, _, err := v.ReloadStatus(); return err }})
 	}
 	st.svc, err = generate.New(generate.Config{Dev: c.Dev, RequestTimeout: c.RequestTimeout, AuditFailOpen: c.AuditFailOpen, Instance: instance, RateLimit: c.RateLimit, RateBurst: c.RateBurst}, generate.Deps{
 		IDs: gen, Registry: st.store, Logger: log, Logs: ring, Metrics: metrics, Membership: membership, Checks: checks, Sealer: sealer.NewVault(keys, st.store), Auth: verifier, Audit: st.audit,
+		CompensationMarks: httpCompensationMarks(st.claims),
 	})
 	if err != nil {
 		return nil, err

@@ -128,8 +128,10 @@ func (z zkMembership) Members(ctx context.Context) ([]generate.Member, error) {
 }
 
 // zkChecks: a lost session degrades the service (claimed ranges still
-// serve); a fenced worker slot takes it down (nothing may be stamped).
-func zkChecks(a *allocator.Allocator) []generate.Check {
+// serve); a fenced worker slot takes it down (nothing may be stamped). now
+// is the clock the generator stamps with: the lease must be read on the
+// allocator's own clock (allocator.Worker), which an injected clock moves.
+func zkChecks(a *allocator.Allocator, now func() time.Time) []generate.Check {
 	return []generate.Check{
 		{Name: "zookeeper", Run: func(context.Context) error {
 			if h := a.Health(); !h.Connected {
@@ -138,7 +140,7 @@ func zkChecks(a *allocator.Allocator) []generate.Check {
 			return nil
 		}},
 		{Name: "worker_slot", Critical: true, Run: func(context.Context) error {
-			if _, err := a.Worker(time.Now()); err != nil {
+			if _, err := a.Worker(now()); err != nil {
 				return err
 			}
 			return nil

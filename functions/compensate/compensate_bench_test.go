@@ -11,6 +11,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/idgen/idgen/functions/compensate"
+	"github.com/idgen/idgen/shared/compensation"
+	"github.com/idgen/idgen/shared/compensation/compensationtest"
 )
 
 // BenchmarkStream measures compensations per second through the stream
@@ -26,10 +28,10 @@ func BenchmarkStream(b *testing.B) {
 	b.Run("stream-1-worker-no-marks", func(b *testing.B) { benchStream(b, false) })
 	b.Run("baseline-core-direct", func(b *testing.B) {
 		e := newEnv(b)
-		store := e.store()
-		aud, _ := e.auditLog("bench")
-		core := e.core(store, aud, e.rdb)
-		ids := pendingIDs(b, store, b.N)
+		store := e.Store()
+		aud, _ := e.AuditLog("bench")
+		core := e.Core(store, aud, e.RDB)
+		ids := compensationtest.PendingIDs(b, store, b.N)
 		var next atomic.Int64
 		b.ReportAllocs()
 		b.ResetTimer()
@@ -44,7 +46,7 @@ func BenchmarkStream(b *testing.B) {
 					if i >= int64(len(ids)) {
 						return
 					}
-					if _, err := core.Compensate(context.Background(), compensate.Event{ID: ids[i].String(), Reason: "bench"}); err != nil {
+					if _, err := core.Compensate(context.Background(), compensation.Event{ID: ids[i].String(), Reason: "bench"}); err != nil {
 						b.Error(err)
 						return
 					}
@@ -62,9 +64,9 @@ func BenchmarkStream(b *testing.B) {
 // benchStream runs b.N compensations through one worker.
 func benchStream(b *testing.B, marks bool) {
 	e := newEnv(b)
-	store := e.store()
-	aud, _ := e.auditLog("bench")
-	ids := pendingIDs(b, store, b.N)
+	store := e.Store()
+	aud, _ := e.AuditLog("bench")
+	ids := compensationtest.PendingIDs(b, store, b.N)
 	entries := make([]map[string]any, 0, 1000)
 	for i, id := range ids {
 		entries = append(entries, failure(id, "bench"))
@@ -74,11 +76,11 @@ func benchStream(b *testing.B, marks bool) {
 		}
 	}
 	m := compensate.NewMetrics()
-	core := e.core(store, aud, e.rdb)
+	core := e.Core(store, aud, e.RDB)
 	if !marks {
 		core.Marks = nil
 	}
-	w := e.worker("bench", compensate.Config{Metrics: m, Logger: zap.NewNop()}, core, aud, e.rdb)
+	w := e.worker("bench", compensate.Config{Metrics: m, Logger: zap.NewNop()}, core, aud, e.RDB)
 	b.ReportAllocs()
 	b.ResetTimer()
 	t0 := time.Now()

@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/idgen/idgen/shared/compensation"
 )
 
 // Metrics are the worker's Prometheus collectors, on a registry of their
@@ -52,7 +54,7 @@ func NewMetrics() *Metrics {
 			Name: "idgen_compensate_audit_recovered_total", Help: "Audit entries written on redelivery for effects whose first attempt died before auditing.",
 		}),
 	}
-	for _, o := range []string{string(CaseApplied), string(CaseDuplicate), string(CaseNullCompensation), "dead_lettered"} {
+	for _, o := range []string{string(compensation.CaseApplied), string(compensation.CaseDuplicate), string(compensation.CaseNullCompensation), "dead_lettered"} {
 		m.processed.WithLabelValues(o)
 	}
 	for _, c := range []string{causeMalformed, causeMaxDeliveries, causePermanent} {

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/idgen/idgen/shared/audit"
+	"github.com/idgen/idgen/shared/compensation"
 )
 
 // Causes of a dead-letter move (the metric's label).
@@ -19,6 +20,16 @@ const (
 	causeMalformed     = "malformed"
 	causeMaxDeliveries = "max_deliveries"
 	causePermanent     = "permanent"
+)
+
+// Stream entry fields of the failure envelope: compensation's field names,
+// repeated here for the stream's producers.
+const (
+	FieldID         = compensation.FieldID
+	FieldReason     = compensation.FieldReason
+	FieldEventID    = compensation.FieldEventID
+	FieldOccurredAt = compensation.FieldOccurredAt
+	FieldSource     = compensation.FieldSource
 )
 
 // Fields a dead-letter entry adds to the original ones.
@@ -186,7 +197,7 @@ func (w *Worker) touch(ctx context.Context, id string) {
 // delivery count, acknowledges it in the same MULTI (outside Cluster mode),
 // and audits the move. The move is retried until it succeeds or ctx ends
 // (the entry then stays pending and is moved on a later delivery).
-func (w *Worker) deadLetter(ctx context.Context, e entry, ev Event, cause string, reason error) {
+func (w *Worker) deadLetter(ctx context.Context, e entry, ev compensation.Event, cause string, reason error) {
 	defer w.unflight(e.msg.ID)
 	keys := make([]string, 0, len(e.msg.Values))
 	for k := range e.msg.Values {
@@ -232,9 +243,17 @@ func (w *Worker) deadLetter(ctx context.Context, e entry, ev Event, cause string
 		zap.Int64("deliveries", e.deliveries), zap.String("error", msg))
 	err := w.aud.Record(audit.Event{
 		Actor: "compensate:" + w.cfg.Consumer, Action: audit.ActionDeadLetter, Resource: w.cfg.Stream + "/" + e.msg.ID,
-		Outcome: audit.OutcomeFailed, Reason: truncate(msg, 512), Source: ev.Source, RequestID: truncate(ev.EventID, maxEventID),
+		Outcome: audit.OutcomeFailed, Reason: truncate(msg, 512), Source: ev.Source, RequestID: truncate(ev.EventID, compensation.MaxEventID),
 	})
 	if err != nil {
 		w.log.Error("audit: record of a dead-letter move failed", zap.String("entry", e.msg.ID), zap.Error(err))
 	}
+}
+
+// truncate bounds what a dead-letter audit entry quotes of the entry.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }

@@ -1,3 +1,14 @@
+// Package compensate is the compensate function of the container world:
+// the Redis Stream worker of `idgen compensate` (consumer group, takeover
+// of a dead worker's entries, retries, dead letters), its metrics and its
+// /metrics and /health handler. What a compensation does (the failure
+// envelope, the barrier cases, audit once) is shared/compensation's, which
+// every transport uses.
+//
+// Invariants: the worker acknowledges a stream entry only after its effect
+// and its audit entry are stored (see Worker); a malformed entry or one
+// that keeps failing ends in the dead-letter stream with its error, never
+// silently dropped.
 package compensate
 
 import (
@@ -10,6 +21,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/idgen/idgen/shared/audit"
+	"github.com/idgen/idgen/shared/compensation"
 )
 
 // Defaults of Config.
@@ -120,12 +134,17 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Compensator applies one event (*Core provides it).
+// Compensator applies one event (*compensation.Core provides it).
 type Compensator interface {
-	Compensate(ctx context.Context, ev Event) (Result, error)
+	Compensate(ctx context.Context, ev compensation.Event) (compensation.Result, error)
 }
 
-var _ Compensator = (*Core)(nil)
+var _ Compensator = (*compensation.Core)(nil)
+
+// Recorder is the audit log of dead-letter moves (*audit.Log provides it).
+type Recorder interface {
+	Record(e audit.Event) error
+}
 
 // Worker consumes the failure stream in a consumer group.
 //
@@ -157,7 +176,7 @@ type Worker struct {
 // entries (core writes the compensation entries). Errors:
 // Config.Validate's.
 //
-// Give the client of core's RedisMarks (usually rdb) a pool with a
+// Give the client of core's compensation.RedisMarks (usually rdb) a pool with a
 // connection for every entry in flight (PoolSize above Count, idle
 // connections kept): Run opens them at start (warm), and a mark that waits
 // for a connection after its audit entry is written widens the window in
@@ -320,7 +339,7 @@ func (w *Worker) handle(procCtx, runCtx context.Context, e entry) {
 		w.acks <- e.msg.ID
 		return
 	}
-	ev, err := EventFromFields(e.msg.Values, w.cfg.Source)
+	ev, err := compensation.EventFromFields(e.msg.Values, w.cfg.Source)
 	if err == nil {
 		_, err = ev.Validate()
 	}
@@ -349,7 +368,7 @@ func (w *Worker) handle(procCtx, runCtx context.Context, e entry) {
 			w.acks <- e.msg.ID
 			return
 		}
-		if Permanent(err) {
+		if compensation.Permanent(err) {
 			w.deadLetter(procCtx, e, ev, causePermanent, err)
 			return
 		}
@@ -429,4 +448,16 @@ func (w *Worker) inFlight() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.inflight)
+}
+
+// sleep waits d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

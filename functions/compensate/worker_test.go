@@ -14,6 +14,8 @@ import (
 
 	"github.com/idgen/idgen/functions/compensate"
 	"github.com/idgen/idgen/shared/audit"
+	"github.com/idgen/idgen/shared/compensation"
+	"github.com/idgen/idgen/shared/compensation/compensationtest"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
 )
@@ -57,15 +59,15 @@ func metric(t testing.TB, m *compensate.Metrics, name string, labels ...string) 
 // deliveries, and a commit before the first delivery of another ID.
 func TestStreamDuplicatesInterleavedWithCommit(t *testing.T) {
 	e := newEnv(t)
-	store := e.store()
-	aud, path := e.auditLog("w1")
+	store := e.Store()
+	aud, path := e.AuditLog("w1")
 	m := compensate.NewMetrics()
-	w := e.worker("w1", compensate.Config{Metrics: m}, e.core(store, aud, e.rdb), aud, e.rdb)
+	w := e.worker("w1", compensate.Config{Metrics: m}, e.Core(store, aud, e.RDB), aud, e.RDB)
 	run(t, w)
-	ids := pendingIDs(t, store, 2)
+	ids := compensationtest.PendingIDs(t, store, 2)
 	a, b := ids[0], ids[1]
 	ctx := context.Background()
-	if _, _, err := store.Transition(ctx, b, registry.Change{To: registry.Committed, Actor: "svc", NowMS: nowMS()}); err != nil {
+	if _, _, err := store.Transition(ctx, b, registry.Change{To: registry.Committed, Actor: "svc", NowMS: compensationtest.NowMS()}); err != nil {
 		t.Fatal(err)
 	}
 	ev := func(id idcodec.ID) map[string]any {
@@ -74,7 +76,7 @@ func TestStreamDuplicatesInterleavedWithCommit(t *testing.T) {
 	e.add(ev(a), ev(b), ev(a), ev(b))
 	drained(t, w, 10*time.Second)
 	for _, id := range ids {
-		if _, _, err := store.Transition(ctx, id, registry.Change{To: registry.Committed, Actor: "svc", NowMS: nowMS()}); !errors.Is(err, registry.ErrConflict) {
+		if _, _, err := store.Transition(ctx, id, registry.Change{To: registry.Committed, Actor: "svc", NowMS: compensationtest.NowMS()}); !errors.Is(err, registry.ErrConflict) {
 			t.Fatalf("commit after compensation: %v, want ErrConflict", err)
 		}
 	}
@@ -82,11 +84,11 @@ func TestStreamDuplicatesInterleavedWithCommit(t *testing.T) {
 	drained(t, w, 10*time.Second)
 
 	for _, id := range ids {
-		if n := compensatedSteps(t, store, id); n != 1 {
+		if n := compensationtest.CompensatedSteps(t, store, id); n != 1 {
 			t.Fatalf("%s: %d compensated steps, want 1", id, n)
 		}
 	}
-	counts := perResource(auditLines(t, audit.ActionCompensate, path))
+	counts := compensationtest.PerResource(compensationtest.AuditLines(t, audit.ActionCompensate, path))
 	if counts[a.String()] != 1 || counts[b.String()] != 1 || len(counts) != 2 {
 		t.Fatalf("audit entries per ID %v, want 1 each", counts)
 	}
@@ -103,16 +105,16 @@ func TestStreamDuplicatesInterleavedWithCommit(t *testing.T) {
 // clients and audit logs): one effect, one audit entry.
 func TestStreamTwoWorkersOneID(t *testing.T) {
 	e := newEnv(t)
-	s1, s2 := e.store(), e.store()
-	a1, p1 := e.auditLog("w1")
-	a2, p2 := e.auditLog("w2")
-	c1, c2 := e.client(), e.client()
+	s1, s2 := e.Store(), e.Store()
+	a1, p1 := e.AuditLog("w1")
+	a2, p2 := e.AuditLog("w2")
+	c1, c2 := e.Client(), e.Client()
 	m1, m2 := compensate.NewMetrics(), compensate.NewMetrics()
 	// Count 4: each read takes a few entries, so both workers get some.
-	w1 := e.worker("w1", compensate.Config{Count: 4, Metrics: m1}, e.core(s1, a1, c1), a1, c1)
-	w2 := e.worker("w2", compensate.Config{Count: 4, Metrics: m2}, e.core(s2, a2, c2), a2, c2)
+	w1 := e.worker("w1", compensate.Config{Count: 4, Metrics: m1}, e.Core(s1, a1, c1), a1, c1)
+	w2 := e.worker("w2", compensate.Config{Count: 4, Metrics: m2}, e.Core(s2, a2, c2), a2, c2)
 	for round := range 5 {
-		ids := pendingIDs(t, s1, 17)
+		ids := compensationtest.PendingIDs(t, s1, 17)
 		hot := ids[0]
 		var entries []map[string]any
 		for i := range 16 {
@@ -124,12 +126,12 @@ func TestStreamTwoWorkersOneID(t *testing.T) {
 			run(t, w2)
 		}
 		drained(t, w1, 10*time.Second)
-		counts := perResource(auditLines(t, audit.ActionCompensate, p1, p2))
+		counts := compensationtest.PerResource(compensationtest.AuditLines(t, audit.ActionCompensate, p1, p2))
 		for _, id := range ids {
 			if counts[id.String()] != 1 {
 				t.Fatalf("round %d: %s has %d audit entries, want 1", round, id, counts[id.String()])
 			}
-			if n := compensatedSteps(t, s2, id); n != 1 {
+			if n := compensationtest.CompensatedSteps(t, s2, id); n != 1 {
 				t.Fatalf("round %d: %s has %d compensated steps", round, id, n)
 			}
 		}
@@ -151,11 +153,11 @@ func TestStreamTwoWorkersOneID(t *testing.T) {
 // them are compensated.
 func TestPoisonEntriesDeadLettered(t *testing.T) {
 	e := newEnv(t)
-	store := e.store()
-	aud, path := e.auditLog("w1")
+	store := e.Store()
+	aud, path := e.AuditLog("w1")
 	m := compensate.NewMetrics()
-	w := e.worker("w1", compensate.Config{Metrics: m}, e.core(store, aud, e.rdb), aud, e.rdb)
-	good := pendingIDs(t, store, 6)
+	w := e.worker("w1", compensate.Config{Metrics: m}, e.Core(store, aud, e.RDB), aud, e.RDB)
+	good := compensationtest.PendingIDs(t, store, 6)
 	poison := []struct {
 		fields map[string]any
 		err    string
@@ -176,11 +178,11 @@ func TestPoisonEntriesDeadLettered(t *testing.T) {
 	drained(t, w, 10*time.Second)
 
 	for _, id := range good {
-		if n := compensatedSteps(t, store, id); n != 1 {
+		if n := compensationtest.CompensatedSteps(t, store, id); n != 1 {
 			t.Fatalf("%s: %d compensated steps", id, n)
 		}
 	}
-	dlq, err := e.rdb.XRange(context.Background(), w.DLQ(), "-", "+").Result()
+	dlq, err := e.RDB.XRange(context.Background(), w.DLQ(), "-", "+").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,12 +204,12 @@ func TestPoisonEntriesDeadLettered(t *testing.T) {
 			}
 		}
 	}
-	dl := auditLines(t, audit.ActionDeadLetter, path)
+	dl := compensationtest.AuditLines(t, audit.ActionDeadLetter, path)
 	if len(dl) != len(poison) {
 		t.Fatalf("dead-letter audit entries %+v", dl)
 	}
 	for _, a := range dl {
-		want := e.stream + "/" + ids[3] // the entry without an id
+		want := e.Stream + "/" + ids[3] // the entry without an id
 		if a.Outcome != audit.OutcomeFailed || a.Reason == "" || (a.Resource == want) != (a.RequestID == "evt-no-id") {
 			t.Fatalf("dead-letter audit entry %+v", a)
 		}
@@ -222,18 +224,18 @@ func TestPoisonEntriesDeadLettered(t *testing.T) {
 
 // bump delivers ids to a consumer that then dies, n times in all.
 func (e *env) bump(consumer string, n int, ids ...string) {
-	e.t.Helper()
+	e.T.Helper()
 	ctx := context.Background()
-	if err := e.rdb.XGroupCreateMkStream(ctx, e.stream, compensate.DefaultGroup, "0").Err(); err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
-		e.t.Fatal(err)
+	if err := e.RDB.XGroupCreateMkStream(ctx, e.Stream, compensate.DefaultGroup, "0").Err(); err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
+		e.T.Fatal(err)
 	}
-	got, err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: compensate.DefaultGroup, Consumer: consumer, Streams: []string{e.stream, ">"}, Count: int64(len(ids))}).Result()
+	got, err := e.RDB.XReadGroup(ctx, &redis.XReadGroupArgs{Group: compensate.DefaultGroup, Consumer: consumer, Streams: []string{e.Stream, ">"}, Count: int64(len(ids))}).Result()
 	if err != nil || len(got[0].Messages) != len(ids) {
-		e.t.Fatalf("read: %v %v", got, err)
+		e.T.Fatalf("read: %v %v", got, err)
 	}
 	for range n - 1 {
-		if err := e.rdb.XClaim(ctx, &redis.XClaimArgs{Stream: e.stream, Group: compensate.DefaultGroup, Consumer: consumer, Messages: ids}).Err(); err != nil {
-			e.t.Fatal(err)
+		if err := e.RDB.XClaim(ctx, &redis.XClaimArgs{Stream: e.Stream, Group: compensate.DefaultGroup, Consumer: consumer, Messages: ids}).Err(); err != nil {
+			e.T.Fatal(err)
 		}
 	}
 }
@@ -243,9 +245,9 @@ func (e *env) bump(consumer string, n int, ids ...string) {
 // MaxDeliveries times is dead-lettered unprocessed.
 func TestTakeOverAndMaxDeliveries(t *testing.T) {
 	e := newEnv(t)
-	store := e.store()
-	aud, path := e.auditLog("w1")
-	ids := pendingIDs(t, store, 51)
+	store := e.Store()
+	aud, path := e.AuditLog("w1")
+	ids := compensationtest.PendingIDs(t, store, 51)
 	var entries []map[string]any
 	for _, id := range ids[:50] {
 		entries = append(entries, failure(id, "r"))
@@ -255,12 +257,12 @@ func TestTakeOverAndMaxDeliveries(t *testing.T) {
 	poisoned := e.add(failure(ids[50], "r"))
 	e.bump("dead-2", 6, poisoned...) // a crash loop: 6 deliveries
 	m := compensate.NewMetrics()
-	w := e.worker("w1", compensate.Config{Metrics: m, ClaimIdle: 200 * time.Millisecond, MaxDeliveries: 5}, e.core(store, aud, e.rdb), aud, e.rdb)
+	w := e.worker("w1", compensate.Config{Metrics: m, ClaimIdle: 200 * time.Millisecond, MaxDeliveries: 5}, e.Core(store, aud, e.RDB), aud, e.RDB)
 	start := time.Now()
 	run(t, w)
 	drained(t, w, 10*time.Second)
 	t.Logf("took over and drained in %v", time.Since(start))
-	counts := perResource(auditLines(t, audit.ActionCompensate, path))
+	counts := compensationtest.PerResource(compensationtest.AuditLines(t, audit.ActionCompensate, path))
 	for _, id := range ids[:50] {
 		if counts[id.String()] != 1 {
 			t.Fatalf("%s: %d audit entries", id, counts[id.String()])
@@ -270,7 +272,7 @@ func TestTakeOverAndMaxDeliveries(t *testing.T) {
 	if err != nil || rec.State != registry.Pending {
 		t.Fatalf("dead-lettered entry was applied: %+v %v", rec, err)
 	}
-	dlq, err := e.rdb.XRange(context.Background(), w.DLQ(), "-", "+").Result()
+	dlq, err := e.RDB.XRange(context.Background(), w.DLQ(), "-", "+").Result()
 	if err != nil || len(dlq) != 1 || dlq[0].Values["cause"] != "max_deliveries" || dlq[0].Values["deliveries"] != "7" || dlq[0].Values["id"] != ids[50].String() {
 		t.Fatalf("dlq %v %v", dlq, err)
 	}
@@ -283,19 +285,19 @@ func TestTakeOverAndMaxDeliveries(t *testing.T) {
 // resumes the entries it had read before it died.
 func TestResumeOwnPending(t *testing.T) {
 	e := newEnv(t)
-	store := e.store()
-	aud, path := e.auditLog("w1")
-	ids := pendingIDs(t, store, 10)
+	store := e.Store()
+	aud, path := e.AuditLog("w1")
+	ids := compensationtest.PendingIDs(t, store, 10)
 	var entries []map[string]any
 	for _, id := range ids {
 		entries = append(entries, failure(id, "r"))
 	}
 	e.bump("w1", 1, e.add(entries...)...)
 	// ClaimIdle an hour: only the own-pending read can find them.
-	w := e.worker("w1", compensate.Config{ClaimIdle: time.Hour}, e.core(store, aud, e.rdb), aud, e.rdb)
+	w := e.worker("w1", compensate.Config{ClaimIdle: time.Hour}, e.Core(store, aud, e.RDB), aud, e.RDB)
 	run(t, w)
 	drained(t, w, 10*time.Second)
-	if n := len(auditLines(t, audit.ActionCompensate, path)); n != 10 {
+	if n := len(compensationtest.AuditLines(t, audit.ActionCompensate, path)); n != 10 {
 		t.Fatalf("%d audit entries, want 10", n)
 	}
 }
@@ -305,15 +307,15 @@ func TestResumeOwnPending(t *testing.T) {
 // retried with backoff, and each is applied and audited once.
 func TestTransientFailuresRetried(t *testing.T) {
 	e := newEnv(t)
-	store := e.store()
-	aud, path := e.auditLog("w1")
-	fr := &flakyRegistry{next: store}
-	fr.failN.Store(30)
-	fr.lostN.Store(5)
+	store := e.Store()
+	aud, path := e.AuditLog("w1")
+	fr := &compensationtest.FlakyRegistry{Next: store}
+	fr.FailN.Store(30)
+	fr.LostN.Store(5)
 	m := compensate.NewMetrics()
 	w := e.worker("w1", compensate.Config{Metrics: m, BackoffBase: time.Millisecond, BackoffMax: 20 * time.Millisecond, Count: 8},
-		e.core(fr, aud, e.rdb), aud, e.rdb)
-	ids := pendingIDs(t, store, 20)
+		e.Core(fr, aud, e.RDB), aud, e.RDB)
+	ids := compensationtest.PendingIDs(t, store, 20)
 	var entries []map[string]any
 	for _, id := range ids {
 		entries = append(entries, failure(id, "r"))
@@ -321,7 +323,7 @@ func TestTransientFailuresRetried(t *testing.T) {
 	e.add(entries...)
 	run(t, w)
 	drained(t, w, 20*time.Second)
-	counts := perResource(auditLines(t, audit.ActionCompensate, path))
+	counts := compensationtest.PerResource(compensationtest.AuditLines(t, audit.ActionCompensate, path))
 	for _, id := range ids {
 		if counts[id.String()] != 1 {
 			t.Fatalf("%s: %d audit entries", id, counts[id.String()])
@@ -338,7 +340,7 @@ func TestTransientFailuresRetried(t *testing.T) {
 
 // slowRegistry delays every transition.
 type slowRegistry struct {
-	next compensate.Transitioner
+	next compensation.Transitioner
 	d    time.Duration
 }
 
@@ -352,17 +354,17 @@ func (s slowRegistry) Transition(ctx context.Context, id idcodec.ID, ch registry
 // worker finishes the rest, every ID audited once.
 func TestGracefulShutdown(t *testing.T) {
 	e := newEnv(t)
-	store := e.store()
-	a1, p1 := e.auditLog("w1")
-	a2, p2 := e.auditLog("w2")
-	ids := pendingIDs(t, store, 600)
+	store := e.Store()
+	a1, p1 := e.AuditLog("w1")
+	a2, p2 := e.AuditLog("w2")
+	ids := compensationtest.PendingIDs(t, store, 600)
 	var entries []map[string]any
 	for _, id := range ids {
 		entries = append(entries, failure(id, "r"))
 	}
 	e.add(entries...)
 	m := compensate.NewMetrics()
-	w1 := e.worker("w1", compensate.Config{Metrics: m, ClaimIdle: 300 * time.Millisecond}, e.core(slowRegistry{store, 5 * time.Millisecond}, a1, e.rdb), a1, e.rdb)
+	w1 := e.worker("w1", compensate.Config{Metrics: m, ClaimIdle: 300 * time.Millisecond}, e.Core(slowRegistry{store, 5 * time.Millisecond}, a1, e.RDB), a1, e.RDB)
 	stop := run(t, w1)
 	for metric(t, m, "idgen_compensate_processed_total", "outcome", "applied") < 100 {
 		time.Sleep(5 * time.Millisecond)
@@ -376,17 +378,17 @@ func TestGracefulShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := len(auditLines(t, audit.ActionCompensate, p1))
+	done := len(compensationtest.AuditLines(t, audit.ActionCompensate, p1))
 	if st.Lag == 0 || done >= 600 {
 		t.Fatalf("stopped with lag %d after %d applied: the test did not stop mid-stream", st.Lag, done)
 	}
 	if int64(done) < 600-st.Lag-st.Pending {
 		t.Fatalf("%d audited but %d acknowledged", done, 600-st.Lag-st.Pending)
 	}
-	w2 := e.worker("w2", compensate.Config{ClaimIdle: 300 * time.Millisecond}, e.core(store, a2, e.rdb), a2, e.rdb)
+	w2 := e.worker("w2", compensate.Config{ClaimIdle: 300 * time.Millisecond}, e.Core(store, a2, e.RDB), a2, e.RDB)
 	run(t, w2)
 	drained(t, w2, 20*time.Second)
-	counts := perResource(auditLines(t, audit.ActionCompensate, p1, p2))
+	counts := compensationtest.PerResource(compensationtest.AuditLines(t, audit.ActionCompensate, p1, p2))
 	for _, id := range ids {
 		if counts[id.String()] != 1 {
 			t.Fatalf("%s: %d audit entries", id, counts[id.String()])
@@ -396,9 +398,9 @@ func TestGracefulShutdown(t *testing.T) {
 
 func TestMetricsAndHealth(t *testing.T) {
 	e := newEnv(t)
-	aud, _ := e.auditLog("w1")
+	aud, _ := e.AuditLog("w1")
 	m := compensate.NewMetrics()
-	w := e.worker("w1", compensate.Config{Metrics: m}, e.core(e.store(), aud, e.rdb), aud, e.rdb)
+	w := e.worker("w1", compensate.Config{Metrics: m}, e.Core(e.Store(), aud, e.RDB), aud, e.RDB)
 	srv := httptest.NewServer(compensate.Handler(m, map[string]compensate.Check{"redis": w.Ping}))
 	defer srv.Close()
 	get := func(path string) (int, string) {
@@ -416,7 +418,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	code, body := get("/metrics")
 	for _, want := range []string{
 		`idgen_compensate_processed_total{outcome="dead_lettered"} 1`, "idgen_compensate_retried_total 0",
-		`idgen_compensate_dead_lettered_total{cause="malformed"} 1`, `idgen_compensate_lag{group="compensate",stream="` + e.stream + `"} 0`,
+		`idgen_compensate_dead_lettered_total{cause="malformed"} 1`, `idgen_compensate_lag{group="compensate",stream="` + e.Stream + `"} 0`,
 	} {
 		if code != 200 || !strings.Contains(body, want) {
 			t.Fatalf("/metrics %d lacks %q:\n%s", code, want, body)
@@ -441,7 +443,7 @@ func TestMetricsAndHealth(t *testing.T) {
 
 // downRegistry is unavailable until up is closed.
 type downRegistry struct {
-	next compensate.Transitioner
+	next compensation.Transitioner
 	up   chan struct{}
 }
 
@@ -459,17 +461,17 @@ func (d downRegistry) Transition(ctx context.Context, id idcodec.ID, ch registry
 // not take them over (which would burn deliveries towards the DLQ).
 func TestRetryingWorkerKeepsItsEntry(t *testing.T) {
 	e := newEnv(t)
-	store := e.store()
-	aud, path := e.auditLog("w1")
+	store := e.Store()
+	aud, path := e.AuditLog("w1")
 	down := downRegistry{next: store, up: make(chan struct{})}
 	m1, m2 := compensate.NewMetrics(), compensate.NewMetrics()
 	cfg := compensate.Config{ClaimIdle: 300 * time.Millisecond, BackoffBase: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond}
 	cfg.Metrics = m1
-	w1 := e.worker("w1", cfg, e.core(down, aud, e.rdb), aud, e.rdb)
+	w1 := e.worker("w1", cfg, e.Core(down, aud, e.RDB), aud, e.RDB)
 	cfg.Metrics = m2
-	c2 := e.client()
-	w2 := e.worker("w2", cfg, e.core(store, aud, c2), aud, c2)
-	id := pendingIDs(t, store, 1)[0]
+	c2 := e.Client()
+	w2 := e.worker("w2", cfg, e.Core(store, aud, c2), aud, c2)
+	id := compensationtest.PendingIDs(t, store, 1)[0]
 	e.add(failure(id, "r"))
 	run(t, w1)
 	for metric(t, m1, "idgen_compensate_retried_total") == 0 {
@@ -485,10 +487,10 @@ func TestRetryingWorkerKeepsItsEntry(t *testing.T) {
 	if got := metric(t, m1, "idgen_compensate_processed_total", "outcome", "applied"); got != 1 {
 		t.Fatalf("applied by the retrying worker: %v", got)
 	}
-	if n := len(auditLines(t, audit.ActionCompensate, path)); n != 1 {
+	if n := len(compensationtest.AuditLines(t, audit.ActionCompensate, path)); n != 1 {
 		t.Fatalf("%d audit entries", n)
 	}
-	p, err := e.rdb.XPendingExt(context.Background(), &redis.XPendingExtArgs{Stream: e.stream, Group: compensate.DefaultGroup, Start: "-", End: "+", Count: 10}).Result()
+	p, err := e.RDB.XPendingExt(context.Background(), &redis.XPendingExtArgs{Stream: e.Stream, Group: compensate.DefaultGroup, Start: "-", End: "+", Count: 10}).Result()
 	if err != nil || len(p) != 0 {
 		t.Fatalf("pending %v %v", p, err)
 	}

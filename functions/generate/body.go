@@ -9,6 +9,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/idgen/idgen/shared/compensation"
 	"github.com/idgen/idgen/shared/idcodec"
 )
 
@@ -54,17 +55,33 @@ func jsonErrorText(err error) string {
 	return err.Error()
 }
 
-// idBody is the body of /commit and /compensate.
+// idBody is the body of /commit ("reason" is refused with its own message).
 type idBody struct {
 	ID     *string `json:"id"`
 	Reason string  `json:"reason"`
 }
 
-func (b *idBody) parseID() (idcodec.ID, error) {
-	if b.ID == nil {
+func (b *idBody) parseID() (idcodec.ID, error) { return parseID(b.ID) }
+
+// compensateBody is the body of /compensate: the failure envelope of
+// shared/compensation (compensation.Event), whose Validate checks it.
+type compensateBody struct {
+	ID         *string `json:"id"`
+	Reason     string  `json:"reason"`
+	EventID    string  `json:"event_id"`
+	OccurredAt string  `json:"occurred_at"`
+	Source     string  `json:"source"`
+}
+
+func (b *compensateBody) parseID() (idcodec.ID, error) { return parseID(b.ID) }
+
+// parseID parses a body's "id": a missing one is invalid_request, a
+// malformed one invalid_id.
+func parseID(id *string) (idcodec.ID, error) {
+	if id == nil {
 		return idcodec.ID{}, Errorf(CodeInvalidRequest, `field "id" is required`)
 	}
-	return idcodec.Parse(*b.ID)
+	return idcodec.Parse(*id)
 }
 
 type maxBodyKey struct{}
@@ -138,6 +155,11 @@ func jsonFields(v any) map[string]bool {
 		return map[string]bool{"count": true, "timeout_ms": true, "metadata": true}
 	case *idBody:
 		return map[string]bool{"id": true, "reason": true}
+	case *compensateBody:
+		return map[string]bool{
+			compensation.FieldID: true, compensation.FieldReason: true, compensation.FieldEventID: true,
+			compensation.FieldOccurredAt: true, compensation.FieldSource: true,
+		}
 	}
 	return nil
 }

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
+	"github.com/idgen/idgen/shared/compensation"
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
@@ -86,6 +88,9 @@ func toError(err error) (e *Error, known bool) {
 		return Errorf(CodeConflict, "the ID was compensated; it cannot be committed"), true
 	case errors.Is(err, idcodec.ErrSyntax), errors.Is(err, idcodec.ErrNotOurs):
 		return Errorf(CodeInvalidID, "%s", err.Error()), true
+	case errors.Is(err, compensation.ErrMalformed):
+		// The envelope's own sentence, without the sentinel's prefix.
+		return Errorf(CodeInvalidRequest, "%s", strings.TrimPrefix(err.Error(), compensation.ErrMalformed.Error()+": ")), true
 	case errors.Is(err, generator.ErrBatchSize):
 		return Errorf(CodeInvalidRequest, "count must be between 1 and 1000"), true
 	}

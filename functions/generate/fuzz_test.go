@@ -206,6 +206,8 @@ func FuzzTransitionBody(f *testing.F) {
 		``, `{}`, `null`, `{"id":null}`, `{"id":5}`, `{"id":"nope"}`, `{"id":"` + uuidV4 + `"}`,
 		`{"id":"` + id + `"}`, `{"id":"` + id + `","reason":"x"}`, `{"id":"` + id + `","reason":"` + strings.Repeat("r", 300) + `"}`,
 		`{"id":"` + id + `"}{}`, `{"ID":"` + strings.ToUpper(id) + `"}`, `{"id":"` + id + `","x":1}`,
+		`{"event_id":"e-1","id":"` + id + `","reason":"x","occurred_at":"2026-01-02T03:04:05Z","source":"payments"}`,
+		`{"id":"` + id + `","event_id":7}`, `{"id":"` + id + `","source":"a b"}`, `{"id":"` + id + `","occurred_at":"now"}`,
 	} {
 		f.Add([]byte(s), false)
 		f.Add([]byte(s), true)

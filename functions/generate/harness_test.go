@@ -54,6 +54,12 @@ func newStack(tb testing.TB, base zapcore.Core) *stack {
 
 // newStackWith is newStack with the service's config and authenticator.
 func newStackWith(tb testing.TB, base zapcore.Core, cfg generate.Config, a generate.Authenticator) *stack {
+	return newStackDeps(tb, base, cfg, a, nil)
+}
+
+// newStackDeps is newStackWith; deps, when set, adjusts the service's
+// collaborators before New.
+func newStackDeps(tb testing.TB, base zapcore.Core, cfg generate.Config, a generate.Authenticator, deps func(*generate.Deps)) *stack {
 	ring := logring.New(2000)
 	ec := zap.NewProductionEncoderConfig()
 	ec.TimeKey, ec.EncodeTime = "time", zapcore.RFC3339NanoTimeEncoder
@@ -92,7 +98,7 @@ func newStackWith(tb testing.TB, base zapcore.Core, cfg generate.Config, a gener
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = auditLog.Close() })
-	svc, err := generate.New(cfg, generate.Deps{
+	d := generate.Deps{
 		Audit: auditLog,
 		IDs:   gen, Registry: store, Logger: log, Logs: ring, Metrics: metrics, Sealer: sealer.NewVault(keys, store), Auth: a,
 		Membership: generate.StaticMembership{generate.Member{Worker: 0, Shard: 0, Address: "idgen.test", Version: "test", StartedAt: time.Now().UTC()}},
@@ -100,7 +106,11 @@ func newStackWith(tb testing.TB, base zapcore.Core, cfg generate.Config, a gener
 			{Name: "store", Critical: true, Run: store.Ping},
 			generate.RangeCheck(gen),
 		},
-	})
+	}
+	if deps != nil {
+		deps(&d)
+	}
+	svc, err := generate.New(cfg, d)
 	if err != nil {
 		tb.Fatal(err)
 	}

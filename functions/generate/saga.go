@@ -12,36 +12,15 @@ import (
 
 	"github.com/idgen/idgen/shared/audit"
 	"github.com/idgen/idgen/shared/auth"
+	"github.com/idgen/idgen/shared/compensation"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/sealer"
 )
 
-// maxReason bounds the "reason" of a compensation.
-const maxReason = 256
-
-// stateAnswer is the body of /commit and /compensate. It is built from the
-// stored record only, so every repeat of a transition answers the same.
-type stateAnswer struct {
-	ID            string `json:"id"`
-	State         string `json:"state"`
-	CommittedAt   string `json:"committed_at,omitempty"`
-	CompensatedAt string `json:"compensated_at,omitempty"`
-	Reason        string `json:"reason,omitempty"`
-}
-
-func answerOf(rec registry.Record) stateAnswer {
-	a := stateAnswer{ID: rec.ID.String(), State: rec.State.String()}
-	for _, st := range rec.History {
-		switch st.State {
-		case registry.Committed:
-			a.CommittedAt = msTime(st.AtMS)
-		case registry.Compensated:
-			a.CompensatedAt, a.Reason = msTime(st.AtMS), st.Reason
-		}
-	}
-	return a
-}
+// Margin of Core.RecoverAfter over the request timeout: the audit write
+// after the deadline, and clock skew between instances.
+const recoverMargin = time.Second
 
 func msTime(ms int64) string {
 	if ms == 0 {
@@ -50,18 +29,11 @@ func msTime(ms int64) string {
 	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z07:00")
 }
 
+// commit applies pending → committed. The outcome (applied, replayed) goes
+// in the Idgen-Outcome header, not the body, so the body of a repeat is
+// byte-for-byte the first answer (compensation.AnswerOf: built from the
+// stored record only).
 func (s *Service) commit(c *fasthttp.RequestCtx, log *reqLog) error {
-	return s.transition(c, log, registry.Committed)
-}
-
-func (s *Service) compensate(c *fasthttp.RequestCtx, log *reqLog) error {
-	return s.transition(c, log, registry.Compensated)
-}
-
-// transition applies a saga step. The outcome (applied, replayed,
-// null_compensation) goes in the Idgen-Outcome header, not the body, so the
-// body of a repeat is byte-for-byte the first answer.
-func (s *Service) transition(c *fasthttp.RequestCtx, log *reqLog, to registry.State) error {
 	var b idBody
 	if err := decodeBody(c, &b, false); err != nil {
 		return err
@@ -70,18 +42,16 @@ func (s *Service) transition(c *fasthttp.RequestCtx, log *reqLog, to registry.St
 	if err != nil {
 		return err
 	}
-	if to == registry.Committed && b.Reason != "" {
+	if b.Reason != "" {
 		return Errorf(CodeInvalidRequest, "reason applies to /compensate only")
-	}
-	if len(b.Reason) > maxReason {
-		return Errorf(CodeInvalidRequest, "reason is longer than %d bytes", maxReason)
 	}
 	if err := s.auditGate(); err != nil {
 		return err
 	}
 	ctx, cancel := s.requestContext()
 	defer cancel()
-	rec, out, err := s.d.Registry.Transition(ctx, id, registry.Change{To: to, Reason: b.Reason, Actor: s.subject(c), NowMS: s.cfg.Now().UnixMilli()})
+	to := registry.Committed
+	rec, out, err := s.d.Registry.Transition(ctx, id, registry.Change{To: to, Actor: s.subject(c), NowMS: s.cfg.Now().UnixMilli()})
 	if err != nil {
 		s.d.Metrics.transitions.WithLabelValues(to.String(), "refused").Inc()
 		return err
@@ -89,14 +59,108 @@ func (s *Service) transition(c *fasthttp.RequestCtx, log *reqLog, to registry.St
 	s.d.Metrics.transitions.WithLabelValues(to.String(), out.String()).Inc()
 	if out != registry.Replayed {
 		log.L().Info("saga transition", zap.Stringer("id", id), zap.Stringer("state", to), zap.Stringer("outcome", out), zap.String("reason", b.Reason))
-		action := audit.ActionCommit
-		if to == registry.Compensated {
-			action = audit.ActionCompensate
-		}
-		s.audit(c, log, audit.Event{Actor: s.subject(c), Action: action, Resource: id.String(), Outcome: out.String(), Reason: b.Reason})
+		s.audit(c, log, audit.Event{Actor: s.subject(c), Action: audit.ActionCommit, Resource: id.String(), Outcome: out.String()})
 	}
 	c.Response.Header.Set("Idgen-Outcome", out.String())
-	return writeJSON(c, fasthttp.StatusOK, answerOf(rec))
+	return writeJSON(c, fasthttp.StatusOK, compensation.AnswerOf(rec))
+}
+
+// compensate voids an ID through the compensation core that every
+// transport shares: the body is the failure envelope (compensation.Event,
+// reason optional), the actor the caller's subject. The outcome (applied,
+// replayed, null_compensation) goes in the Idgen-Outcome header, and the
+// body of a repeat is byte-for-byte the first answer.
+//
+// Audit: one entry per effective compensation, with the envelope's source
+// and event_id as its source and request_id, else the caller's address and
+// the request ID. Every request counts as a possible retry of one whose
+// answer was lost (Redelivered), so with Deps.CompensationMarks a retry
+// writes the entry of an attempt that died before auditing it. A failing
+// audit sink is logged and reported by /health, never shown to the client.
+func (s *Service) compensate(c *fasthttp.RequestCtx, log *reqLog) error {
+	var b compensateBody
+	if err := decodeBody(c, &b, false); err != nil {
+		return err
+	}
+	id, err := b.parseID()
+	if err != nil {
+		return err
+	}
+	ev := compensation.Event{
+		EventID: b.EventID, ID: id.String(), Reason: b.Reason, OccurredAt: b.OccurredAt, Source: b.Source,
+		Caller: s.subject(c), Redelivered: true,
+	}
+	if _, err := ev.Validate(); err != nil {
+		return err
+	}
+	if err := s.auditGate(); err != nil {
+		return err
+	}
+	ctx, cancel := s.requestContext()
+	defer cancel()
+	core := s.comp
+	core.Audit = requestAudit{
+		next: s.d.Audit, source: firstNonEmpty(b.Source, c.RemoteIP().String()),
+		requestID: firstNonEmpty(b.EventID, log.rid), instance: s.cfg.Instance,
+	}
+	res, err := core.Compensate(ctx, ev)
+	to := registry.Compensated.String()
+	if err != nil && !errors.Is(err, compensation.ErrAudit) {
+		s.d.Metrics.transitions.WithLabelValues(to, "refused").Inc()
+		return err
+	}
+	out := outcomeOf(res.Case)
+	s.d.Metrics.transitions.WithLabelValues(to, out).Inc()
+	if res.Case != compensation.CaseDuplicate {
+		fields := []zap.Field{zap.Stringer("id", id), zap.String("state", to), zap.String("outcome", out), zap.String("reason", b.Reason)}
+		for _, f := range [][2]string{{compensation.FieldEventID, b.EventID}, {compensation.FieldSource, b.Source}, {compensation.FieldOccurredAt, b.OccurredAt}} {
+			if f[1] != "" {
+				fields = append(fields, zap.String(f[0], f[1]))
+			}
+		}
+		log.L().Info("saga transition", fields...)
+	}
+	if res.AuditRecovered {
+		log.L().Warn("compensate: wrote the audit entry an earlier attempt left out", zap.Stringer("id", id), zap.String("event_id", b.EventID))
+	}
+	if err != nil {
+		log.L().Error("audit: record failed", zap.String("action", audit.ActionCompensate), zap.Error(err))
+	}
+	c.Response.Header.Set("Idgen-Outcome", out)
+	return writeJSON(c, fasthttp.StatusOK, res.Answer)
+}
+
+// outcomeOf is the Idgen-Outcome of a compensation: the registry's outcome
+// names (a duplicate is "replayed", as for /commit).
+func outcomeOf(cs compensation.Case) string {
+	switch cs {
+	case compensation.CaseApplied:
+		return registry.Applied.String()
+	case compensation.CaseNullCompensation:
+		return registry.Tombstoned.String()
+	}
+	return registry.Replayed.String()
+}
+
+// requestAudit is the Recorder of one POST /compensate: it gives the core's
+// entry the request's source, request ID and instance.
+type requestAudit struct {
+	next                        Auditor
+	source, requestID, instance string
+}
+
+var _ compensation.Recorder = requestAudit{}
+
+func (r requestAudit) Record(e audit.Event) error {
+	e.Source, e.RequestID, e.Instance = r.source, r.requestID, r.instance
+	return r.next.Record(e)
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 type stepView struct {

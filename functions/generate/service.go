@@ -26,6 +26,7 @@ import (
 
 	"github.com/idgen/idgen/shared/audit"
 	"github.com/idgen/idgen/shared/auth"
+	"github.com/idgen/idgen/shared/compensation"
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/logring"
@@ -166,6 +167,13 @@ type Deps struct {
 	Sealer     Sealer        // required: metadata is never stored in clear
 	Auth       Authenticator // required unless Config.Dev
 	Audit      Auditor       // required
+	// CompensationMarks remembers which compensations of POST /compensate
+	// are audited, so that a client's retry writes the audit entry of an
+	// attempt that died between the effect and its entry
+	// (compensation.RedisMarks with the Redis registry: shared by every
+	// instance). Default nil: no such recovery, an effect is audited at
+	// most once (enough for the embedded store's single process).
+	CompensationMarks compensation.Marker
 }
 
 // Service handles the HTTP API. Safe for concurrent use.
@@ -177,6 +185,9 @@ type Service struct {
 	reqSeq   atomic.Uint64
 	reqPfx   string
 	limits   *limiters
+	// comp is the compensation core of POST /compensate, without its
+	// Recorder (each request gives one: requestAudit).
+	comp compensation.Core
 }
 
 // New returns a Service. Deps.IDs, Deps.Registry and Deps.Sealer are
@@ -203,7 +214,13 @@ func New(cfg Config, d Deps) (*Service, error) {
 	}
 	var p [4]byte
 	_, _ = rand.Read(p[:])
-	return &Service{cfg: cfg, d: d, log: d.Logger, reqPfx: hex.EncodeToString(p[:]) + "-", limits: newLimiters(cfg.RateLimit, cfg.RateBurst)}, nil
+	comp := compensation.Core{
+		Registry: d.Registry, Marks: d.CompensationMarks, Now: cfg.Now,
+		// A retry may overlap its first attempt, which ends within the
+		// request timeout: only then may the retry write a missing entry.
+		RecoverAfter: cfg.RequestTimeout + recoverMargin,
+	}
+	return &Service{cfg: cfg, d: d, log: d.Logger, reqPfx: hex.EncodeToString(p[:]) + "-", limits: newLimiters(cfg.RateLimit, cfg.RateBurst), comp: comp}, nil
 }
 
 // SetDraining makes /health/ready answer 503 so load balancers stop sending

@@ -55,7 +55,8 @@ type Config struct {
 	// ClaimTimeout bounds one background claim. Default 10s.
 	ClaimTimeout time.Duration
 	// RetryAfter is how long callers are told to wait after a failed claim;
-	// during it no new claim is started by the hot path. Default 1s.
+	// during it no new claim is started by the hot path. A failed claim
+	// that left no counter is retried in the background after it. Default 1s.
 	RetryAfter time.Duration
 	// Clock stamps timestamps; nil means a fresh Clock on time.Now.
 	Clock *idcodec.Clock
@@ -164,7 +165,8 @@ type Generator struct {
 	failedUntil time.Time     // no new claim from the hot path before this
 	step        uint64
 	lastClaimAt time.Time
-	lastClaimed uint64 // size of the previous claim
+	lastClaimed uint64      // size of the previous claim
+	retry       *time.Timer // a claim again after a failed one left nothing to hand out
 	closed      bool
 
 	claims, claimErrors atomic.Uint64
@@ -173,7 +175,8 @@ type Generator struct {
 
 // New returns a Generator that claims ranges from src and stamps the worker
 // slot of worker. It claims nothing until the first ID is asked for (lazy cold
-// start) unless Warm is called.
+// start) unless Warm is called. A failed claim that leaves it with nothing to
+// hand out is retried in the background every RetryAfter until one succeeds.
 func New(src RangeSource, worker WorkerSource, cfg Config) (*Generator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -312,6 +315,14 @@ func (g *Generator) claim(done chan struct{}) {
 		g.lastErr = err
 		g.lastFailure = err.Error()
 		g.failedUntil = time.Now().Add(g.cfg.RetryAfter)
+		if g.emptyLocked() && !g.closed {
+			// Nothing left to hand out: claim again after RetryAfter, caller
+			// or not. Behind a load balancer that routes only to ready
+			// instances no caller comes while health reports no range, so
+			// without this the instance would stay out of rotation after
+			// the range source recovered.
+			g.retry = time.AfterFunc(g.cfg.RetryAfter, g.retryClaim)
+		}
 	} else {
 		g.claims.Add(1)
 		g.lastFailure = ""
@@ -319,6 +330,23 @@ func (g *Generator) claim(done chan struct{}) {
 		g.adaptStepLocked(t0, r.Len())
 	}
 	close(done)
+}
+
+// emptyLocked reports whether no counter is left to hand out (current
+// range used up or never claimed, none prefetched). The caller holds mu.
+func (g *Generator) emptyLocked() bool {
+	s := g.cur.Load()
+	return g.next == nil && (s == nil || s.remaining() == 0)
+}
+
+// retryClaim is the background claim after a failed one left the
+// generator empty; a failure schedules the next one.
+func (g *Generator) retryClaim() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.emptyLocked() {
+		g.startClaimLocked()
+	}
 }
 
 // adaptStepLocked sizes the next claim so that a range lasts about
@@ -404,6 +432,9 @@ func (g *Generator) Stats() Stats {
 func (g *Generator) Close() {
 	g.mu.Lock()
 	g.closed = true
+	if g.retry != nil {
+		g.retry.Stop()
+	}
 	g.mu.Unlock()
 	g.cancel()
 	g.wg.Wait()

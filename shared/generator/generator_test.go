@@ -422,3 +422,56 @@ func TestLeaseCheckedAgainAfterWait(t *testing.T) {
 		t.Fatalf("an ID stamped after the lease ran out during the wait: err = %v, want ErrUnavailable", err)
 	}
 }
+
+// TestEmptyRecoversWithoutCallers is the regression test of a bug found by
+// cmd/idgen-chaos (fault 4, ZooKeeper quorum loss, instances behind
+// HAProxy): an instance that used up its range while its claims failed
+// reported no range on /health/ready, so the load balancer sent it no
+// request, and only a request started a new claim: after the quorum came
+// back it stayed out of rotation for good. Now a failed claim that leaves
+// nothing to hand out is retried in the background until one succeeds.
+func TestEmptyRecoversWithoutCallers(t *testing.T) {
+	src := &memSource{}
+	g := newGen(t, src, Config{InitialStep: 1000, RetryAfter: 20 * time.Millisecond})
+	ctx := context.Background()
+	if _, err := g.NextN(ctx, 1000, nil); err != nil { // the whole first range
+		t.Fatal(err)
+	}
+	src.fail.Store(true)
+	if _, err := g.Next(ctx); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrUnavailable", err)
+	}
+	if st := g.Stats(); st.Headroom != 0 || st.LastError == "" {
+		t.Fatalf("stats %+v, want no headroom and the failure recorded (what /health/ready reports as down)", st)
+	}
+	failures := g.Stats().ClaimErrors
+	waitFor(t, func() bool { return g.Stats().ClaimErrors >= failures+2 }) // retried with no caller
+	src.fail.Store(false)
+	waitFor(t, func() bool { st := g.Stats(); return st.Headroom > 0 && st.LastError == "" })
+	claims := src.claimCount()
+	time.Sleep(100 * time.Millisecond)
+	if n := src.claimCount(); n != claims {
+		t.Fatalf("%d more claims once a range was ready, want none", n-claims)
+	}
+}
+
+// TestCloseStopsRetries: Close ends the background retries (goleak checks
+// that no claim goroutine is left).
+func TestCloseStopsRetries(t *testing.T) {
+	src := &memSource{}
+	src.fail.Store(true)
+	g, err := New(src, FixedWorker(0), Config{RetryAfter: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Warm(context.Background()); err == nil {
+		t.Fatal("Warm succeeded on a failing source")
+	}
+	time.Sleep(20 * time.Millisecond)
+	g.Close()
+	n := g.Stats().ClaimErrors
+	time.Sleep(30 * time.Millisecond)
+	if m := g.Stats().ClaimErrors; m != n {
+		t.Fatalf("%d claims after Close", m-n)
+	}
+}

@@ -16,7 +16,7 @@ import (
 
 // TestDeadlinesSweptOnceAcrossInstances: IDs issued with timeout_ms by two
 // instances are compensated (reason "timeout") once their deadline passes,
-// whichever instance's sweeper gets there: every one exactly once across
+// by the shard's elected sweeper (ZooKeeper election): every one exactly once across
 // both audit logs, and the deadline index is empty afterwards. One ID
 // committed in time is left alone.
 func TestDeadlinesSweptOnceAcrossInstances(t *testing.T) {
@@ -66,7 +66,8 @@ func TestDeadlinesSweptOnceAcrossInstances(t *testing.T) {
 		in.stop(t) // flushes the audit log
 	}
 	events := map[string]int{}
-	for _, in := range insts {
+	perInstance := make([]int, len(insts))
+	for i, in := range insts {
 		f, err := os.Open(filepath.Join(in.dataDir, "audit.log"))
 		if err != nil {
 			t.Fatal(err)
@@ -76,6 +77,7 @@ func TestDeadlinesSweptOnceAcrossInstances(t *testing.T) {
 			var e struct{ Actor, Action, Resource, Reason string }
 			if json.Unmarshal(sc.Bytes(), &e) == nil && e.Action == "id.compensate" && e.Actor == "system" && e.Reason == "timeout" {
 				events[e.Resource]++
+				perInstance[i]++
 			}
 		}
 		f.Close()
@@ -91,7 +93,12 @@ func TestDeadlinesSweptOnceAcrossInstances(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d IDs past their deadline: %d audited compensations across 2 instances", len(ids)-1, len(events))
+	// One sweeper at a time (the ZooKeeper election of the shard's
+	// sweeper): every timeout compensation was made by the same instance.
+	if perInstance[0] != 0 && perInstance[1] != 0 {
+		t.Errorf("both instances swept: %v timeout compensations audited per instance, want all by the elected one", perInstance)
+	}
+	t.Logf("%d IDs past their deadline: %d audited compensations, per instance %v", len(ids)-1, len(events), perInstance)
 }
 
 // TestZooKeeperBehindRegistryRefused: the registry remembers how far the
@@ -116,5 +123,81 @@ func TestZooKeeperBehindRegistryRefused(t *testing.T) {
 	t.Logf("exit %d: %s", code, last)
 	if code == 0 || !strings.Contains(last, "high-water") && !strings.Contains(last, "refusing to issue") {
 		t.Errorf("instance on a ZooKeeper counter behind the registry: exit %d, %q; want a refusal", code, last)
+	}
+}
+
+// TestSweeperTakesOver: the elected sweeper is SIGKILLed with IDs pending
+// past their deadline; once ZooKeeper expires its session the other
+// instance is elected and compensates them, each audited once.
+func TestSweeperTakesOver(t *testing.T) {
+	srv := redisharness.StartStandaloneT(t, redisharness.Options{})
+	d := newDeployment(t, "--redis-addr", srv.Addr())
+	flags := []string{"--sweep-interval", "200ms", "--zookeeper-session-timeout", "2s"}
+	a := d.start("idgen-a", nil, flags...)
+	b := d.start("idgen-b", nil, flags...)
+	admin := rawClient(t, srv.Addr(), redisOpts{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// The first to sweep is the elected one; wait until it said so.
+	var leader, other *instance
+	waitUntil := time.Now().Add(20 * time.Second)
+	for leader == nil {
+		for _, in := range []*instance{a, b} {
+			if strings.Contains(in.p.Stderr(), `"leader":true`) {
+				leader = in
+			}
+		}
+		if time.Now().After(waitUntil) {
+			t.Fatal("no instance was elected sweeper")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	other = b
+	if leader == b {
+		other = a
+	}
+	l := newLedger()
+	if r := generate(ctx, d.client, other, 0, 50, genOpts{body: `{"count":50,"timeout_ms":1500}`}); !l.add(r) {
+		t.Fatal(r.String())
+	}
+	leader.once.Do(func() {}) // killed, not stopped: no exit code to check
+	if err := leader.p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	for {
+		n, err := admin.ZCard(ctx, keyPrefix+"deadlines:{0}").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Since(killed) > 30*time.Second {
+			t.Fatalf("30 s after the sweeper died, %d IDs past their deadline are still pending", n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("the other instance took over and swept %.1f s after the elected sweeper was killed", time.Since(killed).Seconds())
+	other.stop(t)
+	ids, _, _ := l.snapshot()
+	audited := map[string]int{}
+	f, err := os.Open(filepath.Join(other.dataDir, "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var e struct{ Actor, Action, Resource, Reason string }
+		if json.Unmarshal(sc.Bytes(), &e) == nil && e.Action == "id.compensate" && e.Reason == "timeout" {
+			audited[e.Resource]++
+		}
+	}
+	for _, id := range ids {
+		if audited[id.String()] != 1 {
+			t.Errorf("%s: %d timeout compensations audited by the new sweeper, want 1", id, audited[id.String()])
+		}
 	}
 }

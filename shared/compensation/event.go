@@ -1,4 +1,4 @@
-package compensate
+package compensation
 
 import (
 	"fmt"
@@ -9,30 +9,39 @@ import (
 )
 
 // Event is the failure envelope every transport delivers:
-// {event_id, id, reason, occurred_at, source}. ID and Reason are required.
+// {event_id, id, reason, occurred_at, source}. ID and Reason are required
+// (Reason is optional when Caller is set).
 type Event struct {
-	// EventID identifies the failure event upstream (optional, ≤ 128
+	// EventID identifies the failure event upstream (optional, ≤ MaxEventID
 	// bytes); it is the audit entry's request_id.
 	EventID string `json:"event_id,omitempty"`
 	// ID is the transaction ID to void (canonical UUID text).
 	ID string `json:"id"`
-	// Reason why the transaction failed (1..256 bytes of UTF-8).
+	// Reason why the transaction failed (1..MaxReason bytes of UTF-8).
 	Reason string `json:"reason"`
 	// OccurredAt is when the failure happened upstream (RFC 3339, optional).
 	OccurredAt string `json:"occurred_at,omitempty"`
-	// Source names the system that reported the failure (optional, ≤ 64
-	// bytes of [A-Za-z0-9._:/-]); the actor is "compensate:<source>".
-	// Default DefaultSource.
+	// Source names the system that reported the failure (optional, ≤
+	// MaxSource bytes of [A-Za-z0-9._:/-]); the actor is
+	// "compensate:<source>". Default DefaultSource.
 	Source string `json:"source,omitempty"`
 
 	// Redelivered: the transport delivered this event before, or this is a
 	// retry after a failed attempt. Set by the transport, never from input.
 	Redelivered bool `json:"-"`
+	// Caller is the authenticated principal a transport applies the event
+	// for (POST /compensate: the token's subject). When set it is the actor
+	// instead of "compensate:<source>", and Reason may be empty: a caller
+	// is accountable by name, and the HTTP API never required a reason.
+	// Set by the transport, never from input.
+	Caller string `json:"-"`
 }
 
+// Limits of the envelope's fields, in bytes.
 const (
-	maxEventID = 128
-	maxSource  = 64
+	MaxReason  = 256
+	MaxEventID = 128
+	MaxSource  = 64
 )
 
 // Validate checks the envelope and returns the parsed ID. Errors wrap
@@ -46,16 +55,16 @@ func (e Event) Validate() (idcodec.ID, error) {
 		return idcodec.ID{}, fmt.Errorf("%w: id %q is not an idgen ID", ErrMalformed, truncate(e.ID, 64))
 	}
 	switch {
-	case e.Reason == "":
+	case e.Reason == "" && e.Caller == "":
 		return id, fmt.Errorf("%w: missing reason", ErrMalformed)
-	case len(e.Reason) > maxReason:
-		return id, fmt.Errorf("%w: reason is longer than %d bytes", ErrMalformed, maxReason)
+	case len(e.Reason) > MaxReason:
+		return id, fmt.Errorf("%w: reason is longer than %d bytes", ErrMalformed, MaxReason)
 	case !utf8.ValidString(e.Reason):
 		return id, fmt.Errorf("%w: reason is not UTF-8", ErrMalformed)
-	case len(e.EventID) > maxEventID || !utf8.ValidString(e.EventID):
-		return id, fmt.Errorf("%w: event_id must be at most %d bytes of UTF-8", ErrMalformed, maxEventID)
-	case len(e.Source) > maxSource || !sourceChars(e.Source):
-		return id, fmt.Errorf("%w: source must be at most %d characters of [A-Za-z0-9._:/-]", ErrMalformed, maxSource)
+	case len(e.EventID) > MaxEventID || !utf8.ValidString(e.EventID):
+		return id, fmt.Errorf("%w: event_id must be at most %d bytes of UTF-8", ErrMalformed, MaxEventID)
+	case len(e.Source) > MaxSource || !sourceChars(e.Source):
+		return id, fmt.Errorf("%w: source must be at most %d characters of [A-Za-z0-9._:/-]", ErrMalformed, MaxSource)
 	}
 	if e.OccurredAt != "" {
 		if _, err := time.Parse(time.RFC3339Nano, e.OccurredAt); err != nil {
@@ -65,8 +74,14 @@ func (e Event) Validate() (idcodec.ID, error) {
 	return id, nil
 }
 
-// Actor is the history step's and audit entry's actor: "compensate:<source>".
-func (e Event) Actor() string { return "compensate:" + e.source() }
+// Actor is the history step's and audit entry's actor: Caller when set,
+// else "compensate:<source>".
+func (e Event) Actor() string {
+	if e.Caller != "" {
+		return e.Caller
+	}
+	return "compensate:" + e.source()
+}
 
 func (e Event) source() string {
 	if e.Source == "" {

@@ -1,11 +1,12 @@
-package compensate_test
+package compensation_test
 
 import (
 	"errors"
 	"strings"
 	"testing"
 
-	"github.com/idgen/idgen/functions/compensate"
+	"github.com/idgen/idgen/shared/compensation"
+	"github.com/idgen/idgen/shared/compensation/compensationtest"
 	"github.com/idgen/idgen/shared/idcodec"
 )
 
@@ -13,20 +14,20 @@ import (
 // and validation: never a panic; an accepted event has a parseable ID and a
 // reason; a refusal is ErrMalformed with a bounded message.
 func FuzzEventFromFields(f *testing.F) {
-	good := idcodec.MustCompose(idcodec.Fields{TimestampMS: testMS, Worker: 1, Shard: 1, Counter: 1}).String()
+	good := idcodec.MustCompose(idcodec.Fields{TimestampMS: compensationtest.TestMS, Worker: 1, Shard: 1, Counter: 1}).String()
 	f.Add(good, "card declined", "evt-1", "2026-01-02T03:04:05Z", "payments")
 	f.Add("", "", "", "", "")
 	f.Add(strings.ToUpper(good), "r", "", "not a time", "a b")
 	f.Add("6ba7b810-9dad-41d1-80b4-00c04fd430c8", strings.Repeat("x", 300), "\xff", "", "")
 	f.Fuzz(func(t *testing.T, id, reason, eventID, occurredAt, source string) {
 		fields := map[string]any{"id": id, "reason": reason, "event_id": eventID, "occurred_at": occurredAt, "source": source, "extra": 1}
-		ev, err := compensate.EventFromFields(fields, "stream")
+		ev, err := compensation.EventFromFields(fields, "stream")
 		if err != nil {
 			t.Fatalf("string fields refused: %v", err)
 		}
 		parsed, err := ev.Validate()
 		if err != nil {
-			if !errors.Is(err, compensate.ErrMalformed) || len(err.Error()) > 400 {
+			if !errors.Is(err, compensation.ErrMalformed) || len(err.Error()) > 400 {
 				t.Fatalf("refusal %v", err)
 			}
 			return
@@ -38,11 +39,11 @@ func FuzzEventFromFields(f *testing.F) {
 }
 
 func TestEventFromFieldsNotString(t *testing.T) {
-	_, err := compensate.EventFromFields(map[string]any{"id": 42, "reason": "r"}, "s")
-	if !errors.Is(err, compensate.ErrMalformed) {
+	_, err := compensation.EventFromFields(map[string]any{"id": 42, "reason": "r"}, "s")
+	if !errors.Is(err, compensation.ErrMalformed) {
 		t.Fatalf("err = %v", err)
 	}
-	ev, err := compensate.EventFromFields(map[string]any{"id": "x", "reason": "r"}, "s")
+	ev, err := compensation.EventFromFields(map[string]any{"id": "x", "reason": "r"}, "s")
 	if err != nil || ev.Source != "s" {
 		t.Fatalf("%+v %v", ev, err)
 	}

@@ -1,7 +1,9 @@
-// Package compensate voids the IDs of failed transactions: the compensation
-// core that every transport shares (the Redis Stream worker of `idgen
-// compensate` in this package, and any other caller: SQS, HTTP) and the
-// stream worker itself.
+// Package compensation voids the IDs of failed transactions: the
+// compensation core that every transport shares (the Redis Stream worker of
+// `idgen compensate` in functions/compensate, the SQS and EventBridge Lambda,
+// and POST /compensate in functions/generate). It holds the failure envelope
+// (Event), the barrier cases of one compensation (Core.Compensate) and the
+// audited marks that let a redelivery write an audit entry a crash left out.
 //
 // Invariants:
 //   - A compensation is one registry transition to compensated, stored by
@@ -17,9 +19,9 @@
 //   - A malformed event fails with ErrMalformed and registry refusals
 //     (collision, corrupt record) fail permanently (Permanent); every other
 //     failure is transient: the event must be delivered again.
-//   - The worker acknowledges a stream entry only after its effect and its
-//     audit entry are stored; see Worker.
-package compensate
+//   - Errors keep the "compensate:" prefix of the function they came from
+//     (dead-letter entries and logs carry their text).
+package compensation
 
 import (
 	"context"
@@ -109,7 +111,6 @@ type Result struct {
 const (
 	DefaultRecoverWithin = 24 * time.Hour
 	DefaultSource        = "unknown"
-	maxReason            = 256
 	msLayout             = "2006-01-02T15:04:05.000Z07:00"
 )
 
@@ -126,6 +127,13 @@ type Core struct {
 	// redelivery may write; it must be shorter than the marks' TTL.
 	// Default DefaultRecoverWithin.
 	RecoverWithin time.Duration
+	// RecoverAfter is the least age of an effect whose missing audit entry a
+	// redelivery may write: a younger effect's own attempt may still be
+	// writing its entry, and recovering it then would write a second one.
+	// Set it above an attempt's time bound when deliveries can overlap
+	// (HTTP: a client retrying while its first request still runs).
+	// Default 0: any age (a redelivery follows the end of the attempt).
+	RecoverAfter time.Duration
 	// Now is the clock of the history steps. Default time.Now.
 	Now func() time.Time
 }
@@ -137,19 +145,21 @@ func Compensate(ctx context.Context, reg Transitioner, rec Recorder, ev Event) (
 	return c.Compensate(ctx, ev)
 }
 
-// Compensate voids ev.ID: registry.Change{To: Compensated, Reason,
-// Actor: "compensate:<source>"}. It writes one audit entry when the
-// transition took effect (CaseApplied, CaseNullCompensation), none for a
-// duplicate, except in the recovery case below.
+// Compensate voids ev.ID: registry.Change{To: Compensated, Reason, Actor:
+// ev.Actor()} ("compensate:<source>", or the Caller). It writes one audit
+// entry when the transition took effect (CaseApplied,
+// CaseNullCompensation), none for a duplicate, except in the recovery case
+// below.
 //
 // Crash windows. The effect (Redis) and the audit entry (a file) cannot be
 // stored atomically. The order is effect, audit entry, mark. A redelivered
 // event (ev.Redelivered) that finds the ID compensated by this same event
-// (same actor and reason) less than RecoverWithin ago and unmarked claims
-// the mark and writes the entry: so a death between the effect and the
-// audit entry loses nothing. A death after the entry is written but before
-// the mark is stored (one Redis round trip) repeats the entry on
-// redelivery; a death between a recovery's claim and its entry loses it.
+// (same actor and reason) less than RecoverWithin ago (and at least
+// RecoverAfter ago) and unmarked claims the mark and writes the entry: so a
+// death between the effect and the audit entry loses nothing. A death
+// after the entry is written but before the mark is stored (one Redis
+// round trip) repeats the entry on redelivery; a death between a
+// recovery's claim and its entry loses it.
 //
 // Errors: ErrMalformed (Permanent); the registry's errors wrapped
 // (registry.ErrUnavailable, ErrClosed: transient; ErrCollision,
@@ -170,7 +180,7 @@ func (c *Core) Compensate(ctx context.Context, ev Event) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("compensate %s: %w", id, err)
 	}
-	res := Result{Answer: answerOf(rec)}
+	res := Result{Answer: AnswerOf(rec)}
 	switch out {
 	case registry.Applied, registry.Tombstoned:
 		res.Case = CaseApplied
@@ -228,7 +238,10 @@ func (c *Core) recover(ctx context.Context, ev Event, rec registry.Record, now t
 		within = DefaultRecoverWithin
 	}
 	st, ok := compensatedStep(rec)
-	if !ok || st.Actor != ev.Actor() || st.Reason != ev.Reason || now.UnixMilli()-st.AtMS > within.Milliseconds() {
+	if !ok || st.Actor != ev.Actor() || st.Reason != ev.Reason {
+		return false, nil
+	}
+	if age := now.UnixMilli() - st.AtMS; age > within.Milliseconds() || (c.RecoverAfter > 0 && age < c.RecoverAfter.Milliseconds()) {
 		return false, nil
 	}
 	won, err := c.Marks.Claim(ctx, rec.ID)
@@ -258,7 +271,10 @@ func compensatedStep(rec registry.Record) (registry.Step, bool) {
 	return registry.Step{}, false
 }
 
-func answerOf(rec registry.Record) Answer {
+// AnswerOf is the Answer of a stored record: its ID, state, and the time
+// (and reason) of its committed and compensated steps. POST /commit
+// answers the same shape.
+func AnswerOf(rec registry.Record) Answer {
 	a := Answer{ID: rec.ID.String(), State: rec.State.String()}
 	for _, st := range rec.History {
 		switch st.State {

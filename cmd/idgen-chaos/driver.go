@@ -1,0 +1,315 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/idgen/idgen/shared/idcodec"
+)
+
+// driver is the load: a bounded rate of IDs through HAProxy (singles and
+// batches, some with Idempotency-Key or timeout_ms), commits, failure
+// events, and, during some faults, direct load on one instance. Every
+// answer goes to the ledger.
+type driver struct {
+	cfg     *Config
+	lbURL   string
+	lb      *http.Client // bounded by HAProxy's worst case
+	direct  *http.Client
+	ledger  *Ledger
+	events  *eventSender
+	limiter *rate.Limiter
+	logf    func(string, ...any)
+
+	seq atomic.Uint64 // request IDs and keys
+
+	bg     sync.WaitGroup // replays and keyed retries
+	bgSem  chan struct{}
+	bgCtx  context.Context
+	bgStop context.CancelFunc
+
+	load struct {
+		stop context.CancelFunc
+		wg   sync.WaitGroup
+	}
+}
+
+// shard is the shard every instance runs (the default).
+const shard = 0
+
+func newDriver(cfg *Config, lbURL string, lb, direct *http.Client, l *Ledger, ev *eventSender, logf func(string, ...any)) *driver {
+	burst := max(int(cfg.Rate/5), 1000)
+	d := &driver{cfg: cfg, lbURL: lbURL, lb: lb, direct: direct, ledger: l, events: ev, logf: logf,
+		limiter: rate.NewLimiter(rate.Limit(cfg.Rate), burst), bgSem: make(chan struct{}, 256)}
+	d.bgCtx, d.bgStop = context.WithCancel(context.Background())
+	return d
+}
+
+// Start runs the load workers until Stop.
+func (d *driver) Start(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	d.load.stop = cancel
+	for w := range d.cfg.Workers {
+		d.load.wg.Go(func() {
+			rng := rand.New(rand.NewPCG(d.cfg.Seed, uint64(w)))
+			for ctx.Err() == nil {
+				d.step(ctx, rng)
+			}
+		})
+	}
+}
+
+// Stop ends the load, then lets replays and keyed retries finish (up to
+// grace).
+func (d *driver) Stop(grace time.Duration) {
+	if d.load.stop != nil {
+		d.load.stop()
+	}
+	d.load.wg.Wait()
+	done := make(chan struct{})
+	go func() { d.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		d.bgStop()
+		<-done
+	}
+	d.bgStop()
+}
+
+// step performs one action of the mix.
+func (d *driver) step(ctx context.Context, rng *rand.Rand) {
+	p := rng.IntN(100)
+	switch {
+	case p < 45: // batch
+		d.genAndSaga(ctx, rng, 50+rng.IntN(151), 0, "")
+	case p < 70: // single
+		d.genAndSaga(ctx, rng, 0, 0, "")
+	case p < 82: // batch with an Idempotency-Key
+		d.genAndSaga(ctx, rng, 1+rng.IntN(20), 0, "chaos-key-"+strconv.FormatUint(d.seq.Add(1), 10))
+	case p < 92: // with a deadline: the sweeper compensates what is not committed
+		n := 0
+		if rng.IntN(2) == 0 {
+			n = 5
+		}
+		d.genAndSaga(ctx, rng, n, time.Duration(2000+rng.IntN(4000))*time.Millisecond, "")
+	default: // a batch whose IDs go through the saga
+		d.genAndSaga(ctx, rng, 50+rng.IntN(51), 0, "")
+	}
+}
+
+// genAndSaga issues through HAProxy and follows some IDs through the saga.
+func (d *driver) genAndSaga(ctx context.Context, rng *rand.Rand, count int, timeout time.Duration, key string) {
+	if d.limiter.WaitN(ctx, max(count, 1)) != nil {
+		return
+	}
+	a := d.generate(ctx, d.lb, d.lbURL, "lb", 0, -1, count, timeout, key)
+	if a.status != http.StatusOK || a.bad != "" {
+		if key != "" && ctx.Err() == nil {
+			d.later(time.Second, func(ctx context.Context) { d.retryKey(ctx, count, key, 1) })
+		}
+		pause(ctx, 20*time.Millisecond)
+		return
+	}
+	if key != "" && rng.IntN(10) < 3 {
+		d.later(time.Duration(rng.IntN(2000))*time.Millisecond, func(ctx context.Context) {
+			d.generate(ctx, d.lb, d.lbURL, "lb", 0, -1, count, 0, key)
+		})
+	}
+	ids := a.ids
+	switch {
+	case timeout > 0:
+		// Half are committed before their deadline, the rest are left to
+		// the sweeper.
+		if rng.IntN(2) == 0 {
+			for _, id := range ids[:min(2, len(ids))] {
+				d.commit(ctx, id)
+			}
+		}
+	case key != "":
+	case count == 0:
+		switch p := rng.IntN(100); {
+		case p < 10:
+			d.commit(ctx, ids[0])
+		case p < 14:
+			d.events.Send(ids[0], false)
+		case p < 16:
+			d.commit(ctx, ids[0])
+			d.events.Send(ids[0], false)
+		case p < 17:
+			d.events.Send(ids[0], true) // delivered twice
+		}
+	case count <= 100 && len(ids) >= 3: // the saga batch of step
+		d.commit(ctx, ids[0])
+		d.commit(ctx, ids[1])
+		d.events.Send(ids[1], false)
+		d.events.Send(ids[len(ids)-1], rng.IntN(4) == 0)
+	}
+}
+
+// retryKey resends a keyed request whose earlier attempt got no 200, as a
+// client would, up to 6 attempts.
+func (d *driver) retryKey(ctx context.Context, count int, key string, attempt int) {
+	a := d.generate(ctx, d.lb, d.lbURL, "lb", 0, -1, count, 0, key)
+	if (a.status != http.StatusOK || a.bad != "") && attempt < 6 && ctx.Err() == nil {
+		d.later(time.Duration(attempt)*time.Second, func(ctx context.Context) { d.retryKey(ctx, count, key, attempt+1) })
+	}
+}
+
+// later runs fn after delay in the background (bounded: past 256 pending
+// tasks, new ones are dropped).
+func (d *driver) later(delay time.Duration, fn func(ctx context.Context)) {
+	select {
+	case d.bgSem <- struct{}{}:
+	default:
+		return
+	}
+	d.bg.Go(func() {
+		defer func() { <-d.bgSem }()
+		if pause(d.bgCtx, delay) {
+			fn(d.bgCtx)
+		}
+	})
+}
+
+// pause waits d or until ctx ends; it reports whether d passed.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// generate sends one /generate to base and records the answer. via is
+// "lb" or the instance name; life and stream identify direct requests.
+func (d *driver) generate(ctx context.Context, c *http.Client, base, via string, life, stream, count int, timeout time.Duration, key string) answer {
+	r := result{kind: "generate", via: via, life: life, stream: stream}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/generate", bytes.NewReader(genBody(count, timeout)))
+	if err != nil {
+		return answer{err: err}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Request-ID", "chaos-"+strconv.FormatUint(d.seq.Add(1), 10))
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	r.sent = time.Now()
+	resp, err := c.Do(req)
+	var a answer
+	if err != nil {
+		a = answer{err: err}
+	} else {
+		a = parseGenerate(resp, count, shard)
+		resp.Body.Close()
+	}
+	r.recv = time.Now()
+	if ctx.Err() != nil && a.status == 0 {
+		return a // cut by the end of the load: not an answer
+	}
+	if via != "lb" {
+		a.backend = via
+	}
+	r.status, r.fromLB, r.backend = a.status, a.fromLB, a.backend
+	if a.err != nil {
+		r.err = a.err.Error()
+	}
+	if a.bad != "" {
+		d.ledger.violate(vBadAnswer, "%s /generate (count %d, key %q) at %s: %s", via, count, key, r.sent.Format(timeFmt), a.bad)
+	} else if a.status != 0 && !a.fromLB && !contractStatus(a.status) {
+		d.ledger.violate(vBadAnswer, "%s /generate (count %d, key %q) at %s: %d %s, want 200 or 503", via, count, key, r.sent.Format(timeFmt), a.status, a.code)
+		a.bad = "status"
+	}
+	if a.status == http.StatusOK && a.bad == "" {
+		r.ids = len(a.ids)
+		r.minTS, r.maxTS = a.ids[0].Decompose().TimestampMS, a.ids[len(a.ids)-1].Decompose().TimestampMS
+		d.ledger.Acknowledge(a.ids, key, timeout > 0, r.recv, a.backend)
+	}
+	d.ledger.addResult(r)
+	return a
+}
+
+// commit sends /commit for an acknowledged ID through HAProxy, retrying
+// twice when the answer is not definite.
+func (d *driver) commit(ctx context.Context, id idcodec.ID) {
+	for attempt := 0; attempt < 3 && ctx.Err() == nil; attempt++ {
+		status, lbMade, err := d.post(ctx, "/commit", fmt.Sprintf(`{"id":%q}`, id.String()))
+		switch {
+		case err != nil && ctx.Err() != nil:
+			d.ledger.Commit(id, commitUnknown)
+			return
+		case status == http.StatusOK:
+			d.ledger.Commit(id, commitOK)
+			return
+		case status == http.StatusConflict:
+			d.ledger.Commit(id, commitConflict)
+			return
+		case status == http.StatusServiceUnavailable || status == 0 || lbMade:
+			d.ledger.Commit(id, commitUnknown)
+		default:
+			d.ledger.Commit(id, commitUnknown)
+			d.ledger.violate(vBadAnswer, "/commit of acknowledged %s: %d (want 200, 409 or 503)", id, status)
+			return
+		}
+		pause(ctx, time.Duration(attempt+1)*500*time.Millisecond)
+	}
+}
+
+// post sends a JSON POST through HAProxy and returns the status and
+// whether HAProxy made the answer.
+func (d *driver) post(ctx context.Context, path, body string) (int, bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.lbURL+path, bytes.NewReader([]byte(body)))
+	if err != nil {
+		return 0, false, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := d.lb.Do(req)
+	if err != nil {
+		return 0, false, err
+	}
+	defer resp.Body.Close()
+	var buf [512]byte
+	for {
+		if _, err := resp.Body.Read(buf[:]); err != nil {
+			break
+		}
+	}
+	lbMade := resp.Header.Get("Content-Type") != "application/json" && resp.StatusCode != http.StatusOK
+	return resp.StatusCode, lbMade, nil
+}
+
+// directLoad runs workers goroutines sending /generate straight to in at
+// a bounded rate (IDs/s) until ctx ends. Each worker is a sequential stream
+// (its next request leaves after the previous answer), for the timestamp
+// order check.
+func (d *driver) directLoad(ctx context.Context, in *instance, workers, count int, idsPerSec float64) *sync.WaitGroup {
+	lim := rate.NewLimiter(rate.Limit(idsPerSec), max(count, 1)*workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			stream := int(d.seq.Add(1))
+			for ctx.Err() == nil {
+				if lim.WaitN(ctx, max(count, 1)) != nil {
+					return
+				}
+				a := d.generate(ctx, d.direct, in.url, in.name, in.Life(), stream, count, 0, "")
+				if a.status != http.StatusOK {
+					pause(ctx, 50*time.Millisecond)
+				}
+			}
+		})
+	}
+	return &wg
+}

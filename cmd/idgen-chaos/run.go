@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/idgen/idgen/functions/compensate"
+	"github.com/idgen/idgen/harness/proc"
+)
+
+// window is a stretch of the run the table reports on: the steady state,
+// or one fault from its injection until the service recovered.
+type window struct {
+	n        int // fault number; 0 for steady state
+	name     string
+	from, to time.Time
+	notes    []string
+	floor    float64 // minimum availability through HAProxy; 0: none
+	failed   bool    // the fault could not be injected or did not recover
+}
+
+func (w *window) note(format string, args ...any) {
+	w.notes = append(w.notes, fmt.Sprintf(format, args...))
+}
+
+// quiet is an interval in which no /generate sent inside it may be answered
+// 200 (by who, or anyone): the fault makes issuing impossible, so a 200
+// would be a wrong one.
+type quiet struct {
+	from, to time.Time
+	who      string
+	why      string
+}
+
+// run is one chaos run: the cluster, the load and what the faults noted.
+type run struct {
+	cfg    *Config
+	c      *cluster
+	d      *driver
+	l      *Ledger
+	ev     *eventSender
+	logf   func(string, ...any)
+	wins   []*window
+	quiets []quiet
+	mu     sync.Mutex
+}
+
+// lease is the worker-slot lease of the instances: 2/3 of the session
+// timeout.
+func (r *run) lease() time.Duration { return r.cfg.Session * 2 / 3 }
+
+func (r *run) addQuiet(q quiet) {
+	r.mu.Lock()
+	r.quiets = append(r.quiets, q)
+	r.mu.Unlock()
+}
+
+// faultFunc injects one fault and heals it; the run then waits for
+// recovery. An error means the fault could not be injected as intended.
+type faultFunc func(ctx context.Context, r *run, w *window) error
+
+type faultDef struct {
+	n     int
+	name  string
+	floor float64
+	fn    faultFunc
+}
+
+// faults are the eleven faults, in the order they run.
+var faults = []faultDef{
+	{1, "idgen SIGKILL + restart", 0.5, faultKillIdgen},
+	{2, "idgen SIGSTOP past session timeout", 0.5, faultFreezeIdgen},
+	{3, "ZooKeeper leader SIGKILL", 0.5, faultKillZKLeader},
+	{4, "ZooKeeper quorum loss", 0, faultQuorumLoss},
+	{5, "idgen↔ZooKeeper partition", 0.5, faultPartition},
+	{6, "lost replies to range claims", 0.5, faultLostReplies},
+	{7, "Redis primary SIGKILL → failover", 0, faultRedisFailover},
+	{8, "Redis unavailable", 0, faultRedisDown},
+	{9, "compensate worker SIGKILL", 0.5, faultKillWorker},
+	{10, "Redis link latency + loss", 0.5, faultRedisLink},
+	{11, "wall clock steps back", 0.5, faultClockStep},
+}
+
+// execute runs the load and the selected faults, one after another with
+// recovery between, then stops the load.
+func (r *run) execute(ctx context.Context) {
+	r.d.Start(ctx)
+	r.ev.Start()
+	steady := &window{name: "steady (no fault)", from: time.Now()}
+	r.wins = append(r.wins, steady)
+	pause(ctx, r.cfg.Warmup)
+	steady.to = time.Now()
+	for _, f := range faults {
+		if !r.cfg.runs(f.n) || ctx.Err() != nil {
+			continue
+		}
+		w := &window{n: f.n, name: f.name, floor: f.floor, from: time.Now()}
+		r.wins = append(r.wins, w)
+		r.logf("fault %d: %s", f.n, f.name)
+		err := f.fn(ctx, r, w)
+		if ctx.Err() != nil {
+			w.to = time.Now()
+			break // interrupted or out of time: nothing more to inject
+		}
+		if err != nil {
+			w.failed = true
+			r.l.violate(vFault, "fault %d (%s): %v", f.n, f.name, err)
+			r.logf("fault %d: %v", f.n, err)
+		}
+		at, err := r.waitRecovered(ctx, time.Now(), r.cfg.Recovery)
+		w.to = at
+		if ctx.Err() != nil {
+			break
+		}
+		if err != nil {
+			w.failed = true
+			r.l.violate(vRecovery, "fault %d (%s): %v", f.n, f.name, err)
+			r.logf("fault %d: not recovered: %v", f.n, err)
+			break // the rest would run on a broken cluster
+		}
+		r.logf("fault %d: recovered %v after injection; %s", f.n, at.Sub(w.from).Round(time.Millisecond), strings.Join(w.notes, "; "))
+		pause(ctx, r.cfg.Settle)
+	}
+	last := &window{name: "steady (after the faults)", from: time.Now()}
+	r.wins = append(r.wins, last)
+	pause(ctx, r.cfg.Settle)
+	last.to = time.Now()
+	r.d.Stop(40 * time.Second)
+}
+
+// waitRecovered waits until every instance says /health "ok", every
+// compensate worker runs, and each instance has answered 200 through
+// HAProxy to a /generate sent after since (no direct request is sent to
+// help it: an instance that only a direct request would revive stays out
+// of the rotation, and that is a failure to recover).
+func (r *run) waitRecovered(ctx context.Context, since time.Time, timeout time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	var last string
+	for {
+		last = r.recoveredNow(ctx, since)
+		if last == "" {
+			return time.Now(), nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return time.Now(), fmt.Errorf("not recovered within %v: %s", timeout, last)
+		}
+		pause(ctx, 250*time.Millisecond)
+	}
+}
+
+// recoveredNow returns why the cluster is not recovered, "" if it is.
+func (r *run) recoveredNow(ctx context.Context, since time.Time) string {
+	for _, w := range r.c.workers {
+		if w.Exited() {
+			return w.name + " is not running"
+		}
+	}
+	served := map[string]bool{}
+	for _, res := range r.l.resultsSince(since) {
+		if res.via == "lb" && res.status == http.StatusOK {
+			served[res.backend] = true
+		}
+	}
+	for _, in := range r.c.insts {
+		code, h, err := r.c.health(ctx, in)
+		switch {
+		case err != nil:
+			return fmt.Sprintf("%s /health: %v", in.name, err)
+		case code != http.StatusOK || h.Status != "ok":
+			return fmt.Sprintf("%s /health %d %s %v", in.name, code, h.Status, h.Checks)
+		case !served[in.name]:
+			return in.name + " has not answered 200 through HAProxy yet"
+		}
+	}
+	return ""
+}
+
+// resultsSince returns the results of requests sent at or after t.
+func (l *Ledger) resultsSince(t time.Time) []result {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []result
+	for i := len(l.results) - 1; i >= 0; i-- {
+		if l.results[i].sent.Before(t) {
+			if t.Sub(l.results[i].sent) > time.Minute {
+				break // results are appended roughly in send order
+			}
+			continue
+		}
+		out = append(out, l.results[i])
+	}
+	return out
+}
+
+// streamState is the consumer group's progress on the failure stream.
+func (r *run) streamState(ctx context.Context) (lag, pending, dlq int64, err error) {
+	gs, err := r.ev.rdb.XInfoGroups(ctx, compensate.DefaultStream).Result()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	for _, g := range gs {
+		if g.Name == compensate.DefaultGroup {
+			lag, pending = g.Lag, g.Pending
+		}
+	}
+	dlq, err = r.ev.rdb.XLen(ctx, compensate.DefaultStream+compensate.DLQSuffix).Result()
+	return lag, pending, dlq, err
+}
+
+// waitDrained waits until the compensate workers consumed and acknowledged
+// every failure event.
+func (r *run) waitDrained(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		lag, pending, _, err := r.streamState(cctx)
+		cancel()
+		if err == nil && lag == 0 && pending == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("failure stream not drained after %v: lag %d, pending %d (%v)", timeout, lag, pending, err)
+		}
+		pause(ctx, 200*time.Millisecond)
+	}
+}
+
+// promSample finds the value of an unlabelled sample in Prometheus text.
+func promSample(body io.Reader, name string) (float64, error) {
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, errors.New("metric " + name + " not found")
+}
+
+// newHTTPClients returns the client for HAProxy (bounded by its worst case)
+// and for direct requests.
+func newHTTPClients(workers int) (lb, direct *http.Client) {
+	return proc.NewClient(workers*2, defaultHAProxyTimeouts.worstCase()), proc.NewClient(32, 15*time.Second)
+}

@@ -1,0 +1,23 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/idgen/idgen/shared/compensation"
+)
+
+// TestHTTPCompensationMarks: Redis mode marks through the sweeper's client
+// (the worker's key prefix), embedded mode none.
+func TestHTTPCompensationMarks(t *testing.T) {
+	if m := httpCompensationMarks(soleSweeper{}); m != nil {
+		t.Fatalf("embedded mode: %#v, want no marks", m)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer rdb.Close()
+	m, ok := httpCompensationMarks(newRedisSweepClaims(rdb)).(*compensation.RedisMarks)
+	if !ok || m.Client != redis.Cmdable(rdb) || m.Prefix != "" || m.TTL != 0 {
+		t.Fatalf("Redis mode: %#v, want RedisMarks on the sweeper's client with the defaults", m)
+	}
+}

@@ -1,0 +1,165 @@
+package compensation_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/idgen/idgen/shared/audit"
+	"github.com/idgen/idgen/shared/compensation"
+	"github.com/idgen/idgen/shared/compensation/compensationtest"
+	"github.com/idgen/idgen/shared/registry"
+)
+
+// flakyAudit fails the first failN records.
+type flakyAudit struct {
+	next  compensation.Recorder
+	failN atomic.Int64
+}
+
+var _ compensation.Recorder = (*flakyAudit)(nil)
+
+func (f *flakyAudit) Record(e audit.Event) error {
+	if f.failN.Add(-1) >= 0 {
+		return errors.New("disk full")
+	}
+	return f.next.Record(e)
+}
+
+// TestAuditRecovery covers the window between a stored effect and its audit
+// entry: a worker that died there (or failed to write the entry) leaves
+// the effect unaudited, and the redelivery writes the entry, once.
+func TestAuditRecovery(t *testing.T) {
+	e := compensationtest.NewEnv(t, redisAddr)
+	store := e.Store()
+	ctx := context.Background()
+
+	t.Run("died after the effect", func(t *testing.T) {
+		aud, path := e.AuditLog("died")
+		core := e.Core(store, aud, e.RDB)
+		id := compensationtest.PendingIDs(t, store, 1)[0]
+		ev := compensation.Event{ID: id.String(), Reason: "card declined", Source: "payments"}
+		// The dead attempt's effect, never audited.
+		if _, _, err := store.Transition(ctx, id, registry.Change{To: registry.Compensated, Reason: ev.Reason, Actor: ev.Actor(), NowMS: compensationtest.NowMS()}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := core.Compensate(ctx, ev)
+		if err != nil || res.Case != compensation.CaseDuplicate || res.AuditRecovered {
+			t.Fatalf("first delivery: %+v, %v; want a plain duplicate (no recovery without a redelivery)", res, err)
+		}
+		ev.Redelivered = true
+		res, err = core.Compensate(ctx, ev)
+		if err != nil || res.Case != compensation.CaseDuplicate || !res.AuditRecovered {
+			t.Fatalf("redelivery: %+v, %v; want a duplicate that recovered the audit entry", res, err)
+		}
+		for range 3 {
+			if res, err := core.Compensate(ctx, ev); err != nil || res.AuditRecovered {
+				t.Fatalf("later redelivery: %+v, %v", res, err)
+			}
+		}
+		lines := compensationtest.AuditLines(t, audit.ActionCompensate, path)
+		if len(lines) != 1 || lines[0].Outcome != string(compensation.CaseApplied) || lines[0].Resource != id.String() {
+			t.Fatalf("audit %+v, want one applied entry", lines)
+		}
+	})
+
+	t.Run("effect of another actor is not recovered", func(t *testing.T) {
+		aud, path := e.AuditLog("other")
+		core := e.Core(store, aud, e.RDB)
+		id := compensationtest.PendingIDs(t, store, 1)[0]
+		// POST /compensate or the sweeper did it, and audited it themselves.
+		if _, _, err := store.Transition(ctx, id, registry.Change{To: registry.Compensated, Reason: "timeout", Actor: "system", NowMS: compensationtest.NowMS()}); err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range []compensation.Event{
+			{ID: id.String(), Reason: "timeout", Redelivered: true},
+			{ID: id.String(), Reason: "card declined", Source: "payments", Redelivered: true},
+		} {
+			if res, err := core.Compensate(ctx, ev); err != nil || res.AuditRecovered {
+				t.Fatalf("%+v: %+v, %v", ev, res, err)
+			}
+		}
+		if n := len(compensationtest.AuditLines(t, audit.ActionCompensate, path)); n != 0 {
+			t.Fatalf("%d audit entries, want none", n)
+		}
+	})
+
+	t.Run("audit write failed", func(t *testing.T) {
+		aud, path := e.AuditLog("flaky")
+		fa := &flakyAudit{next: aud}
+		fa.failN.Store(1)
+		core := e.Core(store, fa, e.RDB)
+		id := compensationtest.PendingIDs(t, store, 1)[0]
+		ev := compensation.Event{ID: id.String(), Reason: "r"}
+		_, err := core.Compensate(ctx, ev)
+		if !errors.Is(err, compensation.ErrAudit) || compensation.Permanent(err) {
+			t.Fatalf("err = %v, want transient ErrAudit", err)
+		}
+		ev.Redelivered = true
+		if res, err := core.Compensate(ctx, ev); err != nil || !res.AuditRecovered {
+			t.Fatalf("retry: %+v, %v", res, err)
+		}
+		if n := compensationtest.PerResource(compensationtest.AuditLines(t, audit.ActionCompensate, path))[id.String()]; n != 1 {
+			t.Fatalf("%d audit entries, want 1", n)
+		}
+	})
+
+	t.Run("response lost", func(t *testing.T) {
+		aud, path := e.AuditLog("lost")
+		fr := &compensationtest.FlakyRegistry{Next: store}
+		fr.LostN.Store(1)
+		core := e.Core(fr, aud, e.RDB)
+		id := compensationtest.NewIDs(1)[0] // a null compensation this time
+		ev := compensation.Event{ID: id.String(), Reason: "r"}
+		if _, err := core.Compensate(ctx, ev); !errors.Is(err, registry.ErrUnavailable) || compensation.Permanent(err) {
+			t.Fatalf("err = %v, want transient ErrUnavailable", err)
+		}
+		ev.Redelivered = true
+		if res, err := core.Compensate(ctx, ev); err != nil || !res.AuditRecovered || res.Case != compensation.CaseDuplicate {
+			t.Fatalf("retry: %+v, %v", res, err)
+		}
+		lines := compensationtest.AuditLines(t, audit.ActionCompensate, path)
+		if len(lines) != 1 || lines[0].Outcome != string(compensation.CaseNullCompensation) {
+			t.Fatalf("audit %+v, want one null_compensation entry", lines)
+		}
+	})
+
+	t.Run("recover after", func(t *testing.T) {
+		aud, path := e.AuditLog("after")
+		core := e.Core(store, aud, e.RDB)
+		id := compensationtest.PendingIDs(t, store, 1)[0]
+		ev := compensation.Event{ID: id.String(), Reason: "r", Redelivered: true}
+		// The dead attempt's effect, a minute old and never audited.
+		if _, _, err := store.Transition(ctx, id, registry.Change{To: registry.Compensated, Reason: ev.Reason, Actor: ev.Actor(), NowMS: compensationtest.NowMS() - 60_000}); err != nil {
+			t.Fatal(err)
+		}
+		core.RecoverAfter = time.Hour // its attempt may still be running
+		if res, err := core.Compensate(ctx, ev); err != nil || res.AuditRecovered {
+			t.Fatalf("younger than RecoverAfter: %+v, %v", res, err)
+		}
+		core.RecoverAfter = 30 * time.Second
+		if res, err := core.Compensate(ctx, ev); err != nil || !res.AuditRecovered {
+			t.Fatalf("older than RecoverAfter: %+v, %v", res, err)
+		}
+		if n := len(compensationtest.AuditLines(t, audit.ActionCompensate, path)); n != 1 {
+			t.Fatalf("%d audit entries, want 1", n)
+		}
+	})
+
+	t.Run("without marks at most once", func(t *testing.T) {
+		aud, path := e.AuditLog("plain")
+		id := compensationtest.PendingIDs(t, store, 1)[0]
+		ev := compensation.Event{ID: id.String(), Reason: "r", Redelivered: true}
+		for i := range 3 {
+			res, err := compensation.Compensate(ctx, store, aud, ev)
+			if err != nil || (i == 0) != (res.Case == compensation.CaseApplied) {
+				t.Fatalf("delivery %d: %+v, %v", i+1, res, err)
+			}
+		}
+		if n := len(compensationtest.AuditLines(t, audit.ActionCompensate, path)); n != 1 {
+			t.Fatalf("%d audit entries, want 1", n)
+		}
+	})
+}

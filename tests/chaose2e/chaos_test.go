@@ -1,0 +1,130 @@
+package chaose2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// bins are the binaries TestMain builds.
+var bins struct{ idgen, chaos string }
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "chaose2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chaose2e:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	bins.idgen, bins.chaos = filepath.Join(dir, "idgen"), filepath.Join(dir, "idgen-chaos")
+	race := raceAvailable()
+	for _, b := range []struct {
+		out, pkg string
+		race     bool
+	}{{bins.idgen, "./cmd/idgen", false}, {bins.chaos, "./cmd/idgen-chaos", race}} {
+		if err := build(b.out, b.pkg, b.race); err != nil {
+			fmt.Fprintln(os.Stderr, "chaose2e:", err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// raceAvailable reports whether the race detector can be built (cgo).
+func raceAvailable() bool {
+	out, err := exec.Command(goTool(), "env", "CGO_ENABLED").Output()
+	return err == nil && strings.TrimSpace(string(out)) == "1" && os.Getenv("CHAOSE2E_NO_RACE") != "1"
+}
+
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+}
+
+// build compiles pkg (relative to the module root) to out.
+func build(out, pkg string, race bool) error {
+	args := []string{"build", "-o", out}
+	env := append(os.Environ(), "CGO_ENABLED=0")
+	if race {
+		args = append(args, "-race")
+		env = append(os.Environ(), "CGO_ENABLED=1")
+	}
+	args = append(args, pkg)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, goTool(), args...)
+	cmd.Dir = filepath.Join("..", "..")
+	cmd.Env = env
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, b)
+	}
+	return nil
+}
+
+// finalLine is the verdict of a run without violations.
+var finalLine = regexp.MustCompile(`(?m)^chaos: (\d+) ids, 0 duplicates, 0 lost, 0 wrong states, 0 idempotency conflicts, 0 bad answers, 0 wrong 200s, (\d+) compensations \(0 audit mismatches, 0 double effects\), 11/11 faults recovered, 0 other violations: PASS$`)
+
+// TestChaosSmoke runs `idgen-chaos -smoke` and expects no violation. It
+// takes two to three minutes. On failure the program keeps its directory
+// (logs of every process, audit logs, data) and says where.
+func TestChaosSmoke(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, bins.chaos, "-smoke", "-idgen", bins.idgen)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.WaitDelay = 30 * time.Second
+	t0 := time.Now()
+	err := cmd.Run()
+	took := time.Since(t0).Round(time.Second)
+	t.Logf("idgen-chaos -smoke took %v; its report:\n%s", took, stdout.String())
+	if err != nil || !finalLine.MatchString(stdout.String()) {
+		t.Logf("its progress log:\n%s", stderr.String())
+		t.Fatalf("idgen-chaos -smoke: %v; want exit 0 and a final line without violations", err)
+	}
+	if strings.Contains(stderr.String(), "WARNING: DATA RACE") {
+		t.Fatalf("data race in idgen-chaos:\n%s", stderr.String())
+	}
+	m := finalLine.FindStringSubmatch(stdout.String())
+	t.Logf("%s IDs and %s compensations checked in %v", m[1], m[2], took)
+}
+
+// TestChaosUsage: bad flags exit 2 without starting anything; -h exits 0.
+func TestChaosUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"-h"}, 0, "-smoke"},
+		{[]string{"-faults", "12"}, 2, "no fault 12"},
+		{[]string{"-rate", "-1"}, 2, "-rate"},
+		{[]string{"-idgen", "/nonexistent/idgen"}, 2, "not an executable"},
+		{[]string{"-zk-session", "70s"}, 2, "-zk-session"},
+	} {
+		cmd := exec.Command(bins.chaos, tc.args...)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tc.code || !strings.Contains(string(out), tc.want) {
+			t.Errorf("%v: exit %d, output %q; want %d and %q", tc.args, code, out, tc.code, tc.want)
+		}
+	}
+}
