@@ -253,6 +253,18 @@ func httpCompensationMarks(claims sweepClaimer) compensation.Marker {
 	return nil
 }
 
+// commitMarkPrefix keeps the audited marks of POST /commit apart from those
+// of compensations (an ID may have both).
+const commitMarkPrefix = "idgen:commit:audited:"
+
+// httpCommitMarks is httpCompensationMarks for POST /commit.
+func httpCommitMarks(claims sweepClaimer) compensation.Marker {
+	if r, ok := claims.(*redisSweepClaims); ok {
+		return &compensation.RedisMarks{Client: r.client, Prefix: commitMarkPrefix}
+	}
+	return nil
+}
+
 func (cc *compensateCore) close() {
 	if cc.rdb != nil {
 		_ = cc.rdb.Close()

@@ -283,3 +283,54 @@ func TestCompensateAuditRecovery(t *testing.T) {
 		t.Error("the applied compensation left no mark")
 	}
 }
+
+// TestCommitAuditRecovery: a commit stored by an attempt that never audited
+// it (its WAIT timed out, its instance died) is audited by the same caller's
+// retry, once; a young commit, another actor's, and an audited one are not.
+func TestCommitAuditRecovery(t *testing.T) {
+	t.Parallel()
+	marks := &memMarks{marked: map[idcodec.ID]bool{}}
+	h := serveStack(t, newStackDeps(t, newTestCore(t), generate.Config{Dev: true}, nil, func(d *generate.Deps) { d.CommitMarks = marks }))
+	ctx := context.Background()
+	died := func(actor string, age time.Duration) string {
+		t.Helper()
+		id := h.generateOne(t, "")
+		if _, _, err := h.store.Transition(ctx, id, registry.Change{To: registry.Committed, Actor: actor, NowMS: time.Now().Add(-age).UnixMilli()}); err != nil {
+			t.Fatal(err)
+		}
+		return id.String()
+	}
+	retry := func(id string) {
+		t.Helper()
+		if r := h.post(t, "/commit", `{"id":"`+id+`"}`); r.status != 200 || r.h("Idgen-Outcome") != "replayed" {
+			t.Fatalf("retry: %s, Idgen-Outcome %q", r, r.h("Idgen-Outcome"))
+		}
+	}
+	entries := func(id string) int { return countAction(auditLines(t, h.auditPath), "id.commit", id) }
+
+	old := died("dev", time.Minute)
+	for range 3 {
+		retry(old)
+	}
+	if n := entries(old); n != 1 {
+		t.Errorf("a commit a minute old: %d entries after 3 retries, want 1 (recovered once)", n)
+	}
+	young := died("dev", 0)
+	retry(young)
+	if n := entries(young); n != 0 {
+		t.Errorf("a young commit: %d entries, want 0 (its attempt may still be writing it)", n)
+	}
+	other := died("someone-else", time.Minute)
+	retry(other)
+	if n := entries(other); n != 0 {
+		t.Errorf("another actor's commit: %d entries, want 0", n)
+	}
+	id := h.generateOne(t, "").String()
+	if r := h.post(t, "/commit", `{"id":"`+id+`"}`); r.status != 200 || r.h("Idgen-Outcome") != "applied" {
+		t.Fatalf("commit: %s", r)
+	}
+	retry(id)
+	if n := entries(id); n != 1 {
+		t.Errorf("an audited commit: %d entries after a repeat, want 1", n)
+	}
+}

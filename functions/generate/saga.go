@@ -1,6 +1,7 @@
 package generate
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,9 +58,18 @@ func (s *Service) commit(c *fasthttp.RequestCtx, log *reqLog) error {
 		return err
 	}
 	s.d.Metrics.transitions.WithLabelValues(to.String(), out.String()).Inc()
+	actor := s.subject(c)
 	if out != registry.Replayed {
 		log.L().Info("saga transition", zap.Stringer("id", id), zap.Stringer("state", to), zap.Stringer("outcome", out), zap.String("reason", b.Reason))
-		s.audit(c, log, audit.Event{Actor: s.subject(c), Action: audit.ActionCommit, Resource: id.String(), Outcome: out.String()})
+		s.audit(c, log, audit.Event{Actor: actor, Action: audit.ActionCommit, Resource: id.String(), Outcome: out.String()})
+		if m := s.d.CommitMarks; m != nil {
+			_ = m.Mark(ctx, id)
+		}
+	} else if s.recoverCommitAudit(ctx, rec, actor) {
+		// An earlier attempt stored the commit (e.g. its WAIT timed out, or
+		// the instance died) but never audited it: this retry does.
+		log.L().Warn("commit: wrote the audit entry an earlier attempt left out", zap.Stringer("id", id))
+		s.audit(c, log, audit.Event{Actor: actor, Action: audit.ActionCommit, Resource: id.String(), Outcome: registry.Applied.String()})
 	}
 	c.Response.Header.Set("Idgen-Outcome", out.String())
 	return writeJSON(c, fasthttp.StatusOK, compensation.AnswerOf(rec))
@@ -248,4 +258,32 @@ func (s *Service) eraseSubject(c *fasthttp.RequestCtx, log *reqLog) error {
 	log.L().Info("subject data key erased", zap.String("subject", subject))
 	s.audit(c, log, audit.Event{Actor: s.subject(c), Action: audit.ActionEraseSubject, Resource: subject, Outcome: audit.OutcomeSuccess})
 	return writeJSON(c, fasthttp.StatusOK, map[string]any{"subject": subject, "erased": true})
+}
+
+// recoverCommitAudit reports whether this replayed commit must write the
+// audit entry of the stored one: with CommitMarks set, the commit was made
+// by the same actor between the request timeout (+ margin, so its own
+// attempt has finished writing its entry) and a day ago, and this caller
+// wins its mark. The mark of an audited commit is set right after its entry,
+// so a crash between the two repeats the entry once at most.
+func (s *Service) recoverCommitAudit(ctx context.Context, rec registry.Record, actor string) bool {
+	m := s.d.CommitMarks
+	if m == nil {
+		return false
+	}
+	var step *registry.Step
+	for i := range rec.History {
+		if rec.History[i].State == registry.Committed {
+			step = &rec.History[i]
+		}
+	}
+	if step == nil || step.Actor != actor {
+		return false
+	}
+	age := time.Duration(s.cfg.Now().UnixMilli()-step.AtMS) * time.Millisecond
+	if age < s.cfg.RequestTimeout+recoverMargin || age > compensation.DefaultRecoverWithin {
+		return false
+	}
+	won, err := m.Claim(ctx, rec.ID)
+	return err == nil && won
 }

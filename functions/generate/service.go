@@ -174,6 +174,9 @@ type Deps struct {
 	// instance). Default nil: no such recovery, an effect is audited at
 	// most once (enough for the embedded store's single process).
 	CompensationMarks compensation.Marker
+	// CommitMarks does the same for POST /commit (its own key space: an ID
+	// may be committed and later compensated). Default nil.
+	CommitMarks compensation.Marker
 }
 
 // Service handles the HTTP API. Safe for concurrent use.
