@@ -123,6 +123,7 @@ idgen() {
 }
 
 start=$(date +%s)
+need_cmd docker-compose docker-compose # make compose-test drives the stack with it
 base
 static
 golang
