@@ -6,7 +6,6 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/go-zookeeper/zk"
 )
@@ -35,7 +34,7 @@ func (a *Allocator) Leader(ctx context.Context, role string) (bool, error) {
 	if !validRole(role) {
 		return false, fmt.Errorf("allocator: election role %q: want [a-z0-9-]+", role)
 	}
-	if _, err := a.Worker(time.Now()); err != nil {
+	if _, err := a.Worker(a.cfg.Clock()); err != nil {
 		return false, err
 	}
 	sid := a.slotSession.Load()
@@ -74,7 +73,7 @@ func (a *Allocator) Leader(ctx context.Context, role string) (bool, error) {
 		return false, nil
 	}
 	// Still leased now, after the round trips.
-	if _, err := a.Worker(time.Now()); err != nil {
+	if _, err := a.Worker(a.cfg.Clock()); err != nil {
 		return false, err
 	}
 	return true, nil
