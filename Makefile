@@ -21,14 +21,14 @@ build:
 # mode, chosen per function by its Handler (generate, compensate).
 lambda:
 	@mkdir -p bin/lambda/generate bin/lambda/compensate
-	GOOS=linux $(GO) build -tags lambda.norpc -trimpath -ldflags '$(LDFLAGS)' -o bin/lambda/generate/bootstrap ./cmd/idgen
+	CGO_ENABLED=0 GOOS=linux $(GO) build -tags lambda.norpc -trimpath -ldflags '$(LDFLAGS)' -o bin/lambda/generate/bootstrap ./cmd/idgen
 	cp bin/lambda/generate/bootstrap bin/lambda/compensate/bootstrap
 
 # `sam build` (BuildMethod: makefile) calls build-<LogicalId> with
 # ARTIFACTS_DIR set; the functions run on provided.al2023 / arm64.
 LAMBDA_ARCH ?= arm64
 build-GenerateFunction build-CompensateFunction:
-	GOOS=linux GOARCH=$(LAMBDA_ARCH) $(GO) build -tags lambda.norpc -trimpath -ldflags '$(LDFLAGS)' -o $(ARTIFACTS_DIR)/bootstrap ./cmd/idgen
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(LAMBDA_ARCH) $(GO) build -tags lambda.norpc -trimpath -ldflags '$(LDFLAGS)' -o $(ARTIFACTS_DIR)/bootstrap ./cmd/idgen
 
 # One instance, embedded store under ./data, auth OFF (said loudly in the log).
 run: build
