@@ -156,7 +156,7 @@ func TestIdempotencyAcrossInstances(t *testing.T) {
 		count int
 	}{{"single", 0}, {"count=5", 5}, {"single again", 0}}
 	for ri, round := range rounds {
-		key := nonPath.ReplaceAllString("idem-"+round.name+"-"+time.Now().Format("150405.000000"), "_")
+		key := strings.NewReplacer(" ", "_", "=", "_", ".", "_").Replace("idem-" + round.name + "-" + time.Now().Format("150405.000000"))
 		results := make([]genResult, concurrent)
 		var wg sync.WaitGroup
 		gate := make(chan struct{})

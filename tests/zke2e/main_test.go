@@ -1,14 +1,9 @@
 package zke2e
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"regexp"
-	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -41,7 +36,7 @@ func testMain(m *testing.M) int {
 	defer cleanup()
 	idgenBin = bin
 	code := m.Run()
-	if err := closeEnsemble(); err != nil {
+	if err := shared.Close(); err != nil {
 		fmt.Fprintln(os.Stderr, "zke2e: close ensemble:", err)
 		if code == 0 {
 			code = 1
@@ -51,91 +46,23 @@ func testMain(m *testing.M) int {
 }
 
 // shared is the one ZooKeeper ensemble of the package, started on first use.
-var shared struct {
-	once sync.Once
-	e    *zkharness.Ensemble
-	err  error
-
-	mu sync.Mutex
-	tb testing.TB // receives the ensemble's lifecycle log lines
-}
-
-func ensembleLogf(format string, args ...any) {
-	shared.mu.Lock()
-	defer shared.mu.Unlock()
-	if shared.tb != nil {
-		shared.tb.Helper()
-		shared.tb.Logf(format, args...)
-	}
-}
+var shared = &zkharness.Shared{Options: zkharness.Options{Servers: zkServers}}
 
 // zkEnsemble returns the shared ensemble with every server running and a
-// leader elected: servers a previous test left killed or frozen are
-// restarted first.
+// quorum serving.
 func zkEnsemble(tb testing.TB) *zkharness.Ensemble {
 	tb.Helper()
-	shared.mu.Lock()
-	shared.tb = tb
-	shared.mu.Unlock()
-	tb.Cleanup(func() {
-		shared.mu.Lock()
-		shared.tb = nil
-		shared.mu.Unlock()
-	})
-	shared.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		shared.e, shared.err = zkharness.Start(ctx, zkharness.Options{Servers: zkServers, Logf: ensembleLogf})
-	})
-	if shared.err != nil {
-		tb.Fatalf("start ZooKeeper ensemble: %v", shared.err)
-	}
-	e := shared.e
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	for i := range zkServers {
-		if _, err := e.Mode(ctx, i); errors.Is(err, zkharness.ErrNotRunning) {
-			tb.Logf("ZooKeeper server %d not running (left so by an earlier test): restarting it", i)
-			if err := e.Restart(ctx, i); err != nil {
-				tb.Fatalf("restart ZooKeeper server %d: %v", i, err)
-			}
-		}
-	}
-	if err := e.WaitQuorum(ctx); err != nil {
-		tb.Fatalf("ZooKeeper quorum: %v", err)
-	}
-	return e
+	return shared.Get(tb)
 }
 
-func closeEnsemble() error {
-	if shared.e == nil {
-		return nil
-	}
-	return shared.e.Close()
-}
-
-// restoreEnsemble restarts every server of e that is not running and waits
-// for the quorum. Fault tests call it when they end, pass or fail.
-func restoreEnsemble(tb testing.TB, e *zkharness.Ensemble) {
+// restoreEnsemble restarts every server that is not running and waits for
+// the quorum. Fault tests call it when they end, pass or fail.
+func restoreEnsemble(tb testing.TB, _ *zkharness.Ensemble) {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	for i := range zkServers {
-		if _, err := e.Mode(ctx, i); errors.Is(err, zkharness.ErrNotRunning) {
-			if err := e.Restart(ctx, i); err != nil {
-				tb.Errorf("restart ZooKeeper server %d: %v", i, err)
-			}
-		}
-	}
-	if err := e.WaitQuorum(ctx); err != nil {
-		tb.Errorf("ZooKeeper quorum after the test: %v", err)
+	if err := shared.Restore(); err != nil {
+		tb.Error(err)
 	}
 }
-
-var nonPath = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
 
 // zkRoot returns a ZooKeeper root no other test or run uses.
-func zkRoot(tb testing.TB) string {
-	name := nonPath.ReplaceAllString(tb.Name(), "_")
-	return "/zke2e-" + name + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-}
+func zkRoot(tb testing.TB) string { return zkharness.Root(tb, "zke2e") }
