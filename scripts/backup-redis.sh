@@ -32,6 +32,8 @@
 # Exit status: 0 backup kept; 1 failure (nothing kept); 2 usage; 3 refused
 # (--require-replica on a primary).
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=backup-retention.sh
+source "$(dirname "${BASH_SOURCE[0]}")/backup-retention.sh"
 export LC_ALL=C # byte order for the backup names, plain messages from tools
 
 prog=${0##*/}
@@ -363,35 +365,6 @@ printf '%s\n' "$sums" >"$work/SHA256SUMS"
 mv -- "$work" "$final"
 work=""
 log "backup kept: $final"
-
-# Retention: backups of this name (directories named <name>-<UTC time>[-n]
-# holding a backup.info), oldest first; the one just made is never deleted.
-list_backups() {
-	local d base
-	for d in "$backup_root/$name"-*; do
-		base=${d##*/}
-		[[ $base =~ ^"$name"-[0-9]{8}T[0-9]{6}Z(-[0-9]+)?$ ]] && [ -f "$d/backup.info" ] && printf '%s\n' "$d"
-	done | sort -V # <time> before <time>-2 before <time>-10
-}
-mapfile -t backups < <(list_backups)
-if [ "$max_age_days" -gt 0 ]; then
-	for b in "${backups[@]}"; do
-		[ "$b" = "$final" ] && continue
-		if [ -n "$(find "$b/backup.info" -mmin +"$((max_age_days * 1440))" -print)" ]; then
-			log "retention: deleting $b (older than $max_age_days days)"
-			rm -rf -- "$b"
-		fi
-	done
-	mapfile -t backups < <(list_backups)
-fi
-if [ "$keep" -gt 0 ] && [ "${#backups[@]}" -gt "$keep" ]; then
-	for b in "${backups[@]:0:${#backups[@]}-keep}"; do
-		[ "$b" = "$final" ] && continue
-		log "retention: deleting $b (keeping the newest $keep)"
-		rm -rf -- "$b"
-	done
-fi
-# Partial directories of runs that died more than a day ago.
-find "$backup_root" -mindepth 1 -maxdepth 1 -type d -name ".$name-*.partial" -mmin +1440 -exec rm -rf -- '{}' +
+apply_retention "$backup_root" "$name" "$keep" "$max_age_days" "$final"
 
 printf '%s\n' "$final"

@@ -40,6 +40,8 @@
 # Exit status: 0 backup kept; 1 failure (nothing kept); 2 usage; 3 refused
 # (--require-follower and the server is not a follower).
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=backup-retention.sh
+source "$(dirname "${BASH_SOURCE[0]}")/backup-retention.sh"
 export LC_ALL=C
 
 prog=${0##*/}
@@ -392,32 +394,6 @@ printf '%s\n' "$sums" >"$work/SHA256SUMS"
 } >"$work/backup.info"
 mv -- "$work" "$final"
 log "backup kept: $final"
-
-list_backups() {
-	local d base
-	for d in "$backup_root/$name"-*; do
-		base=${d##*/}
-		[[ $base =~ ^"$name"-[0-9]{8}T[0-9]{6}Z(-[0-9]+)?$ ]] && [ -f "$d/backup.info" ] && printf '%s\n' "$d"
-	done | sort -V # <time> before <time>-2 before <time>-10
-}
-mapfile -t backups < <(list_backups)
-if [ "$max_age_days" -gt 0 ]; then
-	for b in "${backups[@]}"; do
-		[ "$b" = "$final" ] && continue
-		if [ -n "$(find "$b/backup.info" -mmin +"$((max_age_days * 1440))" -print)" ]; then
-			log "retention: deleting $b (older than $max_age_days days)"
-			rm -rf -- "$b"
-		fi
-	done
-	mapfile -t backups < <(list_backups)
-fi
-if [ "$keep" -gt 0 ] && [ "${#backups[@]}" -gt "$keep" ]; then
-	for b in "${backups[@]:0:${#backups[@]}-keep}"; do
-		[ "$b" = "$final" ] && continue
-		log "retention: deleting $b (keeping the newest $keep)"
-		rm -rf -- "$b"
-	done
-fi
-find "$backup_root" -mindepth 1 -maxdepth 1 -type d -name ".$name-*.partial" -mmin +1440 -exec rm -rf -- '{}' +
+apply_retention "$backup_root" "$name" "$keep" "$max_age_days" "$final"
 
 printf '%s\n' "$final"
