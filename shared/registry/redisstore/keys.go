@@ -25,10 +25,20 @@ import (
 // bucketBits is log2 of the fields per bucket.
 const bucketBits = 7
 
+// bucketName is a bucket's key, remembered because consecutive IDs share it.
+type bucketName struct {
+	shard, num uint64
+	key        string
+}
+
 func (s *Store) bucket(id idcodec.ID) (key, field string) {
 	lo := binary.BigEndian.Uint64(id[8:])
 	shard := lo >> 56 & idcodec.MaxShard
 	counter := lo & idcodec.MaxCounter
+	field = strconv.FormatUint(counter&(1<<bucketBits-1), 10)
+	if last := s.lastBucket.Load(); last != nil && last.shard == shard && last.num == counter>>bucketBits {
+		return last.key, field
+	}
 	b := make([]byte, 0, len(s.cfg.Prefix)+32)
 	b = append(b, s.cfg.Prefix...)
 	b = append(b, "r:{"...)
@@ -36,7 +46,9 @@ func (s *Store) bucket(id idcodec.ID) (key, field string) {
 	b = append(b, ':')
 	b = strconv.AppendUint(b, counter>>bucketBits, 10)
 	b = append(b, '}')
-	return string(b), strconv.FormatUint(counter&(1<<bucketBits-1), 10)
+	key = string(b)
+	s.lastBucket.Store(&bucketName{shard: shard, num: counter >> bucketBits, key: key})
+	return key, field
 }
 
 func (s *Store) idemKey(kh [32]byte) string {

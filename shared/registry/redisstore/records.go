@@ -30,9 +30,11 @@ const maxCASAttempts = 64
 // idemTTLMS <= 0 stores no entry.
 func (s *Store) Register(ctx context.Context, iss registry.Issue, idemTTLMS, nowMS int64) (*registry.IdemEntry, error) {
 	n := len(iss.Records)
-	o := &op{
-		kind: opRegister, iss: &iss, idemTTL: idemTTLMS, nowMS: nowMS,
-		keys: make([]string, n), fields: make([]string, n), vals: make([][]byte, n),
+	o := &op{kind: opRegister, iss: &iss, idemTTL: idemTTLMS, nowMS: nowMS}
+	if n == 1 {
+		o.keys, o.fields, o.vals = o.key1[:], o.field1[:], o.val1[:]
+	} else {
+		o.keys, o.fields, o.vals = make([]string, n), make([]string, n), make([][]byte, n)
 	}
 	// The Store's own nonce: a resend of this issue by this Store (go-redis
 	// after a broken connection, or the caller after ErrUnavailable) finds

@@ -14,6 +14,10 @@ import "github.com/redis/go-redis/v9"
 //	      the idempotency value of a live entry of another call (a replay:
 //	      nothing written); i > 0 when record i is held by another value
 //	      (a collision: nothing written).
+//	'S' register one record, nothing else (no idempotency entry, no
+//	    deadline: the common case, in 4 arguments instead of 10): bucket
+//	    key index, field, value → 0 written (or already written by this
+//	    very call), 1 held by another value (nothing written).
 //	'C' compare-and-set: bucket key index (0 = none), field, old value
 //	    ('' = must be absent), new value ('' = delete), TTL ms, zset key
 //	    index (0 = none), member to remove from it.
@@ -33,6 +37,8 @@ local durable = ARGV[1] == '1'
 local rttl = tonumber(ARGV[2])
 local out = {}
 local p = 3
+-- buckets whose TTL this call already extended to rttl (TTLs only grow)
+local seen = {}
 local function keep(k, ttl)
   if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, ttl) end
 end
@@ -43,7 +49,19 @@ local function expiry(v)
 end
 while p <= #ARGV do
   local kind = ARGV[p]
-  if kind == 'R' then
+  if kind == 'S' then
+    local k, f, v = KEYS[tonumber(ARGV[p+1])], ARGV[p+2], ARGV[p+3]
+    p = p + 4
+    local res = 0
+    if redis.call('HSETNX', k, f, v) == 0 then
+      if redis.call('HGET', k, f) ~= v then res = 1 end
+    end
+    if res == 0 and not seen[k] then
+      seen[k] = true
+      keep(k, rttl)
+    end
+    out[#out+1] = res
+  elseif kind == 'R' then
     local ik, iv, ittl, now = tonumber(ARGV[p+1]), ARGV[p+2], tonumber(ARGV[p+3]), tonumber(ARGV[p+4])
     local nrec = tonumber(ARGV[p+5])
     local rp = p + 6
@@ -51,6 +69,7 @@ while p <= #ARGV do
     local dp = rp + 3*nrec + 1
     p = dp + 3*ndl
     local res = 0
+    local wrote = {}
     if ik > 0 then
       local cur = redis.call('GET', KEYS[ik])
       if cur and cur ~= iv and #cur >= 8 and expiry(cur) > now then
@@ -59,21 +78,32 @@ while p <= #ARGV do
       end
     end
     if res == 0 then
+      -- HSETNX writes the common case in one call; a field already there
+      -- is ours (a resend: same value) or a collision, which undoes what
+      -- this op wrote (nobody saw it: the script is atomic).
       for i = 0, nrec - 1 do
         local q = rp + 3*i
-        local cur = redis.call('HGET', KEYS[tonumber(ARGV[q])], ARGV[q+1])
-        if cur and cur ~= ARGV[q+2] then
-          res = i + 1
-          break
+        local k, f, v = KEYS[tonumber(ARGV[q])], ARGV[q+1], ARGV[q+2]
+        if redis.call('HSETNX', k, f, v) == 0 then
+          if redis.call('HGET', k, f) ~= v then
+            res = i + 1
+            for j = 0, i - 1 do
+              if wrote[j] then
+                local u = rp + 3*j
+                redis.call('HDEL', KEYS[tonumber(ARGV[u])], ARGV[u+1])
+              end
+            end
+            break
+          end
+          wrote[i] = false
+        else
+          wrote[i] = true
         end
       end
     end
     if res == 0 then
-      local seen = {}
       for i = 0, nrec - 1 do
-        local q = rp + 3*i
-        local k = KEYS[tonumber(ARGV[q])]
-        redis.call('HSET', k, ARGV[q+1], ARGV[q+2])
+        local k = KEYS[tonumber(ARGV[rp + 3*i])]
         if not seen[k] then
           seen[k] = true
           keep(k, rttl)

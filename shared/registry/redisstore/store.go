@@ -67,8 +67,9 @@ type Store struct {
 	cluster bool
 	ops     chan *op
 
-	nonceBase uint32
-	nonceSeq  atomic.Uint32
+	nonceBase  uint32
+	nonceSeq   atomic.Uint32
+	lastBucket atomic.Pointer[bucketName]
 
 	closeOnce sync.Once
 	quit      chan struct{}
