@@ -35,6 +35,9 @@ type generateReq struct {
 }
 
 func (s *Service) parseGenerate(c *fasthttp.RequestCtx) (generateReq, error) {
+	if len(bytes.TrimSpace(c.PostBody())) == 0 {
+		return generateReq{n: 1}, nil // what decodeBody and the checks below make of it
+	}
 	var b generateBody
 	if err := decodeBody(c, &b, true); err != nil {
 		return generateReq{}, err
@@ -134,22 +137,41 @@ func (s *Service) issue(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog
 		keyHash = idem.KeyHash[:]
 	}
 	for attempt := 0; ; attempt++ {
-		ids, err := s.d.IDs.NextN(ctx, req.n, make([]idcodec.ID, 0, req.n))
+		var ids []idcodec.ID
+		var recs []registry.Record
+		var hist []registry.Step
+		if req.n == 1 {
+			// One allocation instead of three for the common request.
+			one := new(struct {
+				id   [1]idcodec.ID
+				rec  [1]registry.Record
+				step [1]registry.Step
+			})
+			ids, recs, hist = one.id[:0], one.rec[:], one.step[:]
+		} else {
+			ids, recs = make([]idcodec.ID, 0, req.n), make([]registry.Record, req.n)
+		}
+		ids, err := s.d.IDs.NextN(ctx, req.n, ids)
 		if err != nil {
 			return nil, nil, err
 		}
-		recs := make([]registry.Record, len(ids))
 		for i, id := range ids {
 			var sealed []byte
 			if len(req.metadata) > 0 {
-				if sealed, err = s.d.Sealer.Seal(ctx, subject, id[:], req.metadata); err != nil {
+				if sealed, err = s.d.Sealer.Seal(ctx, subject, ids[i][:], req.metadata); err != nil {
 					return nil, nil, err
 				}
 			}
 			recs[i] = registry.Record{
 				ID: id, State: registry.Pending, IssuedAtMS: now.UnixMilli(), Subject: subject,
 				IdemKeyHash: keyHash, DeadlineMS: deadline, Metadata: sealed,
-				History: []registry.Step{{State: registry.Pending, AtMS: now.UnixMilli(), Actor: subject}},
+			}
+			step := registry.Step{State: registry.Pending, AtMS: now.UnixMilli(), Actor: subject}
+			if hist != nil {
+				hist[0] = step
+				recs[i].History = hist[:1:1]
+			} else {
+				recs[i].History = []registry.Step{step}
 			}
 		}
 		if idem != nil {
@@ -170,8 +192,10 @@ func (s *Service) issue(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog
 
 // writeIDs writes {"id": ...} or {"ids": [...]} without reflection.
 func writeIDs(c *fasthttp.RequestCtx, ids []idcodec.ID, batch bool) {
-	buf := make([]byte, 0, 16+len(ids)*(idcodec.TextLen+3))
+	var small [64]byte // a single ID's answer fits: no allocation (SetBody copies)
+	buf := small[:0]
 	if batch {
+		buf = make([]byte, 0, 16+len(ids)*(idcodec.TextLen+3))
 		buf = append(buf, `{"ids":[`...)
 		for i, id := range ids {
 			if i > 0 {

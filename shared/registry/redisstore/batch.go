@@ -29,7 +29,7 @@ type op struct {
 	kind opKind
 
 	// opRegister: one entry per record of iss, and its deadlines.
-	iss     *registry.Issue
+	iss     registry.Issue
 	keys    []string
 	fields  []string
 	vals    [][]byte
@@ -52,6 +52,7 @@ type op struct {
 	// registration (one allocation fewer each).
 	key1, field1 [1]string
 	val1         [1][]byte
+	buf1         [64]byte // the value of one record without metadata
 
 	// Results.
 	replay    []byte // the live idempotency value of another call

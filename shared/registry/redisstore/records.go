@@ -30,17 +30,18 @@ const maxCASAttempts = 64
 // idemTTLMS <= 0 stores no entry.
 func (s *Store) Register(ctx context.Context, iss registry.Issue, idemTTLMS, nowMS int64) (*registry.IdemEntry, error) {
 	n := len(iss.Records)
-	o := &op{kind: opRegister, iss: &iss, idemTTL: idemTTLMS, nowMS: nowMS}
+	o := &op{kind: opRegister, iss: iss, idemTTL: idemTTLMS, nowMS: nowMS}
+	buf := o.buf1[:0]
 	if n == 1 {
 		o.keys, o.fields, o.vals = o.key1[:], o.field1[:], o.val1[:]
 	} else {
+		buf = make([]byte, 0, 48*n)
 		o.keys, o.fields, o.vals = make([]string, n), make([]string, n), make([][]byte, n)
 	}
 	// The Store's own nonce: a resend of this issue by this Store (go-redis
 	// after a broken connection, or the caller after ErrUnavailable) finds
 	// its own values and succeeds; any other writer's value is a collision.
 	nonce := s.nonceBase
-	buf := make([]byte, 0, 48*n)
 	for i := range iss.Records {
 		r := &iss.Records[i]
 		o.keys[i], o.fields[i] = s.bucket(r.ID)

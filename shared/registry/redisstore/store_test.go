@@ -66,7 +66,7 @@ func TestRetriedWriteIsNotACollision(t *testing.T) {
 	iss := pending(id(10), id(11))
 	iss.Idem = &registry.IdemEntry{KeyHash: registry.IdemKeyHash("a", "retry"), IDs: []idcodec.ID{id(10), id(11)}, CreatedMS: testMS}
 	build := func(nonce uint32) *op {
-		o := &op{kind: opRegister, iss: &iss, idemTTL: 60_000, nowMS: testMS,
+		o := &op{kind: opRegister, iss: iss, idemTTL: 60_000, nowMS: testMS,
 			idemKey: s.idemKey(iss.Idem.KeyHash), idemVal: appendIdemValue(iss.Idem, 60_000)}
 		for i := range iss.Records {
 			k, f := s.bucket(iss.Records[i].ID)
@@ -519,7 +519,7 @@ func TestPoisonOpFailsAlone(t *testing.T) {
 	for _, x := range []idcodec.ID{id(1), poison, id(3)} {
 		iss := pending(x)
 		k, f := s.bucket(x)
-		batch = append(batch, &op{kind: opRegister, iss: &iss, keys: []string{k}, fields: []string{f},
+		batch = append(batch, &op{kind: opRegister, iss: iss, keys: []string{k}, fields: []string{f},
 			vals: [][]byte{appendValue(nil, &iss.Records[0], s.nonce())}, done: make(chan struct{})})
 	}
 	s.flush(batch) // directly: one batch for sure
