@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -181,6 +182,10 @@ func (s *Store) flusher() {
 			}
 		}
 		batch = append(batch[:0], first)
+		// Let the request goroutines that are already runnable enqueue
+		// their work before the batch closes (as pebblestore does): no
+		// timer, larger batches under load, the same two fsyncs each.
+		runtime.Gosched()
 	fill:
 		for len(batch) < s.cfg.MaxBatch {
 			select {

@@ -60,8 +60,16 @@ func (s *Store) Register(ctx context.Context, iss registry.Issue, idemTTLMS, now
 				}
 			}
 		}
+		// The record keys, built once for the probe and the write, in one
+		// buffer (tx.set copies keys and values).
+		const kl = 1 + len(idcodec.ID{})
+		keys := make([]byte, 0, kl*len(iss.Records)+128)
 		for i := range iss.Records {
-			found, err := tx.has(recordKey(iss.Records[i].ID))
+			keys = append(append(keys, prefixRecord), iss.Records[i].ID[:]...)
+		}
+		key := func(i int) []byte { return keys[kl*i : kl*(i+1) : kl*(i+1)] }
+		for i := range iss.Records {
+			found, err := tx.has(key(i))
 			if err != nil {
 				return err
 			}
@@ -70,11 +78,11 @@ func (s *Store) Register(ctx context.Context, iss registry.Issue, idemTTLMS, now
 			}
 		}
 		// Everything is checked: from here on, only writes.
-		var buf []byte
+		buf := keys[len(keys):] // the spare capacity holds a record without metadata
 		for i := range iss.Records {
 			r := &iss.Records[i]
 			buf = r.AppendBinary(buf[:0])
-			tx.set(recordKey(r.ID), buf)
+			tx.set(key(i), buf)
 			if r.DeadlineMS > 0 {
 				tx.set(deadlineKey(r.DeadlineMS, r.ID), nil)
 			}
