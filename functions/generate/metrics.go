@@ -2,6 +2,7 @@ package generate
 
 import (
 	"strconv"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -17,6 +18,16 @@ type Metrics struct {
 	transitions *prometheus.CounterVec
 	batchSize   prometheus.Histogram
 	flushTime   prometheus.Histogram
+
+	// observers caches requests' children: routes and statuses are a small
+	// fixed set, and WithLabelValues hashes its labels on every call.
+	obsMu     sync.RWMutex
+	observers map[routeStatus]prometheus.Observer
+}
+
+type routeStatus struct {
+	route  string
+	status int
 }
 
 // NewMetrics registers the service's collectors, the Go runtime and process
@@ -71,5 +82,18 @@ func (m *Metrics) ObserveFlush(ops int, seconds float64) {
 }
 
 func (m *Metrics) observeRequest(route string, status int, seconds float64) {
-	m.requests.WithLabelValues(route, strconv.Itoa(status)).Observe(seconds)
+	k := routeStatus{route, status}
+	m.obsMu.RLock()
+	o, ok := m.observers[k]
+	m.obsMu.RUnlock()
+	if !ok {
+		o = m.requests.WithLabelValues(route, strconv.Itoa(status))
+		m.obsMu.Lock()
+		if m.observers == nil {
+			m.observers = map[routeStatus]prometheus.Observer{}
+		}
+		m.observers[k] = o
+		m.obsMu.Unlock()
+	}
+	o.Observe(seconds)
 }

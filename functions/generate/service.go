@@ -277,7 +277,8 @@ func (s *Service) HandleServerError(c *fasthttp.RequestCtx, err error) {
 func (s *Service) requestID(c *fasthttp.RequestCtx) string {
 	rid := string(c.Request.Header.Peek("X-Request-ID"))
 	if !validRequestID(rid) {
-		rid = s.reqPfx + strconv.FormatUint(s.reqSeq.Add(1), 36)
+		var b [64]byte // one allocation (the string), not two
+		rid = string(strconv.AppendUint(append(b[:0], s.reqPfx...), s.reqSeq.Add(1), 36))
 	}
 	c.Response.Header.Set("X-Request-ID", rid)
 	return rid
