@@ -171,7 +171,30 @@ type Generator struct {
 
 	claims, claimErrors atomic.Uint64
 	lastClaimDur        atomic.Int64
+
+	// The coarse clock of the fixed-worker path (see coarseMillis):
+	// coarseMS is the ticker's last reading, 0 while no ticker runs;
+	// coarseUsed says an ID used it since the ticker's last tick;
+	// coarseRunning (guarded by mu) says the ticker goroutine exists.
+	coarseMS      atomic.Uint64
+	coarseUsed    atomic.Bool
+	coarseRunning bool
 }
+
+// The coarse clock: with a fixed worker (no lease to check against the
+// time), an ID's timestamp comes from a reading a ticker goroutine refreshes
+// every coarseTick, instead of one clock read per ID (a vDSO call that is
+// most of the hot path's cost). The timestamp is then late by at most
+// coarseTick plus the ticker's scheduling delay (both far below the ID's own
+// 1 ms resolution in practice), never ahead of the clock, and still never
+// goes back (Clock.ObserveMillis). The ticker stops after coarseIdleTicks
+// without an ID (an idle instance does not wake every millisecond); the next
+// ID then reads the clock itself and restarts it. Injected clocks (tests)
+// are always read directly.
+const (
+	coarseTick      = time.Millisecond
+	coarseIdleTicks = 100
+)
 
 // New returns a Generator that claims ranges from src and stamps the worker
 // slot of worker. It claims nothing until the first ID is asked for (lazy cold
@@ -223,7 +246,7 @@ func (g *Generator) fill(ctx context.Context, out []idcodec.ID) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		idcodec.FillRun(out, idcodec.Fields{TimestampMS: g.clock.Millis(), Worker: uint16(fixed), Shard: g.cfg.Shard, Counter: first})
+		idcodec.FillRun(out, idcodec.Fields{TimestampMS: g.coarseMillis(), Worker: uint16(fixed), Shard: g.cfg.Shard, Counter: first})
 		return len(out), nil
 	}
 	// A fenced instance refuses at once: no counters taken, no wait for a
@@ -250,6 +273,62 @@ func (g *Generator) fill(ctx context.Context, out []idcodec.ID) (int, error) {
 	}
 	idcodec.FillRun(out, idcodec.Fields{TimestampMS: g.clock.Observe(now), Worker: w, Shard: g.cfg.Shard, Counter: first})
 	return len(out), nil
+}
+
+// coarseMillis returns the timestamp of the fixed-worker path: the coarse
+// clock's reading when its ticker runs, else an exact read (which starts the
+// ticker, unless the clock is injected or the Generator closed).
+func (g *Generator) coarseMillis() uint64 {
+	if ms := g.coarseMS.Load(); ms != 0 {
+		if !g.coarseUsed.Load() {
+			g.coarseUsed.Store(true)
+		}
+		return g.clock.ObserveMillis(ms)
+	}
+	ms := g.clock.Millis()
+	if g.clock.Now != nil {
+		return ms
+	}
+	g.mu.Lock()
+	if !g.closed && !g.coarseRunning {
+		g.coarseRunning = true
+		g.coarseUsed.Store(true)
+		g.coarseMS.Store(ms)
+		g.wg.Add(1)
+		go g.tick()
+	}
+	g.mu.Unlock()
+	return ms
+}
+
+// tick refreshes the coarse clock every coarseTick until Close or until it
+// has been idle for coarseIdleTicks.
+func (g *Generator) tick() {
+	defer g.wg.Done()
+	t := time.NewTicker(coarseTick)
+	defer t.Stop()
+	stop := func() {
+		g.mu.Lock()
+		g.coarseMS.Store(0)
+		g.coarseRunning = false
+		g.mu.Unlock()
+	}
+	idle := 0
+	for {
+		select {
+		case <-g.ctx.Done():
+			stop()
+			return
+		case <-t.C:
+		}
+		if g.coarseUsed.Swap(false) {
+			idle = 0
+		} else if idle++; idle >= coarseIdleTicks {
+			stop()
+			return
+		}
+		g.coarseMS.Store(g.clock.Millis())
+	}
 }
 
 // take reserves n consecutive counters and returns the first; waited says

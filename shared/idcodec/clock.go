@@ -46,6 +46,10 @@ func (c *Clock) Observe(now time.Time) uint64 {
 	return c.observe(uint64(now.UnixMilli()))
 }
 
+// ObserveMillis is Observe for a unix ms reading the caller already has (a
+// cached one): it returns max(ms, last returned) and raises last.
+func (c *Clock) ObserveMillis(ms uint64) uint64 { return c.observe(ms) }
+
 func (c *Clock) observe(ms uint64) uint64 {
 	for {
 		last := c.last.Load()
