@@ -32,7 +32,7 @@ func TestParseFlags(t *testing.T) {
 		check   func(t *testing.T, c config)
 	}{
 		{name: "defaults", check: func(t *testing.T, c config) {
-			if c.rounds != 3 || c.duration != 5*time.Second || c.conns != 32 || c.out != "bench" || c.benchtime != time.Second || c.profileSecs != 4 {
+			if c.rounds != 3 || c.duration != 5*time.Second || c.conns != 64 || c.latConns != 32 || c.out != "bench" || c.benchtime != time.Second || c.profileSecs != 4 {
 				t.Errorf("defaults = %+v", c)
 			}
 		}},
@@ -41,7 +41,18 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("quick = %+v", c)
 			}
 		}},
+		{name: "quick keeps the connection counts", args: []string{"-quick"}, check: func(t *testing.T, c config) {
+			if c.conns != 64 || c.latConns != 32 || c.duration != time.Second {
+				t.Errorf("quick = %+v", c)
+			}
+		}},
+		{name: "connection counts", args: []string{"-connections", "128", "-latency-connections", "16"}, check: func(t *testing.T, c config) {
+			if c.conns != 128 || c.latConns != 16 {
+				t.Errorf("conns %d, latency conns %d", c.conns, c.latConns)
+			}
+		}},
 		{name: "fewer than three rounds", args: []string{"-rounds", "2"}, wantErr: true},
+		{name: "one latency connection", args: []string{"-latency-connections", "1"}, wantErr: true},
 		{name: "fractional wrk duration", args: []string{"-duration", "1500ms"}, wantErr: true},
 		{name: "nothing to measure", args: []string{"-skip-http", "-skip-inprocess"}, wantErr: true},
 		{name: "stray argument", args: []string{"extra"}, wantErr: true},
@@ -144,7 +155,9 @@ func TestRunInProcessOnly(t *testing.T) {
 		}
 	}
 	md, _ := os.ReadFile(out + "/results.md")
-	if !strings.Contains(string(md), "| hot path ≤ 1/5 of NewV7 (ns/ID, serial) |") || !strings.Contains(string(md), "**Quick run**") {
+	if !strings.Contains(string(md), "| hot path ≤ 1/5 of NewV7 (ns/ID, serial) |") || !strings.Contains(string(md), "**Quick run**") ||
+		!strings.Contains(string(md), "| hot path ≤ 1/5 of bwmarrin/snowflake (ns/ID, serial) | 0.") || !strings.Contains(string(md), "| hot path 0 allocs/ID | ") ||
+		!strings.Contains(string(md), "| p99 ≤ 5 ms at 32 connections: idgen + Redis | — | — | **not measured** |") || strings.Contains(string(md), "## Latency at") {
 		t.Errorf("results.md:\n%s", md)
 	}
 }

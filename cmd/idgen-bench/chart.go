@@ -109,7 +109,14 @@ func writeSVG(w io.Writer, r *results) {
 	}
 	if len(single) > 0 {
 		y = ratioPanel(s, r, single, y) + panelGap
-		y = latencyPanel(s, r, single, y) + panelGap
+		lat := single
+		if !r.LatencyReused {
+			for _, h := range r.Latency {
+				h.Name = fmt.Sprintf("%s · %d conns", h.Name, h.Conns)
+				lat = append(lat, h)
+			}
+		}
+		y = latencyPanel(s, r, lat, y) + panelGap
 	}
 	if len(batch) > 0 {
 		y = batchPanel(s, batch, y) + panelGap
@@ -167,9 +174,15 @@ func ratioPanel(s svgWriter, r *results, rows []httpResult, y float64) float64 {
 	return bottom + 20
 }
 
-// latencyPanel: p50, p99 and p99.9 per target on a log scale.
+// latencyPanel: p50, p99 and p99.9 per target on a log scale; rows at
+// another connection count than r.Connections (the runs the p99 targets are
+// judged on) carry theirs in the name.
 func latencyPanel(s svgWriter, r *results, rows []httpResult, y float64) float64 {
-	s.text(10, y+20, "start", "title", fmt.Sprintf("Latency p50 / p99 / p99.9 at %d connections (log scale)", r.Connections))
+	title := fmt.Sprintf("Latency p50 / p99 / p99.9 at %d connections (log scale)", r.Connections)
+	if len(r.Latency) > 0 && !r.LatencyReused {
+		title = fmt.Sprintf("Latency p50 / p99 / p99.9 at %d connections; p99 targets at %d (log scale)", r.Connections, r.LatencyConnections)
+	}
+	s.text(10, y+20, "start", "title", title)
 	for j, n := range []string{"p50", "p99", "p99.9"} {
 		s.rect(barRight+10+float64(j)*55, y+10, 10, 10, pctColors[j])
 		s.text(barRight+24+float64(j)*55, y+19, "start", "small", n)
@@ -191,7 +204,7 @@ func latencyPanel(s svgWriter, r *results, rows []httpResult, y float64) float64
 			s.text(a.x(d.Seconds())+4, by+8, "start", "small", []string{"p50 ", "p99 ", "p99.9 "}[j]+fmtDur(d))
 		}
 	}
-	s.goalLine(a.x(0.005), top, bottom, "p99 target 5 ms", false)
+	s.goalLine(a.x(0.005), top, bottom, fmt.Sprintf("p99 target 5 ms at %d conns", statedLatConns), false)
 	return bottom + 20
 }
 

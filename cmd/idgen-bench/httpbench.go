@@ -22,13 +22,15 @@ import (
 // batchCount is the count of the batch runs.
 const batchCount = 1000
 
-// target is one wrk workload: an instance and a request body.
+// target is one wrk workload: an instance, a request body and a number of
+// connections.
 type target struct {
 	in      *instance
 	key     string // instance key, "-batch" appended for count=1000
 	name    string
 	body    string
 	ids     float64 // IDs per request
+	conns   int     // wrk connections
 	samples []sample
 }
 
@@ -132,23 +134,16 @@ func httpBench(ctx context.Context, cfg config, res *results, out io.Writer) err
 		defer stop(p)
 	}
 
-	var targets []*target
-	for _, in := range insts {
-		targets = append(targets, &target{in: in, key: in.key, name: in.name, ids: 1})
-	}
-	for _, in := range insts {
-		if in.batch {
-			targets = append(targets, &target{in: in, key: in.key + "-batch", name: in.name + ", count=1000", body: fmt.Sprintf(`{"count":%d}`, batchCount), ids: batchCount})
-		}
-	}
+	targets, latTargets := plan(insts, cfg)
+	all := append(append([]*target(nil), targets...), latTargets...)
 	fmt.Fprintf(out, "warm-up: %v per target...\n", cfg.warmup)
-	for _, t := range targets {
-		if _, err := runWrk(ctx, t.in.url("/generate"), t.body, t.in.headers(), cfg.conns, cfg.warmup); err != nil {
+	for _, t := range all {
+		if _, err := runWrk(ctx, t.in.url("/generate"), t.body, t.in.headers(), t.conns, cfg.warmup); err != nil {
 			return fmt.Errorf("warm-up %s: %w", t.name, err)
 		}
 	}
 	for r := range cfg.rounds {
-		for _, t := range targets {
+		for _, t := range all {
 			s, err := l.measure(ctx, t)
 			if err != nil {
 				return fmt.Errorf("round %d, %s: %w", r+1, t.name, err)
@@ -158,12 +153,7 @@ func httpBench(ctx context.Context, cfg config, res *results, out io.Writer) err
 				r+1, cfg.rounds, t.name, s.w.rps, s.w.rps*t.ids, fmtDur(s.w.p99), s.cpu.Server, s.cpu.Redis, s.cpu.ZK, s.cpu.Wrk, s.cpu.Rest)
 		}
 	}
-	for _, t := range targets {
-		res.HTTP = append(res.HTTP, t.result())
-		if t.in.metrics {
-			res.Coord = append(res.Coord, t.coord())
-		}
-	}
+	collect(res, targets, latTargets)
 	for _, t := range targets {
 		if !t.in.pprof {
 			continue
@@ -179,6 +169,55 @@ func httpBench(ctx context.Context, cfg config, res *results, out io.Writer) err
 	return nil
 }
 
+// plan lists the wrk targets: every instance with single IDs, then the
+// batch ones, at -connections; and, as latTargets, the instances of the p99
+// targets (stated at -latency-connections) once more at that count, none
+// when it equals -connections (collect reuses the throughput runs).
+func plan(insts []*instance, cfg config) (targets, latTargets []*target) {
+	for _, in := range insts {
+		targets = append(targets, &target{in: in, key: in.key, name: in.name, ids: 1, conns: cfg.conns})
+	}
+	for _, in := range insts {
+		if in.batch {
+			targets = append(targets, &target{in: in, key: in.key + "-batch", name: in.name + ", count=1000", body: fmt.Sprintf(`{"count":%d}`, batchCount), ids: batchCount, conns: cfg.conns})
+		}
+	}
+	if cfg.latConns != cfg.conns {
+		for _, in := range insts {
+			if latencyInstance(in.key) {
+				latTargets = append(latTargets, &target{in: in, key: in.key, name: fmt.Sprintf("%s, %d connections", in.name, cfg.latConns), ids: 1, conns: cfg.latConns})
+			}
+		}
+	}
+	return targets, latTargets
+}
+
+// collect puts the medians of the measured targets into res: the
+// throughput runs into HTTP and Coord, the latency runs into Latency (the
+// throughput runs of the same instances when there are none).
+func collect(res *results, targets, latTargets []*target) {
+	for _, t := range targets {
+		h := t.result()
+		res.HTTP = append(res.HTTP, h)
+		if t.in.metrics {
+			res.Coord = append(res.Coord, t.coord())
+		}
+		if len(latTargets) == 0 && !h.Batch && latencyInstance(t.key) {
+			res.Latency = append(res.Latency, h)
+			res.LatencyReused = true
+		}
+	}
+	for _, t := range latTargets {
+		h := t.result()
+		h.Name = t.in.name
+		res.Latency = append(res.Latency, h)
+	}
+}
+
+// latencyInstance tells the single-ID instances whose p99 targets are
+// stated at -latency-connections.
+func latencyInstance(key string) bool { return key == "redis" || key == "durable" }
+
 // instances are the servers under test, the ceiling first.
 func instances(idgen, self, zkAddr, keyFile string, rds *redisharness.Server, grp *redisharness.Group, naiveRds *redisharness.Server) []*instance {
 	idgenArgs := func(listen, dataDir string, extra ...string) []string {
@@ -193,11 +232,13 @@ func instances(idgen, self, zkAddr, keyFile string, rds *redisharness.Server, gr
 	insts = append(insts,
 		&instance{key: "ceiling", name: "ceiling: fasthttp constant ID",
 			argv: func(l, _ string) []string { return []string{self, "ceiling", l} }},
-		&instance{key: "pebble", name: "idgen embedded (pebble)", metrics: true, batch: true, cold: true,
-			argv: func(l, d string) []string { return idgenArgs(l, d) }},
+
 		&instance{key: "bbolt", name: "idgen embedded (bbolt)", metrics: true, batch: true, cold: true,
 			argv: func(l, d string) []string { return idgenArgs(l, d, "--store-engine", "bbolt") }},
 	)
+	pebbleInst := &instance{key: "pebble", name: "idgen embedded (pebble)", metrics: true, batch: true, cold: true, pprof: true}
+	pebbleInst.argv = func(l, d string) []string { return idgenArgs(l, d, "--pprof-listen", pebbleInst.pprofAddr) }
+	insts = append(insts[:1], append([]*instance{pebbleInst}, insts[1:]...)...)
 	redisInst := &instance{key: "redis", name: "idgen + Redis (ZooKeeper, no WAIT)", metrics: true, zk: true, batch: true, pprof: true, cold: true,
 		redis: []*redisharness.Server{rds}}
 	redisInst.argv = func(l, d string) []string {
@@ -222,7 +263,7 @@ func (l *lab) measure(ctx context.Context, t *target) (sample, error) {
 		return sample{}, err
 	}
 	c0 := takeCPU(in.proc.Pid(), in.redisPids(), l.zkPids)
-	w, err := runWrk(ctx, in.url("/generate"), t.body, in.headers(), l.cfg.conns, l.cfg.duration)
+	w, err := runWrk(ctx, in.url("/generate"), t.body, in.headers(), t.conns, l.cfg.duration)
 	if err != nil {
 		return sample{}, err
 	}
@@ -282,7 +323,7 @@ func (t *target) result() httpResult {
 		}
 		return median(xs)
 	}
-	r := httpResult{Key: t.key, Inst: t.in.key, Name: t.name, Batch: t.ids > 1, IDsPerReq: t.ids,
+	r := httpResult{Key: t.key, Inst: t.in.key, Name: t.name, Batch: t.ids > 1, IDsPerReq: t.ids, Conns: t.conns,
 		RPS:  med(func(s sample) float64 { return s.w.rps }),
 		P50:  time.Duration(med(func(s sample) float64 { return float64(s.w.p50) })),
 		P99:  time.Duration(med(func(s sample) float64 { return float64(s.w.p99) })),
@@ -292,6 +333,7 @@ func (t *target) result() httpResult {
 	}
 	for _, s := range t.samples {
 		r.RoundsRPS = append(r.RoundsRPS, s.w.rps)
+		r.RoundsP99 = append(r.RoundsP99, s.w.p99)
 		r.SockErrors += s.w.sockErrors
 	}
 	return r
@@ -325,6 +367,15 @@ func (t *target) coord() coordResult {
 	return c
 }
 
+// latencyNote says which runs the p99 targets are judged on.
+func latencyNote(cfg config) string {
+	if cfg.latConns == cfg.conns {
+		return fmt.Sprintf("The p99 targets (stated at %d connections) are judged on the throughput runs: -latency-connections equals -connections (%d).", statedLatConns, cfg.conns)
+	}
+	return fmt.Sprintf("The ratio targets are stated under wrk with %d connections, the p99 targets at %d: every round also runs the single-ID idgen + Redis and durable instances "+
+		"with wrk -c%d (same duration, warm-up and alternation; not in the throughput, coordination or CPU tables, not profiled), and the p99 targets use their medians.", statedConns, statedLatConns, cfg.latConns)
+}
+
 // modeNotes say how the modes were set up.
 func modeNotes(cfg config) []string {
 	return []string{
@@ -334,6 +385,7 @@ func modeNotes(cfg config) []string {
 			"ZooKeeper + Redis with `--redis-wait-replicas 1` against a primary with one replica (appendonly, appendfsync always, min-replicas-to-write 1).",
 		"ZooKeeper is one standalone server from harness/zkharness (forceSync=no, as in the tests); each mode has its own root, the naive design its own Redis.",
 		fmt.Sprintf("wrk -t2 -c%d --latency --timeout 10s, POST /generate; one wrk run is %v, after a %v warm-up per target; targets alternate within each round.", cfg.conns, cfg.duration, cfg.warmup),
+		latencyNote(cfg),
 		"Everything (wrk, the servers, ZooKeeper, Redis) shares this machine's cores; the CPU table shows who used them during the runs.",
 		"\"TLS + JWT\" is the embedded pebble instance without `--dev`: `--tls-cert`/`--tls-key` (a CA and certificate made for the run) and `--jwt-public-key` (ES256) with issuer and audience; " +
 			"wrk connects with HTTPS and sends one token with `-H`. Its requests are not in the coordination table (its /metrics needs a token; it coordinates nothing).",

@@ -26,8 +26,8 @@ func writeMarkdown(w io.Writer, r *results) {
 	p("| tools | %s; %s; ZooKeeper from the Debian package (harness/zkharness) |", orDash(m.Wrk), orDash(m.Redis))
 	p("| date | %s (took %v) |", r.Started.Format("2006-01-02 15:04 MST"), r.Elapsed)
 	p("| command | `%s` |", r.Command)
-	p("| method | %d rounds, alternating, median reported; wrk %v per run after a %v warm-up, %d connections; in-process %v per measurement |",
-		r.Rounds, r.Duration, r.Warmup, r.Connections, r.Benchtime)
+	p("| method | %d rounds, alternating, median reported; wrk %v per run after a %v warm-up, %d connections%s; in-process %v per measurement |",
+		r.Rounds, r.Duration, r.Warmup, r.Connections, latencyMethod(r), r.Benchtime)
 	p("")
 	p("![throughput ratios and latency percentiles](chart.svg)")
 	p("")
@@ -39,6 +39,9 @@ func writeMarkdown(w io.Writer, r *results) {
 	p("|---|---|---:|---|")
 	for _, g := range gs {
 		res, ratio := "MISS", fmt.Sprintf("%.2f", g.Ratio)
+		if g.NoRatio {
+			ratio = "—"
+		}
 		switch {
 		case g.Missing:
 			res, ratio, g.Measured = "not measured", "—", "—"
@@ -88,6 +91,7 @@ func writeMarkdown(w io.Writer, r *results) {
 		}
 		p("")
 	}
+	writeLatency(w, r)
 	writeSecurity(w, r)
 	if len(batch) > 0 {
 		p("## Batches: count=1000 per request, one instance")
@@ -183,15 +187,17 @@ func writeMisses(w io.Writer, r *results, gs []goal) {
 			continue
 		}
 		s := fmt.Sprintf("- **%s**: %s, %s.", g.Name, g.Measured, g.Miss)
-		if pr, ok := r.profile(strings.TrimSuffix(strings.TrimPrefix(g.Profile, "profile-"), ".txt")); ok {
+		// A link only to a profile this run wrote: none when the goal
+		// names no profile or its target was not profiled.
+		if pr, ok := r.profileFile(g.Profile); ok {
 			s += fmt.Sprintf(" pprof ([%s](%s)): the profiled process got %.2f cores; its CPU went to %s", pr.File, pr.File, pr.Cores, categoryList(pr.Categories, 5))
 			if len(pr.Cum) > 0 {
 				s += fmt.Sprintf("; cumulative: %s", cumList(pr.Cum, 5))
 			}
 			s += "."
 		}
-		key := strings.TrimSuffix(strings.TrimPrefix(g.Profile, "profile-"), ".txt")
-		if h, ok := r.http(key); ok {
+		if g.Run != nil {
+			h := *g.Run
 			c := h.CPU
 			s += fmt.Sprintf(" During the measured runs the %d cores went to: idgen %.2f, Redis %.2f, ZooKeeper %.2f, wrk %.2f, rest %.2f.", r.Machine.Cores, c.Server, c.Redis, c.ZK, c.Wrk, c.Rest)
 			if h.Batch && h.IDsPerSec() > 0 {
@@ -204,8 +210,10 @@ func writeMisses(w io.Writer, r *results, gs []goal) {
 				case strings.Contains(g.Name, "ceiling") || strings.Contains(g.Name, "naive"):
 					s += fmt.Sprintf(" The ceiling's runs: server %.2f, wrk %.2f, rest %.2f cores. Server-side CPU per request: %.1f µs here (idgen, Redis, ZooKeeper) against %.1f µs for the ceiling.",
 						ceil.CPU.Server, ceil.CPU.Wrk, ceil.CPU.Rest, h.serverCPUPerReq(), ceil.serverCPUPerReq())
-				case strings.Contains(g.Name, "p99"):
+				case strings.Contains(g.Name, "p99") && (h.Conns == ceil.Conns || h.Conns == 0 || ceil.Conns == 0):
 					s += fmt.Sprintf(" The ceiling's own p99 in the same runs: %s.", fmtDur(ceil.P99))
+				case strings.Contains(g.Name, "p99"):
+					s += fmt.Sprintf(" The ceiling was measured at %d connections only (p99 %s there); these runs are at %d.", ceil.Conns, fmtDur(ceil.P99), h.Conns)
 				}
 			}
 		}
@@ -220,6 +228,20 @@ func writeMisses(w io.Writer, r *results, gs []goal) {
 		fmt.Fprintln(w, l)
 	}
 	fmt.Fprintln(w)
+}
+
+// profileFile is the profile written to file ("profile-<key>.txt"); none
+// for "".
+func (r *results) profileFile(file string) (profileResult, bool) {
+	if file == "" {
+		return profileResult{}, false
+	}
+	for _, p := range r.Profiles {
+		if p.File == file {
+			return p, true
+		}
+	}
+	return profileResult{}, false
 }
 
 func (r *results) profile(key string) (profileResult, bool) {
@@ -256,6 +278,46 @@ func cumList(es []topEntry, n int) string {
 		parts[i] = fmt.Sprintf("%s %.0f%%", e.Func, e.CumPct)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// latencyMethod is the method row's note on the runs the p99 targets are
+// judged on.
+func latencyMethod(r *results) string {
+	switch {
+	case len(r.Latency) == 0:
+		return ""
+	case r.LatencyReused:
+		return " (the p99 targets use the same runs)"
+	default:
+		return fmt.Sprintf(" (idgen + Redis and durable also at %d connections for the p99 targets)", r.LatencyConnections)
+	}
+}
+
+// writeLatency renders the runs the p99 targets are judged on.
+func writeLatency(w io.Writer, r *results) {
+	if len(r.Latency) == 0 {
+		return
+	}
+	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	p("## Latency at %d connections", r.LatencyConnections)
+	p("")
+	if r.LatencyReused {
+		p("The p99 targets are stated at %d connections and judged on these runs: the throughput runs above (`-latency-connections` equals `-connections`).", statedLatConns)
+	} else {
+		p("The p99 targets are stated at %d connections and judged on these runs: `wrk -t2 -c%d --latency`, POST /generate, one ID per request, "+
+			"in the same alternating rounds as the throughput runs (same duration, own warm-up), median of %d rounds.", statedLatConns, r.LatencyConnections, r.Rounds)
+	}
+	p("")
+	p("| instance | requests/s | p50 | p99 | p99.9 | p99 per round |")
+	p("|---|---:|---:|---:|---:|---|")
+	for _, h := range r.Latency {
+		rounds := make([]string, len(h.RoundsP99))
+		for i, d := range h.RoundsP99 {
+			rounds[i] = fmtDur(d)
+		}
+		p("| %s | %s | %s | %s | %s | %s |", h.Name, fmtNum(h.RPS), fmtDur(h.P50), fmtDur(h.P99), fmtDur(h.P999), strings.Join(rounds, " / "))
+	}
+	p("")
 }
 
 func ratioTo(v, base float64, ok bool) string {
