@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +42,8 @@ type sample struct {
 	w                               wrkResult
 	ids, flushes, claims, conflicts float64
 	zkWrites, redisCmds, redisMem   float64
+	flushSecs                       float64             // time spent in registry flushes
+	flushBuckets                    map[float64]float64 // flush duration histogram: le (s) → count
 	cpu                             cpuUse
 }
 
@@ -279,7 +283,8 @@ func (l *lab) measure(ctx context.Context, t *target) (sample, error) {
 	s := sample{w: w, cpu: c0.use(c1, w.cpu),
 		ids: d("idgen_ids_issued_total"), flushes: d("idgen_registry_batch_size_count"),
 		claims: d("idgen_range_claims_total"), conflicts: d("idgen_zookeeper_cas_conflicts_total"),
-		zkWrites: d("zxid"), redisCmds: d("total_commands_processed"), redisMem: d("used_memory")}
+		zkWrites: d("zxid"), redisCmds: d("total_commands_processed"), redisMem: d("used_memory"),
+		flushSecs: d("idgen_registry_flush_seconds_sum"), flushBuckets: bucketDeltas(before, after, "idgen_registry_flush_seconds_bucket")}
 	if !in.metrics {
 		s.ids = w.requests * t.ids
 	}
@@ -351,10 +356,22 @@ func (t *target) coord() coordResult {
 		sum.zkWrites += s.zkWrites
 		sum.redisCmds += s.redisCmds
 		sum.redisMem += s.redisMem
+		sum.flushSecs += s.flushSecs
+		if sum.flushBuckets == nil {
+			sum.flushBuckets = map[float64]float64{}
+		}
+		for le, n := range s.flushBuckets {
+			sum.flushBuckets[le] += n
+		}
 	}
 	nan := math.NaN()
 	c := coordResult{Key: t.key, Name: t.name, IDs: sum.ids, ZKWritesPer1M: nan, CASConflictsPerID: nan, RedisRTPerID: nan, RedisCmdsPerID: nan, BytesPerID: nan,
-		RangeClaimsPer1M: 1e6 * sum.claims / sum.ids, RegistryWritesPerID: sum.flushes / sum.ids}
+		RangeClaimsPer1M: 1e6 * sum.claims / sum.ids, RegistryWritesPerID: sum.flushes / sum.ids,
+		FlushMeanMS: nan, FlushP99MS: nan}
+	if sum.flushes > 0 {
+		c.FlushMeanMS = 1e3 * sum.flushSecs / sum.flushes
+		c.FlushP99MS = 1e3 * bucketQuantile(sum.flushBuckets, 0.99)
+	}
 	if t.in.zk {
 		c.ZKWritesPer1M = 1e6 * sum.zkWrites / sum.ids
 		c.CASConflictsPerID = sum.conflicts / sum.ids
@@ -390,4 +407,46 @@ func modeNotes(cfg config) []string {
 		"\"TLS + JWT\" is the embedded pebble instance without `--dev`: `--tls-cert`/`--tls-key` (a CA and certificate made for the run) and `--jwt-public-key` (ES256) with issuer and audience; " +
 			"wrk connects with HTTPS and sends one token with `-H`. Its requests are not in the coordination table (its /metrics needs a token; it coordinates nothing).",
 	}
+}
+
+// bucketDeltas returns the growth of each cumulative bucket of the Prometheus
+// histogram name between two scrapes, by upper bound in seconds (+Inf
+// included).
+func bucketDeltas(before, after map[string]float64, name string) map[float64]float64 {
+	out := map[float64]float64{}
+	prefix := name + `{le="`
+	for k, v := range after {
+		if !strings.HasPrefix(k, prefix) || !strings.HasSuffix(k, `"}`) {
+			continue
+		}
+		le, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimPrefix(k, prefix), `"}`), 64)
+		if err != nil {
+			continue
+		}
+		out[le] = v - before[k]
+	}
+	return out
+}
+
+// bucketQuantile returns the upper bound of the cumulative histogram bucket
+// that holds quantile q (NaN without observations; +Inf when it lies past
+// the last finite bucket). A bound, not an interpolation: the figure says
+// "q of the observations took at most this".
+func bucketQuantile(buckets map[float64]float64, q float64) float64 {
+	les := make([]float64, 0, len(buckets))
+	total := 0.0
+	for le, n := range buckets {
+		les = append(les, le)
+		total = max(total, n)
+	}
+	if total <= 0 {
+		return math.NaN()
+	}
+	sort.Float64s(les)
+	for _, le := range les {
+		if buckets[le] >= q*total {
+			return le
+		}
+	}
+	return math.Inf(1)
 }

@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"strings"
+	"time"
 )
 
 // writeMarkdown renders r as bench/results.md: the machine and command, the
@@ -108,13 +110,15 @@ func writeMarkdown(w io.Writer, r *results) {
 		p("")
 		p("Deltas over the measured runs of each target. ZooKeeper writes: the server's zxid delta (every write request, failed compare-and-sets included). " +
 			"Registry writes: group commits (embedded) or Redis round trips, from the server's own metrics. Redis commands: the server's `total_commands_processed`. " +
-			"Registry bytes: growth of Redis `used_memory` per ID (per copy; the durable replica holds another).")
+			"Registry bytes: growth of Redis `used_memory` per ID (per copy; the durable replica holds another). " +
+			"Flush latency: one registry flush (group commit with its WAL sync, or Redis round trip, with WAIT when durable) from the server's `idgen_registry_flush_seconds` histogram: " +
+			"the mean, and the upper bound of the bucket holding the 99th percentile.")
 		p("")
-		p("| target | IDs | ZooKeeper writes per 1M IDs | range claims per 1M IDs | CAS conflicts per ID | registry writes per ID | Redis round trips per ID | Redis commands per ID | registry bytes per ID |")
-		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+		p("| target | IDs | ZooKeeper writes per 1M IDs | range claims per 1M IDs | CAS conflicts per ID | registry writes per ID | Redis round trips per ID | Redis commands per ID | registry bytes per ID | flush latency mean | flush latency p99 ≤ |")
+		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 		for _, c := range r.Coord {
-			p("| %s | %s | %s | %s | %s | %s | %s | %s | %s |", c.Name, fmtNum(c.IDs), fmtF(c.ZKWritesPer1M, 1), fmtF(c.RangeClaimsPer1M, 1), fmtF(c.CASConflictsPerID, 3),
-				fmtF(c.RegistryWritesPerID, 4), fmtF(c.RedisRTPerID, 4), fmtF(c.RedisCmdsPerID, 4), fmtF(c.BytesPerID, 1))
+			p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", c.Name, fmtNum(c.IDs), fmtF(c.ZKWritesPer1M, 1), fmtF(c.RangeClaimsPer1M, 1), fmtF(c.CASConflictsPerID, 3),
+				fmtF(c.RegistryWritesPerID, 4), fmtF(c.RedisRTPerID, 4), fmtF(c.RedisCmdsPerID, 4), fmtF(c.BytesPerID, 1), fmtMS(c.FlushMeanMS), fmtMS(c.FlushP99MS))
 		}
 		p("")
 	}
@@ -351,3 +355,14 @@ func orDash(s string) string {
 
 // mdEscape keeps a value from breaking a table row.
 func mdEscape(s string) string { return strings.NewReplacer("|", `\|`, "\n", " ").Replace(s) }
+
+// fmtMS prints a duration given in ms ("—" for NaN, "> last bucket" for +Inf).
+func fmtMS(ms float64) string {
+	switch {
+	case math.IsNaN(ms):
+		return "—"
+	case math.IsInf(ms, 1):
+		return "> last bucket"
+	}
+	return fmtDur(time.Duration(ms * 1e6))
+}

@@ -80,6 +80,8 @@ type coordResult struct {
 	RedisRTPerID        float64
 	RedisCmdsPerID      float64
 	BytesPerID          float64 // Redis used_memory growth per ID
+	FlushMeanMS         float64 // mean duration of a registry flush (group commit or Redis round trip)
+	FlushP99MS          float64 // upper bound of the histogram bucket holding the 99th percentile
 }
 
 type coldResult struct {
