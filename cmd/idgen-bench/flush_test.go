@@ -48,6 +48,10 @@ func TestFlushLatencyFromHistogram(t *testing.T) {
 	if math.Abs(c.FlushMeanMS-0.5) > 1e-9 {
 		t.Fatalf("mean flush = %v ms, want 0.5", c.FlushMeanMS)
 	}
+	naive := (&target{in: &instance{metrics: true}, key: "naive", samples: []sample{{ids: 10, flushes: 10}}}).coord()
+	if !math.IsNaN(naive.FlushMeanMS) || !math.IsNaN(naive.FlushP99MS) {
+		t.Fatalf("no flush histogram: mean %v, p99 %v; want NaN", naive.FlushMeanMS, naive.FlushP99MS)
+	}
 	var b strings.Builder
 	writeMarkdown(&b, &results{Coord: []coordResult{c}})
 	if !strings.Contains(b.String(), "| flush latency mean | flush latency p99 ≤ |") || !strings.Contains(b.String(), "| 0.50 ms | > last bucket |") {

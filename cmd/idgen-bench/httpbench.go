@@ -368,7 +368,7 @@ func (t *target) coord() coordResult {
 	c := coordResult{Key: t.key, Name: t.name, IDs: sum.ids, ZKWritesPer1M: nan, CASConflictsPerID: nan, RedisRTPerID: nan, RedisCmdsPerID: nan, BytesPerID: nan,
 		RangeClaimsPer1M: 1e6 * sum.claims / sum.ids, RegistryWritesPerID: sum.flushes / sum.ids,
 		FlushMeanMS: nan, FlushP99MS: nan}
-	if sum.flushes > 0 {
+	if sum.flushes > 0 && len(sum.flushBuckets) > 0 { // the naive server has no flush histogram
 		c.FlushMeanMS = 1e3 * sum.flushSecs / sum.flushes
 		c.FlushP99MS = 1e3 * bucketQuantile(sum.flushBuckets, 0.99)
 	}
