@@ -99,6 +99,20 @@ func TestRetriedWriteIsNotACollision(t *testing.T) {
 	if _, err := other.Register(ctx, pending(id(20), id(21)), 0, testMS); !errors.Is(err, registry.ErrCollision) {
 		t.Fatalf("same issue, another Store: %v", err)
 	}
+	// The same for a single record without idempotency key or deadline
+	// (the script's one-record op).
+	if _, err := s.Register(ctx, pending(id(30)), 0, testMS); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Register(ctx, pending(id(30)), 0, testMS); err != nil {
+		t.Fatalf("one record, same Store: %v", err)
+	}
+	if _, err := other.Register(ctx, pending(id(30)), 0, testMS); !errors.Is(err, registry.ErrCollision) {
+		t.Fatalf("one record, another Store: %v", err)
+	}
+	if rec, err := s.Get(ctx, id(30)); err != nil || rec.State != registry.Pending {
+		t.Fatalf("one record: %+v, %v", rec, err)
+	}
 	if _, out, err := s.Transition(ctx, id(12), registry.Change{To: registry.Compensated, NowMS: testMS}); err != nil || out != registry.Tombstoned {
 		t.Fatalf("null compensation: %v %v", out, err)
 	}
