@@ -240,21 +240,11 @@ func (r *results) profileFile(file string) (profileResult, bool) {
 	if file == "" {
 		return profileResult{}, false
 	}
-	for _, p := range r.Profiles {
-		if p.File == file {
-			return p, true
-		}
-	}
-	return profileResult{}, false
+	return find(r.Profiles, func(p profileResult) bool { return p.File == file })
 }
 
 func (r *results) profile(key string) (profileResult, bool) {
-	for _, p := range r.Profiles {
-		if p.Key == key {
-			return p, true
-		}
-	}
-	return profileResult{}, false
+	return find(r.Profiles, func(p profileResult) bool { return p.Key == key })
 }
 
 // categoryList prints the n largest categories (all for n = 0).

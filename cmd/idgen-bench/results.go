@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -169,40 +170,29 @@ type goal struct {
 }
 
 func (r *results) http(key string) (httpResult, bool) {
-	for _, h := range r.HTTP {
-		if h.Key == key {
-			return h, true
-		}
-	}
-	return httpResult{}, false
+	return find(r.HTTP, func(h httpResult) bool { return h.Key == key })
 }
 
 // latency is the run of instance key at LatencyConnections.
 func (r *results) latency(key string) (httpResult, bool) {
-	for _, h := range r.Latency {
-		if h.Key == key {
-			return h, true
-		}
-	}
-	return httpResult{}, false
+	return find(r.Latency, func(h httpResult) bool { return h.Key == key })
 }
 
 func (r *results) coord(key string) (coordResult, bool) {
-	for _, c := range r.Coord {
-		if c.Key == key {
-			return c, true
-		}
-	}
-	return coordResult{}, false
+	return find(r.Coord, func(c coordResult) bool { return c.Key == key })
 }
 
 func (r *results) peer(name string) (peerResult, bool) {
-	for _, p := range r.InProcess {
-		if p.Name == name {
-			return p, true
-		}
+	return find(r.InProcess, func(p peerResult) bool { return p.Name == name })
+}
+
+// find returns the first element of xs that match accepts.
+func find[T any](xs []T, match func(T) bool) (T, bool) {
+	if i := slices.IndexFunc(xs, match); i >= 0 {
+		return xs[i], true
 	}
-	return peerResult{}, false
+	var zero T
+	return zero, false
 }
 
 // goals evaluates the targets of the issue against the results.
