@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -129,12 +132,13 @@ func TestExpected(t *testing.T) {
 
 // TestCheckerFindsViolations feeds the registry and audit checks a lost
 // ID, a wrong state, a double compensation, a compensation audited twice
-// and one never audited, next to correct records, and expects exactly
-// those violations.
+// (by live processes, or by a live one and a recovery) and one never
+// audited, next to correct records and a repeat in the crash window, and
+// expects exactly those violations.
 func TestCheckerFindsViolations(t *testing.T) {
 	l := newLedger()
 	now := time.Now()
-	ids := make([]idcodec.ID, 9)
+	ids := make([]idcodec.ID, 11)
 	for i := range ids {
 		ids[i] = testID(uint64(100 + i))
 	}
@@ -144,6 +148,8 @@ func TestCheckerFindsViolations(t *testing.T) {
 	l.Event(ids[3], eventConfirmed, false)
 	l.Event(ids[4], eventConfirmed, false)
 	l.Event(ids[5], eventConfirmed, false)
+	l.Event(ids[9], eventConfirmed, false)
+	l.Event(ids[10], eventConfirmed, false)
 	l.Commit(ids[6], commitOK)
 	null := idcodec.MustCompose(idcodec.Fields{TimestampMS: 1, Shard: nullShard, Counter: 1 << 40})
 	l.Event(null, eventConfirmed, true)
@@ -157,7 +163,9 @@ func TestCheckerFindsViolations(t *testing.T) {
 		ids[5]: compensated(ids[5], 1), // never audited
 		ids[6]: pending(ids[6]),        // committed with 200 but pending: wrong state
 		// ids[7] missing: lost
-		ids[8]: pending(ids[8]),
+		ids[8]:  pending(ids[8]),
+		ids[9]:  compensated(ids[9], 1),  // entry of a SIGKILLed life, repeated by a recovery: allowed
+		ids[10]: compensated(ids[10], 1), // entry of a live life and a recovery: two entries
 	}}
 	tomb := registry.Record{ID: null, State: registry.Compensated, Tombstone: true, History: []registry.Step{step(registry.Compensated, "compensate:chaos", "declined")}}
 	reg.recs[null] = tomb
@@ -168,8 +176,14 @@ func TestCheckerFindsViolations(t *testing.T) {
 		t.Fatalf("registry violations %v, want 1 lost, 1 wrong state, 1 double effect:\n%v", got, rc.violations)
 	}
 
-	var a auditCounts
-	a.compensate, a.commit = map[string]int{}, map[string]int{}
+	a := newAuditCounts()
+	comp := func(id idcodec.ID, recovered bool) audit.Event {
+		return audit.Event{Action: audit.ActionCompensate, Resource: id.String(), Outcome: "applied", Recovered: recovered}
+	}
+	a.add(comp(ids[9], false), true)
+	a.add(comp(ids[9], true), false)
+	a.add(comp(ids[10], false), false)
+	a.add(comp(ids[10], true), false)
 	for _, ev := range []audit.Event{
 		{Action: audit.ActionCompensate, Resource: ids[2].String(), Outcome: "applied"},
 		{Action: audit.ActionCompensate, Resource: ids[3].String(), Outcome: "applied"},
@@ -181,20 +195,21 @@ func TestCheckerFindsViolations(t *testing.T) {
 		{Action: audit.ActionCommit, Resource: ids[6].String(), Outcome: "applied"},
 		{Action: audit.ActionCommit, Resource: ids[6].String(), Outcome: "applied"}, // committed twice in the audit
 	} {
-		a.add(ev)
+		a.add(ev, false)
 	}
-	n, _, av := checkAudit(l, rc, a)
+	n, _, repeats, av := checkAudit(l, rc, a)
 	var details []string
 	for _, v := range av {
 		details = append(details, v.Detail)
 	}
 	joined := strings.Join(details, "\n")
-	if len(av) != 3 || !strings.Contains(joined, ids[4].String()+" is compensated with 2") ||
-		!strings.Contains(joined, ids[5].String()+" is compensated with 0") || !strings.Contains(joined, ids[6].String()+" has 2 commit") {
-		t.Fatalf("audit violations:\n%s\nwant ids[4] twice, ids[5] never, ids[6] committed twice", joined)
+	if len(av) != 4 || !strings.Contains(joined, ids[4].String()+" is compensated with 2") ||
+		!strings.Contains(joined, ids[5].String()+" is compensated with 0") || !strings.Contains(joined, ids[6].String()+" has 2 commit") ||
+		!strings.Contains(joined, ids[10].String()+" is compensated with 2") {
+		t.Fatalf("audit violations:\n%s\nwant ids[4] twice, ids[5] never, ids[6] committed twice, ids[10] twice", joined)
 	}
-	if n != 5 { // ids 2..5 and the tombstone
-		t.Errorf("%d compensations counted, want 5", n)
+	if n != 7 || repeats != 1 { // ids 2..5, 9, 10 and the tombstone
+		t.Errorf("%d compensations counted, %d crash repeats; want 7 and 1", n, repeats)
 	}
 }
 
@@ -272,5 +287,43 @@ func TestJudgeReadError(t *testing.T) {
 	_, v, retry := judge(idRecord{id: testID(1)}, registry.Record{}, fmt.Errorf("read: %w", errBoom))
 	if v == nil || v.Kind != vRegistryRead || !retry {
 		t.Fatalf("judge of a read error: %v retry=%v", v, retry)
+	}
+}
+
+// TestReadAuditCrashedLives: an audit log without its closing audit.stop
+// line is a SIGKILLed life; its unrecovered entries count as crashed, a
+// cleanly stopped life's do not, and recovered entries count apart.
+func TestReadAuditCrashedLives(t *testing.T) {
+	dir := t.TempDir()
+	id := testID(7).String()
+	line := func(e audit.Event) string {
+		b, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b) + "\n"
+	}
+	comp := audit.Event{Action: audit.ActionCompensate, Resource: id, Outcome: "applied"}
+	rec := comp
+	rec.Recovered = true
+	stop := audit.Event{Action: audit.ActionAuditStop, Outcome: audit.OutcomeSuccess}
+	files := map[string]string{
+		"audit-w-1.log": line(comp),                          // killed after the entry
+		"audit-w-2.log": line(comp) + line(rec) + line(stop), // clean life
+		"audit-v-1.log": line(rec) + "{\"torn" + "\n",        // killed mid-line
+	}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := readAudit(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := "c " + id
+	if a.compensate[id] != 4 || a.crashed[key] != 1 || a.recovered[key] != 2 || len(a.torn) != 1 || a.files != 3 {
+		t.Fatalf("counts: %d entries, %d crashed, %d recovered, %d torn, %d files; want 4, 1, 2, 1, 3",
+			a.compensate[id], a.crashed[key], a.recovered[key], len(a.torn), a.files)
 	}
 }

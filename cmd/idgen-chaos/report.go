@@ -180,6 +180,9 @@ func printChecks(w io.Writer, s summary, l *Ledger, ev *eventSender) {
 	if s.commitUnaudited > 0 {
 		fmt.Fprintf(w, "note: %d committed IDs have no commit audit entry (HTTP commits answered 503 after the write landed, or cut by SIGKILL before the entry; not checked)\n", s.commitUnaudited)
 	}
+	if s.auditRepeats > 0 {
+		fmt.Fprintf(w, "note: %d audit entries repeated in the crash window (the first in the log of a SIGKILLed life, the repeat marked recovered; allowed)\n", s.auditRepeats)
+	}
 }
 
 // shortErr strips the request details from a client error.

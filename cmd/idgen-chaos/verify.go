@@ -20,6 +20,7 @@ type summary struct {
 	ids, compensated, registryReads, auditLines, tornAudit int
 	faultsRun, faultsRecovered                             int
 	commitUnaudited                                        int // committed IDs without a commit audit entry (not a violation)
+	auditRepeats                                           int // entries repeated in the crash window (not a violation)
 	quiets, quietRequests, streams                         int // extent of the wrong-200 and timestamp-order checks
 	violations                                             []Violation
 }
@@ -82,8 +83,8 @@ func (r *run) verify(ctx context.Context) summary {
 	if err != nil {
 		r.l.violate(vCheck, "read the audit logs: %v", err)
 	} else if rc.final != nil {
-		n, unaudited, vs := checkAudit(r.l, rc, a)
-		s.compensated, s.commitUnaudited = n, unaudited
+		n, unaudited, repeats, vs := checkAudit(r.l, rc, a)
+		s.compensated, s.commitUnaudited, s.auditRepeats = n, unaudited, repeats
 		for _, v := range vs {
 			r.l.violate(v.Kind, "%s", v.Detail)
 		}

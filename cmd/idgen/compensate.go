@@ -237,18 +237,18 @@ func openCompensateCore(ctx context.Context, c compensateConfig, instance string
 	if cc.rdb, err = compensateStreamClient(c, cc.store.Cluster()); err != nil {
 		return nil, err
 	}
-	cc.core = &compensation.Core{Registry: cc.store, Audit: cc.audit, Marks: &compensation.RedisMarks{Client: cc.rdb}}
+	cc.core = &compensation.Core{Registry: cc.store, Audit: cc.audit, Marks: &compensation.RedisMarks{Client: cc.rdb, WaitReplicas: c.RedisWait}}
 	return cc, nil
 }
 
 // httpCompensationMarks is the compensation.Marker of serve's POST
 // /compensate (generate.Deps.CompensationMarks): in Redis mode RedisMarks on
 // the client of the sweeper's claims (shared by every instance, like the
-// worker's marks); in embedded mode none (one process: an effect is
-// audited at most once).
-func httpCompensationMarks(claims sweepClaimer) compensation.Marker {
+// worker's marks), durable like the registry (waitReplicas); in embedded
+// mode none (one process: an effect is audited at most once).
+func httpCompensationMarks(claims sweepClaimer, waitReplicas int) compensation.Marker {
 	if r, ok := claims.(*redisSweepClaims); ok {
-		return &compensation.RedisMarks{Client: r.client}
+		return &compensation.RedisMarks{Client: r.client, WaitReplicas: waitReplicas}
 	}
 	return nil
 }
@@ -258,9 +258,9 @@ func httpCompensationMarks(claims sweepClaimer) compensation.Marker {
 const commitMarkPrefix = "idgen:commit:audited:"
 
 // httpCommitMarks is httpCompensationMarks for POST /commit.
-func httpCommitMarks(claims sweepClaimer) compensation.Marker {
+func httpCommitMarks(claims sweepClaimer, waitReplicas int) compensation.Marker {
 	if r, ok := claims.(*redisSweepClaims); ok {
-		return &compensation.RedisMarks{Client: r.client, Prefix: commitMarkPrefix}
+		return &compensation.RedisMarks{Client: r.client, Prefix: commitMarkPrefix, WaitReplicas: waitReplicas}
 	}
 	return nil
 }

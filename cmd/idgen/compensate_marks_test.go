@@ -9,15 +9,19 @@ import (
 )
 
 // TestHTTPCompensationMarks: Redis mode marks through the sweeper's client
-// (the worker's key prefix), embedded mode none.
+// (the worker's key prefix), durable as the registry; embedded mode none.
 func TestHTTPCompensationMarks(t *testing.T) {
-	if m := httpCompensationMarks(soleSweeper{}); m != nil {
+	if m := httpCompensationMarks(soleSweeper{}, 1); m != nil {
 		t.Fatalf("embedded mode: %#v, want no marks", m)
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer rdb.Close()
-	m, ok := httpCompensationMarks(newRedisSweepClaims(rdb)).(*compensation.RedisMarks)
-	if !ok || m.Client != redis.Cmdable(rdb) || m.Prefix != "" || m.TTL != 0 {
-		t.Fatalf("Redis mode: %#v, want RedisMarks on the sweeper's client with the defaults", m)
+	m, ok := httpCompensationMarks(newRedisSweepClaims(rdb), 2).(*compensation.RedisMarks)
+	if !ok || m.Client != redis.Cmdable(rdb) || m.Prefix != "" || m.TTL != 0 || m.WaitReplicas != 2 {
+		t.Fatalf("Redis mode: %#v, want RedisMarks on the sweeper's client with the defaults, waiting for 2 replicas", m)
+	}
+	c, ok := httpCommitMarks(newRedisSweepClaims(rdb), 0).(*compensation.RedisMarks)
+	if !ok || c.Prefix != commitMarkPrefix || c.WaitReplicas != 0 {
+		t.Fatalf("commit marks: %#v, want RedisMarks under %q", c, commitMarkPrefix)
 	}
 }

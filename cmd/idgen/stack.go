@@ -202,7 +202,7 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 	}
 	st.svc, err = generate.New(generate.Config{Dev: c.Dev, RequestTimeout: c.RequestTimeout, AuditFailOpen: c.AuditFailOpen, Instance: instance, RateLimit: c.RateLimit, RateBurst: c.RateBurst}, generate.Deps{
 		IDs: gen, Registry: st.store, Logger: log, Logs: ring, Metrics: metrics, Membership: membership, Checks: checks, Sealer: sealer.NewVault(keys, st.store), Auth: verifier, Audit: st.audit,
-		CompensationMarks: httpCompensationMarks(st.claims), CommitMarks: httpCommitMarks(st.claims),
+		CompensationMarks: httpCompensationMarks(st.claims, c.RedisWait), CommitMarks: httpCommitMarks(st.claims, c.RedisWait),
 	})
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,9 +20,20 @@ func auditLines(t *testing.T, path string) []map[string]string {
 	var out []map[string]string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		var m map[string]string
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("audit line is not flat JSON: %s", sc.Text())
+		var raw map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &raw); err != nil {
+			t.Fatalf("audit line is not JSON: %s", sc.Text())
+		}
+		m := make(map[string]string, len(raw))
+		for k, v := range raw {
+			switch v := v.(type) {
+			case string:
+				m[k] = v
+			case bool:
+				m[k] = strconv.FormatBool(v)
+			default:
+				t.Fatalf("audit line is not flat (%s is %T): %s", k, v, sc.Text())
+			}
 		}
 		out = append(out, m)
 	}
@@ -78,4 +90,17 @@ func TestAuditOncePerEffectiveTransition(t *testing.T) {
 			t.Fatalf("commit entry lacks fields: %v", l)
 		}
 	}
+}
+
+// recoveredFlag is the "recovered" field of the last entry of action on
+// resource ("" when absent).
+func recoveredFlag(t *testing.T, path, action, resource string) string {
+	t.Helper()
+	got := ""
+	for _, l := range auditLines(t, path) {
+		if l["action"] == action && l["resource"] == resource {
+			got = l["recovered"]
+		}
+	}
+	return got
 }

@@ -257,6 +257,9 @@ func TestCompensateAuditRecovery(t *testing.T) {
 	if n := entries(old); n != 1 {
 		t.Errorf("an effect a minute old: %d entries after 3 retries, want 1 (recovered once)", n)
 	}
+	if got := recoveredFlag(t, h.auditPath, "id.compensate", old); got != "true" {
+		t.Errorf("the recovered entry has recovered=%q, want true", got)
+	}
 	young := died("dev", 0)
 	retry(young)
 	if n := entries(young); n != 0 {
@@ -275,6 +278,9 @@ func TestCompensateAuditRecovery(t *testing.T) {
 	retry(id)
 	if n := entries(id); n != 1 {
 		t.Errorf("an audited HTTP compensation: %d entries after a repeat, want 1", n)
+	}
+	if got := recoveredFlag(t, h.auditPath, "id.compensate", id); got != "" {
+		t.Errorf("the applied entry has recovered=%q, want none", got)
 	}
 	parsed, _ := idcodec.Parse(id)
 	marks.mu.Lock()
@@ -314,6 +320,9 @@ func TestCommitAuditRecovery(t *testing.T) {
 	}
 	if n := entries(old); n != 1 {
 		t.Errorf("a commit a minute old: %d entries after 3 retries, want 1 (recovered once)", n)
+	}
+	if got := recoveredFlag(t, h.auditPath, "id.commit", old); got != "true" {
+		t.Errorf("the recovered commit entry has recovered=%q, want true", got)
 	}
 	young := died("dev", 0)
 	retry(young)

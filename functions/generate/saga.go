@@ -61,15 +61,14 @@ func (s *Service) commit(c *fasthttp.RequestCtx, log *reqLog) error {
 	actor := s.subject(c)
 	if out != registry.Replayed {
 		log.L().Info("saga transition", zap.Stringer("id", id), zap.Stringer("state", to), zap.Stringer("outcome", out), zap.String("reason", b.Reason))
-		s.audit(c, log, audit.Event{Actor: actor, Action: audit.ActionCommit, Resource: id.String(), Outcome: out.String()})
-		if m := s.d.CommitMarks; m != nil {
-			_ = m.Mark(ctx, id)
-		}
-	} else if s.recoverCommitAudit(ctx, rec, actor) {
+		s.auditCommit(ctx, c, log, id, actor, false)
+	} else if s.recoverCommitAudit(rec, actor) {
 		// An earlier attempt stored the commit (e.g. its WAIT timed out, or
-		// the instance died) but never audited it: this retry does.
-		log.L().Warn("commit: wrote the audit entry an earlier attempt left out", zap.Stringer("id", id))
-		s.audit(c, log, audit.Event{Actor: actor, Action: audit.ActionCommit, Resource: id.String(), Outcome: registry.Applied.String()})
+		// the instance died) but maybe never audited it: this retry does,
+		// unless the marks say it did.
+		if s.auditCommit(ctx, c, log, id, actor, true) {
+			log.L().Warn("commit: wrote the audit entry an earlier attempt left out", zap.Stringer("id", id))
+		}
 	}
 	c.Response.Header.Set("Idgen-Outcome", out.String())
 	return writeJSON(c, fasthttp.StatusOK, compensation.AnswerOf(rec))
@@ -133,7 +132,10 @@ func (s *Service) compensate(c *fasthttp.RequestCtx, log *reqLog) error {
 	if res.AuditRecovered {
 		log.L().Warn("compensate: wrote the audit entry an earlier attempt left out", zap.Stringer("id", id), zap.String("event_id", b.EventID))
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, compensation.ErrAuditBusy):
+		log.L().Info("compensate: another attempt writes the audit entry", zap.Stringer("id", id))
+	case err != nil:
 		log.L().Error("audit: record failed", zap.String("action", audit.ActionCompensate), zap.Error(err))
 	}
 	c.Response.Header.Set("Idgen-Outcome", out)
@@ -260,15 +262,39 @@ func (s *Service) eraseSubject(c *fasthttp.RequestCtx, log *reqLog) error {
 	return writeJSON(c, fasthttp.StatusOK, map[string]any{"subject": subject, "erased": true})
 }
 
-// recoverCommitAudit reports whether this replayed commit must write the
-// audit entry of the stored one: with CommitMarks set, the commit was made
-// by the same actor between the request timeout (+ margin, so its own
-// attempt has finished writing its entry) and a day ago, and this caller
-// wins its mark. The mark of an audited commit is set right after its entry,
-// so a crash between the two repeats the entry once at most.
-func (s *Service) recoverCommitAudit(ctx context.Context, rec registry.Record, actor string) bool {
+// auditCommit writes the audit entry of an effective commit and reports
+// whether it did. With CommitMarks the entry is claimed first and marked
+// after (as compensation.Core does), so that attempts of the same commit
+// write one entry between them: a claim lost to another attempt, or not
+// stored, writes none (recovered: this is a retry's recovery).
+func (s *Service) auditCommit(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog, id idcodec.ID, actor string, recovered bool) bool {
+	e := audit.Event{Actor: actor, Action: audit.ActionCommit, Resource: id.String(), Outcome: registry.Applied.String(), Recovered: recovered}
 	m := s.d.CommitMarks
 	if m == nil {
+		s.audit(c, log, e)
+		return true
+	}
+	won, err := m.Claim(ctx, id)
+	if err != nil || !won {
+		if err != nil && !recovered {
+			log.L().Error("commit: audit claim failed; a retry of the commit writes its entry", zap.Stringer("id", id), zap.Error(err))
+		}
+		return false
+	}
+	s.audit(c, log, e)
+	if err := m.Mark(ctx, id); err != nil {
+		log.L().Warn("commit: audit mark not stored", zap.Stringer("id", id), zap.Error(err))
+	}
+	return true
+}
+
+// recoverCommitAudit reports whether this replayed commit may write the
+// audit entry of the stored one: with CommitMarks set, the commit was made
+// by the same actor between the request timeout (+ margin, so its own
+// attempt has finished writing its entry) and a day ago. auditCommit then
+// writes it unless it is marked.
+func (s *Service) recoverCommitAudit(rec registry.Record, actor string) bool {
+	if s.d.CommitMarks == nil {
 		return false
 	}
 	var step *registry.Step
@@ -281,9 +307,5 @@ func (s *Service) recoverCommitAudit(ctx context.Context, rec registry.Record, a
 		return false
 	}
 	age := time.Duration(s.cfg.Now().UnixMilli()-step.AtMS) * time.Millisecond
-	if age < s.cfg.RequestTimeout+recoverMargin || age > compensation.DefaultRecoverWithin {
-		return false
-	}
-	won, err := m.Claim(ctx, rec.ID)
-	return err == nil && won
+	return age >= s.cfg.RequestTimeout+recoverMargin && age <= compensation.DefaultRecoverWithin
 }

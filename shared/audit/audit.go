@@ -33,6 +33,11 @@ type Event struct {
 	Source    string    `json:"source,omitempty"`
 	RequestID string    `json:"request_id,omitempty"`
 	Instance  string    `json:"instance"`
+	// Recovered: written by a retry or redelivery for an effect whose own
+	// attempt stored it but never audited it. If that attempt died after
+	// writing its entry and before recording so (one Redis round trip),
+	// the effect has a second entry, this one.
+	Recovered bool `json:"recovered,omitempty"`
 }
 
 // Actions.

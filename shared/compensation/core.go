@@ -43,6 +43,12 @@ var (
 	// written: the event must be delivered again (Redelivered) so that the
 	// entry is written then.
 	ErrAudit = errors.New("compensate: audit entry not written")
+	// ErrAuditBusy means another attempt holds the claim on writing the
+	// effect's audit entry (it is writing it, or died holding the lease):
+	// transient, the event must be delivered again; once the claim is done
+	// or expired, the redelivery knows whether to write the entry.
+	// It wraps ErrAudit.
+	ErrAuditBusy = fmt.Errorf("%w: claimed by another attempt", ErrAudit)
 )
 
 // Permanent reports whether err can never succeed on a retry of the same
@@ -65,15 +71,18 @@ type Recorder interface {
 	Record(e audit.Event) error
 }
 
-// Marker remembers which effective compensations have their audit entry
-// written (*RedisMarks provides it). Marks must live longer than
-// Core.RecoverWithin.
+// Marker elects the one attempt that writes an effect's audit entry and
+// remembers that it was written (*RedisMarks provides it). Marks must live
+// longer than Core.RecoverWithin.
 type Marker interface {
-	// Mark records that id's compensation is audited.
-	Mark(ctx context.Context, id idcodec.ID) error
-	// Claim marks id unless it is marked, and reports whether it did.
+	// Claim takes a lease on writing id's entry: true when this call took
+	// it, false when the entry is written (marked), ErrAuditBusy while
+	// another attempt holds an unexpired lease.
 	Claim(ctx context.Context, id idcodec.ID) (bool, error)
-	// Release removes id's mark (after a claimed audit entry failed).
+	// Mark records that id's entry is written (and ends the lease).
+	Mark(ctx context.Context, id idcodec.ID) error
+	// Release gives up a lease (its entry could not be written); a done
+	// mark stays.
 	Release(ctx context.Context, id idcodec.ID) error
 }
 
@@ -151,20 +160,27 @@ func Compensate(ctx context.Context, reg Transitioner, rec Recorder, ev Event) (
 // CaseNullCompensation), none for a duplicate, except in the recovery case
 // below.
 //
+// With Marks, the order is: effect, claim (a lease on writing the entry),
+// audit entry, mark (done). Every attempt that writes an entry, first or
+// recovering, claims first, so attempts that overlap (a redelivery taken
+// over from a worker that is slow, not dead) write one entry between them.
+// The claim and the mark are retried until they are stored or ctx ends.
+//
 // Crash windows. The effect (Redis) and the audit entry (a file) cannot be
-// stored atomically. The order is effect, audit entry, mark. A redelivered
-// event (ev.Redelivered) that finds the ID compensated by this same event
-// (same actor and reason) less than RecoverWithin ago (and at least
-// RecoverAfter ago) and unmarked claims the mark and writes the entry: so a
-// death between the effect and the audit entry loses nothing. A death
-// after the entry is written but before the mark is stored (one Redis
-// round trip) repeats the entry on redelivery; a death between a
-// recovery's claim and its entry loses it.
+// stored atomically. A redelivered event (ev.Redelivered) that finds the ID
+// compensated by this same event (same actor and reason) less than
+// RecoverWithin ago (and at least RecoverAfter ago) and not marked claims
+// and writes the entry: so a death between the effect and the entry loses
+// nothing (a death holding the lease delays the redelivery's entry until
+// the lease expires). Only a death after the entry is written and before
+// the mark is stored (one Redis round trip) repeats the entry, on a
+// redelivery after the lease expired; audit.Event.Recovered tells such a
+// repeat.
 //
 // Errors: ErrMalformed (Permanent); the registry's errors wrapped
 // (registry.ErrUnavailable, ErrClosed: transient; ErrCollision,
-// ErrCorrupt: Permanent); ErrAudit (transient: the effect is stored,
-// deliver again with Redelivered set).
+// ErrCorrupt: Permanent); ErrAudit, also as ErrAuditBusy (transient: the
+// effect is stored, deliver again with Redelivered set).
 func (c *Core) Compensate(ctx context.Context, ev Event) (Result, error) {
 	id, err := ev.Validate()
 	if err != nil {
@@ -187,13 +203,17 @@ func (c *Core) Compensate(ctx context.Context, ev Event) (Result, error) {
 		if out == registry.Tombstoned {
 			res.Case = CaseNullCompensation
 		}
-		if err := c.audit(ev, id, res.Case); err != nil {
+		if c.Marks == nil {
+			return res, c.audit(ev, id, res.Case, false)
+		}
+		won, err := c.claim(ctx, id)
+		if err != nil || !won {
+			// Not won: a recovering attempt of this event, overlapping
+			// this one, claimed first and writes the entry.
 			return res, err
 		}
-		if c.Marks != nil {
-			// At once, not batched with the acknowledgement: the window in
-			// which a death repeats the entry stays one round trip.
-			c.mark(ctx, id)
+		if err := c.auditClaimed(ctx, ev, id, res.Case, false); err != nil {
+			return res, err
 		}
 	default:
 		res.Case = CaseDuplicate
@@ -206,11 +226,12 @@ func (c *Core) Compensate(ctx context.Context, ev Event) (Result, error) {
 	return res, nil
 }
 
-// audit writes the entry of an effective compensation.
-func (c *Core) audit(ev Event, id idcodec.ID, cs Case) error {
+// audit writes the entry of an effective compensation; recovered marks
+// one written by a redelivery for an earlier attempt.
+func (c *Core) audit(ev Event, id idcodec.ID, cs Case, recovered bool) error {
 	err := c.Audit.Record(audit.Event{
 		Actor: ev.Actor(), Action: audit.ActionCompensate, Resource: id.String(),
-		Outcome: string(cs), Reason: ev.Reason, Source: ev.source(), RequestID: ev.EventID,
+		Outcome: string(cs), Reason: ev.Reason, Source: ev.source(), RequestID: ev.EventID, Recovered: recovered,
 	})
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrAudit, id, err)
@@ -218,15 +239,49 @@ func (c *Core) audit(ev Event, id idcodec.ID, cs Case) error {
 	return nil
 }
 
-// mark stores the audited mark, retrying briefly: a mark that is never
-// stored only matters if the event is also delivered again (then the entry
-// is repeated), and the caller's acknowledgement comes next.
-func (c *Core) mark(ctx context.Context, id idcodec.ID) {
-	for attempt := 0; attempt < 4; attempt++ {
-		if c.Marks.Mark(ctx, id) == nil || ctx.Err() != nil {
-			return
+// auditClaimed writes the entry under a claim won by this attempt, then
+// marks it done; a failed entry releases the claim.
+func (c *Core) auditClaimed(ctx context.Context, ev Event, id idcodec.ID, cs Case, recovered bool) error {
+	if err := c.audit(ev, id, cs, recovered); err != nil {
+		_ = c.Marks.Release(context.WithoutCancel(ctx), id)
+		return err
+	}
+	// At once, not batched with the acknowledgement: the window in which
+	// a death repeats the entry stays one round trip.
+	_ = c.retry(ctx, func() (bool, error) { return true, c.Marks.Mark(ctx, id) })
+	return nil
+}
+
+// claim takes the lease on id's entry, retrying failures to reach the
+// marks (not ErrAuditBusy) until ctx ends.
+func (c *Core) claim(ctx context.Context, id idcodec.ID) (won bool, err error) {
+	err = c.retry(ctx, func() (bool, error) {
+		var e error
+		won, e = c.Marks.Claim(ctx, id)
+		return !errors.Is(e, ErrAuditBusy), e
+	})
+	if err != nil {
+		if errors.Is(err, ErrAudit) {
+			return false, err
 		}
-		sleep(ctx, time.Duration(10<<attempt)*time.Millisecond)
+		return false, fmt.Errorf("%w: %s: claim: %w", ErrAudit, id, err)
+	}
+	return won, nil
+}
+
+// retry runs f until it succeeds, f says its error is final (again false)
+// or ctx ends, waiting 10 ms doubling to 1 s between attempts; it returns
+// f's last error. A mark that is never stored only matters if the event is
+// also delivered again after the lease expired (then the entry is
+// repeated); a claim never taken leaves the entry to a redelivery.
+func (c *Core) retry(ctx context.Context, f func() (again bool, err error)) error {
+	wait := 10 * time.Millisecond
+	for {
+		again, err := f()
+		if err == nil || !again || !sleep(ctx, wait) {
+			return err
+		}
+		wait = min(2*wait, time.Second)
 	}
 }
 
@@ -244,19 +299,15 @@ func (c *Core) recover(ctx context.Context, ev Event, rec registry.Record, now t
 	if age := now.UnixMilli() - st.AtMS; age > within.Milliseconds() || (c.RecoverAfter > 0 && age < c.RecoverAfter.Milliseconds()) {
 		return false, nil
 	}
-	won, err := c.Marks.Claim(ctx, rec.ID)
-	if err != nil {
-		return false, fmt.Errorf("compensate %s: audit mark: %w", rec.ID, err)
-	}
-	if !won {
-		return false, nil
+	won, err := c.claim(ctx, rec.ID)
+	if err != nil || !won {
+		return false, err
 	}
 	cs := CaseApplied
 	if rec.Tombstone {
 		cs = CaseNullCompensation
 	}
-	if err := c.audit(ev, rec.ID, cs); err != nil {
-		_ = c.Marks.Release(context.WithoutCancel(ctx), rec.ID)
+	if err := c.auditClaimed(ctx, ev, rec.ID, cs, true); err != nil {
 		return false, err
 	}
 	return true, nil

@@ -60,8 +60,8 @@ func TestAuditRecovery(t *testing.T) {
 			}
 		}
 		lines := compensationtest.AuditLines(t, audit.ActionCompensate, path)
-		if len(lines) != 1 || lines[0].Outcome != string(compensation.CaseApplied) || lines[0].Resource != id.String() {
-			t.Fatalf("audit %+v, want one applied entry", lines)
+		if len(lines) != 1 || lines[0].Outcome != string(compensation.CaseApplied) || lines[0].Resource != id.String() || !lines[0].Recovered {
+			t.Fatalf("audit %+v, want one applied entry marked recovered", lines)
 		}
 	})
 

@@ -1,0 +1,178 @@
+package compensation_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/idgen/idgen/harness/redisharness"
+	"github.com/idgen/idgen/shared/audit"
+	"github.com/idgen/idgen/shared/compensation"
+	"github.com/idgen/idgen/shared/compensation/compensationtest"
+	"github.com/idgen/idgen/shared/registry"
+)
+
+// TestRedisMarksLease: a claim is a lease that one caller wins; a second
+// claim is busy until the lease is released, expires or is marked done; a
+// done mark is never released or claimed again.
+func TestRedisMarksLease(t *testing.T) {
+	e := compensationtest.NewEnv(t, redisAddr)
+	ctx := context.Background()
+	m := &compensation.RedisMarks{Client: e.RDB, Prefix: e.Prefix + "audited:", LeaseTTL: 300 * time.Millisecond}
+	id := compensationtest.NewIDs(1)[0]
+
+	if won, err := m.Claim(ctx, id); err != nil || !won {
+		t.Fatalf("first claim: %v, %v; want won", won, err)
+	}
+	won, err := m.Claim(ctx, id)
+	if won || !errors.Is(err, compensation.ErrAuditBusy) || !errors.Is(err, compensation.ErrAudit) || compensation.Permanent(err) {
+		t.Fatalf("claim of a leased mark: %v, %v; want transient ErrAuditBusy", won, err)
+	}
+	if err := m.Release(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if won, err := m.Claim(ctx, id); err != nil || !won {
+		t.Fatalf("claim after release: %v, %v; want won", won, err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if won, err := m.Claim(ctx, id); err != nil || !won {
+		t.Fatalf("claim after the lease expired: %v, %v; want won", won, err)
+	}
+	if err := m.Mark(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Release(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(400 * time.Millisecond) // a done mark has the long TTL, not the lease's
+	if won, err := m.Claim(ctx, id); err != nil || won {
+		t.Fatalf("claim of a done mark: %v, %v; want not won, no error", won, err)
+	}
+	if ttl := e.RDB.TTL(ctx, e.Prefix+"audited:"+id.String()).Val(); ttl < compensation.DefaultMarkTTL-time.Minute {
+		t.Fatalf("done mark TTL %v, want about %v", ttl, compensation.DefaultMarkTTL)
+	}
+}
+
+// TestRedisMarksDurable: with WaitReplicas, Mark returns only after the
+// replicas acknowledged it, and fails when they are missing.
+func TestRedisMarksDurable(t *testing.T) {
+	ctx := context.Background()
+	id := compensationtest.NewIDs(1)[0]
+
+	alone := redis.NewClient(&redis.Options{Addr: redisAddr, DisableIdentity: true})
+	defer alone.Close()
+	m := &compensation.RedisMarks{Client: alone, Prefix: "durable-alone:", WaitReplicas: 1, WaitTimeout: 50 * time.Millisecond}
+	if err := m.Mark(ctx, id); err == nil || !strings.Contains(err.Error(), "0 of 1 replicas") {
+		t.Fatalf("mark without a replica: %v, want 0 of 1 replicas acknowledged", err)
+	}
+
+	g := redisharness.StartReplicatedT(t, redisharness.Options{}, 1, 0)
+	primary := redis.NewClient(&redis.Options{Addr: g.Primary().Addr(), DisableIdentity: true})
+	defer primary.Close()
+	m = &compensation.RedisMarks{Client: primary, Prefix: "durable:", WaitReplicas: 1}
+	if err := m.Mark(ctx, id); err != nil {
+		t.Fatalf("mark with a replica: %v", err)
+	}
+	replica := redis.NewClient(&redis.Options{Addr: g.Replicas()[0].Addr(), DisableIdentity: true})
+	defer replica.Close()
+	if v, err := replica.Get(ctx, "durable:"+id.String()).Result(); err != nil || v != "1" {
+		t.Fatalf("replica has %q, %v; want the done mark at once", v, err)
+	}
+}
+
+// gatedAudit holds every Record until open is closed.
+type gatedAudit struct {
+	next    compensation.Recorder
+	entered chan struct{}
+	open    chan struct{}
+	once    sync.Once
+}
+
+func (g *gatedAudit) Record(e audit.Event) error {
+	g.once.Do(func() { close(g.entered) })
+	<-g.open
+	return g.next.Record(e)
+}
+
+// TestOverlappingAttempts: a redelivery that runs while the first attempt
+// is still between its effect and its mark (a slow worker whose entry
+// another worker took over) writes no second entry: it is told to come
+// back (ErrAuditBusy) and then finds the entry written.
+func TestOverlappingAttempts(t *testing.T) {
+	e := compensationtest.NewEnv(t, redisAddr)
+	store := e.Store()
+	ctx := context.Background()
+	aud, path := e.AuditLog("overlap")
+	gate := &gatedAudit{next: aud, entered: make(chan struct{}), open: make(chan struct{})}
+	slow := e.Core(store, gate, e.RDB)
+	other := e.Core(store, aud, e.Client())
+	id := compensationtest.PendingIDs(t, store, 1)[0]
+	ev := compensation.Event{ID: id.String(), Reason: "card declined", Source: "payments", EventID: "evt-1"}
+
+	first := make(chan error, 1)
+	go func() {
+		res, err := slow.Compensate(ctx, ev)
+		if err == nil && res.Case != compensation.CaseApplied {
+			err = errors.New("first attempt: case " + string(res.Case))
+		}
+		first <- err
+	}()
+	<-gate.entered // the first attempt holds the claim and writes its entry
+	again := ev
+	again.Redelivered = true
+	res, err := other.Compensate(ctx, again)
+	if !errors.Is(err, compensation.ErrAuditBusy) || compensation.Permanent(err) || res.Case != compensation.CaseDuplicate || res.AuditRecovered {
+		t.Fatalf("overlapping redelivery: %+v, %v; want a duplicate told ErrAuditBusy", res, err)
+	}
+	close(gate.open)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if res, err := other.Compensate(ctx, again); err != nil || res.AuditRecovered {
+		t.Fatalf("redelivery after the first attempt: %+v, %v; want a plain duplicate", res, err)
+	}
+	lines := compensationtest.AuditLines(t, audit.ActionCompensate, path)
+	if len(lines) != 1 || lines[0].Recovered {
+		t.Fatalf("audit %+v, want the first attempt's entry only", lines)
+	}
+}
+
+// TestDiedHoldingTheLease: an attempt that died after its claim and
+// before its entry leaves a lease; redeliveries are busy until it
+// expires, then one writes the entry, marked recovered.
+func TestDiedHoldingTheLease(t *testing.T) {
+	e := compensationtest.NewEnv(t, redisAddr)
+	store := e.Store()
+	ctx := context.Background()
+	aud, path := e.AuditLog("lease")
+	marks := &compensation.RedisMarks{Client: e.RDB, Prefix: e.Prefix + "audited:", LeaseTTL: 300 * time.Millisecond}
+	core := &compensation.Core{Registry: store, Audit: aud, Marks: marks}
+	id := compensationtest.PendingIDs(t, store, 1)[0]
+	ev := compensation.Event{ID: id.String(), Reason: "r", Redelivered: true}
+	// The dead attempt: its effect and its claim.
+	if _, _, err := store.Transition(ctx, id, registry.Change{To: registry.Compensated, Reason: ev.Reason, Actor: ev.Actor(), NowMS: compensationtest.NowMS()}); err != nil {
+		t.Fatal(err)
+	}
+	if won, err := marks.Claim(ctx, id); err != nil || !won {
+		t.Fatalf("claim: %v, %v", won, err)
+	}
+	if _, err := core.Compensate(ctx, ev); !errors.Is(err, compensation.ErrAuditBusy) {
+		t.Fatalf("redelivery under the lease: %v, want ErrAuditBusy", err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if res, err := core.Compensate(ctx, ev); err != nil || !res.AuditRecovered {
+		t.Fatalf("redelivery after the lease: %+v, %v; want the entry recovered", res, err)
+	}
+	if res, err := core.Compensate(ctx, ev); err != nil || res.AuditRecovered {
+		t.Fatalf("later redelivery: %+v, %v", res, err)
+	}
+	lines := compensationtest.AuditLines(t, audit.ActionCompensate, path)
+	if len(lines) != 1 || !lines[0].Recovered {
+		t.Fatalf("audit %+v, want one entry marked recovered", lines)
+	}
+}
