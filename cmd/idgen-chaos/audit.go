@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/idgen/idgen/shared/audit"
 )
@@ -13,18 +14,35 @@ import (
 type auditCounts struct {
 	compensate map[string]int // id.compensate with outcome applied or null_compensation
 	commit     map[string]int // id.commit with outcome applied
-	// Per action and ID: entries marked recovered (written by a
-	// redelivery or retry for an earlier attempt), and entries not so
-	// marked in the audit log of a life that ended without its audit.stop
-	// line (SIGKILL).
-	recovered, crashed map[string]int
-	files              int
-	lines              int
-	torn               []string // lines that are not JSON (a write cut by SIGKILL)
+	// entries per action and ID ("c <id>", "m <id>"): where and when each
+	// was written, for crashRepeat.
+	entries map[string][]auditEntry
+	// lives: per audit log (one process life), whether it ended without
+	// its audit.stop line (SIGKILL) and the time of its last line.
+	lives map[string]life
+	files int
+	lines int
+	torn  []string // lines that are not JSON (a write cut by SIGKILL)
 }
 
+type auditEntry struct {
+	file      string
+	at        time.Time
+	recovered bool
+}
+
+type life struct {
+	crashed bool
+	last    time.Time
+}
+
+// crashWindow bounds how long before its life's last line the first entry
+// of a crash repeat was written: the window is the one round trip of the
+// mark after the entry, but other entries of that life may follow it.
+const crashWindow = 2 * time.Second
+
 func newAuditCounts() auditCounts {
-	return auditCounts{compensate: map[string]int{}, commit: map[string]int{}, recovered: map[string]int{}, crashed: map[string]int{}}
+	return auditCounts{compensate: map[string]int{}, commit: map[string]int{}, entries: map[string][]auditEntry{}, lives: map[string]life{}}
 }
 
 // readAudit reads every audit log under dir (one file per process life).
@@ -64,15 +82,19 @@ func (a *auditCounts) readFile(path string) error {
 	if err := sc.Err(); err != nil {
 		return err
 	}
-	crashed := len(evs) == 0 || evs[len(evs)-1].Action != audit.ActionAuditStop
+	l := life{crashed: len(evs) == 0 || evs[len(evs)-1].Action != audit.ActionAuditStop}
+	if len(evs) > 0 {
+		l.last = evs[len(evs)-1].Time
+	}
+	a.lives[path] = l
 	for _, ev := range evs {
-		a.add(ev, crashed)
+		a.add(path, ev)
 	}
 	return nil
 }
 
-// add counts ev, from the log of a life that crashed or not.
-func (a *auditCounts) add(ev audit.Event, crashed bool) {
+// add counts ev, a line of the audit log file.
+func (a *auditCounts) add(file string, ev audit.Event) {
 	var key string
 	switch {
 	case ev.Action == audit.ActionCompensate && (ev.Outcome == "applied" || ev.Outcome == "null_compensation"):
@@ -84,18 +106,25 @@ func (a *auditCounts) add(ev audit.Event, crashed bool) {
 	default:
 		return
 	}
-	switch {
-	case ev.Recovered:
-		a.recovered[key]++
-	case crashed:
-		a.crashed[key]++
-	}
+	a.entries[key] = append(a.entries[key], auditEntry{file: file, at: ev.Time, recovered: ev.Recovered})
 }
 
-// crashRepeat reports whether the n entries of one effect (key: "c " or
-// "m " and the ID) are its entry and the one repeat the design allows: the
-// first attempt wrote its entry and died (SIGKILL) before recording so,
-// and a redelivery or retry wrote it again, marked recovered.
-func (a *auditCounts) crashRepeat(key string, n int) bool {
-	return n == 2 && a.recovered[key] == 1 && a.crashed[key] == 1
+// crashRepeat reports whether the entries of one effect (key: "c " or "m "
+// and the ID) are its entry and the one repeat the design allows: the first
+// attempt wrote its entry in the last moments (crashWindow) of a life that
+// ended without audit.stop (SIGKILL), before its mark was stored, and a
+// redelivery or retry in another life wrote it again, marked recovered,
+// after that life's last line.
+func (a *auditCounts) crashRepeat(key string) bool {
+	es := a.entries[key]
+	if len(es) != 2 {
+		return false
+	}
+	first, again := es[0], es[1]
+	if first.recovered {
+		first, again = again, first
+	}
+	l, ok := a.lives[first.file]
+	return ok && l.crashed && !first.recovered && again.recovered && again.file != first.file &&
+		!first.at.Before(l.last.Add(-crashWindow)) && again.at.After(l.last)
 }

@@ -138,7 +138,7 @@ func TestExpected(t *testing.T) {
 func TestCheckerFindsViolations(t *testing.T) {
 	l := newLedger()
 	now := time.Now()
-	ids := make([]idcodec.ID, 11)
+	ids := make([]idcodec.ID, 14)
 	for i := range ids {
 		ids[i] = testID(uint64(100 + i))
 	}
@@ -149,7 +149,9 @@ func TestCheckerFindsViolations(t *testing.T) {
 	l.Event(ids[4], eventConfirmed, false)
 	l.Event(ids[5], eventConfirmed, false)
 	l.Event(ids[9], eventConfirmed, false)
-	l.Event(ids[10], eventConfirmed, false)
+	for _, id := range ids[10:] {
+		l.Event(id, eventConfirmed, false)
+	}
 	l.Commit(ids[6], commitOK)
 	null := idcodec.MustCompose(idcodec.Fields{TimestampMS: 1, Shard: nullShard, Counter: 1 << 40})
 	l.Event(null, eventConfirmed, true)
@@ -164,8 +166,11 @@ func TestCheckerFindsViolations(t *testing.T) {
 		ids[6]: pending(ids[6]),        // committed with 200 but pending: wrong state
 		// ids[7] missing: lost
 		ids[8]:  pending(ids[8]),
-		ids[9]:  compensated(ids[9], 1),  // entry of a SIGKILLed life, repeated by a recovery: allowed
+		ids[9]:  compensated(ids[9], 1),  // entry at the end of a SIGKILLed life, repeated by a later recovery: allowed
 		ids[10]: compensated(ids[10], 1), // entry of a live life and a recovery: two entries
+		ids[11]: compensated(ids[11], 1), // entry and recovery in the same (killed) life
+		ids[12]: compensated(ids[12], 1), // recovery written before the killed life ended
+		ids[13]: compensated(ids[13], 1), // first entry long before the kill
 	}}
 	tomb := registry.Record{ID: null, State: registry.Compensated, Tombstone: true, History: []registry.Step{step(registry.Compensated, "compensate:chaos", "declined")}}
 	reg.recs[null] = tomb
@@ -177,13 +182,23 @@ func TestCheckerFindsViolations(t *testing.T) {
 	}
 
 	a := newAuditCounts()
-	comp := func(id idcodec.ID, recovered bool) audit.Event {
-		return audit.Event{Action: audit.ActionCompensate, Resource: id.String(), Outcome: "applied", Recovered: recovered}
+	end := now.Add(-time.Hour) // the killed life's last line
+	a.lives["killed"] = life{crashed: true, last: end}
+	a.lives["live"] = life{last: end.Add(time.Minute)}
+	a.lives["later"] = life{last: end.Add(2 * time.Minute)}
+	comp := func(file string, id idcodec.ID, at time.Duration, recovered bool) {
+		a.add(file, audit.Event{Time: end.Add(at), Action: audit.ActionCompensate, Resource: id.String(), Outcome: "applied", Recovered: recovered})
 	}
-	a.add(comp(ids[9], false), true)
-	a.add(comp(ids[9], true), false)
-	a.add(comp(ids[10], false), false)
-	a.add(comp(ids[10], true), false)
+	comp("killed", ids[9], -100*time.Millisecond, false)
+	comp("later", ids[9], 30*time.Second, true)
+	comp("live", ids[10], 0, false)
+	comp("later", ids[10], 30*time.Second, true)
+	comp("killed", ids[11], -200*time.Millisecond, false)
+	comp("killed", ids[11], -100*time.Millisecond, true)
+	comp("killed", ids[12], -50*time.Millisecond, false)
+	comp("later", ids[12], -10*time.Millisecond, true)
+	comp("killed", ids[13], -10*time.Second, false)
+	comp("later", ids[13], 30*time.Second, true)
 	for _, ev := range []audit.Event{
 		{Action: audit.ActionCompensate, Resource: ids[2].String(), Outcome: "applied"},
 		{Action: audit.ActionCompensate, Resource: ids[3].String(), Outcome: "applied"},
@@ -195,7 +210,7 @@ func TestCheckerFindsViolations(t *testing.T) {
 		{Action: audit.ActionCommit, Resource: ids[6].String(), Outcome: "applied"},
 		{Action: audit.ActionCommit, Resource: ids[6].String(), Outcome: "applied"}, // committed twice in the audit
 	} {
-		a.add(ev, false)
+		a.add("live", ev)
 	}
 	n, _, repeats, av := checkAudit(l, rc, a)
 	var details []string
@@ -203,13 +218,20 @@ func TestCheckerFindsViolations(t *testing.T) {
 		details = append(details, v.Detail)
 	}
 	joined := strings.Join(details, "\n")
-	if len(av) != 4 || !strings.Contains(joined, ids[4].String()+" is compensated with 2") ||
-		!strings.Contains(joined, ids[5].String()+" is compensated with 0") || !strings.Contains(joined, ids[6].String()+" has 2 commit") ||
-		!strings.Contains(joined, ids[10].String()+" is compensated with 2") {
-		t.Fatalf("audit violations:\n%s\nwant ids[4] twice, ids[5] never, ids[6] committed twice, ids[10] twice", joined)
+	want := []string{ids[4].String() + " is compensated with 2", ids[5].String() + " is compensated with 0", ids[6].String() + " has 2 commit"}
+	for _, id := range ids[10:] {
+		want = append(want, id.String()+" is compensated with 2")
 	}
-	if n != 7 || repeats != 1 { // ids 2..5, 9, 10 and the tombstone
-		t.Errorf("%d compensations counted, %d crash repeats; want 7 and 1", n, repeats)
+	for _, w := range want {
+		if !strings.Contains(joined, w) {
+			t.Errorf("no violation %q", w)
+		}
+	}
+	if len(av) != len(want) {
+		t.Fatalf("audit violations:\n%s\nwant %d: %v", joined, len(want), want)
+	}
+	if n != 10 || repeats != 1 { // ids 2..5, 9..13 and the tombstone
+		t.Errorf("%d compensations counted, %d crash repeats; want 10 and 1", n, repeats)
 	}
 }
 
@@ -291,12 +313,14 @@ func TestJudgeReadError(t *testing.T) {
 }
 
 // TestReadAuditCrashedLives: an audit log without its closing audit.stop
-// line is a SIGKILLed life; its unrecovered entries count as crashed, a
-// cleanly stopped life's do not, and recovered entries count apart.
+// line is a SIGKILLed life (a torn last line too); each effective entry is
+// kept with its file, time and recovered flag.
 func TestReadAuditCrashedLives(t *testing.T) {
 	dir := t.TempDir()
 	id := testID(7).String()
-	line := func(e audit.Event) string {
+	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	line := func(e audit.Event, at time.Duration) string {
+		e.Time = t0.Add(at)
 		b, err := json.Marshal(e)
 		if err != nil {
 			t.Fatal(err)
@@ -308,9 +332,9 @@ func TestReadAuditCrashedLives(t *testing.T) {
 	rec.Recovered = true
 	stop := audit.Event{Action: audit.ActionAuditStop, Outcome: audit.OutcomeSuccess}
 	files := map[string]string{
-		"audit-w-1.log": line(comp),                          // killed after the entry
-		"audit-w-2.log": line(comp) + line(rec) + line(stop), // clean life
-		"audit-v-1.log": line(rec) + "{\"torn" + "\n",        // killed mid-line
+		"audit-w-1.log": line(comp, 0),                                      // killed after the entry
+		"audit-w-2.log": line(rec, time.Minute) + line(stop, 2*time.Minute), // clean life
+		"audit-v-1.log": line(comp, -time.Minute) + "{\"torn" + "\n",        // killed mid-line
 	}
 	for name, text := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
@@ -321,9 +345,16 @@ func TestReadAuditCrashedLives(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := "c " + id
-	if a.compensate[id] != 4 || a.crashed[key] != 1 || a.recovered[key] != 2 || len(a.torn) != 1 || a.files != 3 {
-		t.Fatalf("counts: %d entries, %d crashed, %d recovered, %d torn, %d files; want 4, 1, 2, 1, 3",
-			a.compensate[id], a.crashed[key], a.recovered[key], len(a.torn), a.files)
+	if a.compensate[id] != 3 || len(a.entries["c "+id]) != 3 || len(a.torn) != 1 || a.files != 3 {
+		t.Fatalf("%d entries (%d kept), %d torn, %d files; want 3, 3, 1, 3", a.compensate[id], len(a.entries["c "+id]), len(a.torn), a.files)
+	}
+	for name, want := range map[string]life{
+		"audit-w-1.log": {crashed: true, last: t0},
+		"audit-w-2.log": {last: t0.Add(2 * time.Minute)},
+		"audit-v-1.log": {crashed: true, last: t0.Add(-time.Minute)},
+	} {
+		if got := a.lives[filepath.Join(dir, name)]; got.crashed != want.crashed || !got.last.Equal(want.last) {
+			t.Errorf("%s: %+v, want %+v", name, got, want)
+		}
 	}
 }

@@ -362,6 +362,10 @@ func (w *Worker) handle(procCtx, runCtx context.Context, e entry) {
 				w.m.auditRecovered.Inc()
 				w.log.Warn("compensate: wrote the audit entry an earlier attempt left out", zap.String("id", ev.ID), zap.String("entry", e.msg.ID))
 			}
+			if res.Unmarked {
+				w.log.Warn("compensate: audit mark not stored; a redelivery after the lease may repeat the entry",
+					zap.String("id", ev.ID), zap.String("entry", e.msg.ID), zap.Error(res.MarkErr))
+			}
 			if ce := w.log.Check(zap.DebugLevel, "compensated"); ce != nil {
 				ce.Write(zap.String("id", ev.ID), zap.String("case", string(res.Case)), zap.String("entry", e.msg.ID), zap.Int64("deliveries", e.deliveries))
 			}

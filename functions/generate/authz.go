@@ -66,11 +66,13 @@ func (s *Service) subject(c *fasthttp.RequestCtx) string { return principal(c).S
 
 // audit records e with the request's source and ID; a failing sink is logged
 // (and reported by /health), never shown to the client.
-func (s *Service) audit(c *fasthttp.RequestCtx, log *reqLog, e audit.Event) {
+func (s *Service) audit(c *fasthttp.RequestCtx, log *reqLog, e audit.Event) error {
 	e.Source, e.RequestID, e.Instance = c.RemoteIP().String(), log.rid, s.cfg.Instance
-	if err := s.d.Audit.Record(e); err != nil {
+	err := s.d.Audit.Record(e)
+	if err != nil {
 		log.L().Error("audit: record failed", zap.String("action", e.Action), zap.Error(err))
 	}
+	return err
 }
 
 // auditGate refuses state-changing calls while the audit sink fails, unless

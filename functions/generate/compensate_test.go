@@ -192,36 +192,49 @@ func TestCompensateAuditEntry(t *testing.T) {
 	}
 }
 
-// memMarks is an in-memory compensation.Marker.
+// memMarks is an in-memory compensation.Marker: per ID the token of the
+// lease or "done". Leases never expire.
 type memMarks struct {
 	mu     sync.Mutex
-	marked map[idcodec.ID]bool
+	marked map[idcodec.ID]string
 }
 
 var _ compensation.Marker = (*memMarks)(nil)
 
-func (m *memMarks) Mark(_ context.Context, id idcodec.ID) error {
+func (m *memMarks) Mark(_ context.Context, id idcodec.ID, _ string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.marked[id] = true
+	m.marked[id] = "done"
 	return nil
 }
 
-func (m *memMarks) Claim(_ context.Context, id idcodec.ID) (bool, error) {
+func (m *memMarks) Claim(_ context.Context, id idcodec.ID, token string) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.marked[id] {
+	switch v := m.marked[id]; v {
+	case "", token:
+		m.marked[id] = token
+		return true, nil
+	case "done":
 		return false, nil
 	}
-	m.marked[id] = true
-	return true, nil
+	return false, compensation.ErrAuditBusy
 }
 
-func (m *memMarks) Release(_ context.Context, id idcodec.ID) error {
+func (m *memMarks) Release(_ context.Context, id idcodec.ID, token string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.marked, id)
+	if m.marked[id] == token {
+		delete(m.marked, id)
+	}
 	return nil
+}
+
+// done reports whether id is marked done.
+func (m *memMarks) done(id idcodec.ID) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.marked[id] == "done"
 }
 
 // TestCompensateAuditRecovery: with Deps.CompensationMarks, a client's
@@ -230,7 +243,7 @@ func (m *memMarks) Release(_ context.Context, id idcodec.ID) error {
 // own attempt may still be running, nor for another actor's.
 func TestCompensateAuditRecovery(t *testing.T) {
 	t.Parallel()
-	marks := &memMarks{marked: map[idcodec.ID]bool{}}
+	marks := &memMarks{marked: map[idcodec.ID]string{}}
 	h := serveStack(t, newStackDeps(t, newTestCore(t), generate.Config{Dev: true}, nil, func(d *generate.Deps) { d.CompensationMarks = marks }))
 	ctx := context.Background()
 	// died stores the effect of an attempt by actor that never audited it.
@@ -283,10 +296,27 @@ func TestCompensateAuditRecovery(t *testing.T) {
 		t.Errorf("the applied entry has recovered=%q, want none", got)
 	}
 	parsed, _ := idcodec.Parse(id)
-	marks.mu.Lock()
-	defer marks.mu.Unlock()
-	if !marks.marked[parsed] {
-		t.Error("the applied compensation left no mark")
+	if !marks.done(parsed) {
+		t.Error("the applied compensation left no done mark")
+	}
+	// Another attempt holds the claim of an unaudited effect: a retry is
+	// answered 503 with Retry-After (the effect stands), and once the claim
+	// is released, the next retry writes the entry.
+	held := died("dev", time.Minute)
+	heldID, _ := idcodec.Parse(held)
+	if won, err := marks.Claim(ctx, heldID, "other-attempt"); err != nil || !won {
+		t.Fatalf("claim: %v, %v", won, err)
+	}
+	r := h.post(t, "/compensate", `{"id":"`+held+`","reason":"declined"}`)
+	if r.status != 503 || r.h("Retry-After") == "" || entries(held) != 0 {
+		t.Fatalf("retry under another claim: %s, Retry-After %q, %d entries; want 503 with Retry-After, no entry", r, r.h("Retry-After"), entries(held))
+	}
+	if err := marks.Release(ctx, heldID, "other-attempt"); err != nil {
+		t.Fatal(err)
+	}
+	retry(held)
+	if n := entries(held); n != 1 {
+		t.Errorf("after the claim was released: %d entries, want 1", n)
 	}
 }
 
@@ -295,7 +325,7 @@ func TestCompensateAuditRecovery(t *testing.T) {
 // retry, once; a young commit, another actor's, and an audited one are not.
 func TestCommitAuditRecovery(t *testing.T) {
 	t.Parallel()
-	marks := &memMarks{marked: map[idcodec.ID]bool{}}
+	marks := &memMarks{marked: map[idcodec.ID]string{}}
 	h := serveStack(t, newStackDeps(t, newTestCore(t), generate.Config{Dev: true}, nil, func(d *generate.Deps) { d.CommitMarks = marks }))
 	ctx := context.Background()
 	died := func(actor string, age time.Duration) string {

@@ -132,9 +132,16 @@ func (s *Service) compensate(c *fasthttp.RequestCtx, log *reqLog) error {
 	if res.AuditRecovered {
 		log.L().Warn("compensate: wrote the audit entry an earlier attempt left out", zap.Stringer("id", id), zap.String("event_id", b.EventID))
 	}
+	if res.Unmarked {
+		log.L().Warn("compensate: audit mark not stored; a retry after the lease may repeat the entry", zap.Stringer("id", id), zap.Error(res.MarkErr))
+	}
 	switch {
 	case errors.Is(err, compensation.ErrAuditBusy):
-		log.L().Info("compensate: another attempt writes the audit entry", zap.Stringer("id", id))
+		// The effect is stored; another attempt holds the claim on its
+		// audit entry. If that attempt dies, only a retry writes the entry:
+		// ask for one.
+		log.L().Info("compensate: another attempt holds the audit claim; asking the client to retry", zap.Stringer("id", id))
+		return Errorf(CodeUnavailable, "the compensation is stored; its audit entry is being written by another attempt: retry")
 	case err != nil:
 		log.L().Error("audit: record failed", zap.String("action", audit.ActionCompensate), zap.Error(err))
 	}
@@ -266,27 +273,39 @@ func (s *Service) eraseSubject(c *fasthttp.RequestCtx, log *reqLog) error {
 // whether it did. With CommitMarks the entry is claimed first and marked
 // after (as compensation.Core does), so that attempts of the same commit
 // write one entry between them: a claim lost to another attempt, or not
-// stored, writes none (recovered: this is a retry's recovery).
+// stored, writes none; a failed entry releases the claim (recovered: this
+// is a retry's recovery).
 func (s *Service) auditCommit(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog, id idcodec.ID, actor string, recovered bool) bool {
 	e := audit.Event{Actor: actor, Action: audit.ActionCommit, Resource: id.String(), Outcome: registry.Applied.String(), Recovered: recovered}
 	m := s.d.CommitMarks
 	if m == nil {
-		s.audit(c, log, e)
-		return true
+		return s.audit(c, log, e) == nil
 	}
-	won, err := m.Claim(ctx, id)
+	token := compensation.NewToken()
+	won, err := m.Claim(ctx, id, token)
 	if err != nil || !won {
-		if err != nil && !recovered {
-			log.L().Error("commit: audit claim failed; a retry of the commit writes its entry", zap.Stringer("id", id), zap.Error(err))
+		if err != nil {
+			log.L().Warn("commit: audit claim not taken; a retry of the commit writes its entry", zap.Stringer("id", id), zap.Error(err))
 		}
 		return false
 	}
-	s.audit(c, log, e)
-	if err := m.Mark(ctx, id); err != nil {
-		log.L().Warn("commit: audit mark not stored", zap.Stringer("id", id), zap.Error(err))
+	// The claim is ours from here: neither its release nor the mark may be
+	// cut by the request's deadline.
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitMarkTimeout)
+	defer cancel()
+	if s.audit(c, log, e) != nil {
+		_ = m.Release(bg, id, token)
+		return false
+	}
+	if err := m.Mark(bg, id, token); err != nil {
+		log.L().Warn("commit: audit mark not stored; a retry after the lease may repeat the entry", zap.Stringer("id", id), zap.Error(err))
 	}
 	return true
 }
+
+// commitMarkTimeout bounds the release or mark after a commit's audit
+// entry (well under compensation.DefaultLeaseTTL).
+const commitMarkTimeout = 5 * time.Second
 
 // recoverCommitAudit reports whether this replayed commit may write the
 // audit entry of the stored one: with CommitMarks set, the commit was made

@@ -72,18 +72,19 @@ type Recorder interface {
 }
 
 // Marker elects the one attempt that writes an effect's audit entry and
-// remembers that it was written (*RedisMarks provides it). Marks must live
+// remembers that it was written (*RedisMarks provides it). An attempt
+// identifies itself by a token of its own (NewToken). Marks must live
 // longer than Core.RecoverWithin.
 type Marker interface {
-	// Claim takes a lease on writing id's entry: true when this call took
-	// it, false when the entry is written (marked), ErrAuditBusy while
-	// another attempt holds an unexpired lease.
-	Claim(ctx context.Context, id idcodec.ID) (bool, error)
+	// Claim takes a lease on writing id's entry for token: true when token
+	// holds it (also when asked again), false when the entry is written
+	// (marked), ErrAuditBusy while another token holds an unexpired lease.
+	Claim(ctx context.Context, id idcodec.ID, token string) (bool, error)
 	// Mark records that id's entry is written (and ends the lease).
-	Mark(ctx context.Context, id idcodec.ID) error
-	// Release gives up a lease (its entry could not be written); a done
-	// mark stays.
-	Release(ctx context.Context, id idcodec.ID) error
+	Mark(ctx context.Context, id idcodec.ID, token string) error
+	// Release gives up token's lease (its entry could not be written); a
+	// done mark or another token's lease stays.
+	Release(ctx context.Context, id idcodec.ID, token string) error
 }
 
 // Case says which barrier case a compensation met.
@@ -114,6 +115,11 @@ type Result struct {
 	// AuditRecovered: a duplicate that wrote the audit entry of an earlier
 	// attempt which stored the effect but died before auditing it.
 	AuditRecovered bool `json:"-"`
+	// Unmarked: the entry is written but its mark could not be stored
+	// (MarkErr says why); a redelivery after the lease expires would write
+	// it again. Worth a warning.
+	Unmarked bool  `json:"-"`
+	MarkErr  error `json:"-"`
 }
 
 // Defaults of Core.
@@ -121,6 +127,13 @@ const (
 	DefaultRecoverWithin = 24 * time.Hour
 	DefaultSource        = "unknown"
 	msLayout             = "2006-01-02T15:04:05.000Z07:00"
+	// claimTimeout bounds the retries of a claim; then the effect's entry
+	// is left to a redelivery (ErrAudit).
+	claimTimeout = 5 * time.Second
+	// markTimeout bounds the retries of a mark, on a context of its own
+	// (the entry is written: the caller's deadline must not cut the mark).
+	// Well under DefaultLeaseTTL.
+	markTimeout = 5 * time.Second
 )
 
 // Core applies failure events to the registry. The zero value is not
@@ -164,7 +177,9 @@ func Compensate(ctx context.Context, reg Transitioner, rec Recorder, ev Event) (
 // audit entry, mark (done). Every attempt that writes an entry, first or
 // recovering, claims first, so attempts that overlap (a redelivery taken
 // over from a worker that is slow, not dead) write one entry between them.
-// The claim and the mark are retried until they are stored or ctx ends.
+// The claim is retried for up to 5 s (then ErrAudit: a redelivery writes
+// the entry), the mark for up to 5 s on a context of its own (then
+// Result.Unmarked).
 //
 // Crash windows. The effect (Redis) and the audit entry (a file) cannot be
 // stored atomically. A redelivered event (ev.Redelivered) that finds the ID
@@ -172,9 +187,11 @@ func Compensate(ctx context.Context, reg Transitioner, rec Recorder, ev Event) (
 // RecoverWithin ago (and at least RecoverAfter ago) and not marked claims
 // and writes the entry: so a death between the effect and the entry loses
 // nothing (a death holding the lease delays the redelivery's entry until
-// the lease expires). Only a death after the entry is written and before
-// the mark is stored (one Redis round trip) repeats the entry, on a
-// redelivery after the lease expired; audit.Event.Recovered tells such a
+// the lease expires). A death after the entry is written and before the
+// mark is stored (one Redis round trip) repeats the entry, on a redelivery
+// after the lease expired; so does a live attempt that takes longer than
+// the lease (DefaultLeaseTTL) from its claim to its mark, or whose mark
+// cannot be stored (Result.Unmarked). audit.Event.Recovered tells such a
 // repeat.
 //
 // Errors: ErrMalformed (Permanent); the registry's errors wrapped
@@ -206,19 +223,20 @@ func (c *Core) Compensate(ctx context.Context, ev Event) (Result, error) {
 		if c.Marks == nil {
 			return res, c.audit(ev, id, res.Case, false)
 		}
-		won, err := c.claim(ctx, id)
+		token := NewToken()
+		won, err := c.claim(ctx, id, token)
 		if err != nil || !won {
-			// Not won: a recovering attempt of this event, overlapping
-			// this one, claimed first and writes the entry.
+			// Not won, no error: the entry is written and marked (an
+			// overlapping recovery of this event wrote it).
 			return res, err
 		}
-		if err := c.auditClaimed(ctx, ev, id, res.Case, false); err != nil {
+		if err := c.auditClaimed(ctx, ev, id, token, res.Case, false, &res); err != nil {
 			return res, err
 		}
 	default:
 		res.Case = CaseDuplicate
 		if ev.Redelivered && c.Marks != nil {
-			if res.AuditRecovered, err = c.recover(ctx, ev, rec, t); err != nil {
+			if res.AuditRecovered, err = c.recover(ctx, ev, rec, t, &res); err != nil {
 				return res, err
 			}
 		}
@@ -239,25 +257,32 @@ func (c *Core) audit(ev Event, id idcodec.ID, cs Case, recovered bool) error {
 	return nil
 }
 
-// auditClaimed writes the entry under a claim won by this attempt, then
-// marks it done; a failed entry releases the claim.
-func (c *Core) auditClaimed(ctx context.Context, ev Event, id idcodec.ID, cs Case, recovered bool) error {
+// auditClaimed writes the entry under a claim won by token, then marks
+// it done (res.Unmarked when that fails); a failed entry releases the
+// claim.
+func (c *Core) auditClaimed(ctx context.Context, ev Event, id idcodec.ID, token string, cs Case, recovered bool, res *Result) error {
 	if err := c.audit(ev, id, cs, recovered); err != nil {
-		_ = c.Marks.Release(context.WithoutCancel(ctx), id)
+		_ = c.Marks.Release(context.WithoutCancel(ctx), id, token)
 		return err
 	}
 	// At once, not batched with the acknowledgement: the window in which
 	// a death repeats the entry stays one round trip.
-	_ = c.retry(ctx, func() (bool, error) { return true, c.Marks.Mark(ctx, id) })
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
+	defer cancel()
+	if err := c.retry(mctx, func() (bool, error) { return true, c.Marks.Mark(mctx, id, token) }); err != nil {
+		res.Unmarked, res.MarkErr = true, err
+	}
 	return nil
 }
 
-// claim takes the lease on id's entry, retrying failures to reach the
-// marks (not ErrAuditBusy) until ctx ends.
-func (c *Core) claim(ctx context.Context, id idcodec.ID) (won bool, err error) {
-	err = c.retry(ctx, func() (bool, error) {
+// claim takes the lease on id's entry for token, retrying failures to
+// reach the marks (not ErrAuditBusy) for up to claimTimeout.
+func (c *Core) claim(ctx context.Context, id idcodec.ID, token string) (won bool, err error) {
+	cctx, cancel := context.WithTimeout(ctx, claimTimeout)
+	defer cancel()
+	err = c.retry(cctx, func() (bool, error) {
 		var e error
-		won, e = c.Marks.Claim(ctx, id)
+		won, e = c.Marks.Claim(cctx, id, token)
 		return !errors.Is(e, ErrAuditBusy), e
 	})
 	if err != nil {
@@ -271,9 +296,7 @@ func (c *Core) claim(ctx context.Context, id idcodec.ID) (won bool, err error) {
 
 // retry runs f until it succeeds, f says its error is final (again false)
 // or ctx ends, waiting 10 ms doubling to 1 s between attempts; it returns
-// f's last error. A mark that is never stored only matters if the event is
-// also delivered again after the lease expired (then the entry is
-// repeated); a claim never taken leaves the entry to a redelivery.
+// f's last error.
 func (c *Core) retry(ctx context.Context, f func() (again bool, err error)) error {
 	wait := 10 * time.Millisecond
 	for {
@@ -287,7 +310,7 @@ func (c *Core) retry(ctx context.Context, f func() (again bool, err error)) erro
 
 // recover writes the audit entry of an effect stored by an earlier attempt
 // of this event that died before auditing it.
-func (c *Core) recover(ctx context.Context, ev Event, rec registry.Record, now time.Time) (bool, error) {
+func (c *Core) recover(ctx context.Context, ev Event, rec registry.Record, now time.Time, res *Result) (bool, error) {
 	within := c.RecoverWithin
 	if within <= 0 {
 		within = DefaultRecoverWithin
@@ -299,7 +322,8 @@ func (c *Core) recover(ctx context.Context, ev Event, rec registry.Record, now t
 	if age := now.UnixMilli() - st.AtMS; age > within.Milliseconds() || (c.RecoverAfter > 0 && age < c.RecoverAfter.Milliseconds()) {
 		return false, nil
 	}
-	won, err := c.claim(ctx, rec.ID)
+	token := NewToken()
+	won, err := c.claim(ctx, rec.ID, token)
 	if err != nil || !won {
 		return false, err
 	}
@@ -307,7 +331,7 @@ func (c *Core) recover(ctx context.Context, ev Event, rec registry.Record, now t
 	if rec.Tombstone {
 		cs = CaseNullCompensation
 	}
-	if err := c.auditClaimed(ctx, ev, rec.ID, cs, true); err != nil {
+	if err := c.auditClaimed(ctx, ev, rec.ID, token, cs, true, res); err != nil {
 		return false, err
 	}
 	return true, nil

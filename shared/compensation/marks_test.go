@@ -17,71 +17,103 @@ import (
 	"github.com/idgen/idgen/shared/registry"
 )
 
-// TestRedisMarksLease: a claim is a lease that one caller wins; a second
-// claim is busy until the lease is released, expires or is marked done; a
-// done mark is never released or claimed again.
+// TestRedisMarksLease: a claim is a lease of one token; the same token
+// asking again (a lost reply) holds it still, another token is busy until
+// the lease is released by its token, expires or is marked done; a done
+// mark is never released or claimed again.
 func TestRedisMarksLease(t *testing.T) {
 	e := compensationtest.NewEnv(t, redisAddr)
 	ctx := context.Background()
-	m := &compensation.RedisMarks{Client: e.RDB, Prefix: e.Prefix + "audited:", LeaseTTL: 300 * time.Millisecond}
+	m := &compensation.RedisMarks{Client: e.RDB, Prefix: e.Prefix + "audited:"}
 	id := compensationtest.NewIDs(1)[0]
+	key := e.Prefix + "audited:" + id.String()
+	a, b := compensation.NewToken(), compensation.NewToken()
+	if a == b || len(a) < 16 {
+		t.Fatalf("tokens %q and %q, want distinct random tokens", a, b)
+	}
+	claim := func(token string) (bool, error) { t.Helper(); return m.Claim(ctx, id, token) }
+	busy := func(what, token string) {
+		t.Helper()
+		won, err := claim(token)
+		if won || !errors.Is(err, compensation.ErrAuditBusy) || !errors.Is(err, compensation.ErrAudit) || compensation.Permanent(err) {
+			t.Fatalf("%s: %v, %v; want transient ErrAuditBusy", what, won, err)
+		}
+	}
 
-	if won, err := m.Claim(ctx, id); err != nil || !won {
+	if won, err := claim(a); err != nil || !won {
 		t.Fatalf("first claim: %v, %v; want won", won, err)
 	}
-	won, err := m.Claim(ctx, id)
-	if won || !errors.Is(err, compensation.ErrAuditBusy) || !errors.Is(err, compensation.ErrAudit) || compensation.Permanent(err) {
-		t.Fatalf("claim of a leased mark: %v, %v; want transient ErrAuditBusy", won, err)
+	if won, err := claim(a); err != nil || !won {
+		t.Fatalf("the same token again (a lost reply): %v, %v; want won", won, err)
 	}
-	if err := m.Release(ctx, id); err != nil {
+	if ttl := e.RDB.PTTL(ctx, key).Val(); ttl <= 0 || ttl > compensation.DefaultLeaseTTL {
+		t.Fatalf("lease TTL %v, want at most %v", ttl, compensation.DefaultLeaseTTL)
+	}
+	busy("another token", b)
+	if err := m.Release(ctx, id, b); err != nil {
 		t.Fatal(err)
 	}
-	if won, err := m.Claim(ctx, id); err != nil || !won {
+	busy("after another token's release", b)
+	if err := m.Release(ctx, id, a); err != nil {
+		t.Fatal(err)
+	}
+	if won, err := claim(b); err != nil || !won {
 		t.Fatalf("claim after release: %v, %v; want won", won, err)
 	}
-	time.Sleep(400 * time.Millisecond)
-	if won, err := m.Claim(ctx, id); err != nil || !won {
+	e.RDB.PExpire(ctx, key, time.Millisecond) // b died holding it
+	time.Sleep(20 * time.Millisecond)
+	if won, err := claim(a); err != nil || !won {
 		t.Fatalf("claim after the lease expired: %v, %v; want won", won, err)
 	}
-	if err := m.Mark(ctx, id); err != nil {
+	if err := m.Mark(ctx, id, a); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Release(ctx, id); err != nil {
+	if err := m.Release(ctx, id, a); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(400 * time.Millisecond) // a done mark has the long TTL, not the lease's
-	if won, err := m.Claim(ctx, id); err != nil || won {
-		t.Fatalf("claim of a done mark: %v, %v; want not won, no error", won, err)
+	for _, tok := range []string{a, b} {
+		if won, err := claim(tok); err != nil || won {
+			t.Fatalf("claim of a done mark: %v, %v; want not won, no error", won, err)
+		}
 	}
-	if ttl := e.RDB.TTL(ctx, e.Prefix+"audited:"+id.String()).Val(); ttl < compensation.DefaultMarkTTL-time.Minute {
+	if ttl := e.RDB.TTL(ctx, key).Val(); ttl < compensation.DefaultMarkTTL-time.Minute {
 		t.Fatalf("done mark TTL %v, want about %v", ttl, compensation.DefaultMarkTTL)
 	}
 }
 
 // TestRedisMarksDurable: with WaitReplicas, Mark returns only after the
-// replicas acknowledged it, and fails when they are missing.
+// replicas acknowledged this very write: with the replica frozen it fails
+// (a WAIT on another connection, with nothing written on it, would not),
+// and without a replica it says so.
 func TestRedisMarksDurable(t *testing.T) {
 	ctx := context.Background()
 	id := compensationtest.NewIDs(1)[0]
-
-	alone := redis.NewClient(&redis.Options{Addr: redisAddr, DisableIdentity: true})
-	defer alone.Close()
-	m := &compensation.RedisMarks{Client: alone, Prefix: "durable-alone:", WaitReplicas: 1, WaitTimeout: 50 * time.Millisecond}
-	if err := m.Mark(ctx, id); err == nil || !strings.Contains(err.Error(), "0 of 1 replicas") {
+	e := compensationtest.NewEnv(t, redisAddr)
+	m := &compensation.RedisMarks{Client: e.RDB, Prefix: e.Prefix + "durable:", WaitReplicas: 1, WaitTimeout: 50 * time.Millisecond}
+	if err := m.Mark(ctx, id, ""); err == nil || !strings.Contains(err.Error(), "0 of 1 replicas acknowledged") {
 		t.Fatalf("mark without a replica: %v, want 0 of 1 replicas acknowledged", err)
 	}
 
 	g := redisharness.StartReplicatedT(t, redisharness.Options{}, 1, 0)
 	primary := redis.NewClient(&redis.Options{Addr: g.Primary().Addr(), DisableIdentity: true})
 	defer primary.Close()
-	m = &compensation.RedisMarks{Client: primary, Prefix: "durable:", WaitReplicas: 1}
-	if err := m.Mark(ctx, id); err != nil {
+	m = &compensation.RedisMarks{Client: primary, Prefix: "durable:", WaitReplicas: 1, WaitTimeout: 5 * time.Second}
+	if err := m.Mark(ctx, id, ""); err != nil {
 		t.Fatalf("mark with a replica: %v", err)
 	}
 	replica := redis.NewClient(&redis.Options{Addr: g.Replicas()[0].Addr(), DisableIdentity: true})
 	defer replica.Close()
 	if v, err := replica.Get(ctx, "durable:"+id.String()).Result(); err != nil || v != "1" {
 		t.Fatalf("replica has %q, %v; want the done mark at once", v, err)
+	}
+	if err := g.Replicas()[0].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = g.Replicas()[0].Cont() }()
+	other := compensationtest.NewIDs(1)[0]
+	m.WaitTimeout = 200 * time.Millisecond
+	if err := m.Mark(ctx, other, ""); err == nil || !strings.Contains(err.Error(), "0 of 1 replicas acknowledged") {
+		t.Fatalf("mark with the replica frozen: %v, want 0 of 1 replicas acknowledged", err)
 	}
 }
 
@@ -150,7 +182,7 @@ func TestDiedHoldingTheLease(t *testing.T) {
 	store := e.Store()
 	ctx := context.Background()
 	aud, path := e.AuditLog("lease")
-	marks := &compensation.RedisMarks{Client: e.RDB, Prefix: e.Prefix + "audited:", LeaseTTL: 300 * time.Millisecond}
+	marks := &compensation.RedisMarks{Client: e.RDB, Prefix: e.Prefix + "audited:"}
 	core := &compensation.Core{Registry: store, Audit: aud, Marks: marks}
 	id := compensationtest.PendingIDs(t, store, 1)[0]
 	ev := compensation.Event{ID: id.String(), Reason: "r", Redelivered: true}
@@ -158,13 +190,14 @@ func TestDiedHoldingTheLease(t *testing.T) {
 	if _, _, err := store.Transition(ctx, id, registry.Change{To: registry.Compensated, Reason: ev.Reason, Actor: ev.Actor(), NowMS: compensationtest.NowMS()}); err != nil {
 		t.Fatal(err)
 	}
-	if won, err := marks.Claim(ctx, id); err != nil || !won {
+	if won, err := marks.Claim(ctx, id, compensation.NewToken()); err != nil || !won {
 		t.Fatalf("claim: %v, %v", won, err)
 	}
 	if _, err := core.Compensate(ctx, ev); !errors.Is(err, compensation.ErrAuditBusy) {
 		t.Fatalf("redelivery under the lease: %v, want ErrAuditBusy", err)
 	}
-	time.Sleep(400 * time.Millisecond)
+	e.RDB.PExpire(ctx, e.Prefix+"audited:"+id.String(), time.Millisecond) // the lease runs out
+	time.Sleep(20 * time.Millisecond)
 	if res, err := core.Compensate(ctx, ev); err != nil || !res.AuditRecovered {
 		t.Fatalf("redelivery after the lease: %+v, %v; want the entry recovered", res, err)
 	}
@@ -174,5 +207,49 @@ func TestDiedHoldingTheLease(t *testing.T) {
 	lines := compensationtest.AuditLines(t, audit.ActionCompensate, path)
 	if len(lines) != 1 || !lines[0].Recovered {
 		t.Fatalf("audit %+v, want one entry marked recovered", lines)
+	}
+}
+
+// cancellingAudit cancels the attempt's context while it writes the entry
+// (its deadline runs out during the fsync).
+type cancellingAudit struct {
+	next   compensation.Recorder
+	cancel context.CancelFunc
+}
+
+func (c *cancellingAudit) Record(e audit.Event) error {
+	err := c.next.Record(e)
+	c.cancel()
+	return err
+}
+
+// TestMarkOutlivesTheDeadline: an attempt whose context ends after its
+// entry is written still stores the mark, so a later redelivery writes no
+// second entry.
+func TestMarkOutlivesTheDeadline(t *testing.T) {
+	e := compensationtest.NewEnv(t, redisAddr)
+	store := e.Store()
+	aud, path := e.AuditLog("deadline")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	core := e.Core(store, &cancellingAudit{next: aud, cancel: cancel}, e.RDB)
+	id := compensationtest.PendingIDs(t, store, 1)[0]
+	ev := compensation.Event{ID: id.String(), Reason: "r"}
+	res, err := core.Compensate(ctx, ev)
+	if err != nil || res.Case != compensation.CaseApplied || res.Unmarked {
+		t.Fatalf("attempt: %+v, %v; want applied and marked", res, err)
+	}
+	if ctx.Err() == nil {
+		t.Fatal("the attempt's context was not cancelled during the entry")
+	}
+	if v := e.RDB.Get(context.Background(), e.Prefix+"audited:"+id.String()).Val(); v != "1" {
+		t.Fatalf("mark %q, want done", v)
+	}
+	ev.Redelivered = true
+	if res, err := e.Core(store, aud, e.RDB).Compensate(context.Background(), ev); err != nil || res.AuditRecovered {
+		t.Fatalf("redelivery: %+v, %v; want a plain duplicate", res, err)
+	}
+	if n := len(compensationtest.AuditLines(t, audit.ActionCompensate, path)); n != 1 {
+		t.Fatalf("%d audit entries, want 1", n)
 	}
 }
