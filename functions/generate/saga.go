@@ -289,23 +289,23 @@ func (s *Service) auditCommit(ctx context.Context, c *fasthttp.RequestCtx, log *
 		}
 		return false
 	}
-	// The claim is ours from here: neither its release nor the mark may be
-	// cut by the request's deadline.
-	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitMarkTimeout)
-	defer cancel()
 	if s.audit(c, log, e) != nil {
+		// The claim is ours: its release must not be cut by the request's
+		// deadline.
+		bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitReleaseTimeout)
+		defer cancel()
 		_ = m.Release(bg, id, token)
 		return false
 	}
-	if err := m.Mark(bg, id, token); err != nil {
+	if err := compensation.MarkDone(ctx, m, id, token); err != nil {
 		log.L().Warn("commit: audit mark not stored; a retry after the lease may repeat the entry", zap.Stringer("id", id), zap.Error(err))
 	}
 	return true
 }
 
-// commitMarkTimeout bounds the release or mark after a commit's audit
-// entry (well under compensation.DefaultLeaseTTL).
-const commitMarkTimeout = 5 * time.Second
+// commitReleaseTimeout bounds the release of a commit's claim after its
+// entry failed.
+const commitReleaseTimeout = 5 * time.Second
 
 // recoverCommitAudit reports whether this replayed commit may write the
 // audit entry of the stored one: with CommitMarks set, the commit was made

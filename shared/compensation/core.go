@@ -267,12 +267,20 @@ func (c *Core) auditClaimed(ctx context.Context, ev Event, id idcodec.ID, token 
 	}
 	// At once, not batched with the acknowledgement: the window in which
 	// a death repeats the entry stays one round trip.
-	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
-	defer cancel()
-	if err := c.retry(mctx, func() (bool, error) { return true, c.Marks.Mark(mctx, id, token) }); err != nil {
+	if err := MarkDone(ctx, c.Marks, id, token); err != nil {
 		res.Unmarked, res.MarkErr = true, err
 	}
 	return nil
+}
+
+// MarkDone stores id's done mark once its entry is written under token's
+// claim, retrying for up to 5 s on a context of its own: the caller's
+// deadline must not cut it (a mark that is never stored lets a redelivery
+// after the lease expires write the entry again).
+func MarkDone(ctx context.Context, m Marker, id idcodec.ID, token string) error {
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
+	defer cancel()
+	return retry(mctx, func() (bool, error) { return true, m.Mark(mctx, id, token) })
 }
 
 // claim takes the lease on id's entry for token, retrying failures to
@@ -280,7 +288,7 @@ func (c *Core) auditClaimed(ctx context.Context, ev Event, id idcodec.ID, token 
 func (c *Core) claim(ctx context.Context, id idcodec.ID, token string) (won bool, err error) {
 	cctx, cancel := context.WithTimeout(ctx, claimTimeout)
 	defer cancel()
-	err = c.retry(cctx, func() (bool, error) {
+	err = retry(cctx, func() (bool, error) {
 		var e error
 		won, e = c.Marks.Claim(cctx, id, token)
 		return !errors.Is(e, ErrAuditBusy), e
@@ -297,7 +305,7 @@ func (c *Core) claim(ctx context.Context, id idcodec.ID, token string) (won bool
 // retry runs f until it succeeds, f says its error is final (again false)
 // or ctx ends, waiting 10 ms doubling to 1 s between attempts; it returns
 // f's last error.
-func (c *Core) retry(ctx context.Context, f func() (again bool, err error)) error {
+func retry(ctx context.Context, f func() (again bool, err error)) error {
 	wait := 10 * time.Millisecond
 	for {
 		again, err := f()
