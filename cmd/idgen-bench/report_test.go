@@ -223,17 +223,13 @@ func TestLatencyReused(t *testing.T) {
 	var b strings.Builder
 	writeMarkdown(&b, r)
 	md := b.String()
-	for _, want := range []string{
+	mdHas(t, md,
 		"64 connections (the p99 targets use the same runs);",
 		"## Latency at 64 connections",
 		"the throughput runs above (`-latency-connections` equals `-connections`)",
 		"| idgen + Redis (ZooKeeper, no WAIT) | 60,000 | 0.50 ms | 6.00 ms | 9.00 ms |",
 		" The ceiling's own p99 in the same runs: 2.00 ms.",
-	} {
-		if !strings.Contains(md, want) {
-			t.Errorf("results.md lacks %q", want)
-		}
-	}
+	)
 	var svg strings.Builder
 	writeSVG(&svg, r)
 	if strings.Contains(svg.String(), "· 64 conns") {
@@ -248,7 +244,7 @@ func TestWriteMarkdown(t *testing.T) {
 	var b strings.Builder
 	writeMarkdown(&b, sampleResults())
 	md := b.String()
-	for _, want := range []string{
+	mdHas(t, md,
 		"| CPU | Test CPU @ 3.0GHz |",
 		"| cores | 2 (GOMAXPROCS 2) |",
 		"go1.26.0",
@@ -264,7 +260,7 @@ func TestWriteMarkdown(t *testing.T) {
 		"| Redis round trips per ID at saturation ≤ 0.05 | 0.0500 (45,000 registry flushes for 900,000 IDs, single IDs at 64 connections) | 1.00 | **PASS** |",
 		"| hot path ≤ 1/5 of bwmarrin/snowflake (ns/ID, serial) | 0.250× (5.0 vs 20.0 ns/ID; parallel 3.0 vs 60.0) | 0.80 | **MISS** |",
 		"| hot path 0 allocs/ID | 0 allocs/ID serial, 0 parallel | — | **PASS** |",
-		"- **idgen embedded (pebble) ≥ 0.5× the ceiling (requests/s, 64 connections)**: 0.20× (20,000 vs 100,000 req/s), short by 60% (needs 2.50× more). " +
+		"- **idgen embedded (pebble) ≥ 0.5× the ceiling (requests/s, 64 connections)**: 0.20× (20,000 vs 100,000 req/s), short by 60% (needs 2.50× more). "+
 			"During the measured runs the 2 cores went to: idgen 1.11, Redis 0.00, ZooKeeper 0.00, wrk 0.70, rest 0.10. The ceiling's runs: server 0.80, wrk 0.60, rest 0.20 cores.",
 		"- **p99 ≤ 5 ms at 32 connections: durable (WAIT 1)**: 8.00 ms at 32 connections, over by 60% (1.60× the goal). pprof ([profile-durable.txt](profile-durable.txt))",
 		"During the measured runs the 2 cores went to: idgen 0.70, Redis 0.25, ZooKeeper 0.01, wrk 0.50, rest 0.30. The ceiling was measured at 64 connections only (p99 2.00 ms there); these runs are at 32.",
@@ -291,11 +287,7 @@ func TestWriteMarkdown(t *testing.T) {
 		"A TLS + JWT request took 60.0 µs of server CPU against 55.5 µs plain (+4.5 µs). Of that, the token check (cached ES256) is 0.50 µs (0.8% of the request)",
 		"A caller's first request with a new token pays 92 µs once.",
 		"Load average when the run started: 0.1 0.2 0.3 (2 cores)",
-	} {
-		if !strings.Contains(md, want) {
-			t.Errorf("results.md lacks %q", want)
-		}
-	}
+	)
 	// The goal that passes has no miss line; the ones that miss have one.
 	if strings.Contains(md, "- **idgen + Redis ≥ 0.5× the ceiling") || !strings.Contains(md, "- **p99 ≤ 5 ms at 32 connections: durable (WAIT 1)**") {
 		t.Error("miss explanations do not match the goals")
@@ -377,5 +369,15 @@ func TestWriteSVG(t *testing.T) {
 	}
 	if strings.Contains(svg, "NaN") || strings.Contains(svg, "Inf") {
 		t.Error("chart.svg holds NaN or Inf")
+	}
+}
+
+// mdHas fails t for every want that results.md (md) lacks.
+func mdHas(t *testing.T, md string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(md, want) {
+			t.Errorf("results.md lacks %q", want)
+		}
 	}
 }
