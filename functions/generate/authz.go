@@ -65,7 +65,9 @@ func principal(c *fasthttp.RequestCtx) auth.Principal {
 func (s *Service) subject(c *fasthttp.RequestCtx) string { return principal(c).Subject }
 
 // audit records e with the request's source and ID; a failing sink is logged
-// (and reported by /health), never shown to the client.
+// (and reported by /health) and the error returned: the saga transitions
+// answer 503 for an entry they owe (unless Config.AuditFailOpen), other
+// callers go on.
 func (s *Service) audit(c *fasthttp.RequestCtx, log *reqLog, e audit.Event) error {
 	e.Source, e.RequestID, e.Instance = c.RemoteIP().String(), log.rid, s.cfg.Instance
 	err := s.d.Audit.Record(e)

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/idgen/idgen/functions/generate"
+	"github.com/idgen/idgen/shared/audit"
 	"github.com/idgen/idgen/shared/compensation"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/logring"
@@ -239,8 +242,9 @@ func (m *memMarks) done(id idcodec.ID) bool {
 
 // TestCompensateAuditRecovery: with Deps.CompensationMarks, a client's
 // retry writes the audit entry of an attempt that stored its effect and
-// died before auditing it, once; never for an effect young enough that its
-// own attempt may still be running, nor for another actor's.
+// died before auditing it, once, however young the effect (an attempt
+// still running holds the claim: then the retry is answered 503); never
+// for another actor's.
 func TestCompensateAuditRecovery(t *testing.T) {
 	t.Parallel()
 	marks := &memMarks{marked: map[idcodec.ID]string{}}
@@ -275,8 +279,9 @@ func TestCompensateAuditRecovery(t *testing.T) {
 	}
 	young := died("dev", 0)
 	retry(young)
-	if n := entries(young); n != 0 {
-		t.Errorf("a young effect: %d entries, want 0 (its attempt may still be writing it)", n)
+	retry(young)
+	if n := entries(young); n != 1 {
+		t.Errorf("a young effect: %d entries after 2 retries, want 1 (recovered once)", n)
 	}
 	other := died("system", time.Minute)
 	retry(other)
@@ -322,7 +327,8 @@ func TestCompensateAuditRecovery(t *testing.T) {
 
 // TestCommitAuditRecovery: a commit stored by an attempt that never audited
 // it (its WAIT timed out, its instance died) is audited by the same caller's
-// retry, once; a young commit, another actor's, and an audited one are not.
+// retry, once, however young; another actor's and an audited one are not;
+// while another attempt holds the claim the retry is answered 503.
 func TestCommitAuditRecovery(t *testing.T) {
 	t.Parallel()
 	marks := &memMarks{marked: map[idcodec.ID]string{}}
@@ -356,8 +362,24 @@ func TestCommitAuditRecovery(t *testing.T) {
 	}
 	young := died("dev", 0)
 	retry(young)
-	if n := entries(young); n != 0 {
-		t.Errorf("a young commit: %d entries, want 0 (its attempt may still be writing it)", n)
+	retry(young)
+	if n := entries(young); n != 1 {
+		t.Errorf("a young commit: %d entries after 2 retries, want 1 (recovered once)", n)
+	}
+	held := died("dev", 0)
+	heldID, _ := idcodec.Parse(held)
+	if won, err := marks.Claim(ctx, heldID, "other-attempt"); err != nil || !won {
+		t.Fatalf("claim: %v, %v", won, err)
+	}
+	if r := h.post(t, "/commit", `{"id":"`+held+`"}`); r.status != 503 || r.h("Retry-After") == "" || entries(held) != 0 {
+		t.Fatalf("retry under another claim: %s, Retry-After %q, %d entries; want 503 with Retry-After, no entry", r, r.h("Retry-After"), entries(held))
+	}
+	if err := marks.Release(ctx, heldID, "other-attempt"); err != nil {
+		t.Fatal(err)
+	}
+	retry(held)
+	if n := entries(held); n != 1 {
+		t.Errorf("after the claim was released: %d entries, want 1", n)
 	}
 	other := died("someone-else", time.Minute)
 	retry(other)
@@ -371,5 +393,52 @@ func TestCommitAuditRecovery(t *testing.T) {
 	retry(id)
 	if n := entries(id); n != 1 {
 		t.Errorf("an audited commit: %d entries after a repeat, want 1", n)
+	}
+}
+
+// failFirst fails the first record of action (the sink failed once).
+type failFirst struct {
+	generate.Auditor
+	action string
+	failed atomic.Bool
+}
+
+func (f *failFirst) Record(e audit.Event) error {
+	if e.Action == f.action && f.failed.CompareAndSwap(false, true) {
+		return errors.New("disk full")
+	}
+	return f.Auditor.Record(e)
+}
+
+// TestAuditEntryNotWritten: a compensation or commit whose audit entry
+// could not be written is stored but answered 503 with Retry-After (fail
+// closed); the retry writes the entry, marked recovered.
+func TestAuditEntryNotWritten(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ path, action, body string }{
+		{"/compensate", audit.ActionCompensate, `,"reason":"declined"`},
+		{"/commit", audit.ActionCommit, ``},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			h := serveStack(t, newStackDeps(t, newTestCore(t), generate.Config{Dev: true}, nil, func(d *generate.Deps) {
+				d.CompensationMarks = &memMarks{marked: map[idcodec.ID]string{}}
+				d.CommitMarks = &memMarks{marked: map[idcodec.ID]string{}}
+				d.Audit = &failFirst{Auditor: d.Audit, action: tc.action}
+			}))
+			id := h.generateOne(t, "").String()
+			body := `{"id":"` + id + `"` + tc.body + `}`
+			if r := h.post(t, tc.path, body); r.status != 503 || r.h("Retry-After") == "" {
+				t.Fatalf("first attempt: %s, Retry-After %q; want 503 with Retry-After", r, r.h("Retry-After"))
+			}
+			if r := h.post(t, tc.path, body); r.status != 200 || r.h("Idgen-Outcome") != "replayed" {
+				t.Fatalf("retry: %s, Idgen-Outcome %q; want 200 replayed", r, r.h("Idgen-Outcome"))
+			}
+			if n := countAction(auditLines(t, h.auditPath), tc.action, id); n != 1 {
+				t.Fatalf("%d entries, want 1", n)
+			}
+			if got := recoveredFlag(t, h.auditPath, tc.action, id); got != "true" {
+				t.Fatalf("recovered=%q, want true", got)
+			}
+		})
 	}
 }

@@ -19,10 +19,6 @@ import (
 	"github.com/idgen/idgen/shared/sealer"
 )
 
-// Margin of Core.RecoverAfter over the request timeout: the audit write
-// after the deadline, and clock skew between instances.
-const recoverMargin = time.Second
-
 func msTime(ms int64) string {
 	if ms == 0 {
 		return ""
@@ -59,16 +55,22 @@ func (s *Service) commit(c *fasthttp.RequestCtx, log *reqLog) error {
 	}
 	s.d.Metrics.transitions.WithLabelValues(to.String(), out.String()).Inc()
 	actor := s.subject(c)
+	var aerr error
 	if out != registry.Replayed {
 		log.L().Info("saga transition", zap.Stringer("id", id), zap.Stringer("state", to), zap.Stringer("outcome", out), zap.String("reason", b.Reason))
-		s.auditCommit(ctx, c, log, id, actor, false)
+		_, aerr = s.auditCommit(ctx, c, log, id, actor, false)
 	} else if s.recoverCommitAudit(rec, actor) {
 		// An earlier attempt stored the commit (e.g. its WAIT timed out, or
 		// the instance died) but maybe never audited it: this retry does,
 		// unless the marks say it did.
-		if s.auditCommit(ctx, c, log, id, actor, true) {
+		var wrote bool
+		if wrote, aerr = s.auditCommit(ctx, c, log, id, actor, true); wrote {
 			log.L().Warn("commit: wrote the audit entry an earlier attempt left out", zap.Stringer("id", id))
 		}
+	}
+	if aerr != nil && !s.cfg.AuditFailOpen {
+		// Stored, not audited: the retry writes the entry.
+		return Errorf(CodeUnavailable, "the commit is stored but its audit entry is not written yet: retry")
 	}
 	c.Response.Header.Set("Idgen-Outcome", out.String())
 	return writeJSON(c, fasthttp.StatusOK, compensation.AnswerOf(rec))
@@ -84,8 +86,11 @@ func (s *Service) commit(c *fasthttp.RequestCtx, log *reqLog) error {
 // and event_id as its source and request_id, else the caller's address and
 // the request ID. Every request counts as a possible retry of one whose
 // answer was lost (Redelivered), so with Deps.CompensationMarks a retry
-// writes the entry of an attempt that died before auditing it. A failing
-// audit sink is logged and reported by /health, never shown to the client.
+// writes the entry of an attempt that died before auditing it. When the
+// entry could not be written (the audit sink failed, the marks could not be
+// reached, another attempt holds its claim), the answer is 503 with
+// Retry-After although the compensation is stored: the retry writes the
+// entry (Config.AuditFailOpen: logged, answered 200).
 func (s *Service) compensate(c *fasthttp.RequestCtx, log *reqLog) error {
 	var b compensateBody
 	if err := decodeBody(c, &b, false); err != nil {
@@ -135,15 +140,15 @@ func (s *Service) compensate(c *fasthttp.RequestCtx, log *reqLog) error {
 	if res.Unmarked {
 		log.L().Warn("compensate: audit mark not stored; a retry after the lease may repeat the entry", zap.Stringer("id", id), zap.Error(res.MarkErr))
 	}
-	switch {
-	case errors.Is(err, compensation.ErrAuditBusy):
-		// The effect is stored; another attempt holds the claim on its
-		// audit entry. If that attempt dies, only a retry writes the entry:
-		// ask for one.
-		log.L().Info("compensate: another attempt holds the audit claim; asking the client to retry", zap.Stringer("id", id))
-		return Errorf(CodeUnavailable, "the compensation is stored; its audit entry is being written by another attempt: retry")
-	case err != nil:
-		log.L().Error("audit: record failed", zap.String("action", audit.ActionCompensate), zap.Error(err))
+	if err != nil {
+		if errors.Is(err, compensation.ErrAuditBusy) {
+			log.L().Info("compensate: another attempt holds the audit claim", zap.Stringer("id", id))
+		} else {
+			log.L().Error("compensate: audit entry not written", zap.Stringer("id", id), zap.Error(err))
+		}
+		if !s.cfg.AuditFailOpen {
+			return Errorf(CodeUnavailable, "the compensation is stored but its audit entry is not written yet: retry")
+		}
 	}
 	c.Response.Header.Set("Idgen-Outcome", out)
 	return writeJSON(c, fasthttp.StatusOK, res.Answer)
@@ -270,16 +275,18 @@ func (s *Service) eraseSubject(c *fasthttp.RequestCtx, log *reqLog) error {
 }
 
 // auditCommit writes the audit entry of an effective commit and reports
-// whether it did. With CommitMarks the entry is claimed first and marked
-// after (as compensation.Core does), so that attempts of the same commit
-// write one entry between them: a claim lost to another attempt, or not
-// stored, writes none; a failed entry releases the claim (recovered: this
-// is a retry's recovery).
-func (s *Service) auditCommit(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog, id idcodec.ID, actor string, recovered bool) bool {
+// whether it did; err says the entry is owed but not written (a retry
+// writes it). With CommitMarks the entry is claimed first and marked after
+// (as compensation.Core does), so that attempts of the same commit write
+// one entry between them: an entry already marked is not written again; a
+// claim held by another attempt or not stored, or a failed entry (its claim
+// released), is err (recovered: this is a retry's recovery).
+func (s *Service) auditCommit(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog, id idcodec.ID, actor string, recovered bool) (bool, error) {
 	e := audit.Event{Actor: actor, Action: audit.ActionCommit, Resource: id.String(), Outcome: registry.Applied.String(), Recovered: recovered}
 	m := s.d.CommitMarks
 	if m == nil {
-		return s.audit(c, log, e) == nil
+		err := s.audit(c, log, e)
+		return err == nil, err
 	}
 	token := compensation.NewToken()
 	won, err := m.Claim(ctx, id, token)
@@ -287,20 +294,20 @@ func (s *Service) auditCommit(ctx context.Context, c *fasthttp.RequestCtx, log *
 		if err != nil {
 			log.L().Warn("commit: audit claim not taken; a retry of the commit writes its entry", zap.Stringer("id", id), zap.Error(err))
 		}
-		return false
+		return false, err
 	}
-	if s.audit(c, log, e) != nil {
+	if err := s.audit(c, log, e); err != nil {
 		// The claim is ours: its release must not be cut by the request's
 		// deadline.
 		bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitReleaseTimeout)
 		defer cancel()
 		_ = m.Release(bg, id, token)
-		return false
+		return false, err
 	}
 	if err := compensation.MarkDone(ctx, m, id, token); err != nil {
 		log.L().Warn("commit: audit mark not stored; a retry after the lease may repeat the entry", zap.Stringer("id", id), zap.Error(err))
 	}
-	return true
+	return true, nil
 }
 
 // commitReleaseTimeout bounds the release of a commit's claim after its
@@ -309,9 +316,8 @@ const commitReleaseTimeout = 5 * time.Second
 
 // recoverCommitAudit reports whether this replayed commit may write the
 // audit entry of the stored one: with CommitMarks set, the commit was made
-// by the same actor between the request timeout (+ margin, so its own
-// attempt has finished writing its entry) and a day ago. auditCommit then
-// writes it unless it is marked.
+// by the same actor at most a day ago. auditCommit then writes it unless it
+// is marked; its claim keeps an attempt still running from writing it too.
 func (s *Service) recoverCommitAudit(rec registry.Record, actor string) bool {
 	if s.d.CommitMarks == nil {
 		return false
@@ -326,5 +332,5 @@ func (s *Service) recoverCommitAudit(rec registry.Record, actor string) bool {
 		return false
 	}
 	age := time.Duration(s.cfg.Now().UnixMilli()-step.AtMS) * time.Millisecond
-	return age >= s.cfg.RequestTimeout+recoverMargin && age <= compensation.DefaultRecoverWithin
+	return age <= compensation.DefaultRecoverWithin
 }

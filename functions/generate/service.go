@@ -221,12 +221,10 @@ func New(cfg Config, d Deps) (*Service, error) {
 	}
 	var p [4]byte
 	_, _ = rand.Read(p[:])
-	comp := compensation.Core{
-		Registry: d.Registry, Marks: d.CompensationMarks, Now: cfg.Now,
-		// A retry may overlap its first attempt, which ends within the
-		// request timeout: only then may the retry write a missing entry.
-		RecoverAfter: cfg.RequestTimeout + recoverMargin,
-	}
+	// A retry may overlap its first attempt: the claim on the entry (the
+	// marks' lease) keeps them from both writing it, so a retry recovers a
+	// missing entry at once (no RecoverAfter).
+	comp := compensation.Core{Registry: d.Registry, Marks: d.CompensationMarks, Now: cfg.Now}
 	return &Service{cfg: cfg, d: d, log: d.Logger, reqPfx: hex.EncodeToString(p[:]) + "-", limits: newLimiters(cfg.RateLimit, cfg.RateBurst), comp: comp,
 		maxBodyVal: cfg.MaxBody, deadlines: deadlines{timeout: cfg.RequestTimeout}}, nil
 }
