@@ -308,19 +308,27 @@ func TestCompensateAuditRecovery(t *testing.T) {
 	// answered 503 with Retry-After (the effect stands), and once the claim
 	// is released, the next retry writes the entry.
 	held := died("dev", time.Minute)
-	heldID, _ := idcodec.Parse(held)
-	if won, err := marks.Claim(ctx, heldID, "other-attempt"); err != nil || !won {
+	underOtherClaim(t, h, marks, "/compensate", `{"id":"`+held+`","reason":"declined"}`, held, entries, retry)
+}
+
+// underOtherClaim: while another attempt holds the claim on id's entry, a
+// retry (body to path) is answered 503 with Retry-After and writes no
+// entry; once the claim is released, retry writes exactly one.
+func underOtherClaim(t *testing.T, h *harness, marks *memMarks, path, body, id string, entries func(string) int, retry func(string)) {
+	t.Helper()
+	parsed, _ := idcodec.Parse(id)
+	ctx := context.Background()
+	if won, err := marks.Claim(ctx, parsed, "other-attempt"); err != nil || !won {
 		t.Fatalf("claim: %v, %v", won, err)
 	}
-	r := h.post(t, "/compensate", `{"id":"`+held+`","reason":"declined"}`)
-	if r.status != 503 || r.h("Retry-After") == "" || entries(held) != 0 {
-		t.Fatalf("retry under another claim: %s, Retry-After %q, %d entries; want 503 with Retry-After, no entry", r, r.h("Retry-After"), entries(held))
+	if r := h.post(t, path, body); r.status != 503 || r.h("Retry-After") == "" || entries(id) != 0 {
+		t.Fatalf("retry under another claim: %s, Retry-After %q, %d entries; want 503 with Retry-After, no entry", r, r.h("Retry-After"), entries(id))
 	}
-	if err := marks.Release(ctx, heldID, "other-attempt"); err != nil {
+	if err := marks.Release(ctx, parsed, "other-attempt"); err != nil {
 		t.Fatal(err)
 	}
-	retry(held)
-	if n := entries(held); n != 1 {
+	retry(id)
+	if n := entries(id); n != 1 {
 		t.Errorf("after the claim was released: %d entries, want 1", n)
 	}
 }
@@ -367,20 +375,7 @@ func TestCommitAuditRecovery(t *testing.T) {
 		t.Errorf("a young commit: %d entries after 2 retries, want 1 (recovered once)", n)
 	}
 	held := died("dev", 0)
-	heldID, _ := idcodec.Parse(held)
-	if won, err := marks.Claim(ctx, heldID, "other-attempt"); err != nil || !won {
-		t.Fatalf("claim: %v, %v", won, err)
-	}
-	if r := h.post(t, "/commit", `{"id":"`+held+`"}`); r.status != 503 || r.h("Retry-After") == "" || entries(held) != 0 {
-		t.Fatalf("retry under another claim: %s, Retry-After %q, %d entries; want 503 with Retry-After, no entry", r, r.h("Retry-After"), entries(held))
-	}
-	if err := marks.Release(ctx, heldID, "other-attempt"); err != nil {
-		t.Fatal(err)
-	}
-	retry(held)
-	if n := entries(held); n != 1 {
-		t.Errorf("after the claim was released: %d entries, want 1", n)
-	}
+	underOtherClaim(t, h, marks, "/commit", `{"id":"`+held+`"}`, held, entries, retry)
 	other := died("someone-else", time.Minute)
 	retry(other)
 	if n := entries(other); n != 0 {
