@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"time"
 
@@ -47,6 +46,9 @@ type Config struct {
 	Shard uint8
 	// MaxBatch bounds the operations of one write transaction. Default 4096.
 	MaxBatch int
+	// GroupWait bounds how long a group commit waits for more operations
+	// under load (registry.Gatherer). Default 1ms; negative: never wait.
+	GroupWait time.Duration
 	// OpenTimeout bounds waiting for the file lock held by another process.
 	// Default 2s.
 	OpenTimeout time.Duration
@@ -161,42 +163,14 @@ func (s *Store) do(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 }
 
 // flusher commits everything queued in one transaction, over and over,
-// until Close; then it drains the queue.
+// until Close; then it commits what is still queued. Each commit costs the
+// same two fsyncs whatever the size of its batch (registry.Gatherer closes
+// the batches).
 func (s *Store) flusher() {
 	defer close(s.flushed)
-	batch := make([]*op, 0, s.cfg.MaxBatch)
 	errs := make([]error, 0, s.cfg.MaxBatch)
-	for {
-		var first *op
-		select {
-		case first = <-s.ops:
-		case <-s.quit:
-			// Close holds mu, so nothing new arrives: drain what is queued.
-			for {
-				select {
-				case o := <-s.ops:
-					s.commit(append(batch[:0], o), errs)
-				default:
-					return
-				}
-			}
-		}
-		batch = append(batch[:0], first)
-		// Let the request goroutines that are already runnable enqueue
-		// their work before the batch closes (as pebblestore does): no
-		// timer, larger batches under load, the same two fsyncs each.
-		runtime.Gosched()
-	fill:
-		for len(batch) < s.cfg.MaxBatch {
-			select {
-			case o := <-s.ops:
-				batch = append(batch, o)
-			default:
-				break fill
-			}
-		}
-		s.commit(batch, errs)
-	}
+	g := registry.Gatherer[*op]{Ops: s.ops, Quit: s.quit, MaxBatch: s.cfg.MaxBatch, MaxWait: s.cfg.GroupWait}
+	g.Loop(func(batch []*op) { s.commit(batch, errs) })
 }
 
 func (s *Store) commit(batch []*op, errs []error) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"runtime"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -75,43 +74,13 @@ func (t *tx) del(key []byte) {
 }
 
 // flusher commits everything queued in one batch, over and over, until
-// Close; then it drains the queue.
+// Close; then it commits what is still queued. Each WAL sync costs the same
+// whatever the size of its batch (registry.Gatherer closes the batches).
 func (s *Store) flusher() {
 	defer close(s.flushed)
-	batch := make([]*op, 0, s.cfg.MaxBatch)
 	errs := make([]error, 0, s.cfg.MaxBatch)
-	for {
-		var first *op
-		select {
-		case first = <-s.ops:
-		case <-s.quit:
-			// Close holds mu, so nothing new arrives: drain what is queued.
-			for {
-				select {
-				case o := <-s.ops:
-					s.commit(append(batch[:0], o), errs)
-				default:
-					return
-				}
-			}
-		}
-		batch = append(batch[:0], first)
-		// Let the request goroutines that are already runnable enqueue
-		// their work before the batch closes. No timer: an idle store
-		// commits at once; a busy one commits fewer, larger batches, and
-		// each WAL sync costs the same whatever its size.
-		runtime.Gosched()
-	fill:
-		for len(batch) < s.cfg.MaxBatch {
-			select {
-			case o := <-s.ops:
-				batch = append(batch, o)
-			default:
-				break fill
-			}
-		}
-		s.commit(batch, errs)
-	}
+	g := registry.Gatherer[*op]{Ops: s.ops, Quit: s.quit, MaxBatch: s.cfg.MaxBatch, MaxWait: s.cfg.GroupWait}
+	g.Loop(func(batch []*op) { s.commit(batch, errs) })
 }
 
 // commit runs the ops of batch in one indexed batch and commits it with one

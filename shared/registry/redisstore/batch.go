@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"time"
 
@@ -168,49 +167,16 @@ type result struct {
 const maxFlushRecords = 8192
 
 // flusher sends everything queued in one flush, over and over, until Close;
-// then it drains the queue.
+// then it sends what is still queued. registry.Gatherer closes the batches:
+// an idle registry flushes at once; a busy one sends fewer, larger batches
+// (fewer round trips per ID, less Redis CPU per ID).
 func (s *Store) flusher() {
 	defer close(s.flushed)
-	batch := make([]*op, 0, s.cfg.MaxBatch)
-	for {
-		select {
-		case o := <-s.ops:
-			// Let the request goroutines that are already runnable
-			// enqueue their IDs before the batch closes. No timer: an idle
-			// registry flushes at once; a busy one sends fewer, larger
-			// batches (fewer round trips per ID, less Redis CPU per ID).
-			runtime.Gosched()
-			batch = s.fill(append(batch[:0], o))
-			s.flush(batch)
-		case <-s.quit:
-			// Close set closed under mu: nothing new arrives.
-			for {
-				if batch = s.fill(batch[:0]); len(batch) == 0 {
-					return
-				}
-				s.flush(batch)
-			}
-		}
+	g := registry.Gatherer[*op]{
+		Ops: s.ops, Quit: s.quit, MaxBatch: s.cfg.MaxBatch, MaxWait: s.cfg.GroupWait,
+		Weigh: func(o *op) int { return len(o.keys) }, MaxWeight: maxFlushRecords,
 	}
-}
-
-// fill adds what is queued, without waiting for more, up to MaxBatch ops and
-// maxFlushRecords records.
-func (s *Store) fill(batch []*op) []*op {
-	recs := 0
-	for _, o := range batch {
-		recs += len(o.keys)
-	}
-	for len(batch) < s.cfg.MaxBatch && recs < maxFlushRecords {
-		select {
-		case o := <-s.ops:
-			batch = append(batch, o)
-			recs += len(o.keys)
-		default:
-			return batch
-		}
-	}
-	return batch
+	g.Loop(s.flush)
 }
 
 // flush sends batch and answers every op of it.
