@@ -29,6 +29,9 @@ const (
 // the flusher writes, so nothing else changes under it) and writes into it.
 type tx struct {
 	b *pebble.Batch
+	// maxRecord is the Store's: no record key above it exists (see
+	// Store.maxRecord); set keeps it up to date.
+	maxRecord *[]byte
 	// err is the first failed write. Pebble batch writes fail only when the
 	// batch itself is broken; then the half-written op cannot be undone and
 	// the whole batch is abandoned.
@@ -60,8 +63,23 @@ func (t *tx) has(key []byte) (bool, error) {
 	return true, closer.Close()
 }
 
+// hasRecord reports whether the record key exists. A key above every
+// record key written so far cannot (the common case: IDs are issued in
+// increasing order, timestamp first), so only the others cost a lookup.
+func (t *tx) hasRecord(key []byte) (bool, error) {
+	if bytes.Compare(key, *t.maxRecord) > 0 {
+		return false, nil
+	}
+	return t.has(key)
+}
+
 // set and del copy key and value into the batch: callers may reuse them.
 func (t *tx) set(key, value []byte) {
+	if len(key) > 0 && key[0] == prefixRecord && bytes.Compare(key, *t.maxRecord) > 0 {
+		// Raised even if the batch is later abandoned: too high is only
+		// slower, never wrong.
+		*t.maxRecord = append((*t.maxRecord)[:0], key...)
+	}
 	if err := t.b.Set(key, value, nil); err != nil && t.err == nil {
 		t.err = err
 	}
@@ -88,7 +106,7 @@ func (s *Store) flusher() {
 // them all.
 func (s *Store) commit(batch []*op, errs []error) {
 	t0 := time.Now()
-	t := tx{b: s.db.NewIndexedBatch()}
+	t := tx{b: s.db.NewIndexedBatch(), maxRecord: &s.maxRecord}
 	errs = errs[:0]
 	for _, o := range batch {
 		errs = append(errs, o.fn(&t))

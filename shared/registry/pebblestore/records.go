@@ -69,7 +69,7 @@ func (s *Store) Register(ctx context.Context, iss registry.Issue, idemTTLMS, now
 		}
 		key := func(i int) []byte { return keys[kl*i : kl*(i+1) : kl*(i+1)] }
 		for i := range iss.Records {
-			found, err := tx.has(key(i))
+			found, err := tx.hasRecord(key(i))
 			if err != nil {
 				return err
 			}

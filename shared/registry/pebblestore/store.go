@@ -20,6 +20,7 @@
 package pebblestore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -100,6 +101,10 @@ type Store struct {
 	lock *pebble.Lock
 	wo   *pebble.WriteOptions
 	ops  chan *op
+	// maxRecord is at least the largest record key in the store (read at
+	// Open, raised by every record write; only the flusher touches it), so
+	// that registering an ID above it skips the existence probe.
+	maxRecord []byte
 
 	closeOnce sync.Once
 	quit      chan struct{}
@@ -146,8 +151,14 @@ func Open(cfg Config) (*Store, error) {
 		_ = lock.Close()
 		return nil, fmt.Errorf("pebblestore: init %s: %w", path, err)
 	}
+	maxRecord, err := lastRecordKey(db)
+	if err != nil {
+		_ = db.Close()
+		_ = lock.Close()
+		return nil, fmt.Errorf("pebblestore: open %s: %w", path, err)
+	}
 	s := &Store{
-		cfg: cfg, db: db, lock: lock, wo: pebble.Sync,
+		cfg: cfg, db: db, lock: lock, wo: pebble.Sync, maxRecord: maxRecord,
 		ops: make(chan *op, cfg.MaxBatch), quit: make(chan struct{}), flushed: make(chan struct{}),
 	}
 	if cfg.NoSync {
@@ -197,6 +208,20 @@ func options(cfg Config, lock *pebble.Lock) *pebble.Options {
 }
 
 var formatKey = []byte{prefixMeta, 'f'}
+
+// lastRecordKey returns a copy of the largest record key, or the record
+// prefix alone (below every record key) when there is none.
+func lastRecordKey(db *pebble.DB) ([]byte, error) {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixRecord}, UpperBound: []byte{prefixRecord + 1}})
+	if err != nil {
+		return nil, err
+	}
+	last := []byte{prefixRecord}
+	if it.Last() {
+		last = bytes.Clone(it.Key())
+	}
+	return last, errors.Join(it.Error(), it.Close())
+}
 
 func initFormat(db *pebble.DB) error {
 	v, closer, err := db.Get(formatKey)

@@ -466,3 +466,47 @@ func TestKeyStore(t *testing.T) {
 		t.Fatalf("deleted key still there: %q", v)
 	}
 }
+
+// TestRecordProbeAcrossReopen: registering skips the existence probe only
+// for IDs above every record key written (read back at Open, raised by
+// tombstones too), so collisions are still caught after a reopen, on the
+// highest key itself, and under a tombstone above every issued ID.
+func TestRecordProbeAcrossReopen(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	at := func(ms uint64, counter uint64) idcodec.ID {
+		return idcodec.MustCompose(idcodec.Fields{TimestampMS: ms, Counter: counter})
+	}
+	const ms = 1_764_000_000_000
+	high := at(ms+5000, 1) // a compensation of an ID never issued here
+	s, err := Open(Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Register(ctx, pending(at(ms, 1), at(ms, 2), at(ms, 3)), 1000, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, out, err := s.Transition(ctx, high, registry.Change{To: registry.Compensated, NowMS: 2}); err != nil || out != registry.Tombstoned {
+		t.Fatalf("tombstone: %v, %v", out, err)
+	}
+	if _, err := s.Register(ctx, pending(high), 1000, 3); !errors.Is(err, registry.ErrCollision) {
+		t.Fatalf("registration over a tombstone above every issued ID: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir)
+	for _, x := range []idcodec.ID{at(ms, 3), at(ms, 1), high} {
+		if _, err := s.Register(ctx, pending(x), 1000, 4); !errors.Is(err, registry.ErrCollision) {
+			t.Fatalf("after reopen, registering %s again: %v, want ErrCollision", x, err)
+		}
+	}
+	for _, x := range []idcodec.ID{at(ms, 4), at(ms+9000, 1)} { // below and above the highest key
+		if _, err := s.Register(ctx, pending(x), 1000, 5); err != nil {
+			t.Fatalf("after reopen, registering new %s: %v", x, err)
+		}
+		if _, err := s.Register(ctx, pending(x), 1000, 6); !errors.Is(err, registry.ErrCollision) {
+			t.Fatalf("registering %s twice: %v, want ErrCollision", x, err)
+		}
+	}
+}
