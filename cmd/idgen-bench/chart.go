@@ -146,10 +146,10 @@ text { font-size: 12px; fill: #222; }
 func ratioPanel(s svgWriter, r *results, rows []httpResult, y float64) float64 {
 	ceil, hasCeil := r.http("ceiling")
 	ratio := func(h httpResult) float64 {
-		if !hasCeil || ceil.RPS <= 0 {
+		if !hasCeil {
 			return 0
 		}
-		return h.RPS / ceil.RPS
+		return h.ratioTo(ceil)
 	}
 	s.text(10, y+20, "start", "title", "Requests/s, ratio to the ceiling (one ID per request)")
 	top := y + 40

@@ -84,12 +84,13 @@ func writeMarkdown(w io.Writer, r *results) {
 	if len(single) > 0 {
 		p("## HTTP: one ID per request")
 		p("")
-		p("`wrk -t2 -c%d --latency`, POST /generate. Ratio = requests/s ÷ the ceiling's requests/s.", r.Connections)
+		p("`wrk -t2 -c%d --latency`, POST /generate. Ratio to the ceiling = the median, over the rounds, of requests/s ÷ the ceiling's requests/s in the same round "+
+			"(the two ran back to back, so a change of the machine's speed between rounds cancels out); the requests/s columns are medians.", r.Connections)
 		p("")
 		p("| target | requests/s | ratio to ceiling | p50 | p99 | p99.9 | socket errors | requests/s per round |")
 		p("|---|---:|---:|---:|---:|---:|---:|---|")
 		for _, h := range single {
-			p("| %s | %s | %s | %s | %s | %s | %d | %s |", h.Name, fmtNum(h.RPS), ratioTo(h.RPS, ceil.RPS, hasCeil), fmtDur(h.P50), fmtDur(h.P99), fmtDur(h.P999), h.SockErrors, roundsList(h.RoundsRPS))
+			p("| %s | %s | %s | %s | %s | %s | %d | %s |", h.Name, fmtNum(h.RPS), fmtRatio(h.ratioTo(ceil), hasCeil), fmtDur(h.P50), fmtDur(h.P99), fmtDur(h.P999), h.SockErrors, roundsList(h.RoundsRPS))
 		}
 		p("")
 	}
@@ -312,6 +313,14 @@ func writeLatency(w io.Writer, r *results) {
 		p("| %s | %s | %s | %s | %s | %s |", h.Name, fmtNum(h.RPS), fmtDur(h.P50), fmtDur(h.P99), fmtDur(h.P999), strings.Join(rounds, " / "))
 	}
 	p("")
+}
+
+// fmtRatio prints a ratio, or — when there is none.
+func fmtRatio(r float64, ok bool) string {
+	if !ok || r <= 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f×", r)
 }
 
 func ratioTo(v, base float64, ok bool) string {
