@@ -5,9 +5,11 @@
 // restart (or SIGKILL, or power loss) never hands out a counter again;
 // registrations and transitions are group-committed: every call waiting when
 // a write transaction starts rides in it, and no call returns before the
-// transaction (with its fsync) is committed. There is no timer: while one
-// transaction commits, the next batch accumulates. A failing operation writes
-// nothing; a failing commit fails every operation of the batch.
+// transaction (with its fsync) is committed. There is no fixed timer: while
+// one transaction commits, the next batch accumulates, and only under load (a
+// previous batch of 8 or more) does it wait, at most the previous commit's
+// duration, for as many operations (registry.Gatherer). A failing operation
+// writes nothing; a failing commit fails every operation of the batch.
 package boltstore
 
 import (

@@ -9,9 +9,11 @@
 // again; registrations and transitions are group-committed by one flusher:
 // every call waiting when a batch starts rides in it, each operation reads
 // the writes of those before it in the batch (an indexed batch), and no call
-// returns before the batch is committed with its WAL sync. There is no timer:
-// while one batch commits, the next accumulates. A failing operation writes
-// nothing; a failing commit fails every operation of the batch.
+// returns before the batch is committed with its WAL sync. There is no fixed
+// timer: while one batch commits, the next accumulates, and only under load
+// (a previous batch of 8 or more) does it wait, at most the previous commit's
+// duration, for as many operations (registry.Gatherer). A failing operation
+// writes nothing; a failing commit fails every operation of the batch.
 //
 // Unlike bbolt, Pebble makes a batch visible to readers (Get, Expired,
 // Counter) a moment before its WAL sync completes; writers still see only

@@ -8,7 +8,10 @@
 //   - Group commit: every call enqueues; one flusher sends everything waiting
 //     in one round trip (one script for the whole batch; in Cluster mode one
 //     script per hash slot, see flushCluster), then answers the waiters.
-//     There is no timer: while a flush is in flight the next accumulates.
+//     There is no fixed timer: while a flush is in flight the next
+//     accumulates; only under load (a previous batch of 8 or more) does it
+//     wait, at most one round trip, for as many ops (registry.Gatherer), so
+//     latency at low load is one round trip.
 //     No call returns success before its writes are acknowledged by Redis
 //     and, in durable mode (WaitReplicas > 0), by WAIT on the connection
 //     that wrote; a WAIT short of replicas fails the whole batch with
