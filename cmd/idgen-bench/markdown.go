@@ -85,7 +85,8 @@ func writeMarkdown(w io.Writer, r *results) {
 		p("## HTTP: one ID per request")
 		p("")
 		p("`wrk -t2 -c%d --latency`, POST /generate. Ratio to the ceiling = the median, over the rounds, of requests/s ÷ the ceiling's requests/s in the same round "+
-			"(the two ran back to back, so a change of the machine's speed between rounds cancels out); the requests/s columns are medians.", r.Connections)
+			"(each round runs the ceiling first and every target within about a minute after it, so a change of the machine's speed from one round to the next cancels out); "+
+			"the requests/s columns are medians.", r.Connections)
 		p("")
 		p("| target | requests/s | ratio to ceiling | p50 | p99 | p99.9 | socket errors | requests/s per round |")
 		p("|---|---:|---:|---:|---:|---:|---:|---|")

@@ -406,9 +406,22 @@ func TestRatioTo(t *testing.T) {
 		}
 	}
 	if got := (httpResult{RPS: 5, RoundsRPS: []float64{5}}).ratioTo(httpResult{RoundsRPS: []float64{0}}); got != 0 {
-		t.Errorf("zero ceiling round: %v, want 0", got)
+		t.Errorf("zero ceiling (rounds and median): %v, want 0", got)
 	}
 	if got := (httpResult{RPS: 5}).ratioTo(httpResult{}); got != 0 {
 		t.Errorf("no ceiling: %v, want 0", got)
+	}
+}
+
+// TestRatioToUnpairedRounds: a ceiling round without requests/s does not
+// zero the ratio; it falls back to the ratio of the medians.
+func TestRatioToUnpairedRounds(t *testing.T) {
+	h := httpResult{RPS: 50, RoundsRPS: []float64{50, 60, 40}}
+	ceil := httpResult{RPS: 100, RoundsRPS: []float64{100, 0, 100}}
+	if got := h.ratioTo(ceil); math.Abs(got-0.5) > 1e-9 {
+		t.Errorf("ratio %v, want 0.5 (medians)", got)
+	}
+	if rs, ok := roundRatios([]float64{1, 2}, []float64{2, math.NaN()}); ok {
+		t.Errorf("a NaN round paired: %v", rs)
 	}
 }

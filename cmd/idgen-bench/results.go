@@ -60,24 +60,34 @@ type httpResult struct {
 func (h httpResult) IDsPerSec() float64 { return h.RPS * h.IDsPerReq }
 
 // ratioTo is h's requests/s as a ratio to base's: the median of the ratios
-// round by round when both ran the same rounds (each pair ran back to back
-// within a round, so a change of the machine's speed between rounds cancels
-// out), else the ratio of the medians. 0 when base has no requests/s.
+// round by round when both ran the same rounds (each pair ran in the same
+// round, within about a minute, so a change of the machine's speed from one
+// round to the next cancels out), else the ratio of the medians. 0 when base
+// has no requests/s.
 func (h httpResult) ratioTo(base httpResult) float64 {
-	if len(h.RoundsRPS) > 0 && len(h.RoundsRPS) == len(base.RoundsRPS) {
-		rs := make([]float64, len(h.RoundsRPS))
-		for i, v := range h.RoundsRPS {
-			if base.RoundsRPS[i] <= 0 {
-				return 0
-			}
-			rs[i] = v / base.RoundsRPS[i]
-		}
+	if rs, ok := roundRatios(h.RoundsRPS, base.RoundsRPS); ok {
 		return median(rs)
 	}
 	if base.RPS <= 0 {
 		return 0
 	}
 	return h.RPS / base.RPS
+}
+
+// roundRatios divides a by b round by round; false when the rounds do not
+// pair (other counts, none, or a round of b without requests/s).
+func roundRatios(a, b []float64) ([]float64, bool) {
+	if len(a) == 0 || len(a) != len(b) {
+		return nil, false
+	}
+	rs := make([]float64, len(a))
+	for i := range a {
+		if !(b[i] > 0) {
+			return nil, false
+		}
+		rs[i] = a[i] / b[i]
+	}
+	return rs, true
 }
 
 // serverCPUPerReq is the CPU time of the server and what it leans on
@@ -288,10 +298,10 @@ func (r *results) goals() []goal {
 	// vsCeil says how a ratio to the ceiling was taken.
 	vsCeil := func(h httpResult, ratio float64) string {
 		rounds := ""
-		if len(h.RoundsRPS) > 1 && len(h.RoundsRPS) == len(ceil.RoundsRPS) {
-			parts := make([]string, len(h.RoundsRPS))
-			for i := range h.RoundsRPS {
-				parts[i] = fmt.Sprintf("%.2f", h.RoundsRPS[i]/ceil.RoundsRPS[i])
+		if rs, ok := roundRatios(h.RoundsRPS, ceil.RoundsRPS); ok && len(rs) > 1 {
+			parts := make([]string, len(rs))
+			for i, x := range rs {
+				parts[i] = fmt.Sprintf("%.2f", x)
 			}
 			rounds = "median of the rounds' ratios " + strings.Join(parts, " / ") + "; "
 		}

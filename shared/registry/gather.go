@@ -15,14 +15,15 @@ import (
 // operations a commit answers come back about one commit later, so they
 // ride in the next batch instead of splitting into small ones: fewer
 // commits (WAL syncs, Redis round trips) for the same work, and less CPU
-// per operation. An idle or lightly loaded backend never waits: its batches
-// are smaller than MinBatch.
+// per operation. An idle or lightly loaded backend does not wait: its batches
+// are smaller than MinBatch (after a burst, the first batch may wait once,
+// for at most the burst's last commit time).
 type Gatherer[T any] struct {
 	// Ops is the queue of the flusher.
 	Ops <-chan T
 	// Quit ends a wait at once; Loop drains the queue and returns.
 	Quit <-chan struct{}
-	// MaxBatch bounds the operations of one batch.
+	// MaxBatch bounds the operations of one batch (0: no bound).
 	MaxBatch int
 	// Weigh, when set, gives the weight of an operation (records, say);
 	// a batch closes once it weighs MaxWeight or more (the operation that
@@ -44,7 +45,7 @@ type Gatherer[T any] struct {
 // Loop commits batches until Quit is closed, then commits what is still
 // queued and returns. commit gets a batch that it must not keep.
 func (g *Gatherer[T]) Loop(commit func([]T)) {
-	batch := make([]T, 0, g.MaxBatch)
+	batch := make([]T, 0, max(g.MaxBatch, 0))
 	for {
 		select {
 		case first := <-g.Ops:
@@ -120,8 +121,13 @@ func (g *Gatherer[T]) wait() time.Duration {
 	return min(g.lastDur, maxWait)
 }
 
+// full reports that batch may take no more operations. An empty batch is
+// never full, whatever the bounds, so that no queued operation is stranded.
 func (g *Gatherer[T]) full(batch []T) bool {
-	return len(batch) >= g.MaxBatch || (g.Weigh != nil && g.weight >= g.MaxWeight)
+	if len(batch) == 0 {
+		return false
+	}
+	return (g.MaxBatch > 0 && len(batch) >= g.MaxBatch) || (g.Weigh != nil && g.weight >= g.MaxWeight)
 }
 
 func (g *Gatherer[T]) add(batch []T, o T) []T {

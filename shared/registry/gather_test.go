@@ -78,9 +78,11 @@ func TestGatherWaitBoundedByLastCommit(t *testing.T) {
 func TestGatherWaitBoundedByMaxWait(t *testing.T) {
 	g, _, _ := gatherer(t, 2, 10, time.Hour, 20*time.Millisecond)
 	start := time.Now()
-	g.Gather(nil)
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("waited %v with MaxWait 20ms", d)
+	if got := len(g.Gather(nil)); got != 2 {
+		t.Fatalf("got %d ops, want the 2 queued", got)
+	}
+	if d := time.Since(start); d < 15*time.Millisecond || d > time.Second {
+		t.Fatalf("waited %v with MaxWait 20ms after a big batch", d)
 	}
 }
 
@@ -109,7 +111,7 @@ func TestGatherBounds(t *testing.T) {
 	for i := range 50 {
 		ops <- i
 	}
-	g := &Gatherer[int]{Ops: ops, MaxBatch: 20}
+	g := &Gatherer[int]{Ops: ops, MaxBatch: 20, MaxWait: time.Hour}
 	if got := len(g.Gather(nil)); got != 20 {
 		t.Fatalf("got %d ops, want MaxBatch 20", got)
 	}
@@ -123,41 +125,81 @@ func TestGatherBounds(t *testing.T) {
 	}
 }
 
-// TestGatherLoop commits every queued op exactly once, in order, and on Quit
-// commits what is still queued before returning.
+// TestGatherLoop commits every op exactly once and in order, in batches
+// within MaxBatch: while running, and when Quit finds ops still queued,
+// also when it closes during a wait.
 func TestGatherLoop(t *testing.T) {
-	ops := make(chan int, 100)
-	quit := make(chan struct{})
-	g := &Gatherer[int]{Ops: ops, Quit: quit, MaxBatch: 7}
-	var got []int
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		g.Loop(func(b []int) {
-			if len(b) == 0 || len(b) > 7 {
-				t.Errorf("batch of %d ops", len(b))
+	check := func(t *testing.T, got []int, n int) {
+		t.Helper()
+		if len(got) != n {
+			t.Fatalf("committed %d ops, want %d", len(got), n)
+		}
+		for i, v := range got {
+			if v != i {
+				t.Fatalf("op %d committed as %d: out of order or repeated", i, v)
 			}
-			got = append(got, b...)
-		})
-	}()
-	for i := range 50 {
-		ops <- i
-	}
-	for i := 50; i < 80; i++ {
-		ops <- i
-	}
-	close(quit)
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Loop did not return after Quit")
-	}
-	if len(got) != 80 {
-		t.Fatalf("committed %d ops, want 80", len(got))
-	}
-	for i, v := range got {
-		if v != i {
-			t.Fatalf("op %d committed as %d: out of order or repeated", i, v)
 		}
 	}
+	wait := func(t *testing.T, done chan struct{}) {
+		t.Helper()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("Loop did not return after Quit")
+		}
+	}
+
+	t.Run("queued at Quit", func(t *testing.T) {
+		ops := make(chan int, 100)
+		quit := make(chan struct{})
+		for i := range 80 {
+			ops <- i
+		}
+		close(quit) // before Loop starts: everything is drained by the Quit path
+		g := &Gatherer[int]{Ops: ops, Quit: quit, MaxBatch: 7}
+		var got []int
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			g.Loop(func(b []int) {
+				if len(b) == 0 || len(b) > 7 {
+					t.Errorf("batch of %d ops", len(b))
+				}
+				got = append(got, b...)
+			})
+		}()
+		wait(t, done)
+		check(t, got, 80)
+	})
+
+	t.Run("Quit during a wait", func(t *testing.T) {
+		ops := make(chan int, 100)
+		quit := make(chan struct{})
+		var got []int
+		commits := make(chan int, 100)
+		g := &Gatherer[int]{Ops: ops, Quit: quit, MaxBatch: 50, MaxWait: time.Hour}
+		for i := range 20 { // a burst of 20, queued before Loop: one batch, so the next waits for 20
+			ops <- i
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			g.Loop(func(b []int) {
+				if len(b) == 0 || len(b) > 50 {
+					t.Errorf("batch of %d ops", len(b))
+				}
+				got = append(got, b...)
+				time.Sleep(50 * time.Millisecond) // a slow commit: the next batch may wait this long
+				commits <- len(b)
+			})
+		}()
+		if n := <-commits; n != 20 {
+			t.Fatalf("first batch of %d ops, want the 20 queued", n)
+		}
+		ops <- 20 // alone: its batch waits (for up to 50 ms) for 19 more
+		time.Sleep(10 * time.Millisecond)
+		close(quit)
+		wait(t, done)
+		check(t, got, 21)
+	})
 }
