@@ -24,6 +24,9 @@ type memSource struct {
 	sizes  []uint64
 	fail   atomic.Bool
 	block  chan struct{} // when non-nil, claims wait for it to close
+	// failAfter, when positive, fails every claim once that many succeeded
+	// (so that a background prefetch cannot win a race with fail.Store).
+	failAfter int
 }
 
 var _ RangeSource = (*memSource)(nil)
@@ -44,6 +47,9 @@ func (s *memSource) ClaimRange(ctx context.Context, n uint64) (Range, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failAfter > 0 && len(s.claims) >= s.failAfter {
+		return Range{}, errors.New("source down")
+	}
 	r := Range{Start: s.next, End: s.next + n}
 	s.next += n
 	s.claims = append(s.claims, r)
@@ -431,13 +437,12 @@ func TestLeaseCheckedAgainAfterWait(t *testing.T) {
 // back it stayed out of rotation for good. Now a failed claim that leaves
 // nothing to hand out is retried in the background until one succeeds.
 func TestEmptyRecoversWithoutCallers(t *testing.T) {
-	src := &memSource{}
+	src := &memSource{failAfter: 1} // the first range, then the source is down
 	g := newGen(t, src, Config{InitialStep: 1000, RetryAfter: 20 * time.Millisecond})
 	ctx := context.Background()
 	if _, err := g.NextN(ctx, 1000, nil); err != nil { // the whole first range
 		t.Fatal(err)
 	}
-	src.fail.Store(true)
 	if _, err := g.Next(ctx); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
@@ -446,7 +451,9 @@ func TestEmptyRecoversWithoutCallers(t *testing.T) {
 	}
 	failures := g.Stats().ClaimErrors
 	waitFor(t, func() bool { return g.Stats().ClaimErrors >= failures+2 }) // retried with no caller
-	src.fail.Store(false)
+	src.mu.Lock()
+	src.failAfter = 0 // the source is back
+	src.mu.Unlock()
 	waitFor(t, func() bool { st := g.Stats(); return st.Headroom > 0 && st.LastError == "" })
 	claims := src.claimCount()
 	time.Sleep(100 * time.Millisecond)
