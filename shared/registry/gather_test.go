@@ -126,26 +126,42 @@ func TestGatherBounds(t *testing.T) {
 }
 
 // TestGatherLoop commits every op exactly once and in order, in batches
-// within MaxBatch: while running, and when Quit finds ops still queued,
-// also when it closes during a wait.
+// within MaxBatch, when Quit finds ops still queued and when it closes during
+// a wait.
 func TestGatherLoop(t *testing.T) {
-	check := func(t *testing.T, got []int, n int) {
-		t.Helper()
-		if len(got) != n {
-			t.Fatalf("committed %d ops, want %d", len(got), n)
-		}
-		for i, v := range got {
-			if v != i {
-				t.Fatalf("op %d committed as %d: out of order or repeated", i, v)
+	// loop runs g.Loop, checks every batch against MaxBatch, and calls after
+	// (when set) with the size of each committed batch. finish waits for
+	// Loop to return and checks that ops 0..n-1 were committed in order.
+	loop := func(t *testing.T, g *Gatherer[int], after func(int)) (finish func(n int)) {
+		var got []int
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			g.Loop(func(b []int) {
+				if len(b) == 0 || len(b) > g.MaxBatch {
+					t.Errorf("batch of %d ops", len(b))
+				}
+				got = append(got, b...)
+				if after != nil {
+					after(len(b))
+				}
+			})
+		}()
+		return func(n int) {
+			t.Helper()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("Loop did not return after Quit")
 			}
-		}
-	}
-	wait := func(t *testing.T, done chan struct{}) {
-		t.Helper()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			t.Fatal("Loop did not return after Quit")
+			if len(got) != n {
+				t.Fatalf("committed %d ops, want %d", len(got), n)
+			}
+			for i, v := range got {
+				if v != i {
+					t.Fatalf("op %d committed as %d: out of order or repeated", i, v)
+				}
+			}
 		}
 	}
 
@@ -156,50 +172,26 @@ func TestGatherLoop(t *testing.T) {
 			ops <- i
 		}
 		close(quit) // before Loop starts: everything is drained by the Quit path
-		g := &Gatherer[int]{Ops: ops, Quit: quit, MaxBatch: 7}
-		var got []int
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			g.Loop(func(b []int) {
-				if len(b) == 0 || len(b) > 7 {
-					t.Errorf("batch of %d ops", len(b))
-				}
-				got = append(got, b...)
-			})
-		}()
-		wait(t, done)
-		check(t, got, 80)
+		loop(t, &Gatherer[int]{Ops: ops, Quit: quit, MaxBatch: 7}, nil)(80)
 	})
 
 	t.Run("Quit during a wait", func(t *testing.T) {
 		ops := make(chan int, 100)
 		quit := make(chan struct{})
-		var got []int
 		commits := make(chan int, 100)
-		g := &Gatherer[int]{Ops: ops, Quit: quit, MaxBatch: 50, MaxWait: time.Hour}
 		for i := range 20 { // a burst of 20, queued before Loop: one batch, so the next waits for 20
 			ops <- i
 		}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			g.Loop(func(b []int) {
-				if len(b) == 0 || len(b) > 50 {
-					t.Errorf("batch of %d ops", len(b))
-				}
-				got = append(got, b...)
-				time.Sleep(50 * time.Millisecond) // a slow commit: the next batch may wait this long
-				commits <- len(b)
-			})
-		}()
+		finish := loop(t, &Gatherer[int]{Ops: ops, Quit: quit, MaxBatch: 50, MaxWait: time.Hour}, func(n int) {
+			time.Sleep(50 * time.Millisecond) // a slow commit: the next batch may wait this long
+			commits <- n
+		})
 		if n := <-commits; n != 20 {
 			t.Fatalf("first batch of %d ops, want the 20 queued", n)
 		}
 		ops <- 20 // alone: its batch waits (for up to 50 ms) for 19 more
 		time.Sleep(10 * time.Millisecond)
 		close(quit)
-		wait(t, done)
-		check(t, got, 21)
+		finish(21)
 	})
 }

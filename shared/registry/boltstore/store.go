@@ -48,9 +48,6 @@ type Config struct {
 	Shard uint8
 	// MaxBatch bounds the operations of one write transaction. Default 4096.
 	MaxBatch int
-	// GroupWait bounds how long a group commit waits for more operations
-	// under load (registry.Gatherer). Default 1ms; negative: never wait.
-	GroupWait time.Duration
 	// OpenTimeout bounds waiting for the file lock held by another process.
 	// Default 2s.
 	OpenTimeout time.Duration
@@ -171,7 +168,7 @@ func (s *Store) do(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 func (s *Store) flusher() {
 	defer close(s.flushed)
 	errs := make([]error, 0, s.cfg.MaxBatch)
-	g := registry.Gatherer[*op]{Ops: s.ops, Quit: s.quit, MaxBatch: s.cfg.MaxBatch, MaxWait: s.cfg.GroupWait}
+	g := registry.Gatherer[*op]{Ops: s.ops, Quit: s.quit, MaxBatch: s.cfg.MaxBatch}
 	g.Loop(func(batch []*op) { s.commit(batch, errs) })
 }
 

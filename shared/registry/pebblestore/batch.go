@@ -97,7 +97,7 @@ func (t *tx) del(key []byte) {
 func (s *Store) flusher() {
 	defer close(s.flushed)
 	errs := make([]error, 0, s.cfg.MaxBatch)
-	g := registry.Gatherer[*op]{Ops: s.ops, Quit: s.quit, MaxBatch: s.cfg.MaxBatch, MaxWait: s.cfg.GroupWait}
+	g := registry.Gatherer[*op]{Ops: s.ops, Quit: s.quit, MaxBatch: s.cfg.MaxBatch}
 	g.Loop(func(batch []*op) { s.commit(batch, errs) })
 }
 

@@ -58,9 +58,6 @@ type Config struct {
 	Shard uint8
 	// MaxBatch bounds the operations of one group commit. Default 4096.
 	MaxBatch int
-	// GroupWait bounds how long a group commit waits for more operations
-	// under load (registry.Gatherer). Default 1ms; negative: never wait.
-	GroupWait time.Duration
 	// OpenTimeout bounds waiting for the directory lock held by another
 	// process (or another Store of this process). Default 2s.
 	OpenTimeout time.Duration

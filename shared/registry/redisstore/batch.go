@@ -173,7 +173,7 @@ const maxFlushRecords = 8192
 func (s *Store) flusher() {
 	defer close(s.flushed)
 	g := registry.Gatherer[*op]{
-		Ops: s.ops, Quit: s.quit, MaxBatch: s.cfg.MaxBatch, MaxWait: s.cfg.GroupWait,
+		Ops: s.ops, Quit: s.quit, MaxBatch: s.cfg.MaxBatch,
 		Weigh: func(o *op) int { return len(o.keys) }, MaxWeight: maxFlushRecords,
 	}
 	g.Loop(s.flush)

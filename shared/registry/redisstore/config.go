@@ -69,9 +69,6 @@ type Config struct {
 
 	// MaxBatch bounds the operations of one group commit. Default 4096.
 	MaxBatch int
-	// GroupWait bounds how long a group commit waits for more operations
-	// under load (registry.Gatherer). Default 1ms; negative: never wait.
-	GroupWait time.Duration
 	// FlushTimeout bounds one flush (all its round trips, WAIT excluded).
 	// Default DefaultFlushTimeout.
 	FlushTimeout time.Duration
