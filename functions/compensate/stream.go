@@ -182,14 +182,43 @@ func (w *Worker) enter(id string) bool {
 	return true
 }
 
-// touch resets the idle time of an entry this worker is still retrying, so
-// that no other worker takes it over (JUSTID: the delivery count stays).
-func (w *Worker) touch(ctx context.Context, id string) {
-	err := w.rdb.XClaimJustID(ctx, &redis.XClaimArgs{
-		Stream: w.cfg.Stream, Group: w.cfg.Group, Consumer: w.cfg.Consumer, MinIdle: 0, Messages: []string{id},
-	}).Err()
-	if err != nil {
-		w.log.Warn("compensate: refreshing a pending entry failed", zap.String("entry", id), zap.Error(err))
+// keepFresh resets, every ClaimIdle/3 until stop, the idle time of every
+// entry this worker has in flight (XCLAIM JUSTID: the delivery count
+// stays), so that a peer's XAUTOCLAIM takes over only the entries of a
+// worker that died or stalled, never those of one that is slow or
+// retrying: each takeover counts a delivery towards MaxDeliveries, and a
+// live worker's entries would otherwise reach the dead-letter stream
+// while it is still applying them (a retry's backoff or one attempt
+// waiting on a lease can outlast ClaimIdle). An entry a peer took over
+// while this worker was stalled comes back with the refresh; both attempts
+// may run, and the compensation core makes them one effect and one audit
+// entry.
+func (w *Worker) keepFresh(ctx context.Context, stop <-chan struct{}) {
+	t := time.NewTicker(max(w.cfg.ClaimIdle/3, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		ids := make([]string, 0, len(w.inflight))
+		for id := range w.inflight {
+			ids = append(ids, id)
+		}
+		w.mu.Unlock()
+		if len(ids) == 0 {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, max(w.cfg.ClaimIdle/3, time.Second))
+		err := w.rdb.XClaimJustID(cctx, &redis.XClaimArgs{
+			Stream: w.cfg.Stream, Group: w.cfg.Group, Consumer: w.cfg.Consumer, MinIdle: 0, Messages: ids,
+		}).Err()
+		cancel()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			w.log.Warn("compensate: refreshing the entries in flight failed", zap.Int("entries", len(ids)), zap.Error(err))
+		}
 	}
 }
 

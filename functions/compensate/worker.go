@@ -59,8 +59,9 @@ type Config struct {
 	// unprocessed (it keeps killing or stalling its workers). Default 5.
 	MaxDeliveries int
 	// ClaimIdle: entries pending this long at another consumer (crashed, or
-	// stalled) are taken over with XAUTOCLAIM. A worker retrying an entry
-	// keeps it fresh (XCLAIM JUSTID), so only dead workers lose entries.
+	// stalled) are taken over with XAUTOCLAIM. A worker keeps the entries
+	// it has in flight fresh (XCLAIM JUSTID every ClaimIdle/3), so only
+	// dead or stalled workers lose entries, not slow or retrying ones.
 	// Default 30 s.
 	ClaimIdle time.Duration
 	// Block bounds one XREADGROUP wait, hence also how long shutdown waits
@@ -235,6 +236,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		defer close(ackDone)
 		w.acker(procCtx)
 	}()
+	freshStop, freshDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(freshDone)
+		w.keepFresh(procCtx, freshStop)
+	}()
 
 	w.log.Info("compensate worker started", zap.String("stream", w.cfg.Stream), zap.String("group", w.cfg.Group),
 		zap.String("consumer", w.cfg.Consumer), zap.Int("max_deliveries", w.cfg.MaxDeliveries), zap.Duration("claim_idle", w.cfg.ClaimIdle))
@@ -287,6 +293,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.log.Info("compensate: stopping; letting in-flight entries finish", zap.Int("in_flight", w.inFlight()))
 	wg.Wait()
+	close(freshStop)
+	<-freshDone
 	close(w.acks)
 	<-ackDone
 	w.log.Info("compensate worker stopped", zap.Int("left_pending", w.inFlight()))
@@ -353,7 +361,6 @@ func (w *Worker) handle(procCtx, runCtx context.Context, e entry) {
 		return
 	}
 	ev.Redelivered = e.deliveries > 1
-	lastTouch := time.Now()
 	for attempt := 1; ; attempt++ {
 		res, err := w.core.Compensate(procCtx, ev)
 		if err == nil {
@@ -386,10 +393,6 @@ func (w *Worker) handle(procCtx, runCtx context.Context, e entry) {
 			w.log.Warn("compensate: transient failure; retrying", zap.String("entry", e.msg.ID), zap.String("id", ev.ID), zap.Int("attempt", attempt), zap.Error(err))
 		}
 		ev.Redelivered = true // the failed attempt may have stored the effect
-		if time.Since(lastTouch) > w.cfg.ClaimIdle/3 {
-			w.touch(procCtx, e.msg.ID)
-			lastTouch = time.Now()
-		}
 		if !sleep(runCtx, w.backoff(attempt)) {
 			w.unflight(e.msg.ID)
 			return

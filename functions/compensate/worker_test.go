@@ -240,6 +240,21 @@ func (e *env) bump(consumer string, n int, ids ...string) {
 	}
 }
 
+// pendingAt returns how many entries consumer holds pending.
+func (e *env) pendingAt(consumer string) int64 {
+	e.T.Helper()
+	cs, err := e.RDB.XInfoConsumers(context.Background(), e.Stream, compensate.DefaultGroup).Result()
+	if err != nil && !strings.Contains(err.Error(), "NOGROUP") {
+		e.T.Fatal(err)
+	}
+	for _, c := range cs {
+		if c.Name == consumer {
+			return c.Pending
+		}
+	}
+	return 0
+}
+
 // TestTakeOverAndMaxDeliveries: entries pending at a dead consumer are
 // taken over after ClaimIdle and applied; one delivered more than
 // MaxDeliveries times is dead-lettered unprocessed.
@@ -441,57 +456,86 @@ func TestMetricsAndHealth(t *testing.T) {
 	}
 }
 
-// downRegistry is unavailable until up is closed.
-type downRegistry struct {
+// gatedRegistry fails every transition with ErrUnavailable (fail) or
+// holds it (!fail) until up is closed.
+type gatedRegistry struct {
 	next compensation.Transitioner
 	up   chan struct{}
+	fail bool
 }
 
-func (d downRegistry) Transition(ctx context.Context, id idcodec.ID, ch registry.Change) (registry.Record, registry.Outcome, error) {
+func (g gatedRegistry) Transition(ctx context.Context, id idcodec.ID, ch registry.Change) (registry.Record, registry.Outcome, error) {
+	if g.fail {
+		select {
+		case <-g.up:
+		default:
+			return registry.Record{}, 0, registry.ErrUnavailable
+		}
+	}
 	select {
-	case <-d.up:
-		return d.next.Transition(ctx, id, ch)
-	default:
-		return registry.Record{}, 0, registry.ErrUnavailable
+	case <-g.up:
+	case <-ctx.Done():
+		return registry.Record{}, 0, ctx.Err()
 	}
+	return g.next.Transition(ctx, id, ch)
 }
 
-// TestRetryingWorkerKeepsItsEntry: a worker retrying through a registry
-// outage far longer than ClaimIdle keeps its entries fresh, so a peer does
-// not take them over (which would burn deliveries towards the DLQ).
-func TestRetryingWorkerKeepsItsEntry(t *testing.T) {
-	e := newEnv(t)
-	store := e.Store()
-	aud, path := e.AuditLog("w1")
-	down := downRegistry{next: store, up: make(chan struct{})}
-	m1, m2 := compensate.NewMetrics(), compensate.NewMetrics()
-	cfg := compensate.Config{ClaimIdle: 300 * time.Millisecond, BackoffBase: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond}
-	cfg.Metrics = m1
-	w1 := e.worker("w1", cfg, e.Core(down, aud, e.RDB), aud, e.RDB)
-	cfg.Metrics = m2
-	c2 := e.Client()
-	w2 := e.worker("w2", cfg, e.Core(store, aud, c2), aud, c2)
-	id := compensationtest.PendingIDs(t, store, 1)[0]
-	e.add(failure(id, "r"))
-	run(t, w1)
-	for metric(t, m1, "idgen_compensate_retried_total") == 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
-	run(t, w2)
-	time.Sleep(1500 * time.Millisecond) // 5 × ClaimIdle
-	if got := metric(t, m2, "idgen_compensate_reclaimed_total"); got != 0 {
-		t.Fatalf("the peer took over %v entries of a live worker", got)
-	}
-	close(down.up)
-	drained(t, w1, 10*time.Second)
-	if got := metric(t, m1, "idgen_compensate_processed_total", "outcome", "applied"); got != 1 {
-		t.Fatalf("applied by the retrying worker: %v", got)
-	}
-	if n := len(compensationtest.AuditLines(t, audit.ActionCompensate, path)); n != 1 {
-		t.Fatalf("%d audit entries", n)
-	}
-	p, err := e.RDB.XPendingExt(context.Background(), &redis.XPendingExtArgs{Stream: e.Stream, Group: compensate.DefaultGroup, Start: "-", End: "+", Count: 10}).Result()
-	if err != nil || len(p) != 0 {
-		t.Fatalf("pending %v %v", p, err)
+// TestLiveWorkerKeepsItsEntry: a worker that is live but slow far longer
+// than ClaimIdle (retrying through a registry outage with short or long
+// backoff, or in one attempt that takes long) keeps its entry fresh: a
+// peer does not take it over (which would burn deliveries towards the
+// DLQ: the chaos suite saw a live worker's entry dead-lettered), the
+// delivery count stays 1, and the entry is applied and audited once.
+func TestLiveWorkerKeepsItsEntry(t *testing.T) {
+	const claimIdle = 300 * time.Millisecond
+	for _, tc := range []struct {
+		name        string
+		fail        bool // transient failures (else one attempt blocks)
+		backoffBase time.Duration
+		backoffMax  time.Duration
+	}{
+		{"retries with backoff under ClaimIdle", true, 10 * time.Millisecond, 50 * time.Millisecond},
+		{"retries with backoff over ClaimIdle", true, 4 * claimIdle, 4 * claimIdle},
+		{"one attempt longer than ClaimIdle", false, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			store := e.Store()
+			aud, path := e.AuditLog("w1")
+			gate := gatedRegistry{next: store, up: make(chan struct{}), fail: tc.fail}
+			m1, m2 := compensate.NewMetrics(), compensate.NewMetrics()
+			cfg := compensate.Config{ClaimIdle: claimIdle, BackoffBase: tc.backoffBase, BackoffMax: tc.backoffMax, MaxDeliveries: 2}
+			cfg.Metrics = m1
+			w1 := e.worker("w1", cfg, e.Core(gate, aud, e.RDB), aud, e.RDB)
+			cfg.Metrics = m2
+			c2 := e.Client()
+			w2 := e.worker("w2", cfg, e.Core(store, aud, c2), aud, c2)
+			id := compensationtest.PendingIDs(t, store, 1)[0]
+			e.add(failure(id, "r"))
+			run(t, w1)
+			for e.pendingAt("w1") == 0 {
+				time.Sleep(5 * time.Millisecond)
+			}
+			run(t, w2)
+			time.Sleep(8 * claimIdle)
+			if got := metric(t, m2, "idgen_compensate_reclaimed_total"); got != 0 {
+				t.Fatalf("the peer took over %v entries of a live worker", got)
+			}
+			p, err := e.RDB.XPendingExt(context.Background(), &redis.XPendingExtArgs{Stream: e.Stream, Group: compensate.DefaultGroup, Start: "-", End: "+", Count: 10}).Result()
+			if err != nil || len(p) != 1 || p[0].Consumer != "w1" || p[0].RetryCount != 1 {
+				t.Fatalf("pending while w1 works on it: %+v %v; want one entry at w1, delivered once", p, err)
+			}
+			close(gate.up)
+			drained(t, w1, 10*time.Second)
+			if got := metric(t, m1, "idgen_compensate_processed_total", "outcome", "applied"); got != 1 {
+				t.Fatalf("applied by the live worker: %v", got)
+			}
+			if n := len(compensationtest.AuditLines(t, audit.ActionCompensate, path)); n != 1 {
+				t.Fatalf("%d audit entries", n)
+			}
+			if n, err := e.RDB.XLen(context.Background(), w1.DLQ()).Result(); err != nil || n != 0 {
+				t.Fatalf("dead letters: %d %v", n, err)
+			}
+		})
 	}
 }
