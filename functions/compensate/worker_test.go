@@ -539,3 +539,60 @@ func TestLiveWorkerKeepsItsEntry(t *testing.T) {
 		})
 	}
 }
+
+// TestTakeOverWaitsOutADeadAttemptsLease is the chaos suite's case: a
+// worker died after storing an effect and claiming its audit entry, before
+// writing it. The peers that take the entry over retry (ErrAuditBusy, with
+// a backoff longer than ClaimIdle) until the dead attempt's lease expires;
+// meanwhile they must not take the entry from each other (each takeover
+// counts a delivery, and the entry would reach the dead-letter stream).
+// Then one of them writes the missing entry, marked recovered, once.
+func TestTakeOverWaitsOutADeadAttemptsLease(t *testing.T) {
+	const lease = 2 * time.Second
+	e := newEnv(t)
+	store := e.Store()
+	id := compensationtest.PendingIDs(t, store, 1)[0]
+	ctx := context.Background()
+	actor := "compensate:" + compensate.DefaultStreamSource
+	if _, out, err := store.Transition(ctx, id, registry.Change{To: registry.Compensated, Reason: "r", Actor: actor, NowMS: time.Now().UnixMilli()}); err != nil || out != registry.Applied {
+		t.Fatalf("the dead attempt's effect: %v %v", out, err)
+	}
+	core := func(aud compensation.Recorder, c redis.Cmdable) *compensation.Core {
+		m := e.Marks(c)
+		m.LeaseTTL = lease
+		return &compensation.Core{Registry: store, Audit: aud, Marks: m}
+	}
+	if won, err := core(nil, e.RDB).Marks.Claim(ctx, id, "dead-attempt"); err != nil || !won {
+		t.Fatalf("the dead attempt's claim: %v %v", won, err)
+	}
+	e.bump("dead-1", 1, e.add(failure(id, "r"))...)
+
+	cfg := compensate.Config{ClaimIdle: 200 * time.Millisecond, BackoffBase: 300 * time.Millisecond, BackoffMax: 600 * time.Millisecond, MaxDeliveries: 3}
+	var paths []string
+	var ms []*compensate.Metrics
+	for _, name := range []string{"w1", "w2"} {
+		aud, path := e.AuditLog(name)
+		c := e.Client()
+		cfg.Metrics = compensate.NewMetrics()
+		run(t, e.worker(name, cfg, core(aud, c), aud, c))
+		paths, ms = append(paths, path), append(ms, cfg.Metrics)
+	}
+	start := time.Now()
+	for e.pendingAt("dead-1") != 0 || e.pendingAt("w1")+e.pendingAt("w2") != 0 {
+		if time.Since(start) > 3*lease+5*time.Second {
+			t.Fatalf("not drained %v after the takeover began", time.Since(start))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("drained %v after the takeover began (lease %v)", time.Since(start), lease)
+	if n, err := e.RDB.XLen(ctx, e.Stream+compensate.DLQSuffix).Result(); err != nil || n != 0 {
+		t.Fatalf("dead letters: %d %v", n, err)
+	}
+	if got := metric(t, ms[0], "idgen_compensate_reclaimed_total") + metric(t, ms[1], "idgen_compensate_reclaimed_total"); got != 1 {
+		t.Fatalf("%v takeovers, want 1 (the dead consumer's entry, once)", got)
+	}
+	lines := compensationtest.AuditLines(t, audit.ActionCompensate, paths...)
+	if len(lines) != 1 || !lines[0].Recovered || lines[0].Resource != id.String() {
+		t.Fatalf("audit entries %+v; want the dead attempt's entry once, recovered", lines)
+	}
+}
