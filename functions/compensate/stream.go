@@ -200,6 +200,8 @@ func (w *Worker) keepFresh(ctx context.Context, stop <-chan struct{}) {
 		select {
 		case <-stop:
 			return
+		case <-ctx.Done(): // the drain timed out: the attempts are stopping
+			return
 		case <-t.C:
 		}
 		w.mu.Lock()
