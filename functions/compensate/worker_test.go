@@ -487,7 +487,9 @@ func (g gatedRegistry) Transition(ctx context.Context, id idcodec.ID, ch registr
 // DLQ: the chaos suite saw a live worker's entry dead-lettered), the
 // delivery count stays 1, and the entry is applied and audited once.
 func TestLiveWorkerKeepsItsEntry(t *testing.T) {
-	const claimIdle = 300 * time.Millisecond
+	// Refreshes every ClaimIdle/3 leave 2/3 of it as slack for a loaded
+	// CI machine.
+	const claimIdle = 400 * time.Millisecond
 	for _, tc := range []struct {
 		name        string
 		fail        bool // transient failures (else one attempt blocks)
@@ -513,8 +515,10 @@ func TestLiveWorkerKeepsItsEntry(t *testing.T) {
 			id := compensationtest.PendingIDs(t, store, 1)[0]
 			e.add(failure(id, "r"))
 			run(t, w1)
-			for e.pendingAt("w1") == 0 {
-				time.Sleep(5 * time.Millisecond)
+			for deadline := time.Now().Add(10 * time.Second); e.pendingAt("w1") == 0; time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("w1 did not read the entry")
+				}
 			}
 			run(t, w2)
 			time.Sleep(8 * claimIdle)
@@ -548,7 +552,7 @@ func TestLiveWorkerKeepsItsEntry(t *testing.T) {
 // counts a delivery, and the entry would reach the dead-letter stream).
 // Then one of them writes the missing entry, marked recovered, once.
 func TestTakeOverWaitsOutADeadAttemptsLease(t *testing.T) {
-	const lease = 2 * time.Second
+	const lease = 3 * time.Second
 	e := newEnv(t)
 	store := e.Store()
 	id := compensationtest.PendingIDs(t, store, 1)[0]
@@ -567,7 +571,7 @@ func TestTakeOverWaitsOutADeadAttemptsLease(t *testing.T) {
 	}
 	e.bump("dead-1", 1, e.add(failure(id, "r"))...)
 
-	cfg := compensate.Config{ClaimIdle: 200 * time.Millisecond, BackoffBase: 300 * time.Millisecond, BackoffMax: 600 * time.Millisecond, MaxDeliveries: 3}
+	cfg := compensate.Config{ClaimIdle: 400 * time.Millisecond, BackoffBase: 600 * time.Millisecond, BackoffMax: 1200 * time.Millisecond, MaxDeliveries: 3}
 	var paths []string
 	var ms []*compensate.Metrics
 	for _, name := range []string{"w1", "w2"} {
