@@ -574,20 +574,17 @@ func TestTakeOverWaitsOutADeadAttemptsLease(t *testing.T) {
 	cfg := compensate.Config{ClaimIdle: 400 * time.Millisecond, BackoffBase: 600 * time.Millisecond, BackoffMax: 1200 * time.Millisecond, MaxDeliveries: 3}
 	var paths []string
 	var ms []*compensate.Metrics
+	var w *compensate.Worker
 	for _, name := range []string{"w1", "w2"} {
 		aud, path := e.AuditLog(name)
 		c := e.Client()
 		cfg.Metrics = compensate.NewMetrics()
-		run(t, e.worker(name, cfg, core(aud, c), aud, c))
+		w = e.worker(name, cfg, core(aud, c), aud, c)
+		run(t, w)
 		paths, ms = append(paths, path), append(ms, cfg.Metrics)
 	}
 	start := time.Now()
-	for e.pendingAt("dead-1") != 0 || e.pendingAt("w1")+e.pendingAt("w2") != 0 {
-		if time.Since(start) > 3*lease+5*time.Second {
-			t.Fatalf("not drained %v after the takeover began", time.Since(start))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	drained(t, w, 3*lease+5*time.Second)
 	t.Logf("drained %v after the takeover began (lease %v)", time.Since(start), lease)
 	if n, err := e.RDB.XLen(ctx, e.Stream+compensate.DLQSuffix).Result(); err != nil || n != 0 {
 		t.Fatalf("dead letters: %d %v", n, err)
