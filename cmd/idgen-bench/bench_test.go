@@ -32,7 +32,7 @@ func TestParseFlags(t *testing.T) {
 		check   func(t *testing.T, c config)
 	}{
 		{name: "defaults", check: func(t *testing.T, c config) {
-			if c.rounds != 5 || c.duration != 5*time.Second || c.conns != 64 || c.latConns != 32 || c.out != "bench" || c.benchtime != time.Second || c.profileSecs != 4 {
+			if c.rounds != 7 || c.warmup != 10*time.Second || c.duration != 5*time.Second || c.conns != 64 || c.latConns != 32 || c.out != "bench" || c.benchtime != time.Second || c.profileSecs != 4 {
 				t.Errorf("defaults = %+v", c)
 			}
 		}},

@@ -1,7 +1,7 @@
 // Command idgen-bench is `make bench`: it measures idgen beside baselines in
 // the same run on the same machine and reports ratios, never bare figures.
 //
-//	idgen-bench [-rounds 5] [-duration 5s] [-connections 64] [-latency-connections 32] [-idgen bin/idgen] [-out bench] [-quick]
+//	idgen-bench [-rounds 7] [-warmup 10s] [-duration 5s] [-connections 64] [-latency-connections 32] [-idgen bin/idgen] [-out bench] [-quick]
 //
 // In-process: the generator hot path (ns/ID, allocs/ID) against
 // github.com/google/uuid (NewV7, NewRandom), github.com/bwmarrin/snowflake,
@@ -77,9 +77,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("idgen-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.IntVar(&c.rounds, "rounds", 5, "rounds per measurement, alternating (median reported; at least 3)")
+	fs.IntVar(&c.rounds, "rounds", 7, "rounds per measurement, alternating (median reported; at least 3)")
 	fs.DurationVar(&c.duration, "duration", 5*time.Second, "wrk duration of one measured run (whole seconds)")
-	fs.DurationVar(&c.warmup, "warmup", 2*time.Second, "wrk warm-up per target before the rounds (whole seconds)")
+	fs.DurationVar(&c.warmup, "warmup", 10*time.Second, "wrk warm-up per target before the rounds (whole seconds; long enough for a new embedded store to reach its steady state)")
 	fs.IntVar(&c.conns, "connections", 64, "wrk connections of the throughput runs (the ratio targets are stated under wrk with 64 connections)")
 	fs.IntVar(&c.latConns, "latency-connections", 32, "wrk connections of the extra idgen + Redis and durable runs the p99 targets are judged on (stated at 32); equal to -connections: the throughput runs are reused")
 	fs.DurationVar(&c.benchtime, "benchtime", time.Second, "duration of one in-process measurement")
