@@ -50,11 +50,12 @@ test: deps build
 	# backups): a module of their own, so the Kubernetes types stay out of
 	# the service's build.
 	cd infra && $(GO) vet ./... && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...
-	bash scripts/fuzz.sh 5
+	bash scripts/fuzz.sh 1
 
-# Every fuzz target for a minute each.
+# Every fuzz target for 12 times the execution budget of make test
+# (about a minute each).
 fuzz:
-	bash scripts/fuzz.sh 60
+	bash scripts/fuzz.sh 12
 
 # The full fault-injection run (ZooKeeper ensemble, Redis + Sentinels, 3
 # durable instances behind HAProxy, 2 compensate workers, 11 faults, ≥ 1M
