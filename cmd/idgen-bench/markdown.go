@@ -86,12 +86,14 @@ func writeMarkdown(w io.Writer, r *results) {
 		p("")
 		p("`wrk -t2 -c%d --latency`, POST /generate. Ratio to the ceiling = the median, over the rounds, of requests/s ÷ the ceiling's requests/s in the same round "+
 			"(each round runs the ceiling first and every target within about a minute after it, so a change of the machine's speed from one round to the next cancels out); "+
-			"the requests/s columns are medians.", r.Connections)
+			"the requests/s columns are medians. Refused: 503 answers summed over the rounds; only the naive design may give them (a request that loses "+
+			"the counter's compare-and-set to the other connections for its whole 5 s timeout), and its requests/s counts issued IDs only; "+
+			"any non-2xx answer from idgen fails the bench.", r.Connections)
 		p("")
-		p("| target | requests/s | ratio to ceiling | p50 | p99 | p99.9 | socket errors | requests/s per round |")
-		p("|---|---:|---:|---:|---:|---:|---:|---|")
+		p("| target | requests/s | ratio to ceiling | p50 | p99 | p99.9 | socket errors | refused (503) | requests/s per round |")
+		p("|---|---:|---:|---:|---:|---:|---:|---:|---|")
 		for _, h := range single {
-			p("| %s | %s | %s | %s | %s | %s | %d | %s |", h.Name, fmtNum(h.RPS), fmtRatio(h.ratioTo(ceil), hasCeil), fmtDur(h.P50), fmtDur(h.P99), fmtDur(h.P999), h.SockErrors, roundsList(h.RoundsRPS))
+			p("| %s | %s | %s | %s | %s | %s | %d | %d | %s |", h.Name, fmtNum(h.RPS), fmtRatio(h.ratioTo(ceil), hasCeil), fmtDur(h.P50), fmtDur(h.P99), fmtDur(h.P999), h.SockErrors, h.Refused, roundsList(h.RoundsRPS))
 		}
 		p("")
 	}

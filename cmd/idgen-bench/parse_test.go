@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -34,6 +35,29 @@ sum 150000 5000000 1 2 3 7 4
 	}
 	if _, err := parseWrk("Requests/sec: 1\n"); err == nil {
 		t.Error("output without the summary line parsed")
+	}
+}
+
+// TestCheckAnswers: a non-2xx answer fails an idgen run; the strawman's
+// refusals are kept, and its requests/s counts the answers that issued an ID.
+func TestCheckAnswers(t *testing.T) {
+	run := func() wrkResult {
+		return wrkResult{requests: 1000, elapsed: 5 * time.Second, rps: 200, non2xx: 100}
+	}
+	w := run()
+	if err := (&instance{key: "pebble"}).checkAnswers(&w); err == nil || !strings.Contains(err.Error(), "100 non-2xx answers of 1000") {
+		t.Errorf("idgen with 100 refusals: err %v, want the count", err)
+	}
+	w = run()
+	if err := (&instance{key: "naive", refuses: true}).checkAnswers(&w); err != nil {
+		t.Fatalf("strawman: %v", err)
+	}
+	if math.Abs(w.rps-180) > 1e-9 {
+		t.Errorf("strawman requests/s %v, want 180 (900 issued in 5 s)", w.rps)
+	}
+	w = wrkResult{requests: 1000, elapsed: 5 * time.Second, rps: 200}
+	if err := (&instance{key: "pebble"}).checkAnswers(&w); err != nil || w.rps != 200 {
+		t.Errorf("all 2xx: err %v, rps %v", err, w.rps)
 	}
 }
 

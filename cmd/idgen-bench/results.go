@@ -54,6 +54,7 @@ type httpResult struct {
 	RoundsRPS       []float64
 	RoundsP99       []time.Duration
 	SockErrors      int
+	Refused         int // non-2xx answers over all rounds (only the strawman may have any)
 }
 
 // IDsPerSec is RPS times IDs per request.
