@@ -31,9 +31,9 @@ type instance struct {
 	batch   bool                   // also measured with count=1000
 	pprof   bool                   // started with --pprof-listen
 	cold    bool                   // cold start measured
-	// refuses marks the strawman, whose requests can lose the counter's
-	// compare-and-set to the other connections until their timeout and
-	// answer 503: those answers are counted and reported (they are part of
+	// refuses marks the strawman, whose requests answer 503 when they fail
+	// within their timeout (under load: by losing the counter's
+	// compare-and-set to the other connections until then): those answers are counted and reported (they are part of
 	// what the design costs), and its requests/s counts issued IDs only.
 	// For every other instance a non-2xx answer fails the bench.
 	refuses bool
