@@ -6,7 +6,7 @@
 # The budget is a count of executions (-fuzztime Nx), not a duration: with a duration,
 # Go 1.26's fuzz coordinator can report a bare "context deadline exceeded" failure when
 # the deadline fires while a worker is mid-call (golang/go#75804, fixed in Go 1.27). A
-# count has no deadline to race, so a failure here is always a real finding.
+# count has no deadline to race, so a failure here is never that race.
 set -euo pipefail
 scale="${1:-1}"
 [[ "$scale" =~ ^[1-9][0-9]*$ ]] || { echo "fuzz.sh: scale must be a positive integer, got '$scale'" >&2; exit 2; }

@@ -33,9 +33,10 @@ type instance struct {
 	cold    bool                   // cold start measured
 	// refuses marks the strawman, whose requests answer 503 when they fail
 	// within their timeout (under load: by losing the counter's
-	// compare-and-set to the other connections until then): those answers are counted and reported (they are part of
-	// what the design costs), and its requests/s counts issued IDs only.
-	// For every other instance a non-2xx answer fails the bench.
+	// compare-and-set to the other connections until then). Those answers
+	// are counted and reported (they are part of what the design costs),
+	// and its requests/s counts issued IDs only. For every other instance
+	// a non-2xx answer fails the bench.
 	refuses bool
 	// tls, when set, is the client side of an HTTPS listener (it trusts
 	// the listener's CA); bearer, when set, is the token every request

@@ -87,8 +87,8 @@ func writeMarkdown(w io.Writer, r *results) {
 		p("`wrk -t2 -c%d --latency`, POST /generate. Ratio to the ceiling = the median, over the rounds, of requests/s ÷ the ceiling's requests/s in the same round "+
 			"(each round runs the ceiling first and every target within about a minute after it, so a change of the machine's speed from one round to the next cancels out); "+
 			"the requests/s columns are medians. Refused: 503 answers summed over the rounds; only the naive design may give them (a request that fails "+
-			"within its 5 s timeout, for instance by losing the counter's compare-and-set to the other connections until then), and its requests/s counts issued IDs only; "+
-			"any non-2xx answer from idgen fails the bench.", r.Connections)
+			"within its %v timeout, for instance by losing the counter's compare-and-set to the other connections until then), and its requests/s counts issued IDs only; "+
+			"any non-2xx answer from idgen fails the bench.", r.Connections, naiveTimeout)
 		p("")
 		p("| target | requests/s | ratio to ceiling | p50 | p99 | p99.9 | socket errors | refused (503) | requests/s per round |")
 		p("|---|---:|---:|---:|---:|---:|---:|---:|---|")

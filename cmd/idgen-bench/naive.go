@@ -30,9 +30,13 @@ import (
 type naiveConfig struct {
 	// Path is the counter znode. Default "/naive/counter".
 	Path string
-	// Timeout bounds one request (all its retries). Default 5s.
+	// Timeout bounds one request (all its retries). Default naiveTimeout.
 	Timeout time.Duration
 }
+
+// naiveTimeout is the default bound of one strawman request; past it the
+// request answers 503.
+const naiveTimeout = 5 * time.Second
 
 // naive is the strawman's handler and its counters.
 type naive struct {
@@ -54,7 +58,7 @@ func newNaive(conn *zk.Conn, rdb *redis.Client, cfg naiveConfig) (*naive, error)
 		cfg.Path = "/naive/counter"
 	}
 	if cfg.Timeout == 0 {
-		cfg.Timeout = 5 * time.Second
+		cfg.Timeout = naiveTimeout
 	}
 	parts := strings.Split(strings.TrimPrefix(cfg.Path, "/"), "/")
 	for i := range parts {
