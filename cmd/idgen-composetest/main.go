@@ -73,7 +73,10 @@ type run struct {
 	token string
 	http  *http.Client
 	start time.Time
-	lines []string
+
+	linesMu sync.Mutex
+	lines   []string
+	health  healthWatch
 
 	mu         sync.Mutex
 	seen       map[idcodec.ID]struct{}
@@ -83,7 +86,9 @@ type run struct {
 
 func (r *run) logf(format string, a ...any) {
 	line := fmt.Sprintf(format, a...)
+	r.linesMu.Lock()
 	r.lines = append(r.lines, line)
+	r.linesMu.Unlock()
 	fmt.Fprintf(os.Stderr, "compose-test %6.1fs: %s\n", time.Since(r.start).Seconds(), line)
 }
 
@@ -118,6 +123,9 @@ func (r *run) main(ctx context.Context) error {
 		return err
 	}
 	r.logf("stack up and healthy in %.1f s (3 idgen, lb on 127.0.0.1:%d)", time.Since(t0).Seconds(), r.port)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go r.watchHealth(watchCtx, "idgen", &r.health)
 
 	// 1. IDs through the load balancer.
 	res := r.load(ctx, r.cfg.conns, r.cfg.ids, nil)
@@ -137,14 +145,14 @@ func (r *run) main(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); scaleRes = r.load(ctx, 8, 0, stopLoad) }()
 	scaleErr := func() error {
-		if _, err := r.compose(ctx, "up", "-d", "--no-build", "--no-recreate", "--scale", "idgen=5"); err != nil {
+		if err := r.scale(ctx, 5); err != nil {
 			return err
 		}
 		if err := r.waitHealthy(ctx, "idgen", 5, 3*time.Minute); err != nil {
 			return err
 		}
 		time.Sleep(3 * time.Second) // HAProxy resolves and checks the new ones
-		if _, err := r.compose(ctx, "up", "-d", "--no-build", "--no-recreate", "--scale", "idgen=2"); err != nil {
+		if err := r.scale(ctx, 2); err != nil {
 			return err
 		}
 		return r.waitHealthy(ctx, "idgen", 2, 2*time.Minute)
@@ -198,10 +206,28 @@ func (r *run) main(ctx context.Context) error {
 	return nil
 }
 
+// scale sets the number of idgen instances. Only that service is touched
+// (--no-deps, service named): a plain `up --scale` also re-checks every
+// other service's depends_on, and docker-compose 1.29 then fails the whole
+// command when any idgen container is unhealthy at that moment (the lb
+// depends on idgen: service_healthy), although the scaling itself is done.
+func (r *run) scale(ctx context.Context, n int) error {
+	_, err := r.compose(ctx, "up", "-d", "--no-build", "--no-recreate", "--no-deps",
+		"--scale", fmt.Sprintf("idgen=%d", n), "idgen")
+	return err
+}
+
 func (r *run) summary(w io.Writer) {
 	fmt.Fprintln(w, "\ncompose-test summary")
+	r.linesMu.Lock()
 	for _, l := range r.lines {
 		fmt.Fprintln(w, "  "+l)
+	}
+	r.linesMu.Unlock()
+	events := r.health.report()
+	fmt.Fprintf(w, "  idgen health: %d change(s) to or from unhealthy\n", len(events))
+	for _, e := range events {
+		fmt.Fprintln(w, "    "+e)
 	}
 	fmt.Fprintf(w, "  total: %d distinct IDs, %d duplicates, %d workers, %.0f s\n",
 		len(r.seen), r.duplicates, len(r.workers), time.Since(r.start).Seconds())
