@@ -75,12 +75,18 @@ func (w *healthWatch) observe(at time.Duration, cs []containerHealth) {
 		w.last = map[string]string{}
 	}
 	for _, c := range cs {
+		if c.State != "running" {
+			// Docker marks a container unhealthy when it stops (its
+			// health monitor closes): that says nothing of the instance.
+			delete(w.last, c.ID)
+			continue
+		}
 		prev := w.last[c.ID]
 		w.last[c.ID] = c.Health
 		switch {
 		case c.Health == "unhealthy" && prev != "unhealthy":
-			w.events = append(w.events, fmt.Sprintf("%.0fs %s (%s) unhealthy after %d failed probes; last probe %s",
-				at.Seconds(), c.Name, c.State, c.Streak, c.Probe))
+			w.events = append(w.events, fmt.Sprintf("%.0fs %s unhealthy after %d failed probes; last probe %s",
+				at.Seconds(), c.Name, c.Streak, c.Probe))
 		case c.Health == "healthy" && prev == "unhealthy":
 			w.events = append(w.events, fmt.Sprintf("%.0fs %s healthy again", at.Seconds(), c.Name))
 		}

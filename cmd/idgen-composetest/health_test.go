@@ -61,12 +61,16 @@ func TestHealthWatchRecordsTransitionsOnce(t *testing.T) {
 	if len(ev) != 2 {
 		t.Fatalf("events = %q, want 2 (unhealthy, healthy again)", ev)
 	}
-	if !strings.HasPrefix(ev[0], "3s idgen_1 (running) unhealthy") || !strings.HasPrefix(ev[1], "5s idgen_1 healthy again") {
+	if !strings.HasPrefix(ev[0], "3s idgen_1 unhealthy after") || !strings.HasPrefix(ev[1], "5s idgen_1 healthy again") {
 		t.Errorf("events = %q", ev)
 	}
-	// A container first seen unhealthy is reported too.
-	w.observe(7*time.Second, []containerHealth{{ID: "b", Name: "idgen_2", State: "exited", Health: "unhealthy"}})
-	if ev := w.report(); len(ev) != 3 || !strings.Contains(ev[2], "idgen_2 (exited) unhealthy") {
+	// A container first seen unhealthy is reported too; a stopped one,
+	// which Docker always calls unhealthy, is not.
+	w.observe(7*time.Second, []containerHealth{
+		{ID: "b", Name: "idgen_2", State: "running", Health: "unhealthy"},
+		{ID: "c", Name: "idgen_3", State: "exited", Health: "unhealthy"},
+	})
+	if ev := w.report(); len(ev) != 3 || !strings.Contains(ev[2], "7s idgen_2 unhealthy") {
 		t.Errorf("events = %q", ev)
 	}
 }
