@@ -57,6 +57,15 @@ func parseInspect(b []byte) ([]containerHealth, error) {
 	return out, nil
 }
 
+// inspect reads the health of the given containers.
+func (r *run) inspect(ctx context.Context, ids []string) ([]containerHealth, error) {
+	out, err := docker(ctx, append([]string{"inspect"}, ids...)...)
+	if err != nil {
+		return nil, err
+	}
+	return parseInspect([]byte(out))
+}
+
 // healthWatch records, for one service, every time one of its running
 // containers turns unhealthy and when it recovers, with the probe that
 // decided it. A probe that timed out on a starved host and an instance that
@@ -111,11 +120,7 @@ func (r *run) watchHealth(ctx context.Context, service string, w *healthWatch) {
 		if err != nil || len(ids) == 0 {
 			continue
 		}
-		out, err := docker(ctx, append([]string{"inspect"}, ids...)...)
-		if err != nil {
-			continue // a container removed between ps and inspect
-		}
-		if cs, err := parseInspect([]byte(out)); err == nil {
+		if cs, err := r.inspect(ctx, ids); err == nil { // err: one removed since ps
 			w.observe(time.Since(r.start), cs)
 		}
 	}

@@ -281,13 +281,21 @@ func (r *run) waitHealthy(ctx context.Context, service string, n int, limit time
 	for {
 		ids, err := r.containers(ctx, service)
 		if err == nil && len(ids) == n {
-			out, err := docker(ctx, append([]string{"inspect", "-f", "{{.State.Health.Status}}"}, ids...)...)
+			cs, err := r.inspect(ctx, ids)
 			if err == nil {
-				healthy := strings.Count(out, "healthy") - strings.Count(out, "unhealthy")
+				healthy, states := 0, make([]string, 0, len(cs))
+				for _, c := range cs {
+					if c.Health == "healthy" {
+						healthy++
+						states = append(states, c.Name+" healthy")
+					} else {
+						states = append(states, fmt.Sprintf("%s %s (last probe %s)", c.Name, c.Health, c.Probe))
+					}
+				}
 				if healthy == n {
 					return nil
 				}
-				last = strings.Join(strings.Fields(out), ",")
+				last = strings.Join(states, ", ")
 			}
 		} else {
 			last = fmt.Sprintf("%d containers", len(ids))
