@@ -6,7 +6,9 @@ import (
 	"time"
 )
 
-// Trimmed from `docker inspect` of two idgen containers (Docker 26).
+// The fields parseInspect reads, in the layout `docker inspect` prints
+// (Docker 20.10 here): two idgen containers and a one-shot one without a
+// healthcheck.
 const inspectSample = `[
  {"Id": "aaa111", "Name": "/idgenct1_idgen_1",
   "State": {"Status": "running", "Health": {"Status": "unhealthy", "FailingStreak": 3,
