@@ -2,25 +2,63 @@
 // event (auth failure, scope denial, effective saga transition, dead-letter
 // move, start and stop), separate from the application log.
 //
-// Invariants: Record returns only after the line is written and, for a file,
-// fsynced (group-committed: every line waiting when a sync starts rides in
-// it); lines never carry tokens, secrets or metadata (Event has no field for
-// them); after a write or sync failure the log reports itself unhealthy
-// until a later write succeeds, so callers can fail closed.
+// Invariants:
+//
+//   - Record returns nil only after the line is written and, for a file,
+//     fsynced (group-committed: every line waiting when a write starts
+//     rides in it). Lines never carry tokens, secrets or metadata (Event
+//     has no field for them).
+//   - An entry is whole or absent. Every write is of whole lines; after a
+//     short or failed write or a failed fsync the file is truncated back to
+//     the end of its last durable line, and fsynced, before anything else
+//     is written. Open cuts off a torn final line (one without its newline)
+//     left by a process that died mid-write.
+//   - Record's error means the entry is not in the file and never will be:
+//     the log has let go of it and its caller owns it. Callers fail closed
+//     and their retry writes it (compensation.Core and POST /commit claim,
+//     write, then mark; a failed entry releases its claim). This is what
+//     makes every stored state change audited once: a log that kept an
+//     entry it had reported failed, and wrote it later, would let the
+//     caller's retry write it a second time.
+//   - Between its first failed write and that error, an entry waits in the
+//     backlog, retried every Settings.RetryInterval, for Settings.Wait: an
+//     outage shorter than Wait costs latency, not errors. At most
+//     Settings.MaxBacklog entries wait; beyond, Record fails at once with
+//     ErrBacklogFull. No entry is dropped unseen: each either is written
+//     or its Record returns an error.
+//   - After a failed write the log is unhealthy (Healthy) until its backlog
+//     and an audit.resume line are written and synced. The retry timer
+//     writes them without waiting for a new entry, so the log turns
+//     healthy within RetryInterval of space returning. The audit.resume
+//     line tells the reader of the outage: when it began, its error and
+//     how many entries were given back to their callers.
+//
+// Crash window: a process that dies after a write that failed (its fsync,
+// or a short write) and before the truncation that follows can leave the
+// complete lines of that write in the file, though their Record never
+// returned nil; a retry of such an entry writes it again, as does one
+// after a death between an entry and its mark (Event.Recovered).
+//
+// One Log writes a file; two processes must not share one. Stderr ("-")
+// cannot be truncated: there a failed write can leave a torn line.
 package audit
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"sync"
 	"time"
 )
 
-// ErrClosed is returned after Close.
-var ErrClosed = errors.New("audit: closed")
+// Errors.
+var (
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("audit: closed")
+	// ErrBacklogFull is returned when Settings.MaxBacklog entries are
+	// waiting already (the sink has failed or is slow).
+	ErrBacklogFull = errors.New("audit: backlog full")
+)
 
 // Event is one audit line.
 type Event struct {
@@ -42,21 +80,21 @@ type Event struct {
 
 // Actions.
 const (
-	ActionAuthFailure   = "auth.failure"
-	ActionScopeDenied   = "auth.scope_denied"
-	ActionCommit        = "id.commit"
-	ActionCompensate    = "id.compensate"
-	ActionDeadLetter    = "event.dead_letter"
-	ActionEraseSubject  = "subject.erase"
-	ActionServiceStart  = "service.start"
-	ActionServiceStop   = "service.stop"
-	ActionAuditStart    = "audit.start"
-	ActionAuditStop     = "audit.stop"
-	OutcomeSuccess      = "success"
-	OutcomeDenied       = "denied"
-	OutcomeFailed       = "failed"
-	timeLayout          = "2006-01-02T15:04:05.000Z07:00"
-	defaultQueueEntries = 4096
+	ActionAuthFailure  = "auth.failure"
+	ActionScopeDenied  = "auth.scope_denied"
+	ActionCommit       = "id.commit"
+	ActionCompensate   = "id.compensate"
+	ActionDeadLetter   = "event.dead_letter"
+	ActionEraseSubject = "subject.erase"
+	ActionServiceStart = "service.start"
+	ActionServiceStop  = "service.stop"
+	ActionAuditStart   = "audit.start"
+	ActionAuditStop    = "audit.stop"
+	ActionAuditResume  = "audit.resume"
+	OutcomeSuccess     = "success"
+	OutcomeDenied      = "denied"
+	OutcomeFailed      = "failed"
+	timeLayout         = "2006-01-02T15:04:05.000Z07:00"
 )
 
 // MarshalJSON writes the time in UTC with milliseconds.
@@ -68,51 +106,77 @@ func (e Event) MarshalJSON() ([]byte, error) {
 	}{e.Time.UTC().Format(timeLayout), plain(e)})
 }
 
-type pending struct {
-	line []byte
-	done chan error
-}
-
 // Log is an audit sink. Safe for concurrent use.
 type Log struct {
 	instance string
-	w        io.Writer
-	sync     func() error // nil for streams that cannot sync (stderr)
-	closer   io.Closer
+	resource string // the path, in the log's own lines
+	set      Settings
 	now      func() time.Time
 
-	queue chan pending
-	quit  chan struct{}
-	done  chan struct{}
+	// Owned by the writer goroutine (by Open before it starts, by Close
+	// after it ends).
+	sink        sink
+	truncatable bool
+	good        int64 // the file's size up to its last durable line
+	dirty       bool  // the file holds bytes past good that a cut must drop
+	outage      *outage
 
-	mu      sync.RWMutex
+	wake chan struct{}
+	quit chan struct{}
+	done chan struct{}
+
+	mu      sync.Mutex
+	backlog []*pending // in order; the writer takes them all at once
+	waiting int        // entries accepted, not yet answered
 	closed  bool
-	lastErr error
+	health  error
 }
 
-// Open appends to path ("-" = stderr) and starts the writer. instance names
-// this process in every line.
+// Open is OpenWith with the default Settings.
 func Open(path, instance string) (*Log, error) {
-	l := &Log{instance: instance, now: time.Now, queue: make(chan pending, defaultQueueEntries), quit: make(chan struct{}), done: make(chan struct{})}
-	if path == "-" || path == "" {
-		l.w = os.Stderr
-	} else {
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("audit: %w", err)
-		}
-		l.w, l.sync, l.closer = f, f.Sync, f
+	return OpenWith(path, instance, Settings{})
+}
+
+// OpenWith appends to path ("-" = stderr) and starts the writer; a torn
+// final line of path is cut off first (its size goes in the audit.start
+// line). instance names this process in every line. Errors: s invalid, the
+// file cannot be opened or cut, or the audit.start line cannot be written.
+func OpenWith(path, instance string, s Settings) (*Log, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
 	}
-	go l.writer()
-	if err := l.Record(Event{Actor: "system", Action: ActionAuditStart, Resource: path, Outcome: OutcomeSuccess}); err != nil {
+	sk, size, cut, truncatable, err := openSink(path)
+	if err != nil {
+		return nil, err
+	}
+	l := newLog(sk, size, truncatable, path, instance, s)
+	start := Event{Actor: "system", Action: ActionAuditStart, Resource: path, Outcome: OutcomeSuccess}
+	if cut > 0 {
+		start.Reason = fmt.Sprintf("cut off a torn final line of %d bytes", cut)
+	}
+	if err := l.Record(start); err != nil {
 		l.Close()
 		return nil, err
 	}
 	return l, nil
 }
 
+// newLog starts the writer of sk, whose whole lines end at size.
+func newLog(sk sink, size int64, truncatable bool, resource, instance string, s Settings) *Log {
+	l := &Log{
+		instance: instance, resource: resource, set: s.withDefaults(), now: time.Now,
+		sink: sk, truncatable: truncatable, good: size,
+		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
+	}
+	go l.writer()
+	return l
+}
+
 // Record writes e (Time and Instance filled in when empty) and waits until
-// it is durable.
+// it is durable. An error means e is not written and will not be: the
+// caller owns it (see the package doc). While the sink fails, Record waits
+// up to Settings.Wait plus one RetryInterval. Errors: the write's, wrapped
+// ("audit: write: ..."); ErrBacklogFull; ErrClosed.
 func (l *Log) Record(e Event) error {
 	if e.Time.IsZero() {
 		e.Time = l.now()
@@ -124,66 +188,44 @@ func (l *Log) Record(e Event) error {
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
-	p := pending{line: append(line, '\n'), done: make(chan error, 1)}
-	l.mu.RLock()
-	if l.closed {
-		l.mu.RUnlock()
+	p := &pending{line: append(line, '\n'), done: make(chan error, 1)}
+	l.mu.Lock()
+	switch {
+	case l.closed:
+		l.mu.Unlock()
 		return ErrClosed
+	case l.waiting >= l.set.MaxBacklog:
+		health := l.health
+		l.mu.Unlock()
+		if health != nil {
+			return fmt.Errorf("%w (%d entries): %w", ErrBacklogFull, l.set.MaxBacklog, health)
+		}
+		return fmt.Errorf("%w (%d entries)", ErrBacklogFull, l.set.MaxBacklog)
 	}
-	l.queue <- p
-	l.mu.RUnlock()
+	l.backlog = append(l.backlog, p)
+	l.waiting++
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
 	return <-p.done
 }
 
-// writer writes everything queued, syncs once, then acknowledges.
-func (l *Log) writer() {
-	defer close(l.done)
-	var batch []pending
-	var buf []byte
-	for {
-		var first pending
-		select {
-		case first = <-l.queue:
-		case <-l.quit:
-			return
-		}
-		batch, buf = append(batch[:0], first), append(buf[:0], first.line...)
-	fill:
-		for len(batch) < defaultQueueEntries {
-			select {
-			case p := <-l.queue:
-				batch, buf = append(batch, p), append(buf, p.line...)
-			default:
-				break fill
-			}
-		}
-		_, err := l.w.Write(buf)
-		if err == nil && l.sync != nil {
-			err = l.sync()
-		}
-		if err != nil {
-			err = fmt.Errorf("audit: write: %w", err)
-		}
-		l.mu.Lock()
-		l.lastErr = err
-		l.mu.Unlock()
-		for _, p := range batch {
-			p.done <- err
-		}
-	}
-}
-
-// Healthy reports the last write's error (nil when the sink works).
+// Healthy reports the last write's error: nil when the sink works, and
+// again once the backlog of a failure is written (the log retries it by
+// itself). ErrClosed after Close.
 func (l *Log) Healthy() error {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.closed {
 		return ErrClosed
 	}
-	return l.lastErr
+	return l.health
 }
 
-// Close records the stop of audit logging and closes the sink.
+// Close records the stop of audit logging, stops the writer (entries still
+// waiting get ErrClosed) and closes the sink.
 func (l *Log) Close() error {
 	_ = l.Record(Event{Actor: "system", Action: ActionAuditStop, Outcome: OutcomeSuccess})
 	l.mu.Lock()
@@ -195,8 +237,5 @@ func (l *Log) Close() error {
 	l.mu.Unlock()
 	close(l.quit)
 	<-l.done
-	if l.closer != nil {
-		return l.closer.Close()
-	}
-	return nil
+	return l.sink.Close()
 }

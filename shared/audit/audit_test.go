@@ -71,13 +71,13 @@ func TestRecordDurableLines(t *testing.T) {
 
 func TestFailureReported(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")
-	l, err := Open(path, "i")
+	l, err := OpenWith(path, "i", Settings{RetryInterval: 10 * time.Millisecond, Wait: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	// Simulate a sink that fails (disk full, revoked file).
-	l.closer.Close()
+	// Simulate a sink that fails (revoked file).
+	l.sink.Close()
 	if err := l.Record(Event{Action: ActionCompensate}); err == nil {
 		t.Fatal("write to a closed file succeeded")
 	}
