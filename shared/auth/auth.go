@@ -4,7 +4,8 @@
 // Invariants: the accepted algorithms are pinned by the configured key type
 // (an RSA key accepts only RS*, an EC key only its curve's ES*, Ed25519 only
 // EdDSA, an HS256 secret only HS256), so "none" and algorithm confusion are
-// refused; exp is required; nbf and iat are honoured with a small leeway; iss
+// refused; a "crit" header is refused (no extension is processed, RFC 7515
+// §4.1.11); exp is required; nbf and iat are honoured with a small leeway; iss
 // and aud are checked when configured. A token that fails any check yields
 // ErrInvalidToken and no Principal.
 //
@@ -221,6 +222,11 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 func (v *Verifier) verify(set *keySet, token string) (Principal, time.Time, error) {
 	var c claims
 	_, err := set.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
+		// golang-jwt does not process "crit": refused here, before any key
+		// is chosen or signature checked.
+		if err := checkCrit(t.Header); err != nil {
+			return nil, err
+		}
 		kid, _ := t.Header["kid"].(string)
 		k, ok := set.keys[kid]
 		if !ok {
