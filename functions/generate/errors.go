@@ -22,6 +22,7 @@ const (
 	CodeNotFound            = "not_found"
 	CodeMethodNotAllowed    = "method_not_allowed"
 	CodeConflict            = "conflict"
+	CodeExpired             = "expired" // a commit at or after the ID's deadline: the ID is compensated
 	CodeBodyTooLarge        = "body_too_large"
 	CodeHeaderTooLarge      = "header_too_large"
 	CodeUnsupportedMedia    = "unsupported_media_type"
@@ -40,6 +41,7 @@ var statusOf = map[string]int{
 	CodeNotFound:            http.StatusNotFound,
 	CodeMethodNotAllowed:    http.StatusMethodNotAllowed,
 	CodeConflict:            http.StatusConflict,
+	CodeExpired:             http.StatusConflict,
 	CodeBodyTooLarge:        http.StatusRequestEntityTooLarge,
 	CodeHeaderTooLarge:      http.StatusRequestHeaderFieldsTooLarge,
 	CodeUnsupportedMedia:    http.StatusUnsupportedMediaType,

@@ -30,6 +30,13 @@ func msTime(ms int64) string {
 // in the Idgen-Outcome header, not the body, so the body of a repeat is
 // byte-for-byte the first answer (compensation.AnswerOf: built from the
 // stored record only).
+//
+// The deadline decides at commit time, on this request's clock (the one
+// its history step would carry): a commit at or after the ID's deadline
+// never commits it; it compensates it if it is still pending and answers
+// 409 expired (expireLate). The deadline is fixed at issue, so reading it
+// before the transition is not a race; the state is decided by the
+// registry's compare-and-set alone.
 func (s *Service) commit(c *fasthttp.RequestCtx, log *reqLog) error {
 	var b idBody
 	if err := decodeBody(c, &b, false); err != nil {
@@ -48,9 +55,27 @@ func (s *Service) commit(c *fasthttp.RequestCtx, log *reqLog) error {
 	ctx, cancel := s.requestContext()
 	defer cancel()
 	to := registry.Committed
-	rec, out, err := s.d.Registry.Transition(ctx, id, registry.Change{To: to, Actor: s.subject(c), NowMS: s.cfg.Now().UnixMilli()})
+	now := s.cfg.Now().UnixMilli()
+	cur, err := s.d.Registry.Get(ctx, id)
 	if err != nil {
 		s.d.Metrics.transitions.WithLabelValues(to.String(), "refused").Inc()
+		return err
+	}
+	if cur.DeadlineMS != 0 && now >= cur.DeadlineMS && cur.State != registry.Committed {
+		if err := s.expireLate(ctx, c, log, id); err != nil {
+			return err
+		}
+	}
+	rec, out, err := s.d.Registry.Transition(ctx, id, registry.Change{To: to, Actor: s.subject(c), NowMS: now})
+	if err != nil {
+		s.d.Metrics.transitions.WithLabelValues(to.String(), "refused").Inc()
+		if errors.Is(err, registry.ErrConflict) {
+			// Compensated since the read: by the sweeper of an instance
+			// whose clock runs ahead, perhaps.
+			if cur, gerr := s.d.Registry.Get(ctx, id); gerr == nil && deadlineCompensated(cur) {
+				return Errorf(CodeExpired, "the ID's deadline passed before the commit; it is compensated (reason %s)", cur.Last().Reason)
+			}
+		}
 		return err
 	}
 	s.d.Metrics.transitions.WithLabelValues(to.String(), out.String()).Inc()
