@@ -425,5 +425,5 @@ func (b Bytes) String() string {
 		v /= unit
 		i++
 	}
-	return fmt.Sprintf("%.1f %ciB", v, "KMGTPE"[i])
+	return fmt.Sprintf("%.2f %ciB", v, "KMGTPE"[i])
 }

@@ -94,28 +94,49 @@ func (t *tx) del(key []byte) {
 // flusher commits everything queued in one batch, over and over, until
 // Close; then it commits what is still queued. Each WAL sync costs the same
 // whatever the size of its batch (registry.Gatherer closes the batches).
+// It is a store goroutine for Pebble's Fatalf policy (pebbleLogger).
 func (s *Store) flusher() {
 	defer close(s.flushed)
 	errs := make([]error, 0, s.cfg.MaxBatch)
 	g := registry.Gatherer[*op]{Ops: s.ops, Quit: s.quit, MaxBatch: s.cfg.MaxBatch}
-	g.Loop(func(batch []*op) { s.commit(batch, errs) })
+	_ = s.log.guarded(func() error {
+		g.Loop(func(batch []*op) { s.commit(batch, errs) })
+		return nil
+	})
 }
 
 // commit runs the ops of batch in one indexed batch and commits it with one
 // WAL sync. An op's own error is its answer; a failed write or commit fails
-// them all.
+// them all. After a failure of the store (sticky), nothing reaches Pebble:
+// the batch fails at once.
 func (s *Store) commit(batch []*op, errs []error) {
+	if err := s.guard.CheckFailed(); err != nil {
+		for _, o := range batch {
+			o.done <- err
+		}
+		return
+	}
 	t0 := time.Now()
-	t := tx{b: s.db.NewIndexedBatch(), maxRecord: &s.maxRecord}
+	s.guard.CommitStarted()
 	errs = errs[:0]
-	for _, o := range batch {
-		errs = append(errs, o.fn(&t))
-	}
-	err := t.err
-	if err == nil {
-		err = t.b.Commit(s.wo)
-	}
-	_ = t.b.Close()
+	var size int64
+	// guarded: a Fatalf of the commit (WAL write or sync failed) arrives
+	// here as an error, the store already failed by it.
+	err := s.log.guarded(func() error {
+		t := tx{b: s.db.NewIndexedBatch(), maxRecord: &s.maxRecord}
+		for _, o := range batch {
+			errs = append(errs, o.fn(&t))
+		}
+		err := t.err
+		if err == nil {
+			size = int64(t.b.Len())
+			err = t.b.Commit(s.wo)
+		}
+		// Not reached after a Fatalf: that batch is Pebble's to keep.
+		_ = t.b.Close()
+		return err
+	})
+	s.guard.CommitDone(size, err)
 	if s.cfg.Observe != nil {
 		s.cfg.Observe(len(batch), time.Since(t0))
 	}

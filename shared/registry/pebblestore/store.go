@@ -15,6 +15,15 @@
 // duration, for as many operations (registry.Gatherer). A failing operation
 // writes nothing; a failing commit fails every operation of the batch.
 //
+// Disk space and stalls never crash the process (diskguard): writes are
+// refused with registry.ErrUnavailable while the filesystem is below the
+// free-space threshold or a commit is stalled, and Ping fails meanwhile; a
+// ballast file beside the directory is released when space runs short; an
+// ENOSPC that still reaches Pebble releases it and the write is retried
+// once; an error Pebble treats as fatal puts the store in a sticky failed
+// state (every request ErrUnavailable, Ping naming the cause) instead of
+// ending the process. Open refuses a filesystem below the threshold.
+//
 // Unlike bbolt, Pebble makes a batch visible to readers (Get, Expired,
 // Counter) a moment before its WAL sync completes; writers still see only
 // what their own flusher wrote, so the SETNX and idempotency checks are
@@ -27,7 +36,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -40,6 +48,7 @@ import (
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
+	"github.com/idgen/idgen/shared/registry/diskguard"
 )
 
 // DirName is the store's directory inside the data directory (beside
@@ -67,10 +76,27 @@ type Config struct {
 	// Observe, when set, is told the size and duration of every committed
 	// batch (metrics).
 	Observe func(ops int, d time.Duration)
-	// Logger receives Pebble's own messages (info as debug, background
-	// errors as errors). Default: none are logged.
+	// Logger receives Pebble's own messages (info as debug, errors at most
+	// once per ErrorLogInterval for each kind, with a count of the ones left
+	// out) and the guard's changes of state. Default: none are logged.
 	Logger *zap.Logger
+	// ErrorLogInterval bounds how often one kind of Pebble error is logged.
+	// Default 10s.
+	ErrorLogInterval time.Duration
+	// FS is the filesystem Pebble writes through (tests inject faults with
+	// vfs/errorfs). Default vfs.Default.
+	FS vfs.FS
+	// Disk configures the free-space and stall guard; its zero value means
+	// its documented defaults. Disk.Logger defaults to Logger.
+	Disk diskguard.Config
+	// CloseTimeout bounds Close when a commit or Pebble itself does not
+	// return (a stalled disk, a failed store): Close then returns an error
+	// and leaves them to the process exit. Default 30s.
+	CloseTimeout time.Duration
 }
+
+// BallastName is the disk ballast file inside the data directory.
+const BallastName = DirName + ".ballast"
 
 // Validate reports a configuration that cannot work.
 func (c Config) Validate() error {
@@ -82,6 +108,12 @@ func (c Config) Validate() error {
 	}
 	if c.OpenTimeout < 0 {
 		return errors.New("pebblestore: negative open timeout")
+	}
+	if c.ErrorLogInterval < 0 || c.CloseTimeout < 0 {
+		return errors.New("pebblestore: negative interval")
+	}
+	if err := c.Disk.Validate(); err != nil {
+		return fmt.Errorf("pebblestore: %w", err)
 	}
 	return nil
 }
@@ -95,11 +127,13 @@ type op struct {
 
 // Store is the embedded registry and range source. Safe for concurrent use.
 type Store struct {
-	cfg  Config
-	db   *pebble.DB
-	lock *pebble.Lock
-	wo   *pebble.WriteOptions
-	ops  chan *op
+	cfg   Config
+	db    *pebble.DB
+	lock  *pebble.Lock
+	guard *diskguard.Guard
+	log   *pebbleLogger
+	wo    *pebble.WriteOptions
+	ops   chan *op
 	// maxRecord is at least the largest record key in the store (read at
 	// Open, raised by every record write; only the flusher touches it), so
 	// that registering an ID above it skips the existence probe.
@@ -118,7 +152,9 @@ var _ generator.RangeSource = (*Store)(nil)
 
 // Open opens (or creates) the store in cfg.Dir/DirName and starts its
 // flusher. It fails when another Store holds the directory for longer than
-// cfg.OpenTimeout.
+// cfg.OpenTimeout, and with diskguard.ErrLowSpace (one line naming the
+// directory, the free and the needed bytes) when the filesystem is below
+// the free-space threshold.
 func Open(cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -132,47 +168,84 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.OpenTimeout == 0 {
 		cfg.OpenTimeout = 2 * time.Second
 	}
-	path := filepath.Join(cfg.Dir, DirName)
-	if err := os.MkdirAll(path, 0o700); err != nil {
+	if cfg.ErrorLogInterval == 0 {
+		cfg.ErrorLogInterval = 10 * time.Second
+	}
+	if cfg.CloseTimeout == 0 {
+		cfg.CloseTimeout = 30 * time.Second
+	}
+	if cfg.FS == nil {
+		cfg.FS = vfs.Default
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Disk.Logger == nil {
+		cfg.Disk.Logger = cfg.Logger
+	}
+	if err := cfg.FS.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pebblestore: %w", err)
 	}
-	lock, err := lockDir(path, cfg.OpenTimeout)
+	guard, err := diskguard.New(cfg.Disk, cfg.Dir, filepath.Join(cfg.Dir, BallastName))
 	if err != nil {
-		return nil, fmt.Errorf("pebblestore: lock %s: %w", path, err)
+		return nil, fmt.Errorf("pebblestore: %w", err)
 	}
-	db, err := pebble.Open(path, options(cfg, lock))
+	s, err := openDB(cfg, guard)
 	if err != nil {
-		_ = lock.Close()
-		return nil, fmt.Errorf("pebblestore: open %s: %w", path, err)
-	}
-	if err := initFormat(db); err != nil {
-		_ = db.Close()
-		_ = lock.Close()
-		return nil, fmt.Errorf("pebblestore: init %s: %w", path, err)
-	}
-	maxRecord, err := lastRecordKey(db)
-	if err != nil {
-		_ = db.Close()
-		_ = lock.Close()
-		return nil, fmt.Errorf("pebblestore: open %s: %w", path, err)
-	}
-	s := &Store{
-		cfg: cfg, db: db, lock: lock, wo: pebble.Sync, maxRecord: maxRecord,
-		ops: make(chan *op, cfg.MaxBatch), quit: make(chan struct{}), flushed: make(chan struct{}),
-	}
-	if cfg.NoSync {
-		s.wo = pebble.NoSync
+		guard.Close()
+		return nil, err
 	}
 	go s.flusher()
 	return s, nil
 }
 
+func openDB(cfg Config, guard *diskguard.Guard) (*Store, error) {
+	path := filepath.Join(cfg.Dir, DirName)
+	if err := cfg.FS.MkdirAll(path, 0o700); err != nil {
+		return nil, fmt.Errorf("pebblestore: %w", err)
+	}
+	lock, err := lockDir(cfg.FS, path, cfg.OpenTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("pebblestore: lock %s: %w", path, err)
+	}
+	log := &pebbleLogger{z: cfg.Logger, limit: newLogLimiter(cfg.ErrorLogInterval), onFatal: func(err error) { guard.Fail(err) }}
+	s := &Store{
+		cfg: cfg, lock: lock, guard: guard, log: log, wo: pebble.Sync,
+		ops: make(chan *op, cfg.MaxBatch), quit: make(chan struct{}), flushed: make(chan struct{}),
+	}
+	if cfg.NoSync {
+		s.wo = pebble.NoSync
+	}
+	err = log.guarded(func() error {
+		db, err := pebble.Open(path, options(cfg, lock, log, guard))
+		if err != nil {
+			return fmt.Errorf("pebblestore: open %s: %w", path, err)
+		}
+		s.db = db
+		if err := initFormat(db); err != nil {
+			return fmt.Errorf("pebblestore: init %s: %w", path, err)
+		}
+		if s.maxRecord, err = lastRecordKey(db); err != nil {
+			return fmt.Errorf("pebblestore: open %s: %w", path, err)
+		}
+		return nil
+	})
+	if err != nil {
+		if s.db != nil {
+			_ = s.closeDB()
+		}
+		_ = lock.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
 // lockDir takes Pebble's LOCK file, retrying until timeout: a restarting
 // service may still be closing the previous process's store.
-func lockDir(path string, timeout time.Duration) (*pebble.Lock, error) {
+func lockDir(fs vfs.FS, path string, timeout time.Duration) (*pebble.Lock, error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		lock, err := pebble.LockDirectory(path, vfs.Default)
+		lock, err := pebble.LockDirectory(path, fs)
 		if err == nil {
 			return lock, nil
 		}
@@ -186,7 +259,9 @@ func lockDir(path string, timeout time.Duration) (*pebble.Lock, error) {
 // options sizes Pebble for a small box: one 4 MiB memtable (two before
 // writes stall), an 8 MiB block cache, one compaction at a time, and bloom
 // filters because Register probes keys that are almost always absent.
-func options(cfg Config, lock *pebble.Lock) *pebble.Options {
+// Pebble writes through vfs.OnDiskFull: an ENOSPC releases the ballast
+// (guard.DiskFull) and the write is retried once, with the room it freed.
+func options(cfg Config, lock *pebble.Lock, log *pebbleLogger, guard *diskguard.Guard) *pebble.Options {
 	o := &pebble.Options{
 		Lock:                        lock,
 		FormatMajorVersion:          pebble.FormatNewest,
@@ -194,12 +269,11 @@ func options(cfg Config, lock *pebble.Lock) *pebble.Options {
 		MemTableStopWritesThreshold: 2,
 		CacheSize:                   8 << 20,
 		MaxOpenFiles:                256,
+		Logger:                      log,
+		EventListener:               log.eventListener(),
+		FS:                          vfs.OnDiskFull(cfg.FS, guard.DiskFull),
 	}
-	if cfg.Logger != nil {
-		o.Logger = pebbleLogger{cfg.Logger.Sugar()}
-	} else {
-		o.Logger = pebbleLogger{zap.NewNop().Sugar()}
-	}
+	o.WithFSDefaults() // disk-health checks: DiskSlow events
 	for i := range o.Levels {
 		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
@@ -246,6 +320,10 @@ func (s *Store) do(ctx context.Context, fn func(tx *tx) error) error {
 		s.mu.RUnlock()
 		return registry.ErrClosed
 	}
+	if err := s.guard.Check(); err != nil {
+		s.mu.RUnlock()
+		return err
+	}
 	select {
 	case s.ops <- o:
 		s.mu.RUnlock()
@@ -261,19 +339,27 @@ func (s *Store) do(ctx context.Context, fn func(tx *tx) error) error {
 	}
 }
 
-// read runs fn against the open DB, or returns ErrClosed.
+// read runs fn against the open DB, or returns ErrClosed or the sticky
+// failure.
 func (s *Store) read(fn func() error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
 		return registry.ErrClosed
 	}
+	if err := s.guard.CheckFailed(); err != nil {
+		return err
+	}
 	return fn()
 }
 
 // Close stops accepting work, commits what is queued and closes the
 // directory. Later calls return ErrClosed; Close itself returns nil after
-// the first time.
+// the first time. When the flusher or Pebble does not return within
+// cfg.CloseTimeout (a stalled disk, a failed store) Close returns an error
+// wrapping registry.ErrUnavailable and leaves them running: the directory
+// stays locked until the process exits, and its next start recovers from
+// the WAL.
 func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
@@ -281,15 +367,53 @@ func (s *Store) Close() error {
 		s.closed = true
 		s.mu.Unlock()
 		close(s.quit)
-		<-s.flushed
-		err = errors.Join(s.db.Close(), s.lock.Close())
+		defer s.guard.Close()
+		deadline := time.NewTimer(s.cfg.CloseTimeout)
+		defer deadline.Stop()
+		select {
+		case <-s.flushed:
+		case <-deadline.C:
+			err = fmt.Errorf("pebblestore: close: %w: the flusher did not return within %s", registry.ErrUnavailable, s.cfg.CloseTimeout)
+			return
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.closeDB() }()
+		select {
+		case err = <-done:
+		case <-deadline.C:
+			err = fmt.Errorf("pebblestore: close: %w: pebble did not close within %s", registry.ErrUnavailable, s.cfg.CloseTimeout)
+			return
+		}
+		err = errors.Join(err, s.lock.Close())
+		if ferr := s.guard.CheckFailed(); ferr != nil {
+			err = errors.Join(err, ferr)
+		}
 	})
 	return err
 }
 
-// Ping checks that the store is open and readable.
+// closeDB closes Pebble; after a failure Pebble may panic on the way
+// (a broken commit pipeline), which becomes the error.
+func (s *Store) closeDB() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("pebblestore: close after failure: %v", r)
+		}
+	}()
+	return s.log.guarded(s.db.Close)
+}
+
+// DiskState returns the state of the disk guard (metrics).
+func (s *Store) DiskState() diskguard.State { return s.guard.State() }
+
+// Ping checks that the store is open and readable, and that it admits
+// writes: it fails while the disk is below the free-space threshold, while
+// a commit is stalled, and for good after a failure.
 func (s *Store) Ping(context.Context) error {
 	return s.read(func() error {
+		if err := s.guard.Check(); err != nil {
+			return err
+		}
 		_, closer, err := s.db.Get(formatKey)
 		if errors.Is(err, pebble.ErrNotFound) {
 			return fmt.Errorf("%w: format key missing", registry.ErrCorrupt)
@@ -356,17 +480,6 @@ func decodeCounter(v []byte) (uint64, error) {
 		return binary.BigEndian.Uint64(v), nil
 	}
 	return 0, fmt.Errorf("%w: counter of %d bytes", registry.ErrCorrupt, len(v))
-}
-
-// pebbleLogger keeps Pebble off stderr. Pebble expects Fatalf not to return;
-// it panics (a corrupt store must stop the process, loudly).
-type pebbleLogger struct{ z *zap.SugaredLogger }
-
-func (l pebbleLogger) Infof(format string, args ...any)  { l.z.Debugf("pebble: "+format, args...) }
-func (l pebbleLogger) Errorf(format string, args ...any) { l.z.Errorf("pebble: "+format, args...) }
-func (l pebbleLogger) Fatalf(format string, args ...any) {
-	l.z.Errorf("pebble: fatal: "+format, args...)
-	panic(fmt.Sprintf("pebble: "+format, args...))
 }
 
 func highWaterKey(shard uint8) []byte { return []byte{prefixHighWater, shard} }
