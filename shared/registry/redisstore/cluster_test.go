@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/idgen/idgen/harness/redisharness"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
@@ -141,4 +143,56 @@ func TestCluster(t *testing.T) {
 		}
 		t.Log(err)
 	})
+}
+
+// TestClusterNodeRestartedEmpty: in Cluster mode every slot holds the epoch
+// marker; a master restarted without persistence (empty, its slots kept)
+// makes the Store refuse within refusedWithin, and a Store opened later
+// refuses too.
+func TestClusterNodeRestartedEmpty(t *testing.T) {
+	c := redisharness.StartClusterT(t, redisharness.Options{}, 3)
+	s := open(t, Config{Addrs: c.Addrs(), CheckInterval: checkEvery})
+	ctx := context.Background()
+	if s.Epoch() == "" || s.Refusing() != nil {
+		t.Fatalf("fresh cluster: epoch %q, Refusing() = %v", s.Epoch(), s.Refusing())
+	}
+	pipe := s.client.Pipeline()
+	gets := make([]*redis.StringCmd, clusterSlots)
+	for sl := range clusterSlots {
+		if slot(s.markerKey(sl)) != sl {
+			t.Fatalf("marker key %s is in slot %d, want %d", s.markerKey(sl), slot(s.markerKey(sl)), sl)
+		}
+		gets[sl] = pipe.Get(ctx, s.markerKey(sl))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := marker{epoch: s.Epoch()}.String()
+	for sl, g := range gets {
+		if g.Val() != want {
+			t.Fatalf("marker of slot %d: %q, want %q", sl, g.Val(), want)
+		}
+	}
+	is := &issuer{s: s}
+	for range 50 {
+		if _, err := is.register(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The last node: redis-cli gives slot 0 (the root) to the first.
+	node := c.Nodes()[2]
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err := node.Restart(rctx)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitRefused(t, is)
+	if got := s.Refusing(); len(got) != 1 || got[0] != ReasonEpochMissing {
+		t.Fatalf("Refusing() = %v, want [%s]", got, ReasonEpochMissing)
+	}
+	later := open(t, Config{Addrs: c.Addrs(), Prefix: s.cfg.Prefix})
+	if err := later.Ping(ctx); !errors.Is(err, ErrForgetful) {
+		t.Fatalf("a Store opened after the loss: Ping %v", err)
+	}
 }

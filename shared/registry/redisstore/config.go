@@ -21,6 +21,8 @@ const (
 	DefaultMaxBatch     = 4096
 	DefaultWaitTimeout  = time.Second
 	DefaultFlushTimeout = 5 * time.Second
+	// DefaultCheckInterval is how often the checker reads every master.
+	DefaultCheckInterval = time.Second
 )
 
 // Config of a Store; the zero value means the documented defaults and a
@@ -75,6 +77,16 @@ type Config struct {
 	// PoolSize of the client's connection pool; 0 means go-redis' default.
 	PoolSize int
 
+	// CheckInterval: how often the checker reads every master's eviction
+	// policy, evictions, persistence and epoch marker; a change is refused
+	// within about one interval (a reconnect checks the marker at once).
+	// Default DefaultCheckInterval.
+	CheckInterval time.Duration
+	// RequirePersistence makes the checker refuse a master with neither
+	// appendonly yes nor save points (ReasonNoPersistence): a restart would
+	// empty it. Set it outside development. Default false.
+	RequirePersistence bool
+
 	// Logger receives collisions, failed flushes and failed clean-ups.
 	// Default: none.
 	Logger *zap.Logger
@@ -96,7 +108,7 @@ func (c Config) Validate() error {
 		return errors.New("redisstore: negative max batch")
 	case c.WaitReplicas < 0:
 		return errors.New("redisstore: negative wait replicas")
-	case c.WaitTimeout < 0 || c.Retention < 0 || c.TombstoneTTL < 0 || c.FlushTimeout < 0:
+	case c.WaitTimeout < 0 || c.Retention < 0 || c.TombstoneTTL < 0 || c.FlushTimeout < 0 || c.CheckInterval < 0:
 		return errors.New("redisstore: negative duration")
 	case strings.ContainsAny(c.Prefix, "{}"):
 		return fmt.Errorf("redisstore: prefix %q contains a hash tag brace", c.Prefix)
@@ -136,6 +148,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.FlushTimeout == 0 {
 		c.FlushTimeout = DefaultFlushTimeout
+	}
+	if c.CheckInterval == 0 {
+		c.CheckInterval = DefaultCheckInterval
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()

@@ -89,7 +89,8 @@ func TestDurableWait(t *testing.T) {
 // TestSentinelFailover: registering from several goroutines in durable mode
 // while the primary is SIGKILLed; every registration that returned nil is on
 // the promoted replica. The old primary then comes back as a replica and
-// registrations succeed again.
+// registrations succeed again; the Store never refuses (the epoch marker is
+// on the promoted replica).
 func TestSentinelFailover(t *testing.T) {
 	g := redisharness.StartReplicatedT(t, redisharness.Options{AppendFsyncAlways: true}, 1, 3)
 	cfg := Config{
@@ -170,7 +171,18 @@ func TestSentinelFailover(t *testing.T) {
 	if acked.Load() < atFailover+20 {
 		t.Fatalf("registrations did not resume after the old primary rejoined as a replica")
 	}
+	// The marker replicated with the data: the promoted replica is the same
+	// registry, not a forgotten one.
+	if r := s.Refusing(); r != nil {
+		t.Fatalf("after a failover to a replica with the data: Refusing() = %v", r)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping after the failover: %v", err)
+	}
 	check := open(t, Config{Addrs: []string{newAddr}, Prefix: cfg.Prefix})
+	if check.Epoch() != s.Epoch() {
+		t.Fatalf("epoch on the new primary %q, the Store opened %q", check.Epoch(), s.Epoch())
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	for _, x := range ackedIDs {

@@ -16,8 +16,8 @@ func (s *Store) keyKey(name string) string { return s.cfg.Prefix + "key:{" + nam
 
 // GetKey returns the stored key material under name, or nil (sealer.KeyStore).
 func (s *Store) GetKey(ctx context.Context, name string) ([]byte, error) {
-	if s.closed.Load() {
-		return nil, registry.ErrClosed
+	if err := s.readable(); err != nil {
+		return nil, err
 	}
 	v, err := s.client.Get(ctx, s.keyKey(name)).Bytes()
 	if errors.Is(err, redis.Nil) {
@@ -32,8 +32,8 @@ func (s *Store) GetKey(ctx context.Context, name string) ([]byte, error) {
 // PutKeyIfAbsent stores v under name unless a value exists (SET NX GET) and
 // returns the stored value; in durable mode it waits for the replicas.
 func (s *Store) PutKeyIfAbsent(ctx context.Context, name string, v []byte) ([]byte, error) {
-	if s.closed.Load() {
-		return nil, registry.ErrClosed
+	if err := s.readable(); err != nil {
+		return nil, err
 	}
 	var set *redis.StatusCmd
 	err := s.writeDurable(ctx, func(p redis.Pipeliner) {
@@ -57,8 +57,8 @@ func (s *Store) PutKeyIfAbsent(ctx context.Context, name string, v []byte) ([]by
 // DeleteKey removes the key material under name; in durable mode it waits
 // for the replicas.
 func (s *Store) DeleteKey(ctx context.Context, name string) error {
-	if s.closed.Load() {
-		return registry.ErrClosed
+	if err := s.readable(); err != nil {
+		return err
 	}
 	return s.writeDurable(ctx, func(p redis.Pipeliner) { p.Del(ctx, s.keyKey(name)) })
 }

@@ -88,14 +88,16 @@ func (s *Store) Get(ctx context.Context, id idcodec.ID) (registry.Record, error)
 }
 
 // load returns the raw value of id's field, nil when absent.
+// A record found absent while the Store started refusing (a concurrent
+// reconnect found the marker gone) answers the refusal, never not-found.
 func (s *Store) load(ctx context.Context, id idcodec.ID) ([]byte, error) {
-	if s.closed.Load() {
-		return nil, registry.ErrClosed
+	if err := s.readable(); err != nil {
+		return nil, err
 	}
 	key, field := s.bucket(id)
 	v, err := s.client.HGet(ctx, key, field).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return nil, nil
+		return nil, s.guard.refusal()
 	}
 	if err != nil {
 		return nil, s.readErr(err)
@@ -205,8 +207,8 @@ func (s *Store) Expired(ctx context.Context, nowMS int64, limit int) ([]idcodec.
 
 // ExpiredShard is Expired for the deadline index of another shard.
 func (s *Store) ExpiredShard(ctx context.Context, shard uint8, nowMS int64, limit int) ([]idcodec.ID, error) {
-	if s.closed.Load() {
-		return nil, registry.ErrClosed
+	if err := s.readable(); err != nil {
+		return nil, fmt.Errorf("redisstore: expired: %w", err)
 	}
 	if limit <= 0 {
 		return nil, nil

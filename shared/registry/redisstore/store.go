@@ -34,6 +34,14 @@
 //     bucket holding a tombstone at least Config.TombstoneTTL after it.
 //     Redis must run with maxmemory-policy noeviction (CheckEvictionPolicy):
 //     a registry that evicts is lying.
+//   - A registry that forgets is noticed: a checker reads every master's
+//     eviction policy, evictions, persistence (Config.RequirePersistence)
+//     and epoch marker (epoch.go) every Config.CheckInterval, and every new
+//     connection checks the marker before its first command. While a
+//     reason holds (Refusing), every operation fails fast with ErrForgetful
+//     wrapped in registry.ErrUnavailable, and Ping fails; a registry that
+//     lost records (epoch marker gone or changed, keys evicted) stays
+//     refused until the Store is closed, whatever comes back.
 package redisstore
 
 import (
@@ -50,6 +58,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
+	"go.uber.org/zap"
 
 	"github.com/idgen/idgen/shared/registry"
 )
@@ -80,6 +89,16 @@ type Store struct {
 	mu        sync.RWMutex // held for reading while enqueueing, for writing by Close
 	closed    atomic.Bool
 
+	guard      *guard
+	epoch      atomic.Pointer[string] // set once Open adopted the registry's epoch
+	lostMarked atomic.Bool            // the "lost" root is written
+	tags       []string               // Cluster: a hash tag per slot (epoch markers)
+	wake       chan struct{}          // the connect hook asks for a check now
+	checkStop  chan struct{}
+	checkDone  chan struct{}
+	evictMu    sync.Mutex
+	evicted    map[string]int64 // run_id → evicted_keys last seen
+
 	stats struct {
 		batches, ops, roundTrips, collisions, waitFailures, replays, voided, casRetries atomic.Uint64
 	}
@@ -98,14 +117,53 @@ type Stats struct {
 }
 
 // Open connects (failing fast with registry.ErrUnavailable when Redis does
-// not answer within ctx), loads the script and starts the flusher.
+// not answer within ctx), loads the script, adopts the registry's epoch
+// (creating it on a fresh registry), runs the first check and starts the
+// flusher and the checker. A registry it must not serve (see Refusing) is
+// no error: the Store opens refusing every operation, so that health and
+// metrics say why.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	var nb [4]byte
+	_, _ = rand.Read(nb[:])
+	s := &Store{
+		cfg:       cfg,
+		ops:       make(chan *op, cfg.MaxBatch),
+		nonceBase: binary.BigEndian.Uint32(nb[:]),
+		quit:      make(chan struct{}), flushed: make(chan struct{}),
+		guard: newGuard(cfg.Logger),
+		wake:  make(chan struct{}, 1), checkStop: make(chan struct{}), checkDone: make(chan struct{}),
+		evicted: map[string]int64{},
+	}
+	client, cluster, err := connect(ctx, cfg, s.onConnect)
+	if err != nil {
+		return nil, err
+	}
+	s.client, s.cluster = client, cluster
+	if cluster {
+		s.tags = slotTags()
+	}
+	if err := s.initEpoch(ctx); err != nil {
+		_ = client.Close()
+		return nil, err
+	}
+	s.check()
+	if r := s.Refusing(); r != nil {
+		cfg.Logger.Error("registry opened refusing every operation", zap.Strings("reasons", r), zap.Error(s.guard.refusal()))
+	}
+	go s.flusher()
+	go s.checker()
+	return s, nil
+}
+
+// connect builds the client (Cluster detected with INFO for a single
+// address) and loads the script.
+func connect(ctx context.Context, cfg Config, hook func(context.Context, *redis.Conn) error) (redis.UniversalClient, bool, error) {
 	cluster := cfg.Cluster || (cfg.MasterName == "" && len(cfg.Addrs) > 1)
-	client := redis.NewUniversalClient(options(cfg, cluster))
+	client := redis.NewUniversalClient(options(cfg, cluster, hook))
 	if !cluster && cfg.MasterName == "" {
 		info, err := client.Info(ctx, "cluster").Result()
 		if redis.HasErrorPrefix(err, "NOPERM") {
@@ -113,32 +171,24 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		if err != nil {
 			_ = client.Close()
-			return nil, fmt.Errorf("redisstore: %w: %w", registry.ErrUnavailable, err)
+			return nil, false, fmt.Errorf("redisstore: %w: %w", registry.ErrUnavailable, err)
 		}
 		if strings.Contains(info, "cluster_enabled:1") {
 			_ = client.Close()
 			cluster = true
-			client = redis.NewUniversalClient(options(cfg, true))
+			client = redis.NewUniversalClient(options(cfg, true, hook))
 		}
 	}
 	if err := client.ScriptLoad(ctx, batchSource).Err(); err != nil {
 		_ = client.Close()
-		return nil, fmt.Errorf("redisstore: %w: %w", registry.ErrUnavailable, err)
+		return nil, false, fmt.Errorf("redisstore: %w: %w", registry.ErrUnavailable, err)
 	}
-	var nb [4]byte
-	_, _ = rand.Read(nb[:])
-	s := &Store{
-		cfg: cfg, client: client, cluster: cluster,
-		ops:       make(chan *op, cfg.MaxBatch),
-		nonceBase: binary.BigEndian.Uint32(nb[:]),
-		quit:      make(chan struct{}), flushed: make(chan struct{}),
-	}
-	go s.flusher()
-	return s, nil
+	return client, cluster, nil
 }
 
-func options(cfg Config, cluster bool) *redis.UniversalOptions {
+func options(cfg Config, cluster bool, hook func(context.Context, *redis.Conn) error) *redis.UniversalOptions {
 	o := &redis.UniversalOptions{
+		OnConnect:        hook,
 		Addrs:            cfg.Addrs,
 		MasterName:       cfg.MasterName,
 		IsClusterMode:    cluster,
@@ -176,6 +226,9 @@ func (s *Store) nonce() uint32 { return s.nonceBase + s.nonceSeq.Add(1) }
 // be flushed later in that case; its writes then reach no client).
 func (s *Store) do(ctx context.Context, o *op) error {
 	o.done = make(chan struct{})
+	if err := s.guard.refusal(); err != nil {
+		return err
+	}
 	s.mu.RLock()
 	if s.closed.Load() {
 		s.mu.RUnlock()
@@ -207,6 +260,8 @@ func (s *Store) Close() error {
 		s.mu.Unlock()
 		close(s.quit)
 		<-s.flushed
+		close(s.checkStop)
+		<-s.checkDone
 		err = s.client.Close()
 	})
 	return err
@@ -237,10 +292,15 @@ func (s *Store) eachMaster(ctx context.Context, fn func(context.Context, redis.C
 	return fn(ctx, s.client)
 }
 
-// Ping checks that every master answers. Errors: ErrClosed, ErrUnavailable.
+// Ping checks that the Store serves (see Refusing) and that every master
+// answers. Errors: ErrClosed, ErrUnavailable (wrapping ErrForgetful while
+// the Store refuses).
 func (s *Store) Ping(ctx context.Context) error {
 	if s.closed.Load() {
 		return registry.ErrClosed
+	}
+	if err := s.guard.refusal(); err != nil {
+		return fmt.Errorf("redisstore: ping: %w", err)
 	}
 	err := s.eachMaster(ctx, func(ctx context.Context, c redis.Cmdable) error { return c.Ping(ctx).Err() })
 	if err != nil {
@@ -283,8 +343,8 @@ func (s *Store) RaiseHighWater(ctx context.Context, v uint64) error {
 
 // HighWater returns the mark RaiseHighWater recorded for Config.Shard, or 0.
 func (s *Store) HighWater(ctx context.Context) (uint64, error) {
-	if s.closed.Load() {
-		return 0, registry.ErrClosed
+	if err := s.readable(); err != nil {
+		return 0, fmt.Errorf("redisstore: high water: %w", err)
 	}
 	v, err := s.client.Get(ctx, s.highWaterKey()).Result()
 	if errors.Is(err, redis.Nil) {
@@ -306,4 +366,13 @@ func (s *Store) readErr(err error) error {
 		return registry.ErrClosed
 	}
 	return fmt.Errorf("%w: %w", registry.ErrUnavailable, err)
+}
+
+// readable is the gate of reads: ErrClosed after Close, the refusal while
+// the Store refuses (a forgotten record would read as not found).
+func (s *Store) readable() error {
+	if s.closed.Load() {
+		return registry.ErrClosed
+	}
+	return s.guard.refusal()
 }

@@ -1,0 +1,392 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/idgen/idgen/harness/redisharness"
+	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/registry"
+)
+
+// checkEvery is the checker's interval in these tests; refusedWithin
+// bounds how long a change on the server may go unnoticed.
+const (
+	checkEvery    = 50 * time.Millisecond
+	refusedWithin = 5 * time.Second
+)
+
+// issuer registers fresh IDs of its own counter range, one per call.
+type issuer struct {
+	s    *Store
+	next uint64
+}
+
+func (is *issuer) register(ctx context.Context) (idcodec.ID, error) {
+	is.next++
+	x := id(is.next)
+	_, err := is.s.Register(ctx, pending(x), 0, testMS)
+	return x, err
+}
+
+// waitRefused polls new registrations until one fails with
+// registry.ErrUnavailable, failing t after refusedWithin. Any other error
+// fails t at once.
+func waitRefused(t *testing.T, is *issuer) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(refusedWithin)
+	for {
+		_, err := is.register(ctx)
+		if errors.Is(err, registry.ErrUnavailable) {
+			return
+		}
+		if err != nil {
+			t.Fatalf("register: %v, want nil or ErrUnavailable", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("registrations still succeed %v after the change", refusedWithin)
+		}
+		time.Sleep(checkEvery / 2)
+	}
+}
+
+// staysRefused asserts that registrations and Ping keep failing for n
+// check intervals.
+func staysRefused(t *testing.T, is *issuer, n int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := 0; i < n; i++ {
+		if _, err := is.register(ctx); !errors.Is(err, registry.ErrUnavailable) {
+			t.Fatalf("registration %d after the refusal: %v, want ErrUnavailable", i, err)
+		}
+		if err := is.s.Ping(ctx); err == nil {
+			t.Fatalf("Ping %d after the refusal: ok", i)
+		}
+		time.Sleep(checkEvery)
+	}
+}
+
+// configSet runs CONFIG SET name value on c.
+func configSet(t *testing.T, c *redis.Client, name, value string) {
+	t.Helper()
+	if err := c.ConfigSet(context.Background(), name, value).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestEvictingPolicyAtRuntimeRefuses: CONFIG SET maxmemory-policy
+// allkeys-lru on a running server makes new registrations and transitions
+// fail with ErrUnavailable, and Ping fail, within refusedWithin; back to
+// noeviction with nothing evicted, the Store serves again. Once keys were
+// evicted (a small maxmemory), it stays refused after noeviction is back.
+func TestEvictingPolicyAtRuntimeRefuses(t *testing.T) {
+	addr := redisharnessStandalone(t, "noeviction")
+	admin := raw(t, addr)
+	s := open(t, Config{Addrs: []string{addr}, CheckInterval: checkEvery})
+	ctx := context.Background()
+	is := &issuer{s: s}
+	var acked []idcodec.ID
+	for range 200 {
+		x, err := is.register(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acked = append(acked, x)
+	}
+
+	configSet(t, admin, "maxmemory-policy", "allkeys-lru")
+	waitRefused(t, is)
+	if err := s.Ping(ctx); !errors.Is(err, registry.ErrUnavailable) {
+		t.Fatalf("Ping under allkeys-lru: %v, want ErrUnavailable", err)
+	}
+	if _, _, err := s.Transition(ctx, acked[0], registry.Change{To: registry.Committed, NowMS: testMS}); !errors.Is(err, registry.ErrUnavailable) {
+		t.Fatalf("commit under allkeys-lru: %v, want ErrUnavailable", err)
+	}
+	t.Logf("under allkeys-lru: %v", s.Ping(ctx))
+
+	configSet(t, admin, "maxmemory-policy", "noeviction")
+	deadline := time.Now().Add(refusedWithin)
+	for {
+		_, err := is.register(ctx)
+		if err == nil && s.Ping(ctx) == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still refused %v after noeviction is back with nothing evicted: %v", refusedWithin, err)
+		}
+		time.Sleep(checkEvery / 2)
+	}
+
+	// Evict for real: a maxmemory just above what is used, and filler keys.
+	used := usedMemory(t, admin)
+	configSet(t, admin, "maxmemory", itoa(used+2<<20))
+	configSet(t, admin, "maxmemory-policy", "allkeys-lru")
+	filler := strings.Repeat("x", 16<<10)
+	for i := 0; evictedKeysOf(t, admin) == 0; i++ {
+		if i == 10_000 {
+			t.Fatal("nothing evicted after 160 MB of filler")
+		}
+		if err := admin.Set(ctx, "filler:"+itoa(int64(i)), filler, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	configSet(t, admin, "maxmemory", "0")
+	configSet(t, admin, "maxmemory-policy", "noeviction")
+	waitRefused(t, is)
+	staysRefused(t, is, 20)
+	lost := 0
+	for _, x := range acked {
+		if _, err := s.Get(ctx, x); errors.Is(err, registry.ErrNotFound) {
+			lost++
+		}
+	}
+	if lost > 0 {
+		t.Fatalf("%d of %d acknowledged IDs answer not found instead of unavailable", lost, len(acked))
+	}
+	t.Logf("after evictions: %v", s.Ping(ctx))
+}
+
+// TestRestartedEmptyRefuses: a Redis without persistence killed and
+// restarted empty. Every acknowledged ID answers ErrUnavailable (never
+// ErrNotFound), registrations fail, Ping fails, and the Store stays refused
+// even when the marker is written back by hand. A new Store on the emptied
+// server refuses too (the first Store marked the loss).
+func TestRestartedEmptyRefuses(t *testing.T) {
+	srv := redisharness.StartStandaloneT(t, redisharness.Options{})
+	admin := raw(t, srv.Addr())
+	s := open(t, Config{Addrs: []string{srv.Addr()}, CheckInterval: checkEvery})
+	ctx := context.Background()
+	is := &issuer{s: s}
+	var acked []idcodec.ID
+	for range 100 {
+		x, err := is.register(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acked = append(acked, x)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err := srv.Restart(rctx)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := admin.DBSize(ctx).Val(); n != 0 {
+		t.Fatalf("restarted server holds %d keys, want an empty one", n)
+	}
+	for _, x := range acked {
+		if _, err := s.Get(ctx, x); !errors.Is(err, registry.ErrUnavailable) {
+			t.Fatalf("acknowledged %s after the restart: %v, want ErrUnavailable", x, err)
+		}
+	}
+	waitRefused(t, is)
+	staysRefused(t, is, 20)
+	t.Logf("after the restart: %v", s.Ping(ctx))
+
+	fresh := open(t, Config{Addrs: []string{srv.Addr()}, Prefix: s.cfg.Prefix})
+	if _, err := (&issuer{s: fresh, next: 1 << 30}).register(ctx); !errors.Is(err, registry.ErrUnavailable) {
+		t.Fatalf("a new Store on the emptied server registers: %v", err)
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// evictedKeysOf is INFO stats evicted_keys of c.
+func evictedKeysOf(t *testing.T, c *redis.Client) int64 {
+	t.Helper()
+	info, err := c.Info(context.Background(), "stats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "evicted_keys:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	t.Fatal("no evicted_keys in INFO stats")
+	return 0
+}
+
+// TestMarkerDeletedStaysRefused: the epoch marker deleted under a running
+// Store (what an eviction or a careless DEL does) is refused within
+// refusedWithin, and writing the very same marker back does not bring the
+// Store back. A Store opened later on the registry keys without a valid
+// marker refuses; ResetEpoch (the operator) lets a new Store serve while
+// the old one stays refused.
+func TestMarkerDeletedStaysRefused(t *testing.T) {
+	s := open(t, Config{CheckInterval: checkEvery})
+	admin := raw(t, shared.Addr())
+	ctx := context.Background()
+	is := &issuer{s: s}
+	if _, err := is.register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	root := s.rootKey()
+	was, err := admin.Get(ctx, root).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Del(ctx, root).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitRefused(t, is)
+	if got := s.Refusing(); len(got) != 1 || got[0] != ReasonEpochMissing {
+		t.Fatalf("Refusing() = %v, want [%s]", got, ReasonEpochMissing)
+	}
+	// The Store marks the epoch lost for the instances to come.
+	deadline := time.Now().Add(refusedWithin)
+	for v := admin.Get(ctx, root).Val(); !strings.Contains(v, " lost "+s.Epoch()); v = admin.Get(ctx, root).Val() {
+		if time.Now().After(deadline) {
+			t.Fatalf("root marker %q, want the lost mark of epoch %s", v, s.Epoch())
+		}
+		time.Sleep(checkEvery / 2)
+	}
+	later := open(t, Config{Prefix: s.cfg.Prefix})
+	if _, err := (&issuer{s: later, next: 1 << 20}).register(ctx); !errors.Is(err, registry.ErrUnavailable) || !errors.Is(err, ErrForgetful) {
+		t.Fatalf("a Store opened on the lost epoch registers: %v", err)
+	}
+	if err := admin.Set(ctx, root, was, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	staysRefused(t, is, 10)
+
+	// Registry keys without any marker: a new Store refuses.
+	if err := admin.Del(ctx, root).Err(); err != nil {
+		t.Fatal(err)
+	}
+	unmarked := open(t, Config{Prefix: s.cfg.Prefix})
+	if got := unmarked.Refusing(); len(got) != 1 || got[0] != ReasonEpochMissing || unmarked.Epoch() != "" {
+		t.Fatalf("Store on unmarked registry keys: Refusing() = %v, epoch %q", got, unmarked.Epoch())
+	}
+	if err := unmarked.Ping(ctx); !errors.Is(err, ErrForgetful) {
+		t.Fatalf("Ping on unmarked registry keys: %v", err)
+	}
+
+	epoch, err := ResetEpoch(ctx, Config{Addrs: []string{shared.Addr()}, Prefix: s.cfg.Prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reset := open(t, Config{Prefix: s.cfg.Prefix, CheckInterval: checkEvery})
+	if reset.Epoch() != epoch || reset.Refusing() != nil {
+		t.Fatalf("after ResetEpoch: epoch %q (reset to %q), Refusing() = %v", reset.Epoch(), epoch, reset.Refusing())
+	}
+	if _, err := (&issuer{s: reset, next: 1 << 21}).register(ctx); err != nil {
+		t.Fatalf("after ResetEpoch: %v", err)
+	}
+	staysRefused(t, is, 5)
+	if got := s.Refusing(); !slices.Contains(got, ReasonEpochMissing) {
+		t.Fatalf("the old Store after ResetEpoch: Refusing() = %v", got)
+	}
+}
+
+// TestConcurrentFirstOpen: Stores opening at once on a fresh registry agree
+// on one epoch and none refuses.
+func TestConcurrentFirstOpen(t *testing.T) {
+	p := prefix()
+	const n = 8
+	stores := make([]*Store, n)
+	errs := make(chan error, n)
+	for i := range stores {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			s, err := Open(ctx, Config{Addrs: []string{shared.Addr()}, Prefix: p})
+			stores[i] = s
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range stores {
+		t.Cleanup(func() { _ = s.Close() })
+	}
+	for i, s := range stores {
+		if s.Epoch() == "" || s.Epoch() != stores[0].Epoch() || s.Refusing() != nil {
+			t.Fatalf("store %d: epoch %q (store 0: %q), Refusing() = %v", i, s.Epoch(), stores[0].Epoch(), s.Refusing())
+		}
+	}
+}
+
+// TestPersistence: CheckPersistence refuses a server with neither
+// appendonly nor save points and accepts one with AOF; with
+// RequirePersistence, turning AOF off at runtime is refused within
+// refusedWithin and turning it back on serves again.
+func TestPersistence(t *testing.T) {
+	ctx := context.Background()
+	if err := open(t, Config{}).CheckPersistence(ctx); !errors.Is(err, ErrNoPersistence) {
+		t.Fatalf("CheckPersistence without persistence: %v", err)
+	}
+	bare := open(t, Config{RequirePersistence: true})
+	if got := bare.Refusing(); len(got) != 1 || got[0] != ReasonNoPersistence {
+		t.Fatalf("RequirePersistence without persistence: Refusing() = %v", got)
+	}
+	srv := redisharness.StartStandaloneT(t, redisharness.Options{AppendFsyncAlways: true})
+	s := open(t, Config{Addrs: []string{srv.Addr()}, RequirePersistence: true, CheckInterval: checkEvery})
+	if err := s.CheckPersistence(ctx); err != nil {
+		t.Fatal(err)
+	}
+	is := &issuer{s: s}
+	if _, err := is.register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	admin := raw(t, srv.Addr())
+	configSet(t, admin, "save", "") // the harness leaves Redis's default save points with AOF
+	if err := s.CheckPersistence(ctx); err != nil {
+		t.Fatalf("AOF without save points: %v", err)
+	}
+	configSet(t, admin, "appendonly", "no")
+	if err := s.CheckPersistence(ctx); !errors.Is(err, ErrNoPersistence) {
+		t.Fatalf("CheckPersistence after appendonly no: %v", err)
+	}
+	waitRefused(t, is)
+	if got := s.Refusing(); len(got) != 1 || got[0] != ReasonNoPersistence {
+		t.Fatalf("Refusing() = %v", got)
+	}
+	configSet(t, admin, "appendonly", "yes")
+	deadline := time.Now().Add(refusedWithin)
+	for {
+		_, err := is.register(ctx)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still refused with appendonly yes: %v", err)
+		}
+		time.Sleep(checkEvery / 2)
+	}
+}
+
+// TestParseMarker: every value a marker can hold, and garbage.
+func TestParseMarker(t *testing.T) {
+	e := newEpoch()
+	for _, tc := range []struct {
+		v    string
+		want marker
+		ok   bool
+	}{
+		{marker{epoch: e}.String(), marker{epoch: e}, true},
+		{marker{epoch: e, init: true}.String(), marker{epoch: e, init: true}, true},
+		{"idgen-epoch lost " + e + " 1764000000000 epoch_missing", marker{epoch: e, lost: true}, true},
+		{"idgen-epoch v1 " + e[:30], marker{}, false},
+		{"idgen-epoch v2 " + e, marker{}, false},
+		{"", marker{}, false},
+		{"OK", marker{}, false},
+	} {
+		got, err := parseMarker(tc.v)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("parseMarker(%q) = %+v, %v", tc.v, got, err)
+		}
+	}
+}
