@@ -33,18 +33,18 @@ func (s *Service) authorize(c *fasthttp.RequestCtx, log *reqLog, scope string) e
 		if p, err = s.d.Auth.Verify(strings.TrimSpace(token)); err != nil {
 			if token == "" {
 				c.Response.Header.Set("WWW-Authenticate", `Bearer realm="idgen"`)
-				s.audit(c, log, audit.Event{Action: audit.ActionAuthFailure, Resource: string(c.Path()), Outcome: audit.OutcomeDenied, Reason: "no bearer token"})
+				s.audit(c, log, audit.Event{Action: audit.ActionAuthFailure, Resource: log.path, Outcome: audit.OutcomeDenied, Reason: "no bearer token"})
 				return Errorf(CodeUnauthorized, "a bearer token is required")
 			}
 			c.Response.Header.Set("WWW-Authenticate", `Bearer realm="idgen", error="invalid_token"`)
-			log.L().Warn("auth: invalid token", zap.String("path", string(c.Path())), zap.Error(err))
-			s.audit(c, log, audit.Event{Action: audit.ActionAuthFailure, Resource: string(c.Path()), Outcome: audit.OutcomeDenied, Reason: "invalid token"})
+			log.L().Warn("auth: invalid token", zap.String("path", log.path), zap.Error(err))
+			s.audit(c, log, audit.Event{Action: audit.ActionAuthFailure, Resource: log.path, Outcome: audit.OutcomeDenied, Reason: "invalid token"})
 			return Errorf(CodeUnauthorized, "the bearer token is invalid or expired")
 		}
 	}
 	if !p.Has(scope) {
 		c.Response.Header.Set("WWW-Authenticate", `Bearer realm="idgen", error="insufficient_scope", scope="`+scope+`"`)
-		s.audit(c, log, audit.Event{Actor: p.Subject, Action: audit.ActionScopeDenied, Resource: string(c.Path()), Outcome: audit.OutcomeDenied, Reason: "missing scope " + scope})
+		s.audit(c, log, audit.Event{Actor: p.Subject, Action: audit.ActionScopeDenied, Resource: log.path, Outcome: audit.OutcomeDenied, Reason: "missing scope " + scope})
 		return Errorf(CodeForbidden, "the token lacks the %s scope", scope)
 	}
 	if ok, retry := s.limits.allow(p.Subject, time.Now()); !ok {

@@ -91,7 +91,7 @@ func TestErrorPaths(t *testing.T) {
 		{name: "unknown route", call: call{method: "GET", path: "/nope"}, status: 404, code: "not_found"},
 		{name: "root", call: call{method: "GET", path: "/"}, status: 404, code: "not_found"},
 		{name: "unknown route POST", call: call{method: "POST", path: "/generate/more", body: "{}"}, status: 404, code: "not_found"},
-		{name: "ids without id", call: call{method: "GET", path: "/ids/"}, status: 404, code: "not_found"},
+		{name: "ids without id", call: call{method: "GET", path: "/ids/"}, status: 400, code: "invalid_request"}, // an empty segment
 		{name: "GET /generate", call: call{method: "GET", path: "/generate"}, status: 405, code: "method_not_allowed", allow: "POST"},
 		{name: "PUT /generate", call: call{method: "PUT", path: "/generate", body: "{}"}, status: 405, code: "method_not_allowed", allow: "POST"},
 		{name: "GET /commit", call: call{method: "GET", path: "/commit"}, status: 405, code: "method_not_allowed", allow: "POST"},
@@ -106,7 +106,7 @@ func TestErrorPaths(t *testing.T) {
 		// GET /ids/{id}
 		{name: "id not a uuid", call: call{method: "GET", path: "/ids/not-a-uuid"}, status: 400, code: "invalid_id"},
 		{name: "id too short", call: call{method: "GET", path: "/ids/" + pending.String()[:35]}, status: 400, code: "invalid_id"},
-		{name: "id with braces", call: call{method: "GET", path: "/ids/{" + pending.String() + "}"}, status: 400, code: "invalid_id"},
+		{name: "id with braces", call: call{method: "GET", path: "/ids/{" + pending.String() + "}"}, status: 400, code: "invalid_request"}, // sent percent-encoded
 		{name: "id without dashes", call: call{method: "GET", path: "/ids/" + strings.ReplaceAll(pending.String(), "-", "") + "0000"}, status: 400, code: "invalid_id"},
 		{name: "id non-hex", call: call{method: "GET", path: "/ids/" + "zzzzzzzz" + pending.String()[8:]}, status: 400, code: "invalid_id"},
 		{name: "id with trailing path", call: call{method: "GET", path: "/ids/" + pending.String() + "/x"}, status: 400, code: "invalid_id"},

@@ -163,14 +163,19 @@ func FuzzGenerateBody(f *testing.F) {
 	})
 }
 
-// FuzzGetIDPath sends arbitrary text as GET /ids/{id}: an ID of ours that was
-// never issued is 404, anything else 400 invalid_id, never a 5xx.
+// FuzzGetIDPath sends arbitrary text as GET /ids/{id}. The answer follows
+// from the path as sent, never from a decoded or normalised form: a path
+// with percent-encoding, a backslash, a byte outside printable ASCII, an
+// empty or a dot segment is 400 invalid_request; otherwise the rest is the
+// ID: 404 for an ID of ours never issued, 400 invalid_id for anything else.
+// Never a 5xx, never another route.
 func FuzzGetIDPath(f *testing.F) {
 	for _, s := range []string{
 		"not-a-uuid", uuidV4, neverIssued(1).String(), strings.ToUpper(neverIssued(2).String()),
 		"00000000-0000-8000-8000-000000000000", "ffffffff-ffff-8fff-bfff-ffffffffffff",
 		"0f8fad5b-d9cb-869f-a165-70867728950", "0f8fad5b-d9cb-869f-a165-70867728950e/x", "%2e%2e",
 		"../generate", "0f8fad5b+d9cb+869f+a165+70867728950e", "0f8fad5b-d9cb-869f-c165-70867728950e",
+		"/" + neverIssued(3).String(), "%2f" + neverIssued(4).String(), neverIssued(5).String() + "/", "a\\b", "\xff", "?x",
 	} {
 		f.Add(s)
 	}
@@ -178,24 +183,39 @@ func FuzzGetIDPath(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		c := handleRaw(st, "GET", "/ids/"+s, nil, "", nil)
 		status := checkAnswer(t, c, logs)
-		path := string(c.Path()) // what the service routed on, after URI normalization
-		rest, isIDs := strings.CutPrefix(path, "/ids/")
-		if !isIDs || rest == "" {
-			return // normalized onto another route ("/ids/../generate")
+		raw := string(c.URI().PathOriginal()) // the path as sent: "?" and "#" end it
+		rest, ok := strings.CutPrefix(raw, "/ids/")
+		if !ok {
+			t.Fatalf("path as sent %q lost its prefix", raw)
 		}
-		var want int
-		var code string
+		want, code := 404, "not_found"
 		switch _, err := idcodec.Parse(rest); {
+		case ambiguousPath(raw):
+			want, code = 400, "invalid_request"
 		case err != nil:
 			want, code = 400, "invalid_id"
-		default:
-			want, code = 404, "not_found"
 		}
 		if status != want {
-			t.Fatalf("GET %s: %d %s, want %d", path, status, c.Response.Body(), want)
+			t.Fatalf("GET %q: %d %s, want %d", raw, status, c.Response.Body(), want)
 		}
 		checkErrorBody(t, c.Response.Body(), code)
 	})
+}
+
+// ambiguousPath reports whether a raw path could name another resource once
+// decoded or normalised (the test's own statement of the rule).
+func ambiguousPath(raw string) bool {
+	for i := 0; i < len(raw); i++ {
+		if ch := raw[i]; ch < 0x21 || ch > 0x7e || ch == '%' || ch == '\\' {
+			return true
+		}
+	}
+	for _, seg := range strings.Split(raw[1:], "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 // FuzzTransitionBody sends arbitrary bodies to /commit and /compensate:

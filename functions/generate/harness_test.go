@@ -143,9 +143,19 @@ func newHarness(t *testing.T) *harness {
 // serveStack serves st over an in-memory listener.
 func serveStack(t *testing.T, st *stack) *harness {
 	t.Helper()
+	return serveStackWith(t, st, nil)
+}
+
+// serveStackWith is serveStack; server, when set, changes the server's
+// settings before it serves.
+func serveStackWith(t *testing.T, st *stack, server func(*fasthttp.Server)) *harness {
+	t.Helper()
 
 	ln := fasthttputil.NewInmemoryListener()
 	srv := newServer(st.svc, tLogger{t})
+	if server != nil {
+		server(srv)
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -284,6 +294,28 @@ func (h *harness) raw(t testing.TB, c call) *reply {
 	var res fasthttp.Response
 	if err := res.Read(bufio.NewReader(conn)); err != nil {
 		t.Fatalf("%s %s: read answer: %v", c.method, c.path, err)
+	}
+	r := &reply{status: res.StatusCode(), body: append([]byte(nil), res.Body()...)}
+	res.Header.CopyTo(&r.header)
+	return r
+}
+
+// wire writes text, a whole HTTP/1.1 request, byte for byte on a fresh
+// connection and reads the answer: what no client library would send
+// (repeated headers, empty path segments, raw bytes outside ASCII).
+func (h *harness) wire(t testing.TB, text string) *reply {
+	t.Helper()
+	conn, err := h.ln.Dial()
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte(text)); err != nil {
+		t.Fatalf("write request: %v", err)
+	}
+	var res fasthttp.Response
+	if err := res.Read(bufio.NewReader(conn)); err != nil {
+		t.Fatalf("%q: read answer: %v", text, err)
 	}
 	r := &reply{status: res.StatusCode(), body: append([]byte(nil), res.Body()...)}
 	res.Header.CopyTo(&r.header)

@@ -77,8 +77,8 @@ func (s *Service) HealthReport(ctx context.Context) (string, map[string]checkVie
 	return status, checks
 }
 
-func (s *Service) health(c *fasthttp.RequestCtx, _ *reqLog) error {
-	if string(c.Path()) == "/health/live" {
+func (s *Service) health(c *fasthttp.RequestCtx, log *reqLog) error {
+	if log.path == "/health/live" {
 		return writeJSON(c, fasthttp.StatusOK, map[string]string{"status": StatusOK})
 	}
 	ctx, cancel := s.requestContext()
@@ -89,7 +89,7 @@ func (s *Service) health(c *fasthttp.RequestCtx, _ *reqLog) error {
 		code = fasthttp.StatusServiceUnavailable
 		c.Response.Header.Set("Retry-After", "1")
 	}
-	if string(c.Path()) == "/health/ready" {
+	if log.path == "/health/ready" {
 		return writeJSON(c, code, map[string]string{"status": status})
 	}
 	return writeJSON(c, code, map[string]any{"status": status, "checks": checks})

@@ -236,8 +236,8 @@ type idView struct {
 	History        []stepView `json:"history"`
 }
 
-func (s *Service) getID(c *fasthttp.RequestCtx, _ *reqLog) error {
-	id, err := idcodec.Parse(string(c.Path()[len("/ids/"):]))
+func (s *Service) getID(c *fasthttp.RequestCtx, log *reqLog) error {
+	id, err := idcodec.Parse(log.param)
 	if err != nil {
 		return err
 	}
@@ -281,8 +281,9 @@ const maxSubject = 256
 // eraseSubject deletes a subject's data key: every metadata of theirs
 // becomes unreadable (GDPR erasure) while the ID records stay for audit.
 func (s *Service) eraseSubject(c *fasthttp.RequestCtx, log *reqLog) error {
-	path := string(c.Path())
-	subject := strings.TrimSuffix(strings.TrimPrefix(path, "/subjects/"), "/key")
+	// route matched the raw path: the subject is one segment of printable
+	// ASCII, neither encoded nor a dot segment (checkPath).
+	subject := log.param
 	if subject == "" || len(subject) > maxSubject || strings.Contains(subject, "/") {
 		return Errorf(CodeInvalidRequest, "subject must be 1..%d characters without '/'", maxSubject)
 	}

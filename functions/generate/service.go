@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -302,55 +301,6 @@ func validRequestID(s string) bool {
 	return true
 }
 
-// route dispatches and returns the route label for metrics.
-func (s *Service) route(c *fasthttp.RequestCtx, log *reqLog) string {
-	path := string(c.Path())
-	var (
-		route  string
-		method = fasthttp.MethodGet
-		scope  string // "" = open
-		h      func(*fasthttp.RequestCtx, *reqLog) error
-	)
-	switch {
-	case path == "/generate":
-		route, method, scope, h = path, fasthttp.MethodPost, auth.ScopeGenerate, s.generate
-	case path == "/commit":
-		route, method, scope, h = path, fasthttp.MethodPost, auth.ScopeCommit, s.commit
-	case path == "/compensate":
-		route, method, scope, h = path, fasthttp.MethodPost, auth.ScopeCompensate, s.compensate
-	case len(path) > len("/ids/") && path[:len("/ids/")] == "/ids/":
-		route, scope, h = "/ids/{id}", auth.ScopeRead, s.getID
-	case path == "/instances":
-		route, scope, h = path, auth.ScopeRead, s.instances
-	case path == "/health", path == "/health/live", path == "/health/ready":
-		route, h = path, s.health
-	case strings.HasPrefix(path, "/subjects/") && strings.HasSuffix(path, "/key"):
-		route, method, scope, h = "/subjects/{subject}/key", fasthttp.MethodDelete, auth.ScopeAdmin, s.eraseSubject
-	case path == "/logs":
-		route, scope, h = path, auth.ScopeOpsRead, s.logs
-	case path == "/metrics":
-		route, scope, h = path, auth.ScopeOpsRead, s.metrics
-	default:
-		s.fail(c, log, Errorf(CodeNotFound, "no route %s", path))
-		return "other"
-	}
-	if string(c.Method()) != method {
-		c.Response.Header.Set("Allow", method)
-		s.fail(c, log, Errorf(CodeMethodNotAllowed, "%s needs %s", route, method))
-		return route
-	}
-	if scope != "" {
-		if err := s.authorize(c, log, scope); err != nil {
-			s.fail(c, log, err)
-			return route
-		}
-	}
-	if err := h(c, log); err != nil {
-		s.fail(c, log, err)
-	}
-	return route
-}
-
 // fail writes the JSON error for err; unknown errors are logged here, once.
 func (s *Service) fail(c *fasthttp.RequestCtx, log *reqLog, err error) {
 	e, known := toError(err)
@@ -434,13 +384,17 @@ func (d *deadlines) get(now time.Time) context.Context {
 	return ctx
 }
 
-// reqLog builds the request-scoped logger on first use: most requests log
-// nothing, and cloning the encoders for every request costs more than the
-// rest of the hot path.
+// reqLog is what one request's handlers share: its ID, its logger (built
+// on first use: most requests log nothing, and cloning the encoders for
+// every request costs more than the rest of the hot path), and the path
+// route checked and matched.
 type reqLog struct {
 	base *zap.Logger
 	rid  string
 	l    *zap.Logger
+	// path is the request's path as sent, checked by checkPath; param is
+	// its {id} or {subject} segment ("" for routes without one).
+	path, param string
 }
 
 // L returns the logger carrying the request ID.
