@@ -10,6 +10,14 @@
 // previous batch of 8 or more) does it wait, at most the previous commit's
 // duration, for as many operations (registry.Gatherer). A failing operation
 // writes nothing; a failing commit fails every operation of the batch.
+//
+// Disk space and stalls never crash the process (diskguard): writes are
+// refused with registry.ErrUnavailable while the filesystem is below the
+// free-space threshold or a commit is stalled, and Ping fails meanwhile; a
+// ballast file beside the store is released when space runs short; a
+// commit that still meets ENOSPC releases it and runs once more (bbolt
+// rolled it back, and every operation checks before it writes, so running
+// it again is safe). Open refuses a filesystem below the threshold.
 package boltstore
 
 import (
@@ -20,13 +28,16 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.etcd.io/bbolt"
+	"go.uber.org/zap"
 
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
+	"github.com/idgen/idgen/shared/registry/diskguard"
 )
 
 var (
@@ -39,6 +50,9 @@ var (
 
 // FileName is the store's file inside the data directory.
 const FileName = "idgen.db"
+
+// BallastName is the disk ballast file inside the data directory.
+const BallastName = FileName + ".ballast"
 
 // Config of a Store; the zero value means the documented defaults.
 type Config struct {
@@ -56,6 +70,15 @@ type Config struct {
 	// Observe, when set, is told the size and duration of every committed
 	// batch (metrics).
 	Observe func(ops int, d time.Duration)
+	// Logger receives the disk guard's changes of state. Default: none.
+	Logger *zap.Logger
+	// Disk configures the free-space and stall guard; its zero value means
+	// its documented defaults. Disk.Logger defaults to Logger.
+	Disk diskguard.Config
+	// CloseTimeout bounds Close when a commit does not return (a stalled
+	// disk): Close then returns an error and leaves it to the process exit.
+	// Default 30s.
+	CloseTimeout time.Duration
 }
 
 // Validate reports a configuration that cannot work.
@@ -65,6 +88,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBatch < 0 {
 		return errors.New("boltstore: negative max batch")
+	}
+	if c.CloseTimeout < 0 {
+		return errors.New("boltstore: negative close timeout")
+	}
+	if err := c.Disk.Validate(); err != nil {
+		return fmt.Errorf("boltstore: %w", err)
 	}
 	return nil
 }
@@ -78,9 +107,10 @@ type op struct {
 
 // Store is the embedded registry and range source. Safe for concurrent use.
 type Store struct {
-	cfg Config
-	db  *bbolt.DB
-	ops chan *op
+	cfg   Config
+	db    *bbolt.DB
+	guard *diskguard.Guard
+	ops   chan *op
 
 	closeOnce sync.Once
 	quit      chan struct{}
@@ -93,7 +123,10 @@ var (
 	_ generator.RangeSource = (*Store)(nil)
 )
 
-// Open opens (or creates) the store in cfg.Dir and starts its flusher.
+// Open opens (or creates) the store in cfg.Dir and starts its flusher. It
+// fails with diskguard.ErrLowSpace (one line naming the directory, the free
+// and the needed bytes) when the filesystem is below the free-space
+// threshold.
 func Open(cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -107,9 +140,29 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.OpenTimeout == 0 {
 		cfg.OpenTimeout = 2 * time.Second
 	}
+	if cfg.CloseTimeout == 0 {
+		cfg.CloseTimeout = 30 * time.Second
+	}
+	if cfg.Disk.Logger == nil {
+		cfg.Disk.Logger = cfg.Logger
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("boltstore: %w", err)
 	}
+	guard, err := diskguard.New(cfg.Disk, cfg.Dir, filepath.Join(cfg.Dir, BallastName))
+	if err != nil {
+		return nil, fmt.Errorf("boltstore: %w", err)
+	}
+	s, err := openDB(cfg, guard)
+	if err != nil {
+		guard.Close()
+		return nil, err
+	}
+	go s.flusher()
+	return s, nil
+}
+
+func openDB(cfg Config, guard *diskguard.Guard) (*Store, error) {
 	path := filepath.Join(cfg.Dir, FileName)
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
 		Timeout:        cfg.OpenTimeout,
@@ -132,9 +185,7 @@ func Open(cfg Config) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: init %s: %w", path, err)
 	}
-	s := &Store{cfg: cfg, db: db, ops: make(chan *op, cfg.MaxBatch), quit: make(chan struct{}), flushed: make(chan struct{})}
-	go s.flusher()
-	return s, nil
+	return &Store{cfg: cfg, db: db, guard: guard, ops: make(chan *op, cfg.MaxBatch), quit: make(chan struct{}), flushed: make(chan struct{})}, nil
 }
 
 // do runs fn in the next group-committed write transaction and waits for
@@ -145,6 +196,10 @@ func (s *Store) do(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 	if s.closed {
 		s.mu.RUnlock()
 		return registry.ErrClosed
+	}
+	if err := s.guard.Check(); err != nil {
+		s.mu.RUnlock()
+		return err
 	}
 	select {
 	case s.ops <- o:
@@ -172,15 +227,29 @@ func (s *Store) flusher() {
 	g.Loop(func(batch []*op) { s.commit(batch, errs) })
 }
 
+// commit runs the ops of batch in one write transaction. A commit that
+// meets ENOSPC releases the ballast (guard.DiskFull) and runs once more.
 func (s *Store) commit(batch []*op, errs []error) {
 	t0 := time.Now()
-	errs = errs[:0]
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		for _, o := range batch {
-			errs = append(errs, o.fn(tx))
+	var err error
+	for try := 0; try < 2; try++ {
+		var grew int64
+		errs = errs[:0]
+		s.guard.CommitStarted()
+		err = s.db.Update(func(tx *bbolt.Tx) error {
+			for _, o := range batch {
+				errs = append(errs, o.fn(tx))
+			}
+			st := tx.Stats()
+			grew = st.GetPageAlloc()
+			return nil
+		})
+		s.guard.CommitDone(grew, err)
+		if !errors.Is(err, syscall.ENOSPC) || try > 0 {
+			break
 		}
-		return nil
-	})
+		s.guard.DiskFull()
+	}
 	if s.cfg.Observe != nil {
 		s.cfg.Observe(len(batch), time.Since(t0))
 	}
@@ -194,6 +263,9 @@ func (s *Store) commit(batch []*op, errs []error) {
 }
 
 // Close stops accepting work, commits what is queued and closes the file.
+// When the flusher does not return within cfg.CloseTimeout (a stalled
+// disk) Close returns an error wrapping registry.ErrUnavailable and leaves
+// it running; the file stays locked until the process exits.
 func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
@@ -201,14 +273,30 @@ func (s *Store) Close() error {
 		s.closed = true
 		s.mu.Unlock()
 		close(s.quit)
-		<-s.flushed
+		defer s.guard.Close()
+		deadline := time.NewTimer(s.cfg.CloseTimeout)
+		defer deadline.Stop()
+		select {
+		case <-s.flushed:
+		case <-deadline.C:
+			err = fmt.Errorf("boltstore: close: %w: the flusher did not return within %s", registry.ErrUnavailable, s.cfg.CloseTimeout)
+			return
+		}
 		err = s.db.Close()
 	})
 	return err
 }
 
-// Ping checks that the file is readable.
+// DiskState returns the state of the disk guard (metrics).
+func (s *Store) DiskState() diskguard.State { return s.guard.State() }
+
+// Ping checks that the file is readable and that the store admits writes:
+// it fails while the disk is below the free-space threshold and while a
+// commit is stalled.
 func (s *Store) Ping(context.Context) error {
+	if err := s.guard.Check(); err != nil {
+		return err
+	}
 	return s.db.View(func(tx *bbolt.Tx) error {
 		if tx.Bucket(bucketMeta) == nil {
 			return fmt.Errorf("%w: meta bucket missing", registry.ErrCorrupt)

@@ -15,7 +15,8 @@
 //   - The ballast, a file of BallastBytes beside the store, exists only
 //     while writes are admitted. Refusing deletes it, so flushes, compactions
 //     and Close always have that much room; writes resume only once the
-//     ballast fits again above the threshold, after which it is re-created.
+//     ballast fits again above the threshold with a margin, after which it
+//     is re-created.
 //     Resuming needs no restart.
 //   - A commit in flight for longer than StallTimeout makes Check and Ping
 //     fail (ErrStalled) until it returns: new requests fail fast instead of
@@ -358,9 +359,11 @@ func (g *Guard) poll() {
 // refusing writes, releasing or laying the ballast. g.mu is held.
 //
 // Admitting → refusing when free < threshold (the ballast goes).
-// Refusing → admitting when free ≥ threshold + max(ballast, threshold/16):
-// the ballast fits again above the threshold, and the margin keeps a
-// filesystem hovering at the threshold from flapping.
+// Refusing → admitting when free ≥ threshold + ballast + margin (the
+// larger of 1 MiB and threshold/16): the ballast fits again above the
+// threshold with room to spare, so neither re-laying it nor a filesystem
+// hovering at the threshold flips the state straight back, and the room an
+// ENOSPC freed by releasing the ballast stays free for the store.
 func (g *Guard) measureLocked() {
 	u, err := g.cfg.Usage(g.dir)
 	if err != nil {
@@ -368,7 +371,7 @@ func (g *Guard) measureLocked() {
 		return
 	}
 	threshold, ballast := g.cfg.threshold(u.TotalBytes), g.cfg.ballast(u.TotalBytes)
-	resume := threshold + max(ballast, threshold/16)
+	resume := threshold + ballast + max(1<<20, threshold/16)
 	changed := true
 	switch refusing := g.refusing.Load(); {
 	case !refusing && u.FreeBytes < threshold:
