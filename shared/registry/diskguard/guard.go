@@ -183,9 +183,11 @@ type Guard struct {
 	dir     string
 	ballast string // path of the ballast file
 
-	// mu serializes measuring and the ballast; it guards st.
-	mu sync.Mutex
-	st State
+	// mu serializes measuring and the ballast; it guards st and
+	// measureFailing (a failing statfs is logged once, not every poll).
+	mu             sync.Mutex
+	st             State
+	measureFailing bool
 
 	// The fast path of Check reads only these.
 	refusing    atomic.Bool
@@ -367,9 +369,13 @@ func (g *Guard) poll() {
 func (g *Guard) measureLocked() {
 	u, err := g.cfg.Usage(g.dir)
 	if err != nil {
-		g.cfg.Logger.Warn("cannot measure free disk space; keeping the last state", zap.String("dir", g.dir), zap.Error(err))
+		if !g.measureFailing {
+			g.cfg.Logger.Warn("cannot measure free disk space; keeping the last state", zap.String("dir", g.dir), zap.Error(err))
+		}
+		g.measureFailing = true
 		return
 	}
+	g.measureFailing = false
 	threshold, ballast := g.cfg.threshold(u.TotalBytes), g.cfg.ballast(u.TotalBytes)
 	resume := threshold + ballast + max(1<<20, threshold/16)
 	changed := true
