@@ -27,6 +27,7 @@ type Metrics struct {
 	deadLettered   *prometheus.CounterVec
 	reclaimed      prometheus.Counter
 	auditRecovered prometheus.Counter
+	trimmed        prometheus.Counter
 
 	mu     sync.Mutex
 	stream *Worker // the worker whose group the gauges describe
@@ -53,6 +54,9 @@ func NewMetrics() *Metrics {
 		auditRecovered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "idgen_compensate_audit_recovered_total", Help: "Audit entries written on redelivery for effects whose first attempt died before auditing.",
 		}),
+		trimmed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "idgen_compensate_trimmed_total", Help: "Entries removed from the failure stream after every consumer group acknowledged them (XTRIM MINID).",
+		}),
 	}
 	for _, o := range []string{string(compensation.CaseApplied), string(compensation.CaseDuplicate), string(compensation.CaseNullCompensation), "dead_lettered"} {
 		m.processed.WithLabelValues(o)
@@ -60,7 +64,7 @@ func NewMetrics() *Metrics {
 	for _, c := range []string{causeMalformed, causeMaxDeliveries, causePermanent} {
 		m.deadLettered.WithLabelValues(c)
 	}
-	m.Registry.MustRegister(m.processed, m.retried, m.deadLettered, m.reclaimed, m.auditRecovered, streamCollector{m},
+	m.Registry.MustRegister(m.processed, m.retried, m.deadLettered, m.reclaimed, m.auditRecovered, m.trimmed, streamCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -82,6 +86,8 @@ var (
 		"Entries delivered to the consumer group and not yet acknowledged.", []string{"stream", "group"}, nil)
 	dlqDesc = prometheus.NewDesc("idgen_compensate_dlq_length",
 		"Entries in the dead-letter stream.", []string{"stream"}, nil)
+	lengthDesc = prometheus.NewDesc("idgen_compensate_stream_length",
+		"Entries in the failure stream (XLEN): the unhandled ones and at most one acknowledged batch; growth means a consumer group does not acknowledge.", []string{"stream"}, nil)
 	upDesc = prometheus.NewDesc("idgen_compensate_stream_up",
 		"1 when the stream gauges could be read at this scrape (Redis answered, the group exists), else 0.", []string{"stream", "group"}, nil)
 )
@@ -92,6 +98,7 @@ func (c streamCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- lagDesc
 	ch <- pendingDesc
 	ch <- dlqDesc
+	ch <- lengthDesc
 	ch <- upDesc
 }
 
@@ -114,6 +121,7 @@ func (c streamCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(st.Lag), w.cfg.Stream, w.cfg.Group)
 	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(st.Pending), w.cfg.Stream, w.cfg.Group)
 	ch <- prometheus.MustNewConstMetric(dlqDesc, prometheus.GaugeValue, float64(st.DeadLetters), w.cfg.Stream)
+	ch <- prometheus.MustNewConstMetric(lengthDesc, prometheus.GaugeValue, float64(st.Length), w.cfg.Stream)
 }
 
 // maxLagCount bounds the fallback count of Stats.Lag.
@@ -124,24 +132,26 @@ type Stats struct {
 	Lag         int64 // entries not yet delivered to the group
 	Pending     int64 // delivered, not acknowledged
 	DeadLetters int64 // length of the dead-letter stream
+	Length      int64 // length of the failure stream
 }
 
-// Stats reads XINFO GROUPS and XLEN of the dead-letter stream. When Redis
+// Stats reads XINFO GROUPS and XLEN of both streams. When Redis
 // cannot compute the group's lag (entries deleted from the middle of the
 // stream), Lag counts the stream's entries past the last delivered one, up
 // to maxLagCount.
 func (w *Worker) Stats(ctx context.Context) (Stats, error) {
 	var groups *redis.XInfoGroupsCmd
-	var dlq *redis.IntCmd
+	var dlq, length *redis.IntCmd
 	_, err := w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		groups = p.XInfoGroups(ctx, w.cfg.Stream)
 		dlq = p.XLen(ctx, w.dlq)
+		length = p.XLen(ctx, w.cfg.Stream)
 		return nil
 	})
 	if err != nil {
 		return Stats{}, err
 	}
-	st := Stats{DeadLetters: dlq.Val()}
+	st := Stats{DeadLetters: dlq.Val(), Length: length.Val()}
 	found := false
 	for _, g := range groups.Val() {
 		if g.Name != w.cfg.Group {

@@ -268,6 +268,7 @@ func (w *Worker) deadLetter(ctx context.Context, e entry, ev compensation.Event,
 		w.log.Warn("compensate: dead-letter move failed; retrying", zap.String("entry", e.msg.ID), zap.Error(err))
 		sleep(ctx, w.backoff(attempt))
 	}
+	w.trim(ctx)
 	w.m.processed.WithLabelValues("dead_lettered").Inc()
 	w.m.deadLettered.WithLabelValues(cause).Inc()
 	w.log.Warn("compensate: entry dead-lettered", zap.String("entry", e.msg.ID), zap.String("dlq", w.dlq), zap.String("cause", cause),

@@ -8,7 +8,9 @@
 // Invariants: the worker acknowledges a stream entry only after its effect
 // and its audit entry are stored (see Worker); a malformed entry or one
 // that keeps failing ends in the dead-letter stream with its error, never
-// silently dropped.
+// silently dropped; the stream holds no entry below the oldest one some
+// consumer group has not acknowledged, beyond the last acknowledgement
+// (trimSource), so it stays bounded by the unhandled entries.
 package compensate
 
 import (
@@ -410,7 +412,8 @@ func (w *Worker) backoff(attempt int) time.Duration {
 }
 
 // acker acknowledges finished entries in groups: everything waiting rides
-// in one XACK.
+// in one XACK, followed by a trim of what every group has acknowledged
+// (trimSource), so the stream stays bounded by what is unhandled.
 func (w *Worker) acker(ctx context.Context) {
 	ids := make([]string, 0, cap(w.acks))
 	for id := range w.acks {
@@ -428,8 +431,21 @@ func (w *Worker) acker(ctx context.Context) {
 			}
 		}
 		for attempt := 1; ; attempt++ {
-			err := w.rdb.XAck(ctx, w.cfg.Stream, w.cfg.Group, ids...).Err()
+			// The trim rides the acknowledgement's round trip.
+			var ack *redis.IntCmd
+			var trim *redis.Cmd
+			_, _ = w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+				ack = p.XAck(ctx, w.cfg.Stream, w.cfg.Group, ids...)
+				trim = trimScript.EvalSha(ctx, p, []string{w.cfg.Stream})
+				return nil
+			})
+			err := ack.Err()
 			if err == nil {
+				if redis.HasErrorPrefix(trim.Err(), "NOSCRIPT") {
+					w.trim(ctx)
+				} else {
+					w.trimmed(trim)
+				}
 				break
 			}
 			if ctx.Err() != nil {
