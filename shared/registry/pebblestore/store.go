@@ -186,6 +186,10 @@ func Open(cfg Config) (*Store, error) {
 	if err := cfg.FS.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pebblestore: %w", err)
 	}
+	// The guard comes before the lock so that a full disk is refused in
+	// its one clear line before anything is written. A second opener that
+	// then loses the lock can only have done to the ballast what the
+	// holder's guard does itself at its next measure.
 	guard, err := diskguard.New(cfg.Disk, cfg.Dir, filepath.Join(cfg.Dir, BallastName))
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: %w", err)
