@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"mime"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
@@ -14,7 +15,8 @@ import (
 )
 
 // decodeBody decodes a JSON request body strictly into v: Content-Type must
-// be JSON, unknown fields and trailing data are refused. An empty body
+// be JSON, the text valid UTF-8 without a lone surrogate escape
+// (checkText), unknown fields and trailing data are refused. An empty body
 // decodes to v's zero value only when allowEmpty.
 func decodeBody(c *fasthttp.RequestCtx, v any, allowEmpty bool) error {
 	body := c.PostBody()
@@ -32,6 +34,9 @@ func decodeBody(c *fasthttp.RequestCtx, v any, allowEmpty bool) error {
 		if err != nil || mt != "application/json" {
 			return Errorf(CodeUnsupportedMedia, "Content-Type must be application/json")
 		}
+	}
+	if err := checkText(body); err != nil {
+		return err
 	}
 	if err := strictJSON(body, v); err != nil {
 		return err
@@ -162,4 +167,63 @@ func jsonFields(v any) map[string]bool {
 		}
 	}
 	return nil
+}
+
+// checkText refuses a body whose text encoding/json would change without a
+// word while decoding it: bytes that are not UTF-8 (each becomes U+FFFD)
+// and a \u escape of a UTF-16 surrogate that is not half of a pair (also
+// U+FFFD). What is stored (metadata, a compensation's reason and
+// event_id) is then exactly what was sent, and is served back as valid
+// JSON.
+//
+// The scan treats every backslash as the start of an escape: in valid JSON
+// a backslash appears inside strings only, and invalid JSON is refused by
+// the decoder after this check whatever it says.
+func checkText(body []byte) error {
+	if !utf8.Valid(body) {
+		return Errorf(CodeInvalidRequest, "the body is not valid UTF-8")
+	}
+	for i := 0; i < len(body); i++ {
+		if body[i] != '\\' {
+			continue
+		}
+		r, ok := hexEscape(body, i)
+		if !ok {
+			i++ // another escape (\", \\, \n, ...): skip its character
+			continue
+		}
+		i += 5 // the last byte of this \uXXXX
+		switch {
+		case r >= 0xdc00 && r <= 0xdfff:
+			return Errorf(CodeInvalidRequest, "the body holds a lone UTF-16 surrogate escape (\\u%04x)", r)
+		case r >= 0xd800 && r <= 0xdbff:
+			low, ok := hexEscape(body, i+1)
+			if !ok || low < 0xdc00 || low > 0xdfff {
+				return Errorf(CodeInvalidRequest, "the body holds a lone UTF-16 surrogate escape (\\u%04x)", r)
+			}
+			i += 6
+		}
+	}
+	return nil
+}
+
+// hexEscape decodes the \uXXXX escape at b[i:], if there is one.
+func hexEscape(b []byte, i int) (rune, bool) {
+	if i+6 > len(b) || b[i] != '\\' || b[i+1] != 'u' {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[i+2 : i+6] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }

@@ -2,6 +2,7 @@ package generate
 
 import (
 	"strings"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
@@ -61,6 +62,10 @@ func (s *Service) route(c *fasthttp.RequestCtx, log *reqLog) string {
 	if string(c.Method()) != method {
 		c.Response.Header.Set("Allow", method)
 		s.fail(c, log, Errorf(CodeMethodNotAllowed, "%s needs %s", route, method))
+		return route
+	}
+	if err := s.checkRequest(c, log); err != nil {
+		s.fail(c, log, err)
 		return route
 	}
 	if scope != "" {
@@ -123,4 +128,16 @@ func checkPath(raw []byte) (string, *Error) {
 		}
 	}
 	return string(raw), nil
+}
+
+// checkRequest refuses, on every route and before authentication, query
+// parameters that are not valid UTF-8 (decoded: "%ff" is a byte, not
+// text).
+func (s *Service) checkRequest(c *fasthttp.RequestCtx, log *reqLog) error {
+	for k, v := range c.QueryArgs().All() {
+		if !utf8.Valid(k) || !utf8.Valid(v) {
+			return Errorf(CodeInvalidRequest, "a query parameter is not valid UTF-8")
+		}
+	}
+	return nil
 }
