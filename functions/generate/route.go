@@ -1,11 +1,13 @@
 package generate
 
 import (
+	"bytes"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/idgen/idgen/shared/audit"
 	"github.com/idgen/idgen/shared/auth"
 )
 
@@ -130,14 +132,68 @@ func checkPath(raw []byte) (string, *Error) {
 	return string(raw), nil
 }
 
-// checkRequest refuses, on every route and before authentication, query
+// checkRequest refuses, on every route and before authentication, what
+// would be read ambiguously: a header the service reads once
+// (Authorization, Idempotency-Key, Content-Type) given more than once
+// (fasthttp keeps the first for Peek, or only the last for Content-Type,
+// while a proxy in front may have read another copy), and query
 // parameters that are not valid UTF-8 (decoded: "%ff" is a byte, not
-// text).
+// text). A repeated Authorization header is audited (auth.failure): it is
+// how a second token is slipped past a proxy that checked the first.
 func (s *Service) checkRequest(c *fasthttp.RequestCtx, log *reqLog) error {
+	hdr := &c.Request.Header
+	if n := len(hdr.PeekAll(fasthttp.HeaderAuthorization)); n > 1 {
+		s.audit(c, log, audit.Event{Action: audit.ActionAuthFailure, Resource: log.path, Outcome: audit.OutcomeDenied, Reason: "repeated Authorization header"})
+		return Errorf(CodeInvalidRequest, "the Authorization header is given %d times; send it once", n)
+	}
+	if n := len(hdr.PeekAll("Idempotency-Key")); n > 1 {
+		return Errorf(CodeInvalidRequest, "the Idempotency-Key header is given %d times; send it once", n)
+	}
+	// fasthttp keeps one Content-Type (the last): count the copies in the
+	// header block as received. It is empty on the Lambda path, where API
+	// Gateway joins repeated headers into one value, which
+	// mime.ParseMediaType then refuses (415).
+	if n := rawHeaderCount(hdr.RawHeaders(), fasthttp.HeaderContentType); n > 1 {
+		return Errorf(CodeInvalidRequest, "the Content-Type header is given %d times; send it once", n)
+	}
 	for k, v := range c.QueryArgs().All() {
 		if !utf8.Valid(k) || !utf8.Valid(v) {
 			return Errorf(CodeInvalidRequest, "a query parameter is not valid UTF-8")
 		}
 	}
 	return nil
+}
+
+// rawHeaderCount counts the header lines named name (ASCII,
+// case-insensitive) in a raw header block. A continuation line (obs-fold)
+// starts with a space or tab and never matches.
+func rawHeaderCount(block []byte, name string) int {
+	n := 0
+	for len(block) > 0 {
+		line := block
+		if i := bytes.IndexByte(block, '\n'); i >= 0 {
+			line, block = block[:i], block[i+1:]
+		} else {
+			block = nil
+		}
+		if len(line) > len(name) && line[len(name)] == ':' && asciiEqualFold(line[:len(name)], name) {
+			n++
+		}
+	}
+	return n
+}
+
+func asciiEqualFold(b []byte, s string) bool {
+	lower := func(c byte) byte {
+		if c >= 'A' && c <= 'Z' {
+			return c + 'a' - 'A'
+		}
+		return c
+	}
+	for i := range len(b) {
+		if lower(b[i]) != lower(s[i]) {
+			return false
+		}
+	}
+	return true
 }
