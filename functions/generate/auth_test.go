@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
 	"github.com/idgen/idgen/functions/generate"
 	"github.com/idgen/idgen/shared/auth"
 )
@@ -16,13 +14,6 @@ import (
 // authHarness serves the API with HS256 bearer auth (not dev mode) and mints
 // tokens for it.
 func authHarness(t *testing.T) (*harness, func(sub, scope string, ttl time.Duration) string) {
-	t.Helper()
-	return authHarnessWith(t, nil)
-}
-
-// authHarnessWith is authHarness; server, when set, changes the server's
-// settings.
-func authHarnessWith(t *testing.T, server func(*fasthttp.Server)) (*harness, func(sub, scope string, ttl time.Duration) string) {
 	t.Helper()
 	secret := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(secret, []byte(strings.Repeat("k", 48)), 0o600); err != nil {
@@ -32,7 +23,7 @@ func authHarnessWith(t *testing.T, server func(*fasthttp.Server)) (*harness, fun
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := serveStackWith(t, newStackWith(t, newTestCore(t), generate.Config{}, v), server)
+	h := serveStack(t, newStackWith(t, newTestCore(t), generate.Config{}, v))
 	mint := func(sub, scope string, ttl time.Duration) string {
 		tok, err := auth.Mint(auth.MintConfig{HS256SecretFile: secret, Subject: sub, Scope: scope, Issuer: "test-iss", Audience: "idgen", TTL: ttl})
 		if err != nil {

@@ -143,19 +143,9 @@ func newHarness(t *testing.T) *harness {
 // serveStack serves st over an in-memory listener.
 func serveStack(t *testing.T, st *stack) *harness {
 	t.Helper()
-	return serveStackWith(t, st, nil)
-}
-
-// serveStackWith is serveStack; server, when set, changes the server's
-// settings before it serves.
-func serveStackWith(t *testing.T, st *stack, server func(*fasthttp.Server)) *harness {
-	t.Helper()
 
 	ln := fasthttputil.NewInmemoryListener()
 	srv := newServer(st.svc, tLogger{t})
-	if server != nil {
-		server(srv)
-	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	t.Cleanup(func() {
