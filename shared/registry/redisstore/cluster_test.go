@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -148,7 +149,7 @@ func TestCluster(t *testing.T) {
 // TestClusterNodeRestartedEmpty: in Cluster mode every slot holds the epoch
 // marker; a master restarted without persistence (empty, its slots kept)
 // makes the Store refuse within refusedWithin, and a Store opened later
-// refuses too.
+// refuses too, until ResetEpoch.
 func TestClusterNodeRestartedEmpty(t *testing.T) {
 	c := redisharness.StartClusterT(t, redisharness.Options{}, 3)
 	s := open(t, Config{Addrs: c.Addrs(), CheckInterval: checkEvery})
@@ -194,5 +195,20 @@ func TestClusterNodeRestartedEmpty(t *testing.T) {
 	later := open(t, Config{Addrs: c.Addrs(), Prefix: s.cfg.Prefix})
 	if err := later.Ping(ctx); !errors.Is(err, ErrForgetful) {
 		t.Fatalf("a Store opened after the loss: Ping %v", err)
+	}
+	// The operator resets the epoch: every slot's marker is written again.
+	epoch, err := ResetEpoch(ctx, Config{Addrs: c.Addrs(), Prefix: s.cfg.Prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reset := open(t, Config{Addrs: c.Addrs(), Prefix: s.cfg.Prefix})
+	if reset.Epoch() != epoch || reset.Refusing() != nil {
+		t.Fatalf("after ResetEpoch: epoch %q (reset to %q), Refusing() = %v", reset.Epoch(), epoch, reset.Refusing())
+	}
+	if _, err := (&issuer{s: reset, next: 1 << 30}).register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(s.Refusing(), ReasonEpochMissing) {
+		t.Fatalf("the Store that saw the loss after ResetEpoch: Refusing() = %v", s.Refusing())
 	}
 }

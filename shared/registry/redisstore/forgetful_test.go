@@ -42,10 +42,12 @@ func (is *issuer) register(ctx context.Context) (idcodec.ID, error) {
 func waitRefused(t *testing.T, is *issuer) {
 	t.Helper()
 	ctx := context.Background()
-	deadline := time.Now().Add(refusedWithin)
+	t0 := time.Now()
+	deadline := t0.Add(refusedWithin)
 	for {
 		_, err := is.register(ctx)
 		if errors.Is(err, registry.ErrUnavailable) {
+			t.Logf("refused after %v", time.Since(t0).Round(time.Millisecond))
 			return
 		}
 		if err != nil {
