@@ -118,10 +118,11 @@ func checkPath(raw []byte) (string, *Error) {
 			return "", Errorf(CodeInvalidRequest, "the path must not hold a backslash")
 		}
 	}
-	if len(raw) == 1 {
-		return "/", nil
+	path := string(raw)
+	if path == "/" {
+		return path, nil
 	}
-	for seg := range strings.SplitSeq(string(raw[1:]), "/") {
+	for seg := range strings.SplitSeq(path[1:], "/") {
 		switch seg {
 		case "":
 			return "", Errorf(CodeInvalidRequest, "the path has an empty segment (a doubled or trailing /)")
@@ -129,7 +130,7 @@ func checkPath(raw []byte) (string, *Error) {
 			return "", Errorf(CodeInvalidRequest, "the path has a dot segment (. or ..)")
 		}
 	}
-	return string(raw), nil
+	return path, nil
 }
 
 // checkRequest refuses, on every route and before authentication, what
