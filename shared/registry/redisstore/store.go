@@ -226,13 +226,14 @@ func (s *Store) nonce() uint32 { return s.nonceBase + s.nonceSeq.Add(1) }
 // be flushed later in that case; its writes then reach no client).
 func (s *Store) do(ctx context.Context, o *op) error {
 	o.done = make(chan struct{})
-	if err := s.guard.refusal(); err != nil {
-		return err
-	}
 	s.mu.RLock()
 	if s.closed.Load() {
 		s.mu.RUnlock()
 		return registry.ErrClosed
+	}
+	if err := s.guard.refusal(); err != nil {
+		s.mu.RUnlock()
+		return err
 	}
 	select {
 	case s.ops <- o:
