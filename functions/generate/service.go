@@ -5,7 +5,12 @@
 // Invariants: an ID reaches a client only after its record is registered;
 // every answer is JSON, errors in the {"error": {"code", "message"}} form with
 // the status of the one code table (errors.go); bad input changes no state;
-// every log line of a request carries its request ID.
+// every log line of a request carries its request ID. A request is routed on
+// its path as sent, and a path whose decoded or normalised form could name
+// another resource is refused (route.go); every string taken from a request
+// is valid UTF-8 or the request is refused; a header read once is refused
+// when repeated; a commit at or after an ID's deadline never commits it
+// (expire.go).
 package generate
 
 import (
