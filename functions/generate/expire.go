@@ -14,17 +14,20 @@ import (
 
 // Deadline compensations. An ID issued with timeout_ms is compensated once
 // its deadline passes, by whichever comes first: the sweeper of cmd/idgen
-// (reason sweepReason) or a commit that comes at or after the deadline
-// (reason deadlineReason). Both are the registry's compare-and-set from
-// pending, so exactly one applies. The reasons keep their audit entries
-// apart: the sweeper audits only compensations with its own reason, the
-// late commit only the one it applied (or, with CompensationMarks, the one
-// an earlier attempt of it applied and did not audit), so each deadline
-// compensation has one entry.
+// (ReasonTimeout) or a commit that comes at or after the deadline
+// (ReasonDeadline), both as ActorSystem. Both are the registry's
+// compare-and-set from pending, so exactly one applies. The reasons keep
+// their audit entries apart: the sweeper audits only compensations with
+// ReasonTimeout, a late commit only the one it applied (or, with
+// CompensationMarks, the one an earlier attempt of it applied and did not
+// audit), so each deadline compensation has one entry.
 const (
-	deadlineReason = "deadline"
-	sweepReason    = "timeout"
-	systemActor    = "system"
+	// ReasonDeadline is the reason of a compensation made by a late commit.
+	ReasonDeadline = "deadline"
+	// ReasonTimeout is the reason of the sweeper's compensations.
+	ReasonTimeout = "timeout"
+	// ActorSystem is the actor of both.
+	ActorSystem = "system"
 )
 
 // expireLate compensates id, whose deadline has passed, for a commit that
@@ -41,7 +44,7 @@ func (s *Service) expireLate(ctx context.Context, c *fasthttp.RequestCtx, log *r
 	core.Audit = requestAudit{next: s.d.Audit, source: c.RemoteIP().String(), requestID: log.rid, instance: s.cfg.Instance}
 	// Redelivered: this request may be the retry of a late commit whose
 	// compensation was stored but not audited.
-	res, err := core.Compensate(ctx, compensation.Event{ID: id.String(), Reason: deadlineReason, Caller: systemActor, Redelivered: true})
+	res, err := core.Compensate(ctx, compensation.Event{ID: id.String(), Reason: ReasonDeadline, Caller: ActorSystem, Redelivered: true})
 	to := registry.Compensated.String()
 	switch {
 	case errors.Is(err, registry.ErrConflict):
@@ -53,7 +56,7 @@ func (s *Service) expireLate(ctx context.Context, c *fasthttp.RequestCtx, log *r
 	s.d.Metrics.transitions.WithLabelValues(to, outcomeOf(res.Case)).Inc()
 	s.d.Metrics.transitions.WithLabelValues(registry.Committed.String(), "refused").Inc()
 	if res.Case == compensation.CaseApplied {
-		log.L().Info("saga transition", zap.Stringer("id", id), zap.String("state", to), zap.String("outcome", outcomeOf(res.Case)), zap.String("reason", deadlineReason))
+		log.L().Info("saga transition", zap.Stringer("id", id), zap.String("state", to), zap.String("outcome", outcomeOf(res.Case)), zap.String("reason", ReasonDeadline))
 	}
 	if res.AuditRecovered {
 		log.L().Warn("commit: wrote the audit entry of a deadline compensation an earlier attempt left out", zap.Stringer("id", id))
@@ -67,7 +70,7 @@ func (s *Service) expireLate(ctx context.Context, c *fasthttp.RequestCtx, log *r
 			return Errorf(CodeUnavailable, "the ID's deadline passed before the commit; it is compensated but the audit entry is not written yet: retry")
 		}
 	}
-	if r := res.Answer.Reason; r != deadlineReason && r != sweepReason {
+	if r := res.Answer.Reason; r != ReasonDeadline && r != ReasonTimeout {
 		return Errorf(CodeConflict, "the ID was compensated; it cannot be committed")
 	}
 	return Errorf(CodeExpired, "the ID's deadline passed before the commit; it is compensated (reason %s)", res.Answer.Reason)
@@ -80,7 +83,7 @@ func deadlineCompensated(rec registry.Record) bool {
 		return false
 	}
 	st := rec.Last()
-	return st.Actor == systemActor && (st.Reason == deadlineReason || st.Reason == sweepReason)
+	return st.Actor == ActorSystem && (st.Reason == ReasonDeadline || st.Reason == ReasonTimeout)
 }
 
 // pendingOnly is the registry as a deadline compensation needs it: it
