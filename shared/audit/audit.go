@@ -15,8 +15,9 @@
 //     left by a process that died mid-write.
 //   - Record's error means the entry is not in the file and never will be:
 //     the log has let go of it and its caller owns it. Callers fail closed
-//     and their retry writes it (compensation.Core and POST /commit claim,
-//     write, then mark; a failed entry releases its claim). This is what
+//     and their retry writes it (with audit marks, compensation.Core and
+//     POST /commit claim, write, then mark; a failed entry releases its
+//     claim, and the retry claims and writes it). This is what
 //     makes every stored state change audited once: a log that kept an
 //     entry it had reported failed, and wrote it later, would let the
 //     caller's retry write it a second time.
@@ -33,11 +34,12 @@
 //     line tells the reader of the outage: when it began, its error and
 //     how many entries were given back to their callers.
 //
-// Crash window: a process that dies after a write that failed (its fsync,
-// or a short write) and before the truncation that follows can leave the
-// complete lines of that write in the file, though their Record never
-// returned nil; a retry of such an entry writes it again, as does one
-// after a death between an entry and its mark (Event.Recovered).
+// Crash window: a process that dies (or a Log closed) after a write that
+// failed (its fsync, or a short write) and before the truncation that
+// follows succeeds can leave the complete lines of that write in the file,
+// though their Record never returned nil; a retry of such an entry writes
+// it again, as does one after a death between an entry and its mark
+// (Event.Recovered).
 //
 // One Log writes a file; two processes must not share one. Stderr ("-")
 // cannot be truncated: there a failed write can leave a torn line.

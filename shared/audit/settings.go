@@ -24,7 +24,10 @@ type Settings struct {
 	// retried, before Record gives it back to its caller with the error:
 	// an outage shorter than Wait delays Record, longer ones fail it.
 	// Record fails at the first retry at least Wait after its entry's
-	// first failed write. Default DefaultWait (1 s).
+	// first failed write. Default DefaultWait (1 s). Keep Wait plus
+	// RetryInterval well under the lease of an audit claim
+	// (compensation.DefaultLeaseTTL): an entry still waiting when its
+	// claim expires can be written by another attempt too.
 	Wait time.Duration
 	// MaxBacklog bounds the entries accepted and not yet written (queued or
 	// retried); beyond it Record fails at once with ErrBacklogFull.
