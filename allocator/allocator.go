@@ -7,6 +7,7 @@
 //	workers/<slot>          EPHEMERAL, member JSON: the instance's worker slot
 //	members/m-<seq>         EPHEMERAL|SEQUENTIAL, member JSON: discovery
 //	shards/<shard>/counter  PERSISTENT, {"next": N, "token": "<instance>:<seq>"}
+//	cluster-id              PERSISTENT, a UUID naming this ensemble's state
 //
 // Invariants:
 //   - Ranges are never handed out twice. A claim is a compare-and-set of the
@@ -81,13 +82,14 @@ var (
 // Allocator is one instance's handle on ZooKeeper. It is safe for concurrent
 // use.
 type Allocator struct {
-	cfg      Config
-	log      *zap.Logger
-	acl      acls
-	instance string    // fresh per Open: the prefix of every claim token
-	started  time.Time // advertised start time
-	base     time.Time // origin of the monotonic lease readings
-	lease    time.Duration
+	cfg       Config
+	log       *zap.Logger
+	acl       acls
+	instance  string    // fresh per Open: the prefix of every claim token
+	clusterID string    // UUID of <root>/cluster-id, read by Open
+	started   time.Time // advertised start time
+	base      time.Time // origin of the monotonic lease readings
+	lease     time.Duration
 
 	conn    *zk.Conn
 	connPtr atomic.Pointer[zk.Conn] // conn, for the event callback (which may run before Open assigns conn)
@@ -223,6 +225,9 @@ func (a *Allocator) open(ctx context.Context) error {
 	}
 	nodes = append(nodes, znode{shard + "/counter", initial, a.acl.private})
 	if err := a.ensureNodes(ctx, nodes); err != nil {
+		return err
+	}
+	if err := a.loadClusterID(ctx); err != nil {
 		return err
 	}
 	for attempt := 0; ; attempt++ {
