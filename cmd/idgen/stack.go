@@ -17,6 +17,7 @@ import (
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/logring"
+	"github.com/idgen/idgen/shared/registry/datadir"
 	"github.com/idgen/idgen/shared/sealer"
 )
 
@@ -26,6 +27,7 @@ type stack struct {
 	svc    *generate.Service
 	log    *zap.Logger
 	store  registryStore
+	dir    *datadir.Dir // the locked --data-dir of an embedded store; nil with Redis
 	audit  *audit.Log
 	claims sweepClaimer // elects the sweeper that audits a timeout compensation
 	// leads reports whether this instance sweeps now: with a registry shared
@@ -118,11 +120,15 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		st.claims = newRedisSweepClaims(rdb)
 	} else {
 		st.claims = soleSweeper{}
-		local, err := openStore(c, observe, log)
+		local, dir, err := openStore(c, observe, log)
 		if err != nil {
 			return nil, err
 		}
-		st.store, src = local, local
+		st.onClose(dir.Close)
+		st.dir = dir
+		// The data directory's own counter: raised to the clock floor, so
+		// that a restored backup never hands out a counter again.
+		st.store, src = local, generator.NewClockFloor(local, time.Now)
 	}
 	st.onClose(func() error {
 		err := st.store.Close()
@@ -146,6 +152,11 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		st.onClose(alloc.Close)
 		if err := checkHighWater(ctx, alloc, st.store); err != nil {
 			return nil, err
+		}
+		if st.dir != nil {
+			if err := st.dir.BindZooKeeper(alloc.Root(), alloc.ClusterID()); err != nil {
+				return nil, fmt.Errorf("--data-dir: %w", err)
+			}
 		}
 		src, worker, membership, st.mode = markedSource{alloc, st.store, log}, alloc, zkMembership{alloc}, "zookeeper"
 		checks = append(checks, zkChecks(alloc, clock.Read)...)

@@ -16,6 +16,7 @@ import (
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry/boltstore"
+	"github.com/idgen/idgen/shared/registry/datadir"
 	"github.com/idgen/idgen/shared/registry/pebblestore"
 	"github.com/idgen/idgen/shared/registry/redisstore"
 	"github.com/idgen/idgen/shared/sealer"
@@ -35,10 +36,11 @@ type registryStore interface {
 	Close() error
 }
 
-// localStore is an embedded store: a registry and a range source.
+// localStore is an embedded store: a registry and a range source whose
+// counter can be read (the clock floor needs it).
 type localStore interface {
 	registryStore
-	generator.RangeSource
+	generator.CounterStore
 }
 
 var (
@@ -47,12 +49,32 @@ var (
 	_ registryStore = (*redisstore.Store)(nil)
 )
 
-// openStore opens the embedded store of --store-engine under --data-dir.
-func openStore(c ServeConfig, observe func(int, time.Duration), log *zap.Logger) (localStore, error) {
-	if c.StoreEngine == "bbolt" {
-		return boltstore.Open(boltstore.Config{Dir: c.DataDir, Shard: uint8(c.Shard), Observe: observe})
+// openStore locks --data-dir, checks its identity (engine, shard, mode)
+// and opens the embedded store of --store-engine in it. The directory stays
+// locked until the returned Dir is closed, after the store.
+func openStore(c ServeConfig, observe func(int, time.Duration), log *zap.Logger) (localStore, *datadir.Dir, error) {
+	mode := datadir.ModeEmbedded
+	if c.Zookeeper != "" {
+		mode = datadir.ModeZooKeeper
 	}
-	return pebblestore.Open(pebblestore.Config{Dir: c.DataDir, Shard: uint8(c.Shard), Observe: observe, Logger: log.Named("pebble")})
+	dir, err := datadir.Open(c.DataDir, datadir.Want{
+		Engine: c.StoreEngine, Shard: uint8(c.Shard), Mode: mode,
+		EngineFiles: map[string]string{"pebble": pebblestore.DirName, "bbolt": boltstore.FileName},
+	}, 2*time.Second)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--data-dir: %w", err)
+	}
+	var s localStore
+	if c.StoreEngine == "bbolt" {
+		s, err = boltstore.Open(boltstore.Config{Dir: c.DataDir, Shard: uint8(c.Shard), Observe: observe})
+	} else {
+		s, err = pebblestore.Open(pebblestore.Config{Dir: c.DataDir, Shard: uint8(c.Shard), Observe: observe, Logger: log.Named("pebble")})
+	}
+	if err != nil {
+		_ = dir.Close()
+		return nil, nil, err
+	}
+	return s, dir, nil
 }
 
 // openRedis connects the Redis registry and refuses an evicting server: a
