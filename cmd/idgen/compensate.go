@@ -130,6 +130,7 @@ func compensateCmd(ctx context.Context, args []string, _, stderr io.Writer) (err
 	auditLog, store, rdb, core := cc.audit, cc.store, cc.rdb, cc.core
 
 	metrics := compensate.NewMetrics()
+	registerStoreMetrics(metrics.Registry, cc.store)
 	w, err := compensate.New(rdb, core, auditLog, compensate.Config{
 		Stream: c.FailureStream, Consumer: c.Consumer, MaxDeliveries: c.MaxDeliveries, ClaimIdle: c.ClaimIdle,
 		Logger: log.Named("compensate"), Metrics: metrics,

@@ -23,6 +23,8 @@ Usage:
   idgen healthcheck [flags]  exit 0 when the instance at --url is live
   idgen token [flags]        mint a bearer token from a local key file (idgen token --help)
   idgen keygen [--dir D]     create missing development credentials (Redis, ZooKeeper, JWT, metadata key)
+  idgen registry reset-epoch --yes [flags]
+                             accept the Redis registry as it is after a loss (see docs/operations.md)
   idgen --help               this text
 
 Every flag of serve has an environment variable: --redis-addr <=> IDGEN_REDIS_ADDR.
@@ -70,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = compensateCmd(ctx, args[1:], stdout, stderr)
 	case "keygen":
 		err = keygen(args[1:], stdout, stderr)
+	case "registry":
+		err = registryCmd(ctx, args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "idgen: unknown command %q\n\n%s", args[0], usage)
 		return 2

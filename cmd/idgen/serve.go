@@ -16,7 +16,9 @@ import (
 
 	"github.com/idgen/idgen/functions/generate"
 	"github.com/idgen/idgen/shared/audit"
+	"github.com/idgen/idgen/shared/compensation"
 	"github.com/idgen/idgen/shared/logring"
+	"github.com/idgen/idgen/shared/registry/diskguard"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -67,6 +69,14 @@ type ServeConfig struct {
 	Advertise        string
 	MetadataKeyFile  string
 	StoreEngine      string
+
+	DiskMinFreeBytes   int64
+	DiskMinFreePercent float64
+	DiskBallastBytes   int64
+	DiskStallTimeout   time.Duration
+	AuditRetryInterval time.Duration
+	AuditWait          time.Duration
+	AuditBacklog       int
 }
 
 // Serve is the `idgen serve` program: ParseFlags, Run, Close. End-to-end
@@ -91,15 +101,8 @@ func (m *Serve) ParseFlags(args []string) error {
 	fs.StringVar(&c.Listen, "listen", ":8080", "address to serve on")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "embedded store directory (used when no ZooKeeper is set)")
 	fs.StringVar(&c.Zookeeper, "zookeeper", "", "comma-separated ZooKeeper servers; enables the distributed allocator")
-	fs.StringVar(&c.RedisAddr, "redis-addr", "", "Redis address (Sentinel addresses with --redis-master); enables the Redis registry")
-	fs.StringVar(&c.RedisMaster, "redis-master", "", "Sentinel mode: the master name")
+	addRedisFlags(fs, c)
 	fs.IntVar(&c.RedisWait, "redis-wait-replicas", 0, "durable mode: answer only after N replicas acknowledged (WAIT)")
-	fs.BoolVar(&c.RedisCluster, "redis-cluster", false, "--redis-addr lists Redis Cluster nodes")
-	fs.StringVar(&c.RedisUsername, "redis-username", "", "Redis ACL user")
-	fs.StringVar(&c.RedisPasswordFile, "redis-password-file", "", "file holding the Redis password (or set IDGEN_REDIS_PASSWORD); also used for Sentinels")
-	fs.StringVar(&c.RedisTLSCA, "redis-tls-ca", "", "PEM CA file: connect to Redis with TLS")
-	fs.StringVar(&c.RedisTLSCert, "redis-tls-cert", "", "PEM client certificate for Redis TLS")
-	fs.StringVar(&c.RedisTLSKey, "redis-tls-key", "", "PEM client key for Redis TLS")
 	fs.DurationVar(&c.RedisRetention, "redis-retention", 30*24*time.Hour, "how long registry records live in Redis after their last write")
 	fs.UintVar(&c.Shard, "shard", 0, "shard (coordination domain) 0..63")
 	fs.BoolVar(&c.Dev, "dev", false, "development mode: authentication OFF")
@@ -129,6 +132,13 @@ func (m *Serve) ParseFlags(args []string) error {
 	fs.StringVar(&c.Advertise, "advertise-addr", "", "address other instances and /instances show (default: the listen address)")
 	fs.StringVar(&c.StoreEngine, "store-engine", "pebble", "embedded store engine: pebble (one WAL fsync per group commit) or bbolt (one file, two fsyncs per commit)")
 	fs.StringVar(&c.MetadataKeyFile, "metadata-key-file", "", "AES-256 keys sealing metadata at rest: lines \"<key-id> <64 hex>\", first is primary (default: <data-dir>/metadata.key, created when missing)")
+	fs.Int64Var(&c.DiskMinFreeBytes, "disk-min-free-bytes", 0, "refuse new writes to the embedded store (503) while its filesystem has less free space than this or --disk-min-free-percent, whichever is larger (0 = 256 MiB, -1 = only the percentage)")
+	fs.Float64Var(&c.DiskMinFreePercent, "disk-min-free-percent", 0, "the percentage bound of the embedded store's free-space guard (0 = 2, -1 = only the bytes)")
+	fs.Int64Var(&c.DiskBallastBytes, "disk-ballast-bytes", 0, "emergency ballast file beside the embedded store, deleted when the disk fills so the store can close cleanly (0 = 1% of the filesystem, at most 64 MiB; -1 = none)")
+	fs.DurationVar(&c.DiskStallTimeout, "disk-stall-timeout", 0, "a store commit in flight longer than this marks the instance not ready and refuses new writes (0 = 10s)")
+	fs.DurationVar(&c.AuditRetryInterval, "audit-retry-interval", 0, "while the audit log cannot be written, how often its backlog is retried (0 = 1s)")
+	fs.DurationVar(&c.AuditWait, "audit-wait", 0, "how long one audit entry waits in the backlog before its request fails with 503 (0 = 1s)")
+	fs.IntVar(&c.AuditBacklog, "audit-backlog", 0, "most audit entries waiting for a writable log; more fail at once (0 = 4096)")
 	fs.StringVar(&c.PprofListen, "pprof-listen", "", "serve Go pprof profiles on this address (loopback only; empty = off)")
 	withEnvUsage(fs)
 	if err := fs.Parse(args); err != nil {
@@ -151,6 +161,19 @@ func (m *Serve) ParseFlags(args []string) error {
 		c.MetadataKeyFile = filepath.Join(c.DataDir, "metadata.key")
 	}
 	return nil
+}
+
+// addRedisFlags registers the flags that reach the Redis registry: its
+// servers, credentials and TLS.
+func addRedisFlags(fs *flag.FlagSet, c *ServeConfig) {
+	fs.StringVar(&c.RedisAddr, "redis-addr", "", "Redis address (Sentinel addresses with --redis-master); enables the Redis registry")
+	fs.StringVar(&c.RedisMaster, "redis-master", "", "Sentinel mode: the master name")
+	fs.BoolVar(&c.RedisCluster, "redis-cluster", false, "--redis-addr lists Redis Cluster nodes")
+	fs.StringVar(&c.RedisUsername, "redis-username", "", "Redis ACL user")
+	fs.StringVar(&c.RedisPasswordFile, "redis-password-file", "", "file holding the Redis password (or set IDGEN_REDIS_PASSWORD); also used for Sentinels")
+	fs.StringVar(&c.RedisTLSCA, "redis-tls-ca", "", "PEM CA file: connect to Redis with TLS")
+	fs.StringVar(&c.RedisTLSCert, "redis-tls-cert", "", "PEM client certificate for Redis TLS")
+	fs.StringVar(&c.RedisTLSKey, "redis-tls-key", "", "PEM client key for Redis TLS")
 }
 
 // Validate reports a configuration the service refuses to start with.
@@ -182,8 +205,31 @@ func (c *ServeConfig) Validate() error {
 		return errors.New("--dev turns authentication off: do not combine it with --jwt-* keys")
 	case !c.Dev && c.JWTPublicKey == "" && c.JWTSecretFile == "":
 		return errors.New("authentication is not configured: pass --jwt-public-key or --jwt-hs256-secret-file, or --dev to run WITHOUT authentication on a development machine")
+	case c.DiskStallTimeout < 0:
+		return errors.New("--disk-stall-timeout must not be negative")
+	case c.DiskMinFreePercent > 50:
+		return errors.New("--disk-min-free-percent must be at most 50")
+	}
+	a := c.auditSettings()
+	if err := a.Validate(); err != nil {
+		return fmt.Errorf("--audit-*: %w", err)
+	}
+	// An entry's wait and one retry stay under the audit claim's lease, so
+	// that no other attempt can claim an entry this process may still write.
+	if max(a.Wait, audit.DefaultWait)+max(a.RetryInterval, audit.DefaultRetryInterval) >= compensation.DefaultLeaseTTL {
+		return fmt.Errorf("--audit-wait plus --audit-retry-interval must stay under %s, the lease of an audit claim", compensation.DefaultLeaseTTL)
 	}
 	return nil
+}
+
+// auditSettings are the audit log's backlog settings.
+func (c *ServeConfig) auditSettings() audit.Settings {
+	return audit.Settings{RetryInterval: c.AuditRetryInterval, Wait: c.AuditWait, MaxBacklog: c.AuditBacklog}
+}
+
+// diskGuard is the embedded store's free-space and stall guard.
+func (c *ServeConfig) diskGuard(log *zap.Logger) diskguard.Config {
+	return diskguard.Config{MinFreeBytes: c.DiskMinFreeBytes, MinFreePercent: c.DiskMinFreePercent, BallastBytes: c.DiskBallastBytes, StallTimeout: c.DiskStallTimeout, Logger: log.Named("disk")}
 }
 
 // newLogger builds the JSON logger to stderr, teed into the /logs ring.

@@ -179,6 +179,7 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 	if alloc != nil {
 		registerZKMetrics(metrics.Registry, alloc)
 	}
+	registerStoreMetrics(metrics.Registry, st.store)
 	checks = append(checks, generate.RangeCheck(gen))
 	createKey := c.MetadataKeyFile == filepath.Join(c.DataDir, "metadata.key")
 	if createKey {
@@ -191,7 +192,7 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		return nil, fmt.Errorf("--metadata-key-file: %w", err)
 	}
 	instance := fmt.Sprintf("%s/%s", advertise, st.started.UTC().Format("20060102T150405.000"))
-	if st.audit, err = audit.Open(c.AuditLog, instance); err != nil {
+	if st.audit, err = audit.OpenWith(c.AuditLog, instance, c.auditSettings()); err != nil {
 		return nil, fmt.Errorf("--audit-log: %w", err)
 	}
 	st.onClose(st.audit.Close)

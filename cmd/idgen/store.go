@@ -66,9 +66,9 @@ func openStore(c ServeConfig, observe func(int, time.Duration), log *zap.Logger)
 	}
 	var s localStore
 	if c.StoreEngine == "bbolt" {
-		s, err = boltstore.Open(boltstore.Config{Dir: c.DataDir, Shard: uint8(c.Shard), Observe: observe})
+		s, err = boltstore.Open(boltstore.Config{Dir: c.DataDir, Shard: uint8(c.Shard), Observe: observe, Logger: log.Named("bbolt"), Disk: c.diskGuard(log)})
 	} else {
-		s, err = pebblestore.Open(pebblestore.Config{Dir: c.DataDir, Shard: uint8(c.Shard), Observe: observe, Logger: log.Named("pebble")})
+		s, err = pebblestore.Open(pebblestore.Config{Dir: c.DataDir, Shard: uint8(c.Shard), Observe: observe, Logger: log.Named("pebble"), Disk: c.diskGuard(log)})
 	}
 	if err != nil {
 		_ = dir.Close()
@@ -77,29 +77,40 @@ func openStore(c ServeConfig, observe func(int, time.Duration), log *zap.Logger)
 	return s, dir, nil
 }
 
-// openRedis connects the Redis registry and refuses an evicting server: a
-// registry that evicts is lying.
-func openRedis(ctx context.Context, c ServeConfig, observe func(int, time.Duration), log *zap.Logger) (*redisstore.Store, error) {
+// redisConfig is the registry client's configuration of c.
+func redisConfig(c ServeConfig, observe func(int, time.Duration), log *zap.Logger) (redisstore.Config, error) {
 	password := os.Getenv("IDGEN_REDIS_PASSWORD")
 	if c.RedisPasswordFile != "" {
 		b, err := os.ReadFile(c.RedisPasswordFile)
 		if err != nil {
-			return nil, fmt.Errorf("--redis-password-file: %w", err)
+			return redisstore.Config{}, fmt.Errorf("--redis-password-file: %w", err)
 		}
 		password = strings.TrimSpace(string(b))
 	}
 	tlsCfg, err := clientTLS("--redis-tls", c.RedisTLSCA, c.RedisTLSCert, c.RedisTLSKey)
 	if err != nil {
-		return nil, err
+		return redisstore.Config{}, err
 	}
-	cfg := redisstore.Config{
+	return redisstore.Config{
 		Addrs: strings.Split(c.RedisAddr, ","), MasterName: c.RedisMaster, Cluster: c.RedisCluster,
 		Username: c.RedisUsername, Password: password, SentinelPassword: password, TLS: tlsCfg,
 		WaitReplicas: c.RedisWait, Retention: c.RedisRetention, Shard: uint8(c.Shard),
-		Logger: log.Named("redis"), Observe: observe,
+		RequirePersistence: !c.Dev,
+		Logger:             log.Named("redis"), Observe: observe,
 		Collision: func(id idcodec.ID) {
 			log.Error("registry collision: ID held by another writer", zap.Stringer("id", id))
 		},
+	}, nil
+}
+
+// openRedis connects the Redis registry and refuses an evicting server (a
+// registry that evicts is lying) and, outside --dev, one without
+// persistence. The store keeps checking both, and its epoch marker, while
+// it runs.
+func openRedis(ctx context.Context, c ServeConfig, observe func(int, time.Duration), log *zap.Logger) (*redisstore.Store, error) {
+	cfg, err := redisConfig(c, observe, log)
+	if err != nil {
+		return nil, err
 	}
 	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -113,6 +124,16 @@ func openRedis(ctx context.Context, c ServeConfig, observe func(int, time.Durati
 	case err != nil:
 		s.Close()
 		return nil, fmt.Errorf("refusing a Redis that evicts keys: %w", err)
+	}
+	if !c.Dev {
+		// A Redis that a restart empties loses every acknowledged ID.
+		switch err := s.CheckPersistence(octx); {
+		case errors.Is(err, redisstore.ErrPersistenceUnknown):
+			log.Warn("cannot read the Redis persistence settings (CONFIG not permitted): make sure appendonly is yes, or a restart loses acknowledged IDs", zap.Error(err))
+		case err != nil:
+			s.Close()
+			return nil, fmt.Errorf("refusing a Redis without persistence outside --dev: %w", err)
+		}
 	}
 	return s, nil
 }

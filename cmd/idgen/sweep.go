@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/idgen/idgen/functions/generate"
 	"github.com/idgen/idgen/shared/audit"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
@@ -179,13 +180,13 @@ func (s *sweeper) once(ctx context.Context) (int, error) {
 	)
 	for _, id := range ids {
 		wg.Go(func() {
-			_, _, err := s.store.Transition(ctx, id, registry.Change{To: registry.Compensated, From: registry.Pending, Reason: "timeout", Actor: "system", NowMS: now})
+			_, _, err := s.store.Transition(ctx, id, registry.Change{To: registry.Compensated, From: registry.Pending, Reason: generate.ReasonTimeout, Actor: generate.ActorSystem, NowMS: now})
 			switch {
 			case err == nil:
 				compensated.Add(1)
 				s.auditOnce(ctx, id)
 			case errors.Is(err, registry.ErrConflict):
-				skipped.Add(1) // committed meanwhile: not ours to compensate
+				skipped.Add(1) // committed meanwhile, or compensated by a late commit (generate.ReasonDeadline, audited by that request): not ours
 			case ctx.Err() != nil:
 				// Shutting down: the deadline index keeps it for the next start.
 			default:
@@ -200,7 +201,7 @@ func (s *sweeper) once(ctx context.Context) (int, error) {
 	wg.Wait()
 	if compensated.Load() > 0 {
 		s.log.Info("sweeper: compensated IDs past their deadline", zap.Int64("count", compensated.Load()),
-			zap.Int64("committed_meanwhile", skipped.Load()), zap.Int64("failed", bad.Load()), zap.String("reason", "timeout"))
+			zap.Int64("not_pending", skipped.Load()), zap.Int64("failed", bad.Load()), zap.String("reason", generate.ReasonTimeout))
 	}
 	return len(ids), nil
 }
@@ -217,7 +218,7 @@ func (s *sweeper) auditOnce(ctx context.Context, id idcodec.ID) {
 	if !won {
 		return // another sweeper audits it
 	}
-	if aerr := s.audit.Record(audit.Event{Actor: "system", Action: audit.ActionCompensate, Resource: id.String(), Outcome: registry.Applied.String(), Reason: "timeout"}); aerr != nil {
+	if aerr := s.audit.Record(audit.Event{Actor: generate.ActorSystem, Action: audit.ActionCompensate, Resource: id.String(), Outcome: registry.Applied.String(), Reason: generate.ReasonTimeout}); aerr != nil {
 		s.log.Error("audit: record failed", zap.Error(aerr))
 	}
 	// Audited: a later resolve must not claim (its own claim: won) again.
@@ -275,7 +276,7 @@ func (s *sweeper) resolve(ctx context.Context) {
 func sweptStep(rec registry.Record) bool {
 	for i := len(rec.History) - 1; i >= 0; i-- {
 		if st := rec.History[i]; st.State == registry.Compensated {
-			return st.Actor == "system" && st.Reason == "timeout"
+			return st.Actor == generate.ActorSystem && st.Reason == generate.ReasonTimeout
 		}
 	}
 	return false

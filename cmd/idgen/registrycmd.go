@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/idgen/idgen/shared/registry/redisstore"
+)
+
+const registryUsage = `Usage: idgen registry reset-epoch --yes [Redis flags]
+
+Writes a new epoch marker into the Redis registry: the operator's statement
+that the registry as it is now is the one to serve, after a loss that made
+every instance refuse (idgen_registry_forgetful with reason evicted,
+epoch_missing or epoch_changed) was investigated. Records are not touched.
+Instances that saw the loss keep refusing until they are restarted.
+
+`
+
+// registryCmd runs `idgen registry <verb>`.
+func registryCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "reset-epoch" {
+		fmt.Fprint(stderr, registryUsage)
+		return errors.New("want the verb reset-epoch")
+	}
+	var c ServeConfig
+	fs := flag.NewFlagSet("idgen registry reset-epoch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), registryUsage)
+		fs.PrintDefaults()
+	}
+	addRedisFlags(fs, &c)
+	yes := fs.Bool("yes", false, "confirm: the registry as it is now is the one to serve")
+	withEnvUsage(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if err := applyEnv(fs); err != nil {
+		return err
+	}
+	switch {
+	case c.RedisAddr == "":
+		return errors.New("--redis-addr is required")
+	case !*yes:
+		return errors.New("--yes is required: a new epoch makes the registry as it is now the one every instance serves")
+	}
+	cfg, err := redisConfig(c, nil, zap.NewNop())
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	epoch, err := redisstore.ResetEpoch(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "epoch %s written; restart every idgen serve and idgen compensate instance\n", epoch)
+	return nil
+}

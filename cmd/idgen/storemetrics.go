@@ -1,0 +1,47 @@
+package main
+
+import (
+	"slices"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/idgen/idgen/shared/registry/diskguard"
+	"github.com/idgen/idgen/shared/registry/redisstore"
+)
+
+// diskStater is an embedded store with a free-space and stall guard.
+type diskStater interface{ DiskState() diskguard.State }
+
+// refuser is a Redis registry that refuses while it may have lost records.
+type refuser interface{ Refusing() []string }
+
+// registerStoreMetrics exports the registry's guards: the embedded store's
+// disk (free space, threshold, ballast, refusing, stalled, failed) and the
+// Redis registry's reasons for refusing (idgen_registry_forgetful).
+func registerStoreMetrics(reg prometheus.Registerer, store any) {
+	b := func(v bool) float64 {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	if d, ok := store.(diskStater); ok {
+		g := func(name, help string, f func(diskguard.State) float64) {
+			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(d.DiskState()) }))
+		}
+		g("idgen_disk_free_bytes", "Free bytes of the embedded store's filesystem at the last measure.", func(s diskguard.State) float64 { return float64(s.FreeBytes) })
+		g("idgen_disk_threshold_bytes", "Free bytes below which the embedded store refuses new writes.", func(s diskguard.State) float64 { return float64(s.ThresholdBytes) })
+		g("idgen_disk_ballast_bytes", "Bytes of the emergency ballast file held on disk (0 while refusing).", func(s diskguard.State) float64 { return float64(s.BallastBytes) })
+		g("idgen_disk_guard_refusing", "1 while the embedded store refuses new writes for lack of free space.", func(s diskguard.State) float64 { return b(s.Refusing) })
+		g("idgen_disk_stalled", "1 while a store commit has been in flight past --disk-stall-timeout.", func(s diskguard.State) float64 { return b(s.Stalled) })
+		g("idgen_registry_failed", "1 once the embedded store met an error it cannot recover from; it refuses every request until restarted.", func(s diskguard.State) float64 { return b(s.Failed != nil) })
+	}
+	if r, ok := store.(refuser); ok {
+		for _, reason := range redisstore.Reasons() {
+			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "idgen_registry_forgetful", ConstLabels: prometheus.Labels{"reason": reason},
+				Help: "1 while the Redis registry refuses every operation for this reason: it may have lost acknowledged records.",
+			}, func() float64 { return b(slices.Contains(r.Refusing(), reason)) }))
+		}
+	}
+}
