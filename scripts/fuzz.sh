@@ -20,6 +20,7 @@ targets=(
 	"./functions/generate FuzzGenerateBody 4000"
 	"./functions/generate FuzzGetIDPath 50000"
 	"./functions/generate FuzzTransitionBody 30000"
+	"./functions/generate FuzzCheckText 300000"
 )
 for entry in "${targets[@]}"; do
 	read -r pkg fn n <<<"$entry"

@@ -27,6 +27,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/idgen/idgen/shared/audit"
 	"github.com/idgen/idgen/shared/auth"
@@ -199,6 +200,12 @@ type Service struct {
 	// comp is the compensation core of POST /compensate, without its
 	// Recorder (each request gives one: requestAudit).
 	comp compensation.Core
+	// refusedLog lets one "unavailable" warning a second through: a full
+	// disk or a lost registry refuses every request, and a line each
+	// would fill the log (often on the same disk). refusedQuiet counts
+	// the ones left out, told in the next line.
+	refusedLog   rate.Sometimes
+	refusedQuiet atomic.Uint64
 }
 
 // New returns a Service. Deps.IDs, Deps.Registry and Deps.Sealer are
@@ -229,7 +236,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	// marks' lease) keeps them from both writing it, so a retry recovers a
 	// missing entry at once (no RecoverAfter).
 	comp := compensation.Core{Registry: d.Registry, Marks: d.CompensationMarks, Now: cfg.Now}
-	return &Service{cfg: cfg, d: d, log: d.Logger, reqPfx: hex.EncodeToString(p[:]) + "-", limits: newLimiters(cfg.RateLimit, cfg.RateBurst), comp: comp,
+	return &Service{cfg: cfg, d: d, log: d.Logger, reqPfx: hex.EncodeToString(p[:]) + "-", limits: newLimiters(cfg.RateLimit, cfg.RateBurst), comp: comp, refusedLog: rate.Sometimes{Interval: time.Second},
 		maxBodyVal: cfg.MaxBody, deadlines: deadlines{timeout: cfg.RequestTimeout}}, nil
 }
 
@@ -312,7 +319,14 @@ func (s *Service) fail(c *fasthttp.RequestCtx, log *reqLog, err error) {
 	if !known {
 		log.L().Error("request failed", zap.Error(err))
 	} else if e.Code == CodeUnavailable {
-		log.L().Warn("request refused: unavailable", zap.Error(err))
+		logged := false
+		s.refusedLog.Do(func() {
+			logged = true
+			log.L().Warn("request refused: unavailable", zap.Error(err), zap.Uint64("similar_not_logged", s.refusedQuiet.Swap(0)))
+		})
+		if !logged {
+			s.refusedQuiet.Add(1)
+		}
 	}
 	if e.Code == CodeUnavailable {
 		c.Response.Header.Set("Retry-After", "1")
