@@ -72,7 +72,8 @@ type compensateEnv struct {
 
 func newCompensateEnv(t *testing.T) *compensateEnv {
 	t.Helper()
-	srv := redisharness.StartStandaloneT(t, redisharness.Options{})
+	// idgen compensate refuses a Redis that a restart would empty.
+	srv := redisharness.StartStandaloneT(t, redisharness.Options{AppendFsyncAlways: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	store, err := redisstore.Open(ctx, redisstore.Config{Addrs: []string{srv.Addr()}, Logger: zaptest.NewLogger(t)})
