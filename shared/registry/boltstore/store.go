@@ -178,7 +178,7 @@ func openDB(cfg Config, guard *diskguard.Guard) (*Store, error) {
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketIDs, bucketIdem, bucketDeadlines, bucketIdemTime, bucketKeys} {
+		for _, b := range [][]byte{bucketMeta, bucketIDs, bucketIdem, bucketDeadlines, bucketIdemTime, bucketKeys, bucketAuditMarks, bucketAuditMarkTime} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -106,7 +106,7 @@ func (s *Store) flusher() {
 }
 
 // commit runs the ops of batch in one indexed batch and commits it with one
-// WAL sync. An op's own error is its answer; a failed write or commit fails
+// WAL sync (none for a batch of lazy ops alone, see doLazy). An op's own error is its answer; a failed write or commit fails
 // them all. After a failure of the store (sticky), nothing reaches Pebble:
 // the batch fails at once.
 func (s *Store) commit(batch []*op, errs []error) {
@@ -130,7 +130,7 @@ func (s *Store) commit(batch []*op, errs []error) {
 		err := t.err
 		if err == nil {
 			size = int64(t.b.Len())
-			err = t.b.Commit(s.wo)
+			err = t.b.Commit(s.writeOptions(batch))
 		}
 		// Not reached after a Fatalf: that batch is Pebble's to keep.
 		_ = t.b.Close()
@@ -147,4 +147,15 @@ func (s *Store) commit(batch []*op, errs []error) {
 			o.done <- errs[i]
 		}
 	}
+}
+
+// writeOptions are those of the store, or NoSync for a batch of lazy ops
+// alone (doLazy).
+func (s *Store) writeOptions(batch []*op) *pebble.WriteOptions {
+	for _, o := range batch {
+		if !o.lazy {
+			return s.wo
+		}
+	}
+	return pebble.NoSync
 }

@@ -9,7 +9,9 @@
 // again; registrations and transitions are group-committed by one flusher:
 // every call waiting when a batch starts rides in it, each operation reads
 // the writes of those before it in the batch (an indexed batch), and no call
-// returns before the batch is committed with its WAL sync. There is no fixed
+// returns before the batch is committed with its WAL sync (audit marks
+// alone are committed unsynced and made durable by the next sync:
+// PutAuditMark). There is no fixed
 // timer: while one batch commits, the next accumulates, and only under load
 // (a previous batch of 8 or more) does it wait, at most the previous commit's
 // duration, for as many operations (registry.Gatherer). A failing operation
@@ -123,6 +125,9 @@ func (c Config) Validate() error {
 type op struct {
 	fn   func(tx *tx) error
 	done chan error
+	// lazy: the op is answered once its batch is committed, synced or not
+	// (doLazy).
+	lazy bool
 }
 
 // Store is the embedded registry and range source. Safe for concurrent use.
@@ -318,7 +323,18 @@ func initFormat(db *pebble.DB) error {
 // do runs fn in the next group commit and waits for the commit, or for ctx
 // (the op may still commit later in that case).
 func (s *Store) do(ctx context.Context, fn func(tx *tx) error) error {
-	o := &op{fn: fn, done: make(chan error, 1)}
+	return s.enqueue(ctx, &op{fn: fn, done: make(chan error, 1)})
+}
+
+// doLazy is do for writes whose loss in a crash costs little: a batch of
+// lazy ops alone is committed without a WAL sync; one that holds any other
+// op is synced for them all. An unsynced write is durable at the next
+// synced commit, and visible to readers when doLazy returns.
+func (s *Store) doLazy(ctx context.Context, fn func(tx *tx) error) error {
+	return s.enqueue(ctx, &op{fn: fn, done: make(chan error, 1), lazy: true})
+}
+
+func (s *Store) enqueue(ctx context.Context, o *op) error {
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
