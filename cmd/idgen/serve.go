@@ -272,6 +272,8 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 		}
 	}()
 	log := st.log
+	lim := applyLimits(log)
+	ln = lim.listener(ln, c.TLSCert != "")
 	if c.TLSCert != "" {
 		tlsLn, stopReload, err := tlsListener(ln, c, log)
 		if err != nil {
@@ -281,6 +283,7 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 		ln = tlsLn
 	}
 	srv := newServer(st.svc, c.RequestTimeout)
+	lim.server(srv)
 	if c.PprofListen != "" {
 		stopPprof, err := startPprof(c.PprofListen, log)
 		if err != nil {
