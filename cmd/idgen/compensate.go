@@ -131,6 +131,7 @@ func compensateCmd(ctx context.Context, args []string, _, stderr io.Writer) (err
 
 	metrics := compensate.NewMetrics()
 	registerStoreMetrics(metrics.Registry, cc.store)
+	registerAuditMetrics(metrics.Registry, cc.audit)
 	w, err := compensate.New(rdb, core, auditLog, compensate.Config{
 		Stream: c.FailureStream, Consumer: c.Consumer, MaxDeliveries: c.MaxDeliveries, ClaimIdle: c.ClaimIdle,
 		Logger: log.Named("compensate"), Metrics: metrics,

@@ -196,6 +196,7 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		return nil, fmt.Errorf("--audit-log: %w", err)
 	}
 	st.onClose(st.audit.Close)
+	registerAuditMetrics(metrics.Registry, st.audit)
 	var verifier generate.Authenticator
 	if !c.Dev {
 		v, err := auth.NewVerifier(auth.Config{PublicKeyFile: c.JWTPublicKey, HS256SecretFile: c.JWTSecretFile, Issuer: c.JWTIssuer, Audience: c.JWTAudience,

@@ -45,3 +45,17 @@ func registerStoreMetrics(reg prometheus.Registerer, store any) {
 		}
 	}
 }
+
+// registerAuditMetrics exports whether the audit log is writable: while it
+// is not, every state change is refused with 503 (unless
+// --audit-fail-open).
+func registerAuditMetrics(reg prometheus.Registerer, log interface{ Healthy() error }) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "idgen_audit_writable", Help: "1 while the audit log accepts entries; 0 while writes fail (full or failing volume) and state changes answer 503.",
+	}, func() float64 {
+		if log.Healthy() != nil {
+			return 0
+		}
+		return 1
+	}))
+}
