@@ -150,13 +150,15 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		}
 		alloc = r.a
 		st.onClose(alloc.Close)
-		if err := checkHighWater(ctx, alloc, st.store); err != nil {
-			return nil, err
-		}
+		// The directory's own ensemble first: another ensemble fails the
+		// high-water check too, but this names the cause.
 		if st.dir != nil {
 			if err := st.dir.BindZooKeeper(alloc.Root(), alloc.ClusterID()); err != nil {
 				return nil, fmt.Errorf("--data-dir: %w", err)
 			}
+		}
+		if err := checkHighWater(ctx, alloc, st.store); err != nil {
+			return nil, err
 		}
 		src, worker, membership, st.mode = markedSource{alloc, st.store, log}, alloc, zkMembership{alloc}, "zookeeper"
 		checks = append(checks, zkChecks(alloc, clock.Read)...)
