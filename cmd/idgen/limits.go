@@ -137,7 +137,8 @@ func chooseLimits(env limitsEnv, log *zap.Logger) *limits {
 func maxConns(nofile uint64, memLimit int64) int {
 	n := uint64(maxConnsCap)
 	if nofile > 0 {
-		n = min(n, nofile-min(nofile, fdReserve(nofile)))
+		// The refusals in flight hold descriptors too.
+		n = min(n, nofile-min(nofile, fdReserve(nofile)+refuseSlots))
 	}
 	if memLimit > 0 {
 		// Half the memory for connections, half for the rest.
@@ -214,12 +215,26 @@ func exhausted(err error) bool {
 	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
 }
 
-// refuse answers c with 503 and closes it. The close waits a moment for
-// the client's request, so that closing with unread bytes (a reset) does
-// not destroy the answer; with every slot busy it closes at once.
+// refuse answers c with 503 and closes it. The answer is written at once
+// (a fresh socket's send buffer takes it); the close then waits a moment in
+// the background for the client's request, so that closing with unread
+// bytes (a reset) does not race the answer. With every slot busy it closes
+// at once: a client that already read the answer loses nothing.
 func (b *boundedListener) refuse(c net.Conn) {
 	n := b.refused.Add(1)
 	b.warn("connection refused: too many open connections", zap.Int64("max_conns", b.max), zap.Int64("refused_total", n))
+	_ = c.SetDeadline(time.Now().Add(refuseLinger))
+	if b.refusal == nil {
+		_ = c.Close()
+		return
+	}
+	if _, err := c.Write(b.refusal); err != nil {
+		_ = c.Close()
+		return
+	}
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
 	select {
 	case b.slots <- struct{}{}:
 	default:
@@ -229,16 +244,6 @@ func (b *boundedListener) refuse(c net.Conn) {
 	go func() {
 		defer func() { <-b.slots }()
 		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(refuseLinger))
-		if b.refusal == nil {
-			return
-		}
-		if _, err := c.Write(b.refusal); err != nil {
-			return
-		}
-		if cw, ok := c.(interface{ CloseWrite() error }); ok {
-			_ = cw.CloseWrite()
-		}
 		// Read until the client closes or the deadline: what it sent is
 		// consumed, so the close is an orderly one.
 		var buf [512]byte

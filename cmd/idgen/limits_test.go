@@ -131,9 +131,9 @@ func TestMaxConns(t *testing.T) {
 		mem    int64
 		want   int
 	}{
-		{64, 0, 32},
+		{64, 0, 16},
 		{40, 0, minConns},
-		{1024, 0, 768},
+		{1024, 0, 752},
 		{1 << 20, 0, maxConnsCap},
 		{1 << 20, 512 << 20, 4096},
 		{0, 0, maxConnsCap},
