@@ -247,10 +247,16 @@ func openCompensateCore(ctx context.Context, c compensateConfig, instance string
 // /compensate (generate.Deps.CompensationMarks): in Redis mode RedisMarks on
 // the client of the sweeper's claims (shared by every instance, like the
 // worker's marks), durable like the registry (waitReplicas); in embedded
-// mode none (one process: an effect is audited at most once).
+// mode StoreMarks in the embedded store, so that a retry of a request whose
+// effect was stored but whose audit entry failed writes the entry once.
 func httpCompensationMarks(claims sweepClaimer, waitReplicas int) compensation.Marker {
-	if r, ok := claims.(*redisSweepClaims); ok {
+	switch r := claims.(type) {
+	case *redisSweepClaims:
 		return &compensation.RedisMarks{Client: r.client, WaitReplicas: waitReplicas}
+	case soleSweeper:
+		if r.marks != nil {
+			return &compensation.StoreMarks{Store: r.marks}
+		}
 	}
 	return nil
 }
@@ -261,8 +267,13 @@ const commitMarkPrefix = "idgen:commit:audited:"
 
 // httpCommitMarks is httpCompensationMarks for POST /commit.
 func httpCommitMarks(claims sweepClaimer, waitReplicas int) compensation.Marker {
-	if r, ok := claims.(*redisSweepClaims); ok {
+	switch r := claims.(type) {
+	case *redisSweepClaims:
 		return &compensation.RedisMarks{Client: r.client, Prefix: commitMarkPrefix, WaitReplicas: waitReplicas}
+	case soleSweeper:
+		if r.marks != nil {
+			return &compensation.StoreMarks{Store: r.marks, Prefix: commitMarkPrefix}
+		}
 	}
 	return nil
 }

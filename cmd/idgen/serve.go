@@ -296,7 +296,9 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 	sweepDone := make(chan struct{})
 	go func() {
 		defer close(sweepDone)
-		newSweeper(log, st.store, st.audit, st.claims, st.leads).run(sweepCtx, c.SweepInterval, 24*time.Hour)
+		sw := newSweeper(log, st.store, st.audit, st.claims, st.leads)
+		sw.marks = st.marks
+		sw.run(sweepCtx, c.SweepInterval, 24*time.Hour)
 	}()
 
 	serveErr := make(chan error, 1)

@@ -14,6 +14,7 @@ import (
 	"github.com/idgen/idgen/functions/generate"
 	"github.com/idgen/idgen/shared/audit"
 	"github.com/idgen/idgen/shared/auth"
+	"github.com/idgen/idgen/shared/compensation"
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/logring"
@@ -30,6 +31,7 @@ type stack struct {
 	dir    *datadir.Dir // the locked --data-dir of an embedded store; nil with Redis
 	audit  *audit.Log
 	claims sweepClaimer // elects the sweeper that audits a timeout compensation
+	marks  []markPurger // the HTTP API's audit marks in the embedded store; none with Redis
 	// leads reports whether this instance sweeps now: with a registry shared
 	// by several instances (Redis), the ZooKeeper election of the shard's
 	// sweeper; with a store of its own, always.
@@ -119,11 +121,11 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		st.onClose(rdb.Close)
 		st.claims = newRedisSweepClaims(rdb)
 	} else {
-		st.claims = soleSweeper{}
 		local, dir, err := openStore(c, observe, log)
 		if err != nil {
 			return nil, err
 		}
+		st.claims = soleSweeper{marks: local}
 		st.onClose(dir.Close)
 		st.dir = dir
 		// The data directory's own counter: raised to the clock floor, so
@@ -215,9 +217,15 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		verifier = v
 		checks = append(checks, generate.Check{Name: "jwt_keys", Run: func(context.Context) error { _, _, err := v.ReloadStatus(); return err }})
 	}
+	compMarks, commitMarks := httpCompensationMarks(st.claims, c.RedisWait), httpCommitMarks(st.claims, c.RedisWait)
+	for _, m := range []compensation.Marker{compMarks, commitMarks} {
+		if p, ok := m.(markPurger); ok {
+			st.marks = append(st.marks, p)
+		}
+	}
 	st.svc, err = generate.New(generate.Config{Dev: c.Dev, RequestTimeout: c.RequestTimeout, AuditFailOpen: c.AuditFailOpen, Instance: instance, RateLimit: c.RateLimit, RateBurst: c.RateBurst}, generate.Deps{
 		IDs: gen, Registry: st.store, Logger: log, Logs: ring, Metrics: metrics, Membership: membership, Checks: checks, Sealer: sealer.NewVault(keys, st.store), Auth: verifier, Audit: st.audit,
-		CompensationMarks: httpCompensationMarks(st.claims, c.RedisWait), CommitMarks: httpCommitMarks(st.claims, c.RedisWait),
+		CompensationMarks: compMarks, CommitMarks: commitMarks,
 	})
 	if err != nil {
 		return nil, err

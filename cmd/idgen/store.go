@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/idgen/idgen/functions/generate"
+	"github.com/idgen/idgen/shared/compensation"
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry/boltstore"
@@ -41,6 +42,7 @@ type registryStore interface {
 type localStore interface {
 	registryStore
 	generator.CounterStore
+	compensation.MarkStore
 }
 
 var (

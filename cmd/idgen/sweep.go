@@ -14,6 +14,7 @@ import (
 
 	"github.com/idgen/idgen/functions/generate"
 	"github.com/idgen/idgen/shared/audit"
+	"github.com/idgen/idgen/shared/compensation"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
 )
@@ -38,7 +39,17 @@ type sweepClaimer interface {
 }
 
 // soleSweeper is the claimer of the embedded mode: one process sweeps.
-type soleSweeper struct{}
+type soleSweeper struct {
+	// marks keeps the audit marks of the HTTP API in the embedded store
+	// (httpCompensationMarks); nil: none.
+	marks compensation.MarkStore
+}
+
+// markPurger deletes the audit marks that ran out
+// (*compensation.StoreMarks).
+type markPurger interface {
+	Purge(ctx context.Context, limit int) (int, error)
+}
 
 func (soleSweeper) Claim(context.Context, idcodec.ID) (bool, error) { return true, nil }
 
@@ -96,6 +107,8 @@ type sweeper struct {
 	claims sweepClaimer
 	leads  func(context.Context) (bool, error)
 	leader bool // led at the last tick (for the log line of a change)
+	// marks are purged after the idempotency keys at every tick it leads.
+	marks []markPurger
 
 	mu       sync.Mutex
 	suspects map[idcodec.ID]time.Time // ambiguous outcomes, since when
@@ -149,6 +162,11 @@ func (s *sweeper) run(ctx context.Context, every time.Duration, idemTTL time.Dur
 		}
 		if _, err := s.store.PurgeIdempotency(ctx, time.Now().Add(-idemTTL).UnixMilli(), 1000); err != nil && ctx.Err() == nil {
 			s.log.Warn("sweeper: purging idempotency keys", zap.Error(err))
+		}
+		for _, m := range s.marks {
+			if _, err := m.Purge(ctx, 1000); err != nil && ctx.Err() == nil {
+				s.log.Warn("sweeper: purging audit marks", zap.Error(err))
+			}
 		}
 	}
 }

@@ -174,10 +174,11 @@ type Deps struct {
 	Audit      Auditor       // required
 	// CompensationMarks remembers which compensations of POST /compensate
 	// are audited, so that a client's retry writes the audit entry of an
-	// attempt that died between the effect and its entry
-	// (compensation.RedisMarks with the Redis registry: shared by every
-	// instance). Default nil: no such recovery, an effect is audited at
-	// most once (enough for the embedded store's single process).
+	// attempt whose effect was stored and whose entry was not (it died, or
+	// the audit log refused the entry): compensation.RedisMarks with the
+	// Redis registry (shared by every instance), compensation.StoreMarks
+	// with an embedded store. Default nil: no such recovery, an effect is
+	// audited at most once and a refused entry is never written.
 	CompensationMarks compensation.Marker
 	// CommitMarks does the same for POST /commit (its own key space: an ID
 	// may be committed and later compensated). Default nil.
