@@ -173,7 +173,7 @@ func TestRedisRestartedEmpty(t *testing.T) {
 	if !ok {
 		stopProbes()
 		wg.Wait()
-		t.Fatalf("not refusing 15 s after Redis came back empty: %s", why)
+		t.Fatalf("not refusing 15 s after Redis came back empty: %s; GET /ids/{acknowledged} meanwhile: %v", why, statuses)
 	}
 	t.Logf("refusing %v after Redis came back empty", took.Round(time.Millisecond))
 	// It stays so: every call for a few seconds.
