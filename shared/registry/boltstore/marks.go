@@ -34,7 +34,7 @@ func decodeMark(v []byte) (int64, error) {
 // (compensation.MarkStore). Errors: ErrCorrupt, bbolt's.
 func (s *Store) AuditMark(_ context.Context, key []byte) (int64, error) {
 	var exp int64
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		v := tx.Bucket(bucketAuditMarks).Get(key)
 		if v == nil {
 			return nil

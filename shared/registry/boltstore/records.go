@@ -77,7 +77,7 @@ func deadlineKey(ms int64, id idcodec.ID) []byte {
 // Get returns the record of id, or ErrNotFound.
 func (s *Store) Get(_ context.Context, id idcodec.ID) (registry.Record, error) {
 	var rec registry.Record
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		v := tx.Bucket(bucketIDs).Get(id[:])
 		if v == nil {
 			return registry.ErrNotFound
@@ -129,7 +129,7 @@ func (s *Store) Transition(ctx context.Context, id idcodec.ID, ch registry.Chang
 // that are still pending, oldest deadline first.
 func (s *Store) Expired(_ context.Context, nowMS int64, limit int) ([]idcodec.ID, error) {
 	var out []idcodec.ID
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketDeadlines).Cursor()
 		end := deadlineKey(nowMS, idcodec.ID{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
 		for k, _ := c.First(); k != nil && len(out) < limit && bytes.Compare(k, end) <= 0; k, _ = c.Next() {

@@ -110,13 +110,11 @@ type Store struct {
 	cfg   Config
 	db    *bbolt.DB
 	guard *diskguard.Guard
-	ops   chan *op
+	// c queues the ops of the group commit; its WhileOpen gates the reads,
+	// so that Close never closes the file under one.
+	c *registry.Committer[*op]
 
 	closeOnce sync.Once
-	quit      chan struct{}
-	flushed   chan struct{} // closed when the flusher has exited
-	mu        sync.RWMutex  // held for reading while enqueueing, for writing by Close
-	closed    bool
 }
 
 var (
@@ -189,35 +187,20 @@ func openDB(cfg Config, guard *diskguard.Guard) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: init %s: %w", path, err)
 	}
-	return &Store{cfg: cfg, db: db, guard: guard, ops: make(chan *op, cfg.MaxBatch), quit: make(chan struct{}), flushed: make(chan struct{})}, nil
+	c := registry.NewCommitter(registry.Gatherer[*op]{MaxBatch: cfg.MaxBatch}, guard.Check)
+	return &Store{cfg: cfg, db: db, guard: guard, c: c}, nil
 }
 
 // do runs fn in the next group-committed write transaction and waits for
 // the commit, or for ctx (the op may still commit later in that case).
 func (s *Store) do(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 	o := &op{fn: fn, done: make(chan error, 1)}
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return registry.ErrClosed
-	}
-	if err := s.guard.Check(); err != nil {
-		s.mu.RUnlock()
-		return err
-	}
-	select {
-	case s.ops <- o:
-		s.mu.RUnlock()
-	case <-ctx.Done():
-		s.mu.RUnlock()
-		return fmt.Errorf("%w: %w", registry.ErrUnavailable, ctx.Err())
-	}
-	select {
-	case err := <-o.done:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("%w: %w", registry.ErrUnavailable, ctx.Err())
-	}
+	return s.c.Do(ctx, o, o.done)
+}
+
+// view runs fn in a read transaction of the open file. Errors: ErrClosed.
+func (s *Store) view(fn func(tx *bbolt.Tx) error) error {
+	return s.c.WhileOpen(func() error { return s.db.View(fn) })
 }
 
 // flusher commits everything queued in one transaction, over and over,
@@ -225,10 +208,8 @@ func (s *Store) do(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 // same two fsyncs whatever the size of its batch (registry.Gatherer closes
 // the batches).
 func (s *Store) flusher() {
-	defer close(s.flushed)
 	errs := make([]error, 0, s.cfg.MaxBatch)
-	g := registry.Gatherer[*op]{Ops: s.ops, Quit: s.quit, MaxBatch: s.cfg.MaxBatch}
-	g.Loop(func(batch []*op) { s.commit(batch, errs) })
+	s.c.Run(func(batch []*op) { s.commit(batch, errs) })
 }
 
 // commit runs the ops of batch in one write transaction. A commit that
@@ -267,23 +248,17 @@ func (s *Store) commit(batch []*op, errs []error) {
 }
 
 // Close stops accepting work, commits what is queued and closes the file.
-// When the flusher does not return within cfg.CloseTimeout (a stalled
-// disk) Close returns an error wrapping registry.ErrUnavailable and leaves
-// it running; the file stays locked until the process exits.
+// After it every call returns ErrClosed; Close itself returns nil after
+// the first time. When the flusher does not return
+// within cfg.CloseTimeout (a stalled disk) Close returns an error wrapping
+// registry.ErrUnavailable and leaves it running; the file stays locked
+// until the process exits.
 func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
-		s.mu.Lock()
-		s.closed = true
-		s.mu.Unlock()
-		close(s.quit)
 		defer s.guard.Close()
-		deadline := time.NewTimer(s.cfg.CloseTimeout)
-		defer deadline.Stop()
-		select {
-		case <-s.flushed:
-		case <-deadline.C:
-			err = fmt.Errorf("boltstore: close: %w: the flusher did not return within %s", registry.ErrUnavailable, s.cfg.CloseTimeout)
+		if err = s.c.Close(s.cfg.CloseTimeout); err != nil {
+			err = fmt.Errorf("boltstore: close: %w", err)
 			return
 		}
 		err = s.db.Close()
@@ -301,7 +276,7 @@ func (s *Store) Ping(context.Context) error {
 	if err := s.guard.Check(); err != nil {
 		return err
 	}
-	return s.db.View(func(tx *bbolt.Tx) error {
+	return s.view(func(tx *bbolt.Tx) error {
 		if tx.Bucket(bucketMeta) == nil {
 			return fmt.Errorf("%w: meta bucket missing", registry.ErrCorrupt)
 		}
@@ -341,7 +316,7 @@ func (s *Store) ClaimRange(ctx context.Context, n uint64) (generator.Range, erro
 // Counter returns the shard's next unclaimed counter (its high-water mark).
 func (s *Store) Counter() (uint64, error) {
 	var next uint64
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get(counterKey(s.cfg.Shard)); v != nil {
 			next = binary.BigEndian.Uint64(v)
 		}
@@ -370,7 +345,7 @@ func (s *Store) RaiseHighWater(ctx context.Context, v uint64) error {
 // HighWater returns the mark RaiseHighWater recorded, or 0.
 func (s *Store) HighWater(context.Context) (uint64, error) {
 	var v uint64
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		if b := tx.Bucket(bucketMeta).Get(highWaterKey(s.cfg.Shard)); b != nil {
 			v = binary.BigEndian.Uint64(b)
 		}
@@ -384,7 +359,7 @@ var bucketKeys = []byte("keys") // name → wrapped data key (sealer.KeyStore)
 // GetKey returns the stored key material under name, or nil (sealer.KeyStore).
 func (s *Store) GetKey(_ context.Context, name string) ([]byte, error) {
 	var out []byte
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		if v := tx.Bucket(bucketKeys).Get([]byte(name)); v != nil {
 			out = append([]byte(nil), v...)
 		}

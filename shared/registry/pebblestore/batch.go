@@ -96,11 +96,9 @@ func (t *tx) del(key []byte) {
 // whatever the size of its batch (registry.Gatherer closes the batches).
 // It is a store goroutine for Pebble's Fatalf policy (pebbleLogger).
 func (s *Store) flusher() {
-	defer close(s.flushed)
 	errs := make([]error, 0, s.cfg.MaxBatch)
-	g := registry.Gatherer[*op]{Ops: s.ops, Quit: s.quit, MaxBatch: s.cfg.MaxBatch}
 	_ = s.log.guarded(func() error {
-		g.Loop(func(batch []*op) { s.commit(batch, errs) })
+		s.c.Run(func(batch []*op) { s.commit(batch, errs) })
 		return nil
 	})
 }

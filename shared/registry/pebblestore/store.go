@@ -138,19 +138,16 @@ type Store struct {
 	guard *diskguard.Guard
 	log   *pebbleLogger
 	wo    *pebble.WriteOptions
-	ops   chan *op
+	// c queues the ops of the group commit; its WhileOpen gates every read
+	// (Pebble panics on a closed DB), so Close never closes Pebble under
+	// one.
+	c *registry.Committer[*op]
 	// maxRecord is at least the largest record key in the store (read at
 	// Open, raised by every record write; only the flusher touches it), so
 	// that registering an ID above it skips the existence probe.
 	maxRecord []byte
 
 	closeOnce sync.Once
-	quit      chan struct{}
-	flushed   chan struct{} // closed when the flusher has exited
-	// mu is held for reading while enqueueing and for the whole of every
-	// read (Pebble panics on a closed DB), for writing by Close.
-	mu     sync.RWMutex
-	closed bool
 }
 
 var _ generator.RangeSource = (*Store)(nil)
@@ -220,7 +217,7 @@ func openDB(cfg Config, guard *diskguard.Guard) (*Store, error) {
 	log := &pebbleLogger{z: cfg.Logger, limit: newLogLimiter(cfg.ErrorLogInterval), onFatal: func(err error) { guard.Fail(err) }}
 	s := &Store{
 		cfg: cfg, lock: lock, guard: guard, log: log, wo: pebble.Sync,
-		ops: make(chan *op, cfg.MaxBatch), quit: make(chan struct{}), flushed: make(chan struct{}),
+		c: registry.NewCommitter(registry.Gatherer[*op]{MaxBatch: cfg.MaxBatch}, guard.Check),
 	}
 	if cfg.NoSync {
 		s.wo = pebble.NoSync
@@ -335,42 +332,18 @@ func (s *Store) doLazy(ctx context.Context, fn func(tx *tx) error) error {
 }
 
 func (s *Store) enqueue(ctx context.Context, o *op) error {
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return registry.ErrClosed
-	}
-	if err := s.guard.Check(); err != nil {
-		s.mu.RUnlock()
-		return err
-	}
-	select {
-	case s.ops <- o:
-		s.mu.RUnlock()
-	case <-ctx.Done():
-		s.mu.RUnlock()
-		return fmt.Errorf("%w: %w", registry.ErrUnavailable, ctx.Err())
-	}
-	select {
-	case err := <-o.done:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("%w: %w", registry.ErrUnavailable, ctx.Err())
-	}
+	return s.c.Do(ctx, o, o.done)
 }
 
 // read runs fn against the open DB, or returns ErrClosed or the sticky
 // failure.
 func (s *Store) read(fn func() error) error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return registry.ErrClosed
-	}
-	if err := s.guard.CheckFailed(); err != nil {
-		return err
-	}
-	return fn()
+	return s.c.WhileOpen(func() error {
+		if err := s.guard.CheckFailed(); err != nil {
+			return err
+		}
+		return fn()
+	})
 }
 
 // Close stops accepting work, commits what is queued and closes the
@@ -383,17 +356,11 @@ func (s *Store) read(fn func() error) error {
 func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
-		s.mu.Lock()
-		s.closed = true
-		s.mu.Unlock()
-		close(s.quit)
 		defer s.guard.Close()
 		deadline := time.NewTimer(s.cfg.CloseTimeout)
 		defer deadline.Stop()
-		select {
-		case <-s.flushed:
-		case <-deadline.C:
-			err = fmt.Errorf("pebblestore: close: %w: the flusher did not return within %s", registry.ErrUnavailable, s.cfg.CloseTimeout)
+		if err = s.c.Close(s.cfg.CloseTimeout); err != nil {
+			err = fmt.Errorf("pebblestore: close: %w", err)
 			return
 		}
 		done := make(chan error, 1)

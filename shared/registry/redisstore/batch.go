@@ -23,7 +23,7 @@ const (
 
 // op is one unit of work of a group commit. The caller builds its values
 // (so encoding runs in parallel, outside the flusher); the flusher sets the
-// results and closes done.
+// results and sends err on done.
 type op struct {
 	kind opKind
 
@@ -58,7 +58,7 @@ type op struct {
 	collision int    // 1 + index of the record held by another value
 	mismatch  bool   // opCAS: the field did not hold old
 	err       error
-	done      chan struct{}
+	done      chan error // gets err once the results are set
 }
 
 type deadline struct {
@@ -166,19 +166,6 @@ type result struct {
 // that crosses it rides along), so that one script never blocks Redis long.
 const maxFlushRecords = 8192
 
-// flusher sends everything queued in one flush, over and over, until Close;
-// then it sends what is still queued. registry.Gatherer closes the batches:
-// an idle registry flushes at once; a busy one sends fewer, larger batches
-// (fewer round trips per ID, less Redis CPU per ID).
-func (s *Store) flusher() {
-	defer close(s.flushed)
-	g := registry.Gatherer[*op]{
-		Ops: s.ops, Quit: s.quit, MaxBatch: s.cfg.MaxBatch,
-		Weigh: func(o *op) int { return len(o.keys) }, MaxWeight: maxFlushRecords,
-	}
-	g.Loop(s.flush)
-}
-
 // flush sends batch and answers every op of it.
 func (s *Store) flush(batch []*op) {
 	t0 := time.Now()
@@ -204,7 +191,7 @@ func (s *Store) flush(batch []*op) {
 		if o.err == nil && o.replay != nil {
 			s.stats.replays.Add(1)
 		}
-		close(o.done)
+		o.done <- o.err
 	}
 	if s.cfg.Observe != nil {
 		s.cfg.Observe(len(batch), time.Since(t0))

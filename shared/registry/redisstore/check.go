@@ -35,7 +35,7 @@ func (s *Store) Refusing() []string { return s.guard.reasons() }
 // CONFIG GET is not permitted. Config.RequirePersistence makes the Store
 // check it continuously.
 func (s *Store) CheckPersistence(ctx context.Context) error {
-	if s.closed.Load() {
+	if s.c.Closed() {
 		return registry.ErrClosed
 	}
 	return s.eachMaster(ctx, func(ctx context.Context, c redis.Cmdable) error {

@@ -335,7 +335,7 @@ type checkerCtx struct{}
 // the checker looks again.
 func (s *Store) onConnect(ctx context.Context, cn *redis.Conn) error {
 	ep := s.epoch.Load()
-	if ep == nil || s.closed.Load() {
+	if ep == nil || s.c.Closed() {
 		return nil
 	}
 	reason, detail, err := s.checkMarker(ctx, cn, *ep)

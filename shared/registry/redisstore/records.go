@@ -233,7 +233,7 @@ func (s *Store) ExpiredShard(ctx context.Context, shard uint8, nowMS int64, limi
 // keys by their PX. It exists so that Store serves where the embedded
 // stores do.
 func (s *Store) PurgeIdempotency(context.Context, int64, int) (int, error) {
-	if s.closed.Load() {
+	if s.c.Closed() {
 		return 0, registry.ErrClosed
 	}
 	return 0, nil
