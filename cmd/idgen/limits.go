@@ -16,8 +16,8 @@ package main
 //   - Open connections stay below the soft RLIMIT_NOFILE minus a reserve for
 //     the store, the logs and the registry clients: a connection over the
 //     bound is accepted, answered 503 with Retry-After (plain HTTP; a TLS
-//     one is closed) and closed at once, so accept never meets EMFILE
-//     because of clients. Go raises the soft RLIMIT_NOFILE to the hard one at
+//     one is closed unanswered) and closed within refuseLinger, so accept
+//     never meets EMFILE because of clients. Go raises the soft RLIMIT_NOFILE to the hard one at
 //     start (syscall package, Linux), so it is read, not raised.
 //   - An accept that fails for lack of descriptors or memory (EMFILE,
 //     ENFILE, ENOBUFS, ENOMEM) is retried with a back-off up to a second;
