@@ -28,8 +28,8 @@ var samFunctions = map[string]string{"GenerateFunction": "generate", "Compensate
 // variables) configure each handler.
 var samHandlerCommand = map[string]string{"generate": "serve", "compensate": "compensate"}
 
-// samContractRoutes is the route list of CONTRACT.md ("HTTP API"), written
-// out here because ../shared is outside the repository.
+// samContractRoutes are the routes of the HTTP API (docs/api.md#routes)
+// that the template must give the generate function.
 var samContractRoutes = []string{
 	"POST /generate",
 	"GET /ids/{id}",
@@ -44,7 +44,8 @@ var samContractRoutes = []string{
 }
 
 // samAddedRoutes are the routes the service serves beyond the contract
-// (which changes only by adding): README.md's "HTTP API" lists erasure.
+// (which changes only by adding): erasure
+// (docs/api.md#delete-subjectssubjectkey).
 var samAddedRoutes = []string{
 	"DELETE /subjects/{subject}/key",
 }
@@ -143,7 +144,7 @@ func samCheckMakeTargets(t *cfnTemplate) []string {
 var samPathSegment = regexp.MustCompile(`^([a-z0-9._-]+|\{[A-Za-z_][A-Za-z0-9_]*\})$`)
 
 // samCheckRoutes: the HttpApi events of the generate function are exactly
-// the contract's routes (and the README's additions), in API Gateway path
+// the contract's routes (and the erasure route), in API Gateway path
 // syntax, plus one $default route; all on one HttpApi served on $default.
 func samCheckRoutes(t *cfnTemplate) []string {
 	var p samProblems

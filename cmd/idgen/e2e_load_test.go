@@ -154,7 +154,8 @@ func (ld *load) checkClean(t *testing.T) {
 	}
 }
 
-// slot is what uniqueness rests on (CONTRACT.md, ID format).
+// slot is what uniqueness rests on: (shard, counter), the ID layout of
+// docs/architecture.md.
 type slot struct {
 	shard   uint8
 	counter uint64

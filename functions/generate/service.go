@@ -1,5 +1,5 @@
 // Package generate is the HTTP face of idgen: POST /generate and the saga,
-// read and operations endpoints of CONTRACT.md, on fasthttp. The same Handle
+// read and operations endpoints of docs/api.md, on fasthttp. The same Handle
 // serves the fasthttp listener and the Lambda adapter (one code path).
 //
 // Invariants: an ID reaches a client only after its record is registered;

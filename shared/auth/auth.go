@@ -30,7 +30,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// Scopes of CONTRACT.md.
+// Scopes a token's scope claim grants; docs/security.md#scopes lists the
+// routes each one opens.
 const (
 	ScopeGenerate   = "ids:generate"
 	ScopeRead       = "ids:read"
