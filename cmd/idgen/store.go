@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry/boltstore"
 	"github.com/idgen/idgen/shared/registry/datadir"
+	"github.com/idgen/idgen/shared/registry/diskguard"
 	"github.com/idgen/idgen/shared/registry/pebblestore"
 	"github.com/idgen/idgen/shared/registry/redisstore"
 	"github.com/idgen/idgen/shared/sealer"
@@ -59,6 +61,21 @@ func openStore(c ServeConfig, observe func(int, time.Duration), log *zap.Logger)
 	if c.Zookeeper != "" {
 		mode = datadir.ModeZooKeeper
 	}
+	ballast := pebblestore.BallastName
+	if c.StoreEngine == "bbolt" {
+		ballast = boltstore.BallastName
+	}
+	// The free-space check comes first: on a full disk even the identity
+	// file cannot be written, and the guard's refusal names the free and
+	// the needed bytes.
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("--data-dir: %w", err)
+	}
+	g, err := diskguard.New(c.diskGuard(log), c.DataDir, filepath.Join(c.DataDir, ballast))
+	if err != nil {
+		return nil, nil, err
+	}
+	g.Close()
 	dir, err := datadir.Open(c.DataDir, datadir.Want{
 		Engine: c.StoreEngine, Shard: uint8(c.Shard), Mode: mode,
 		EngineFiles: map[string]string{"pebble": pebblestore.DirName, "bbolt": boltstore.FileName},
