@@ -23,10 +23,10 @@ import (
 //   - a Markdown link or image, inline ([x](path#anchor)) or a reference
 //     definition ([x]: path), relative to the file (a leading / is the
 //     repository root); URLs with a scheme are not checked;
-//   - in Markdown text and Go comments, a name ending in .md (CONTRACT.md,
-//     docs/api.md#errors): it must resolve against the file's directory,
-//     the repository root or, for a bare name, the base name of a
-//     repository file;
+//   - in Markdown text and Go comments, a name ending in .md, bare or with
+//     a path and an anchor (docs/api.md#routes): it must resolve against
+//     the file's directory or the repository root or, for a bare name, be
+//     the base name of a repository file;
 //   - a path that starts with ../: it must stay inside the repository and
 //     name a file or directory of it;
 //   - a path of two or more segments whose first is a top-level directory
