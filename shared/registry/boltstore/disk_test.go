@@ -19,6 +19,7 @@ import (
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/diskguard"
 	"github.com/idgen/idgen/shared/registry/diskguard/diskguardtest"
+	"github.com/idgen/idgen/shared/registry/registrytest"
 )
 
 // eventually polls cond until it holds or the deadline passes.
@@ -56,8 +57,8 @@ func startRegistrar(t *testing.T, s *Store, allowed func(error) bool) *registrar
 					return
 				default:
 				}
-				x := id(r.next.Add(1))
-				_, err := s.Register(context.Background(), pending(x), 1000, 1)
+				x := registrytest.ID(r.next.Add(1))
+				_, err := s.Register(context.Background(), registrytest.Pending(x), 1000, 1)
 				switch {
 				case err == nil:
 					r.mu.Lock()
@@ -166,9 +167,9 @@ func TestENOSPCReleasesBallast(t *testing.T) {
 	ctx := context.Background()
 	var acked []idcodec.ID
 	register := func(c uint64) error {
-		_, err := s.Register(ctx, pending(id(c)), 1000, 1)
+		_, err := s.Register(ctx, registrytest.Pending(registrytest.ID(c)), 1000, 1)
 		if err == nil {
-			acked = append(acked, id(c))
+			acked = append(acked, registrytest.ID(c))
 		}
 		return err
 	}
@@ -237,7 +238,7 @@ func TestStalledCommitFailsFast(t *testing.T) {
 		t.Fatalf("state %+v not stalled", st)
 	}
 	t0 := time.Now()
-	if _, err := s.Register(ctx, pending(id(1)), 1000, 1); !errors.Is(err, diskguard.ErrStalled) || !errors.Is(err, registry.ErrUnavailable) {
+	if _, err := s.Register(ctx, registrytest.Pending(registrytest.ID(1)), 1000, 1); !errors.Is(err, diskguard.ErrStalled) || !errors.Is(err, registry.ErrUnavailable) {
 		t.Fatalf("register during the stall: %v, want ErrStalled", err)
 	}
 	if d := time.Since(t0); d > 100*time.Millisecond {
@@ -250,7 +251,7 @@ func TestStalledCommitFailsFast(t *testing.T) {
 	if err := s.Ping(ctx); err != nil {
 		t.Fatalf("ping after the stall: %v", err)
 	}
-	if _, err := s.Register(ctx, pending(id(2)), 1000, 1); err != nil {
+	if _, err := s.Register(ctx, registrytest.Pending(registrytest.ID(2)), 1000, 1); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -271,12 +271,12 @@ func (s *Store) DiskState() diskguard.State { return s.guard.State() }
 
 // Ping checks that the file is readable and that the store admits writes:
 // it fails while the disk is below the free-space threshold and while a
-// commit is stalled.
+// commit is stalled. Errors: ErrClosed after Close.
 func (s *Store) Ping(context.Context) error {
-	if err := s.guard.Check(); err != nil {
-		return err
-	}
 	return s.view(func(tx *bbolt.Tx) error {
+		if err := s.guard.Check(); err != nil {
+			return err
+		}
 		if tx.Bucket(bucketMeta) == nil {
 			return fmt.Errorf("%w: meta bucket missing", registry.ErrCorrupt)
 		}

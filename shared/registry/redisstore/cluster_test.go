@@ -12,6 +12,7 @@ import (
 	"github.com/idgen/idgen/harness/redisharness"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
+	"github.com/idgen/idgen/shared/registry/registrytest"
 )
 
 // TestCluster runs against a Redis Cluster of 3 masters: registrations
@@ -110,13 +111,11 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
-	t.Run("idempotency one winner", func(t *testing.T) {
-		idempotencyOneWinner(t, Config{Addrs: addrs, Prefix: prefix()})
+	t.Run("conformance", func(t *testing.T) {
+		registrytest.Run(t, opener(Config{Addrs: addrs}), registrytest.IdempotencyExpiresByItself)
 	})
 
-	t.Run("concurrent transitions", func(t *testing.T) {
-		concurrentTransitions(t, Config{Addrs: addrs, Prefix: prefix()})
-	})
+	t.Run("across stores", func(t *testing.T) { acrossStores(t, Config{Addrs: addrs}) })
 
 	t.Run("high water", func(t *testing.T) {
 		s := open(t, Config{Addrs: addrs, Shard: 9})

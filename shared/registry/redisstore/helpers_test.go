@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/idgen/idgen/harness/redisharness"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
+	"github.com/idgen/idgen/shared/registry/registrytest"
 )
 
 // shared is one standalone server for the tests that need nothing special;
@@ -67,6 +69,27 @@ func open(t testing.TB, cfg Config) *Store {
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s
+}
+
+// opener opens Stores of cfg for the conformance suite: one fresh key
+// prefix per directory of the suite, deadline index of the suite's shard.
+func opener(cfg Config) registrytest.Opener {
+	var (
+		mu       sync.Mutex
+		prefixes = map[string]string{}
+	)
+	return func(t *testing.T, dir string) registrytest.Store {
+		mu.Lock()
+		p, ok := prefixes[dir]
+		if !ok {
+			p = prefix()
+			prefixes[dir] = p
+		}
+		mu.Unlock()
+		c := cfg
+		c.Prefix, c.Shard = p, registrytest.Shard
+		return open(t, c)
+	}
 }
 
 // raw is a plain client of addr for inspecting what a Store wrote.

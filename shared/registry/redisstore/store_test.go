@@ -3,55 +3,112 @@ package redisstore
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/idgen/idgen/functions/generate"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
+	"github.com/idgen/idgen/shared/registry/registrytest"
 )
 
-// TestRegisterCollisionWritesNothing: a collision on any record of an issue
-// stores none of its records, deadlines or idempotency entry.
-func TestRegisterCollisionWritesNothing(t *testing.T) {
-	first := open(t, Config{})
+// TestRegistry runs the registry conformance suite on the shared server.
+// Redis expires idempotency entries by their PX, so PurgeIdempotency does
+// nothing.
+func TestRegistry(t *testing.T) {
+	registrytest.Run(t, opener(Config{}), registrytest.IdempotencyExpiresByItself)
+}
+
+// TestAcrossStores: the suite's races, spread over two Store instances of
+// one registry: one idempotency winner, serialized transitions (the
+// compare-and-set across instances), one data key.
+func TestAcrossStores(t *testing.T) {
+	acrossStores(t, Config{})
+}
+
+func acrossStores(t *testing.T, cfg Config) {
+	two := func(t *testing.T) []registrytest.Store {
+		open := opener(cfg)
+		dir := t.TempDir()
+		return []registrytest.Store{open(t, dir), open(t, dir)}
+	}
+	t.Run("IdempotencyOneWinner", func(t *testing.T) { registrytest.IdempotencyOneWinner(t, two(t)...) })
+	t.Run("ConcurrentTransitions", func(t *testing.T) { registrytest.ConcurrentTransitions(t, two(t)...) })
+	t.Run("KeyStore", func(t *testing.T) { registrytest.KeyStore(t, two(t)...) })
+}
+
+// TestCollisionOnSharedField: a bucket field is addressed by (shard,
+// counter) alone; another ID on an occupied field is a collision (counted,
+// told to the hook) that writes nothing, and Get of it is ErrNotFound.
+func TestCollisionOnSharedField(t *testing.T) {
 	var collided []idcodec.ID
-	// Another instance: the same Store resending the same issue would be a
-	// retry (TestRetriedWriteIsNotACollision).
-	s := open(t, Config{Prefix: first.cfg.Prefix, Collision: func(x idcodec.ID) { collided = append(collided, x) }})
+	s := open(t, Config{Collision: func(x idcodec.ID) { collided = append(collided, x) }})
 	ctx := context.Background()
-	if _, err := first.Register(ctx, pending(id(1), id(2)), 60_000, testMS); err != nil {
+	if _, err := s.Register(ctx, pending(id(1)), 60_000, testMS); err != nil {
 		t.Fatal(err)
 	}
-	kh := registry.IdemKeyHash("alice", "k")
-	// id(2) again, and another ID with the same (shard, counter) as id(1).
 	other := idcodec.MustCompose(idcodec.Fields{TimestampMS: testMS + 5, Worker: 9, Shard: 3, Counter: 1})
-	for _, dup := range []idcodec.ID{id(2), other} {
-		iss := pending(id(3), dup)
-		iss.Records[0].DeadlineMS = testMS
-		iss.Idem = &registry.IdemEntry{KeyHash: kh, IDs: []idcodec.ID{id(3), dup}, CreatedMS: testMS}
-		_, err := s.Register(ctx, iss, 60_000, testMS)
-		if !errors.Is(err, registry.ErrCollision) {
-			t.Fatalf("%s: err = %v, want ErrCollision", dup, err)
-		}
-		if _, err := s.Get(ctx, id(3)); !errors.Is(err, registry.ErrNotFound) {
-			t.Fatalf("half-written issue: id 3 err = %v", err)
-		}
-		if got, _ := s.Expired(ctx, testMS, 10); len(got) != 0 {
-			t.Fatalf("deadline of the failed issue was written: %v", got)
-		}
+	iss := pending(id(3), other)
+	iss.Records[0].DeadlineMS = testMS
+	if _, err := s.Register(ctx, iss, 60_000, testMS); !errors.Is(err, registry.ErrCollision) {
+		t.Fatalf("err = %v, want ErrCollision", err)
+	}
+	if _, err := s.Get(ctx, id(3)); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("half-written issue: id 3 err = %v", err)
+	}
+	if got, _ := s.Expired(ctx, testMS, 10); len(got) != 0 {
+		t.Fatalf("deadline of the failed issue was written: %v", got)
 	}
 	if _, err := s.Get(ctx, other); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("Get of another ID on an occupied field: %v", err)
 	}
-	iss := pending(id(4))
-	iss.Idem = &registry.IdemEntry{KeyHash: kh, IDs: []idcodec.ID{id(4)}, CreatedMS: testMS}
-	if replay, err := s.Register(ctx, iss, 60_000, testMS); err != nil || replay != nil {
-		t.Fatalf("idempotency entry of the failed issue was written: replay %v err %v", replay, err)
+	if _, _, err := s.Transition(ctx, other, registry.Change{To: registry.Compensated, NowMS: testMS}); !errors.Is(err, registry.ErrCollision) {
+		t.Fatalf("null compensation of another ID on an occupied field: %v", err)
 	}
 	if st := s.Stats(); st.Collisions != 2 || len(collided) != 2 {
 		t.Fatalf("collisions: stats %d, hook %v", st.Collisions, collided)
+	}
+}
+
+// TestTombstoneTTL: a bucket holding a tombstone keeps TombstoneTTL, even
+// after a later write to it (at Retention).
+func TestTombstoneTTL(t *testing.T) {
+	s := open(t, Config{Retention: time.Hour, TombstoneTTL: 2 * time.Hour})
+	ctx := context.Background()
+	if _, out, err := s.Transition(ctx, id(2), registry.Change{To: registry.Compensated, NowMS: testMS}); err != nil || out != registry.Tombstoned {
+		t.Fatalf("null compensation: %v, %v", out, err)
+	}
+	if _, err := s.Register(ctx, pending(id(3)), 0, testMS); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := s.bucket(id(2))
+	if ttl := raw(t, shared.Addr()).PTTL(ctx, key).Val(); ttl <= time.Hour+59*time.Minute {
+		t.Fatalf("tombstone bucket TTL %v, want about 2h", ttl)
+	}
+}
+
+// TestShardsApart: the deadline index and the high-water mark are per
+// shard.
+func TestShardsApart(t *testing.T) {
+	s := open(t, Config{Shard: 5})
+	other := open(t, Config{Shard: 6, Prefix: s.cfg.Prefix})
+	ctx := context.Background()
+	iss := pending(id(1))
+	iss.Records[0].DeadlineMS = testMS
+	if _, err := s.Register(ctx, iss, 0, testMS); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.ExpiredShard(ctx, 3, testMS, 10); err != nil || len(got) != 1 {
+		t.Fatalf("ExpiredShard of the ID's shard: %v, %v", got, err)
+	}
+	if got, _ := s.Expired(ctx, testMS, 10); len(got) != 0 {
+		t.Fatalf("Expired of shard 5 lists an ID of shard 3: %v", got)
+	}
+	if err := s.RaiseHighWater(ctx, 1<<40); err != nil {
+		t.Fatal(err)
+	}
+	if hw, _ := other.HighWater(ctx); hw != 0 {
+		t.Fatalf("shard 6 sees shard 5's mark %d", hw)
 	}
 }
 
@@ -119,337 +176,6 @@ func TestRetriedWriteIsNotACollision(t *testing.T) {
 	if _, err := s.Register(ctx, pending(id(12)), 0, testMS); !errors.Is(err, registry.ErrCollision) {
 		t.Fatalf("registration over a tombstone: %v", err)
 	}
-}
-
-// TestIdempotencyOneWinner: 32 concurrent registrations with one key from two
-// Store instances (16 each) on the same Redis store exactly one answer; all
-// get it; the losers' IDs are not registered.
-func TestIdempotencyOneWinner(t *testing.T) {
-	idempotencyOneWinner(t, Config{Prefix: prefix()})
-}
-
-func idempotencyOneWinner(t *testing.T, cfg Config) {
-	var (
-		mu      sync.Mutex
-		batches []int
-	)
-	cfg.Observe = func(ops int, _ time.Duration) {
-		mu.Lock()
-		batches = append(batches, ops)
-		mu.Unlock()
-	}
-	stores := []*Store{open(t, cfg), open(t, cfg)}
-	ctx := context.Background()
-	kh := registry.IdemKeyHash("alice", "order-1")
-	var (
-		wg      sync.WaitGroup
-		winners []idcodec.ID
-		losers  []idcodec.ID
-		answers = map[idcodec.ID]int{}
-	)
-	start := make(chan struct{})
-	for g := 0; g < 32; g++ {
-		wg.Go(func() {
-			mine := []idcodec.ID{id(uint64(1000 + 200*g)), id(uint64(1001 + 200*g))} // two buckets apart
-			iss := pending(mine...)
-			for i := range iss.Records {
-				iss.Records[i].DeadlineMS = testMS + 1
-			}
-			iss.Idem = &registry.IdemEntry{KeyHash: kh, IDs: mine, Batch: true, CreatedMS: testMS}
-			<-start
-			replay, err := stores[g%2].Register(ctx, iss, 60_000, testMS)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if replay == nil {
-				winners = append(winners, mine[0])
-				answers[mine[0]]++
-			} else {
-				if !replay.Batch || len(replay.IDs) != 2 || replay.CreatedMS != testMS {
-					t.Errorf("replay %+v", replay)
-				}
-				answers[replay.IDs[0]]++
-				losers = append(losers, mine...)
-			}
-		})
-	}
-	close(start)
-	wg.Wait()
-	if len(winners) != 1 || len(answers) != 1 || answers[winners[0]] != 32 {
-		t.Fatalf("winners %v answers %v", winners, answers)
-	}
-	for _, x := range losers {
-		rec, err := stores[0].Get(ctx, x)
-		switch {
-		case errors.Is(err, registry.ErrNotFound): // never written (one script)
-		case err == nil && rec.State == registry.Compensated && rec.Last().Reason == ReasonIdempotencyReplay: // voided (Cluster)
-		default:
-			t.Fatalf("loser's ID %s: %+v, %v", x, rec, err)
-		}
-	}
-	if got, err := stores[0].ExpiredShard(ctx, 3, testMS+1, 100); err != nil || len(got) != 2 {
-		t.Fatalf("deadline entries: %v, %v; want only the winner's 2", got, err)
-	}
-	mu.Lock()
-	t.Logf("batch sizes %v; replays %d, voided records %d", batches,
-		stores[0].Stats().Replays+stores[1].Stats().Replays, stores[0].Stats().Voided+stores[1].Stats().Voided)
-	mu.Unlock()
-	// An entry past its TTL by the caller's clock is replaced.
-	iss := pending(id(50))
-	iss.Idem = &registry.IdemEntry{KeyHash: kh, IDs: []idcodec.ID{id(50)}, CreatedMS: testMS + 60_000}
-	if replay, err := stores[1].Register(ctx, iss, 60_000, testMS+60_000); err != nil || replay != nil {
-		t.Fatalf("after ttl: replay %v err %v", replay, err)
-	}
-}
-
-// TestConcurrentTransitions: commit and compensate racing on the same IDs
-// from two Store instances serialize: every ID ends compensated with one
-// compensated step, at most one committed step, and exactly one caller
-// was told Applied for its compensation.
-func TestConcurrentTransitions(t *testing.T) {
-	concurrentTransitions(t, Config{Prefix: prefix()})
-}
-
-func concurrentTransitions(t *testing.T, cfg Config) {
-	stores := []*Store{open(t, cfg), open(t, cfg)}
-	ctx := context.Background()
-	var ids []idcodec.ID
-	for i := uint64(0); i < 40; i++ {
-		ids = append(ids, id(i*37))
-	}
-	iss := pending(ids...)
-	for i := range iss.Records {
-		iss.Records[i].DeadlineMS = testMS + 10
-	}
-	if _, err := stores[0].Register(ctx, iss, 0, testMS); err != nil {
-		t.Fatal(err)
-	}
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		applied = map[idcodec.ID]map[registry.State]int{}
-	)
-	for _, x := range ids {
-		applied[x] = map[registry.State]int{}
-	}
-	for _, x := range ids {
-		for g := 0; g < 8; g++ {
-			wg.Go(func() {
-				to := registry.Committed
-				if g%2 == 1 {
-					to = registry.Compensated
-				}
-				_, out, err := stores[g%2^(g/2)%2].Transition(ctx, x, registry.Change{To: to, NowMS: testMS + int64(g), Actor: "t"})
-				if err != nil {
-					if !(to == registry.Committed && errors.Is(err, registry.ErrConflict)) {
-						t.Error(err)
-					}
-					return
-				}
-				if out == registry.Applied {
-					mu.Lock()
-					applied[x][to]++
-					mu.Unlock()
-				}
-			})
-		}
-	}
-	wg.Wait()
-	for _, x := range ids {
-		rec, err := stores[1].Get(ctx, x)
-		if err != nil {
-			t.Fatal(err)
-		}
-		counts := map[registry.State]int{}
-		for _, st := range rec.History {
-			counts[st.State]++
-		}
-		if rec.State != registry.Compensated || counts[registry.Compensated] != 1 || counts[registry.Committed] > 1 || counts[registry.Pending] != 1 {
-			t.Fatalf("%s: %s, history %+v", x, rec.State, rec.History)
-		}
-		if applied[x][registry.Compensated] != 1 || applied[x][registry.Committed] != counts[registry.Committed] {
-			t.Fatalf("%s: applied %v, history %+v", x, applied[x], rec.History)
-		}
-	}
-	if got, _ := stores[0].ExpiredShard(ctx, 3, testMS+10, 100); len(got) != 0 {
-		t.Fatalf("deadline entries left after compensation: %d", len(got))
-	}
-	t.Logf("CAS retries: %d + %d", stores[0].Stats().CASRetries, stores[1].Stats().CASRetries)
-}
-
-func TestTransitionOutcomes(t *testing.T) {
-	s := open(t, Config{Retention: time.Hour, TombstoneTTL: 2 * time.Hour})
-	ctx := context.Background()
-	if _, err := s.Register(ctx, pending(id(1)), 0, testMS); err != nil {
-		t.Fatal(err)
-	}
-	sweep := registry.Change{To: registry.Compensated, From: registry.Pending, Reason: "timeout", Actor: "system", NowMS: 9}
-	tests := []struct {
-		name    string
-		id      idcodec.ID
-		ch      registry.Change
-		want    registry.Outcome
-		wantErr error
-	}{
-		{"commit pending", id(1), registry.Change{To: registry.Committed, NowMS: 2}, registry.Applied, nil},
-		{"commit again", id(1), registry.Change{To: registry.Committed, NowMS: 3}, registry.Replayed, nil},
-		{"sweep committed", id(1), sweep, 0, registry.ErrConflict},
-		{"compensate committed", id(1), registry.Change{To: registry.Compensated, Reason: "r", NowMS: 4}, registry.Applied, nil},
-		{"compensate again", id(1), registry.Change{To: registry.Compensated, Reason: "r", NowMS: 5}, registry.Replayed, nil},
-		{"commit compensated", id(1), registry.Change{To: registry.Committed, NowMS: 6}, 0, registry.ErrConflict},
-		{"commit unknown", id(2), registry.Change{To: registry.Committed, NowMS: 3}, 0, registry.ErrNotFound},
-		{"sweep unknown", id(2), sweep, 0, registry.ErrConflict},
-		{"null compensation", id(2), registry.Change{To: registry.Compensated, NowMS: 4}, registry.Tombstoned, nil},
-		{"null compensation again", id(2), registry.Change{To: registry.Compensated, NowMS: 5}, registry.Replayed, nil},
-		{"commit tombstone", id(2), registry.Change{To: registry.Committed, NowMS: 5}, 0, registry.ErrConflict},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, out, err := s.Transition(ctx, tt.id, tt.ch)
-			if !errors.Is(err, tt.wantErr) || out != tt.want {
-				t.Fatalf("got %v, %v; want %v, %v", out, err, tt.want, tt.wantErr)
-			}
-		})
-	}
-	rec, err := s.Get(ctx, id(1))
-	if err != nil || len(rec.History) != 3 || rec.IssuedAtMS != testMS || rec.Subject != "svc-payments" {
-		t.Fatalf("record %+v, %v", rec, err)
-	}
-	tomb, err := s.Get(ctx, id(2))
-	if err != nil || !tomb.Tombstone || tomb.State != registry.Compensated {
-		t.Fatalf("tombstone %+v, %v", tomb, err)
-	}
-	// The tombstone's bucket keeps TombstoneTTL, even after a later write.
-	if _, err := s.Register(ctx, pending(id(3)), 0, testMS); err != nil {
-		t.Fatal(err)
-	}
-	key, _ := s.bucket(id(2))
-	if ttl := raw(t, shared.Addr()).PTTL(ctx, key).Val(); ttl <= time.Hour+59*time.Minute {
-		t.Fatalf("tombstone bucket TTL %v, want about 2h", ttl)
-	}
-	if _, err := s.Register(ctx, pending(id(2)), 0, testMS); !errors.Is(err, registry.ErrCollision) {
-		t.Fatalf("registration over a tombstone: %v", err)
-	}
-}
-
-func TestDeadlineIndex(t *testing.T) {
-	s := open(t, Config{Shard: 3})
-	ctx := context.Background()
-	iss := pending(id(1), id(2), id(3))
-	for i := range iss.Records {
-		iss.Records[i].DeadlineMS = int64(100 * (i + 1))
-	}
-	if _, err := s.Register(ctx, iss, 0, testMS); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.Expired(ctx, 250, 10)
-	if err != nil || len(got) != 2 || got[0] != id(1) || got[1] != id(2) {
-		t.Fatalf("Expired = %v, %v", got, err)
-	}
-	if got, _ := s.Expired(ctx, 200, 10); len(got) != 2 {
-		t.Fatalf("deadline equal to now not expired: %v", got)
-	}
-	if got, _ := s.Expired(ctx, 1000, 1); len(got) != 1 || got[0] != id(1) {
-		t.Fatalf("limit 1: %v", got)
-	}
-	if got, _ := s.ExpiredShard(ctx, 4, 1000, 10); len(got) != 0 {
-		t.Fatalf("another shard: %v", got)
-	}
-	if _, _, err := s.Transition(ctx, id(1), registry.Change{To: registry.Committed, NowMS: 5}); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := s.Transition(ctx, id(3), registry.Change{To: registry.Compensated, From: registry.Pending, Reason: "timeout", NowMS: 5}); err != nil {
-		t.Fatal(err)
-	}
-	got, _ = s.Expired(ctx, 1000, 10)
-	if len(got) != 1 || got[0] != id(2) {
-		t.Fatalf("after commit and sweep: %v", got)
-	}
-}
-
-func TestHighWater(t *testing.T) {
-	s := open(t, Config{Shard: 5})
-	ctx := context.Background()
-	if hw, err := s.HighWater(ctx); err != nil || hw != 0 {
-		t.Fatalf("fresh: %d, %v", hw, err)
-	}
-	for _, tt := range []struct{ raise, want uint64 }{
-		{1 << 40, 1 << 40},
-		{1<<53 + 1, 1<<53 + 1}, // above what a Lua number holds exactly
-		{1<<53 + 3, 1<<53 + 3},
-		{1 << 41, 1<<53 + 3}, // never lowered
-		{idcodec.MaxCounter, idcodec.MaxCounter},
-	} {
-		if err := s.RaiseHighWater(ctx, tt.raise); err != nil {
-			t.Fatal(err)
-		}
-		if hw, err := s.HighWater(ctx); err != nil || hw != tt.want {
-			t.Fatalf("after raise %d: %d, %v; want %d", tt.raise, hw, err, tt.want)
-		}
-	}
-	other := open(t, Config{Shard: 6, Prefix: s.cfg.Prefix})
-	if hw, _ := other.HighWater(ctx); hw != 0 {
-		t.Fatalf("shard 6 sees shard 5's mark %d", hw)
-	}
-}
-
-func TestCloseFlushesAndRefuses(t *testing.T) {
-	cfg := Config{Prefix: prefix()}
-	s := open(t, cfg)
-	ctx := context.Background()
-	var wg sync.WaitGroup
-	acked := make(chan idcodec.ID, 200)
-	for i := 0; i < 200; i++ {
-		wg.Go(func() {
-			if _, err := s.Register(ctx, pending(id(uint64(i))), 0, testMS); err == nil {
-				acked <- id(uint64(i))
-			} else if !errors.Is(err, registry.ErrClosed) {
-				t.Error(err)
-			}
-		})
-	}
-	time.Sleep(time.Millisecond)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	wg.Wait()
-	close(acked)
-	if _, err := s.Register(ctx, pending(id(9999)), 0, testMS); !errors.Is(err, registry.ErrClosed) {
-		t.Fatalf("after close: %v", err)
-	}
-	if _, _, err := s.Transition(ctx, id(0), registry.Change{To: registry.Committed}); !errors.Is(err, registry.ErrClosed) {
-		t.Fatalf("Transition after close: %v", err)
-	}
-	if _, err := s.Get(ctx, id(0)); !errors.Is(err, registry.ErrClosed) {
-		t.Fatalf("Get after close: %v", err)
-	}
-	if _, err := s.Expired(ctx, 0, 1); !errors.Is(err, registry.ErrClosed) {
-		t.Fatalf("Expired after close: %v", err)
-	}
-	if err := s.Ping(ctx); !errors.Is(err, registry.ErrClosed) {
-		t.Fatalf("Ping after close: %v", err)
-	}
-	if err := s.RaiseHighWater(ctx, 1); !errors.Is(err, registry.ErrClosed) {
-		t.Fatalf("RaiseHighWater after close: %v", err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
-	}
-	s2 := open(t, cfg)
-	if err := s2.Ping(ctx); err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for x := range acked {
-		n++
-		if _, err := s2.Get(ctx, x); err != nil {
-			t.Fatalf("acknowledged %s lost: %v", x, err)
-		}
-	}
-	t.Logf("%d of 200 registrations acknowledged before close", n)
 }
 
 func TestCheckEvictionPolicy(t *testing.T) {
