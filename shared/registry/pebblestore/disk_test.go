@@ -18,26 +18,21 @@ import (
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/diskguard"
-	"github.com/idgen/idgen/shared/registry/diskguard/diskguardtest"
+	"github.com/idgen/idgen/shared/registry/registrytest"
 )
 
-// smallDisk is a guard sized for a 32 MiB tmpfs: refuse below 4 MiB free,
-// a 2 MiB ballast, measured every 20ms.
-var smallDisk = diskguard.Config{MinFreeBytes: 4 << 20, MinFreePercent: -1, BallastBytes: 2 << 20, PollInterval: 20 * time.Millisecond}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
+// TestDisk runs the suite's disk-guard tests.
+func TestDisk(t *testing.T) {
+	registrytest.RunDisk(t, func(t *testing.T, dir string, disk diskguard.Config) (registrytest.DiskStore, error) {
+		s, err := Open(Config{Dir: dir, Disk: disk, Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))})
+		if err != nil {
+			return nil, err
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		t.Cleanup(func() { _ = s.Close() })
+		return s, nil
+	}, BallastName)
 }
 
 // walWrite matches the writes and syncs of WAL files.
@@ -216,10 +211,8 @@ func (f *stallFile) SyncTo(n int64) (bool, error) {
 	return f.File.SyncTo(n)
 }
 
-// TestStalledSyncFailsFast: a WAL sync that does not return makes Ping fail
-// within the stall bound and new writes fail at once (not queue); when the
-// sync returns, the stalled write is acknowledged and the store is ready
-// again.
+// TestStalledSyncFailsFast: the suite's stall test, with a WAL sync that
+// does not return (the stalled write is acknowledged once it does).
 func TestStalledSyncFailsFast(t *testing.T) {
 	fs := &stallFS{FS: vfs.Default}
 	const bound = 200 * time.Millisecond
@@ -229,202 +222,13 @@ func TestStalledSyncFailsFast(t *testing.T) {
 	}
 	defer s.Close()
 	defer fs.open()
-	ctx := context.Background()
-	fs.shut()
-	stalled := make(chan error, 1)
-	go func() {
-		_, err := s.Register(ctx, pending(id(1)), 1000, 1)
-		stalled <- err
-	}()
-	t0 := time.Now()
-	eventually(t, bound+2*time.Second, "Ping fails with ErrStalled", func() bool {
-		return errors.Is(s.Ping(ctx), diskguard.ErrStalled)
-	})
-	t.Logf("ping failed %s after the stall began: %v", time.Since(t0).Round(time.Millisecond), s.Ping(ctx))
-	if st := s.DiskState(); !st.Stalled {
-		t.Fatalf("state %+v not stalled", st)
-	}
-	t1 := time.Now()
-	_, err = s.Register(ctx, pending(id(2)), 1000, 1)
-	if !errors.Is(err, diskguard.ErrStalled) || !errors.Is(err, registry.ErrUnavailable) {
-		t.Fatalf("register during the stall: %v, want ErrStalled", err)
-	}
-	if d := time.Since(t1); d > 100*time.Millisecond {
-		t.Fatalf("register during the stall took %s: it queued", d)
-	}
-	fs.open()
-	select {
-	case err := <-stalled:
-		if err != nil {
-			t.Fatalf("the stalled register: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the stalled register did not return after the sync did")
-	}
-	if err := s.Ping(ctx); err != nil {
-		t.Fatalf("ping after the stall: %v", err)
-	}
-	if _, err := s.Register(ctx, pending(id(3)), 1000, 1); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// TestFullDiskRefusesThenResumes, on a real 32 MiB tmpfs: a filler that
-// leaves less than the threshold free makes the store refuse writes with
-// ErrLowSpace before any write meets ENOSPC (no failure, no panic), Ping
-// fails and the ballast goes; deleting the filler resumes writes by
-// themselves, the ballast comes back, and every acknowledged record is
-// readable, before and after a reopen.
-func TestFullDiskRefusesThenResumes(t *testing.T) {
-	dir := diskguardtest.MountTmpfs(t, 32<<20)
-	cfg := Config{Dir: dir, Disk: smallDisk, Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))}
-	s, err := Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ballast := filepath.Join(dir, BallastName)
-	if _, err := os.Stat(ballast); err != nil {
-		t.Fatalf("no ballast: %v", err)
-	}
-	ctx := context.Background()
-	var (
-		mu      sync.Mutex
-		acked   []idcodec.ID
-		refused atomic.Int64
-		next    atomic.Uint64
-		stop    = make(chan struct{})
-		wg      sync.WaitGroup
-	)
-	for range 4 {
-		wg.Add(1)
+	registrytest.StalledCommitFailsFast(t, s, bound, func() (func() error, func()) {
+		fs.shut()
+		stalled := make(chan error, 1)
 		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				x := id(next.Add(1))
-				_, err := s.Register(ctx, pending(x), 1000, 1)
-				switch {
-				case err == nil:
-					mu.Lock()
-					acked = append(acked, x)
-					mu.Unlock()
-				case errors.Is(err, diskguard.ErrLowSpace):
-					refused.Add(1)
-					time.Sleep(time.Millisecond)
-				default:
-					t.Errorf("register: %v, want nil or ErrLowSpace", err)
-					return
-				}
-			}
+			_, err := s.Register(context.Background(), pending(id(1)), 1000, 1)
+			stalled <- err
 		}()
-	}
-	defer func() { close(stop); wg.Wait() }()
-	eventually(t, 5*time.Second, "some registrations", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) > 100 })
-
-	filler := diskguardtest.Fill(t, dir, 2<<20)
-	t.Logf("filled: %d bytes free", diskguardtest.Free(t, dir))
-	eventually(t, 5*time.Second, "writes refused", func() bool { return refused.Load() > 0 })
-	if err := s.Ping(ctx); !errors.Is(err, diskguard.ErrLowSpace) {
-		t.Fatalf("ping while refusing: %v, want ErrLowSpace", err)
-	} else {
-		t.Logf("ping: %v", err)
-	}
-	if _, err := os.Stat(ballast); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("ballast still there while refusing: %v", err)
-	}
-	if st := s.DiskState(); !st.Refusing || st.Failed != nil {
-		t.Fatalf("state %+v, want refusing and not failed", st)
-	}
-	mu.Lock()
-	before := len(acked)
-	mu.Unlock()
-
-	if err := os.Remove(filler); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 5*time.Second, "writes resume", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) > before+100 })
-	if err := s.Ping(ctx); err != nil {
-		t.Fatalf("ping after space returned: %v", err)
-	}
-	if _, err := os.Stat(ballast); err != nil {
-		t.Fatalf("ballast not re-created: %v", err)
-	}
-	close(stop)
-	wg.Wait()
-	stop = make(chan struct{})
-	t.Logf("%d acknowledged, %d refused", len(acked), refused.Load())
-	for _, x := range acked {
-		if _, err := s.Get(ctx, x); err != nil {
-			t.Fatalf("acknowledged %s: %v", x, err)
-		}
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s2, err := Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
-	for _, x := range acked {
-		if _, err := s2.Get(ctx, x); err != nil {
-			t.Fatalf("acknowledged %s after reopen: %v", x, err)
-		}
-	}
-}
-
-// TestOpenOnFullDisk, on a real 8 MiB tmpfs: Open below the threshold fails
-// at once with one line naming the directory, the free and the needed
-// bytes; a ballast left by an earlier run counts as free space, and Open
-// releases it to start.
-func TestOpenOnFullDisk(t *testing.T) {
-	dir := diskguardtest.MountTmpfs(t, 8<<20)
-	disk := diskguard.Config{MinFreeBytes: 2 << 20, MinFreePercent: -1, BallastBytes: 2 << 20}
-	s, err := Open(Config{Dir: dir, Disk: disk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	ballast := filepath.Join(dir, BallastName)
-	if _, err := os.Stat(ballast); err != nil {
-		t.Fatalf("ballast not kept across Close: %v", err)
-	}
-
-	// 1 MiB free + the 2 MiB ballast: enough to start, without the ballast.
-	filler := diskguardtest.Fill(t, dir, 1<<20)
-	s, err = Open(Config{Dir: dir, Disk: disk})
-	if err != nil {
-		t.Fatalf("open counting the ballast: %v", err)
-	}
-	if _, err := os.Stat(ballast); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("ballast kept although it was needed to start: %v", err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	// No ballast left and the disk full: refuse, at once, in one line.
-	_ = diskguardtest.Fill(t, dir, 0)
-	t0 := time.Now()
-	s, err = Open(Config{Dir: dir, Disk: disk})
-	if err == nil {
-		s.Close()
-		t.Fatal("opened on a full disk")
-	}
-	if d := time.Since(t0); d > time.Second {
-		t.Fatalf("Open took %s to refuse", d)
-	}
-	msg := err.Error()
-	t.Logf("open: %s", msg)
-	if !errors.Is(err, diskguard.ErrLowSpace) || strings.Contains(msg, "\n") || !strings.Contains(msg, dir) || !strings.Contains(msg, "free") || !strings.Contains(msg, "2.00 MiB") {
-		t.Fatalf("open error %q: want one line with ErrLowSpace, the directory, the free and the needed bytes", msg)
-	}
-	_ = filler
+		return func() error { return <-stalled }, fs.open
+	})
 }

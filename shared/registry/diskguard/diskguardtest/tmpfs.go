@@ -1,6 +1,7 @@
 // Package diskguardtest mounts small real filesystems for the disk-space
 // tests of the embedded stores, so that every store is tested against a
-// disk that really fills up (ENOSPC from the kernel, not a fake).
+// disk that really fills up (ENOSPC from the kernel, not a fake), and
+// polls for the guard's changes of state (Eventually).
 //
 // Mounting needs root (CI runs as root); without it a test fails with a
 // message that says so, rather than skipping: a skipped disk test proves
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // MountTmpfs mounts a tmpfs of sizeBytes on a new temporary directory and
@@ -69,4 +71,17 @@ func Fill(t testing.TB, dir string, leave int64) string {
 		}
 	}
 	return filepath.Clean(f.Name())
+}
+
+// Eventually polls cond every 5ms until it holds, and fails t with what
+// when it does not within the bound.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", within, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
