@@ -9,13 +9,10 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/idgen/idgen/functions/compensate"
 	"github.com/idgen/idgen/shared/audit"
@@ -24,25 +21,16 @@ import (
 )
 
 // compensateConfig is what the flags and IDGEN_* variables of `idgen
-// compensate` configure. The Redis flags mean what they mean for serve.
+// compensate` configure. The Redis, audit and log flags are serve's.
 type compensateConfig struct {
-	RedisAddr         string
-	RedisMaster       string
-	RedisWait         int
-	RedisCluster      bool
-	RedisUsername     string
-	RedisPasswordFile string
-	RedisTLSCA        string
-	RedisTLSCert      string
-	RedisTLSKey       string
-	RedisRetention    time.Duration
-	AuditLog          string
-	LogLevel          string
-	FailureStream     string
-	Consumer          string
-	MaxDeliveries     int
-	ClaimIdle         time.Duration
-	MetricsListen     string
+	Redis         redisFlags
+	Audit         auditFlags
+	Log           logFlags
+	FailureStream string
+	Consumer      string
+	MaxDeliveries int
+	ClaimIdle     time.Duration
+	MetricsListen string
 }
 
 func parseCompensateFlags(args []string, stderr io.Writer) (compensateConfig, error) {
@@ -53,18 +41,10 @@ func parseCompensateFlags(args []string, stderr io.Writer) (compensateConfig, er
 		fmt.Fprint(fs.Output(), "Usage: idgen compensate [flags]\n\nConsumes failure events {id, reason, event_id} from a Redis Stream (consumer group \"compensate\")\nand compensates their IDs in the registry; entries that keep failing go to <stream>:dlq.\n\n")
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&c.RedisAddr, "redis-addr", "", "Redis address (Sentinel addresses with --redis-master, nodes with --redis-cluster); required")
-	fs.StringVar(&c.RedisMaster, "redis-master", "", "Sentinel mode: the master name")
-	fs.IntVar(&c.RedisWait, "redis-wait-replicas", 0, "durable mode: a compensation is stored only after N replicas acknowledged (WAIT)")
-	fs.BoolVar(&c.RedisCluster, "redis-cluster", false, "--redis-addr lists Redis Cluster nodes")
-	fs.StringVar(&c.RedisUsername, "redis-username", "", "Redis ACL user")
-	fs.StringVar(&c.RedisPasswordFile, "redis-password-file", "", "file holding the Redis password (or set IDGEN_REDIS_PASSWORD); also used for Sentinels")
-	fs.StringVar(&c.RedisTLSCA, "redis-tls-ca", "", "PEM CA file: connect to Redis with TLS")
-	fs.StringVar(&c.RedisTLSCert, "redis-tls-cert", "", "PEM client certificate for Redis TLS")
-	fs.StringVar(&c.RedisTLSKey, "redis-tls-key", "", "PEM client key for Redis TLS")
-	fs.DurationVar(&c.RedisRetention, "redis-retention", 30*24*time.Hour, "how long registry records live in Redis after their last write (as for serve)")
-	fs.StringVar(&c.AuditLog, "audit-log", "-", "audit log file (JSON lines); - for stderr")
-	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	c.Redis.register(fs)
+	c.Redis.registerDurability(fs)
+	c.Audit.register(fs)
+	c.Log.register(fs)
 	fs.StringVar(&c.FailureStream, "failure-stream", compensate.DefaultStream, "Redis Stream of failure events; dead letters go to <stream>:dlq")
 	fs.StringVar(&c.Consumer, "consumer", "", "consumer name in the group, unique per running worker (default <hostname>-<pid>)")
 	fs.IntVar(&c.MaxDeliveries, "max-deliveries", compensate.DefaultMaxDeliveries, "an entry delivered more often is dead-lettered")
@@ -92,10 +72,8 @@ func parseCompensateFlags(args []string, stderr io.Writer) (compensateConfig, er
 
 func (c compensateConfig) validate() error {
 	switch {
-	case c.RedisAddr == "":
+	case c.Redis.Addr == "":
 		return errors.New("--redis-addr is required: the worker reads the failure stream and the registry from Redis")
-	case c.RedisWait < 0:
-		return errors.New("--redis-wait-replicas must not be negative")
 	case c.MaxDeliveries < 1:
 		return errors.New("--max-deliveries must be at least 1")
 	case c.ClaimIdle < 100*time.Millisecond:
@@ -103,7 +81,7 @@ func (c compensateConfig) validate() error {
 	case c.FailureStream == "":
 		return errors.New("--failure-stream must not be empty")
 	}
-	return nil
+	return errors.Join(c.Redis.validate(), c.Audit.validate())
 }
 
 // compensateCmd runs the compensate worker until ctx ends (SIGTERM), then
@@ -113,13 +91,10 @@ func compensateCmd(ctx context.Context, args []string, _, stderr io.Writer) (err
 	if err != nil {
 		return err
 	}
-	lvl, err := zapcore.ParseLevel(c.LogLevel)
+	log, err := c.Log.logger(stderr, nil)
 	if err != nil {
-		return fmt.Errorf("--log-level: %w", err)
+		return err
 	}
-	ec := zap.NewProductionEncoderConfig()
-	ec.TimeKey, ec.EncodeTime = "time", zapcore.RFC3339NanoTimeEncoder
-	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(ec), zapcore.Lock(zapcore.AddSync(stderr)), lvl), zap.AddCaller())
 	defer func() { _ = log.Sync() }()
 
 	cc, err := openCompensateCore(ctx, c, c.Consumer, log)
@@ -155,34 +130,6 @@ func compensateCmd(ctx context.Context, args []string, _, stderr io.Writer) (err
 		_ = auditLog.Record(audit.Event{Actor: "system", Action: audit.ActionServiceStop, Resource: c.FailureStream, Outcome: audit.OutcomeSuccess, Reason: "compensate worker " + c.Consumer})
 	}()
 	return w.Run(ctx)
-}
-
-// compensateStreamClient connects the failure stream's client the way
-// openRedis connects the registry's (same servers, credentials and TLS).
-func compensateStreamClient(c compensateConfig, cluster bool) (redis.UniversalClient, error) {
-	password := os.Getenv("IDGEN_REDIS_PASSWORD")
-	if c.RedisPasswordFile != "" {
-		b, err := os.ReadFile(c.RedisPasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("--redis-password-file: %w", err)
-		}
-		password = strings.TrimSpace(string(b))
-	}
-	tlsCfg, err := clientTLS("--redis-tls", c.RedisTLSCA, c.RedisTLSCert, c.RedisTLSKey)
-	if err != nil {
-		return nil, err
-	}
-	return redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs: strings.Split(c.RedisAddr, ","), MasterName: c.RedisMaster, IsClusterMode: cluster,
-		Username: c.RedisUsername, Password: password, SentinelPassword: password, TLSConfig: tlsCfg,
-		DisableIdentity: true, ContextTimeoutEnabled: true,
-		// A connection ready for every entry in flight (opened by the
-		// worker at start and kept): the audited mark that follows an audit
-		// entry is sent at once, never queued for a connection (see
-		// compensate.New).
-		PoolSize: 2*compensate.DefaultCount + 16, ConnMaxIdleTime: -1,
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-	}), nil
 }
 
 // serveCompensateMetrics serves h on addr until the returned stop is called.
@@ -225,21 +172,16 @@ func openCompensateCore(ctx context.Context, c compensateConfig, instance string
 			cc.close()
 		}
 	}()
-	if cc.audit, err = audit.Open(c.AuditLog, instance); err != nil {
+	if cc.audit, err = c.Audit.open(instance); err != nil {
 		return nil, err
 	}
-	cc.store, err = openRedis(ctx, ServeConfig{
-		RedisAddr: c.RedisAddr, RedisMaster: c.RedisMaster, RedisWait: c.RedisWait, RedisCluster: c.RedisCluster,
-		RedisUsername: c.RedisUsername, RedisPasswordFile: c.RedisPasswordFile,
-		RedisTLSCA: c.RedisTLSCA, RedisTLSCert: c.RedisTLSCert, RedisTLSKey: c.RedisTLSKey, RedisRetention: c.RedisRetention,
-	}, nil, log)
-	if err != nil {
+	if cc.store, err = c.Redis.open(ctx, false, 0, nil, log); err != nil {
 		return nil, err
 	}
-	if cc.rdb, err = compensateStreamClient(c, cc.store.Cluster()); err != nil {
+	if cc.rdb, err = c.Redis.client(cc.store.Cluster()); err != nil {
 		return nil, err
 	}
-	cc.core = &compensation.Core{Registry: cc.store, Audit: cc.audit, Marks: &compensation.RedisMarks{Client: cc.rdb, WaitReplicas: c.RedisWait}}
+	cc.core = &compensation.Core{Registry: cc.store, Audit: cc.audit, Marks: &compensation.RedisMarks{Client: cc.rdb, WaitReplicas: c.Redis.WaitReplicas}}
 	return cc, nil
 }
 

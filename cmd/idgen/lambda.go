@@ -30,7 +30,7 @@ func runLambda(ctx context.Context, stderr io.Writer) error {
 		if err := m.ParseFlags(nil); err != nil {
 			return err
 		}
-		if m.Config.Zookeeper == "" || m.Config.RedisAddr == "" {
+		if m.Config.ZK.Servers == "" || m.Config.Redis.Addr == "" {
 			// Concurrent Lambda instances share nothing local: only the
 			// ZooKeeper ranges keep their IDs apart, only Redis holds them all.
 			return errors.New("lambda: IDGEN_ZOOKEEPER and IDGEN_REDIS_ADDR are required (concurrent instances must share ranges and registry)")

@@ -11,7 +11,6 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/idgen/idgen/shared/compensation"
 )
@@ -26,8 +25,10 @@ func lambdaCompensateFn(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ec := zap.NewProductionEncoderConfig()
-	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(ec), zapcore.Lock(zapcore.AddSync(stderr)), zapcore.InfoLevel))
+	log, err := c.Log.logger(stderr, nil)
+	if err != nil {
+		return err
+	}
 	name := os.Getenv("AWS_LAMBDA_FUNCTION_NAME")
 	cc, err := openCompensateCore(ctx, c, "lambda:"+name, log)
 	if err != nil {

@@ -36,7 +36,7 @@ func registryCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprint(fs.Output(), registryUsage)
 		fs.PrintDefaults()
 	}
-	addRedisFlags(fs, &c)
+	c.Redis.register(fs)
 	yes := fs.Bool("yes", false, "confirm: the registry as it is now is the one to serve")
 	withEnvUsage(fs)
 	if err := fs.Parse(args[1:]); err != nil {
@@ -49,12 +49,12 @@ func registryCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	switch {
-	case c.RedisAddr == "":
+	case c.Redis.Addr == "":
 		return errors.New("--redis-addr is required")
 	case !*yes:
 		return errors.New("--yes is required: a new epoch makes the registry as it is now the one every instance serves")
 	}
-	cfg, err := redisConfig(c, nil, zap.NewNop())
+	cfg, err := c.Redis.config(false, 0, nil, zap.NewNop())
 	if err != nil {
 		return err
 	}

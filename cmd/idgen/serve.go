@@ -12,12 +12,9 @@ import (
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/idgen/idgen/functions/generate"
 	"github.com/idgen/idgen/shared/audit"
-	"github.com/idgen/idgen/shared/compensation"
-	"github.com/idgen/idgen/shared/logring"
 	"github.com/idgen/idgen/shared/registry/diskguard"
 )
 
@@ -26,57 +23,40 @@ var version = "dev"
 
 // ServeConfig is what the flags and IDGEN_* variables configure.
 type ServeConfig struct {
-	Listen            string
-	DataDir           string
-	Zookeeper         string
-	RedisAddr         string
-	RedisMaster       string
-	RedisWait         int
-	RedisCluster      bool
-	RedisUsername     string
-	RedisPasswordFile string
-	RedisTLSCA        string
-	RedisTLSCert      string
-	RedisTLSKey       string
-	RedisRetention    time.Duration
-	Shard             uint
-	Dev               bool
-	TLSCert           string
-	TLSKey            string
-	TLSClientCA       string
-	JWTPublicKey      string
-	JWTSecretFile     string
-	JWTIssuer         string
-	JWTAudience       string
-	AuditLog          string
-	AuditFailOpen     bool
-	RateLimit         float64
-	RateBurst         int
-	LogLevel          string
-	RequestTimeout    time.Duration
-	ShutdownGrace     time.Duration
-	DrainDelay        time.Duration
-	SweepInterval     time.Duration
-	PprofListen       string
+	Listen          string
+	Advertise       string
+	DataDir         string
+	StoreEngine     string
+	MetadataKeyFile string
+	Shard           uint
+	Dev             bool
 
-	ZKRoot           string
-	ZKSessionTimeout time.Duration
-	ZKTLSCA          string
-	ZKTLSCert        string
-	ZKTLSKey         string
-	ZKUser           string
-	ZKPasswordFile   string
-	Advertise        string
-	MetadataKeyFile  string
-	StoreEngine      string
+	Redis redisFlags
+	ZK    zkFlags
+	Audit auditFlags
+	Log   logFlags
+
+	TLSCert       string
+	TLSKey        string
+	TLSClientCA   string
+	JWTPublicKey  string
+	JWTSecretFile string
+	JWTIssuer     string
+	JWTAudience   string
+
+	AuditFailOpen  bool
+	RateLimit      float64
+	RateBurst      int
+	RequestTimeout time.Duration
+	ShutdownGrace  time.Duration
+	DrainDelay     time.Duration
+	SweepInterval  time.Duration
+	PprofListen    string
 
 	DiskMinFreeBytes   int64
 	DiskMinFreePercent float64
 	DiskBallastBytes   int64
 	DiskStallTimeout   time.Duration
-	AuditRetryInterval time.Duration
-	AuditWait          time.Duration
-	AuditBacklog       int
 }
 
 // Serve is the `idgen serve` program: ParseFlags, Run, Close. End-to-end
@@ -100,10 +80,11 @@ func (m *Serve) ParseFlags(args []string) error {
 	fs.SetOutput(m.stderr)
 	fs.StringVar(&c.Listen, "listen", ":8080", "address to serve on")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "embedded store directory (used when no ZooKeeper is set)")
-	fs.StringVar(&c.Zookeeper, "zookeeper", "", "comma-separated ZooKeeper servers; enables the distributed allocator")
-	addRedisFlags(fs, c)
-	fs.IntVar(&c.RedisWait, "redis-wait-replicas", 0, "durable mode: answer only after N replicas acknowledged (WAIT)")
-	fs.DurationVar(&c.RedisRetention, "redis-retention", 30*24*time.Hour, "how long registry records live in Redis after their last write")
+	c.Redis.register(fs)
+	c.Redis.registerDurability(fs)
+	c.ZK.register(fs)
+	c.Audit.register(fs)
+	c.Log.register(fs)
 	fs.UintVar(&c.Shard, "shard", 0, "shard (coordination domain) 0..63")
 	fs.BoolVar(&c.Dev, "dev", false, "development mode: authentication OFF")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate file; serve HTTPS only (TLS 1.2+)")
@@ -113,22 +94,13 @@ func (m *Serve) ParseFlags(args []string) error {
 	fs.StringVar(&c.JWTSecretFile, "jwt-hs256-secret-file", "", "file holding an HS256 secret (development and tests)")
 	fs.StringVar(&c.JWTIssuer, "jwt-issuer", "", "required iss claim")
 	fs.StringVar(&c.JWTAudience, "jwt-audience", "", "required aud claim")
-	fs.StringVar(&c.AuditLog, "audit-log", "-", "audit log file (JSON lines); - for stderr")
 	fs.BoolVar(&c.AuditFailOpen, "audit-fail-open", false, "keep accepting state changes while the audit log cannot be written (default: refuse them with 503)")
 	fs.Float64Var(&c.RateLimit, "rate-limit", 0, "requests per second allowed to one subject (0 = no limit); over it: 429 with Retry-After")
 	fs.IntVar(&c.RateBurst, "rate-burst", 0, "burst of --rate-limit (default: one second's worth)")
-	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 5*time.Second, "bound on the work of one request")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 20*time.Second, "how long SIGTERM waits for in-flight requests")
 	fs.DurationVar(&c.DrainDelay, "drain-delay", 0, "on SIGTERM, answer /health/ready with 503 this long before closing the listener, so load balancers stop routing first")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", time.Second, "how often pending IDs past their deadline are compensated")
-	fs.StringVar(&c.ZKRoot, "zookeeper-root", "/idgen", "znode under which idgen keeps its state")
-	fs.DurationVar(&c.ZKSessionTimeout, "zookeeper-session-timeout", 10*time.Second, "ZooKeeper session timeout; the worker slot lease is 2/3 of it")
-	fs.StringVar(&c.ZKTLSCA, "zookeeper-tls-ca", "", "PEM CA file: dial ZooKeeper with TLS (secureClientPort)")
-	fs.StringVar(&c.ZKTLSCert, "zookeeper-tls-cert", "", "PEM client certificate for ZooKeeper TLS")
-	fs.StringVar(&c.ZKTLSKey, "zookeeper-tls-key", "", "PEM client key for ZooKeeper TLS")
-	fs.StringVar(&c.ZKUser, "zookeeper-user", "", "ZooKeeper digest user; znodes idgen creates get its ACL")
-	fs.StringVar(&c.ZKPasswordFile, "zookeeper-password-file", "", "file holding the ZooKeeper digest password")
 	fs.StringVar(&c.Advertise, "advertise-addr", "", "address other instances and /instances show (default: the listen address)")
 	fs.StringVar(&c.StoreEngine, "store-engine", "pebble", "embedded store engine: pebble (one WAL fsync per group commit) or bbolt (one file, two fsyncs per commit)")
 	fs.StringVar(&c.MetadataKeyFile, "metadata-key-file", "", "AES-256 keys sealing metadata at rest: lines \"<key-id> <64 hex>\", first is primary (default: <data-dir>/metadata.key, created when missing)")
@@ -136,9 +108,6 @@ func (m *Serve) ParseFlags(args []string) error {
 	fs.Float64Var(&c.DiskMinFreePercent, "disk-min-free-percent", 0, "the percentage bound of the embedded store's free-space guard (0 = 2, -1 = only the bytes)")
 	fs.Int64Var(&c.DiskBallastBytes, "disk-ballast-bytes", 0, "emergency ballast file beside the embedded store, deleted when the disk fills so the store can close cleanly (0 = 1% of the filesystem, at most 64 MiB; -1 = none)")
 	fs.DurationVar(&c.DiskStallTimeout, "disk-stall-timeout", 0, "a store commit in flight longer than this marks the instance not ready and refuses new writes (0 = 10s)")
-	fs.DurationVar(&c.AuditRetryInterval, "audit-retry-interval", 0, "while the audit log cannot be written, how often its backlog is retried (0 = 1s)")
-	fs.DurationVar(&c.AuditWait, "audit-wait", 0, "how long one audit entry waits in the backlog before its request fails with 503 (0 = 1s)")
-	fs.IntVar(&c.AuditBacklog, "audit-backlog", 0, "most audit entries waiting for a writable log; more fail at once (0 = 4096)")
 	fs.StringVar(&c.PprofListen, "pprof-listen", "", "serve Go pprof profiles on this address (loopback only; empty = off)")
 	withEnvUsage(fs)
 	if err := fs.Parse(args); err != nil {
@@ -154,26 +123,13 @@ func (m *Serve) ParseFlags(args []string) error {
 		return err
 	}
 	if c.MetadataKeyFile == "" {
-		if c.RedisAddr != "" {
+		if c.Redis.Addr != "" {
 			// Every instance must open every other's sealed metadata.
 			return errors.New("--redis-addr needs --metadata-key-file: one key file shared by all instances")
 		}
 		c.MetadataKeyFile = filepath.Join(c.DataDir, "metadata.key")
 	}
 	return nil
-}
-
-// addRedisFlags registers the flags that reach the Redis registry: its
-// servers, credentials and TLS.
-func addRedisFlags(fs *flag.FlagSet, c *ServeConfig) {
-	fs.StringVar(&c.RedisAddr, "redis-addr", "", "Redis address (Sentinel addresses with --redis-master); enables the Redis registry")
-	fs.StringVar(&c.RedisMaster, "redis-master", "", "Sentinel mode: the master name")
-	fs.BoolVar(&c.RedisCluster, "redis-cluster", false, "--redis-addr lists Redis Cluster nodes")
-	fs.StringVar(&c.RedisUsername, "redis-username", "", "Redis ACL user")
-	fs.StringVar(&c.RedisPasswordFile, "redis-password-file", "", "file holding the Redis password (or set IDGEN_REDIS_PASSWORD); also used for Sentinels")
-	fs.StringVar(&c.RedisTLSCA, "redis-tls-ca", "", "PEM CA file: connect to Redis with TLS")
-	fs.StringVar(&c.RedisTLSCert, "redis-tls-cert", "", "PEM client certificate for Redis TLS")
-	fs.StringVar(&c.RedisTLSKey, "redis-tls-key", "", "PEM client key for Redis TLS")
 }
 
 // Validate reports a configuration the service refuses to start with.
@@ -183,14 +139,10 @@ func (c *ServeConfig) Validate() error {
 		return fmt.Errorf("--shard %d out of range 0..63", c.Shard)
 	case c.StoreEngine != "pebble" && c.StoreEngine != "bbolt":
 		return fmt.Errorf("--store-engine %q: want pebble or bbolt", c.StoreEngine)
-	case c.ZKSessionTimeout < time.Second:
-		return errors.New("--zookeeper-session-timeout must be at least 1s")
-	case c.RedisAddr == "" && (c.RedisMaster != "" || c.RedisWait != 0 || c.RedisCluster):
+	case c.Redis.Addr == "" && (c.Redis.Master != "" || c.Redis.WaitReplicas != 0 || c.Redis.Cluster):
 		return errors.New("--redis-master, --redis-wait-replicas and --redis-cluster need --redis-addr")
-	case c.RedisAddr != "" && c.Zookeeper == "":
+	case c.Redis.Addr != "" && c.ZK.Servers == "":
 		return errors.New("--redis-addr needs --zookeeper: instances sharing a registry must also share the counter ranges (ZooKeeper); one instance alone runs the embedded store")
-	case c.RedisWait < 0:
-		return errors.New("--redis-wait-replicas must not be negative")
 	case c.SweepInterval <= 0:
 		return errors.New("--sweep-interval must be positive")
 	case c.RequestTimeout <= 0:
@@ -210,42 +162,12 @@ func (c *ServeConfig) Validate() error {
 	case c.DiskMinFreePercent > 50:
 		return errors.New("--disk-min-free-percent must be at most 50")
 	}
-	a := c.auditSettings()
-	if err := a.Validate(); err != nil {
-		return fmt.Errorf("--audit-*: %w", err)
-	}
-	// An entry's wait and one retry stay under the audit claim's lease, so
-	// that no other attempt can claim an entry this process may still write.
-	if max(a.Wait, audit.DefaultWait)+max(a.RetryInterval, audit.DefaultRetryInterval) >= compensation.DefaultLeaseTTL {
-		return fmt.Errorf("--audit-wait plus --audit-retry-interval must stay under %s, the lease of an audit claim", compensation.DefaultLeaseTTL)
-	}
-	return nil
-}
-
-// auditSettings are the audit log's backlog settings.
-func (c *ServeConfig) auditSettings() audit.Settings {
-	return audit.Settings{RetryInterval: c.AuditRetryInterval, Wait: c.AuditWait, MaxBacklog: c.AuditBacklog}
+	return errors.Join(c.Redis.validate(), c.ZK.validate(), c.Audit.validate())
 }
 
 // diskGuard is the embedded store's free-space and stall guard.
 func (c *ServeConfig) diskGuard(log *zap.Logger) diskguard.Config {
 	return diskguard.Config{MinFreeBytes: c.DiskMinFreeBytes, MinFreePercent: c.DiskMinFreePercent, BallastBytes: c.DiskBallastBytes, StallTimeout: c.DiskStallTimeout, Logger: log.Named("disk")}
-}
-
-// newLogger builds the JSON logger to stderr, teed into the /logs ring.
-func newLogger(w io.Writer, level string, ring *logring.Ring) (*zap.Logger, error) {
-	lvl, err := zapcore.ParseLevel(level)
-	if err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
-	}
-	ec := zap.NewProductionEncoderConfig()
-	ec.TimeKey, ec.EncodeTime = "time", zapcore.RFC3339NanoTimeEncoder
-	enc := zapcore.NewJSONEncoder(ec)
-	core := zapcore.NewTee(
-		zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl),
-		ring.Core(enc.Clone(), lvl),
-	)
-	return zap.New(core, zap.AddCaller()), nil
 }
 
 // Run serves until ctx ends (SIGTERM), then drains: readiness goes down, the

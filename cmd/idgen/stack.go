@@ -67,7 +67,7 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		}
 	}()
 	ring := logring.New(2000)
-	log, err := newLogger(stderr, c.LogLevel, ring)
+	log, err := c.Log.logger(stderr, ring)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +91,7 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		return nil, err
 	}
 	var allocCh <-chan allocOpened
-	if c.Zookeeper != "" {
+	if c.ZK.Servers != "" {
 		allocCh = openAllocatorAsync(ctx, c, log, clock.Read, advertise)
 		defer func() {
 			if allocCh != nil { // an early return before the allocator was taken
@@ -102,18 +102,15 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		}()
 	}
 	var src generator.RangeSource
-	if c.RedisAddr != "" {
-		rs, err := openRedis(ctx, c, observe, log)
+	if c.Redis.Addr != "" {
+		rs, err := c.Redis.open(ctx, c.Dev, uint8(c.Shard), observe, log)
 		if err != nil {
 			return nil, err
 		}
 		st.store = rs
 		// Every instance sweeps: the audit entry of a timeout compensation
 		// goes to the one that claims it in Redis.
-		rdb, err := compensateStreamClient(compensateConfig{
-			RedisAddr: c.RedisAddr, RedisMaster: c.RedisMaster, RedisUsername: c.RedisUsername, RedisPasswordFile: c.RedisPasswordFile,
-			RedisTLSCA: c.RedisTLSCA, RedisTLSCert: c.RedisTLSCert, RedisTLSKey: c.RedisTLSKey,
-		}, rs.Cluster())
+		rdb, err := c.Redis.client(rs.Cluster())
 		if err != nil {
 			_ = rs.Close()
 			return nil, err
@@ -164,14 +161,14 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		}
 		src, worker, membership, st.mode = markedSource{alloc, st.store, log}, alloc, zkMembership{alloc}, "zookeeper"
 		checks = append(checks, zkChecks(alloc, clock.Read)...)
-		if c.RedisAddr != "" {
+		if c.Redis.Addr != "" {
 			st.leads = func(ctx context.Context) (bool, error) { return alloc.Leader(ctx, "sweeper") }
 		}
 	}
 	if st.leads == nil {
 		st.leads = func(context.Context) (bool, error) { return true, nil }
 	}
-	if c.RedisAddr != "" {
+	if c.Redis.Addr != "" {
 		st.mode += "+redis"
 	}
 	gen, err := generator.New(src, worker, generator.Config{Shard: uint8(c.Shard), Clock: clock})
@@ -196,8 +193,8 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		return nil, fmt.Errorf("--metadata-key-file: %w", err)
 	}
 	instance := fmt.Sprintf("%s/%s", advertise, st.started.UTC().Format("20060102T150405.000"))
-	if st.audit, err = audit.OpenWith(c.AuditLog, instance, c.auditSettings()); err != nil {
-		return nil, fmt.Errorf("--audit-log: %w", err)
+	if st.audit, err = c.Audit.open(instance); err != nil {
+		return nil, err
 	}
 	st.onClose(st.audit.Close)
 	registerAuditMetrics(metrics.Registry, st.audit)
@@ -217,7 +214,7 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		verifier = v
 		checks = append(checks, generate.Check{Name: "jwt_keys", Run: func(context.Context) error { _, _, err := v.ReloadStatus(); return err }})
 	}
-	compMarks, commitMarks := httpCompensationMarks(st.claims, c.RedisWait), httpCommitMarks(st.claims, c.RedisWait)
+	compMarks, commitMarks := httpCompensationMarks(st.claims, c.Redis.WaitReplicas), httpCommitMarks(st.claims, c.Redis.WaitReplicas)
 	for _, m := range []compensation.Marker{compMarks, commitMarks} {
 		if p, ok := m.(markPurger); ok {
 			st.marks = append(st.marks, p)

@@ -4,11 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -58,7 +56,7 @@ var (
 // locked until the returned Dir is closed, after the store.
 func openStore(c ServeConfig, observe func(int, time.Duration), log *zap.Logger) (localStore, *datadir.Dir, error) {
 	mode := datadir.ModeEmbedded
-	if c.Zookeeper != "" {
+	if c.ZK.Servers != "" {
 		mode = datadir.ModeZooKeeper
 	}
 	ballast := pebblestore.BallastName
@@ -94,67 +92,6 @@ func openStore(c ServeConfig, observe func(int, time.Duration), log *zap.Logger)
 		return nil, nil, err
 	}
 	return s, dir, nil
-}
-
-// redisConfig is the registry client's configuration of c.
-func redisConfig(c ServeConfig, observe func(int, time.Duration), log *zap.Logger) (redisstore.Config, error) {
-	password := os.Getenv("IDGEN_REDIS_PASSWORD")
-	if c.RedisPasswordFile != "" {
-		b, err := os.ReadFile(c.RedisPasswordFile)
-		if err != nil {
-			return redisstore.Config{}, fmt.Errorf("--redis-password-file: %w", err)
-		}
-		password = strings.TrimSpace(string(b))
-	}
-	tlsCfg, err := clientTLS("--redis-tls", c.RedisTLSCA, c.RedisTLSCert, c.RedisTLSKey)
-	if err != nil {
-		return redisstore.Config{}, err
-	}
-	return redisstore.Config{
-		Addrs: strings.Split(c.RedisAddr, ","), MasterName: c.RedisMaster, Cluster: c.RedisCluster,
-		Username: c.RedisUsername, Password: password, SentinelPassword: password, TLS: tlsCfg,
-		WaitReplicas: c.RedisWait, Retention: c.RedisRetention, Shard: uint8(c.Shard),
-		RequirePersistence: !c.Dev,
-		Logger:             log.Named("redis"), Observe: observe,
-		Collision: func(id idcodec.ID) {
-			log.Error("registry collision: ID held by another writer", zap.Stringer("id", id))
-		},
-	}, nil
-}
-
-// openRedis connects the Redis registry and refuses an evicting server (a
-// registry that evicts is lying) and, outside --dev, one without
-// persistence. The store keeps checking both, and its epoch marker, while
-// it runs.
-func openRedis(ctx context.Context, c ServeConfig, observe func(int, time.Duration), log *zap.Logger) (*redisstore.Store, error) {
-	cfg, err := redisConfig(c, observe, log)
-	if err != nil {
-		return nil, err
-	}
-	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	s, err := redisstore.Open(octx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("redis %s: %w", c.RedisAddr, err)
-	}
-	switch err := s.CheckEvictionPolicy(octx); {
-	case errors.Is(err, redisstore.ErrPolicyUnknown):
-		log.Warn("cannot read the Redis maxmemory-policy (CONFIG not permitted): make sure it is noeviction, or the registry may lose records", zap.Error(err))
-	case err != nil:
-		s.Close()
-		return nil, fmt.Errorf("refusing a Redis that evicts keys: %w", err)
-	}
-	if !c.Dev {
-		// A Redis that a restart empties loses every acknowledged ID.
-		switch err := s.CheckPersistence(octx); {
-		case errors.Is(err, redisstore.ErrPersistenceUnknown):
-			log.Warn("cannot read the Redis persistence settings (CONFIG not permitted): make sure appendonly is yes, or a restart loses acknowledged IDs", zap.Error(err))
-		case err != nil:
-			s.Close()
-			return nil, fmt.Errorf("refusing a Redis without persistence outside --dev: %w", err)
-		}
-	}
-	return s, nil
 }
 
 // clientTLS builds a client TLS config from PEM files (CA, optional client

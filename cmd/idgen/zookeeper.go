@@ -19,22 +19,22 @@ import (
 
 // zkTLS builds the client TLS config for ZooKeeper's secureClientPort.
 func zkTLS(c ServeConfig) (*tls.Config, error) {
-	return clientTLS("--zookeeper-tls", c.ZKTLSCA, c.ZKTLSCert, c.ZKTLSKey)
+	return clientTLS("--zookeeper-tls", c.ZK.TLSCA, c.ZK.TLSCert, c.ZK.TLSKey)
 }
 
 // zkAuth reads the digest password from a file (never a flag value).
 func zkAuth(c ServeConfig) (*allocator.DigestAuth, error) {
-	if c.ZKUser == "" && c.ZKPasswordFile == "" {
+	if c.ZK.User == "" && c.ZK.PasswordFile == "" {
 		return nil, nil
 	}
-	if c.ZKUser == "" || c.ZKPasswordFile == "" {
+	if c.ZK.User == "" || c.ZK.PasswordFile == "" {
 		return nil, errors.New("--zookeeper-user and --zookeeper-password-file go together")
 	}
-	pw, err := os.ReadFile(c.ZKPasswordFile)
+	pw, err := os.ReadFile(c.ZK.PasswordFile)
 	if err != nil {
 		return nil, fmt.Errorf("--zookeeper-password-file: %w", err)
 	}
-	return &allocator.DigestAuth{User: c.ZKUser, Password: strings.TrimSpace(string(pw))}, nil
+	return &allocator.DigestAuth{User: c.ZK.User, Password: strings.TrimSpace(string(pw))}, nil
 }
 
 // openAllocator joins the ZooKeeper ensemble: session, worker slot, member
@@ -48,15 +48,15 @@ func openAllocator(ctx context.Context, c ServeConfig, log *zap.Logger, clock fu
 	if err != nil {
 		return nil, err
 	}
-	octx, cancel := context.WithTimeout(ctx, c.ZKSessionTimeout+5*time.Second)
+	octx, cancel := context.WithTimeout(ctx, c.ZK.SessionTimeout+5*time.Second)
 	defer cancel()
 	a, err := allocator.Open(octx, allocator.Config{
-		Servers: strings.Split(c.Zookeeper, ","), Root: c.ZKRoot, Shard: uint8(c.Shard),
-		SessionTimeout: c.ZKSessionTimeout, Address: advertise, Version: version,
+		Servers: strings.Split(c.ZK.Servers, ","), Root: c.ZK.Root, Shard: uint8(c.Shard),
+		SessionTimeout: c.ZK.SessionTimeout, Address: advertise, Version: version,
 		Auth: auth, TLS: tlsCfg, Logger: log.Named("allocator"), Clock: clock,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("zookeeper %s: %w", c.Zookeeper, err)
+		return nil, fmt.Errorf("zookeeper %s: %w", c.ZK.Servers, err)
 	}
 	return a, nil
 }

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/idgen/idgen/functions/compensate"
+	"github.com/idgen/idgen/shared/audit"
+	"github.com/idgen/idgen/shared/compensation"
+	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/logring"
+	"github.com/idgen/idgen/shared/registry/redisstore"
+)
+
+// The flag groups every command that needs them registers the same way:
+// one name, one help text and one IDGEN_* variable per setting, and one
+// place that turns them into an open component.
+
+// redisFlags reach the Redis registry and the failure stream: servers,
+// credentials, TLS, durability.
+type redisFlags struct {
+	Addr         string
+	Master       string
+	Cluster      bool
+	Username     string
+	PasswordFile string
+	TLSCA        string
+	TLSCert      string
+	TLSKey       string
+	WaitReplicas int
+	Retention    time.Duration
+}
+
+func (r *redisFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&r.Addr, "redis-addr", "", "Redis address (Sentinel addresses with --redis-master, nodes with --redis-cluster)")
+	fs.StringVar(&r.Master, "redis-master", "", "Sentinel mode: the master name")
+	fs.BoolVar(&r.Cluster, "redis-cluster", false, "--redis-addr lists Redis Cluster nodes")
+	fs.StringVar(&r.Username, "redis-username", "", "Redis ACL user")
+	fs.StringVar(&r.PasswordFile, "redis-password-file", "", "file holding the Redis password (or set IDGEN_REDIS_PASSWORD); also used for Sentinels")
+	fs.StringVar(&r.TLSCA, "redis-tls-ca", "", "PEM CA file: connect to Redis with TLS")
+	fs.StringVar(&r.TLSCert, "redis-tls-cert", "", "PEM client certificate for Redis TLS")
+	fs.StringVar(&r.TLSKey, "redis-tls-key", "", "PEM client key for Redis TLS")
+}
+
+// registerDurability adds the settings of the commands that write records.
+func (r *redisFlags) registerDurability(fs *flag.FlagSet) {
+	fs.IntVar(&r.WaitReplicas, "redis-wait-replicas", 0, "durable mode: a write is answered only after N replicas acknowledged it (WAIT)")
+	fs.DurationVar(&r.Retention, "redis-retention", 30*24*time.Hour, "how long registry records live in Redis after their last write")
+}
+
+func (r redisFlags) validate() error {
+	if r.WaitReplicas < 0 {
+		return errors.New("--redis-wait-replicas must not be negative")
+	}
+	return nil
+}
+
+// password reads --redis-password-file, or IDGEN_REDIS_PASSWORD.
+func (r redisFlags) password() (string, error) {
+	if r.PasswordFile == "" {
+		return os.Getenv("IDGEN_REDIS_PASSWORD"), nil
+	}
+	b, err := os.ReadFile(r.PasswordFile)
+	if err != nil {
+		return "", fmt.Errorf("--redis-password-file: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// config is the registry's configuration; dev allows a Redis without
+// persistence.
+func (r redisFlags) config(dev bool, shard uint8, observe func(int, time.Duration), log *zap.Logger) (redisstore.Config, error) {
+	password, err := r.password()
+	if err != nil {
+		return redisstore.Config{}, err
+	}
+	tlsCfg, err := clientTLS("--redis-tls", r.TLSCA, r.TLSCert, r.TLSKey)
+	if err != nil {
+		return redisstore.Config{}, err
+	}
+	return redisstore.Config{
+		Addrs: strings.Split(r.Addr, ","), MasterName: r.Master, Cluster: r.Cluster,
+		Username: r.Username, Password: password, SentinelPassword: password, TLS: tlsCfg,
+		WaitReplicas: r.WaitReplicas, Retention: r.Retention, Shard: shard,
+		RequirePersistence: !dev,
+		Logger:             log.Named("redis"), Observe: observe,
+		Collision: func(id idcodec.ID) {
+			log.Error("registry collision: ID held by another writer", zap.Stringer("id", id))
+		},
+	}, nil
+}
+
+// open connects the Redis registry and refuses an evicting server (a
+// registry that evicts is lying) and, unless dev, one without persistence.
+// The store keeps checking both, and its epoch marker, while it runs.
+func (r redisFlags) open(ctx context.Context, dev bool, shard uint8, observe func(int, time.Duration), log *zap.Logger) (*redisstore.Store, error) {
+	cfg, err := r.config(dev, shard, observe, log)
+	if err != nil {
+		return nil, err
+	}
+	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	s, err := redisstore.Open(octx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("redis %s: %w", r.Addr, err)
+	}
+	switch err := s.CheckEvictionPolicy(octx); {
+	case errors.Is(err, redisstore.ErrPolicyUnknown):
+		log.Warn("cannot read the Redis maxmemory-policy (CONFIG not permitted): make sure it is noeviction, or the registry may lose records", zap.Error(err))
+	case err != nil:
+		s.Close()
+		return nil, fmt.Errorf("refusing a Redis that evicts keys: %w", err)
+	}
+	if !dev {
+		// A Redis that a restart empties loses every acknowledged ID.
+		switch err := s.CheckPersistence(octx); {
+		case errors.Is(err, redisstore.ErrPersistenceUnknown):
+			log.Warn("cannot read the Redis persistence settings (CONFIG not permitted): make sure appendonly is yes, or a restart loses acknowledged IDs", zap.Error(err))
+		case err != nil:
+			s.Close()
+			return nil, fmt.Errorf("refusing a Redis without persistence outside --dev: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// client connects the failure stream and the audit marks, with the
+// registry's servers, credentials and TLS.
+func (r redisFlags) client(cluster bool) (redis.UniversalClient, error) {
+	password, err := r.password()
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, err := clientTLS("--redis-tls", r.TLSCA, r.TLSCert, r.TLSKey)
+	if err != nil {
+		return nil, err
+	}
+	return redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs: strings.Split(r.Addr, ","), MasterName: r.Master, IsClusterMode: cluster,
+		Username: r.Username, Password: password, SentinelPassword: password, TLSConfig: tlsCfg,
+		DisableIdentity: true, ContextTimeoutEnabled: true,
+		// A connection ready for every entry in flight (opened by the
+		// worker at start and kept): the audited mark that follows an audit
+		// entry is sent at once, never queued for a connection (see
+		// compensate.New).
+		PoolSize: 2*compensate.DefaultCount + 16, ConnMaxIdleTime: -1,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	}), nil
+}
+
+// auditFlags configure the audit log.
+type auditFlags struct {
+	Path          string
+	RetryInterval time.Duration
+	Wait          time.Duration
+	Backlog       int
+}
+
+func (a *auditFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&a.Path, "audit-log", "-", "audit log file (JSON lines); - for stderr")
+	fs.DurationVar(&a.RetryInterval, "audit-retry-interval", 0, "while the audit log cannot be written, how often its backlog is retried (0 = 1s)")
+	fs.DurationVar(&a.Wait, "audit-wait", 0, "how long one audit entry waits in the backlog before its request fails with 503 (0 = 1s)")
+	fs.IntVar(&a.Backlog, "audit-backlog", 0, "most audit entries waiting for a writable log; more fail at once (0 = 4096)")
+}
+
+func (a auditFlags) settings() audit.Settings {
+	return audit.Settings{RetryInterval: a.RetryInterval, Wait: a.Wait, MaxBacklog: a.Backlog}
+}
+
+func (a auditFlags) validate() error {
+	s := a.settings()
+	if err := s.Validate(); err != nil {
+		return fmt.Errorf("--audit-*: %w", err)
+	}
+	// An entry's wait and one retry stay under the audit claim's lease, so
+	// that no other attempt can claim an entry this process may still write.
+	if max(s.Wait, audit.DefaultWait)+max(s.RetryInterval, audit.DefaultRetryInterval) >= compensation.DefaultLeaseTTL {
+		return fmt.Errorf("--audit-wait plus --audit-retry-interval must stay under %s, the lease of an audit claim", compensation.DefaultLeaseTTL)
+	}
+	return nil
+}
+
+// open opens the audit log; instance names the writer in every entry.
+func (a auditFlags) open(instance string) (*audit.Log, error) {
+	l, err := audit.OpenWith(a.Path, instance, a.settings())
+	if err != nil {
+		return nil, fmt.Errorf("--audit-log: %w", err)
+	}
+	return l, nil
+}
+
+// logFlags configure the JSON log.
+type logFlags struct {
+	Level string
+}
+
+func (l *logFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&l.Level, "log-level", "info", "log level: debug, info, warn, error")
+}
+
+// logger builds the JSON logger to w, teed into ring when ring is set (the
+// /logs route).
+func (l logFlags) logger(w io.Writer, ring *logring.Ring) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(l.Level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	ec := zap.NewProductionEncoderConfig()
+	ec.TimeKey, ec.EncodeTime = "time", zapcore.RFC3339NanoTimeEncoder
+	enc := zapcore.NewJSONEncoder(ec)
+	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)
+	if ring != nil {
+		core = zapcore.NewTee(core, ring.Core(enc.Clone(), lvl))
+	}
+	return zap.New(core, zap.AddCaller()), nil
+}
+
+// zkFlags reach the ZooKeeper ensemble.
+type zkFlags struct {
+	Servers        string
+	Root           string
+	SessionTimeout time.Duration
+	TLSCA          string
+	TLSCert        string
+	TLSKey         string
+	User           string
+	PasswordFile   string
+}
+
+func (z *zkFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&z.Servers, "zookeeper", "", "comma-separated ZooKeeper servers; enables the distributed allocator")
+	fs.StringVar(&z.Root, "zookeeper-root", "/idgen", "znode under which idgen keeps its state")
+	fs.DurationVar(&z.SessionTimeout, "zookeeper-session-timeout", 10*time.Second, "ZooKeeper session timeout; the worker slot lease is 2/3 of it")
+	fs.StringVar(&z.TLSCA, "zookeeper-tls-ca", "", "PEM CA file: dial ZooKeeper with TLS (secureClientPort)")
+	fs.StringVar(&z.TLSCert, "zookeeper-tls-cert", "", "PEM client certificate for ZooKeeper TLS")
+	fs.StringVar(&z.TLSKey, "zookeeper-tls-key", "", "PEM client key for ZooKeeper TLS")
+	fs.StringVar(&z.User, "zookeeper-user", "", "ZooKeeper digest user; znodes idgen creates get its ACL")
+	fs.StringVar(&z.PasswordFile, "zookeeper-password-file", "", "file holding the ZooKeeper digest password")
+}
+
+func (z zkFlags) validate() error {
+	switch {
+	case z.SessionTimeout < time.Second:
+		return errors.New("--zookeeper-session-timeout must be at least 1s")
+	case (z.User == "") != (z.PasswordFile == ""):
+		return errors.New("--zookeeper-user and --zookeeper-password-file go together")
+	}
+	return nil
+}
