@@ -19,10 +19,11 @@ type auditCounts struct {
 	entries map[string][]auditEntry
 	// lives: per audit log (one process life), whether it ended without
 	// its audit.stop line (SIGKILL) and the time of its last line.
-	lives map[string]life
-	files int
-	lines int
-	torn  []string // lines that are not JSON (a write cut by SIGKILL)
+	lives   map[string]life
+	files   int
+	lines   int
+	resumes int      // audit.resume lines: outages of a log that ended
+	torn    []string // lines that are not JSON (a write cut by SIGKILL)
 }
 
 type auditEntry struct {
@@ -78,6 +79,9 @@ func (a *auditCounts) readFile(path string) error {
 			continue
 		}
 		evs = append(evs, ev)
+		if ev.Action == audit.ActionAuditResume {
+			a.resumes++
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return err

@@ -47,6 +47,16 @@ type Config struct {
 	LinkPhase          time.Duration // fault 10: latency, then loss
 	ClockStep          time.Duration // fault 11: clock offset (negative: back)
 	ClockHold          time.Duration // fault 11: per phase
+
+	// The operator and resource faults (12-14) on embedded instances.
+	OpsRate        float64       // IDs per second sent to each embedded instance
+	OpsWorkers     int           // load goroutines per embedded instance
+	OpsWarmup      time.Duration // steady load before fault 12
+	OpsMinIDs      int           // fewer IDs acknowledged by one embedded instance is a violation
+	DiskHold       time.Duration // fault 13: the data volume full
+	AuditHold      time.Duration // fault 14: the audit volume full
+	DataDiskBytes  int64         // size of each embedded instance's data tmpfs
+	AuditDiskBytes int64         // size of each embedded instance's audit tmpfs
 }
 
 func defaultConfig() Config {
@@ -59,6 +69,8 @@ func defaultConfig() Config {
 		LostReplies: 3, LostReplyWindow: 30 * time.Second, DirectRate: 20000,
 		ReplicaDown: 5 * time.Second, RedisDown: 10 * time.Second, WorkerBurst: 2000, LinkPhase: 10 * time.Second,
 		ClockStep: -30 * time.Second, ClockHold: 10 * time.Second,
+		OpsRate: 3000, OpsWorkers: 16, OpsWarmup: 10 * time.Second, OpsMinIDs: 100_000,
+		DiskHold: 15 * time.Second, AuditHold: 15 * time.Second, DataDiskBytes: 512 << 20, AuditDiskBytes: 64 << 20,
 	}
 }
 
@@ -72,17 +84,32 @@ func (c *Config) smoke() {
 	c.LostReplies, c.LostReplyWindow, c.DirectRate = 2, 20*time.Second, 10000
 	c.ReplicaDown, c.RedisDown, c.WorkerBurst, c.LinkPhase = 3*time.Second, 5*time.Second, 500, 4*time.Second
 	c.ClockStep, c.ClockHold = -15*time.Second, 4*time.Second
+	c.OpsRate, c.OpsWorkers, c.OpsWarmup, c.OpsMinIDs = 1000, 8, 3*time.Second, 10_000
+	c.DiskHold, c.AuditHold, c.DataDiskBytes, c.AuditDiskBytes = 5*time.Second, 5*time.Second, 192<<20, 32<<20
 }
 
 func allFaults() []int {
-	out := make([]int, len(faults))
-	for i, f := range faults {
-		out[i] = f.n
+	var out []int
+	for _, f := range faults {
+		out = append(out, f.n)
+	}
+	for _, f := range opFaults {
+		out = append(out, f.n)
 	}
 	return out
 }
 
 func (c *Config) runs(n int) bool { return slices.Contains(c.Faults, n) }
+
+// runsCluster says whether a fault of the cluster (1-11) is selected.
+func (c *Config) runsCluster() bool {
+	return slices.ContainsFunc(c.Faults, func(n int) bool { return n <= len(faults) })
+}
+
+// runsOps says whether an operator and resource fault (12-14) is selected.
+func (c *Config) runsOps() bool {
+	return slices.ContainsFunc(c.Faults, func(n int) bool { return n > len(faults) })
+}
 
 func (c *Config) faultList() string {
 	s := make([]string, len(c.Faults))
@@ -114,9 +141,15 @@ func (c *Config) Validate() error {
 		return errors.New("-clock-step must be negative (a step back)")
 	}
 	for _, n := range c.Faults {
-		if n < 1 || n > len(faults) {
-			return fmt.Errorf("-faults: no fault %d (1..%d)", n, len(faults))
+		if n < 1 || n > len(faults)+len(opFaults) {
+			return fmt.Errorf("-faults: no fault %d (1..%d)", n, len(faults)+len(opFaults))
 		}
+	}
+	switch {
+	case c.OpsRate <= 0 || c.OpsRate > 50_000 || math.IsInf(c.OpsRate, 0):
+		return fmt.Errorf("-ops-rate %v: want 0 < rate <= 50000 IDs/s", c.OpsRate)
+	case c.DataDiskBytes < 64<<20 || c.AuditDiskBytes < 4<<20:
+		return errors.New("the data tmpfs needs at least 64 MiB, the audit tmpfs 4 MiB")
 	}
 	return nil
 }
@@ -129,7 +162,9 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 		fmt.Fprint(fs.Output(), "Usage: idgen-chaos -idgen bin/idgen [-smoke] [flags]\n\n"+
 			"Starts ZooKeeper (3), Redis (primary, replica, 3 Sentinels), 3 idgen instances behind HAProxy and\n"+
 			"2 compensate workers on loopback, drives a bounded load, injects the faults one after another,\n"+
-			"checks the invariants and prints a table per fault. Exit 0: no violation.\n\n")
+			"checks the invariants and prints a table per fault. Then (faults 12-14, as root) two embedded instances,\n"+
+			"pebble and bbolt, each with its data and audit log on a small tmpfs: another engine refused on their data\n"+
+			"directory, the data volume and the audit volume filled and freed under load. Exit 0: no violation.\n\n")
 		fs.PrintDefaults()
 	}
 	smoke := fs.Bool("smoke", false, "short run for make test: fewer IDs, shorter faults, every check")
@@ -141,7 +176,8 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 	session := fs.Duration("zk-session", 0, "ZooKeeper session timeout of the instances (default 10s; smoke 6s)")
 	maxDur := fs.Duration("max-duration", 0, "bound on the whole run (default 30m; smoke 10m)")
 	minIDs := fs.Int("min-ids", -1, "fewer acknowledged IDs is a violation (-1: 1000000, smoke 100000)")
-	faultsFlag := fs.String("faults", "", "comma-separated faults to run, 1..11 (default: all)")
+	faultsFlag := fs.String("faults", "", "comma-separated faults to run, 1..14 (default: all; 12-14 need root)")
+	opsRate := fs.Float64("ops-rate", 0, "IDs per second sent to each embedded instance in faults 12-14 (default 3000; smoke 1000)")
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed of the load's choices")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -158,6 +194,9 @@ func parseFlags(args []string, stderr io.Writer) (*Config, error) {
 	}
 	if *workers != 0 {
 		c.Workers = *workers
+	}
+	if *opsRate != 0 {
+		c.OpsRate = *opsRate
 	}
 	if *session != 0 {
 		c.Session = *session

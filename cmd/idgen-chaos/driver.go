@@ -26,9 +26,18 @@ type driver struct {
 	lb      *http.Client // bounded by HAProxy's worst case
 	direct  *http.Client
 	ledger  *Ledger
-	events  *eventSender
+	events  failureSink
 	limiter *rate.Limiter
 	logf    func(string, ...any)
+
+	// via names the main load in the results: "lb" (through HAProxy), or
+	// the one instance it is sent to. shard is the shard every ID of an
+	// answer must carry.
+	via   string
+	shard uint8
+	// commitAttempts bounds the tries of one /commit while its answer is
+	// not definite.
+	commitAttempts int
 
 	seq atomic.Uint64 // request IDs and keys
 
@@ -43,12 +52,27 @@ type driver struct {
 	}
 }
 
-// shard is the shard every instance runs (the default).
+// failureSink takes the failure events of the saga: the Redis stream
+// (eventSender) in the cluster, POST /compensate (httpSink) for an
+// embedded instance.
+type failureSink interface {
+	Send(id idcodec.ID, twice bool)
+}
+
+var (
+	_ failureSink = (*eventSender)(nil)
+	_ failureSink = (*httpSink)(nil)
+)
+
+// shard is the shard every cluster instance runs (the default).
 const shard = 0
 
-func newDriver(cfg *Config, lbURL string, lb, direct *http.Client, l *Ledger, ev *eventSender, logf func(string, ...any)) *driver {
+// newDriver returns the load through HAProxy at lbURL; via, shard and
+// commitAttempts can be changed before Start.
+func newDriver(cfg *Config, lbURL string, lb, direct *http.Client, l *Ledger, ev failureSink, logf func(string, ...any)) *driver {
 	burst := max(int(cfg.Rate/5), 1000)
 	d := &driver{cfg: cfg, lbURL: lbURL, lb: lb, direct: direct, ledger: l, events: ev, logf: logf,
+		via: "lb", shard: shard, commitAttempts: 3,
 		limiter: rate.NewLimiter(rate.Limit(cfg.Rate), burst), bgSem: make(chan struct{}, 256)}
 	d.bgCtx, d.bgStop = context.WithCancel(context.Background())
 	return d
@@ -112,7 +136,7 @@ func (d *driver) genAndSaga(ctx context.Context, rng *rand.Rand, count int, time
 	if d.limiter.WaitN(ctx, max(count, 1)) != nil {
 		return
 	}
-	a := d.generate(ctx, d.lb, d.lbURL, "lb", 0, -1, count, timeout, key)
+	a := d.generate(ctx, d.lb, d.lbURL, d.via, 0, -1, count, timeout, key)
 	if a.status != http.StatusOK || a.bad != "" {
 		if key != "" && ctx.Err() == nil {
 			d.later(time.Second, func(ctx context.Context) { d.retryKey(ctx, count, key, 1) })
@@ -122,7 +146,7 @@ func (d *driver) genAndSaga(ctx context.Context, rng *rand.Rand, count int, time
 	}
 	if key != "" && rng.IntN(10) < 3 {
 		d.later(time.Duration(rng.IntN(2000))*time.Millisecond, func(ctx context.Context) {
-			d.generate(ctx, d.lb, d.lbURL, "lb", 0, -1, count, 0, key)
+			d.generate(ctx, d.lb, d.lbURL, d.via, 0, -1, count, 0, key)
 		})
 	}
 	ids := a.ids
@@ -159,7 +183,7 @@ func (d *driver) genAndSaga(ctx context.Context, rng *rand.Rand, count int, time
 // retryKey resends a keyed request whose earlier attempt got no 200, as a
 // client would, up to 6 attempts.
 func (d *driver) retryKey(ctx context.Context, count int, key string, attempt int) {
-	a := d.generate(ctx, d.lb, d.lbURL, "lb", 0, -1, count, 0, key)
+	a := d.generate(ctx, d.lb, d.lbURL, d.via, 0, -1, count, 0, key)
 	if (a.status != http.StatusOK || a.bad != "") && attempt < 6 && ctx.Err() == nil {
 		d.later(time.Duration(attempt)*time.Second, func(ctx context.Context) { d.retryKey(ctx, count, key, attempt+1) })
 	}
@@ -212,7 +236,7 @@ func (d *driver) generate(ctx context.Context, c *http.Client, base, via string,
 	if err != nil {
 		a = answer{err: err}
 	} else {
-		a = parseGenerate(resp, count, shard)
+		a = parseGenerate(resp, count, d.shard)
 		resp.Body.Close()
 	}
 	r.recv = time.Now()
@@ -220,7 +244,7 @@ func (d *driver) generate(ctx context.Context, c *http.Client, base, via string,
 		return a // cut by the end of the load: not an answer
 	}
 	if via != "lb" {
-		a.backend = via
+		a.backend = via // asked directly: no HAProxy to name it
 	}
 	r.status, r.fromLB, r.backend = a.status, a.fromLB, a.backend
 	if a.err != nil {
@@ -241,10 +265,12 @@ func (d *driver) generate(ctx context.Context, c *http.Client, base, via string,
 	return a
 }
 
-// commit sends /commit for an acknowledged ID through HAProxy, retrying
-// twice when the answer is not definite.
+// commit sends /commit for an acknowledged ID through HAProxy, trying up
+// to commitAttempts times while the answer is not definite (a client's
+// retry is what writes the audit entry of a commit stored but answered
+// 503).
 func (d *driver) commit(ctx context.Context, id idcodec.ID) {
-	for attempt := 0; attempt < 3 && ctx.Err() == nil; attempt++ {
+	for attempt := 0; attempt < d.commitAttempts && ctx.Err() == nil; attempt++ {
 		status, lbMade, err := d.post(ctx, "/commit", fmt.Sprintf(`{"id":%q}`, id.String()))
 		switch {
 		case err != nil && ctx.Err() != nil:
@@ -263,7 +289,7 @@ func (d *driver) commit(ctx context.Context, id idcodec.ID) {
 			d.ledger.violate(vBadAnswer, "/commit of acknowledged %s: %d (want 200, 409 or 503)", id, status)
 			return
 		}
-		pause(ctx, time.Duration(attempt+1)*500*time.Millisecond)
+		pause(ctx, min(time.Duration(attempt+1)*500*time.Millisecond, 2*time.Second))
 	}
 }
 

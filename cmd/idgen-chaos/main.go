@@ -2,7 +2,13 @@
 // ensemble, Redis primary + replica + 3 Sentinels, three idgen instances in
 // durable mode behind HAProxy, two compensate workers; all real processes
 // on loopback) under a bounded load, injects eleven faults one after the
-// other with recovery between, and then checks the invariants:
+// other with recovery between, and then checks the invariants below. Then
+// come the operator and resource faults (12-14, root only: ops.go): two
+// embedded instances, pebble and bbolt, each with its data directory and
+// audit log on small tmpfs volumes of its own, under load: another engine,
+// shard or mode started on a data directory is refused; the data volume,
+// then the audit volume, fills to ENOSPC and frees. The same invariants
+// hold there, and every stored state change is audited exactly once.
 //
 //   - no two acknowledged IDs share (shard, counter);
 //   - every acknowledged ID is in the registry (read back from Redis with
@@ -23,7 +29,7 @@
 // starts dies with it (process groups, Pdeathsig); its directory is removed
 // unless -keep is given or a check failed.
 //
-// Usage: go run ./cmd/idgen-chaos -idgen bin/idgen [-smoke] [flags]
+// Usage: go run ./cmd/idgen-chaos -idgen bin/idgen [-smoke] [-faults 12,13,14] [flags]
 package main
 
 import (
@@ -69,6 +75,10 @@ func mainCode(args []string, stdout, stderr io.Writer) int {
 func chaos(sig context.Context, cfg *Config, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(sig, cfg.MaxDuration)
 	defer cancel()
+	if cfg.runsOps() && os.Geteuid() != 0 {
+		fmt.Fprintln(stderr, "idgen-chaos:", errNotRoot)
+		return 1
+	}
 	t0 := time.Now()
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(stderr, "%7.1fs  %s\n", time.Since(t0).Seconds(), fmt.Sprintf(format, args...))
@@ -99,11 +109,82 @@ func chaos(sig context.Context, cfg *Config, stdout, stderr io.Writer) int {
 	if cfg.Smoke {
 		logf("smoke run: shorter faults, every check")
 	}
-	c, err := startCluster(ctx, cfg, dir, logf)
-	if err != nil {
-		fmt.Fprintln(stderr, "idgen-chaos: start:", err)
+	var (
+		s     summary
+		print []func(io.Writer)
+	)
+	if cfg.runsCluster() {
+		cs, report, code := runCluster(ctx, sig, cfg, dir, stdout, logf)
+		if code != 0 {
+			keep = keep || code == 1
+			return code
+		}
+		s, print = cs, append(print, report)
+	}
+	if cfg.runsOps() && ctx.Err() == nil {
+		p, err := startOps(ctx, cfg, dir, logf)
+		if err != nil {
+			fmt.Fprintln(stderr, "idgen-chaos: start the embedded phase:", err)
+			keep = true
+			return 1
+		}
+		closed := false
+		closeOps := func() {
+			if !closed {
+				closed = true
+				if err := p.Close(); err != nil {
+					logf("close the embedded phase: %v", err)
+				}
+			}
+		}
+		defer closeOps() // before the directory is removed: it unmounts
+		logf("embedded load: %.0f IDs/s to each of %d instances; faults 12-14 selected: %v", cfg.OpsRate, len(p.insts), cfg.faultList())
+		p.execute(ctx)
+		switch {
+		case sig.Err() != nil:
+			fmt.Fprintln(stdout, "idgen-chaos: interrupted; nothing checked")
+			return 130
+		case ctx.Err() != nil:
+			p.violate(vCheck, "the run exceeded -max-duration %v", cfg.MaxDuration)
+		}
+		ops := p.verify(sig)
+		closeOps()
+		if sig.Err() != nil {
+			fmt.Fprintln(stdout, "idgen-chaos: interrupted; checks incomplete")
+			return 130
+		}
+		s.ids, s.compensated, s.registryReads = s.ids+ops.ids, s.compensated+ops.compensated, s.registryReads+ops.reads
+		s.auditLines, s.tornAudit = s.auditLines+ops.auditLines, s.tornAudit+ops.torn
+		s.faultsRun, s.faultsRecovered = s.faultsRun+ops.faultsRun, s.faultsRecovered+ops.faultsRecovered
+		s.violations = append(s.violations, ops.violations...)
+		print = append(print, func(w io.Writer) {
+			fmt.Fprintln(w, "\noperator and resource faults: embedded instances, each with its data directory and audit log on tmpfs volumes of its own")
+			printTable(w, p.wins, p.results())
+			printOpsChecks(w, ops, len(p.quiets))
+		})
+	}
+
+	for _, f := range print {
+		f(stdout)
+	}
+	printViolations(stdout, s.violations, 5)
+	fmt.Fprintln(stdout, finalLine(s))
+	logf("done in %v", time.Since(t0).Round(time.Second))
+	if len(s.violations) > 0 {
 		keep = true
 		return 1
+	}
+	return 0
+}
+
+// runCluster runs the cluster and its faults (1-11) and checks them; it
+// returns the summary, the report to print, and an exit code other than 0
+// when the run must end (1: the cluster did not start; 130: interrupted).
+func runCluster(ctx, sig context.Context, cfg *Config, dir string, stdout io.Writer, logf func(string, ...any)) (summary, func(io.Writer), int) {
+	c, err := startCluster(ctx, cfg, dir, logf)
+	if err != nil {
+		logf("idgen-chaos: start: %v", err)
+		return summary{}, nil, 1
 	}
 	closed := false
 	closeCluster := func() {
@@ -127,7 +208,7 @@ func chaos(sig context.Context, cfg *Config, stdout, stderr io.Writer) int {
 	switch {
 	case sig.Err() != nil:
 		fmt.Fprintln(stdout, "idgen-chaos: interrupted; nothing checked")
-		return 130
+		return summary{}, nil, 130
 	case ctx.Err() != nil:
 		l.violate(vCheck, "the run exceeded -max-duration %v", cfg.MaxDuration)
 	}
@@ -136,18 +217,11 @@ func chaos(sig context.Context, cfg *Config, stdout, stderr io.Writer) int {
 	closeCluster()
 	if sig.Err() != nil {
 		fmt.Fprintln(stdout, "idgen-chaos: interrupted; checks incomplete")
-		return 130
+		return summary{}, nil, 130
 	}
-
-	fmt.Fprintln(stdout)
-	printTable(stdout, r.wins, l.Results())
-	printChecks(stdout, s, l, ev)
-	printViolations(stdout, s.violations, 5)
-	fmt.Fprintln(stdout, finalLine(s))
-	logf("done in %v", time.Since(t0).Round(time.Second))
-	if len(s.violations) > 0 {
-		keep = true
-		return 1
-	}
-	return 0
+	return s, func(w io.Writer) {
+		fmt.Fprintln(w)
+		printTable(w, r.wins, l.Results())
+		printChecks(w, s, l, ev)
+	}, 0
 }

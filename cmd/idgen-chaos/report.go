@@ -10,7 +10,9 @@ import (
 	"time"
 )
 
-// winStats describes the /generate requests sent in a window.
+// winStats describes the /generate requests sent in a window. The lb
+// figures are those of the main load (stream -1): through HAProxy in the
+// cluster, straight to the instance in the embedded phase.
 type winStats struct {
 	requests, ok, refused, other, noAnswer int
 	lbRequests, lbOK                       int
@@ -48,7 +50,7 @@ func statsOf(results []result, from, to time.Time) winStats {
 		default:
 			s.other++
 		}
-		if r.via == "lb" {
+		if r.stream < 0 {
 			s.lbRequests++
 			if r.status == http.StatusOK {
 				s.lbOK++
@@ -65,7 +67,7 @@ func statsOf(results []result, from, to time.Time) winStats {
 // printTable writes one row per window and a total.
 func printTable(w io.Writer, wins []*window, results []result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "fault\t\twindow\trequests\t200\t503\tother\tno answer\tLB avail\tp99\tIDs\t")
+	fmt.Fprintln(tw, "fault\t\twindow\trequests\t200\t503\tother\tno answer\tload avail\tp99\tIDs\t")
 	var total winStats
 	var from, to time.Time
 	for _, win := range wins {
@@ -191,4 +193,13 @@ func shortErr(e string) string {
 		return e[i+2:]
 	}
 	return e
+}
+
+// printOpsChecks says how much the checks of the embedded phase covered.
+func printOpsChecks(w io.Writer, s opsSummary, quiets int) {
+	fmt.Fprintf(w, "checks (embedded): %d registry reads; %d stored commits and %d stored compensations, each to be audited exactly once; "+
+		"%d audit lines (%d torn), %d audit.resume; %d quiet intervals\n", s.reads, s.commits, s.compensations, s.auditLines, s.torn, s.resumes, quiets)
+	for _, line := range s.perInst {
+		fmt.Fprintf(w, "  %s\n", line)
+	}
 }

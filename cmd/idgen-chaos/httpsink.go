@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/idgen/idgen/shared/idcodec"
+)
+
+// httpSink delivers the failure events of an embedded instance's saga as a
+// client would: POST /compensate with the envelope's event_id, sent again
+// with the same event_id while the answer is not 200 (up to sinkAttempts,
+// backing off to 2 s), so that a compensation stored but answered 503
+// gets its retry. A 200 confirms the event (the compensation is stored);
+// anything short of it leaves it unconfirmed (it may be stored). Every
+// nullEvery it also compensates an ID never issued (a null compensation,
+// in nullShard). Only 200 and 503 are answers within the contract.
+type httpSink struct {
+	url    string
+	client *http.Client
+	ledger *Ledger
+	name   string
+
+	queue   chan failureEvent
+	seq     atomic.Uint64
+	pending atomic.Int64
+	closed  atomic.Bool
+	sent    atomic.Int64 // compensations answered 200
+	retried atomic.Int64 // attempts after a first one was not answered 200
+
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+}
+
+// sinkAttempts bounds the tries of one event: they span about 20 s,
+// longer than any outage of the embedded phase.
+const sinkAttempts = 14
+
+func newHTTPSink(name, url string, client *http.Client, l *Ledger) *httpSink {
+	return &httpSink{url: url, client: client, ledger: l, name: name, queue: make(chan failureEvent, 1<<14)}
+}
+
+// Start runs workers senders and the null compensations until Close.
+func (s *httpSink) Start(workers int, nullEvery time.Duration) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stop = cancel
+	for range workers {
+		s.wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case ev := <-s.queue:
+					s.deliver(ctx, ev)
+					s.pending.Add(-1)
+				}
+			}
+		})
+	}
+	s.wg.Go(func() {
+		t := time.NewTicker(nullEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				id := idcodec.MustCompose(idcodec.Fields{TimestampMS: uint64(time.Now().UnixMilli()), Worker: idcodec.MaxWorker, Shard: nullShard, Counter: 1<<40 + s.seq.Add(1)})
+				s.enqueue(failureEvent{id: id, eventID: "evt-null-" + id.String(), null: true})
+			}
+		}
+	})
+}
+
+// Send queues a compensation of id; twice delivers it twice (same
+// event_id, concurrently). A full queue drops it (not recorded).
+func (s *httpSink) Send(id idcodec.ID, twice bool) {
+	ev := failureEvent{id: id, eventID: s.name + "-evt-" + strconv.FormatUint(s.seq.Add(1), 10)}
+	for range 1 + btoi(twice) {
+		s.enqueue(ev)
+	}
+}
+
+func (s *httpSink) enqueue(ev failureEvent) {
+	if s.closed.Load() {
+		return
+	}
+	s.pending.Add(1)
+	select {
+	case s.queue <- ev:
+	default:
+		s.pending.Add(-1)
+	}
+}
+
+// deliver sends ev until it is answered 200 or the attempts run out.
+func (s *httpSink) deliver(ctx context.Context, ev failureEvent) {
+	body := fmt.Appendf(nil, `{"id":%q,"reason":"chaos: payment declined","event_id":%q,"source":"chaos"}`, ev.id.String(), ev.eventID)
+	backoff := 250 * time.Millisecond
+	for attempt := 0; attempt < sinkAttempts && ctx.Err() == nil; attempt++ {
+		if attempt > 0 {
+			s.retried.Add(1)
+		}
+		status, err := s.post(ctx, body)
+		switch {
+		case status == http.StatusOK:
+			s.ledger.Event(ev.id, eventConfirmed, ev.null)
+			s.sent.Add(1)
+			return
+		case status == http.StatusServiceUnavailable || status == 0:
+			s.ledger.Event(ev.id, eventUnconfirmed, ev.null)
+		default:
+			s.ledger.Event(ev.id, eventUnconfirmed, ev.null)
+			s.ledger.violate(vBadAnswer, "%s /compensate of %s: %d %v (want 200 or 503)", s.name, ev.id, status, err)
+			return
+		}
+		pause(ctx, backoff)
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// post sends one /compensate; status 0 means no answer. A 503 must carry
+// Retry-After.
+func (s *httpSink) post(ctx context.Context, body []byte) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url+"/compensate", bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
+		s.ledger.violate(vBadAnswer, "%s /compensate: 503 without Retry-After", s.name)
+	}
+	return resp.StatusCode, nil
+}
+
+// Drain stops taking events and waits until every queued one is delivered
+// or given up, or timeout.
+func (s *httpSink) Drain(timeout time.Duration) bool {
+	s.closed.Store(true)
+	deadline := time.Now().Add(timeout)
+	for s.pending.Load() > 0 {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return true
+}
+
+// Close stops the senders.
+func (s *httpSink) Close() {
+	if s.stop != nil {
+		s.stop()
+		s.wg.Wait()
+	}
+}
