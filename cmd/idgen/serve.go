@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	oklogrun "github.com/oklog/run"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
@@ -196,35 +197,66 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 	log := st.log
 	lim := applyLimits(log)
 	ln = lim.listener(ln, c.TLSCert != "")
+	// Every long-lived actor is an (execute, interrupt) pair: the first to
+	// return (SIGTERM, or the listener failing) interrupts the rest, in
+	// this order, and Run returns when all have; the stack then closes
+	// (registry flushed last but one, the logger last).
+	var g oklogrun.Group
 	if c.TLSCert != "" {
 		tlsLn, stopReload, err := tlsListener(ln, c, log)
 		if err != nil {
 			return err
 		}
-		defer stopReload()
 		ln = tlsLn
+		g.Add(untilInterrupted(stopReload))
 	}
-	srv := newServer(st.svc, c.RequestTimeout)
-	lim.server(srv)
 	if c.PprofListen != "" {
 		stopPprof, err := startPprof(c.PprofListen, log)
 		if err != nil {
 			return err
 		}
-		defer stopPprof()
+		g.Add(untilInterrupted(stopPprof))
 	}
+	stopped := make(chan struct{})
+	g.Add(func() error {
+		select {
+		case <-ctx.Done():
+			log.Info("shutdown: draining in-flight requests")
+		case <-stopped:
+		}
+		return nil
+	}, func(error) { close(stopped) })
+
+	srv := newServer(st.svc, c.RequestTimeout)
+	lim.server(srv)
+	g.Add(func() error {
+		if err := srv.Serve(ln); err != nil {
+			log.Error("listener failed", zap.Error(err))
+			return fmt.Errorf("serve: %w", err)
+		}
+		return nil
+	}, func(cause error) {
+		st.svc.SetDraining()
+		if c.DrainDelay > 0 && cause == nil {
+			log.Info("shutdown: readiness down, waiting before closing the listener", zap.Duration("drain_delay", c.DrainDelay))
+			time.Sleep(c.DrainDelay)
+		}
+		shCtx, cancel := context.WithTimeout(context.Background(), c.ShutdownGrace)
+		defer cancel()
+		if err := srv.ShutdownWithContext(shCtx); err != nil {
+			log.Warn("shutdown: grace period over with requests in flight", zap.Error(err))
+		}
+		log.Info("shutdown: listener closed, requests drained")
+	})
 
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
-	sweepDone := make(chan struct{})
-	go func() {
-		defer close(sweepDone)
+	g.Add(func() error {
 		sw := newSweeper(log, st.store, st.audit, st.claims, st.leads)
 		sw.marks = st.marks
 		sw.run(sweepCtx, c.SweepInterval, 24*time.Hour)
-	}()
+		return nil
+	}, func(error) { stopSweep() })
 
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("serving", zap.String("addr", addr), zap.String("mode", st.mode), zap.Bool("tls", c.TLSCert != ""), zap.String("data_dir", c.DataDir),
 		zap.Uint("shard", c.Shard), zap.String("version", version), zap.Duration("startup", time.Since(st.started)))
 	if m.Ready != nil {
@@ -234,27 +266,14 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 	defer func() {
 		_ = st.audit.Record(audit.Event{Actor: "system", Action: audit.ActionServiceStop, Resource: advertise, Outcome: audit.OutcomeSuccess})
 	}()
+	return g.Run()
+}
 
-	select {
-	case err = <-serveErr:
-		log.Error("listener failed", zap.Error(err))
-	case <-ctx.Done():
-		log.Info("shutdown: draining in-flight requests")
-	}
-	st.svc.SetDraining()
-	if c.DrainDelay > 0 && err == nil {
-		log.Info("shutdown: readiness down, waiting before closing the listener", zap.Duration("drain_delay", c.DrainDelay))
-		time.Sleep(c.DrainDelay)
-	}
-	shCtx, cancel := context.WithTimeout(context.Background(), c.ShutdownGrace)
-	defer cancel()
-	if serr := srv.ShutdownWithContext(shCtx); serr != nil {
-		log.Warn("shutdown: grace period over with requests in flight", zap.Error(serr))
-	}
-	stopSweep()
-	<-sweepDone
-	log.Info("shutdown: listener closed, requests drained")
-	return err
+// untilInterrupted is a run group actor that only waits: stop ends what
+// runs in the background (a reload loop, a side listener).
+func untilInterrupted(stop func()) (func() error, func(error)) {
+	done := make(chan struct{})
+	return func() error { <-done; return nil }, func(error) { stop(); close(done) }
 }
 
 // newServer configures fasthttp: body and header limits, timeouts, and

@@ -25,13 +25,15 @@ import (
 // stack is the wired service without its listener: what `idgen serve` puts
 // behind fasthttp and the Lambda bootstrap puts behind the Runtime API.
 type stack struct {
-	svc    *generate.Service
-	log    *zap.Logger
-	store  registryStore
-	dir    *datadir.Dir // the locked --data-dir of an embedded store; nil with Redis
-	audit  *audit.Log
-	claims sweepClaimer // elects the sweeper that audits a timeout compensation
-	marks  []markPurger // the HTTP API's audit marks in the embedded store; none with Redis
+	svc   *generate.Service
+	log   *zap.Logger
+	store registryStore
+	audit *audit.Log
+	// claims elects the sweeper that audits a timeout compensation; marks
+	// are the HTTP API's audit marks in the embedded store (none with
+	// Redis), purged by the sweeper.
+	claims sweepClaimer
+	marks  []markPurger
 	// leads reports whether this instance sweeps now: with a registry shared
 	// by several instances (Redis), the ZooKeeper election of the shard's
 	// sweeper; with a store of its own, always.
@@ -42,7 +44,7 @@ type stack struct {
 }
 
 // close releases everything in reverse order of acquisition: generator,
-// allocator, audit log, registry (flushed), logger.
+// allocator, audit log, registry (flushed), data directory, logger.
 func (st *stack) close() error {
 	var first error
 	for i := len(st.closers) - 1; i >= 0; i-- {
@@ -56,9 +58,11 @@ func (st *stack) close() error {
 
 func (st *stack) onClose(f func() error) { st.closers = append(st.closers, f) }
 
-// buildStack wires the service of c: registry (Redis or embedded),
-// allocator (ZooKeeper or embedded), generator, sealing, audit, auth.
-// advertise names this instance in /instances and audit lines.
+// buildStack wires the service of c: logger, registry (Redis or
+// embedded), coordination (ZooKeeper or embedded), generator, audit,
+// authentication, the API. advertise names this instance in /instances
+// and audit lines. Each step hands its closer to the stack, so an error
+// releases what the steps before it opened.
 func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise string) (_ *stack, err error) {
 	st := &stack{mode: "embedded", started: time.Now()}
 	defer func() {
@@ -67,29 +71,25 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		}
 	}()
 	ring := logring.New(2000)
-	log, err := c.Log.logger(stderr, ring)
-	if err != nil {
+	if st.log, err = c.Log.logger(stderr, ring); err != nil {
 		return nil, err
 	}
-	st.log = log
+	log := st.log
 	st.onClose(func() error { _ = log.Sync(); return nil })
 	if c.Dev {
 		log.Warn("DEVELOPMENT MODE: authentication is OFF; every caller can issue, commit and compensate IDs. Never run --dev in production.")
 	}
-
+	clock := &idcodec.Clock{}
+	if err := injectFaultClock(ctx, clock, log); err != nil {
+		return nil, err
+	}
 	var metrics *generate.Metrics
 	observe := func(n int, d time.Duration) {
 		if metrics != nil {
 			metrics.ObserveFlush(n, d.Seconds())
 		}
 	}
-	// The registry: Redis, shared by every instance, or the embedded store,
-	// which then also supplies the counter ranges when ZooKeeper does not.
-	// The ZooKeeper handshake overlaps opening it.
-	clock := &idcodec.Clock{}
-	if err := injectFaultClock(ctx, clock, log); err != nil {
-		return nil, err
-	}
+	// The ZooKeeper handshake overlaps opening the registry.
 	var allocCh <-chan allocOpened
 	if c.ZK.Servers != "" {
 		allocCh = openAllocatorAsync(ctx, c, log, clock.Read, advertise)
@@ -101,96 +101,47 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 			}
 		}()
 	}
-	var src generator.RangeSource
-	if c.Redis.Addr != "" {
-		rs, err := c.Redis.open(ctx, c.Dev, uint8(c.Shard), observe, log)
-		if err != nil {
-			return nil, err
-		}
-		st.store = rs
-		// Every instance sweeps: the audit entry of a timeout compensation
-		// goes to the one that claims it in Redis.
-		rdb, err := c.Redis.client(rs.Cluster())
-		if err != nil {
-			_ = rs.Close()
-			return nil, err
-		}
-		st.onClose(rdb.Close)
-		st.claims = newRedisSweepClaims(rdb)
-	} else {
-		local, dir, err := openStore(c, observe, log)
-		if err != nil {
-			return nil, err
-		}
-		st.claims = soleSweeper{marks: local}
-		st.onClose(dir.Close)
-		st.dir = dir
-		// The data directory's own counter: raised to the clock floor, so
-		// that a restored backup never hands out a counter again.
-		st.store, src = local, generator.NewClockFloor(local, time.Now)
+	reg, err := st.openRegistry(ctx, c, observe, log)
+	if err != nil {
+		return nil, err
 	}
-	st.onClose(func() error {
-		err := st.store.Close()
-		log.Info("registry flushed and closed")
-		return err
-	})
-
-	var (
-		alloc      *allocator.Allocator
-		worker     generator.WorkerSource = generator.FixedWorker(0)
-		membership generate.Membership    = generate.StaticMembership{generate.Member{Worker: 0, Shard: uint8(c.Shard), Address: advertise, Version: version, StartedAt: st.started.UTC()}}
-		checks                            = []generate.Check{{Name: "registry", Critical: true, Run: st.store.Ping}}
-	)
+	co := coordination{
+		src: reg.src, worker: generator.FixedWorker(0),
+		membership: generate.StaticMembership{generate.Member{Worker: 0, Shard: uint8(c.Shard), Address: advertise, Version: version, StartedAt: st.started.UTC()}},
+		leads:      func(context.Context) (bool, error) { return true, nil },
+	}
 	if allocCh != nil {
 		r := <-allocCh
 		allocCh = nil
 		if r.err != nil {
 			return nil, r.err
 		}
-		alloc = r.a
-		st.onClose(alloc.Close)
-		// The directory's own ensemble first: another ensemble fails the
-		// high-water check too, but this names the cause.
-		if st.dir != nil {
-			if err := st.dir.BindZooKeeper(alloc.Root(), alloc.ClusterID()); err != nil {
-				return nil, fmt.Errorf("--data-dir: %w", err)
-			}
-		}
-		if err := checkHighWater(ctx, alloc, st.store); err != nil {
+		st.onClose(r.a.Close)
+		if co, err = zkCoordination(ctx, c, r.a, reg, clock, log); err != nil {
 			return nil, err
 		}
-		src, worker, membership, st.mode = markedSource{alloc, st.store, log}, alloc, zkMembership{alloc}, "zookeeper"
-		checks = append(checks, zkChecks(alloc, clock.Read)...)
-		if c.Redis.Addr != "" {
-			st.leads = func(ctx context.Context) (bool, error) { return alloc.Leader(ctx, "sweeper") }
-		}
-	}
-	if st.leads == nil {
-		st.leads = func(context.Context) (bool, error) { return true, nil }
+		st.mode = "zookeeper"
 	}
 	if c.Redis.Addr != "" {
 		st.mode += "+redis"
 	}
-	gen, err := generator.New(src, worker, generator.Config{Shard: uint8(c.Shard), Clock: clock})
+	st.leads = co.leads
+	gen, err := generator.New(co.src, co.worker, generator.Config{Shard: uint8(c.Shard), Clock: clock})
 	if err != nil {
 		return nil, err
 	}
 	st.onClose(func() error { gen.Close(); return nil })
 	metrics = generate.NewMetrics(gen)
-	if alloc != nil {
-		registerZKMetrics(metrics.Registry, alloc)
+	if co.alloc != nil {
+		registerZKMetrics(metrics.Registry, co.alloc)
 	}
 	registerStoreMetrics(metrics.Registry, st.store)
+	checks := append([]generate.Check{{Name: "registry", Critical: true, Run: st.store.Ping}}, co.checks...)
 	checks = append(checks, generate.RangeCheck(gen))
-	createKey := c.MetadataKeyFile == filepath.Join(c.DataDir, "metadata.key")
-	if createKey {
-		if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
-			return nil, err
-		}
-	}
-	keys, err := sealer.LoadKeyFile(c.MetadataKeyFile, createKey)
+
+	keys, err := loadMetadataKeys(c)
 	if err != nil {
-		return nil, fmt.Errorf("--metadata-key-file: %w", err)
+		return nil, err
 	}
 	instance := fmt.Sprintf("%s/%s", advertise, st.started.UTC().Format("20060102T150405.000"))
 	if st.audit, err = c.Audit.open(instance); err != nil {
@@ -198,22 +149,11 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 	}
 	st.onClose(st.audit.Close)
 	registerAuditMetrics(metrics.Registry, st.audit)
-	var verifier generate.Authenticator
-	if !c.Dev {
-		v, err := auth.NewVerifier(auth.Config{PublicKeyFile: c.JWTPublicKey, HS256SecretFile: c.JWTSecretFile, Issuer: c.JWTIssuer, Audience: c.JWTAudience,
-			OnReload: func(e auth.ReloadEvent) {
-				if e.Err != nil {
-					log.Error("JWT key file refused; verifying with the previous keys", zap.String("file", e.File), zap.Strings("kids", e.KeyIDs), zap.Error(e.Err))
-					return
-				}
-				log.Info("JWT key file reloaded", zap.String("file", e.File), zap.Strings("kids", e.KeyIDs), zap.Bool("changed", e.Changed))
-			}})
-		if err != nil {
-			return nil, err
-		}
-		verifier = v
-		checks = append(checks, generate.Check{Name: "jwt_keys", Run: func(context.Context) error { _, _, err := v.ReloadStatus(); return err }})
+	verifier, authChecks, err := openVerifier(c, log)
+	if err != nil {
+		return nil, err
 	}
+	checks = append(checks, authChecks...)
 	compMarks, commitMarks := httpCompensationMarks(st.claims, c.Redis.WaitReplicas), httpCommitMarks(st.claims, c.Redis.WaitReplicas)
 	for _, m := range []compensation.Marker{compMarks, commitMarks} {
 		if p, ok := m.(markPurger); ok {
@@ -221,7 +161,7 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		}
 	}
 	st.svc, err = generate.New(generate.Config{Dev: c.Dev, RequestTimeout: c.RequestTimeout, AuditFailOpen: c.AuditFailOpen, Instance: instance, RateLimit: c.RateLimit, RateBurst: c.RateBurst}, generate.Deps{
-		IDs: gen, Registry: st.store, Logger: log, Logs: ring, Metrics: metrics, Membership: membership, Checks: checks, Sealer: sealer.NewVault(keys, st.store), Auth: verifier, Audit: st.audit,
+		IDs: gen, Registry: st.store, Logger: log, Logs: ring, Metrics: metrics, Membership: co.membership, Checks: checks, Sealer: sealer.NewVault(keys, st.store), Auth: verifier, Audit: st.audit,
 		CompensationMarks: compMarks, CommitMarks: commitMarks,
 	})
 	if err != nil {
@@ -236,4 +176,125 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		}
 	}()
 	return st, nil
+}
+
+// registryParts is the opened registry: the store every mode has, the
+// embedded one's data directory and range source (nil with Redis).
+type registryParts struct {
+	store registryStore
+	dir   *datadir.Dir
+	src   generator.RangeSource
+}
+
+// openRegistry opens Redis, shared by every instance, or the embedded
+// store, which then also supplies the counter ranges when ZooKeeper does
+// not. It sets st.store and st.claims and hands their closers to st.
+func (st *stack) openRegistry(ctx context.Context, c ServeConfig, observe func(int, time.Duration), log *zap.Logger) (registryParts, error) {
+	var reg registryParts
+	if c.Redis.Addr != "" {
+		rs, err := c.Redis.open(ctx, c.Dev, uint8(c.Shard), observe, log)
+		if err != nil {
+			return reg, err
+		}
+		// The audit entry of a timeout compensation goes to the sweeper
+		// that claims it in Redis.
+		rdb, err := c.Redis.client(rs.Cluster())
+		if err != nil {
+			_ = rs.Close()
+			return reg, err
+		}
+		st.onClose(rdb.Close)
+		st.claims = newRedisSweepClaims(rdb)
+		reg.store = rs
+	} else {
+		local, dir, err := openStore(c, observe, log)
+		if err != nil {
+			return reg, err
+		}
+		st.onClose(dir.Close)
+		st.claims = soleSweeper{marks: local}
+		// The data directory's own counter: raised to the clock floor, so
+		// that a restored backup never hands out a counter again.
+		reg.store, reg.dir, reg.src = local, dir, generator.NewClockFloor(local, time.Now)
+	}
+	st.store = reg.store
+	st.onClose(func() error {
+		err := reg.store.Close()
+		log.Info("registry flushed and closed")
+		return err
+	})
+	return reg, nil
+}
+
+// coordination is where ranges and worker slots come from and who the
+// members are: the embedded store and slot 0, or ZooKeeper.
+type coordination struct {
+	alloc      *allocator.Allocator
+	src        generator.RangeSource
+	worker     generator.WorkerSource
+	membership generate.Membership
+	checks     []generate.Check
+	leads      func(context.Context) (bool, error)
+}
+
+// zkCoordination checks that the ensemble is the data directory's own and
+// has not gone back below the registry's high-water mark, then claims
+// ranges and slots from it.
+func zkCoordination(ctx context.Context, c ServeConfig, alloc *allocator.Allocator, reg registryParts, clock *idcodec.Clock, log *zap.Logger) (coordination, error) {
+	// The directory's own ensemble first: another ensemble fails the
+	// high-water check too, but this names the cause.
+	if reg.dir != nil {
+		if err := reg.dir.BindZooKeeper(alloc.Root(), alloc.ClusterID()); err != nil {
+			return coordination{}, fmt.Errorf("--data-dir: %w", err)
+		}
+	}
+	if err := checkHighWater(ctx, alloc, reg.store); err != nil {
+		return coordination{}, err
+	}
+	co := coordination{
+		alloc: alloc, src: markedSource{alloc, reg.store, log}, worker: alloc, membership: zkMembership{alloc},
+		checks: zkChecks(alloc, clock.Read),
+		leads:  func(context.Context) (bool, error) { return true, nil },
+	}
+	if c.Redis.Addr != "" {
+		co.leads = func(ctx context.Context) (bool, error) { return alloc.Leader(ctx, "sweeper") }
+	}
+	return co, nil
+}
+
+// loadMetadataKeys reads --metadata-key-file, creating it under the data
+// directory when it is the default there.
+func loadMetadataKeys(c ServeConfig) (*sealer.Ring, error) {
+	createKey := c.MetadataKeyFile == filepath.Join(c.DataDir, "metadata.key")
+	if createKey {
+		if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	keys, err := sealer.LoadKeyFile(c.MetadataKeyFile, createKey)
+	if err != nil {
+		return nil, fmt.Errorf("--metadata-key-file: %w", err)
+	}
+	return keys, nil
+}
+
+// openVerifier builds the bearer-token verifier (none in --dev) and its
+// health check; its key file is re-read while it runs.
+func openVerifier(c ServeConfig, log *zap.Logger) (generate.Authenticator, []generate.Check, error) {
+	if c.Dev {
+		return nil, nil, nil
+	}
+	v, err := auth.NewVerifier(auth.Config{PublicKeyFile: c.JWTPublicKey, HS256SecretFile: c.JWTSecretFile, Issuer: c.JWTIssuer, Audience: c.JWTAudience,
+		OnReload: func(e auth.ReloadEvent) {
+			if e.Err != nil {
+				log.Error("JWT key file refused; verifying with the previous keys", zap.String("file", e.File), zap.Strings("kids", e.KeyIDs), zap.Error(e.Err))
+				return
+			}
+			log.Info("JWT key file reloaded", zap.String("file", e.File), zap.Strings("kids", e.KeyIDs), zap.Bool("changed", e.Changed))
+		}})
+	if err != nil {
+		return nil, nil, err
+	}
+	check := generate.Check{Name: "jwt_keys", Run: func(context.Context) error { _, _, err := v.ReloadStatus(); return err }}
+	return v, []generate.Check{check}, nil
 }
