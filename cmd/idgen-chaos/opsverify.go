@@ -215,7 +215,7 @@ func auditedOnce(id idcodec.ID, rec registry.Record, commit, event uint8, a audi
 		why := ""
 		switch {
 		case got == 0 && commit&commitUnknown != 0:
-			why = "; a /commit was answered 503 or not at all and retried: the retry was replayed without writing the entry (no audit marks in embedded mode)"
+			why = "; a /commit was answered 503 or not at all and retried: no retry wrote the entry (audit marks should have recovered it)"
 		case got == 0 && lastCommit != nil && lastCommit.Actor == generate.ActorSystem:
 			why = "; committed by the service itself"
 		}
@@ -230,7 +230,7 @@ func auditedOnce(id idcodec.ID, rec registry.Record, commit, event uint8, a audi
 		case got == 0 && lastComp != nil && lastComp.Reason == generate.ReasonDeadline:
 			why = "; compensated by a commit after the deadline"
 		case got == 0 && event&eventUnconfirmed != 0:
-			why = "; a /compensate was answered 503 or not at all and redelivered: the redelivery was replayed without writing the entry (no audit marks in embedded mode)"
+			why = "; a /compensate was answered 503 or not at all and redelivered: no redelivery wrote the entry (audit marks should have recovered it)"
 		}
 		out = append(out, Violation{vAudit, fmt.Sprintf("%s has %d compensation steps stored and %d compensation audit entries (failure event %s)%s",
 			id, comps, got, eventString(event), why)})
