@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/idgen/idgen/shared/compensation"
+	"github.com/idgen/idgen/shared/registry"
 )
 
 // Metrics are the worker's Prometheus collectors, on a registry of their
@@ -40,7 +40,7 @@ func NewMetrics() *Metrics {
 		Registry: prometheus.NewRegistry(),
 		processed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "idgen_compensate_processed_total",
-			Help: "Stream entries finished, by outcome: applied, duplicate, null_compensation, dead_lettered.",
+			Help: "Stream entries finished, by outcome: applied, replayed, null_compensation, dead_lettered.",
 		}, []string{"outcome"}),
 		retried: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "idgen_compensate_retried_total", Help: "Attempts that failed transiently and were retried (the entry stayed pending).",
@@ -58,7 +58,7 @@ func NewMetrics() *Metrics {
 			Name: "idgen_compensate_trimmed_total", Help: "Entries removed from the failure stream after every consumer group acknowledged them (XTRIM MINID).",
 		}),
 	}
-	for _, o := range []string{string(compensation.CaseApplied), string(compensation.CaseDuplicate), string(compensation.CaseNullCompensation), "dead_lettered"} {
+	for _, o := range []string{registry.Applied.String(), registry.Replayed.String(), registry.Tombstoned.String(), "dead_lettered"} {
 		m.processed.WithLabelValues(o)
 	}
 	for _, c := range []string{causeMalformed, causeMaxDeliveries, causePermanent} {

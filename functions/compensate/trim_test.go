@@ -234,7 +234,7 @@ func waitProcessed(t *testing.T, m *compensate.Metrics, k int) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var sum float64
-		for _, o := range []string{"applied", "duplicate", "null_compensation", "dead_lettered"} {
+		for _, o := range []string{"applied", "replayed", "null_compensation", "dead_lettered"} {
 			sum += metric(t, m, "idgen_compensate_processed_total", "outcome", o)
 		}
 		if sum >= float64(k) {

@@ -366,7 +366,7 @@ func (w *Worker) handle(procCtx, runCtx context.Context, e entry) {
 	for attempt := 1; ; attempt++ {
 		res, err := w.core.Compensate(procCtx, ev)
 		if err == nil {
-			w.m.processed.WithLabelValues(string(res.Case)).Inc()
+			w.m.processed.WithLabelValues(res.Outcome.String()).Inc()
 			if res.AuditRecovered {
 				w.m.auditRecovered.Inc()
 				w.log.Warn("compensate: wrote the audit entry an earlier attempt left out", zap.String("id", ev.ID), zap.String("entry", e.msg.ID))
@@ -376,7 +376,7 @@ func (w *Worker) handle(procCtx, runCtx context.Context, e entry) {
 					zap.String("id", ev.ID), zap.String("entry", e.msg.ID), zap.Error(res.MarkErr))
 			}
 			if ce := w.log.Check(zap.DebugLevel, "compensated"); ce != nil {
-				ce.Write(zap.String("id", ev.ID), zap.String("case", string(res.Case)), zap.String("entry", e.msg.ID), zap.Int64("deliveries", e.deliveries))
+				ce.Write(zap.String("id", ev.ID), zap.Stringer("outcome", res.Outcome), zap.String("entry", e.msg.ID), zap.Int64("deliveries", e.deliveries))
 			}
 			w.acks <- e.msg.ID
 			return

@@ -95,8 +95,8 @@ func TestStreamDuplicatesInterleavedWithCommit(t *testing.T) {
 	if got := metric(t, m, "idgen_compensate_processed_total", "outcome", "applied"); got != 2 {
 		t.Fatalf("applied = %v, want 2", got)
 	}
-	if got := metric(t, m, "idgen_compensate_processed_total", "outcome", "duplicate"); got != 8 {
-		t.Fatalf("duplicate = %v, want 8", got)
+	if got := metric(t, m, "idgen_compensate_processed_total", "outcome", "replayed"); got != 8 {
+		t.Fatalf("replayed = %v, want 8", got)
 	}
 }
 
@@ -137,9 +137,9 @@ func TestStreamTwoWorkersOneID(t *testing.T) {
 		}
 	}
 	applied := metric(t, m1, "idgen_compensate_processed_total", "outcome", "applied") + metric(t, m2, "idgen_compensate_processed_total", "outcome", "applied")
-	dup := metric(t, m1, "idgen_compensate_processed_total", "outcome", "duplicate") + metric(t, m2, "idgen_compensate_processed_total", "outcome", "duplicate")
+	dup := metric(t, m1, "idgen_compensate_processed_total", "outcome", "replayed") + metric(t, m2, "idgen_compensate_processed_total", "outcome", "replayed")
 	if applied != 5*17 || dup != 5*15 {
-		t.Fatalf("applied %v duplicate %v, want %d and %d", applied, dup, 5*17, 5*15)
+		t.Fatalf("applied %v replayed %v, want %d and %d", applied, dup, 5*17, 5*15)
 	}
 	for _, m := range []*compensate.Metrics{m1, m2} {
 		if metric(t, m, "idgen_compensate_processed_total", "outcome", "applied") == 0 {

@@ -107,7 +107,7 @@ func TestEmbeddedAuditRetry(t *testing.T) {
 				{name: "commit audited at once", path: "/commit", action: audit.ActionCommit, status: 200, outcome: "replayed"},
 				{name: "commit", path: "/commit", action: audit.ActionCommit, status: 200, outcome: "replayed", refuse: true},
 				{name: "compensate", path: "/compensate", body: `,"reason":"declined"`, action: audit.ActionCompensate, status: 200, outcome: "replayed", reason: "declined", refuse: true},
-				{name: "late commit", timeout: 30 * time.Millisecond, path: "/commit", action: audit.ActionCompensate, status: 409, reason: generate.ReasonDeadline, refuse: true},
+				{name: "late commit", timeout: 30 * time.Millisecond, path: "/commit", action: audit.ActionCompensate, status: 409, reason: compensation.ReasonDeadline, refuse: true},
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					issue := ""

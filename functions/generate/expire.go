@@ -12,22 +12,12 @@ import (
 	"github.com/idgen/idgen/shared/registry"
 )
 
-// Deadline compensations. An ID issued with timeout_ms is compensated once
-// its deadline passes, by whichever comes first: the sweeper of cmd/idgen
-// (ReasonTimeout) or a commit that comes at or after the deadline
-// (ReasonDeadline), both as ActorSystem. Both are the registry's
-// compare-and-set from pending, so exactly one applies. The reasons keep
-// their audit entries apart: the sweeper audits only compensations with
-// ReasonTimeout, a late commit only the one it applied (or, with
-// CompensationMarks, the one an earlier attempt of it applied and did not
-// audit), so each deadline compensation has one entry.
+// The names of the deadline compensations (compensation.ReasonDeadline),
+// for the users of this package.
 const (
-	// ReasonDeadline is the reason of a compensation made by a late commit.
-	ReasonDeadline = "deadline"
-	// ReasonTimeout is the reason of the sweeper's compensations.
-	ReasonTimeout = "timeout"
-	// ActorSystem is the actor of both.
-	ActorSystem = "system"
+	ReasonDeadline = compensation.ReasonDeadline
+	ReasonTimeout  = compensation.ReasonTimeout
+	ActorSystem    = compensation.ActorSystem
 )
 
 // expireLate compensates id, whose deadline has passed, for a commit that
@@ -38,13 +28,18 @@ const (
 // audit entry is not (the retry writes it, see compensation.Core). It
 // returns nil when the ID turns out committed: that commit was in time, and
 // the caller answers this one as its replay.
+//
+// The compensation is a deadline compensation (compensation.ReasonDeadline,
+// by compensation.ActorSystem; the sweeper makes the others): it audits
+// only the one it applied or, with CompensationMarks, the one an earlier
+// attempt of it applied and did not audit.
 func (s *Service) expireLate(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog, id idcodec.ID) error {
 	core := s.comp
 	core.Registry = pendingOnly{reg: s.d.Registry}
-	core.Audit = requestAudit{next: s.d.Audit, source: c.RemoteIP().String(), requestID: log.rid, instance: s.cfg.Instance}
+	core.Audit = s.requestAudit(c, log, "", "")
 	// Redelivered: this request may be the retry of a late commit whose
 	// compensation was stored but not audited.
-	res, err := core.Compensate(ctx, compensation.Event{ID: id.String(), Reason: ReasonDeadline, Caller: ActorSystem, Redelivered: true})
+	res, err := core.Compensate(ctx, compensation.Event{ID: id.String(), Reason: compensation.ReasonDeadline, Caller: compensation.ActorSystem, Redelivered: true})
 	to := registry.Compensated.String()
 	switch {
 	case errors.Is(err, registry.ErrConflict):
@@ -53,24 +48,16 @@ func (s *Service) expireLate(ctx context.Context, c *fasthttp.RequestCtx, log *r
 		s.d.Metrics.transitions.WithLabelValues(to, "refused").Inc()
 		return err
 	}
-	s.d.Metrics.transitions.WithLabelValues(to, outcomeOf(res.Case)).Inc()
+	s.d.Metrics.transitions.WithLabelValues(to, res.Outcome.String()).Inc()
 	s.d.Metrics.transitions.WithLabelValues(registry.Committed.String(), "refused").Inc()
-	if res.Case == compensation.CaseApplied {
-		log.L().Info("saga transition", zap.Stringer("id", id), zap.String("state", to), zap.String("outcome", outcomeOf(res.Case)), zap.String("reason", ReasonDeadline))
+	if res.Outcome == registry.Applied {
+		log.L().Info("saga transition", zap.Stringer("id", id), zap.String("state", to), zap.Stringer("outcome", res.Outcome), zap.String("reason", compensation.ReasonDeadline))
 	}
-	if res.AuditRecovered {
-		log.L().Warn("commit: wrote the audit entry of a deadline compensation an earlier attempt left out", zap.Stringer("id", id))
+	logAudit(log, "commit: deadline compensation", id, res.AuditRecovered, res.MarkErr, err)
+	if err != nil && !s.cfg.AuditFailOpen {
+		return Errorf(CodeUnavailable, "the ID's deadline passed before the commit; it is compensated but the audit entry is not written yet: retry")
 	}
-	if res.Unmarked {
-		log.L().Warn("commit: audit mark of a deadline compensation not stored; a retry after the lease may repeat the entry", zap.Stringer("id", id), zap.Error(res.MarkErr))
-	}
-	if err != nil {
-		log.L().Error("commit: audit entry of a deadline compensation not written", zap.Stringer("id", id), zap.Error(err))
-		if !s.cfg.AuditFailOpen {
-			return Errorf(CodeUnavailable, "the ID's deadline passed before the commit; it is compensated but the audit entry is not written yet: retry")
-		}
-	}
-	if r := res.Answer.Reason; r != ReasonDeadline && r != ReasonTimeout {
+	if r := res.Answer.Reason; r != compensation.ReasonDeadline && r != compensation.ReasonTimeout {
 		return Errorf(CodeConflict, "the ID was compensated; it cannot be committed")
 	}
 	return Errorf(CodeExpired, "the ID's deadline passed before the commit; it is compensated (reason %s)", res.Answer.Reason)
@@ -83,7 +70,7 @@ func deadlineCompensated(rec registry.Record) bool {
 		return false
 	}
 	st := rec.Last()
-	return st.Actor == ActorSystem && (st.Reason == ReasonDeadline || st.Reason == ReasonTimeout)
+	return st.Actor == compensation.ActorSystem && (st.Reason == compensation.ReasonDeadline || st.Reason == compensation.ReasonTimeout)
 }
 
 // pendingOnly is the registry as a deadline compensation needs it: it

@@ -14,8 +14,8 @@ import (
 	"github.com/idgen/idgen/shared/registry"
 )
 
-// sweep applies to id the transition of the deadline sweeper of cmd/idgen
-// (sweep.go), as it does: from pending only, reason "timeout", actor
+// sweep applies to id the transition of the deadline sweeper
+// (functions/sweeper), as it does: from pending only, reason "timeout", actor
 // "system". Its audit entry is the sweeper's own, not the service's.
 func sweep(h *harness, id idcodec.ID) error {
 	_, _, err := h.store.Transition(context.Background(), id, registry.Change{

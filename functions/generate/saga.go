@@ -1,7 +1,6 @@
 package generate
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -79,20 +78,23 @@ func (s *Service) commit(c *fasthttp.RequestCtx, log *reqLog) error {
 		return err
 	}
 	s.d.Metrics.transitions.WithLabelValues(to.String(), out.String()).Inc()
-	actor := s.subject(c)
-	var aerr error
+	// With CommitMarks a replay writes the entry of the stored commit when
+	// an earlier attempt of it stored it but did not audit it (its WAIT
+	// timed out, the instance died, the audit log refused the entry),
+	// unless the marks say it did.
+	once := compensation.Once{Audit: s.requestAudit(c, log, "", ""), Marks: s.d.CommitMarks, Now: s.cfg.Now}
+	e := audit.Event{Actor: s.subject(c), Action: audit.ActionCommit, Resource: id.String(), Outcome: registry.Applied.String()}
+	var (
+		w    compensation.Written
+		aerr error
+	)
 	if out != registry.Replayed {
 		log.L().Info("saga transition", zap.Stringer("id", id), zap.Stringer("state", to), zap.Stringer("outcome", out), zap.String("reason", b.Reason))
-		_, aerr = s.auditCommit(ctx, c, log, id, actor, false)
-	} else if s.recoverCommitAudit(rec, actor) {
-		// An earlier attempt stored the commit (e.g. its WAIT timed out, or
-		// the instance died) but maybe never audited it: this retry does,
-		// unless the marks say it did.
-		var wrote bool
-		if wrote, aerr = s.auditCommit(ctx, c, log, id, actor, true); wrote {
-			log.L().Warn("commit: wrote the audit entry an earlier attempt left out", zap.Stringer("id", id))
-		}
+		w, aerr = once.Write(ctx, id, e)
+	} else {
+		w, aerr = once.Recover(ctx, rec, to, e)
 	}
+	logAudit(log, "commit", id, out == registry.Replayed && w.Wrote, w.MarkErr, aerr)
 	if aerr != nil && !s.cfg.AuditFailOpen {
 		// Stored, not audited: the retry writes the entry.
 		return Errorf(CodeUnavailable, "the commit is stored but its audit entry is not written yet: retry")
@@ -138,20 +140,16 @@ func (s *Service) compensate(c *fasthttp.RequestCtx, log *reqLog) error {
 	ctx, cancel := s.requestContext()
 	defer cancel()
 	core := s.comp
-	core.Audit = requestAudit{
-		next: s.d.Audit, source: firstNonEmpty(b.Source, c.RemoteIP().String()),
-		requestID: firstNonEmpty(b.EventID, log.rid), instance: s.cfg.Instance,
-	}
+	core.Audit = s.requestAudit(c, log, b.Source, b.EventID)
 	res, err := core.Compensate(ctx, ev)
 	to := registry.Compensated.String()
 	if err != nil && !errors.Is(err, compensation.ErrAudit) {
 		s.d.Metrics.transitions.WithLabelValues(to, "refused").Inc()
 		return err
 	}
-	out := outcomeOf(res.Case)
-	s.d.Metrics.transitions.WithLabelValues(to, out).Inc()
-	if res.Case != compensation.CaseDuplicate {
-		fields := []zap.Field{zap.Stringer("id", id), zap.String("state", to), zap.String("outcome", out), zap.String("reason", b.Reason)}
+	s.d.Metrics.transitions.WithLabelValues(to, res.Outcome.String()).Inc()
+	if res.Outcome != registry.Replayed {
+		fields := []zap.Field{zap.Stringer("id", id), zap.String("state", to), zap.Stringer("outcome", res.Outcome), zap.String("reason", b.Reason)}
 		for _, f := range [][2]string{{compensation.FieldEventID, b.EventID}, {compensation.FieldSource, b.Source}, {compensation.FieldOccurredAt, b.OccurredAt}} {
 			if f[1] != "" {
 				fields = append(fields, zap.String(f[0], f[1]))
@@ -159,40 +157,43 @@ func (s *Service) compensate(c *fasthttp.RequestCtx, log *reqLog) error {
 		}
 		log.L().Info("saga transition", fields...)
 	}
-	if res.AuditRecovered {
-		log.L().Warn("compensate: wrote the audit entry an earlier attempt left out", zap.Stringer("id", id), zap.String("event_id", b.EventID))
+	logAudit(log, "compensate", id, res.AuditRecovered, res.MarkErr, err)
+	if err != nil && !s.cfg.AuditFailOpen {
+		return Errorf(CodeUnavailable, "the compensation is stored but its audit entry is not written yet: retry")
 	}
-	if res.Unmarked {
-		log.L().Warn("compensate: audit mark not stored; a retry after the lease may repeat the entry", zap.Stringer("id", id), zap.Error(res.MarkErr))
-	}
-	if err != nil {
-		if errors.Is(err, compensation.ErrAuditBusy) {
-			log.L().Info("compensate: another attempt holds the audit claim", zap.Stringer("id", id))
-		} else {
-			log.L().Error("compensate: audit entry not written", zap.Stringer("id", id), zap.Error(err))
-		}
-		if !s.cfg.AuditFailOpen {
-			return Errorf(CodeUnavailable, "the compensation is stored but its audit entry is not written yet: retry")
-		}
-	}
-	c.Response.Header.Set("Idgen-Outcome", out)
+	c.Response.Header.Set("Idgen-Outcome", res.Outcome.String())
 	return writeJSON(c, fasthttp.StatusOK, res.Answer)
 }
 
-// outcomeOf is the Idgen-Outcome of a compensation: the registry's outcome
-// names (a duplicate is "replayed", as for /commit).
-func outcomeOf(cs compensation.Case) string {
-	switch cs {
-	case compensation.CaseApplied:
-		return registry.Applied.String()
-	case compensation.CaseNullCompensation:
-		return registry.Tombstoned.String()
+// logAudit logs how writing the audit entry of what's effect on id went
+// (compensation.Once, through the core or not): an entry written for an
+// earlier attempt, or written without its mark, is a warning; one not
+// written is an error, or news when another attempt holds its claim.
+func logAudit(log *reqLog, what string, id idcodec.ID, recovered bool, markErr, err error) {
+	switch {
+	case errors.Is(err, compensation.ErrAuditBusy):
+		log.L().Info(what+": another attempt holds the audit claim", zap.Stringer("id", id))
+	case err != nil:
+		log.L().Error(what+": audit entry not written", zap.Stringer("id", id), zap.Error(err))
 	}
-	return registry.Replayed.String()
+	if recovered {
+		log.L().Warn(what+": wrote the audit entry an earlier attempt left out", zap.Stringer("id", id))
+	}
+	if markErr != nil {
+		log.L().Warn(what+": audit mark not stored; a retry after the lease may repeat the entry", zap.Stringer("id", id), zap.Error(markErr))
+	}
 }
 
-// requestAudit is the Recorder of one POST /compensate: it gives the core's
-// entry the request's source, request ID and instance.
+// requestAudit is the Recorder of one request's saga entries: source (the
+// caller's address when empty) and requestID (the request's ID when empty)
+// go in the entry, with this instance.
+func (s *Service) requestAudit(c *fasthttp.RequestCtx, log *reqLog, source, requestID string) requestAudit {
+	return requestAudit{next: s.d.Audit, source: firstNonEmpty(source, c.RemoteIP().String()),
+		requestID: firstNonEmpty(requestID, log.rid), instance: s.cfg.Instance}
+}
+
+// requestAudit gives an entry the request's source, request ID and
+// instance.
 type requestAudit struct {
 	next                        Auditor
 	source, requestID, instance string
@@ -298,65 +299,4 @@ func (s *Service) eraseSubject(c *fasthttp.RequestCtx, log *reqLog) error {
 	log.L().Info("subject data key erased", zap.String("subject", subject))
 	s.audit(c, log, audit.Event{Actor: s.subject(c), Action: audit.ActionEraseSubject, Resource: subject, Outcome: audit.OutcomeSuccess})
 	return writeJSON(c, fasthttp.StatusOK, map[string]any{"subject": subject, "erased": true})
-}
-
-// auditCommit writes the audit entry of an effective commit and reports
-// whether it did; err says the entry is owed but not written (a retry
-// writes it). With CommitMarks the entry is claimed first and marked after
-// (as compensation.Core does), so that attempts of the same commit write
-// one entry between them: an entry already marked is not written again; a
-// claim held by another attempt or not stored, or a failed entry (its claim
-// released), is err (recovered: this is a retry's recovery).
-func (s *Service) auditCommit(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog, id idcodec.ID, actor string, recovered bool) (bool, error) {
-	e := audit.Event{Actor: actor, Action: audit.ActionCommit, Resource: id.String(), Outcome: registry.Applied.String(), Recovered: recovered}
-	m := s.d.CommitMarks
-	if m == nil {
-		err := s.audit(c, log, e)
-		return err == nil, err
-	}
-	token := compensation.NewToken()
-	won, err := m.Claim(ctx, id, token)
-	if err != nil || !won {
-		if err != nil {
-			log.L().Warn("commit: audit claim not taken; a retry of the commit writes its entry", zap.Stringer("id", id), zap.Error(err))
-		}
-		return false, err
-	}
-	if err := s.audit(c, log, e); err != nil {
-		// The claim is ours: its release must not be cut by the request's
-		// deadline.
-		bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitReleaseTimeout)
-		defer cancel()
-		_ = m.Release(bg, id, token)
-		return false, err
-	}
-	if err := compensation.MarkDone(ctx, m, id, token); err != nil {
-		log.L().Warn("commit: audit mark not stored; a retry after the lease may repeat the entry", zap.Stringer("id", id), zap.Error(err))
-	}
-	return true, nil
-}
-
-// commitReleaseTimeout bounds the release of a commit's claim after its
-// entry failed.
-const commitReleaseTimeout = 5 * time.Second
-
-// recoverCommitAudit reports whether this replayed commit may write the
-// audit entry of the stored one: with CommitMarks set, the commit was made
-// by the same actor at most a day ago. auditCommit then writes it unless it
-// is marked; its claim keeps an attempt still running from writing it too.
-func (s *Service) recoverCommitAudit(rec registry.Record, actor string) bool {
-	if s.d.CommitMarks == nil {
-		return false
-	}
-	var step *registry.Step
-	for i := range rec.History {
-		if rec.History[i].State == registry.Committed {
-			step = &rec.History[i]
-		}
-	}
-	if step == nil || step.Actor != actor {
-		return false
-	}
-	age := time.Duration(s.cfg.Now().UnixMilli()-step.AtMS) * time.Millisecond
-	return age <= compensation.DefaultRecoverWithin
 }

@@ -235,7 +235,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	_, _ = rand.Read(p[:])
 	// A retry may overlap its first attempt: the claim on the entry (the
 	// marks' lease) keeps them from both writing it, so a retry recovers a
-	// missing entry at once (no RecoverAfter).
+	// missing entry at once (compensation.Once).
 	comp := compensation.Core{Registry: d.Registry, Marks: d.CompensationMarks, Now: cfg.Now}
 	return &Service{cfg: cfg, d: d, log: d.Logger, reqPfx: hex.EncodeToString(p[:]) + "-", limits: newLimiters(cfg.RateLimit, cfg.RateBurst), comp: comp, refusedLog: rate.Sometimes{Interval: time.Second},
 		maxBodyVal: cfg.MaxBody, deadlines: deadlines{timeout: cfg.RequestTimeout}}, nil

@@ -2,8 +2,10 @@
 // compensation core that every transport shares (the Redis Stream worker of
 // `idgen compensate` in functions/compensate, the SQS and EventBridge Lambda,
 // and POST /compensate in functions/generate). It holds the failure envelope
-// (Event), the barrier cases of one compensation (Core.Compensate) and the
-// audited marks that let a redelivery write an audit entry a crash left out.
+// (Event), the barrier cases of one compensation (Core.Compensate), and
+// the exactly-once writing of an effect's audit entry (Once) with the
+// audited marks it elects and remembers by (RedisMarks, StoreMarks), which
+// the commits of functions/generate and the deadline sweeper use too.
 //
 // Invariants:
 //   - A compensation is one registry transition to compensated, stored by
@@ -14,8 +16,8 @@
 //   - One audit entry per effective transition (applied, or a null
 //     compensation's tombstone); a replay writes none. A Marker remembers
 //     which effects were audited, so a redelivery after a crash between the
-//     stored effect and its audit entry writes the missing entry (see
-//     Core.Compensate for the exact windows).
+//     stored effect and its audit entry writes the missing entry (see Once
+//     for the proof and the exact windows).
 //   - A malformed event fails with ErrMalformed and registry refusals
 //     (collision, corrupt record) fail permanently (Permanent); every other
 //     failure is transient: the event must be delivered again.
@@ -25,6 +27,7 @@ package compensation
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -74,7 +77,7 @@ type Recorder interface {
 // Marker elects the one attempt that writes an effect's audit entry and
 // remembers that it was written (*RedisMarks provides it). An attempt
 // identifies itself by a token of its own (NewToken). Marks must live
-// longer than Core.RecoverWithin.
+// longer than Once.RecoverWithin.
 type Marker interface {
 	// Claim takes a lease on writing id's entry for token: true when token
 	// holds it (also when asked again), false when the entry is written
@@ -86,16 +89,6 @@ type Marker interface {
 	// done mark or another token's lease stays.
 	Release(ctx context.Context, id idcodec.ID, token string) error
 }
-
-// Case says which barrier case a compensation met.
-type Case string
-
-// Cases of a Result.
-const (
-	CaseApplied          Case = "applied"           // pending or committed → compensated: the effect
-	CaseDuplicate        Case = "duplicate"         // already compensated: no effect, same answer
-	CaseNullCompensation Case = "null_compensation" // unknown ID: a compensated tombstone was written
-)
 
 // Answer is the stored state after a compensation; every delivery of the
 // same event gets an equal Answer. Same fields as the HTTP answer of
@@ -110,16 +103,31 @@ type Answer struct {
 
 // Result of Compensate.
 type Result struct {
-	Case   Case   `json:"case"`
-	Answer Answer `json:"answer"`
-	// AuditRecovered: a duplicate that wrote the audit entry of an earlier
-	// attempt which stored the effect but died before auditing it.
-	AuditRecovered bool `json:"-"`
+	// Outcome is the registry's: registry.Applied (pending or committed →
+	// compensated: the effect), registry.Tombstoned (unknown ID: a
+	// compensated tombstone was written, a null compensation) or
+	// registry.Replayed (already compensated: no effect, same Answer).
+	// Its String is the audit entry's outcome and POST /compensate's
+	// Idgen-Outcome.
+	Outcome registry.Outcome
+	Answer  Answer
+	// AuditRecovered: a replay that wrote the audit entry of an earlier
+	// attempt which stored the effect but did not audit it.
+	AuditRecovered bool
 	// Unmarked: the entry is written but its mark could not be stored
-	// (MarkErr says why); a redelivery after the lease expires would write
+	// (MarkErr says why); a redelivery after the lease runs out would write
 	// it again. Worth a warning.
-	Unmarked bool  `json:"-"`
-	MarkErr  error `json:"-"`
+	Unmarked bool
+	MarkErr  error
+}
+
+// MarshalJSON writes {"outcome", "answer"}: the answer of the EventBridge
+// Lambda, in the names of the Idgen-Outcome header.
+func (r Result) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Outcome string `json:"outcome"`
+		Answer  Answer `json:"answer"`
+	}{r.Outcome.String(), r.Answer})
 }
 
 // Defaults of Core.
@@ -127,13 +135,6 @@ const (
 	DefaultRecoverWithin = 24 * time.Hour
 	DefaultSource        = "unknown"
 	msLayout             = "2006-01-02T15:04:05.000Z07:00"
-	// claimTimeout bounds the retries of a claim; then the effect's entry
-	// is left to a redelivery (ErrAudit).
-	claimTimeout = 5 * time.Second
-	// markTimeout bounds the retries of a mark, on a context of its own
-	// (the entry is written: the caller's deadline must not cut the mark).
-	// Well under DefaultLeaseTTL.
-	markTimeout = 5 * time.Second
 )
 
 // Core applies failure events to the registry. The zero value is not
@@ -142,20 +143,14 @@ type Core struct {
 	Registry Transitioner
 	Audit    Recorder
 	// Marks, when set, lets a redelivered event write the audit entry of an
-	// effect whose first attempt died before auditing it. Without it an
-	// effect is audited at most once and such an entry is lost.
+	// effect whose first attempt died before auditing it, or whose entry
+	// the audit log refused. Without it an effect is audited at most once
+	// and such an entry is lost.
 	Marks Marker
 	// RecoverWithin bounds the age of an effect whose missing audit entry a
 	// redelivery may write; it must be shorter than the marks' TTL.
 	// Default DefaultRecoverWithin.
 	RecoverWithin time.Duration
-	// RecoverAfter is the least age of an effect whose missing audit entry a
-	// redelivery may write: a younger effect's own attempt may still be
-	// writing its entry, and recovering it then would write a second one.
-	// Set it above an attempt's time bound when deliveries can overlap
-	// (HTTP: a client retrying while its first request still runs).
-	// Default 0: any age (a redelivery follows the end of the attempt).
-	RecoverAfter time.Duration
 	// Now is the clock of the history steps. Default time.Now.
 	Now func() time.Time
 }
@@ -168,36 +163,20 @@ func Compensate(ctx context.Context, reg Transitioner, rec Recorder, ev Event) (
 }
 
 // Compensate voids ev.ID: registry.Change{To: Compensated, Reason, Actor:
-// ev.Actor()} ("compensate:<source>", or the Caller). It writes one audit
-// entry when the transition took effect (CaseApplied,
-// CaseNullCompensation), none for a duplicate, except in the recovery case
-// below.
-//
-// With Marks, the order is: effect, claim (a lease on writing the entry),
-// audit entry, mark (done). Every attempt that writes an entry, first or
-// recovering, claims first, so attempts that overlap (a redelivery taken
-// over from a worker that is slow, not dead) write one entry between them.
-// The claim is retried for up to 5 s (then ErrAudit: a redelivery writes
-// the entry), the mark for up to 5 s on a context of its own (then
-// Result.Unmarked).
-//
-// Crash windows. The effect (Redis) and the audit entry (a file) cannot be
-// stored atomically. A redelivered event (ev.Redelivered) that finds the ID
-// compensated by this same event (same actor and reason) less than
-// RecoverWithin ago (and at least RecoverAfter ago) and not marked claims
-// and writes the entry: so a death between the effect and the entry loses
-// nothing (a death holding the lease delays the redelivery's entry until
-// the lease expires). A death after the entry is written and before the
-// mark is stored (one Redis round trip) repeats the entry, on a redelivery
-// after the lease expired; so does a live attempt that takes longer than
-// the lease (DefaultLeaseTTL) from its claim to its mark, or whose mark
-// cannot be stored (Result.Unmarked). audit.Event.Recovered tells such a
-// repeat.
+// ev.Actor()} ("compensate:<source>", or the Caller). The attempt whose
+// transition takes effect (registry.Applied, registry.Tombstoned) writes
+// its audit entry (Once.Write); a replay writes none, except that a
+// redelivered event (ev.Redelivered) that finds the ID compensated by this
+// same event (same actor and reason) less than RecoverWithin ago writes
+// the entry its earlier attempt left out (Once.Recover, with Marks only):
+// so a death between the effect and its entry, or an entry the audit log
+// refused, loses nothing. Once states which windows repeat an entry
+// instead (audit.Event.Recovered tells such a repeat).
 //
 // Errors: ErrMalformed (Permanent); the registry's errors wrapped
 // (registry.ErrUnavailable, ErrClosed: transient; ErrCollision,
 // ErrCorrupt: Permanent); ErrAudit, also as ErrAuditBusy (transient: the
-// effect is stored, deliver again with Redelivered set).
+// effect is stored, deliver again with Redelivered set), with the Result.
 func (c *Core) Compensate(ctx context.Context, ev Event) (Result, error) {
 	id, err := ev.Validate()
 	if err != nil {
@@ -207,151 +186,30 @@ func (c *Core) Compensate(ctx context.Context, ev Event) (Result, error) {
 	if c.Now != nil {
 		now = c.Now
 	}
-	t := now()
-	actor := ev.Actor()
-	rec, out, err := c.Registry.Transition(ctx, id, registry.Change{To: registry.Compensated, Reason: ev.Reason, Actor: actor, NowMS: t.UnixMilli()})
+	rec, out, err := c.Registry.Transition(ctx, id, registry.Change{To: registry.Compensated, Reason: ev.Reason, Actor: ev.Actor(), NowMS: now().UnixMilli()})
 	if err != nil {
 		return Result{}, fmt.Errorf("compensate %s: %w", id, err)
 	}
-	res := Result{Answer: AnswerOf(rec)}
-	switch out {
-	case registry.Applied, registry.Tombstoned:
-		res.Case = CaseApplied
-		if out == registry.Tombstoned {
-			res.Case = CaseNullCompensation
-		}
-		if c.Marks == nil {
-			return res, c.audit(ev, id, res.Case, false)
-		}
-		token := NewToken()
-		won, err := c.claim(ctx, id, token)
-		if err != nil || !won {
-			// Not won, no error: the entry is written and marked (an
-			// overlapping recovery of this event wrote it).
-			return res, err
-		}
-		if err := c.auditClaimed(ctx, ev, id, token, res.Case, false, &res); err != nil {
-			return res, err
-		}
-	default:
-		res.Case = CaseDuplicate
-		if ev.Redelivered && c.Marks != nil {
-			if res.AuditRecovered, err = c.recover(ctx, ev, rec, t, &res); err != nil {
-				return res, err
-			}
-		}
-	}
-	return res, nil
-}
-
-// audit writes the entry of an effective compensation; recovered marks
-// one written by a redelivery for an earlier attempt.
-func (c *Core) audit(ev Event, id idcodec.ID, cs Case, recovered bool) error {
-	err := c.Audit.Record(audit.Event{
+	res := Result{Outcome: out, Answer: AnswerOf(rec)}
+	once := Once{Audit: c.Audit, Marks: c.Marks, RecoverWithin: c.RecoverWithin, Now: now}
+	e := audit.Event{
 		Actor: ev.Actor(), Action: audit.ActionCompensate, Resource: id.String(),
-		Outcome: string(cs), Reason: ev.Reason, Source: ev.source(), RequestID: ev.EventID, Recovered: recovered,
-	})
-	if err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrAudit, id, err)
+		Outcome: out.String(), Reason: ev.Reason, Source: ev.source(), RequestID: ev.EventID,
 	}
-	return nil
-}
-
-// auditClaimed writes the entry under a claim won by token, then marks
-// it done (res.Unmarked when that fails); a failed entry releases the
-// claim.
-func (c *Core) auditClaimed(ctx context.Context, ev Event, id idcodec.ID, token string, cs Case, recovered bool, res *Result) error {
-	if err := c.audit(ev, id, cs, recovered); err != nil {
-		_ = c.Marks.Release(context.WithoutCancel(ctx), id, token)
-		return err
-	}
-	// At once, not batched with the acknowledgement: the window in which
-	// a death repeats the entry stays one round trip.
-	if err := MarkDone(ctx, c.Marks, id, token); err != nil {
-		res.Unmarked, res.MarkErr = true, err
-	}
-	return nil
-}
-
-// MarkDone stores id's done mark once its entry is written under token's
-// claim, retrying for up to 5 s on a context of its own: the caller's
-// deadline must not cut it (a mark that is never stored lets a redelivery
-// after the lease expires write the entry again).
-func MarkDone(ctx context.Context, m Marker, id idcodec.ID, token string) error {
-	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markTimeout)
-	defer cancel()
-	return retry(mctx, func() (bool, error) { return true, m.Mark(mctx, id, token) })
-}
-
-// claim takes the lease on id's entry for token, retrying failures to
-// reach the marks (not ErrAuditBusy) for up to claimTimeout.
-func (c *Core) claim(ctx context.Context, id idcodec.ID, token string) (won bool, err error) {
-	cctx, cancel := context.WithTimeout(ctx, claimTimeout)
-	defer cancel()
-	err = retry(cctx, func() (bool, error) {
-		var e error
-		won, e = c.Marks.Claim(cctx, id, token)
-		return !errors.Is(e, ErrAuditBusy), e
-	})
-	if err != nil {
-		if errors.Is(err, ErrAudit) {
-			return false, err
+	var w Written
+	switch {
+	case out != registry.Replayed:
+		w, err = once.Write(ctx, id, e)
+	case ev.Redelivered:
+		e.Outcome = registry.Applied.String()
+		if rec.Tombstone {
+			e.Outcome = registry.Tombstoned.String()
 		}
-		return false, fmt.Errorf("%w: %s: claim: %w", ErrAudit, id, err)
+		w, err = once.Recover(ctx, rec, registry.Compensated, e)
+		res.AuditRecovered = w.Wrote
 	}
-	return won, nil
-}
-
-// retry runs f until it succeeds, f says its error is final (again false)
-// or ctx ends, waiting 10 ms doubling to 1 s between attempts; it returns
-// f's last error.
-func retry(ctx context.Context, f func() (again bool, err error)) error {
-	wait := 10 * time.Millisecond
-	for {
-		again, err := f()
-		if err == nil || !again || !sleep(ctx, wait) {
-			return err
-		}
-		wait = min(2*wait, time.Second)
-	}
-}
-
-// recover writes the audit entry of an effect stored by an earlier attempt
-// of this event that died before auditing it.
-func (c *Core) recover(ctx context.Context, ev Event, rec registry.Record, now time.Time, res *Result) (bool, error) {
-	within := c.RecoverWithin
-	if within <= 0 {
-		within = DefaultRecoverWithin
-	}
-	st, ok := compensatedStep(rec)
-	if !ok || st.Actor != ev.Actor() || st.Reason != ev.Reason {
-		return false, nil
-	}
-	if age := now.UnixMilli() - st.AtMS; age > within.Milliseconds() || (c.RecoverAfter > 0 && age < c.RecoverAfter.Milliseconds()) {
-		return false, nil
-	}
-	token := NewToken()
-	won, err := c.claim(ctx, rec.ID, token)
-	if err != nil || !won {
-		return false, err
-	}
-	cs := CaseApplied
-	if rec.Tombstone {
-		cs = CaseNullCompensation
-	}
-	if err := c.auditClaimed(ctx, ev, rec.ID, token, cs, true, res); err != nil {
-		return false, err
-	}
-	return true, nil
-}
-
-func compensatedStep(rec registry.Record) (registry.Step, bool) {
-	for i := len(rec.History) - 1; i >= 0; i-- {
-		if rec.History[i].State == registry.Compensated {
-			return rec.History[i], true
-		}
-	}
-	return registry.Step{}, false
+	res.Unmarked, res.MarkErr = w.MarkErr != nil, w.MarkErr
+	return res, err
 }
 
 // AnswerOf is the Answer of a stored record: its ID, state, and the time
@@ -375,16 +233,4 @@ func msTime(ms int64) string {
 		return ""
 	}
 	return time.UnixMilli(ms).UTC().Format(msLayout)
-}
-
-// sleep waits d or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

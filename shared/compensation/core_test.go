@@ -70,11 +70,11 @@ func TestBarrierCases(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		id    idcodec.ID
-		first compensation.Case
+		first registry.Outcome
 	}{
-		{"pending", pending, compensation.CaseApplied},
-		{"committed", committed, compensation.CaseApplied},
-		{"unknown", unknown, compensation.CaseNullCompensation},
+		{"pending", pending, registry.Applied},
+		{"committed", committed, registry.Applied},
+		{"unknown", unknown, registry.Tombstoned},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ev := compensation.Event{EventID: "evt-" + tc.name, ID: tc.id.String(), Reason: "card declined", Source: "payments"}
@@ -94,11 +94,11 @@ func TestBarrierCases(t *testing.T) {
 				}
 				results = append(results, res)
 			}
-			if results[0].Case != tc.first {
-				t.Fatalf("first delivery: case %s, want %s", results[0].Case, tc.first)
+			if results[0].Outcome != tc.first {
+				t.Fatalf("first delivery: case %s, want %s", results[0].Outcome, tc.first)
 			}
 			for i, r := range results[1:] {
-				if r.Case != compensation.CaseDuplicate || r.Answer != results[0].Answer || r.AuditRecovered {
+				if r.Outcome != registry.Replayed || r.Answer != results[0].Answer || r.AuditRecovered {
 					t.Fatalf("delivery %d: %+v, want a duplicate with answer %+v", i+2, r, results[0].Answer)
 				}
 				if r != results[1] {
@@ -143,7 +143,7 @@ func TestConcurrentCompensationsOneEffect(t *testing.T) {
 		var (
 			wg      sync.WaitGroup
 			mu      sync.Mutex
-			cases   = map[compensation.Case]int{}
+			cases   = map[registry.Outcome]int{}
 			answers = map[compensation.Answer]int{}
 		)
 		start := make(chan struct{})
@@ -158,14 +158,14 @@ func TestConcurrentCompensationsOneEffect(t *testing.T) {
 					return
 				}
 				mu.Lock()
-				cases[res.Case]++
+				cases[res.Outcome]++
 				answers[res.Answer]++
 				mu.Unlock()
 			}()
 		}
 		close(start)
 		wg.Wait()
-		if cases[compensation.CaseApplied] != 1 || cases[compensation.CaseDuplicate] != 15 || len(answers) != 1 {
+		if cases[registry.Applied] != 1 || cases[registry.Replayed] != 15 || len(answers) != 1 {
 			t.Fatalf("round %d: cases %v, %d distinct answers; want 1 applied, 15 duplicates, 1 answer", round, cases, len(answers))
 		}
 		if n := compensationtest.PerResource(compensationtest.AuditLines(t, audit.ActionCompensate, p1, p2))[id.String()]; n != 1 {
@@ -188,7 +188,7 @@ func TestCallerIsActor(t *testing.T) {
 		t.Fatalf("actor %q", ev.Actor())
 	}
 	res, err := core.Compensate(context.Background(), ev)
-	if err != nil || res.Case != compensation.CaseApplied || res.Answer.Reason != "" {
+	if err != nil || res.Outcome != registry.Applied || res.Answer.Reason != "" {
 		t.Fatalf("%+v, %v", res, err)
 	}
 	rec, err := store.Get(context.Background(), id)

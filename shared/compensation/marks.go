@@ -68,7 +68,7 @@ type RedisMarks struct {
 	Client redis.Cmdable
 	// Prefix of the keys. Default DefaultMarkPrefix.
 	Prefix string
-	// TTL of a done mark; must exceed Core.RecoverWithin. Default DefaultMarkTTL.
+	// TTL of a done mark; must exceed Once.RecoverWithin. Default DefaultMarkTTL.
 	TTL time.Duration
 	// LeaseTTL of a claim. Default DefaultLeaseTTL.
 	LeaseTTL time.Duration

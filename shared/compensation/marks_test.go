@@ -149,8 +149,8 @@ func TestOverlappingAttempts(t *testing.T) {
 	first := make(chan error, 1)
 	go func() {
 		res, err := slow.Compensate(ctx, ev)
-		if err == nil && res.Case != compensation.CaseApplied {
-			err = errors.New("first attempt: case " + string(res.Case))
+		if err == nil && res.Outcome != registry.Applied {
+			err = errors.New("first attempt: outcome " + res.Outcome.String())
 		}
 		first <- err
 	}()
@@ -158,7 +158,7 @@ func TestOverlappingAttempts(t *testing.T) {
 	again := ev
 	again.Redelivered = true
 	res, err := other.Compensate(ctx, again)
-	if !errors.Is(err, compensation.ErrAuditBusy) || compensation.Permanent(err) || res.Case != compensation.CaseDuplicate || res.AuditRecovered {
+	if !errors.Is(err, compensation.ErrAuditBusy) || compensation.Permanent(err) || res.Outcome != registry.Replayed || res.AuditRecovered {
 		t.Fatalf("overlapping redelivery: %+v, %v; want a duplicate told ErrAuditBusy", res, err)
 	}
 	close(gate.open)
@@ -236,7 +236,7 @@ func TestMarkOutlivesTheDeadline(t *testing.T) {
 	id := compensationtest.PendingIDs(t, store, 1)[0]
 	ev := compensation.Event{ID: id.String(), Reason: "r"}
 	res, err := core.Compensate(ctx, ev)
-	if err != nil || res.Case != compensation.CaseApplied || res.Unmarked {
+	if err != nil || res.Outcome != registry.Applied || res.Unmarked {
 		t.Fatalf("attempt: %+v, %v; want applied and marked", res, err)
 	}
 	if ctx.Err() == nil {

@@ -46,12 +46,12 @@ func TestAuditRecovery(t *testing.T) {
 			t.Fatal(err)
 		}
 		res, err := core.Compensate(ctx, ev)
-		if err != nil || res.Case != compensation.CaseDuplicate || res.AuditRecovered {
+		if err != nil || res.Outcome != registry.Replayed || res.AuditRecovered {
 			t.Fatalf("first delivery: %+v, %v; want a plain duplicate (no recovery without a redelivery)", res, err)
 		}
 		ev.Redelivered = true
 		res, err = core.Compensate(ctx, ev)
-		if err != nil || res.Case != compensation.CaseDuplicate || !res.AuditRecovered {
+		if err != nil || res.Outcome != registry.Replayed || !res.AuditRecovered {
 			t.Fatalf("redelivery: %+v, %v; want a duplicate that recovered the audit entry", res, err)
 		}
 		for range 3 {
@@ -60,7 +60,7 @@ func TestAuditRecovery(t *testing.T) {
 			}
 		}
 		lines := compensationtest.AuditLines(t, audit.ActionCompensate, path)
-		if len(lines) != 1 || lines[0].Outcome != string(compensation.CaseApplied) || lines[0].Resource != id.String() || !lines[0].Recovered {
+		if len(lines) != 1 || lines[0].Outcome != registry.Applied.String() || lines[0].Resource != id.String() || !lines[0].Recovered {
 			t.Fatalf("audit %+v, want one applied entry marked recovered", lines)
 		}
 	})
@@ -117,31 +117,31 @@ func TestAuditRecovery(t *testing.T) {
 			t.Fatalf("err = %v, want transient ErrUnavailable", err)
 		}
 		ev.Redelivered = true
-		if res, err := core.Compensate(ctx, ev); err != nil || !res.AuditRecovered || res.Case != compensation.CaseDuplicate {
+		if res, err := core.Compensate(ctx, ev); err != nil || !res.AuditRecovered || res.Outcome != registry.Replayed {
 			t.Fatalf("retry: %+v, %v", res, err)
 		}
 		lines := compensationtest.AuditLines(t, audit.ActionCompensate, path)
-		if len(lines) != 1 || lines[0].Outcome != string(compensation.CaseNullCompensation) {
+		if len(lines) != 1 || lines[0].Outcome != registry.Tombstoned.String() {
 			t.Fatalf("audit %+v, want one null_compensation entry", lines)
 		}
 	})
 
-	t.Run("recover after", func(t *testing.T) {
-		aud, path := e.AuditLog("after")
+	t.Run("recover within", func(t *testing.T) {
+		aud, path := e.AuditLog("within")
 		core := e.Core(store, aud, e.RDB)
 		id := compensationtest.PendingIDs(t, store, 1)[0]
 		ev := compensation.Event{ID: id.String(), Reason: "r", Redelivered: true}
-		// The dead attempt's effect, a minute old and never audited.
-		if _, _, err := store.Transition(ctx, id, registry.Change{To: registry.Compensated, Reason: ev.Reason, Actor: ev.Actor(), NowMS: compensationtest.NowMS() - 60_000}); err != nil {
+		// The dead attempt's effect, an hour old and never audited.
+		if _, _, err := store.Transition(ctx, id, registry.Change{To: registry.Compensated, Reason: ev.Reason, Actor: ev.Actor(), NowMS: compensationtest.NowMS() - time.Hour.Milliseconds()}); err != nil {
 			t.Fatal(err)
 		}
-		core.RecoverAfter = time.Hour // its attempt may still be running
+		core.RecoverWithin = 30 * time.Minute // older: its mark may be gone
 		if res, err := core.Compensate(ctx, ev); err != nil || res.AuditRecovered {
-			t.Fatalf("younger than RecoverAfter: %+v, %v", res, err)
+			t.Fatalf("older than RecoverWithin: %+v, %v", res, err)
 		}
-		core.RecoverAfter = 30 * time.Second
+		core.RecoverWithin = 2 * time.Hour
 		if res, err := core.Compensate(ctx, ev); err != nil || !res.AuditRecovered {
-			t.Fatalf("older than RecoverAfter: %+v, %v", res, err)
+			t.Fatalf("within RecoverWithin: %+v, %v", res, err)
 		}
 		if n := len(compensationtest.AuditLines(t, audit.ActionCompensate, path)); n != 1 {
 			t.Fatalf("%d audit entries, want 1", n)
@@ -154,7 +154,7 @@ func TestAuditRecovery(t *testing.T) {
 		ev := compensation.Event{ID: id.String(), Reason: "r", Redelivered: true}
 		for i := range 3 {
 			res, err := compensation.Compensate(ctx, store, aud, ev)
-			if err != nil || (i == 0) != (res.Case == compensation.CaseApplied) {
+			if err != nil || (i == 0) != (res.Outcome == registry.Applied) {
 				t.Fatalf("delivery %d: %+v, %v", i+1, res, err)
 			}
 		}

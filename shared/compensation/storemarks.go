@@ -46,7 +46,7 @@ type StoreMarks struct {
 	Store MarkStore
 	// Prefix of the keys. Default DefaultMarkPrefix.
 	Prefix string
-	// TTL of a done mark; must exceed Core.RecoverWithin. Default
+	// TTL of a done mark; must exceed Once.RecoverWithin. Default
 	// DefaultMarkTTL.
 	TTL time.Duration
 	// LeaseTTL of a claim. Default DefaultLeaseTTL.

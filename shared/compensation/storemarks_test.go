@@ -340,7 +340,7 @@ func TestStoreMarksRecovery(t *testing.T) {
 			}
 			core := &compensation.Core{Registry: s, Audit: &onceFailing{next: aud}, Marks: &compensation.StoreMarks{Store: s}}
 			ev := compensation.Event{ID: id.String(), Reason: "declined", Redelivered: true}
-			if res, err := core.Compensate(ctx, ev); !errors.Is(err, compensation.ErrAudit) || res.Case != compensation.CaseApplied {
+			if res, err := core.Compensate(ctx, ev); !errors.Is(err, compensation.ErrAudit) || res.Outcome != registry.Applied {
 				t.Fatalf("first attempt: %+v, %v; want applied with ErrAudit", res, err)
 			}
 			if res, err := core.Compensate(ctx, ev); err != nil || !res.AuditRecovered || res.Unmarked {
