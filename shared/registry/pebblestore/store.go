@@ -320,7 +320,8 @@ func initFormat(db *pebble.DB) error {
 // do runs fn in the next group commit and waits for the commit, or for ctx
 // (the op may still commit later in that case).
 func (s *Store) do(ctx context.Context, fn func(tx *tx) error) error {
-	return s.enqueue(ctx, &op{fn: fn, done: make(chan error, 1)})
+	o := &op{fn: fn, done: make(chan error, 1)}
+	return s.c.Do(ctx, o, o.done)
 }
 
 // doLazy is do for writes whose loss in a crash costs little: a batch of
@@ -328,10 +329,7 @@ func (s *Store) do(ctx context.Context, fn func(tx *tx) error) error {
 // op is synced for them all. An unsynced write is durable at the next
 // synced commit, and visible to readers when doLazy returns.
 func (s *Store) doLazy(ctx context.Context, fn func(tx *tx) error) error {
-	return s.enqueue(ctx, &op{fn: fn, done: make(chan error, 1), lazy: true})
-}
-
-func (s *Store) enqueue(ctx context.Context, o *op) error {
+	o := &op{fn: fn, done: make(chan error, 1), lazy: true}
 	return s.c.Do(ctx, o, o.done)
 }
 
