@@ -21,13 +21,8 @@ import (
 
 // TestDisk runs the suite's disk-guard tests.
 func TestDisk(t *testing.T) {
-	registrytest.RunDisk(t, func(t *testing.T, dir string, disk diskguard.Config) (registrytest.DiskStore, error) {
-		s, err := Open(Config{Dir: dir, Disk: disk, Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))})
-		if err != nil {
-			return nil, err
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		return s, nil
+	registrytest.RunDisk(t, func(dir string, disk diskguard.Config, log *zap.Logger) (*Store, error) {
+		return Open(Config{Dir: dir, Disk: disk, Logger: log})
 	}, BallastName)
 }
 

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/diskguard"
@@ -23,18 +26,29 @@ type DiskStore interface {
 	DiskState() diskguard.State
 }
 
-// DiskOpener opens a store in dir with the disk guard configured by disk,
-// or returns Open's error; a store it opens is closed at the end of the
-// test (a second Close returns nil).
-type DiskOpener func(t *testing.T, dir string, disk diskguard.Config) (DiskStore, error)
+// DiskOpener opens a store in dir with the disk guard configured by disk
+// and logging to log, or returns Open's error.
+type DiskOpener[S DiskStore] func(dir string, disk diskguard.Config, log *zap.Logger) (S, error)
 
 // RunDisk runs the disk-guard tests of the suite against stores of open,
 // on real tmpfs mounts (diskguardtest: they need root). ballast is the
 // name of the store's ballast file in its directory.
-func RunDisk(t *testing.T, open DiskOpener, ballast string) {
-	t.Run("FullDiskRefusesThenResumes", func(t *testing.T) { fullDiskRefusesThenResumes(t, open, ballast) })
-	t.Run("OpenOnFullDisk", func(t *testing.T) { openOnFullDisk(t, open, ballast) })
+func RunDisk[S DiskStore](t *testing.T, open DiskOpener[S], ballast string) {
+	// opened closes a store at the end of its test (Close again is nil).
+	opened := func(t *testing.T, dir string, disk diskguard.Config) (DiskStore, error) {
+		s, err := open(dir, disk, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+		if err != nil {
+			return nil, err
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s, nil
+	}
+	t.Run("FullDiskRefusesThenResumes", func(t *testing.T) { fullDiskRefusesThenResumes(t, opened, ballast) })
+	t.Run("OpenOnFullDisk", func(t *testing.T) { openOnFullDisk(t, opened, ballast) })
 }
+
+// diskOpener is RunDisk's opener of the tests: closed with the test.
+type diskOpener func(t *testing.T, dir string, disk diskguard.Config) (DiskStore, error)
 
 // registrar registers fresh IDs from 4 goroutines until halted, and keeps
 // the acknowledged ones and the count of the refused ones.
@@ -101,7 +115,7 @@ func (r *registrar) count() int {
 // fails and the ballast goes; deleting the filler resumes writes by
 // themselves, the ballast comes back, and every acknowledged record is
 // readable, before and after a reopen.
-func fullDiskRefusesThenResumes(t *testing.T, open DiskOpener, ballast string) {
+func fullDiskRefusesThenResumes(t *testing.T, open diskOpener, ballast string) {
 	dir := diskguardtest.MountTmpfs(t, 32<<20)
 	disk := diskguard.Config{MinFreeBytes: 4 << 20, MinFreePercent: -1, BallastBytes: 2 << 20, PollInterval: 20 * time.Millisecond}
 	s, err := open(t, dir, disk)
@@ -164,7 +178,7 @@ func fullDiskRefusesThenResumes(t *testing.T, open DiskOpener, ballast string) {
 // once with one line naming the directory, the free and the needed bytes;
 // a ballast left by an earlier run counts as free space, and Open releases
 // it to start.
-func openOnFullDisk(t *testing.T, open DiskOpener, ballast string) {
+func openOnFullDisk(t *testing.T, open diskOpener, ballast string) {
 	dir := diskguardtest.MountTmpfs(t, 8<<20)
 	disk := diskguard.Config{MinFreeBytes: 2 << 20, MinFreePercent: -1, BallastBytes: 2 << 20}
 	s, err := open(t, dir, disk)
