@@ -138,7 +138,7 @@ func chaos(sig context.Context, cfg *Config, stdout, stderr io.Writer) int {
 			}
 		}
 		defer closeOps() // before the directory is removed: it unmounts
-		logf("embedded load: %.0f IDs/s to each of %d instances; faults 12-14 selected: %v", cfg.OpsRate, len(p.insts), cfg.faultList())
+		logf("embedded load: %.0f IDs/s to each of %d instances", cfg.OpsRate, len(p.insts))
 		p.execute(ctx)
 		switch {
 		case sig.Err() != nil:

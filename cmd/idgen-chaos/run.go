@@ -25,10 +25,15 @@ type window struct {
 	notes    []string
 	floor    float64 // minimum availability through HAProxy; 0: none
 	failed   bool    // the fault could not be injected or did not recover
+	mu       sync.Mutex
 }
 
+// note adds a note; a fault that acts on several instances at once notes
+// from each.
 func (w *window) note(format string, args ...any) {
+	w.mu.Lock()
 	w.notes = append(w.notes, fmt.Sprintf(format, args...))
+	w.mu.Unlock()
 }
 
 // quiet is an interval in which no /generate sent inside it may be answered
