@@ -51,17 +51,22 @@ func NewCommitter[T any](g Gatherer[T], admit func() error) *Committer[T] {
 }
 
 // Run is the flusher: it commits batches until Close, then commits what is
-// still queued, and returns. commit gets a batch that it must not keep and
-// must answer every operation of. Call Run once, in a goroutine of its own.
+// still queued, and returns. commit gets a batch that it must not keep,
+// and answers every operation of it (closes its done, see Do). Call Run once, in a goroutine of its own.
 func (c *Committer[T]) Run(commit func(batch []T)) {
 	defer close(c.flushed)
 	c.g.Loop(commit)
 }
 
-// Do queues o and waits for done, on which the commit of o answers, or for
-// ctx; after ctx ends, o may still be committed. Errors: ErrClosed after
-// Close; admit's; ErrUnavailable wrapping ctx's error.
-func (c *Committer[T]) Do(ctx context.Context, o T, done <-chan error) error {
+// Do queues o and waits until done is closed, which the commit does once it
+// has put o's answer in o, or until ctx ends; after ctx ends, o may still
+// be committed. It returns nil once done is closed (the answer is then
+// o's to read). Errors: ErrClosed after Close; admit's; ErrUnavailable
+// wrapping ctx's error.
+//
+// done is closed rather than sent on: a channel of struct{} is one
+// allocation, a buffered channel of error two.
+func (c *Committer[T]) Do(ctx context.Context, o T, done <-chan struct{}) error {
 	c.mu.RLock()
 	if c.closed.Load() {
 		c.mu.RUnlock()
@@ -81,8 +86,8 @@ func (c *Committer[T]) Do(ctx context.Context, o T, done <-chan error) error {
 		return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
 	}
 	select {
-	case err := <-done:
-		return err
+	case <-done:
+		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
 	}

@@ -13,13 +13,23 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// testOp is an operation of the Committer tests: its answer is its value.
+// testOp is an operation of the Committer tests: its answer depends on its
+// value.
 type testOp struct {
 	v    int
-	done chan error
+	err  error
+	done chan struct{}
 }
 
-func newTestOp(v int) *testOp { return &testOp{v: v, done: make(chan error, 1)} }
+func newTestOp(v int) *testOp { return &testOp{v: v, done: make(chan struct{})} }
+
+// do runs o through c and returns its answer.
+func do(ctx context.Context, c *Committer[*testOp], o *testOp) error {
+	if err := c.Do(ctx, o, o.done); err != nil {
+		return err
+	}
+	return o.err
+}
 
 // answer answers every op of batch: nil, or errOdd for odd values.
 var errOdd = errors.New("odd")
@@ -27,10 +37,9 @@ var errOdd = errors.New("odd")
 func answer(batch []*testOp) {
 	for _, o := range batch {
 		if o.v%2 == 1 {
-			o.done <- errOdd
-		} else {
-			o.done <- nil
+			o.err = errOdd
 		}
+		close(o.done)
 	}
 }
 
@@ -52,7 +61,7 @@ func TestCommitterCloseDrains(t *testing.T) {
 	for i := range 200 {
 		wg.Go(func() {
 			o := newTestOp(2 * i)
-			switch err := c.Do(ctx, o, o.done); {
+			switch err := do(ctx, c, o); {
 			case err == nil:
 				acked.Add(1)
 			case errors.Is(err, ErrClosed):
@@ -70,7 +79,7 @@ func TestCommitterCloseDrains(t *testing.T) {
 	if acked.Load()+refused.Load() != 200 || committed.Load() != acked.Load() {
 		t.Fatalf("acked %d, refused %d, committed %d", acked.Load(), refused.Load(), committed.Load())
 	}
-	if err := c.Do(ctx, newTestOp(0), nil); !errors.Is(err, ErrClosed) {
+	if err := do(ctx, c, newTestOp(0)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Do after Close: %v", err)
 	}
 	if err := c.WhileOpen(func() error { return nil }); !errors.Is(err, ErrClosed) || !c.Closed() {
@@ -108,29 +117,28 @@ func TestCommitterDo(t *testing.T) {
 	// The flusher holds the first op, the queue (1) the second: the third
 	// cannot be queued before its ctx ends.
 	first, second := newTestOp(1), newTestOp(2)
-	if err := c.Do(timeout(), first, first.done); !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+	if err := do(timeout(), c, first); !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("waiting for the answer: %v", err)
 	}
-	if err := c.Do(timeout(), second, second.done); !errors.Is(err, ErrUnavailable) {
+	if err := do(timeout(), c, second); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("queued, waiting: %v", err)
 	}
-	if err := c.Do(timeout(), newTestOp(3), nil); !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+	if err := do(timeout(), c, newTestOp(3)); !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("queue full: %v", err)
 	}
 	refusing.Store(true)
-	if err := c.Do(ctx, newTestOp(4), nil); !errors.Is(err, refuse) {
+	if err := do(ctx, c, newTestOp(4)); !errors.Is(err, refuse) {
 		t.Fatalf("admit refusing: %v", err)
 	}
 	refusing.Store(false)
 	close(release)
-	if err := <-first.done; !errors.Is(err, errOdd) {
-		t.Fatalf("answer of an op whose ctx ended: %v", err)
-	}
-	if err := <-second.done; err != nil {
-		t.Fatalf("answer of a queued op whose ctx ended: %v", err)
+	<-first.done
+	<-second.done
+	if !errors.Is(first.err, errOdd) || second.err != nil {
+		t.Fatalf("answers of ops whose ctx ended: %v, %v", first.err, second.err)
 	}
 	o := newTestOp(5)
-	if err := c.Do(ctx, o, o.done); !errors.Is(err, errOdd) {
+	if err := do(ctx, c, o); !errors.Is(err, errOdd) {
 		t.Fatalf("the commit's answer: %v", err)
 	}
 }
@@ -146,7 +154,7 @@ func TestCommitterCloseTimeout(t *testing.T) {
 		answer(batch)
 	})
 	o := newTestOp(0)
-	go func() { _ = c.Do(context.Background(), o, o.done) }()
+	go func() { _ = do(context.Background(), c, o) }()
 	<-stuck
 	if err := c.Close(50 * time.Millisecond); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Close with a stuck commit: %v", err)

@@ -102,7 +102,8 @@ func (c Config) Validate() error {
 // it writes, so that an error leaves the transaction as it found it.
 type op struct {
 	fn   func(tx *bbolt.Tx) error
-	done chan error
+	err  error         // the answer, set by the commit
+	done chan struct{} // closed by the commit once err is set
 }
 
 // Store is the embedded registry and range source. Safe for concurrent use.
@@ -194,8 +195,11 @@ func openDB(cfg Config, guard *diskguard.Guard) (*Store, error) {
 // do runs fn in the next group-committed write transaction and waits for
 // the commit, or for ctx (the op may still commit later in that case).
 func (s *Store) do(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
-	o := &op{fn: fn, done: make(chan error, 1)}
-	return s.c.Do(ctx, o, o.done)
+	o := &op{fn: fn, done: make(chan struct{})}
+	if err := s.c.Do(ctx, o, o.done); err != nil {
+		return err
+	}
+	return o.err
 }
 
 // view runs fn in a read transaction of the open file. Errors: ErrClosed.
@@ -208,22 +212,20 @@ func (s *Store) view(fn func(tx *bbolt.Tx) error) error {
 // same two fsyncs whatever the size of its batch (registry.Gatherer closes
 // the batches).
 func (s *Store) flusher() {
-	errs := make([]error, 0, s.cfg.MaxBatch)
-	s.c.Run(func(batch []*op) { s.commit(batch, errs) })
+	s.c.Run(s.commit)
 }
 
 // commit runs the ops of batch in one write transaction. A commit that
 // meets ENOSPC releases the ballast (guard.DiskFull) and runs once more.
-func (s *Store) commit(batch []*op, errs []error) {
+func (s *Store) commit(batch []*op) {
 	t0 := time.Now()
 	var err error
 	for try := 0; try < 2; try++ {
 		var grew int64
-		errs = errs[:0]
 		s.guard.CommitStarted()
 		err = s.db.Update(func(tx *bbolt.Tx) error {
 			for _, o := range batch {
-				errs = append(errs, o.fn(tx))
+				o.err = o.fn(tx)
 			}
 			st := tx.Stats()
 			grew = st.GetPageAlloc()
@@ -238,12 +240,11 @@ func (s *Store) commit(batch []*op, errs []error) {
 	if s.cfg.Observe != nil {
 		s.cfg.Observe(len(batch), time.Since(t0))
 	}
-	for i, o := range batch {
+	for _, o := range batch {
 		if err != nil {
-			o.done <- fmt.Errorf("%w: commit: %w", registry.ErrUnavailable, err)
-		} else {
-			o.done <- errs[i]
+			o.err = fmt.Errorf("%w: commit: %w", registry.ErrUnavailable, err)
 		}
+		close(o.done)
 	}
 }
 

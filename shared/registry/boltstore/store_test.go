@@ -11,24 +11,18 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func open(t *testing.T, dir string) *Store {
-	t.Helper()
-	s, err := Open(Config{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
-}
-
 // TestRegistry runs the registry conformance suite.
 func TestRegistry(t *testing.T) {
-	registrytest.Run(t, func(t *testing.T, dir string) registrytest.Store { return open(t, dir) })
+	registrytest.Run(t, func(_ *testing.T, dir string) (*Store, error) { return Open(Config{Dir: dir}) })
 }
 
 func TestSecondOpenTimesOut(t *testing.T) {
 	dir := t.TempDir()
-	open(t, dir)
+	s, err := Open(Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
 	if _, err := Open(Config{Dir: dir, OpenTimeout: 100 * time.Millisecond}); err == nil {
 		t.Fatal("a second process could open the same store")
 	}

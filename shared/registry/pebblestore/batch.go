@@ -96,9 +96,8 @@ func (t *tx) del(key []byte) {
 // whatever the size of its batch (registry.Gatherer closes the batches).
 // It is a store goroutine for Pebble's Fatalf policy (pebbleLogger).
 func (s *Store) flusher() {
-	errs := make([]error, 0, s.cfg.MaxBatch)
 	_ = s.log.guarded(func() error {
-		s.c.Run(func(batch []*op) { s.commit(batch, errs) })
+		s.c.Run(s.commit)
 		return nil
 	})
 }
@@ -107,23 +106,23 @@ func (s *Store) flusher() {
 // WAL sync (none for a batch of lazy ops alone, see doLazy). An op's own error is its answer; a failed write or commit fails
 // them all. After a failure of the store (sticky), nothing reaches Pebble:
 // the batch fails at once.
-func (s *Store) commit(batch []*op, errs []error) {
+func (s *Store) commit(batch []*op) {
 	if err := s.guard.CheckFailed(); err != nil {
 		for _, o := range batch {
-			o.done <- err
+			o.err = err
+			close(o.done)
 		}
 		return
 	}
 	t0 := time.Now()
 	s.guard.CommitStarted()
-	errs = errs[:0]
 	var size int64
 	// guarded: a Fatalf of the commit (WAL write or sync failed) arrives
 	// here as an error, the store already failed by it.
 	err := s.log.guarded(func() error {
 		t := tx{b: s.db.NewIndexedBatch(), maxRecord: &s.maxRecord}
 		for _, o := range batch {
-			errs = append(errs, o.fn(&t))
+			o.err = o.fn(&t)
 		}
 		err := t.err
 		if err == nil {
@@ -138,12 +137,11 @@ func (s *Store) commit(batch []*op, errs []error) {
 	if s.cfg.Observe != nil {
 		s.cfg.Observe(len(batch), time.Since(t0))
 	}
-	for i, o := range batch {
+	for _, o := range batch {
 		if err != nil {
-			o.done <- fmt.Errorf("%w: commit: %w", registry.ErrUnavailable, err)
-		} else {
-			o.done <- errs[i]
+			o.err = fmt.Errorf("%w: commit: %w", registry.ErrUnavailable, err)
 		}
+		close(o.done)
 	}
 }
 

@@ -124,7 +124,8 @@ func (c Config) Validate() error {
 // it writes, so that an error leaves the batch as it found it.
 type op struct {
 	fn   func(tx *tx) error
-	done chan error
+	err  error         // the answer, set by the commit
+	done chan struct{} // closed by the commit once err is set
 	// lazy: the op is answered once its batch is committed, synced or not
 	// (doLazy).
 	lazy bool
@@ -320,8 +321,11 @@ func initFormat(db *pebble.DB) error {
 // do runs fn in the next group commit and waits for the commit, or for ctx
 // (the op may still commit later in that case).
 func (s *Store) do(ctx context.Context, fn func(tx *tx) error) error {
-	o := &op{fn: fn, done: make(chan error, 1)}
-	return s.c.Do(ctx, o, o.done)
+	o := &op{fn: fn, done: make(chan struct{})}
+	if err := s.c.Do(ctx, o, o.done); err != nil {
+		return err
+	}
+	return o.err
 }
 
 // doLazy is do for writes whose loss in a crash costs little: a batch of
@@ -329,8 +333,11 @@ func (s *Store) do(ctx context.Context, fn func(tx *tx) error) error {
 // op is synced for them all. An unsynced write is durable at the next
 // synced commit, and visible to readers when doLazy returns.
 func (s *Store) doLazy(ctx context.Context, fn func(tx *tx) error) error {
-	o := &op{fn: fn, done: make(chan error, 1), lazy: true}
-	return s.c.Do(ctx, o, o.done)
+	o := &op{fn: fn, done: make(chan struct{}), lazy: true}
+	if err := s.c.Do(ctx, o, o.done); err != nil {
+		return err
+	}
+	return o.err
 }
 
 // read runs fn against the open DB, or returns ErrClosed or the sticky

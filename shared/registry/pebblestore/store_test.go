@@ -39,7 +39,7 @@ func pending(ids ...idcodec.ID) registry.Issue {
 
 // TestRegistry runs the registry conformance suite.
 func TestRegistry(t *testing.T) {
-	registrytest.Run(t, func(t *testing.T, dir string) registrytest.Store { return open(t, dir) })
+	registrytest.Run(t, func(_ *testing.T, dir string) (*Store, error) { return Open(Config{Dir: dir}) })
 }
 
 func TestSecondOpenFails(t *testing.T) {

@@ -23,7 +23,7 @@ const (
 
 // op is one unit of work of a group commit. The caller builds its values
 // (so encoding runs in parallel, outside the flusher); the flusher sets the
-// results and sends err on done.
+// results and closes done.
 type op struct {
 	kind opKind
 
@@ -58,7 +58,7 @@ type op struct {
 	collision int    // 1 + index of the record held by another value
 	mismatch  bool   // opCAS: the field did not hold old
 	err       error
-	done      chan error // gets err once the results are set
+	done      chan struct{}
 }
 
 type deadline struct {
@@ -191,7 +191,7 @@ func (s *Store) flush(batch []*op) {
 		if o.err == nil && o.replay != nil {
 			s.stats.replays.Add(1)
 		}
-		o.done <- o.err
+		close(o.done)
 	}
 	if s.cfg.Observe != nil {
 		s.cfg.Observe(len(batch), time.Since(t0))

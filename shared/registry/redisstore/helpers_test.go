@@ -73,12 +73,12 @@ func open(t testing.TB, cfg Config) *Store {
 
 // opener opens Stores of cfg for the conformance suite: one fresh key
 // prefix per directory of the suite, deadline index of the suite's shard.
-func opener(cfg Config) registrytest.Opener {
+func opener(cfg Config) registrytest.Opener[*Store] {
 	var (
 		mu       sync.Mutex
 		prefixes = map[string]string{}
 	)
-	return func(t *testing.T, dir string) registrytest.Store {
+	return func(t *testing.T, dir string) (*Store, error) {
 		mu.Lock()
 		p, ok := prefixes[dir]
 		if !ok {
@@ -88,7 +88,7 @@ func opener(cfg Config) registrytest.Opener {
 		mu.Unlock()
 		c := cfg
 		c.Prefix, c.Shard = p, registrytest.Shard
-		return open(t, c)
+		return open(t, c), nil
 	}
 }
 

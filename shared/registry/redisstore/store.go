@@ -225,8 +225,11 @@ func (s *Store) nonce() uint32 { return s.nonceBase + s.nonceSeq.Add(1) }
 // do runs o in the next flush and waits for it, or for ctx (the op may still
 // be flushed later in that case; its writes then reach no client).
 func (s *Store) do(ctx context.Context, o *op) error {
-	o.done = make(chan error, 1)
-	return s.c.Do(ctx, o, o.done)
+	o.done = make(chan struct{})
+	if err := s.c.Do(ctx, o, o.done); err != nil {
+		return err
+	}
+	return o.err
 }
 
 // Close stops accepting work, flushes what is queued and closes the client.

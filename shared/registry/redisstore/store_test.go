@@ -28,9 +28,9 @@ func TestAcrossStores(t *testing.T) {
 
 func acrossStores(t *testing.T, cfg Config) {
 	two := func(t *testing.T) []registrytest.Store {
-		open := opener(cfg)
-		dir := t.TempDir()
-		return []registrytest.Store{open(t, dir), open(t, dir)}
+		c := cfg
+		c.Prefix, c.Shard = prefix(), registrytest.Shard
+		return []registrytest.Store{open(t, c), open(t, c)}
 	}
 	t.Run("IdempotencyOneWinner", func(t *testing.T) { registrytest.IdempotencyOneWinner(t, two(t)...) })
 	t.Run("ConcurrentTransitions", func(t *testing.T) { registrytest.ConcurrentTransitions(t, two(t)...) })
@@ -260,7 +260,7 @@ func TestPoisonOpFailsAlone(t *testing.T) {
 		iss := pending(x)
 		k, f := s.bucket(x)
 		batch = append(batch, &op{kind: opRegister, iss: iss, keys: []string{k}, fields: []string{f},
-			vals: [][]byte{appendValue(nil, &iss.Records[0], s.nonce())}, done: make(chan error, 1)})
+			vals: [][]byte{appendValue(nil, &iss.Records[0], s.nonce())}, done: make(chan struct{})})
 	}
 	s.flush(batch) // directly: one batch for sure
 	if batch[0].err != nil || batch[2].err != nil || !errors.Is(batch[1].err, registry.ErrUnavailable) {

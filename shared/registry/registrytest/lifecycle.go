@@ -77,7 +77,7 @@ func KeyStore(t *testing.T, stores ...Store) {
 // acknowledged or refused with ErrClosed; after Close every method
 // refuses with ErrClosed and a second Close returns nil; a store opened on
 // the same directory holds every acknowledged registration.
-func closeFlushesAndRefuses(t *testing.T, open Opener) {
+func closeFlushesAndRefuses(t *testing.T, open opener) {
 	dir := t.TempDir()
 	s := open(t, dir)
 	ctx := context.Background()
@@ -149,7 +149,7 @@ type Ranges interface {
 // rangesSurviveReopen, for a backend that is a Ranges: ranges claimed
 // concurrently never overlap, within one open or across a close and
 // reopen, and Counter is the end of the last one.
-func rangesSurviveReopen(t *testing.T, open Opener) {
+func rangesSurviveReopen(t *testing.T, open opener) {
 	dir := t.TempDir()
 	probe := open(t, dir)
 	_, ok := probe.(Ranges)

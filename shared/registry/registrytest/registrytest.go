@@ -16,6 +16,7 @@ package registrytest
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/idgen/idgen/shared/idcodec"
@@ -41,11 +42,15 @@ type Store interface {
 }
 
 // Opener opens a store on the records kept under dir, a directory the
-// suite made for the test: two stores opened on one dir (one after the
-// other) reach the same records. The store's deadline index must cover
-// shard Shard. The opener fails t when it cannot open, and closes the
-// store at the end of the test (a second Close returns nil).
-type Opener func(t *testing.T, dir string) Store
+// suite made for the test, or returns the open's error: two stores opened
+// on one dir (one after the other) reach the same records. The store's
+// deadline index must cover shard Shard. A backend passes its Open as it
+// is, wrapped only to fill in its configuration.
+type Opener[S Store] func(t *testing.T, dir string) (S, error)
+
+// opener is what the tests use: it fails t when the store does not open,
+// and closes it at the end of the test (a second Close returns nil).
+type opener func(t *testing.T, dir string) Store
 
 // Difference names a documented way in which a backend departs from what
 // the suite otherwise asserts; the suite then asserts the different
@@ -107,15 +112,17 @@ func withIdem(iss registry.Issue, key string, createdMS int64) registry.Issue {
 // Run runs every test of the suite against stores of open, each as a
 // subtest of its own name; diffs declares how the backend departs from
 // the default assertions.
-func Run(t *testing.T, open Opener, diffs ...Difference) {
-	has := func(d Difference) bool {
-		for _, x := range diffs {
-			if x == d {
-				return true
-			}
+func Run[S Store](t *testing.T, openS Opener[S], diffs ...Difference) {
+	open := func(t *testing.T, dir string) Store {
+		t.Helper()
+		s, err := openS(t, dir)
+		if err != nil {
+			t.Fatalf("open %s: %v", dir, err)
 		}
-		return false
+		t.Cleanup(func() { _ = s.Close() })
+		return s
 	}
+	selfExpiring := slices.Contains(diffs, IdempotencyExpiresByItself)
 	fresh := func(t *testing.T) Store { return open(t, t.TempDir()) }
 	tests := []struct {
 		name string
@@ -129,8 +136,8 @@ func Run(t *testing.T, open Opener, diffs ...Difference) {
 		{"TransitionOutcomes", func(t *testing.T) { transitionOutcomes(t, fresh(t)) }},
 		{"ConcurrentTransitions", func(t *testing.T) { ConcurrentTransitions(t, fresh(t)) }},
 		{"DeadlineIndex", func(t *testing.T) { deadlineIndex(t, fresh(t)) }},
-		{"PurgeIdempotency", func(t *testing.T) { purgeIdempotency(t, fresh(t), has(IdempotencyExpiresByItself)) }},
-		{"PurgeKeepsReusedKey", func(t *testing.T) { purgeKeepsReusedKey(t, fresh(t), has(IdempotencyExpiresByItself)) }},
+		{"PurgeIdempotency", func(t *testing.T) { purgeIdempotency(t, fresh(t), selfExpiring) }},
+		{"PurgeKeepsReusedKey", func(t *testing.T) { purgeKeepsReusedKey(t, fresh(t), selfExpiring) }},
 		{"HighWater", func(t *testing.T) { highWater(t, fresh(t)) }},
 		{"KeyStore", func(t *testing.T) { KeyStore(t, fresh(t)) }},
 		{"CloseFlushesAndRefuses", func(t *testing.T) { closeFlushesAndRefuses(t, open) }},
