@@ -2,6 +2,7 @@ package compensation_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -198,5 +199,25 @@ func TestCallerIsActor(t *testing.T) {
 	lines := compensationtest.AuditLines(t, audit.ActionCompensate, path)
 	if len(lines) != 1 || lines[0].Actor != "alice" || lines[0].Source != "payments" || lines[0].RequestID != "evt-9" || lines[0].Outcome != "applied" {
 		t.Fatalf("audit %+v", lines)
+	}
+}
+
+// TestResultJSON: a Result (the EventBridge Lambda's answer) names its
+// outcome as the Idgen-Outcome header does, and no field beside the
+// answer.
+func TestResultJSON(t *testing.T) {
+	for _, c := range []struct {
+		out  registry.Outcome
+		want string
+	}{
+		{registry.Applied, `{"outcome":"applied","answer":{"id":"x","state":"compensated","reason":"r"}}`},
+		{registry.Replayed, `{"outcome":"replayed","answer":{"id":"x","state":"compensated","reason":"r"}}`},
+		{registry.Tombstoned, `{"outcome":"null_compensation","answer":{"id":"x","state":"compensated","reason":"r"}}`},
+	} {
+		res := compensation.Result{Outcome: c.out, Answer: compensation.Answer{ID: "x", State: "compensated", Reason: "r"}, AuditRecovered: true, Unmarked: true, MarkErr: errors.New("m")}
+		b, err := json.Marshal(res)
+		if err != nil || string(b) != c.want {
+			t.Errorf("%s: %s, %v; want %s", c.out, b, err, c.want)
+		}
 	}
 }

@@ -55,8 +55,10 @@ const (
 // mark (one round trip to the marks); a mark not stored within 5 s
 // (Written.MarkErr); a call that takes longer than the lease from its
 // claim to its mark, so another claims meanwhile (the lease, 30 s by
-// default, is far above an audit fsync and the mark's 5 s). A death
-// holding a lease delays the entry until the lease runs out.
+// default, is far above an audit fsync and the mark's 5 s); an entry whose
+// Record failed although its line reached the file (shared/audit says
+// when). A death holding a lease delays the entry until the lease runs
+// out.
 type Once struct {
 	// Audit is where the entry goes (*audit.Log). Required.
 	Audit Recorder
