@@ -185,41 +185,6 @@ func openCompensateCore(ctx context.Context, c compensateConfig, instance string
 	return cc, nil
 }
 
-// httpCompensationMarks is the compensation.Marker of serve's POST
-// /compensate (generate.Deps.CompensationMarks): in Redis mode RedisMarks on
-// the client of the sweeper's claims (shared by every instance, like the
-// worker's marks), durable like the registry (waitReplicas); in embedded
-// mode StoreMarks in the embedded store, so that a retry of a request whose
-// effect was stored but whose audit entry failed writes the entry once.
-func httpCompensationMarks(claims sweepClaimer, waitReplicas int) compensation.Marker {
-	switch r := claims.(type) {
-	case *redisSweepClaims:
-		return &compensation.RedisMarks{Client: r.client, WaitReplicas: waitReplicas}
-	case soleSweeper:
-		if r.marks != nil {
-			return &compensation.StoreMarks{Store: r.marks}
-		}
-	}
-	return nil
-}
-
-// commitMarkPrefix keeps the audited marks of POST /commit apart from those
-// of compensations (an ID may have both).
-const commitMarkPrefix = "idgen:commit:audited:"
-
-// httpCommitMarks is httpCompensationMarks for POST /commit.
-func httpCommitMarks(claims sweepClaimer, waitReplicas int) compensation.Marker {
-	switch r := claims.(type) {
-	case *redisSweepClaims:
-		return &compensation.RedisMarks{Client: r.client, Prefix: commitMarkPrefix, WaitReplicas: waitReplicas}
-	case soleSweeper:
-		if r.marks != nil {
-			return &compensation.StoreMarks{Store: r.marks, Prefix: commitMarkPrefix}
-		}
-	}
-	return nil
-}
-
 func (cc *compensateCore) close() {
 	if cc.rdb != nil {
 		_ = cc.rdb.Close()

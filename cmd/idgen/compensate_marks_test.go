@@ -5,38 +5,33 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/idgen/idgen/functions/sweeper"
 	"github.com/idgen/idgen/shared/compensation"
 	"github.com/idgen/idgen/shared/registry/pebblestore"
 )
 
-// TestHTTPCompensationMarks: Redis mode marks through the sweeper's client
-// (the worker's key prefix), durable as the registry; embedded mode marks
-// in the embedded store, commit marks under their own prefix.
-func TestHTTPCompensationMarks(t *testing.T) {
-	if m := httpCompensationMarks(soleSweeper{}, 1); m != nil {
-		t.Fatalf("embedded mode without a store: %#v, want no marks", m)
-	}
+// TestMarkers: Redis mode marks through one client, durable as the
+// registry; embedded mode marks in the embedded store; each prefix (the
+// API's compensations and commits, the sweeper) keeps its own key space.
+func TestMarkers(t *testing.T) {
 	store, err := pebblestore.Open(pebblestore.Config{Dir: t.TempDir(), NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	sm, ok := httpCompensationMarks(soleSweeper{marks: store}, 1).(*compensation.StoreMarks)
-	if !ok || sm.Store != compensation.MarkStore(store) || sm.Prefix != "" {
-		t.Fatalf("embedded mode: %#v, want StoreMarks on the store with the default prefix", sm)
-	}
-	sc, ok := httpCommitMarks(soleSweeper{marks: store}, 1).(*compensation.StoreMarks)
-	if !ok || sc.Store != compensation.MarkStore(store) || sc.Prefix != commitMarkPrefix {
-		t.Fatalf("embedded commit marks: %#v, want StoreMarks under %q", sc, commitMarkPrefix)
-	}
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer rdb.Close()
-	m, ok := httpCompensationMarks(newRedisSweepClaims(rdb), 2).(*compensation.RedisMarks)
-	if !ok || m.Client != redis.Cmdable(rdb) || m.Prefix != "" || m.TTL != 0 || m.WaitReplicas != 2 {
-		t.Fatalf("Redis mode: %#v, want RedisMarks on the sweeper's client with the defaults, waiting for 2 replicas", m)
+	for _, prefix := range []string{compensation.DefaultMarkPrefix, commitMarkPrefix, sweeper.MarkPrefix} {
+		sm, ok := storeMarkers(store)(prefix).(*compensation.StoreMarks)
+		if !ok || sm.Store != compensation.MarkStore(store) || sm.Prefix != prefix {
+			t.Errorf("embedded mode, prefix %q: %#v, want StoreMarks on the store", prefix, sm)
+		}
+		rm, ok := redisMarkers(rdb, 2)(prefix).(*compensation.RedisMarks)
+		if !ok || rm.Client != redis.Cmdable(rdb) || rm.Prefix != prefix || rm.TTL != 0 || rm.WaitReplicas != 2 {
+			t.Errorf("Redis mode, prefix %q: %#v, want RedisMarks on the client, waiting for 2 replicas", prefix, rm)
+		}
 	}
-	c, ok := httpCommitMarks(newRedisSweepClaims(rdb), 0).(*compensation.RedisMarks)
-	if !ok || c.Prefix != commitMarkPrefix || c.WaitReplicas != 0 {
-		t.Fatalf("commit marks: %#v, want RedisMarks under %q", c, commitMarkPrefix)
+	if commitMarkPrefix == compensation.DefaultMarkPrefix || commitMarkPrefix == sweeper.MarkPrefix || sweeper.MarkPrefix == compensation.DefaultMarkPrefix {
+		t.Error("two kinds of audit marks share a key prefix")
 	}
 }

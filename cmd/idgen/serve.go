@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/idgen/idgen/functions/generate"
+	"github.com/idgen/idgen/functions/sweeper"
 	"github.com/idgen/idgen/shared/audit"
 	"github.com/idgen/idgen/shared/registry/diskguard"
 )
@@ -249,13 +250,15 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 		log.Info("shutdown: listener closed, requests drained")
 	})
 
+	sw, err := sweeper.New(sweeper.Config{Interval: c.SweepInterval}, sweeper.Deps{
+		Store: st.store, Audit: st.audit, Marks: st.marks(sweeper.MarkPrefix),
+		Leads: st.leads, Purge: st.purge, Logger: log.Named("sweeper"),
+	})
+	if err != nil {
+		return err
+	}
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
-	g.Add(func() error {
-		sw := newSweeper(log, st.store, st.audit, st.claims, st.leads)
-		sw.marks = st.marks
-		sw.run(sweepCtx, c.SweepInterval, 24*time.Hour)
-		return nil
-	}, func(error) { stopSweep() })
+	g.Add(func() error { sw.Run(sweepCtx); return nil }, func(error) { stopSweep() })
 
 	log.Info("serving", zap.String("addr", addr), zap.String("mode", st.mode), zap.Bool("tls", c.TLSCert != ""), zap.String("data_dir", c.DataDir),
 		zap.Uint("shard", c.Shard), zap.String("version", version), zap.Duration("startup", time.Since(st.started)))

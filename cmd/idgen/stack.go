@@ -8,10 +8,12 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/idgen/idgen/allocator"
 	"github.com/idgen/idgen/functions/generate"
+	"github.com/idgen/idgen/functions/sweeper"
 	"github.com/idgen/idgen/shared/audit"
 	"github.com/idgen/idgen/shared/auth"
 	"github.com/idgen/idgen/shared/compensation"
@@ -29,11 +31,13 @@ type stack struct {
 	log   *zap.Logger
 	store registryStore
 	audit *audit.Log
-	// claims elects the sweeper that audits a timeout compensation; marks
-	// are the HTTP API's audit marks in the embedded store (none with
-	// Redis), purged by the sweeper.
-	claims sweepClaimer
-	marks  []markPurger
+	// marks returns the audit marker of one key prefix (the HTTP API's
+	// compensations and commits, the sweeper's timeouts): RedisMarks with a
+	// Redis registry, StoreMarks in the embedded store. Each prefix is
+	// asked for once: a StoreMarks keeps its leases in memory. purge are
+	// the markers the sweeper purges.
+	marks func(prefix string) compensation.Marker
+	purge []sweeper.Purger
 	// leads reports whether this instance sweeps now: with a registry shared
 	// by several instances (Redis), the ZooKeeper election of the shard's
 	// sweeper; with a store of its own, always.
@@ -92,9 +96,14 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 	// The ZooKeeper handshake overlaps opening the registry.
 	var allocCh <-chan allocOpened
 	if c.ZK.Servers != "" {
-		allocCh = openAllocatorAsync(ctx, c, log, clock.Read, advertise)
+		// The handshake's context ends with buildStack: a refused start
+		// does not wait for it, and the allocator keeps none of it.
+		actx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		allocCh = openAllocatorAsync(actx, c, log, clock.Read, advertise)
 		defer func() {
 			if allocCh != nil { // an early return before the allocator was taken
+				cancel()
 				if r := <-allocCh; r.a != nil {
 					r.a.Close()
 				}
@@ -154,10 +163,10 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		return nil, err
 	}
 	checks = append(checks, authChecks...)
-	compMarks, commitMarks := httpCompensationMarks(st.claims, c.Redis.WaitReplicas), httpCommitMarks(st.claims, c.Redis.WaitReplicas)
+	compMarks, commitMarks := st.marks(compensation.DefaultMarkPrefix), st.marks(commitMarkPrefix)
 	for _, m := range []compensation.Marker{compMarks, commitMarks} {
-		if p, ok := m.(markPurger); ok {
-			st.marks = append(st.marks, p)
+		if p, ok := m.(sweeper.Purger); ok {
+			st.purge = append(st.purge, p)
 		}
 	}
 	st.svc, err = generate.New(generate.Config{Dev: c.Dev, RequestTimeout: c.RequestTimeout, AuditFailOpen: c.AuditFailOpen, Instance: instance, RateLimit: c.RateLimit, RateBurst: c.RateBurst}, generate.Deps{
@@ -188,7 +197,7 @@ type registryParts struct {
 
 // openRegistry opens Redis, shared by every instance, or the embedded
 // store, which then also supplies the counter ranges when ZooKeeper does
-// not. It sets st.store and st.claims and hands their closers to st.
+// not. It sets st.store and st.marks and hands their closers to st.
 func (st *stack) openRegistry(ctx context.Context, c ServeConfig, observe func(int, time.Duration), log *zap.Logger) (registryParts, error) {
 	var reg registryParts
 	if c.Redis.Addr != "" {
@@ -196,15 +205,15 @@ func (st *stack) openRegistry(ctx context.Context, c ServeConfig, observe func(i
 		if err != nil {
 			return reg, err
 		}
-		// The audit entry of a timeout compensation goes to the sweeper
-		// that claims it in Redis.
+		// Audit marks are shared by every instance, durable like the
+		// registry.
 		rdb, err := c.Redis.client(rs.Cluster())
 		if err != nil {
 			_ = rs.Close()
 			return reg, err
 		}
 		st.onClose(rdb.Close)
-		st.claims = newRedisSweepClaims(rdb)
+		st.marks = redisMarkers(rdb, c.Redis.WaitReplicas)
 		reg.store = rs
 	} else {
 		local, dir, err := openStore(c, observe, log)
@@ -212,7 +221,7 @@ func (st *stack) openRegistry(ctx context.Context, c ServeConfig, observe func(i
 			return reg, err
 		}
 		st.onClose(dir.Close)
-		st.claims = soleSweeper{marks: local}
+		st.marks = storeMarkers(local)
 		// The data directory's own counter: raised to the clock floor, so
 		// that a restored backup never hands out a counter again.
 		reg.store, reg.dir, reg.src = local, dir, generator.NewClockFloor(local, time.Now)
@@ -224,6 +233,25 @@ func (st *stack) openRegistry(ctx context.Context, c ServeConfig, observe func(i
 		return err
 	})
 	return reg, nil
+}
+
+// commitMarkPrefix keeps the audit marks of POST /commit apart from those
+// of compensations (an ID may have both).
+const commitMarkPrefix = "idgen:commit:audited:"
+
+// redisMarkers are the audit markers of a Redis registry: shared by every
+// instance (like the compensate worker's), durable like the registry
+// (waitReplicas).
+func redisMarkers(rdb redis.Cmdable, waitReplicas int) func(prefix string) compensation.Marker {
+	return func(p string) compensation.Marker {
+		return &compensation.RedisMarks{Client: rdb, Prefix: p, WaitReplicas: waitReplicas}
+	}
+}
+
+// storeMarkers are the audit markers of an embedded store: done marks in
+// the store, leases in memory (one process owns the data directory).
+func storeMarkers(s compensation.MarkStore) func(prefix string) compensation.Marker {
+	return func(p string) compensation.Marker { return &compensation.StoreMarks{Store: s, Prefix: p} }
 }
 
 // coordination is where ranges and worker slots come from and who the
