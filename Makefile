@@ -59,7 +59,9 @@ fuzz:
 
 # The full fault-injection run (ZooKeeper ensemble, Redis + Sentinels, 3
 # durable instances behind HAProxy, 2 compensate workers, 11 faults, ≥ 1M
-# IDs); its 2–3 minute smoke runs inside make test (tests/chaose2e).
+# IDs; then 3 operator and resource faults on embedded instances whose data
+# and audit volumes are tmpfs mounts, so it runs as root); its 3–4 minute
+# smoke runs inside make test (tests/chaose2e).
 chaos: deps build
 	$(GO) run ./cmd/idgen-chaos -idgen bin/idgen
 
