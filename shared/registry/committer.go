@@ -52,7 +52,8 @@ func NewCommitter[T any](g Gatherer[T], admit func() error) *Committer[T] {
 
 // Run is the flusher: it commits batches until Close, then commits what is
 // still queued, and returns. commit gets a batch that it must not keep,
-// and answers every operation of it (closes its done, see Do). Call Run once, in a goroutine of its own.
+// and answers every operation of it (closes its done, see Do). Call Run
+// once, in a goroutine of its own.
 func (c *Committer[T]) Run(commit func(batch []T)) {
 	defer close(c.flushed)
 	c.g.Loop(commit)
