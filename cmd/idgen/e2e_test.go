@@ -240,13 +240,9 @@ func TestDeadlineSweeper(t *testing.T) {
 }
 
 // TestDeadlineSweeperKeepsUp: five full batches (5 x 1000 IDs) with
-// timeout_ms are swept within the same bound as a single ID. It fails today:
-// sweep (serve.go) compensates at most 1000 IDs per tick (--sweep-interval,
-// 1s), one after the other, each in its own group commit (one fsync each,
-// ~1-5 ms on ext4), so 1000 expiring IDs/s or more are never caught up with.
-// Fix: compensate a page in one write transaction (or concurrently, so the
-// Transitions share group commits) and take the next page at once while a
-// full page came back.
+// timeout_ms are swept within the same bound as a single ID: the sweeper
+// compensates a page concurrently, so its transitions share group commits,
+// and takes the next page at once while a full page came back.
 func TestDeadlineSweeperKeepsUp(t *testing.T) {
 	const batches, bound = 5, 3 * time.Second
 	s := startServer(t, serverOpts{})
@@ -279,12 +275,9 @@ func TestDeadlineSweeperKeepsUp(t *testing.T) {
 }
 
 // TestShutdownDuringSweepIsQuiet: a SIGTERM while the sweeper works
-// through expired IDs exits 0 without a warning per ID. It fails today: the
-// sweep loop does not look at its context between IDs, so every remaining ID
-// of the page (up to 1000) is tried with the cancelled context and logged as
-// "sweeper: compensating ... context canceled" (and the select after the page
-// may pick the ticker over ctx.Done and try one more page). Fix: stop the
-// page when ctx is done, and do not log errors caused by the cancellation.
+// through expired IDs exits 0 without a warning per ID: a page stops when
+// the sweeper's context ends, and errors the cancellation causes are not
+// logged.
 func TestShutdownDuringSweepIsQuiet(t *testing.T) {
 	s := startServer(t, serverOpts{})
 	a := s.api()
