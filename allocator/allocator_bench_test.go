@@ -8,15 +8,15 @@ import (
 	"github.com/go-zookeeper/zk"
 )
 
-// BenchmarkClaimRange measures one claim against the standalone ZooKeeper of
-// TestMain, beside its baseline: the bare get + conditional set that a claim
+// BenchmarkClaimRange measures one claim against the shared ZooKeeper
+// (zkAddrs), beside its baseline: the bare get + conditional set that a claim
 // costs at least, issued by a plain client in the same run.
 func BenchmarkClaimRange(b *testing.B) {
 	ctx := context.Background()
 	root := testRoot(b)
 
 	b.Run("baseline-raw-get-set", func(b *testing.B) {
-		conn := rawConn(b, shared.Addrs(), nil)
+		conn := rawConn(b, zkAddrs(b), nil)
 		path := root + "-raw"
 		if _, err := conn.Create(path, []byte(`{"next":0,"token":""}`), zk.FlagPersistent, zk.WorldACL(zk.PermAll)); err != nil {
 			b.Fatal(err)
@@ -34,7 +34,7 @@ func BenchmarkClaimRange(b *testing.B) {
 	})
 
 	b.Run("allocator", func(b *testing.B) {
-		a := openT(b, Config{Servers: shared.Addrs(), Root: root})
+		a := openT(b, Config{Servers: zkAddrs(b), Root: root})
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := a.ClaimRange(ctx, 1000); err != nil {
@@ -45,7 +45,7 @@ func BenchmarkClaimRange(b *testing.B) {
 	})
 
 	b.Run("allocator-parallel", func(b *testing.B) {
-		a := openT(b, Config{Servers: shared.Addrs(), Root: root})
+		a := openT(b, Config{Servers: zkAddrs(b), Root: root})
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
@@ -71,7 +71,7 @@ func BenchmarkWorker(b *testing.B) {
 		})
 	})
 	b.Run("worker", func(b *testing.B) {
-		a := openT(b, Config{Servers: shared.Addrs(), Root: testRoot(b)})
+		a := openT(b, Config{Servers: zkAddrs(b), Root: testRoot(b)})
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {

@@ -201,7 +201,7 @@ func TestLeaderKilledDuringClaims(t *testing.T) {
 // snapshot, and ClaimRange refuses too from then on.
 func TestCheckHighWater(t *testing.T) {
 	root := testRoot(t)
-	a := openT(t, Config{Servers: shared.Addrs(), Root: root, Shard: 3})
+	a := openT(t, Config{Servers: zkAddrs(t), Root: root, Shard: 3})
 	ctx := context.Background()
 	r, err := a.ClaimRange(ctx, 1000)
 	if err != nil || r.Start != 0 || r.End != 1000 {
@@ -223,7 +223,7 @@ func TestCheckHighWater(t *testing.T) {
 	}
 
 	// A "restored" ZooKeeper: the counter rolled back under a fresh allocator.
-	conn := rawConn(t, shared.Addrs(), nil)
+	conn := rawConn(t, zkAddrs(t), nil)
 	path := root + "/shards/3/counter"
 	_, st, err := conn.Get(path)
 	if err != nil {
@@ -233,7 +233,7 @@ func TestCheckHighWater(t *testing.T) {
 	if _, err := conn.Set(path, old, st.Version); err != nil {
 		t.Fatal(err)
 	}
-	b := openT(t, Config{Servers: shared.Addrs(), Root: root, Shard: 3})
+	b := openT(t, Config{Servers: zkAddrs(t), Root: root, Shard: 3})
 	if err := b.CheckHighWater(ctx, 1000); !errors.Is(err, ErrBehindHighWater) {
 		t.Errorf("CheckHighWater(1000) with counter rolled back to 10: %v", err)
 	}
@@ -246,7 +246,7 @@ func TestCounterMove(t *testing.T) {
 	root := testRoot(t)
 	as := make([]*Allocator, 3)
 	for i := range as {
-		as[i] = openT(t, Config{Servers: shared.Addrs(), Root: root})
+		as[i] = openT(t, Config{Servers: zkAddrs(t), Root: root})
 		as[i].versionAlarmAt = 25
 	}
 	var l ledger
@@ -275,7 +275,7 @@ func TestCounterMove(t *testing.T) {
 	if moves < 3 {
 		t.Errorf("%d counter moves for 120 claims with the alarm at version 25, want ≥ 3", moves)
 	}
-	next := counterNext(t, rawConn(t, shared.Addrs(), nil), root, 0)
+	next := counterNext(t, rawConn(t, zkAddrs(t), nil), root, 0)
 	if lost == 0 && (total != next || top != next) {
 		t.Errorf("ranges cover %d up to %d, counter at %d", total, top, next)
 	}

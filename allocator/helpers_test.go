@@ -21,22 +21,22 @@ import (
 )
 
 // shared is a standalone ZooKeeper used by the tests that need neither a
-// quorum nor TLS; each test works under its own root.
-var shared *zkharness.Ensemble
+// quorum nor TLS, started by the first of them; each test works under its
+// own root.
+var shared = &zkharness.Shared{Options: zkharness.Options{Servers: 1}}
+
+// zkAddrs returns the addresses of the shared ZooKeeper.
+func zkAddrs(tb testing.TB) []string {
+	tb.Helper()
+	return shared.Get(tb).Addrs()
+}
 
 func TestMain(m *testing.M) {
-	code := func() int {
-		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		defer cancel()
-		e, err := zkharness.Start(ctx, zkharness.Options{Servers: 1})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "start ZooKeeper:", err)
-			return 1
-		}
-		shared = e
-		defer e.Close()
-		return m.Run()
-	}()
+	code := m.Run()
+	if err := shared.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "close ZooKeeper:", err)
+		code = 1
+	}
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goroutine leak:", err)

@@ -20,10 +20,10 @@ func TestLostReplyResolved(t *testing.T) {
 	root := testRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	p := newZKProxy(t, shared.Addrs()[0])
+	p := newZKProxy(t, zkAddrs(t)[0])
 	a := openT(t, Config{Servers: []string{p.Addr()}, Root: root, SessionTimeout: 6 * time.Second})
-	b := openT(t, Config{Servers: shared.Addrs(), Root: root, SessionTimeout: 6 * time.Second})
-	conn := rawConn(t, shared.Addrs(), nil)
+	b := openT(t, Config{Servers: zkAddrs(t), Root: root, SessionTimeout: 6 * time.Second})
+	conn := rawConn(t, zkAddrs(t), nil)
 	var l ledger
 	claim := func(who int, al *Allocator, n uint64) generator.Range {
 		t.Helper()
@@ -86,7 +86,7 @@ func TestLostReplyResolved(t *testing.T) {
 		proxies := make([]*zkProxy, proxied)
 		as := make([]*Allocator, proxied)
 		for i := range proxied {
-			proxies[i] = newZKProxy(t, shared.Addrs()[0])
+			proxies[i] = newZKProxy(t, zkAddrs(t)[0])
 			proxies[i].SetDropProbability(0.15)
 			as[i] = openT(t, Config{Servers: []string{proxies[i].Addr()}, Root: root, SessionTimeout: 6 * time.Second})
 		}
@@ -106,7 +106,7 @@ func TestLostReplyResolved(t *testing.T) {
 			wg.Go(func() { run(10+i, al) })
 		}
 		for i := range direct {
-			al := openT(t, Config{Servers: shared.Addrs(), Root: root})
+			al := openT(t, Config{Servers: zkAddrs(t), Root: root})
 			wg.Go(func() { run(20+i, al) })
 		}
 		wg.Wait()

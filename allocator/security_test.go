@@ -20,7 +20,7 @@ import (
 func TestDigestAuthACL(t *testing.T) {
 	root := testRoot(t)
 	auth := &DigestAuth{User: "idgen", Password: "s3cret"}
-	a := openT(t, Config{Servers: shared.Addrs(), Root: root, Auth: auth})
+	a := openT(t, Config{Servers: zkAddrs(t), Root: root, Auth: auth})
 	ctx := context.Background()
 	if _, err := a.ClaimRange(ctx, 10); err != nil {
 		t.Fatalf("ClaimRange with auth: %v", err)
@@ -28,8 +28,8 @@ func TestDigestAuthACL(t *testing.T) {
 	counter := root + "/shards/0/counter"
 	forged, _ := encodeCounter(counterData{Next: 0, Token: "forged"})
 	for name, c := range map[string]*zk.Conn{
-		"anonymous":      rawConn(t, shared.Addrs(), nil),
-		"wrong password": rawConn(t, shared.Addrs(), &DigestAuth{User: "idgen", Password: "guess"}),
+		"anonymous":      rawConn(t, zkAddrs(t), nil),
+		"wrong password": rawConn(t, zkAddrs(t), &DigestAuth{User: "idgen", Password: "guess"}),
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, st, err := c.Exists(counter) // Exists needs no permission
@@ -53,7 +53,7 @@ func TestDigestAuthACL(t *testing.T) {
 			}
 		})
 	}
-	good := rawConn(t, shared.Addrs(), auth)
+	good := rawConn(t, zkAddrs(t), auth)
 	if _, _, err := good.Get(counter); err != nil {
 		t.Errorf("Get counter with the credentials: %v", err)
 	}

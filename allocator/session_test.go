@@ -21,10 +21,10 @@ func TestSessionExpiry(t *testing.T) {
 	root := testRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	p := newZKProxy(t, shared.Addrs()[0])
+	p := newZKProxy(t, zkAddrs(t)[0])
 	a := openT(t, Config{Servers: []string{p.Addr()}, Root: root, SessionTimeout: timeout})
-	b := openT(t, Config{Servers: shared.Addrs(), Root: root, SessionTimeout: timeout})
-	conn := rawConn(t, shared.Addrs(), nil)
+	b := openT(t, Config{Servers: zkAddrs(t), Root: root, SessionTimeout: timeout})
+	conn := rawConn(t, zkAddrs(t), nil)
 
 	r0, err := a.ClaimRange(ctx, 100)
 	if err != nil {
@@ -94,7 +94,7 @@ func TestSessionExpiry(t *testing.T) {
 		t.Errorf("fenced after %v, but the slot was freed after %v", fenced, expired)
 	}
 	// A newcomer takes the lowest free slot: a's old one.
-	c := openT(t, Config{Servers: shared.Addrs(), Root: root, SessionTimeout: timeout})
+	c := openT(t, Config{Servers: zkAddrs(t), Root: root, SessionTimeout: timeout})
 	slotC, err := c.Worker(time.Now())
 	if err != nil || slotC != slotA {
 		t.Errorf("newcomer got slot %d (%v), want a's freed slot %d", slotC, err, slotA)
@@ -155,13 +155,13 @@ func TestSlotReuse(t *testing.T) {
 	root := testRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	obs := openT(t, Config{Servers: shared.Addrs(), Root: root})
+	obs := openT(t, Config{Servers: zkAddrs(t), Root: root})
 	const cycles, step = 200, 10
 	hist := map[uint16]int{}
 	var top uint16
 	t0 := time.Now()
 	for i := range cycles {
-		a, err := Open(ctx, Config{Servers: shared.Addrs(), Root: root, Logger: testLogger(t)})
+		a, err := Open(ctx, Config{Servers: zkAddrs(t), Root: root, Logger: testLogger(t)})
 		if err != nil {
 			t.Fatalf("cycle %d: Open: %v", i, err)
 		}
@@ -185,7 +185,7 @@ func TestSlotReuse(t *testing.T) {
 	if top > 2 {
 		t.Errorf("slot reached %d over %d sequential instances (histogram %v), want ≤ 2", top, cycles, hist)
 	}
-	next := counterNext(t, rawConn(t, shared.Addrs(), nil), root, 0)
+	next := counterNext(t, rawConn(t, zkAddrs(t), nil), root, 0)
 	if next != cycles*step {
 		t.Errorf("counter advanced by %d for %d instances claiming %d each, want exactly %d", next, cycles, step, cycles*step)
 	}

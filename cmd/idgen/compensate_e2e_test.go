@@ -28,11 +28,11 @@ import (
 	"github.com/idgen/idgen/shared/registry/redisstore"
 )
 
-// compensateBin returns the binary TestMain built; main.go dispatches
-// `idgen compensate`.
+// compensateBin returns the binary under test; main.go dispatches `idgen
+// compensate`.
 func compensateBin(t *testing.T) string {
 	t.Helper()
-	return idgenBin
+	return idgenBinary(t)
 }
 
 // worker is one `idgen compensate` child process.

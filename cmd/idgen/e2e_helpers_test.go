@@ -1,9 +1,10 @@
 package main
 
-// Helpers of the end-to-end tests: the idgen binary built once by TestMain,
-// a server wrapper that starts, stops, kills and restarts `idgen serve` on
-// one data directory, a small API client and log readers. The load loop and
-// the invariant checks are in e2e_load_test.go.
+// Helpers of the end-to-end tests: the idgen binary built once, by the first
+// test that runs it (idgenBinary), a server wrapper that starts, stops,
+// kills and restarts `idgen serve` on one data directory, a small API client
+// and log readers. The load loop and the invariant checks are in
+// e2e_load_test.go.
 
 import (
 	"bytes"
@@ -14,9 +15,9 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,34 +26,46 @@ import (
 	"github.com/idgen/idgen/harness/proc"
 )
 
-// idgenBin is the binary under test, built by TestMain.
-var idgenBin string
+// bin is the binary under test, built by the first test that runs it
+// (idgenBinary) into a directory TestMain removes.
+var bin struct {
+	once      sync.Once
+	dir, path string
+	err       error
+}
+
+// idgenBinary returns the binary under test, built on first use. Under go
+// test -short it skips t (proc.SkipShort): the end-to-end tests take half
+// a minute, the rest of the package a second. IDGEN_E2E_RACE=1 builds it
+// with the race detector: a race in the service then makes it exit 66 and
+// the exit-code asserts fail.
+func idgenBinary(t testing.TB) string {
+	t.Helper()
+	proc.SkipShort(t, "the idgen binary")
+	bin.once.Do(func() {
+		if bin.dir, bin.err = os.MkdirTemp("", "idgen-e2e-"); bin.err != nil {
+			return
+		}
+		bin.path = filepath.Join(bin.dir, "idgen")
+		bin.err = proc.Build(proc.IdgenPackage, bin.path, proc.BuildOptions{Race: os.Getenv("IDGEN_E2E_RACE") != ""})
+	})
+	if bin.err != nil {
+		t.Fatalf("e2e: build idgen: %v", bin.err)
+	}
+	return bin.path
+}
 
 func TestMain(m *testing.M) { os.Exit(testMain(m)) }
 
 func testMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "idgen-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	idgenBin = filepath.Join(dir, "idgen")
-	// IDGEN_E2E_RACE=1 builds the child with the race detector: a race in
-	// the service then makes it exit 66 and the exit-code asserts fail.
-	args, env := []string{"build", "-o", idgenBin}, "CGO_ENABLED=0"
 	if os.Getenv("IDGEN_E2E_RACE") != "" {
-		args, env = append(args, "-race"), "CGO_ENABLED=1"
 		// Children inherit it: no 1 s pause at every exit of a race binary.
 		os.Setenv("GORACE", "atexit_sleep_ms=0")
 	}
-	cmd := exec.Command("go", append(args, ".")...)
-	cmd.Env = append(os.Environ(), env)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: go build: %v\n%s", err, out)
-		return 1
-	}
 	code := m.Run()
+	if bin.dir != "" {
+		os.RemoveAll(bin.dir)
+	}
 	// Every load loop, probe and client of the tests must have ended.
 	if err := goleak.Find(); code == 0 && err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: goroutines leaked:", err)
@@ -106,7 +119,7 @@ func (s *server) start() {
 		if e := os.Getenv("IDGEN_E2E_STORE_ENGINE"); e != "" {
 			args = append(args, "--store-engine", e)
 		}
-		p, err := proc.Start(idgenBin, proc.Options{Args: append(args, s.opts.args...), Env: s.opts.env, DropEnv: []string{"IDGEN_"}})
+		p, err := proc.Start(idgenBinary(s.t), proc.Options{Args: append(args, s.opts.args...), Env: s.opts.env, DropEnv: []string{"IDGEN_"}})
 		if err != nil {
 			s.t.Fatal(err)
 		}
@@ -313,7 +326,7 @@ func (a api) transition(ctx context.Context, path, id, reason string) (string, i
 // code, stdout and stderr.
 func runCLI(t *testing.T, env []string, args ...string) (int, string, string) {
 	t.Helper()
-	p, err := proc.Start(idgenBin, proc.Options{Args: args, Env: env, DropEnv: []string{"IDGEN_"}, Dir: t.TempDir()})
+	p, err := proc.Start(idgenBinary(t), proc.Options{Args: args, Env: env, DropEnv: []string{"IDGEN_"}, Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

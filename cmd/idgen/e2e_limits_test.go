@@ -90,7 +90,7 @@ func startLimited(t *testing.T, nofile int, client *http.Client) (*proc.Process,
 		t.Fatal(err)
 	}
 	lim := strconv.Itoa(nofile)
-	args := []string{"--nofile=" + lim + ":" + lim, "--", idgenBin, "serve", "--dev", "--listen", addr,
+	args := []string{"--nofile=" + lim + ":" + lim, "--", idgenBinary(t), "serve", "--dev", "--listen", addr,
 		"--data-dir", t.TempDir(), "--audit-log", filepath.Join(t.TempDir(), "audit.log")}
 	if e := os.Getenv("IDGEN_E2E_STORE_ENGINE"); e != "" {
 		args = append(args, "--store-engine", e)

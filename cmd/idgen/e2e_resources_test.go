@@ -355,7 +355,7 @@ func TestStartOnFullDisk(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := proc.Start(idgenBin, proc.Options{Args: append([]string{"serve", "--dev", "--listen", addr, "--log-level", "error"}, guard...), DropEnv: []string{"IDGEN_"}})
+			p, err := proc.Start(idgenBinary(t), proc.Options{Args: append([]string{"serve", "--dev", "--listen", addr, "--log-level", "error"}, guard...), DropEnv: []string{"IDGEN_"}})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -11,21 +11,22 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/idgen/idgen/functions/compensate"
+	"github.com/idgen/idgen/harness/redisharness"
 	"github.com/idgen/idgen/shared/compensation/compensationtest"
 	"github.com/idgen/idgen/shared/idcodec"
 )
 
-// redisAddr is one standalone Redis for every test; each test gets its own
-// key prefix and stream.
-var redisAddr string
+// sharedRedis is one standalone Redis for every test, started by the first
+// that needs it; each test gets its own key prefix and stream.
+var sharedRedis = &redisharness.Shared{}
 
-func TestMain(m *testing.M) { os.Exit(compensationtest.RunWithRedis(m, &redisAddr)) }
+func TestMain(m *testing.M) { os.Exit(compensationtest.RunWithRedis(m, sharedRedis)) }
 
 // env is what one test works on (compensationtest.Env), with the stream
 // helpers of the worker's tests.
 type env struct{ *compensationtest.Env }
 
-func newEnv(t testing.TB) *env { return &env{compensationtest.NewEnv(t, redisAddr)} }
+func newEnv(t testing.TB) *env { return &env{compensationtest.NewEnv(t, sharedRedis)} }
 
 // add appends entries to the stream, in one pipeline.
 func (e *env) add(entries ...map[string]any) []string {

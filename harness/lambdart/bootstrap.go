@@ -157,8 +157,13 @@ func (s *Server) RunBootstrapT(t testing.TB, path string, env ...string) *proc.P
 // Build compiles the main package pkg (an import path, or a directory
 // relative to the current one) to dir/bootstrap as `make lambda` does for
 // provided.al2023: CGO off, -tags lambda.norpc, -trimpath, for Linux on
-// this machine's architecture. It returns the binary's path.
+// this machine's architecture. It returns the binary's path. A build of
+// proc.IdgenPackage is for tests that run the service: under go test -short
+// it ends the test binary (proc.SkipShortMain).
 func Build(ctx context.Context, pkg, dir string) (string, error) {
+	if pkg == proc.IdgenPackage {
+		proc.SkipShortMain("the idgen binary")
+	}
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		return "", fmt.Errorf("lambdart: build %s: %w", pkg, err)

@@ -27,8 +27,12 @@ type BuildOptions struct {
 }
 
 // Build compiles a Go main package to out with the go tool of this machine
-// (PATH, else $GOROOT/bin).
+// (PATH, else $GOROOT/bin). A build of IdgenPackage is for tests that run
+// the binary: under go test -short it ends the test binary (SkipShortMain).
 func Build(pkg, out string, o BuildOptions) error {
+	if pkg == IdgenPackage {
+		SkipShortMain("the idgen binary")
+	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		root := os.Getenv("GOROOT")

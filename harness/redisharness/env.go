@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/idgen/idgen/harness/proc"
 )
 
 // Timing of starts and polls. A Redis process answers PING within
@@ -125,6 +127,7 @@ func (e *env) newServer(name string, k kind) *Server {
 // attempts and on failure it calls killAll; on failure it also removes the
 // working directory.
 func (e *env) start(ctx context.Context, what string, once func(context.Context) error, killAll func() error) error {
+	proc.SkipShortMain("Redis")
 	began := time.Now()
 	for attempt := 1; ; attempt++ {
 		err := once(ctx)

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/idgen/idgen/harness/proc"
 )
 
 func TestOptionsValidate(t *testing.T) {
@@ -124,6 +126,7 @@ func TestPickPortsBus(t *testing.T) {
 // TestStartRetriesPortInUse hands the first attempt a port someone else
 // holds; Start must notice the bind failure and succeed on fresh ports.
 func TestStartRetriesPortInUse(t *testing.T) {
+	proc.SkipShort(t, "Redis")
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -166,6 +169,7 @@ func TestStartRetriesPortInUse(t *testing.T) {
 // TestStartCanceled checks that a Start cut short kills every process it
 // started.
 func TestStartCanceled(t *testing.T) {
+	proc.SkipShort(t, "Redis")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var mu sync.Mutex

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/idgen/idgen/harness/proc"
 )
 
 // StartStandalone starts one redis-server (member name "redis0") and returns
@@ -13,7 +15,10 @@ import (
 // what it started and removes its temporary directory. The process outlives
 // ctx; only Close ends it. Errors: Options.Validate's, ErrNotInstalled,
 // ErrPortInUse after the last attempt, the server's exit with the end of its
-// log, or ctx's error.
+// log, or ctx's error. In a test binary run with -short it starts nothing
+// and ends the binary (proc.SkipShortMain): call it from TestMain there, and
+// StartStandaloneT or Shared from a test; so do StartReplicated and
+// StartCluster.
 func StartStandalone(ctx context.Context, opts Options) (*Server, error) {
 	if opts.MinReplicasToWrite > 0 {
 		return nil, errors.New("redisharness: MinReplicasToWrite needs a Group with replicas; a standalone server would refuse every write")
@@ -49,7 +54,7 @@ func StartStandalone(ctx context.Context, opts Options) (*Server, error) {
 // StartStandaloneT is StartStandalone for tests: it fails t (never skips
 // it) when the server does not come up within 60 s or the test's context,
 // logs lifecycle events through t.Logf unless opts.Logf is set, and closes
-// the server in t.Cleanup.
+// the server in t.Cleanup. Under go test -short it skips t.
 func StartStandaloneT(t testing.TB, opts Options) *Server {
 	t.Helper()
 	s, err := startT(t, &opts, "standalone Redis", func(ctx context.Context) (*Server, error) {
@@ -61,11 +66,13 @@ func StartStandaloneT(t testing.TB, opts Options) *Server {
 	return s
 }
 
-// startT runs start for a ...T variant: t.Logf as the default Logf, a
-// bounded context, and Close in t.Cleanup. It returns start's error wrapped
+// startT runs start for a ...T variant: a skip under go test -short
+// (proc.SkipShort), t.Logf as the default Logf, a bounded context, and Close
+// in t.Cleanup. It returns start's error wrapped
 // for t.Fatal.
 func startT[T interface{ Close() error }](t testing.TB, opts *Options, what string, start func(context.Context) (T, error)) (T, error) {
 	t.Helper()
+	proc.SkipShort(t, "Redis")
 	if opts.Logf == nil {
 		opts.Logf = t.Logf
 	}

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/idgen/idgen/harness/proc"
 )
 
 // startAttempts bounds how often Start picks fresh ports after a bind failure.
@@ -41,7 +43,9 @@ type Ensemble struct {
 // a port it starts over with fresh ports, up to 3 times. On any error,
 // including ctx ending, it kills what it started and removes its temporary
 // dir. Errors: ErrNotInstalled, ErrPortInUse after the last attempt, a
-// server's exit with the end of its log, or ctx's error.
+// server's exit with the end of its log, or ctx's error. In a test binary
+// run with -short it starts nothing and ends the binary (proc.SkipShortMain):
+// call it from TestMain there, and StartT or Shared from a test.
 func Start(ctx context.Context, opts Options) (*Ensemble, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -51,6 +55,7 @@ func Start(ctx context.Context, opts Options) (*Ensemble, error) {
 	if err != nil {
 		return nil, err
 	}
+	proc.SkipShortMain("ZooKeeper")
 	e := &Ensemble{opts: opts, java: java, dir: opts.Dir}
 	if e.dir == "" {
 		if e.dir, err = os.MkdirTemp("", "zkharness-"); err != nil {
@@ -90,9 +95,10 @@ func Start(ctx context.Context, opts Options) (*Ensemble, error) {
 // StartT is Start for tests: it fails t (never skips it) when the ensemble
 // does not come up within 90 s or the test's context, logs lifecycle events
 // through t.Logf unless opts.Logf is set, and closes the ensemble in
-// t.Cleanup.
+// t.Cleanup. Under go test -short it skips t (proc.SkipShort).
 func StartT(t testing.TB, opts Options) *Ensemble {
 	t.Helper()
+	proc.SkipShort(t, "ZooKeeper")
 	if opts.Logf == nil {
 		opts.Logf = t.Logf
 	}

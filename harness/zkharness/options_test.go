@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/idgen/idgen/harness/proc"
 )
 
 func TestOptionsValidate(t *testing.T) {
@@ -53,6 +55,7 @@ func TestStartNotInstalled(t *testing.T) {
 // TestStartCanceled checks that a Start cut short kills its JVM and leaves
 // the given Dir in place (only a temporary Dir is removed).
 func TestStartCanceled(t *testing.T) {
+	proc.SkipShort(t, "ZooKeeper")
 	dir := filepath.Join(t.TempDir(), "zk")
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()

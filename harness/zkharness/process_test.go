@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/idgen/idgen/harness/proc"
 )
 
 // deathDirEnv tells the test binary, re-run as a child, to act as a harness
@@ -39,6 +41,7 @@ func TestDeathHelper(t *testing.T) {
 // started a server is SIGKILLed, without any chance to call Close, its
 // servers die too.
 func TestServersDieWithParent(t *testing.T) {
+	proc.SkipShort(t, "ZooKeeper")
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestDeathHelper$")
 	cmd.Env = append(os.Environ(), deathDirEnv+"="+dir)

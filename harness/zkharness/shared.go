@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/idgen/idgen/harness/proc"
 )
 
 // Shared is the one ensemble of a test package: started by the first test
@@ -31,9 +33,11 @@ type Shared struct {
 }
 
 // Get returns the ensemble, started on first use, with every server
-// running and a quorum serving; it fails tb otherwise.
+// running and a quorum serving; it fails tb otherwise. Under go test -short
+// it skips tb (proc.SkipShort) and starts nothing.
 func (s *Shared) Get(tb testing.TB) *Ensemble {
 	tb.Helper()
+	proc.SkipShort(tb, "ZooKeeper")
 	s.mu.Lock()
 	s.tb = tb
 	s.mu.Unlock()

@@ -58,7 +58,7 @@ func TestValidate(t *testing.T) {
 // audit entry, the same answer every time; a commit or registration after
 // the compensation is refused (hanging).
 func TestBarrierCases(t *testing.T) {
-	e := compensationtest.NewEnv(t, redisAddr)
+	e := compensationtest.NewEnv(t, sharedRedis)
 	store := e.Store()
 	aud, path := e.AuditLog("core")
 	core := e.Core(store, aud, e.RDB)
@@ -134,7 +134,7 @@ func TestBarrierCases(t *testing.T) {
 // TestConcurrentCompensationsOneEffect: 16 concurrent compensations of one
 // ID through 2 instances (each its own registry client and audit log).
 func TestConcurrentCompensationsOneEffect(t *testing.T) {
-	e := compensationtest.NewEnv(t, redisAddr)
+	e := compensationtest.NewEnv(t, sharedRedis)
 	stores := []*redisstore.Store{e.Store(), e.Store()}
 	aud1, p1 := e.AuditLog("i1")
 	aud2, p2 := e.AuditLog("i2")
@@ -179,7 +179,7 @@ func TestConcurrentCompensationsOneEffect(t *testing.T) {
 // /compensate) has the caller as actor, in the history and the audit
 // entry, and keeps the envelope's source and event_id in the entry.
 func TestCallerIsActor(t *testing.T) {
-	e := compensationtest.NewEnv(t, redisAddr)
+	e := compensationtest.NewEnv(t, sharedRedis)
 	store := e.Store()
 	aud, path := e.AuditLog("caller")
 	core := e.Core(store, aud, e.RDB)

@@ -22,7 +22,7 @@ import (
 // the lease is released by its token, expires or is marked done; a done
 // mark is never released or claimed again.
 func TestRedisMarksLease(t *testing.T) {
-	e := compensationtest.NewEnv(t, redisAddr)
+	e := compensationtest.NewEnv(t, sharedRedis)
 	ctx := context.Background()
 	m := &compensation.RedisMarks{Client: e.RDB, Prefix: e.Prefix + "audited:"}
 	id := compensationtest.NewIDs(1)[0]
@@ -88,7 +88,7 @@ func TestRedisMarksLease(t *testing.T) {
 func TestRedisMarksDurable(t *testing.T) {
 	ctx := context.Background()
 	id := compensationtest.NewIDs(1)[0]
-	e := compensationtest.NewEnv(t, redisAddr)
+	e := compensationtest.NewEnv(t, sharedRedis)
 	m := &compensation.RedisMarks{Client: e.RDB, Prefix: e.Prefix + "durable:", WaitReplicas: 1, WaitTimeout: 50 * time.Millisecond}
 	if err := m.Mark(ctx, id, ""); err == nil || !strings.Contains(err.Error(), "0 of 1 replicas acknowledged") {
 		t.Fatalf("mark without a replica: %v, want 0 of 1 replicas acknowledged", err)
@@ -136,7 +136,7 @@ func (g *gatedAudit) Record(e audit.Event) error {
 // another worker took over) writes no second entry: it is told to come
 // back (ErrAuditBusy) and then finds the entry written.
 func TestOverlappingAttempts(t *testing.T) {
-	e := compensationtest.NewEnv(t, redisAddr)
+	e := compensationtest.NewEnv(t, sharedRedis)
 	store := e.Store()
 	ctx := context.Background()
 	aud, path := e.AuditLog("overlap")
@@ -178,7 +178,7 @@ func TestOverlappingAttempts(t *testing.T) {
 // before its entry leaves a lease; redeliveries are busy until it
 // expires, then one writes the entry, marked recovered.
 func TestDiedHoldingTheLease(t *testing.T) {
-	e := compensationtest.NewEnv(t, redisAddr)
+	e := compensationtest.NewEnv(t, sharedRedis)
 	store := e.Store()
 	ctx := context.Background()
 	aud, path := e.AuditLog("lease")
@@ -227,7 +227,7 @@ func (c *cancellingAudit) Record(e audit.Event) error {
 // entry is written still stores the mark, so a later redelivery writes no
 // second entry.
 func TestMarkOutlivesTheDeadline(t *testing.T) {
-	e := compensationtest.NewEnv(t, redisAddr)
+	e := compensationtest.NewEnv(t, sharedRedis)
 	store := e.Store()
 	aud, path := e.AuditLog("deadline")
 	ctx, cancel := context.WithCancel(context.Background())

@@ -20,7 +20,7 @@ import (
 func onceMarkers(t *testing.T) map[string]func(t *testing.T) compensation.Marker {
 	out := map[string]func(t *testing.T) compensation.Marker{
 		"redis": func(t *testing.T) compensation.Marker {
-			e := compensationtest.NewEnv(t, redisAddr)
+			e := compensationtest.NewEnv(t, sharedRedis)
 			return e.Marks(e.RDB)
 		},
 	}
@@ -66,7 +66,7 @@ func TestOnce(t *testing.T) {
 	ctx := context.Background()
 	for name, newMarks := range onceMarkers(t) {
 		t.Run(name, func(t *testing.T) {
-			env := compensationtest.NewEnv(t, redisAddr)
+			env := compensationtest.NewEnv(t, sharedRedis)
 
 			t.Run("refused then recovered", func(t *testing.T) {
 				aud, path := env.AuditLog("refused")
@@ -158,7 +158,7 @@ func TestOnce(t *testing.T) {
 // TestOnceWithoutMarks: Write writes, at most once per call; Recover
 // writes nothing (nothing tells whether the effect's own attempt wrote).
 func TestOnceWithoutMarks(t *testing.T) {
-	env := compensationtest.NewEnv(t, redisAddr)
+	env := compensationtest.NewEnv(t, sharedRedis)
 	aud, path := env.AuditLog("plain")
 	fa := &flakyAudit{next: aud}
 	fa.failN.Store(1)
@@ -207,7 +207,7 @@ func (f *faultyMarks) Mark(ctx context.Context, id idcodec.ID, token string) err
 // mark never stored is reported (MarkErr) with the entry written, and the
 // entry's lease keeps a Recover off until it runs out.
 func TestOnceMarksFaults(t *testing.T) {
-	env := compensationtest.NewEnv(t, redisAddr)
+	env := compensationtest.NewEnv(t, sharedRedis)
 	ctx := context.Background()
 	aud, path := env.AuditLog("faults")
 	fm := &faultyMarks{Marker: env.Marks(env.RDB)}

@@ -32,7 +32,7 @@ func (f *flakyAudit) Record(e audit.Event) error {
 // entry: a worker that died there (or failed to write the entry) leaves
 // the effect unaudited, and the redelivery writes the entry, once.
 func TestAuditRecovery(t *testing.T) {
-	e := compensationtest.NewEnv(t, redisAddr)
+	e := compensationtest.NewEnv(t, sharedRedis)
 	store := e.Store()
 	ctx := context.Background()
 

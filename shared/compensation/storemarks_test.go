@@ -95,7 +95,7 @@ func (c *clock) Add(d time.Duration) {
 func TestMarkerConformance(t *testing.T) {
 	t.Run("redis", func(t *testing.T) {
 		compensationtest.TestMarker(t, func(t *testing.T) compensationtest.MarkerEnv {
-			e := compensationtest.NewEnv(t, redisAddr)
+			e := compensationtest.NewEnv(t, sharedRedis)
 			m := e.Marks(e.RDB)
 			return compensationtest.MarkerEnv{Marks: m, Expire: func(t testing.TB, id idcodec.ID) {
 				e.RDB.PExpire(context.Background(), m.Prefix+id.String(), time.Millisecond)
@@ -329,7 +329,7 @@ func TestStoreMarksRecovery(t *testing.T) {
 			ctx := context.Background()
 			dir := t.TempDir()
 			s := eng.open(t, dir, &disk{})
-			e := compensationtest.NewEnv(t, redisAddr)
+			e := compensationtest.NewEnv(t, sharedRedis)
 			aud, path := e.AuditLog("embedded")
 			id := compensationtest.NewIDs(1)[0]
 			now := time.Now().UnixMilli()

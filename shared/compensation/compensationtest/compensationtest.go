@@ -1,6 +1,7 @@
 // Package compensationtest holds the test fixtures that the tests of
 // shared/compensation and functions/compensate share: one real Redis per
-// test binary (RunWithRedis), a registry, audit logs and audited marks of
+// test binary, started by the first test that needs it (RunWithRedis), a
+// registry, audit logs and audited marks of
 // their own per test (Env), fresh and registered IDs, readers of audit
 // files, and a registry that fails on demand (FlakyRegistry).
 //
@@ -31,21 +32,17 @@ import (
 	"github.com/idgen/idgen/shared/registry/redisstore"
 )
 
-// RunWithRedis starts one standalone Redis, stores its address in *addr,
-// runs the tests, stops the server and fails the run when goroutines were
-// left behind. It returns the exit code: use it as
-// os.Exit(compensationtest.RunWithRedis(m, &addr)) in TestMain.
-func RunWithRedis(m *testing.M, addr *string) int {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	srv, err := redisharness.StartStandalone(ctx, redisharness.Options{})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	*addr = srv.Addr()
+// RunWithRedis runs the tests with r, the package's one Redis (started by
+// the first NewEnv; under go test -short NewEnv skips its test and no server
+// starts), stops the server and fails the run when goroutines were left
+// behind. It returns the exit code: use it as
+// os.Exit(compensationtest.RunWithRedis(m, r)) in TestMain.
+func RunWithRedis(m *testing.M, r *redisharness.Shared) int {
 	code := m.Run()
-	_ = srv.Close()
+	if err := r.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "close Redis:", err)
+		code = 1
+	}
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
@@ -71,10 +68,11 @@ type Env struct {
 	RDB    *redis.Client
 }
 
-// NewEnv returns a fresh Env on the Redis at addr; its clients and stores
-// close when t ends.
-func NewEnv(t testing.TB, addr string) *Env {
+// NewEnv returns a fresh Env on r, started if it is not yet; its clients
+// and stores close when t ends.
+func NewEnv(t testing.TB, r *redisharness.Shared) *Env {
 	t.Helper()
+	addr := r.Get(t).Addr()
 	n := seq.Add(1)
 	e := &Env{T: t, Addr: addr, Prefix: fmt.Sprintf("t%d:", n), Stream: fmt.Sprintf("t%d:failures", n)}
 	e.RDB = e.Client()
