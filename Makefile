@@ -4,12 +4,15 @@ GO ?= go
 export CGO_ENABLED ?= 0
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
-# Packages that need no external server; the rest run after deps are in place.
-PKGS := ./...
+# Three Go modules: the service (this directory; its go.mod lists what the
+# binary ships), tests/ (the process-level suites and the bench, chaos and
+# compose-test programs, with their own dependencies) and infra/ (the
+# deployment files).
+MODULES := . tests infra
 
 COMPOSE ?= docker-compose -f docker-compose.yml -f docker-compose.offline.yml
 
-.PHONY: chaos images compose-test all build lambda build-GenerateFunction build-CompensateFunction run test deps bench fuzz fmt vet clean
+.PHONY: chaos images compose-test tools all build lambda build-GenerateFunction build-CompensateFunction run test deps bench fuzz fmt vet clean
 
 all: build
 
@@ -41,15 +44,17 @@ deps:
 
 test: deps build
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
-	$(GO) vet $(PKGS)
-	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v /tests/)
-	# The process-level fault suites time sessions and failovers: they run
-	# one package at a time so they do not starve each other of the 2 cores.
-	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m -p 1 ./tests/...
+	for m in $(MODULES); do (cd $$m && $(GO) vet ./...) || exit 1; done
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
+	# The unit tests of the bench, chaos and compose-test programs, then the
+	# process-level fault suites, which time sessions and failovers: one
+	# package at a time, so they do not starve each other of the 2 cores.
+	cd tests && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./cmd/...
+	cd tests && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m -p 1 $$($(GO) list ./... | grep -v /cmd/)
 	# The deployment files (SAM, Kubernetes, OpenFaaS, LocalStack, monitoring,
 	# backups): a module of their own, so the Kubernetes types stay out of
 	# the service's build.
-	cd infra && $(GO) vet ./... && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...
+	cd infra && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...
 	bash scripts/fuzz.sh 1
 
 # Every fuzz target for 12 times the execution budget of make test
@@ -62,11 +67,18 @@ fuzz:
 # IDs; then 3 operator and resource faults on embedded instances whose data
 # and audit volumes are tmpfs mounts, so it runs as root); its 3–4 minute
 # smoke runs inside make test (tests/chaose2e).
-chaos: deps build
-	$(GO) run ./cmd/idgen-chaos -idgen bin/idgen
+chaos: deps build tools
+	./bin/idgen-chaos -idgen bin/idgen
 
-bench: deps build
-	$(GO) run ./cmd/idgen-bench -idgen bin/idgen
+bench: deps build tools
+	./bin/idgen-bench -idgen bin/idgen
+
+# The bench, chaos and compose-test programs of the tests module, built into
+# bin/ and run from here, so their paths (bin/idgen, bench/, the compose
+# files) are the repository's.
+tools:
+	@mkdir -p bin
+	cd tests && $(GO) build -trimpath -o ../bin/ ./cmd/idgen-bench ./cmd/idgen-chaos ./cmd/idgen-composetest
 
 # Every image of the docker-compose stack from local material only (no
 # registry needed): debootstrap base, Debian packages, the host's Go.
@@ -76,8 +88,8 @@ images:
 # The compose stack on this machine: up, 10k IDs through the load balancer,
 # scale 3→5→2 under load, kill an instance, compensate through the stream,
 # down -v. .ci/run runs it whenever a Docker engine answers.
-compose-test: images
-	$(GO) run ./cmd/idgen-composetest -compose "$(COMPOSE)"
+compose-test: images tools
+	./bin/idgen-composetest -compose "$(COMPOSE)"
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -211,7 +211,7 @@ func TestSweepAuditedOnce(t *testing.T) {
 }
 
 // TestSweepAmbiguousWriteAudited is the regression test of a bug found by
-// cmd/idgen-chaos (fault 8, the replica frozen): in durable mode the
+// tests/cmd/idgen-chaos (fault 8, the replica frozen): in durable mode the
 // transition script ran on the primary but WAIT timed out, so every
 // sweeper got ErrUnavailable and wrote no audit entry, while the
 // compensation stood (replicated once the replica thawed) and the ID had

@@ -4,18 +4,18 @@ import (
 	"context"
 	"testing"
 
-	"github.com/bwmarrin/snowflake"
 	"github.com/google/uuid"
 
 	"github.com/idgen/idgen/shared/idcodec"
 )
 
-// The hot path beside two peers, measured in the same run:
+// The hot path beside UUIDv7, measured in the same run:
 //
 //	go test -run XXX -bench . -benchmem ./shared/generator/
 //
-// Each peer answers "one fresh unique ID"; snowflake is capped at 4096 IDs
-// per ms by design, which is part of what is compared.
+// Each answers "one fresh unique ID". The other ID libraries (snowflake,
+// sonyflake, xid) are peers of make bench (tests/cmd/idgen-bench), so that
+// the service's module does not depend on them.
 func BenchmarkHotPath(b *testing.B) {
 	g, err := New(&memSource{}, FixedWorker(1), Config{InitialStep: 1 << 22, MinStep: 1 << 22, MaxStep: 1 << 22})
 	if err != nil {
@@ -59,24 +59,6 @@ func BenchmarkHotPath(b *testing.B) {
 				if _, err := uuid.NewV7(); err != nil {
 					b.Fatal(err)
 				}
-			}
-		})
-	})
-	node, err := snowflake.NewNode(1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Run("snowflake", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			_ = node.Generate()
-		}
-	})
-	b.Run("snowflake-parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				_ = node.Generate()
 			}
 		})
 	})

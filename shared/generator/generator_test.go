@@ -430,7 +430,7 @@ func TestLeaseCheckedAgainAfterWait(t *testing.T) {
 }
 
 // TestEmptyRecoversWithoutCallers is the regression test of a bug found by
-// cmd/idgen-chaos (fault 4, ZooKeeper quorum loss, instances behind
+// tests/cmd/idgen-chaos (fault 4, ZooKeeper quorum loss, instances behind
 // HAProxy): an instance that used up its range while its claims failed
 // reported no range on /health/ready, so the load balancer sent it no
 // request, and only a request started a new claim: after the quorum came

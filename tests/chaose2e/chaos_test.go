@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/idgen/idgen/harness/proc"
 )
 
 // bins are the binaries TestMain builds.
@@ -28,50 +30,23 @@ func testMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	bins.idgen, bins.chaos = filepath.Join(dir, "idgen"), filepath.Join(dir, "idgen-chaos")
-	race := raceAvailable()
-	for _, b := range []struct {
-		out, pkg string
-		race     bool
-	}{{bins.idgen, "./cmd/idgen", false}, {bins.chaos, "./cmd/idgen-chaos", race}} {
-		if err := build(b.out, b.pkg, b.race); err != nil {
-			fmt.Fprintln(os.Stderr, "chaose2e:", err)
-			return 1
-		}
+	// The idgen build ends the test binary under -short (the smoke needs
+	// every server); the chaos program builds from this module.
+	if err := proc.Build(proc.IdgenPackage, bins.idgen, proc.BuildOptions{}); err != nil {
+		fmt.Fprintln(os.Stderr, "chaose2e:", err)
+		return 1
+	}
+	if err := proc.Build("../cmd/idgen-chaos", bins.chaos, proc.BuildOptions{Race: raceAvailable()}); err != nil {
+		fmt.Fprintln(os.Stderr, "chaose2e:", err)
+		return 1
 	}
 	return m.Run()
 }
 
 // raceAvailable reports whether the race detector can be built (cgo).
 func raceAvailable() bool {
-	out, err := exec.Command(goTool(), "env", "CGO_ENABLED").Output()
+	out, err := exec.Command("go", "env", "CGO_ENABLED").Output()
 	return err == nil && strings.TrimSpace(string(out)) == "1" && os.Getenv("CHAOSE2E_NO_RACE") != "1"
-}
-
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-}
-
-// build compiles pkg (relative to the module root) to out.
-func build(out, pkg string, race bool) error {
-	args := []string{"build", "-o", out}
-	env := append(os.Environ(), "CGO_ENABLED=0")
-	if race {
-		args = append(args, "-race")
-		env = append(os.Environ(), "CGO_ENABLED=1")
-	}
-	args = append(args, pkg)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goTool(), args...)
-	cmd.Dir = filepath.Join("..", "..")
-	cmd.Env = env
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, b)
-	}
-	return nil
 }
 
 // finalLine is the verdict of a run without violations.

@@ -1,5 +1,5 @@
-// Package chaose2e runs cmd/idgen-chaos in its -smoke mode, as `make test`
-// does: the whole deployment (ZooKeeper ×3, Redis primary + replica + 3
+// Package chaose2e runs tests/cmd/idgen-chaos in its -smoke mode, as `make
+// test` does: the whole deployment (ZooKeeper ×3, Redis primary + replica + 3
 // Sentinels, three idgen instances in durable mode behind HAProxy, two
 // compensate workers) on loopback, a bounded load, the eleven faults with
 // shorter holds, then the operator and resource faults (two embedded

@@ -1,6 +1,6 @@
 // Package authbench holds the benchmarks of shared/auth's Verifier, so that
-// `go test -bench Verify ./shared/auth/` and `make bench` (cmd/idgen-bench,
-// through testing.Benchmark) measure the same code.
+// `go test -bench Verify ./shared/auth/` and `make bench`
+// (tests/cmd/idgen-bench, through testing.Benchmark) measure the same code.
 //
 // Every case verifies one token with a key loaded once, as the service
 // does: "first use" is the signature and claims check of a token the

@@ -29,7 +29,8 @@
 // starts dies with it (process groups, Pdeathsig); its directory is removed
 // unless -keep is given or a check failed.
 //
-// Usage: go run ./cmd/idgen-chaos -idgen bin/idgen [-smoke] [-faults 12,13,14] [flags]
+// Usage: bin/idgen-chaos -idgen bin/idgen [-smoke] [-faults 12,13,14] [flags]
+// (make tools builds it; make chaos runs it).
 package main
 
 import (

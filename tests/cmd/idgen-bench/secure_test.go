@@ -3,14 +3,13 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/shared/auth"
 )
 
@@ -86,16 +85,14 @@ func TestAuthBenchQuick(t *testing.T) {
 // request succeeds over HTTPS; without it every request is refused; plain
 // HTTP to the TLS port gets no answer at all.
 func TestSecureInstanceWrk(t *testing.T) {
+	proc.SkipShort(t, "the idgen binary")
 	if _, err := exec.LookPath("wrk"); err != nil {
 		t.Fatalf("wrk not installed (scripts/install-deps.sh): %v", err)
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "idgen")
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	build := exec.Command(goBin, "build", "-o", bin, "github.com/idgen/idgen/cmd/idgen")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	if err := proc.Build(proc.IdgenPackage, bin, proc.BuildOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	f, err := writeSecureFiles(dir)
 	if err != nil {
