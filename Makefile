@@ -1,4 +1,5 @@
-# idgen — see README.md. Two commands do all setup: `make run` and `make test`.
+# idgen — see README.md. Two commands do all setup: `make run` and `make test`;
+# `make check` is the fast lane, with nothing to install.
 SHELL := /bin/bash
 GO ?= go
 export CGO_ENABLED ?= 0
@@ -12,7 +13,7 @@ MODULES := . tests infra
 
 COMPOSE ?= docker-compose -f docker-compose.yml -f docker-compose.offline.yml
 
-.PHONY: chaos images compose-test tools all build lambda build-GenerateFunction build-CompensateFunction run test deps bench fuzz fmt vet clean
+.PHONY: check lint chaos images compose-test tools all build lambda build-GenerateFunction build-CompensateFunction run test deps bench fuzz fmt vet clean
 
 all: build
 
@@ -37,14 +38,28 @@ build-GenerateFunction build-CompensateFunction:
 run: build
 	./bin/idgen serve --dev --listen 127.0.0.1:8080 --data-dir ./data
 
+# gofmt and go vet, every module.
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	for m in $(MODULES); do (cd $$m && $(GO) vet ./...) || exit 1; done
+
+# The fast lane, under a minute on 2 cores: lint, build, and every test that
+# needs no server and no idgen binary. go test -short makes the harnesses
+# skip the others (harness/proc/short.go) and start nothing; make test runs
+# them all. infra's tests run go and git, whose inputs the test cache does
+# not see, so they always run.
+check: lint
+	for m in $(MODULES); do (cd $$m && $(GO) build ./...) || exit 1; done
+	$(GO) test -short ./...
+	cd tests && $(GO) test -short ./...
+	cd infra && $(GO) test -short -count=1 ./...
+
 # Installs the Debian packages the tests need (ZooKeeper, Redis, wrk, ...)
 # when they are missing, then runs every test with the race detector.
 deps:
 	bash scripts/install-deps.sh
 
-test: deps build
-	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
-	for m in $(MODULES); do (cd $$m && $(GO) vet ./...) || exit 1; done
+test: deps build lint
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
 	# The unit tests of the bench, chaos and compose-test programs, then the
 	# process-level fault suites, which time sessions and failovers: one
