@@ -13,14 +13,14 @@ scale="${1:-1}"
 # package, target, executions at scale 1 (about 3-5 s each at the rates seen on the VM)
 targets=(
 	"./shared/idcodec FuzzParse 100000"
-	"./shared/auth FuzzVerify 50000"
+	"./shared/platform/auth FuzzVerify 50000"
 	"./shared/registry FuzzDecodeRecord 100000"
-	"./shared/compensation FuzzEventFromFields 30000"
+	"./shared/saga FuzzEventFromFields 30000"
 	"./allocator FuzzDecodeCounter 20000"
-	"./functions/generate FuzzGenerateBody 4000"
-	"./functions/generate FuzzGetIDPath 50000"
-	"./functions/generate FuzzTransitionBody 30000"
-	"./functions/generate FuzzCheckText 300000"
+	"./functions/httpapi FuzzGenerateBody 4000"
+	"./functions/httpapi FuzzGetIDPath 50000"
+	"./functions/httpapi FuzzTransitionBody 30000"
+	"./functions/httpapi FuzzCheckText 300000"
 )
 for entry in "${targets[@]}"; do
 	read -r pkg fn n <<<"$entry"

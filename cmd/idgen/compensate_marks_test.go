@@ -6,8 +6,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/idgen/idgen/functions/sweeper"
-	"github.com/idgen/idgen/shared/compensation"
 	"github.com/idgen/idgen/shared/registry/pebblestore"
+	"github.com/idgen/idgen/shared/saga"
 )
 
 // TestMarkers: Redis mode marks through one client, durable as the
@@ -21,17 +21,17 @@ func TestMarkers(t *testing.T) {
 	defer store.Close()
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer rdb.Close()
-	for _, prefix := range []string{compensation.DefaultMarkPrefix, commitMarkPrefix, sweeper.MarkPrefix} {
-		sm, ok := storeMarkers(store)(prefix).(*compensation.StoreMarks)
-		if !ok || sm.Store != compensation.MarkStore(store) || sm.Prefix != prefix {
+	for _, prefix := range []string{saga.DefaultMarkPrefix, commitMarkPrefix, sweeper.MarkPrefix} {
+		sm, ok := storeMarkers(store)(prefix).(*saga.StoreMarks)
+		if !ok || sm.Store != saga.MarkStore(store) || sm.Prefix != prefix {
 			t.Errorf("embedded mode, prefix %q: %#v, want StoreMarks on the store", prefix, sm)
 		}
-		rm, ok := redisMarkers(rdb, 2)(prefix).(*compensation.RedisMarks)
+		rm, ok := redisMarkers(rdb, 2)(prefix).(*saga.RedisMarks)
 		if !ok || rm.Client != redis.Cmdable(rdb) || rm.Prefix != prefix || rm.TTL != 0 || rm.WaitReplicas != 2 {
 			t.Errorf("Redis mode, prefix %q: %#v, want RedisMarks on the client, waiting for 2 replicas", prefix, rm)
 		}
 	}
-	if commitMarkPrefix == compensation.DefaultMarkPrefix || commitMarkPrefix == sweeper.MarkPrefix || sweeper.MarkPrefix == compensation.DefaultMarkPrefix {
+	if commitMarkPrefix == saga.DefaultMarkPrefix || commitMarkPrefix == sweeper.MarkPrefix || sweeper.MarkPrefix == saga.DefaultMarkPrefix {
 		t.Error("two kinds of audit marks share a key prefix")
 	}
 }

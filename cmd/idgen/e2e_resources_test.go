@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/idgen/idgen/harness/proc"
-	"github.com/idgen/idgen/shared/audit"
+	"github.com/idgen/idgen/shared/platform/audit"
 )
 
 // mountTmpfs mounts a tmpfs of size (mount option syntax: "64m") on a fresh

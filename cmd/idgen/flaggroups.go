@@ -15,12 +15,12 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/idgen/idgen/functions/compensate"
-	"github.com/idgen/idgen/shared/audit"
-	"github.com/idgen/idgen/shared/compensation"
+	"github.com/idgen/idgen/functions/failurestream"
 	"github.com/idgen/idgen/shared/idcodec"
-	"github.com/idgen/idgen/shared/logring"
+	"github.com/idgen/idgen/shared/platform/audit"
+	"github.com/idgen/idgen/shared/platform/logring"
 	"github.com/idgen/idgen/shared/registry/redisstore"
+	"github.com/idgen/idgen/shared/saga"
 )
 
 // The flag groups every command that needs them registers the same way:
@@ -153,8 +153,8 @@ func (r redisFlags) client(cluster bool) (redis.UniversalClient, error) {
 		// A connection ready for every entry in flight (opened by the
 		// worker at start and kept): the audited mark that follows an audit
 		// entry is sent at once, never queued for a connection (see
-		// compensate.New).
-		PoolSize: 2*compensate.DefaultCount + 16, ConnMaxIdleTime: -1,
+		// failurestream.New).
+		PoolSize: 2*failurestream.DefaultCount + 16, ConnMaxIdleTime: -1,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	}), nil
 }
@@ -185,8 +185,8 @@ func (a auditFlags) validate() error {
 	}
 	// An entry's wait and one retry stay under the audit claim's lease, so
 	// that no other attempt can claim an entry this process may still write.
-	if max(s.Wait, audit.DefaultWait)+max(s.RetryInterval, audit.DefaultRetryInterval) >= compensation.DefaultLeaseTTL {
-		return fmt.Errorf("--audit-wait plus --audit-retry-interval must stay under %s, the lease of an audit claim", compensation.DefaultLeaseTTL)
+	if max(s.Wait, audit.DefaultWait)+max(s.RetryInterval, audit.DefaultRetryInterval) >= saga.DefaultLeaseTTL {
+		return fmt.Errorf("--audit-wait plus --audit-retry-interval must stay under %s, the lease of an audit claim", saga.DefaultLeaseTTL)
 	}
 	return nil
 }

@@ -11,8 +11,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/idgen/idgen/shared/auth"
-	"github.com/idgen/idgen/shared/sealer"
+	"github.com/idgen/idgen/shared/platform/auth"
+	"github.com/idgen/idgen/shared/platform/sealer"
 )
 
 // Files `idgen keygen` writes into its directory: the development

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/idgen/idgen/shared/auth"
-	"github.com/idgen/idgen/shared/sealer"
+	"github.com/idgen/idgen/shared/platform/auth"
+	"github.com/idgen/idgen/shared/platform/sealer"
 )
 
 func TestKeygenCreatesOnceAndKeeps(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 	"go.uber.org/zap"
 
-	"github.com/idgen/idgen/shared/compensation"
+	"github.com/idgen/idgen/shared/saga"
 )
 
 // lambdaCompensateFn voids the IDs of failure events delivered by SQS (one
@@ -40,7 +40,7 @@ func lambdaCompensateFn(ctx context.Context, stderr io.Writer) error {
 }
 
 type lambdaCompensateHandler struct {
-	core *compensation.Core
+	core *saga.Core
 	log  *zap.Logger
 }
 
@@ -65,9 +65,9 @@ func (h lambdaCompensateHandler) handle(ctx context.Context, raw json.RawMessage
 		if err := json.Unmarshal(raw, &ev); err != nil {
 			return nil, fmt.Errorf("compensate: not an EventBridge event: %w", err)
 		}
-		var fe compensation.Event
+		var fe saga.Event
 		if err := json.Unmarshal(ev.Detail, &fe); err != nil {
-			return nil, fmt.Errorf("%w: detail: %w", compensation.ErrMalformed, err)
+			return nil, fmt.Errorf("%w: detail: %w", saga.ErrMalformed, err)
 		}
 		res, err := h.core.Compensate(ctx, fe)
 		if err != nil {
@@ -83,10 +83,10 @@ func (h lambdaCompensateHandler) handle(ctx context.Context, raw json.RawMessage
 func (h lambdaCompensateHandler) sqs(ctx context.Context, ev events.SQSEvent) events.SQSEventResponse {
 	var out events.SQSEventResponse
 	for _, r := range ev.Records {
-		var fe compensation.Event
+		var fe saga.Event
 		err := json.Unmarshal([]byte(r.Body), &fe)
 		if err != nil {
-			err = fmt.Errorf("%w: body: %w", compensation.ErrMalformed, err)
+			err = fmt.Errorf("%w: body: %w", saga.ErrMalformed, err)
 		} else {
 			fe.EventID = firstNonEmpty(fe.EventID, r.MessageId)
 			fe.Redelivered = r.Attributes["ApproximateReceiveCount"] != "" && r.Attributes["ApproximateReceiveCount"] != "1"
@@ -94,7 +94,7 @@ func (h lambdaCompensateHandler) sqs(ctx context.Context, ev events.SQSEvent) ev
 		}
 		if err != nil {
 			h.log.Warn("compensation failed; SQS will redeliver the record", zap.String("message_id", r.MessageId),
-				zap.Bool("permanent", compensation.Permanent(err)), zap.Error(err))
+				zap.Bool("permanent", saga.Permanent(err)), zap.Error(err))
 			out.BatchItemFailures = append(out.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: r.MessageId})
 		}
 	}

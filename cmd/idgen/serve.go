@@ -14,9 +14,9 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
-	"github.com/idgen/idgen/functions/generate"
+	"github.com/idgen/idgen/functions/httpapi"
 	"github.com/idgen/idgen/functions/sweeper"
-	"github.com/idgen/idgen/shared/audit"
+	"github.com/idgen/idgen/shared/platform/audit"
 	"github.com/idgen/idgen/shared/registry/diskguard"
 )
 
@@ -281,7 +281,7 @@ func untilInterrupted(stop func()) (func() error, func(error)) {
 
 // newServer configures fasthttp: body and header limits, timeouts, and
 // JSON errors for what fasthttp refuses before the handler runs.
-func newServer(svc *generate.Service, timeout time.Duration) *fasthttp.Server {
+func newServer(svc *httpapi.Service, timeout time.Duration) *fasthttp.Server {
 	return &fasthttp.Server{
 		Handler:               svc.Handle,
 		ErrorHandler:          svc.HandleServerError,

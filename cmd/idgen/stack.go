@@ -12,22 +12,22 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/idgen/idgen/allocator"
-	"github.com/idgen/idgen/functions/generate"
+	"github.com/idgen/idgen/functions/httpapi"
 	"github.com/idgen/idgen/functions/sweeper"
-	"github.com/idgen/idgen/shared/audit"
-	"github.com/idgen/idgen/shared/auth"
-	"github.com/idgen/idgen/shared/compensation"
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/idcodec"
-	"github.com/idgen/idgen/shared/logring"
+	"github.com/idgen/idgen/shared/platform/audit"
+	"github.com/idgen/idgen/shared/platform/auth"
+	"github.com/idgen/idgen/shared/platform/logring"
+	"github.com/idgen/idgen/shared/platform/sealer"
 	"github.com/idgen/idgen/shared/registry/datadir"
-	"github.com/idgen/idgen/shared/sealer"
+	"github.com/idgen/idgen/shared/saga"
 )
 
 // stack is the wired service without its listener: what `idgen serve` puts
 // behind fasthttp and the Lambda bootstrap puts behind the Runtime API.
 type stack struct {
-	svc   *generate.Service
+	svc   *httpapi.Service
 	log   *zap.Logger
 	store registryStore
 	audit *audit.Log
@@ -36,7 +36,7 @@ type stack struct {
 	// Redis registry, StoreMarks in the embedded store. Each prefix is
 	// asked for once: a StoreMarks keeps its leases in memory. purge are
 	// the markers the sweeper purges.
-	marks func(prefix string) compensation.Marker
+	marks func(prefix string) saga.Marker
 	purge []sweeper.Purger
 	// leads reports whether this instance sweeps now: with a registry shared
 	// by several instances (Redis), the ZooKeeper election of the shard's
@@ -87,7 +87,7 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 	if err := injectFaultClock(ctx, clock, log); err != nil {
 		return nil, err
 	}
-	var metrics *generate.Metrics
+	var metrics *httpapi.Metrics
 	observe := func(n int, d time.Duration) {
 		if metrics != nil {
 			metrics.ObserveFlush(n, d.Seconds())
@@ -116,7 +116,7 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 	}
 	co := coordination{
 		src: reg.src, worker: generator.FixedWorker(0),
-		membership: generate.StaticMembership{generate.Member{Worker: 0, Shard: uint8(c.Shard), Address: advertise, Version: version, StartedAt: st.started.UTC()}},
+		membership: httpapi.StaticMembership{httpapi.Member{Worker: 0, Shard: uint8(c.Shard), Address: advertise, Version: version, StartedAt: st.started.UTC()}},
 		leads:      func(context.Context) (bool, error) { return true, nil },
 	}
 	if allocCh != nil {
@@ -140,13 +140,13 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		return nil, err
 	}
 	st.onClose(func() error { gen.Close(); return nil })
-	metrics = generate.NewMetrics(gen)
+	metrics = httpapi.NewMetrics(gen)
 	if co.alloc != nil {
 		registerZKMetrics(metrics.Registry, co.alloc)
 	}
 	registerStoreMetrics(metrics.Registry, st.store)
-	checks := append([]generate.Check{{Name: "registry", Critical: true, Run: st.store.Ping}}, co.checks...)
-	checks = append(checks, generate.RangeCheck(gen))
+	checks := append([]httpapi.Check{{Name: "registry", Critical: true, Run: st.store.Ping}}, co.checks...)
+	checks = append(checks, httpapi.RangeCheck(gen))
 
 	keys, err := loadMetadataKeys(c)
 	if err != nil {
@@ -163,13 +163,13 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		return nil, err
 	}
 	checks = append(checks, authChecks...)
-	compMarks, commitMarks := st.marks(compensation.DefaultMarkPrefix), st.marks(commitMarkPrefix)
-	for _, m := range []compensation.Marker{compMarks, commitMarks} {
+	compMarks, commitMarks := st.marks(saga.DefaultMarkPrefix), st.marks(commitMarkPrefix)
+	for _, m := range []saga.Marker{compMarks, commitMarks} {
 		if p, ok := m.(sweeper.Purger); ok {
 			st.purge = append(st.purge, p)
 		}
 	}
-	st.svc, err = generate.New(generate.Config{Dev: c.Dev, RequestTimeout: c.RequestTimeout, AuditFailOpen: c.AuditFailOpen, Instance: instance, RateLimit: c.RateLimit, RateBurst: c.RateBurst}, generate.Deps{
+	st.svc, err = httpapi.New(httpapi.Config{Dev: c.Dev, RequestTimeout: c.RequestTimeout, AuditFailOpen: c.AuditFailOpen, Instance: instance, RateLimit: c.RateLimit, RateBurst: c.RateBurst}, httpapi.Deps{
 		IDs: gen, Registry: st.store, Logger: log, Logs: ring, Metrics: metrics, Membership: co.membership, Checks: checks, Sealer: sealer.NewVault(keys, st.store), Auth: verifier, Audit: st.audit,
 		CompensationMarks: compMarks, CommitMarks: commitMarks,
 	})
@@ -242,16 +242,16 @@ const commitMarkPrefix = "idgen:commit:audited:"
 // redisMarkers are the audit markers of a Redis registry: shared by every
 // instance (like the compensate worker's), durable like the registry
 // (waitReplicas).
-func redisMarkers(rdb redis.Cmdable, waitReplicas int) func(prefix string) compensation.Marker {
-	return func(p string) compensation.Marker {
-		return &compensation.RedisMarks{Client: rdb, Prefix: p, WaitReplicas: waitReplicas}
+func redisMarkers(rdb redis.Cmdable, waitReplicas int) func(prefix string) saga.Marker {
+	return func(p string) saga.Marker {
+		return &saga.RedisMarks{Client: rdb, Prefix: p, WaitReplicas: waitReplicas}
 	}
 }
 
 // storeMarkers are the audit markers of an embedded store: done marks in
 // the store, leases in memory (one process owns the data directory).
-func storeMarkers(s compensation.MarkStore) func(prefix string) compensation.Marker {
-	return func(p string) compensation.Marker { return &compensation.StoreMarks{Store: s, Prefix: p} }
+func storeMarkers(s saga.MarkStore) func(prefix string) saga.Marker {
+	return func(p string) saga.Marker { return &saga.StoreMarks{Store: s, Prefix: p} }
 }
 
 // coordination is where ranges and worker slots come from and who the
@@ -260,8 +260,8 @@ type coordination struct {
 	alloc      *allocator.Allocator
 	src        generator.RangeSource
 	worker     generator.WorkerSource
-	membership generate.Membership
-	checks     []generate.Check
+	membership httpapi.Membership
+	checks     []httpapi.Check
 	leads      func(context.Context) (bool, error)
 }
 
@@ -308,7 +308,7 @@ func loadMetadataKeys(c ServeConfig) (*sealer.Ring, error) {
 
 // openVerifier builds the bearer-token verifier (none in --dev) and its
 // health check; its key file is re-read while it runs.
-func openVerifier(c ServeConfig, log *zap.Logger) (generate.Authenticator, []generate.Check, error) {
+func openVerifier(c ServeConfig, log *zap.Logger) (httpapi.Authenticator, []httpapi.Check, error) {
 	if c.Dev {
 		return nil, nil, nil
 	}
@@ -323,6 +323,6 @@ func openVerifier(c ServeConfig, log *zap.Logger) (generate.Authenticator, []gen
 	if err != nil {
 		return nil, nil, err
 	}
-	check := generate.Check{Name: "jwt_keys", Run: func(context.Context) error { _, _, err := v.ReloadStatus(); return err }}
-	return v, []generate.Check{check}, nil
+	check := httpapi.Check{Name: "jwt_keys", Run: func(context.Context) error { _, _, err := v.ReloadStatus(); return err }}
+	return v, []httpapi.Check{check}, nil
 }

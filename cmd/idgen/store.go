@@ -11,23 +11,23 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/idgen/idgen/functions/generate"
-	"github.com/idgen/idgen/shared/compensation"
+	"github.com/idgen/idgen/functions/httpapi"
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/platform/sealer"
 	"github.com/idgen/idgen/shared/registry/boltstore"
 	"github.com/idgen/idgen/shared/registry/datadir"
 	"github.com/idgen/idgen/shared/registry/diskguard"
 	"github.com/idgen/idgen/shared/registry/pebblestore"
 	"github.com/idgen/idgen/shared/registry/redisstore"
-	"github.com/idgen/idgen/shared/sealer"
+	"github.com/idgen/idgen/shared/saga"
 )
 
 // registryStore is what serve needs of a registry backend: the API's
 // registry, the sweeper's deadline index, and the high-water mark of the
 // ZooKeeper start-up check. The embedded stores and Redis provide it.
 type registryStore interface {
-	generate.Registry
+	httpapi.Registry
 	Ping(ctx context.Context) error
 	RaiseHighWater(ctx context.Context, v uint64) error
 	HighWater(ctx context.Context) (uint64, error)
@@ -42,7 +42,7 @@ type registryStore interface {
 type localStore interface {
 	registryStore
 	generator.CounterStore
-	compensation.MarkStore
+	saga.MarkStore
 }
 
 var (

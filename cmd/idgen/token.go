@@ -6,7 +6,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/idgen/idgen/shared/auth"
+	"github.com/idgen/idgen/shared/platform/auth"
 )
 
 // token mints a bearer token for local use from a key file; it refuses

@@ -13,7 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/idgen/idgen/allocator"
-	"github.com/idgen/idgen/functions/generate"
+	"github.com/idgen/idgen/functions/httpapi"
 	"github.com/idgen/idgen/shared/generator"
 )
 
@@ -115,14 +115,14 @@ func (m markedSource) ClaimRange(ctx context.Context, n uint64) (generator.Range
 
 type zkMembership struct{ a *allocator.Allocator }
 
-func (z zkMembership) Members(ctx context.Context) ([]generate.Member, error) {
+func (z zkMembership) Members(ctx context.Context) ([]httpapi.Member, error) {
 	ms, err := z.a.Members(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]generate.Member, len(ms))
+	out := make([]httpapi.Member, len(ms))
 	for i, m := range ms {
-		out[i] = generate.Member{Worker: m.Worker, Address: m.Address, Version: m.Version, StartedAt: m.StartedAt}
+		out[i] = httpapi.Member{Worker: m.Worker, Address: m.Address, Version: m.Version, StartedAt: m.StartedAt}
 	}
 	return out, nil
 }
@@ -131,8 +131,8 @@ func (z zkMembership) Members(ctx context.Context) ([]generate.Member, error) {
 // serve); a fenced worker slot takes it down (nothing may be stamped). now
 // is the clock the generator stamps with: the lease must be read on the
 // allocator's own clock (allocator.Worker), which an injected clock moves.
-func zkChecks(a *allocator.Allocator, now func() time.Time) []generate.Check {
-	return []generate.Check{
+func zkChecks(a *allocator.Allocator, now func() time.Time) []httpapi.Check {
+	return []httpapi.Check{
 		{Name: "zookeeper", Run: func(context.Context) error {
 			if h := a.Health(); !h.Connected {
 				return fmt.Errorf("session %s (issuing from claimed ranges until they run out)", h.State)

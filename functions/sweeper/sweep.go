@@ -8,10 +8,10 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/idgen/idgen/shared/audit"
-	"github.com/idgen/idgen/shared/compensation"
 	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/platform/audit"
 	"github.com/idgen/idgen/shared/registry"
+	"github.com/idgen/idgen/shared/saga"
 )
 
 // maxSuspects bounds the suspects remembered; past it new ones are dropped
@@ -33,7 +33,7 @@ func (s *Sweeper) sweep(ctx context.Context) (int, error) {
 	for _, id := range ids {
 		wg.Go(func() {
 			_, _, err := s.d.Store.Transition(ctx, id, registry.Change{
-				To: registry.Compensated, From: registry.Pending, Reason: compensation.ReasonTimeout, Actor: compensation.ActorSystem, NowMS: now,
+				To: registry.Compensated, From: registry.Pending, Reason: saga.ReasonTimeout, Actor: saga.ActorSystem, NowMS: now,
 			})
 			switch {
 			case err == nil:
@@ -58,7 +58,7 @@ func (s *Sweeper) sweep(ctx context.Context) (int, error) {
 	wg.Wait()
 	if compensated.Load() > 0 {
 		s.d.Logger.Info("sweeper: compensated IDs past their deadline", zap.Int64("count", compensated.Load()),
-			zap.Int64("not_pending", skipped.Load()), zap.Int64("failed", bad.Load()), zap.String("reason", compensation.ReasonTimeout))
+			zap.Int64("not_pending", skipped.Load()), zap.Int64("failed", bad.Load()), zap.String("reason", saga.ReasonTimeout))
 	}
 	return len(ids), nil
 }
@@ -66,15 +66,15 @@ func (s *Sweeper) sweep(ctx context.Context) (int, error) {
 // entry is the audit entry of id's timeout compensation.
 func entry(id idcodec.ID) audit.Event {
 	return audit.Event{
-		Actor: compensation.ActorSystem, Action: audit.ActionCompensate, Resource: id.String(),
-		Outcome: registry.Applied.String(), Reason: compensation.ReasonTimeout,
+		Actor: saga.ActorSystem, Action: audit.ActionCompensate, Resource: id.String(),
+		Outcome: registry.Applied.String(), Reason: saga.ReasonTimeout,
 	}
 }
 
 // audited settles id after its entry was written (err nil: by this call or
 // another sweeper, or it is not the sweeper's to write) or not (err: id is
 // a suspect until it is).
-func (s *Sweeper) audited(id idcodec.ID, w compensation.Written, err error) {
+func (s *Sweeper) audited(id idcodec.ID, w saga.Written, err error) {
 	if w.MarkErr != nil {
 		s.d.Logger.Warn("sweeper: audit mark not stored; a retry after the lease may repeat the entry", zap.Stringer("id", id), zap.Error(w.MarkErr))
 	}
@@ -85,7 +85,7 @@ func (s *Sweeper) audited(id idcodec.ID, w compensation.Written, err error) {
 		return
 	}
 	s.suspect(id)
-	if errors.Is(err, compensation.ErrAuditBusy) {
+	if errors.Is(err, saga.ErrAuditBusy) {
 		s.d.Logger.Info("sweeper: another attempt holds the audit claim; will retry", zap.Stringer("id", id))
 		return
 	}
@@ -116,7 +116,7 @@ func (s *Sweeper) resolve(ctx context.Context) {
 	s.mu.Lock()
 	ids := make([]idcodec.ID, 0, len(s.suspects))
 	for id, since := range s.suspects {
-		if now.Sub(since) > compensation.DefaultRecoverWithin {
+		if now.Sub(since) > saga.DefaultRecoverWithin {
 			delete(s.suspects, id)
 			s.d.Logger.Error("sweeper: compensation unresolved for a day; its audit entry may be lost", zap.Stringer("id", id))
 			continue
@@ -131,7 +131,7 @@ func (s *Sweeper) resolve(ctx context.Context) {
 		rec, err := s.d.Store.Get(ctx, id)
 		switch {
 		case errors.Is(err, registry.ErrNotFound):
-			s.audited(id, compensation.Written{}, nil) // never registered: nothing to audit
+			s.audited(id, saga.Written{}, nil) // never registered: nothing to audit
 		case err != nil:
 			// Read again next time.
 		default:

@@ -1,15 +1,15 @@
 // Package sweeper is the deadline sweeper: it compensates the pending IDs
-// whose deadline has passed (reason compensation.ReasonTimeout, actor
-// compensation.ActorSystem) and writes the audit entry of each of those
+// whose deadline has passed (reason saga.ReasonTimeout, actor
+// saga.ActorSystem) and writes the audit entry of each of those
 // compensations, once.
 //
 // Invariants:
 //   - A compensation is the registry's compare-and-set from pending: with
 //     every instance of a shared registry sweeping, and late commits
-//     compensating the same IDs (compensation.ReasonDeadline), each ID is
+//     compensating the same IDs (saga.ReasonDeadline), each ID is
 //     compensated once, whoever wins.
 //   - One audit entry per timeout compensation, across instances: it is
-//     written through compensation.Once with marks of the sweeper's own key
+//     written through saga.Once with marks of the sweeper's own key
 //     space (MarkPrefix). The sweeper that applied a compensation writes
 //     its entry; when that fails (the audit log refuses it, the marks
 //     cannot be reached) or the transition's outcome is unknown (it failed
@@ -19,7 +19,7 @@
 //     compensated by the sweeper is written, marked recovered, once the
 //     log accepts it (Once.Recover). A process that dies with suspects
 //     unresolved loses their entries; a suspect unresolved for
-//     compensation.DefaultRecoverWithin is dropped, logged.
+//     saga.DefaultRecoverWithin is dropped, logged.
 //   - Run returns when its context ends, once the page in flight is done.
 package sweeper
 
@@ -31,13 +31,13 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/idgen/idgen/shared/compensation"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
+	"github.com/idgen/idgen/shared/saga"
 )
 
 // MarkPrefix is the key prefix of the sweeper's audit marks
-// (compensation.RedisMarks.Prefix, compensation.StoreMarks.Prefix).
+// (saga.RedisMarks.Prefix, saga.StoreMarks.Prefix).
 const MarkPrefix = "idgen:sweep:audited:"
 
 // Defaults of Config.
@@ -95,7 +95,7 @@ type Store interface {
 	PurgeIdempotency(ctx context.Context, cutoffMS int64, limit int) (int, error)
 }
 
-// Purger deletes the audit marks that ran out (*compensation.StoreMarks).
+// Purger deletes the audit marks that ran out (*saga.StoreMarks).
 type Purger interface {
 	Purge(ctx context.Context, limit int) (int, error)
 }
@@ -105,15 +105,15 @@ type Deps struct {
 	// Store is the registry. Required.
 	Store Store
 	// Audit is the audit log. Required.
-	Audit compensation.Recorder
+	Audit saga.Recorder
 	// Marks elect the one sweeper that writes a timeout compensation's
 	// entry and remember that it is written, under MarkPrefix: with a
 	// registry shared by several instances, marks they share
-	// (compensation.RedisMarks); with an embedded store,
-	// compensation.StoreMarks in it. Required: without marks a refused
+	// (saga.RedisMarks); with an embedded store,
+	// saga.StoreMarks in it. Required: without marks a refused
 	// entry could not be written later. Purged at every tick the sweeper
 	// leads when they implement Purger.
-	Marks compensation.Marker
+	Marks saga.Marker
 	// Leads reports before each tick whether this instance sweeps now (an
 	// election among the instances of a shared registry). Default nil:
 	// always. Suspects are resolved either way.
@@ -130,7 +130,7 @@ type Deps struct {
 type Sweeper struct {
 	cfg    Config
 	d      Deps
-	once   compensation.Once
+	once   saga.Once
 	purge  []Purger
 	leader bool // led at the last tick (for the log line of a change)
 
@@ -160,7 +160,7 @@ func New(cfg Config, d Deps) (*Sweeper, error) {
 	}
 	return &Sweeper{
 		cfg: cfg, d: d, purge: purge, suspects: map[idcodec.ID]time.Time{},
-		once: compensation.Once{Audit: d.Audit, Marks: d.Marks, Now: cfg.Now},
+		once: saga.Once{Audit: d.Audit, Marks: d.Marks, Now: cfg.Now},
 	}, nil
 }
 

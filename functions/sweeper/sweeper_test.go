@@ -13,13 +13,13 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/idgen/idgen/harness/redisharness"
-	"github.com/idgen/idgen/shared/audit"
-	"github.com/idgen/idgen/shared/compensation"
-	"github.com/idgen/idgen/shared/compensation/compensationtest"
 	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/platform/audit"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/pebblestore"
 	"github.com/idgen/idgen/shared/registry/redisstore"
+	"github.com/idgen/idgen/shared/saga"
+	"github.com/idgen/idgen/shared/saga/sagatest"
 )
 
 // registrar is what the tests use of a store besides Store.
@@ -31,11 +31,11 @@ type registrar interface {
 // refusingAudit is an audit log that refuses every entry while refuse is
 // set, as a full audit disk does (the entry is not written).
 type refusingAudit struct {
-	next   compensation.Recorder
+	next   saga.Recorder
 	refuse atomic.Bool
 }
 
-var _ compensation.Recorder = (*refusingAudit)(nil)
+var _ saga.Recorder = (*refusingAudit)(nil)
 
 func (r *refusingAudit) Record(e audit.Event) error {
 	if r.refuse.Load() {
@@ -60,7 +60,7 @@ type env struct {
 }
 
 // newInstance adds an instance on store with marks.
-func (e *env) newInstance(store Store, marks compensation.Marker) *instance {
+func (e *env) newInstance(store Store, marks saga.Marker) *instance {
 	e.t.Helper()
 	path := filepath.Join(e.t.TempDir(), "audit.log")
 	al, err := audit.Open(path, "sweeper-test")
@@ -93,7 +93,7 @@ func newRedisEnv(t *testing.T, n int) *env {
 		rdb := redis.NewClient(&redis.Options{Addr: g.Primary().Addr(), DisableIdentity: true})
 		t.Cleanup(func() { _ = rdb.Close() })
 		e.reg = store
-		e.newInstance(store, &compensation.RedisMarks{Client: rdb, Prefix: MarkPrefix})
+		e.newInstance(store, &saga.RedisMarks{Client: rdb, Prefix: MarkPrefix})
 	}
 	return e
 }
@@ -107,7 +107,7 @@ func newEmbeddedEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { _ = store.Close() })
 	e := &env{t: t, reg: store}
-	e.newInstance(store, &compensation.StoreMarks{Store: store, Prefix: MarkPrefix})
+	e.newInstance(store, &saga.StoreMarks{Store: store, Prefix: MarkPrefix})
 	return e
 }
 
@@ -146,13 +146,13 @@ func (e *env) entries() (per map[string]int, recovered int) {
 	for _, in := range e.insts {
 		paths = append(paths, in.path)
 	}
-	lines := compensationtest.AuditLines(e.t, audit.ActionCompensate, paths...)
+	lines := sagatest.AuditLines(e.t, audit.ActionCompensate, paths...)
 	for _, l := range lines {
 		if l.Recovered {
 			recovered++
 		}
 	}
-	return compensationtest.PerResource(lines), recovered
+	return sagatest.PerResource(lines), recovered
 }
 
 // suspects is how many suspects the instances hold.
@@ -171,8 +171,8 @@ func (e *env) checkCompensated(ids []idcodec.ID) {
 	e.t.Helper()
 	for _, id := range ids {
 		rec, err := e.reg.Get(context.Background(), id)
-		st, _ := compensation.LastStep(rec, registry.Compensated)
-		if err != nil || rec.State != registry.Compensated || st.Actor != compensation.ActorSystem || st.Reason != compensation.ReasonTimeout {
+		st, _ := saga.LastStep(rec, registry.Compensated)
+		if err != nil || rec.State != registry.Compensated || st.Actor != saga.ActorSystem || st.Reason != saga.ReasonTimeout {
 			e.t.Fatalf("%s: %+v %v, want compensated by the sweeper", id, rec, err)
 		}
 	}
@@ -307,7 +307,7 @@ func TestSweepAuditRefused(t *testing.T) {
 func TestRunStops(t *testing.T) {
 	e := newEmbeddedEnv(t)
 	ids := e.register(5, 9000)
-	s, err := New(Config{Interval: 10 * time.Millisecond}, Deps{Store: e.reg, Audit: e.insts[0].audit, Marks: &compensation.StoreMarks{Store: e.reg.(compensation.MarkStore), Prefix: MarkPrefix}})
+	s, err := New(Config{Interval: 10 * time.Millisecond}, Deps{Store: e.reg, Audit: e.insts[0].audit, Marks: &saga.StoreMarks{Store: e.reg.(saga.MarkStore), Prefix: MarkPrefix}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +338,7 @@ func TestNew(t *testing.T) {
 	var (
 		store Store = (*pebblestore.Store)(nil)
 		rec         = &refusingAudit{}
-		marks       = &compensation.StoreMarks{}
+		marks       = &saga.StoreMarks{}
 	)
 	for _, c := range []struct {
 		name string

@@ -20,8 +20,8 @@ import (
 	"github.com/go-zookeeper/zk"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/idgen/idgen/shared/audit"
 	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/platform/audit"
 	"github.com/idgen/idgen/shared/registry/redisstore"
 )
 

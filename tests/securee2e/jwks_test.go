@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/idgen/idgen/shared/audit"
-	"github.com/idgen/idgen/shared/auth"
+	"github.com/idgen/idgen/shared/platform/audit"
+	"github.com/idgen/idgen/shared/platform/auth"
 )
 
 // TestJWKSRotation rewrites the JWKS file of a running idgen (embedded

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/idgen/idgen/shared/auth"
+	"github.com/idgen/idgen/shared/platform/auth"
 )
 
 // TestMutualTLS: the same stack with --tls-client-ca on both instances. A

@@ -21,7 +21,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/idgen/idgen/shared/auth"
+	"github.com/idgen/idgen/shared/platform/auth"
 )
 
 // The JWT claims every idgen of these tests requires.

@@ -12,9 +12,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/idgen/idgen/shared/audit"
-	"github.com/idgen/idgen/shared/auth"
 	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/platform/audit"
+	"github.com/idgen/idgen/shared/platform/auth"
 	"github.com/idgen/idgen/shared/registry"
 )
 

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/idgen/idgen/functions/generate"
+	"github.com/idgen/idgen/functions/httpapi"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/registrytest"
@@ -277,7 +277,7 @@ func TestPoisonOpFailsAlone(t *testing.T) {
 // What cmd/idgen needs of a registry in Redis mode (its localStore without
 // the range source; HighWater takes a ctx here).
 var _ interface {
-	generate.Registry
+	httpapi.Registry
 	Ping(ctx context.Context) error
 	RaiseHighWater(ctx context.Context, v uint64) error
 	HighWater(ctx context.Context) (uint64, error)

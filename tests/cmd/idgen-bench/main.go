@@ -6,7 +6,7 @@
 // In-process: the generator hot path (ns/ID, allocs/ID) against
 // github.com/google/uuid (NewV7, NewRandom), github.com/bwmarrin/snowflake,
 // github.com/sony/sonyflake and github.com/rs/xid; and the cost of verifying
-// a bearer token per request (shared/auth's benchmarks: first use, cached,
+// a bearer token per request (shared/platform/auth's benchmarks: first use, cached,
 // beside decoding the claims unverified).
 //
 // Over HTTP with wrk (Debian package): a bare fasthttp handler answering a
@@ -183,7 +183,7 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	if !cfg.skipIn {
 		fmt.Fprintln(stdout, "in-process peers...")
 		res.InProcess = inProcess(cfg.rounds, cfg.benchtime)
-		fmt.Fprintln(stdout, "token verification (shared/auth)...")
+		fmt.Fprintln(stdout, "token verification (shared/platform/auth)...")
 		var err error
 		if res.Auth, err = authBench(cfg.rounds, cfg.benchtime); err != nil {
 			return fmt.Errorf("auth benchmarks: %w", err)

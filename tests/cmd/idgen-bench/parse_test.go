@@ -70,14 +70,14 @@ Duration: 4s, Total samples = 6s (150.00%)
      1.20s 20.00% 60.00%      1.50s 25.00%  runtime.mallocgc
      0.60s 10.00% 70.00%      0.60s 10.00%  runtime.futex
      0.60s 10.00% 80.00%      3.00s 50.00%  github.com/valyala/fasthttp.(*Server).serveConn
-     0.60s 10.00% 90.00%      0.90s 15.00%  github.com/idgen/idgen/functions/generate.(*Service).Handle (inline)
+     0.60s 10.00% 90.00%      0.90s 15.00%  github.com/idgen/idgen/functions/httpapi.(*Service).Handle (inline)
      0.60s 10.00%   100%      0.60s 10.00%  somepkg.Unknown
 `
 	es, cores := parseTop(out)
 	if len(es) != 6 || cores != 1.5 {
 		t.Fatalf("%d entries, %v cores", len(es), cores)
 	}
-	if es[4].Func != "github.com/idgen/idgen/functions/generate.(*Service).Handle (inline)" || es[4].CumPct != 15 {
+	if es[4].Func != "github.com/idgen/idgen/functions/httpapi.(*Service).Handle (inline)" || es[4].CumPct != 15 {
 		t.Errorf("entry 4 = %+v", es[4])
 	}
 	cats := categorize(es)

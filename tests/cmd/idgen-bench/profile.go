@@ -253,7 +253,7 @@ next:
 var components = []struct{ label, prefix string }{
 	{"socket writes", "net.(*conn).Write"},
 	{"socket reads", "net.(*conn).Read"},
-	{"idgen's request handler", "github.com/idgen/idgen/functions/generate.(*Service).Handle"},
+	{"idgen's request handler", "github.com/idgen/idgen/functions/httpapi.(*Service).Handle"},
 	{"registry flusher (Redis round trips)", "github.com/idgen/idgen/shared/registry/redisstore.(*Store).flusher"},
 	{"registry flusher (group commits)", "github.com/idgen/idgen/shared/registry/pebblestore.(*Store).flusher"},
 	{"registry flusher (group commits)", "github.com/idgen/idgen/shared/registry/boltstore.(*Store).flusher"},

@@ -29,7 +29,7 @@ type results struct {
 	Quick              bool
 
 	InProcess []peerResult
-	Auth      []authResult // token verification costs (shared/auth)
+	Auth      []authResult // token verification costs (shared/platform/auth)
 	HTTP      []httpResult
 	// Latency holds the single-ID idgen + Redis and durable runs at
 	// LatencyConnections, which the p99 targets are judged on; when

@@ -3,7 +3,7 @@ package main
 // The cost of security: the embedded instance served plain (--dev: no TLS,
 // no authentication) against the same instance with the TLS listener and
 // JWT verification, alternating in the same rounds; and the per-request
-// cost of token verification from shared/auth's own benchmarks
+// cost of token verification from shared/platform/auth's own benchmarks
 // (authbench), run here through testing.Benchmark.
 
 import (
@@ -24,8 +24,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/idgen/idgen/shared/auth"
-	"github.com/idgen/idgen/shared/auth/authbench"
+	"github.com/idgen/idgen/shared/platform/auth"
+	"github.com/idgen/idgen/shared/platform/auth/authbench"
 )
 
 // Keys of the plain and the secured embedded instance.
@@ -130,7 +130,7 @@ type authResult struct {
 	ParallelNs, ParallelAllocs float64 // cached, GOMAXPROCS goroutines
 }
 
-// authBench runs shared/auth's verification benchmarks (authbench) rounds
+// authBench runs shared/platform/auth's verification benchmarks (authbench) rounds
 // times, alternating the cases within each round; it returns the medians.
 func authBench(rounds int, benchtime time.Duration) ([]authResult, error) {
 	setBenchtime(benchtime)
@@ -213,7 +213,7 @@ func writeSecurity(w io.Writer, r *results) {
 		p("")
 	}
 	if len(r.Auth) > 0 {
-		p("Verifying a token per request, key loaded once (shared/auth `BenchmarkVerify`, the same functions via testing.Benchmark, %v each, median of %d rounds):", r.Benchtime, r.Rounds)
+		p("Verifying a token per request, key loaded once (shared/platform/auth `BenchmarkVerify`, the same functions via testing.Benchmark, %v each, median of %d rounds):", r.Benchtime, r.Rounds)
 		p("")
 		p("| token | baseline: claims decoded unverified ns (allocs) | first use: signature + claims ns (allocs) | cached ns (allocs) | cached, %d goroutines ns (allocs) |", r.Machine.GOMAXPROCS)
 		p("|---|---:|---:|---:|---:|")

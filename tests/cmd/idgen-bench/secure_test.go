@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/idgen/idgen/harness/proc"
-	"github.com/idgen/idgen/shared/auth"
+	"github.com/idgen/idgen/shared/platform/auth"
 )
 
 // TestWriteSecureFiles: the certificate is trusted by the client config for

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/idgen/idgen/shared/audit"
+	"github.com/idgen/idgen/shared/platform/audit"
 )
 
 // auditCounts are the audit entries of effective transitions, per ID.

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/idgen/idgen/shared/audit"
 	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/platform/audit"
 	"github.com/idgen/idgen/shared/registry"
 )
 

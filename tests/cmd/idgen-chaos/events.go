@@ -10,7 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
-	"github.com/idgen/idgen/functions/compensate"
+	"github.com/idgen/idgen/functions/failurestream"
 	"github.com/idgen/idgen/shared/idcodec"
 )
 
@@ -27,7 +27,7 @@ type failureEvent struct {
 }
 
 // eventSender puts failure events on the stream the compensate workers
-// consume (XADD, the envelope of functions/compensate), as a durable
+// consume (XADD, the envelope of functions/failurestream), as a durable
 // producer would: each pipeline of XADDs ends with WAIT 1, and only an
 // acknowledged WAIT confirms the events (a failover cannot lose them then).
 // Unconfirmed events are sent again with the same event_id (a duplicate
@@ -55,7 +55,7 @@ func newEventSender(sentinels []string, master string, l *Ledger, nullEvery time
 		MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: 3 * time.Second, WriteTimeout: time.Second,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	})
-	return &eventSender{rdb: rdb, stream: compensate.DefaultStream, ledger: l, nullEvery: nullEvery,
+	return &eventSender{rdb: rdb, stream: failurestream.DefaultStream, ledger: l, nullEvery: nullEvery,
 		queue: make(chan failureEvent, 1<<16), done: make(chan struct{})}
 }
 
@@ -150,8 +150,8 @@ func (s *eventSender) deliver(ctx context.Context, batch []failureEvent) []failu
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	for i, ev := range batch {
 		adds[i] = pipe.XAdd(cctx, &redis.XAddArgs{Stream: s.stream, Values: map[string]any{
-			compensate.FieldID: ev.id.String(), compensate.FieldReason: "chaos: payment declined",
-			compensate.FieldEventID: ev.eventID, compensate.FieldSource: "chaos", compensate.FieldOccurredAt: now,
+			failurestream.FieldID: ev.id.String(), failurestream.FieldReason: "chaos: payment declined",
+			failurestream.FieldEventID: ev.eventID, failurestream.FieldSource: "chaos", failurestream.FieldOccurredAt: now,
 		}})
 	}
 	wait := pipe.Do(cctx, "WAIT", 1, 1000)

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/idgen/idgen/functions/compensate"
+	"github.com/idgen/idgen/functions/failurestream"
 	"github.com/idgen/idgen/harness/redisharness"
 )
 
@@ -331,7 +331,7 @@ func (r *run) killWithPending(ctx context.Context, victim *process) (int64, erro
 func (r *run) consumerPending(ctx context.Context, name string) int64 {
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	cs, err := r.ev.rdb.XInfoConsumers(cctx, compensate.DefaultStream, compensate.DefaultGroup).Result()
+	cs, err := r.ev.rdb.XInfoConsumers(cctx, failurestream.DefaultStream, failurestream.DefaultGroup).Result()
 	if err != nil {
 		return 0
 	}

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/idgen/idgen/functions/generate"
+	"github.com/idgen/idgen/functions/httpapi"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/boltstore"
@@ -216,7 +216,7 @@ func auditedOnce(id idcodec.ID, rec registry.Record, commit, event uint8, a audi
 		switch {
 		case got == 0 && commit&commitUnknown != 0:
 			why = "; a /commit was answered 503 or not at all and retried: no retry wrote the entry (audit marks should have recovered it)"
-		case got == 0 && lastCommit != nil && lastCommit.Actor == generate.ActorSystem:
+		case got == 0 && lastCommit != nil && lastCommit.Actor == httpapi.ActorSystem:
 			why = "; committed by the service itself"
 		}
 		out = append(out, Violation{vAudit, fmt.Sprintf("%s has %d commit steps stored and %d commit audit entries (driver's /commit answers: %s)%s",
@@ -225,9 +225,9 @@ func auditedOnce(id idcodec.ID, rec registry.Record, commit, event uint8, a audi
 	if got := a.compensate[key]; got != comps {
 		why := ""
 		switch {
-		case got == 0 && lastComp != nil && lastComp.Actor == generate.ActorSystem:
+		case got == 0 && lastComp != nil && lastComp.Actor == httpapi.ActorSystem:
 			why = fmt.Sprintf("; compensated by the sweeper (reason %s): its entry failed and the sweeper does not write it again", lastComp.Reason)
-		case got == 0 && lastComp != nil && lastComp.Reason == generate.ReasonDeadline:
+		case got == 0 && lastComp != nil && lastComp.Reason == httpapi.ReasonDeadline:
 			why = "; compensated by a commit after the deadline"
 		case got == 0 && event&eventUnconfirmed != 0:
 			why = "; a /compensate was answered 503 or not at all and redelivered: no redelivery wrote the entry (audit marks should have recovered it)"

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/idgen/idgen/functions/generate"
+	"github.com/idgen/idgen/functions/httpapi"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
 )
@@ -30,7 +30,7 @@ func TestAuditedOnce(t *testing.T) {
 		{"pending, nothing audited", []registry.Step{pending}, 0, 0, 0, 0, nil},
 		{"commit retried after a 503, no entry", []registry.Step{pending, step(registry.Committed, "dev", "")}, commitUnknown | commitOK, 0, 0, 0,
 			[]string{"1 commit steps stored and 0 commit audit entries", "no retry wrote the entry"}},
-		{"sweeper compensation, no entry", []registry.Step{pending, step(registry.Compensated, generate.ActorSystem, generate.ReasonTimeout)}, 0, 0, 0, 0,
+		{"sweeper compensation, no entry", []registry.Step{pending, step(registry.Compensated, httpapi.ActorSystem, httpapi.ReasonTimeout)}, 0, 0, 0, 0,
 			[]string{"1 compensation steps stored and 0 compensation audit entries", "the sweeper"}},
 		{"redelivered compensation, no entry", []registry.Step{pending, step(registry.Compensated, "dev", "x")}, 0, eventUnconfirmed | eventConfirmed, 0, 0,
 			[]string{"0 compensation audit entries", "redelivery"}},

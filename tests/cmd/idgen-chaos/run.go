@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/idgen/idgen/functions/compensate"
+	"github.com/idgen/idgen/functions/failurestream"
 	"github.com/idgen/idgen/harness/proc"
 )
 
@@ -207,16 +207,16 @@ func (l *Ledger) resultsSince(t time.Time) []result {
 
 // streamState is the consumer group's progress on the failure stream.
 func (r *run) streamState(ctx context.Context) (lag, pending, dlq int64, err error) {
-	gs, err := r.ev.rdb.XInfoGroups(ctx, compensate.DefaultStream).Result()
+	gs, err := r.ev.rdb.XInfoGroups(ctx, failurestream.DefaultStream).Result()
 	if err != nil {
 		return 0, 0, 0, err
 	}
 	for _, g := range gs {
-		if g.Name == compensate.DefaultGroup {
+		if g.Name == failurestream.DefaultGroup {
 			lag, pending = g.Lag, g.Pending
 		}
 	}
-	dlq, err = r.ev.rdb.XLen(ctx, compensate.DefaultStream+compensate.DLQSuffix).Result()
+	dlq, err = r.ev.rdb.XLen(ctx, failurestream.DefaultStream+failurestream.DLQSuffix).Result()
 	return lag, pending, dlq, err
 }
 

@@ -11,7 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/idgen/idgen/functions/compensate"
+	"github.com/idgen/idgen/functions/failurestream"
 	"github.com/idgen/idgen/shared/registry/redisstore"
 )
 
@@ -140,7 +140,7 @@ func (c *cluster) procs() []*process {
 func (r *run) checkDeadLetters(ctx context.Context) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	entries, err := r.ev.rdb.XRange(cctx, compensate.DefaultStream+compensate.DLQSuffix, "-", "+").Result()
+	entries, err := r.ev.rdb.XRange(cctx, failurestream.DefaultStream+failurestream.DLQSuffix, "-", "+").Result()
 	if err != nil {
 		r.l.violate(vCheck, "read the dead-letter stream: %v", err)
 		return

@@ -1,0 +1,220 @@
+package failurestream
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/idgen/idgen/shared/registry"
+)
+
+// Metrics are the worker's Prometheus collectors, on a registry of their
+// own (no global state). The stream gauges (lag, pending) are read from
+// Redis at scrape time, bounded by one second.
+type Metrics struct {
+	Registry       *prometheus.Registry
+	processed      *prometheus.CounterVec
+	retried        prometheus.Counter
+	deadLettered   *prometheus.CounterVec
+	reclaimed      prometheus.Counter
+	auditRecovered prometheus.Counter
+	trimmed        prometheus.Counter
+
+	mu     sync.Mutex
+	stream *Worker // the worker whose group the gauges describe
+}
+
+// NewMetrics registers the worker's collectors with the Go runtime and
+// process collectors.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		processed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "idgen_compensate_processed_total",
+			Help: "Stream entries finished, by outcome: applied, replayed, null_compensation, dead_lettered.",
+		}, []string{"outcome"}),
+		retried: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "idgen_compensate_retried_total", Help: "Attempts that failed transiently and were retried (the entry stayed pending).",
+		}),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "idgen_compensate_dead_lettered_total", Help: "Entries moved to the dead-letter stream, by cause: malformed, max_deliveries, permanent.",
+		}, []string{"cause"}),
+		reclaimed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "idgen_compensate_reclaimed_total", Help: "Entries taken over from other consumers after --claim-idle (XAUTOCLAIM).",
+		}),
+		auditRecovered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "idgen_compensate_audit_recovered_total", Help: "Audit entries written on redelivery for effects whose first attempt died before auditing.",
+		}),
+		trimmed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "idgen_compensate_trimmed_total", Help: "Entries removed from the failure stream after every consumer group acknowledged them (XTRIM MINID).",
+		}),
+	}
+	for _, o := range []string{registry.Applied.String(), registry.Replayed.String(), registry.Tombstoned.String(), "dead_lettered"} {
+		m.processed.WithLabelValues(o)
+	}
+	for _, c := range []string{causeMalformed, causeMaxDeliveries, causePermanent} {
+		m.deadLettered.WithLabelValues(c)
+	}
+	m.Registry.MustRegister(m.processed, m.retried, m.deadLettered, m.reclaimed, m.auditRecovered, m.trimmed, streamCollector{m},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// watch makes w's group the subject of the stream gauges (the first
+// worker of these Metrics).
+func (m *Metrics) watch(w *Worker) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stream == nil {
+		m.stream = w
+	}
+}
+
+var (
+	lagDesc = prometheus.NewDesc("idgen_compensate_lag",
+		"Entries of the failure stream not yet delivered to the consumer group (XINFO GROUPS lag).", []string{"stream", "group"}, nil)
+	pendingDesc = prometheus.NewDesc("idgen_compensate_pending",
+		"Entries delivered to the consumer group and not yet acknowledged.", []string{"stream", "group"}, nil)
+	dlqDesc = prometheus.NewDesc("idgen_compensate_dlq_length",
+		"Entries in the dead-letter stream.", []string{"stream"}, nil)
+	lengthDesc = prometheus.NewDesc("idgen_compensate_stream_length",
+		"Entries in the failure stream (XLEN): the unhandled ones and at most one acknowledged batch; growth means a consumer group does not acknowledge.", []string{"stream"}, nil)
+	upDesc = prometheus.NewDesc("idgen_compensate_stream_up",
+		"1 when the stream gauges could be read at this scrape (Redis answered, the group exists), else 0.", []string{"stream", "group"}, nil)
+)
+
+type streamCollector struct{ m *Metrics }
+
+func (c streamCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- lagDesc
+	ch <- pendingDesc
+	ch <- dlqDesc
+	ch <- lengthDesc
+	ch <- upDesc
+}
+
+func (c streamCollector) Collect(ch chan<- prometheus.Metric) {
+	c.m.mu.Lock()
+	w := c.m.stream
+	c.m.mu.Unlock()
+	if w == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	st, err := w.Stats(ctx)
+	if err != nil {
+		// A scrape that fails as a whole would hide the counters too.
+		ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 0, w.cfg.Stream, w.cfg.Group)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 1, w.cfg.Stream, w.cfg.Group)
+	ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(st.Lag), w.cfg.Stream, w.cfg.Group)
+	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(st.Pending), w.cfg.Stream, w.cfg.Group)
+	ch <- prometheus.MustNewConstMetric(dlqDesc, prometheus.GaugeValue, float64(st.DeadLetters), w.cfg.Stream)
+	ch <- prometheus.MustNewConstMetric(lengthDesc, prometheus.GaugeValue, float64(st.Length), w.cfg.Stream)
+}
+
+// maxLagCount bounds the fallback count of Stats.Lag.
+const maxLagCount = 10000
+
+// Stats describe the worker's stream and group.
+type Stats struct {
+	Lag         int64 // entries not yet delivered to the group
+	Pending     int64 // delivered, not acknowledged
+	DeadLetters int64 // length of the dead-letter stream
+	Length      int64 // length of the failure stream
+}
+
+// Stats reads XINFO GROUPS and XLEN of both streams. When Redis
+// cannot compute the group's lag (entries deleted from the middle of the
+// stream), Lag counts the stream's entries past the last delivered one, up
+// to maxLagCount.
+func (w *Worker) Stats(ctx context.Context) (Stats, error) {
+	var groups *redis.XInfoGroupsCmd
+	var dlq, length *redis.IntCmd
+	_, err := w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		groups = p.XInfoGroups(ctx, w.cfg.Stream)
+		dlq = p.XLen(ctx, w.dlq)
+		length = p.XLen(ctx, w.cfg.Stream)
+		return nil
+	})
+	if err != nil {
+		return Stats{}, err
+	}
+	st := Stats{DeadLetters: dlq.Val(), Length: length.Val()}
+	found := false
+	for _, g := range groups.Val() {
+		if g.Name != w.cfg.Group {
+			continue
+		}
+		found = true
+		st.Pending, st.Lag = g.Pending, g.Lag
+		if g.Lag < 0 {
+			n, err := w.rdb.XRangeN(ctx, w.cfg.Stream, "("+g.LastDeliveredID, "+", maxLagCount).Result()
+			if err != nil {
+				return Stats{}, err
+			}
+			st.Lag = int64(len(n))
+		}
+	}
+	if !found {
+		return Stats{}, fmt.Errorf("compensate: stream %s has no group %s", w.cfg.Stream, w.cfg.Group)
+	}
+	return st, nil
+}
+
+// Check is one named health check.
+type Check func(ctx context.Context) error
+
+// Handler serves /metrics (m's registry) and /health, /health/live,
+// /health/ready: {"status": "ok"|"down", "checks": {name: "ok"|error}},
+// 200 or 503 (live is always 200 while the process serves).
+func Handler(m *Metrics, checks map[string]Check) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	health := func(rw http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		names := make([]string, 0, len(checks))
+		for n := range checks {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		out := struct {
+			Status string            `json:"status"`
+			Checks map[string]string `json:"checks"`
+		}{"ok", map[string]string{}}
+		for _, n := range names {
+			if err := checks[n](ctx); err != nil {
+				out.Status, out.Checks[n] = "down", err.Error()
+			} else {
+				out.Checks[n] = "ok"
+			}
+		}
+		rw.Header().Set("Content-Type", "application/json")
+		if out.Status != "ok" {
+			rw.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(rw).Encode(out)
+	}
+	mux.HandleFunc("GET /health", health)
+	mux.HandleFunc("GET /health/ready", health)
+	mux.HandleFunc("GET /health/live", func(rw http.ResponseWriter, _ *http.Request) {
+		rw.Header().Set("Content-Type", "application/json")
+		_, _ = rw.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	return mux
+}
+
+// Ping checks that the worker's Redis answers (a health Check).
+func (w *Worker) Ping(ctx context.Context) error { return w.rdb.Ping(ctx).Err() }

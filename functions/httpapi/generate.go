@@ -1,0 +1,216 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/registry"
+)
+
+// maxCollisionRetries bounds how often a colliding batch is replaced by
+// fresh IDs before the request fails.
+const maxCollisionRetries = 8
+
+type generateBody struct {
+	Count     *int            `json:"count"`
+	TimeoutMS *int64          `json:"timeout_ms"`
+	Metadata  json.RawMessage `json:"metadata"`
+}
+
+// generateReq is a validated /generate request.
+type generateReq struct {
+	n        int
+	batch    bool
+	timeout  time.Duration
+	metadata []byte
+}
+
+func (s *Service) parseGenerate(c *fasthttp.RequestCtx) (generateReq, error) {
+	if len(bytes.TrimSpace(c.PostBody())) == 0 {
+		return generateReq{n: 1}, nil // what decodeBody and the checks below make of it
+	}
+	var b generateBody
+	if err := decodeBody(c, &b, true); err != nil {
+		return generateReq{}, err
+	}
+	r := generateReq{n: 1}
+	if b.Count != nil {
+		if *b.Count < 1 || *b.Count > 1000 {
+			return r, Errorf(CodeInvalidRequest, "count must be between 1 and 1000")
+		}
+		r.n, r.batch = *b.Count, true
+	}
+	if b.TimeoutMS != nil {
+		if *b.TimeoutMS < 1 || *b.TimeoutMS > s.cfg.MaxTimeout.Milliseconds() { // compare in ms: no Duration overflow
+			return r, Errorf(CodeInvalidRequest, "timeout_ms must be between 1 and %d", s.cfg.MaxTimeout.Milliseconds())
+		}
+		r.timeout = time.Duration(*b.TimeoutMS) * time.Millisecond
+	}
+	if len(b.Metadata) > 0 && !bytes.Equal(b.Metadata, []byte("null")) {
+		if b.Metadata[0] != '{' {
+			return r, Errorf(CodeInvalidRequest, "metadata must be a JSON object")
+		}
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, b.Metadata); err != nil {
+			return r, Errorf(CodeInvalidRequest, "metadata is not valid JSON")
+		}
+		if compact.Len() > s.cfg.MaxMetadata {
+			return r, Errorf(CodeInvalidRequest, "metadata is %d bytes, more than %d", compact.Len(), s.cfg.MaxMetadata)
+		}
+		r.metadata = compact.Bytes()
+	}
+	return r, nil
+}
+
+// hash identifies the request's meaning for Idempotency-Key comparisons:
+// the same fields give the same hash whatever the JSON spacing or order.
+func (r generateReq) hash() [32]byte {
+	h := sha256.New()
+	var b [17]byte
+	binary.BigEndian.PutUint64(b[0:], uint64(r.n))
+	binary.BigEndian.PutUint64(b[8:], uint64(r.timeout))
+	if r.batch {
+		b[16] = 1
+	}
+	h.Write(b[:])
+	h.Write(r.metadata)
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+func (s *Service) generate(c *fasthttp.RequestCtx, log *reqLog) error {
+	req, err := s.parseGenerate(c)
+	if err != nil {
+		return err
+	}
+	var idem *registry.IdemEntry
+	if key := c.Request.Header.Peek("Idempotency-Key"); len(key) > 0 {
+		if !validRequestID(string(key)) {
+			return Errorf(CodeInvalidRequest, "Idempotency-Key must be 1..128 printable ASCII characters")
+		}
+		idem = &registry.IdemEntry{KeyHash: registry.IdemKeyHash(s.subject(c), string(key)), BodyHash: req.hash(), Batch: req.batch}
+	}
+	if err := s.auditGate(); err != nil {
+		return err
+	}
+	ctx, cancel := s.requestContext()
+	defer cancel()
+
+	ids, replay, err := s.issue(ctx, c, log, req, idem)
+	if err != nil {
+		return err
+	}
+	if replay != nil {
+		if replay.BodyHash != idem.BodyHash {
+			return Errorf(CodeIdempotencyMismatch, "this Idempotency-Key was used with a different request body")
+		}
+		c.Response.Header.Set("Idempotent-Replayed", "true")
+		ids = replay.IDs
+	} else {
+		s.d.Metrics.issued.Add(float64(len(ids)))
+	}
+	writeIDs(c, ids, req.batch)
+	return nil
+}
+
+// issue generates and registers the IDs of req. A collision in the registry
+// burns the batch and issues a fresh one; the client never sees it.
+func (s *Service) issue(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog, req generateReq, idem *registry.IdemEntry) ([]idcodec.ID, *registry.IdemEntry, error) {
+	now := s.cfg.Now()
+	var deadline int64
+	if req.timeout > 0 {
+		deadline = now.Add(req.timeout).UnixMilli()
+	}
+	subject := s.subject(c)
+	var keyHash []byte
+	if idem != nil {
+		keyHash = idem.KeyHash[:]
+	}
+	for attempt := 0; ; attempt++ {
+		var ids []idcodec.ID
+		var recs []registry.Record
+		var hist []registry.Step
+		if req.n == 1 {
+			// One allocation instead of three for the common request.
+			one := new(struct {
+				id   [1]idcodec.ID
+				rec  [1]registry.Record
+				step [1]registry.Step
+			})
+			ids, recs, hist = one.id[:0], one.rec[:], one.step[:]
+		} else {
+			ids, recs = make([]idcodec.ID, 0, req.n), make([]registry.Record, req.n)
+		}
+		ids, err := s.d.IDs.NextN(ctx, req.n, ids)
+		if err != nil {
+			return nil, nil, err
+		}
+		for i, id := range ids {
+			var sealed []byte
+			if len(req.metadata) > 0 {
+				if sealed, err = s.d.Sealer.Seal(ctx, subject, ids[i][:], req.metadata); err != nil {
+					return nil, nil, err
+				}
+			}
+			recs[i] = registry.Record{
+				ID: id, State: registry.Pending, IssuedAtMS: now.UnixMilli(), Subject: subject,
+				IdemKeyHash: keyHash, DeadlineMS: deadline, Metadata: sealed,
+			}
+			step := registry.Step{State: registry.Pending, AtMS: now.UnixMilli(), Actor: subject}
+			if hist != nil {
+				hist[0] = step
+				recs[i].History = hist[:1:1]
+			} else {
+				recs[i].History = []registry.Step{step}
+			}
+		}
+		if idem != nil {
+			idem.IDs, idem.CreatedMS = ids, now.UnixMilli()
+		}
+		replay, err := s.d.Registry.Register(ctx, registry.Issue{Records: recs, Idem: idem}, s.cfg.IdempotencyTTL.Milliseconds(), now.UnixMilli())
+		if errors.Is(err, registry.ErrCollision) && attempt < maxCollisionRetries && ctx.Err() == nil {
+			s.d.Metrics.collisions.Inc()
+			log.L().Error("registry collision: IDs burnt, issuing fresh ones", zap.Error(err), zap.Int("count", len(ids)))
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		return ids, replay, nil
+	}
+}
+
+// writeIDs writes {"id": ...} or {"ids": [...]} without reflection.
+func writeIDs(c *fasthttp.RequestCtx, ids []idcodec.ID, batch bool) {
+	var small [64]byte // a single ID's answer fits: no allocation (SetBody copies)
+	buf := small[:0]
+	if batch {
+		buf = make([]byte, 0, 16+len(ids)*(idcodec.TextLen+3))
+		buf = append(buf, `{"ids":[`...)
+		for i, id := range ids {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = append(buf, '"')
+			buf = id.AppendText(buf)
+			buf = append(buf, '"')
+		}
+		buf = append(buf, "]}"...)
+	} else {
+		buf = append(buf, `{"id":"`...)
+		buf = ids[0].AppendText(buf)
+		buf = append(buf, `"}`...)
+	}
+	c.Response.Header.SetContentType("application/json")
+	c.SetBody(buf)
+}
