@@ -9,6 +9,8 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"go.uber.org/zap"
+
+	"github.com/idgen/idgen/functions/failurestream"
 )
 
 // Lambda functions of this binary, chosen by the function's Handler
@@ -57,5 +59,29 @@ func lambdaGenerateFn(ctx context.Context, c ServeConfig, stderr io.Writer) erro
 			// The runtime is shutting the sandbox down: flush the registry.
 			_ = st.close()
 		}))
+	return nil
+}
+
+// lambdaCompensateFn voids the IDs of failure events delivered by SQS (one
+// result per record: the records that failed, malformed or transiently, are
+// returned in batchItemFailures so SQS redelivers only them and its redrive
+// policy dead-letters the poison ones) or by EventBridge (detail = the
+// envelope; an error makes EventBridge retry).
+func lambdaCompensateFn(ctx context.Context, stderr io.Writer) error {
+	c, err := parseCompensateFlags(nil, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := c.Log.logger(stderr, nil)
+	if err != nil {
+		return err
+	}
+	name := os.Getenv("AWS_LAMBDA_FUNCTION_NAME")
+	cc, err := openCompensateCore(ctx, c, "lambda:"+name, log)
+	if err != nil {
+		return err
+	}
+	h := failurestream.LambdaHandler{Core: cc.core, Logger: log}
+	lambda.StartWithOptions(h.Handle, lambda.WithContext(ctx), lambda.WithEnableSIGTERM(cc.close))
 	return nil
 }

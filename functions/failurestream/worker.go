@@ -1,9 +1,10 @@
-// Package compensate is the compensate function of the container world:
-// the Redis Stream worker of `idgen compensate` (consumer group, takeover
-// of a dead worker's entries, retries, dead letters), its metrics and its
-// /metrics and /health handler. What a compensation does (the failure
-// envelope, the barrier cases, audit once) is shared/saga's, which
-// every transport uses.
+// Package failurestream voids the IDs of failed transactions from failure
+// events: the Redis Stream worker of `idgen compensate` (consumer group,
+// takeover of a dead worker's entries, retries, dead letters), its metrics
+// and its /metrics and /health handler, and the Lambda handler of the same
+// events delivered by SQS or EventBridge (LambdaHandler). What a
+// compensation does (the failure envelope, the outcomes, audit once) is
+// shared/saga's, which every transport uses.
 //
 // Invariants: the worker acknowledges a stream entry only after its effect
 // and its audit entry are stored (see Worker); a malformed entry or one

@@ -1,4 +1,4 @@
-// Package generate is the HTTP face of idgen: POST /generate and the saga,
+// Package httpapi is the HTTP face of idgen: POST /generate and the saga,
 // read and operations endpoints of docs/api.md, on fasthttp. The same Handle
 // serves the fasthttp listener and the Lambda adapter (one code path).
 //

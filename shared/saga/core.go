@@ -1,4 +1,4 @@
-// Package compensation voids the IDs of failed transactions: the
+// Package saga voids the IDs of failed transactions: the
 // compensation core that every transport shares (the Redis Stream worker of
 // `idgen compensate` in functions/failurestream, the SQS and EventBridge Lambda,
 // and POST /compensate in functions/httpapi). It holds the failure envelope

@@ -1,4 +1,4 @@
-// Package compensationtest holds the test fixtures that the tests of
+// Package sagatest holds the test fixtures that the tests of
 // shared/saga and functions/failurestream share: one real Redis per
 // test binary, started by the first test that needs it (RunWithRedis), a
 // registry, audit logs and audited marks of

@@ -1,51 +1,33 @@
-package main
+package failurestream
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-lambda-go/lambda"
 	"go.uber.org/zap"
 
 	"github.com/idgen/idgen/shared/saga"
 )
 
-// lambdaCompensateFn voids the IDs of failure events delivered by SQS (one
-// result per record: the records that failed, malformed or transiently, are
-// returned in batchItemFailures so SQS redelivers only them and its redrive
-// policy dead-letters the poison ones) or by EventBridge (detail = the
-// envelope; an error makes EventBridge retry).
-func lambdaCompensateFn(ctx context.Context, stderr io.Writer) error {
-	c, err := parseCompensateFlags(nil, stderr)
-	if err != nil {
-		return err
-	}
-	log, err := c.Log.logger(stderr, nil)
-	if err != nil {
-		return err
-	}
-	name := os.Getenv("AWS_LAMBDA_FUNCTION_NAME")
-	cc, err := openCompensateCore(ctx, c, "lambda:"+name, log)
-	if err != nil {
-		return err
-	}
-	h := lambdaCompensateHandler{core: cc.core, log: log}
-	lambda.StartWithOptions(h.handle, lambda.WithContext(ctx), lambda.WithEnableSIGTERM(cc.close))
-	return nil
+// LambdaHandler voids the IDs of failure events that a Lambda function
+// receives from SQS or EventBridge, through the same saga.Core as the
+// stream Worker. SQS: each record is compensated on its own, and the
+// records that failed (malformed or transiently) are returned in
+// batchItemFailures, so that SQS redelivers only them and its redrive
+// policy dead-letters the poison ones; a record received more than once is
+// a redelivery (it may write an audit entry an earlier attempt did not).
+// EventBridge: detail is the envelope; an error makes EventBridge retry.
+type LambdaHandler struct {
+	Core   *saga.Core
+	Logger *zap.Logger
 }
 
-type lambdaCompensateHandler struct {
-	core *saga.Core
-	log  *zap.Logger
-}
-
-// handle tells SQS and EventBridge events apart by their shape.
-func (h lambdaCompensateHandler) handle(ctx context.Context, raw json.RawMessage) (any, error) {
+// Handle tells SQS and EventBridge events apart by their shape and
+// answers each as its source expects.
+func (h LambdaHandler) Handle(ctx context.Context, raw json.RawMessage) (any, error) {
 	var probe struct {
 		Records    []json.RawMessage `json:"Records"`
 		DetailType string            `json:"detail-type"`
@@ -69,7 +51,7 @@ func (h lambdaCompensateHandler) handle(ctx context.Context, raw json.RawMessage
 		if err := json.Unmarshal(ev.Detail, &fe); err != nil {
 			return nil, fmt.Errorf("%w: detail: %w", saga.ErrMalformed, err)
 		}
-		res, err := h.core.Compensate(ctx, fe)
+		res, err := h.Core.Compensate(ctx, fe)
 		if err != nil {
 			return nil, err
 		}
@@ -80,7 +62,7 @@ func (h lambdaCompensateHandler) handle(ctx context.Context, raw json.RawMessage
 
 // sqs compensates each record on its own; one bad record never fails the
 // batch.
-func (h lambdaCompensateHandler) sqs(ctx context.Context, ev events.SQSEvent) events.SQSEventResponse {
+func (h LambdaHandler) sqs(ctx context.Context, ev events.SQSEvent) events.SQSEventResponse {
 	var out events.SQSEventResponse
 	for _, r := range ev.Records {
 		var fe saga.Event
@@ -90,10 +72,10 @@ func (h lambdaCompensateHandler) sqs(ctx context.Context, ev events.SQSEvent) ev
 		} else {
 			fe.EventID = firstNonEmpty(fe.EventID, r.MessageId)
 			fe.Redelivered = r.Attributes["ApproximateReceiveCount"] != "" && r.Attributes["ApproximateReceiveCount"] != "1"
-			_, err = h.core.Compensate(ctx, fe)
+			_, err = h.Core.Compensate(ctx, fe)
 		}
 		if err != nil {
-			h.log.Warn("compensation failed; SQS will redeliver the record", zap.String("message_id", r.MessageId),
+			h.Logger.Warn("compensation failed; SQS will redeliver the record", zap.String("message_id", r.MessageId),
 				zap.Bool("permanent", saga.Permanent(err)), zap.Error(err))
 			out.BatchItemFailures = append(out.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: r.MessageId})
 		}
