@@ -21,7 +21,7 @@ import (
 // answer exactly the bad ones in batchItemFailures; an EventBridge event
 // whose detail is the envelope compensates too; each effect is audited once.
 func TestCompensateFunction(t *testing.T) {
-	rds := redisharness.StartStandaloneT(t, redisharness.Options{})
+	rds := redisharness.StartStandaloneT(t, redisharness.Options{AppendFsyncAlways: true}) // idgen refuses a Redis without persistence outside --dev
 	ctx := context.Background()
 	reg, err := redisstore.Open(ctx, redisstore.Config{Addrs: []string{rds.Addr()}})
 	if err != nil {

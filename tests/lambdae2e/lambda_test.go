@@ -77,7 +77,7 @@ func invoke(t *testing.T, rt *lambdart.Server, method, path, body string) events
 // the other, bad input answered 4xx (never a function error).
 func TestGenerateFunction(t *testing.T) {
 	zk := zkharness.StartT(t, zkharness.Options{Servers: 1})
-	rds := redisharness.StartStandaloneT(t, redisharness.Options{})
+	rds := redisharness.StartStandaloneT(t, redisharness.Options{AppendFsyncAlways: true}) // idgen refuses a Redis without persistence outside --dev
 	keyFile := filepath.Join(t.TempDir(), "metadata.key")
 	if err := os.WriteFile(keyFile, []byte("k1 "+strings.Repeat("cd", 32)+"\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -264,6 +264,7 @@ func TestCollisionInjection(t *testing.T) {
 	srv := redisharness.StartStandaloneT(t, redisharness.Options{})
 	d := newDeployment(t, "--redis-addr", srv.Addr())
 	admin := rawClient(t, srv.Addr(), redisOpts{})
+	adoptRegistry(t, srv.Addr())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -347,6 +348,7 @@ func TestCollisionRunLongerThanRetryBudget(t *testing.T) {
 	srv := redisharness.StartStandaloneT(t, redisharness.Options{})
 	d := newDeployment(t, "--redis-addr", srv.Addr())
 	admin := rawClient(t, srv.Addr(), redisOpts{})
+	adoptRegistry(t, srv.Addr())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	next := counterNext(t, d.zk, d.root)
@@ -514,4 +516,16 @@ func jsonEqual(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return bytes.Equal(x, y)
+}
+
+// adoptRegistry writes the epoch marker an operator writes with `idgen
+// registry reset-epoch`: a registry that holds records (the fields the test
+// seeds next) but no marker is otherwise refused as one that lost its own.
+func adoptRegistry(t *testing.T, addr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := redisstore.ResetEpoch(ctx, redisstore.Config{Addrs: []string{addr}}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -74,7 +74,7 @@ func newStack(t *testing.T, o stackOpts) *stack {
 	t.Helper()
 	s := &stack{t: t, dir: t.TempDir()}
 	s.zk, s.root = zooKeeper(t)
-	s.redis = redisharness.StartStandaloneT(t, redisharness.Options{TLS: true, ACLUser: redisUser, ACLPassword: redisPassword, Password: "default-user-" + randHex(8)})
+	s.redis = redisharness.StartStandaloneT(t, redisharness.Options{AppendFsyncAlways: true, TLS: true, ACLUser: redisUser, ACLPassword: redisPassword, Password: "default-user-" + randHex(8)})
 	ca, cert, key := s.redis.TLSFiles()
 	s.redisTLS = [3]string{ca, cert, key}
 	s.zkPwFile = writeSecretFile(t, s.dir, "zk.password", zkPassword)
