@@ -136,9 +136,10 @@ func fullDiskRefusesThenResumes(t *testing.T, open diskOpener, ballast string) {
 	if err := s.Ping(ctx); !errors.Is(err, diskguard.ErrLowSpace) || !errors.Is(err, registry.ErrUnavailable) {
 		t.Fatalf("ping while refusing: %v, want ErrLowSpace", err)
 	}
-	if _, err := os.Stat(ballast); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("ballast still there while refusing: %v", err)
-	}
+	diskguardtest.Eventually(t, 5*time.Second, "the ballast released while refusing", func() bool {
+		_, err := os.Stat(ballast)
+		return errors.Is(err, os.ErrNotExist)
+	})
 	if st := s.DiskState(); !st.Refusing || st.Failed != nil {
 		t.Fatalf("state %+v, want refusing and not failed", st)
 	}
