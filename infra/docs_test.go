@@ -56,7 +56,7 @@ func TestDocReferenceCheckerCatchesBreakage(t *testing.T) {
 	clean := fstest.MapFS{
 		"README.md": {Data: []byte("# Tool\n\nSee [the API](docs/api.md#errors), [ops](docs/ops.md) and\n" +
 			"![picture](docs/arch.svg), the [folder](docs/) and [top](#tool).\n" +
-			"Results: bench/results.md, results.md, [x](https://example.com/CONTRACT.md).\n" +
+			"Results: bench/results.md, results.md, [x](https://example.com/SPEC.md).\n" +
 			"[ref]: docs/api.md#the-body-of-post-generate\n")},
 		"docs/api.md": {Data: []byte("# API\n\n## Errors\n\n## The body of `POST /generate`\n\n" +
 			"```\n## Not a heading\n```\n\n## Errors\n\nBack to the [README](../README.md#tool); [errors again](#errors-1).\n")},
@@ -76,12 +76,12 @@ func TestDocReferenceCheckerCatchesBreakage(t *testing.T) {
 		name, file, text string
 		want             string // file:line: and a part of the message
 	}{
-		{"outside document in Markdown", "docs/ops.md", "# Ops\n\nAs CONTRACT.md says.\n", "docs/ops.md:3: cites CONTRACT.md"},
+		{"outside document in Markdown", "docs/ops.md", "# Ops\n\nAs SPEC.md says.\n", "docs/ops.md:3: cites SPEC.md"},
 		{"outside document in backticks", "docs/ops.md", "# Ops\n\nSee `STYLE.md`.\n", "docs/ops.md:3: cites STYLE.md"},
-		{"outside document in a Go comment", "cmd/tool/main.go", "package main\n\n// Scopes of CONTRACT.md.\nconst x = 1\n", "cmd/tool/main.go:3: cites CONTRACT.md"},
+		{"outside document in a Go comment", "cmd/tool/main.go", "package main\n\n// Scopes of SPEC.md.\nconst x = 1\n", "cmd/tool/main.go:3: cites SPEC.md"},
 		{"outside document in a block comment", "cmd/tool/main.go", "package main\n\n/*\nSee\nARCHITECTURE.md.\n*/\nconst x = 1\n", "cmd/tool/main.go:5: cites ARCHITECTURE.md"},
-		{"path out of the repository", "README.md", "# Tool\n\nThe rules are in ../shared/STYLE.md.\n", "README.md:3: cites ../shared/STYLE.md, which is outside"},
-		{"link out of the repository", "docs/api.md", "# API\n\n[style](../../shared/STYLE.md)\n", "docs/api.md:3: link ../../shared/STYLE.md points outside"},
+		{"path out of the repository", "README.md", "# Tool\n\nThe rules are in ../outside/GUIDE.md.\n", "README.md:3: cites ../outside/GUIDE.md, which is outside"},
+		{"link out of the repository", "docs/api.md", "# API\n\n[style](../../outside/GUIDE.md)\n", "docs/api.md:3: link ../../outside/GUIDE.md points outside"},
 		{"link to a missing file", "README.md", "# Tool\n\n[arch](docs/architecture.md)\n", "README.md:3: link docs/architecture.md: no file"},
 		{"link to a missing image", "README.md", "# Tool\n\n![x](docs/chart.svg)\n", "README.md:3: link docs/chart.svg: no file"},
 		{"missing anchor", "README.md", "# Tool\n\n[e](docs/api.md#error-codes)\n", "README.md:3: link docs/api.md#error-codes: docs/api.md has no heading"},
@@ -91,7 +91,7 @@ func TestDocReferenceCheckerCatchesBreakage(t *testing.T) {
 		{"missing anchor in a Go comment", "cmd/tool/main.go", "package main\n\n// See docs/api.md#limits.\nconst x = 1\n", "cmd/tool/main.go:3: cites docs/api.md#limits"},
 		{"missing file in a Go comment", "cmd/tool/main.go", "package main\n\n// As cmd/tool/serve.go does.\nconst x = 1\n", "cmd/tool/main.go:3: cites cmd/tool/serve.go"},
 		{"missing ../ path in a Go comment", "infra/a_test.go", "package infra\n\n// Reads ../scripts/backup.sh.\nvar x = 1\n", "infra/a_test.go:3: cites ../scripts/backup.sh: no file scripts/backup.sh"},
-		{"Go file that does not compile", "cmd/tool/main.go", "package main\n\nfunc {\n// See CONTRACT.md\n", "cmd/tool/main.go:4: cites CONTRACT.md"},
+		{"Go file that does not compile", "cmd/tool/main.go", "package main\n\nfunc {\n// See SPEC.md\n", "cmd/tool/main.go:4: cites SPEC.md"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
