@@ -146,7 +146,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cluster {
 		s.tags = slotTags()
 	}
-	if err := s.initEpoch(ctx); err != nil {
+	if err := s.initEpochRetrying(ctx); err != nil {
 		_ = client.Close()
 		return nil, err
 	}
@@ -157,6 +157,28 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	go s.c.Run(s.flush)
 	go s.checker()
 	return s, nil
+}
+
+// initEpochRetrying retries initEpoch while Redis refuses the write for
+// a while (NOREPLICAS until a replica has synced, a failover in progress):
+// until ctx ends, then with initEpoch's last error.
+func (s *Store) initEpochRetrying(ctx context.Context) error {
+	wait := 50 * time.Millisecond
+	for {
+		err := s.initEpoch(ctx)
+		if err == nil || !errors.Is(err, registry.ErrUnavailable) {
+			return err
+		}
+		s.cfg.Logger.Info("registry epoch not written yet; retrying", zap.Error(err))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, time.Second)
+	}
 }
 
 // connect builds the client (Cluster detected with INFO for a single
