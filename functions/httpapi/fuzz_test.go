@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
@@ -192,7 +193,7 @@ func FuzzGetIDPath(f *testing.F) {
 		}
 		want, code := 404, "not_found"
 		switch _, err := idcodec.Parse(rest); {
-		case raw == "" || ambiguousPath(raw):
+		case raw == "" || ambiguousPath(raw) || !queryUTF8(c):
 			want, code = 400, "invalid_request"
 		case err != nil:
 			want, code = 400, "invalid_id"
@@ -202,6 +203,16 @@ func FuzzGetIDPath(f *testing.F) {
 		}
 		checkErrorBody(t, c.Response.Body(), code)
 	})
+}
+
+// queryUTF8 reports whether every query parameter, decoded, is UTF-8 (the
+// rule of every route, checked before the ID).
+func queryUTF8(c *fasthttp.RequestCtx) bool {
+	ok := true
+	for k, v := range c.QueryArgs().All() {
+		ok = ok && utf8.Valid(k) && utf8.Valid(v)
+	}
+	return ok
 }
 
 // ambiguousPath reports whether a raw path could name another resource once
