@@ -90,7 +90,8 @@ func FuzzGenerateBody(f *testing.F) {
 		`{"timeout_ms":0}`, `{"timeout_ms":604800001}`, `{"metadata":{"a":[1,{"b":null}]}}`,
 		`{"metadata":"x"}`, `{"metadata":{}}`, `{"metadata":{"a":"` + strings.Repeat("x", 1100) + `"}}`,
 		`{"COUNT":3}`, `{"count":1,"count":2}`, `{}{}`, `{} x`, `{"count":`, `[]`, `"\u0000"`,
-		`{"metadata":{"k":"\ud800"}}`, "\xff\xfe{}", `{"unknown":1}`,
+		`{"metadata":{"k":"\ud800"}}`, "\xff\xfe{}", `{"unknown":1}`, `{"timeout_ms":1E700}`, `{"count":1E700}`,
+		`{"metadata":{"a":1E700}}`, `{"metadata":{"a":-1e-700}}`,
 	} {
 		f.Add([]byte(s), "application/json", "")
 	}
