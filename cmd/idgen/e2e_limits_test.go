@@ -85,17 +85,28 @@ func startLimited(t *testing.T, nofile int, client *http.Client) (*proc.Process,
 	if err != nil {
 		t.Fatalf("prlimit (util-linux) is needed: %v", err)
 	}
+	lim := strconv.Itoa(nofile)
+	return startWrapped(t, client, "prlimit --nofile="+lim, func(bin string, args []string) (string, []string) {
+		return prlimit, append([]string{"--nofile=" + lim + ":" + lim, "--", bin}, args...)
+	})
+}
+
+// startWrapped starts `idgen serve --dev` through wrap (which returns the
+// program and arguments that run bin with args under some limit, described
+// by what) and waits until it is ready.
+func startWrapped(t *testing.T, client *http.Client, what string, wrap func(bin string, args []string) (string, []string)) (*proc.Process, api) {
+	t.Helper()
 	addr, err := proc.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	lim := strconv.Itoa(nofile)
-	args := []string{"--nofile=" + lim + ":" + lim, "--", idgenBinary(t), "serve", "--dev", "--listen", addr,
+	args := []string{"serve", "--dev", "--listen", addr,
 		"--data-dir", t.TempDir(), "--audit-log", filepath.Join(t.TempDir(), "audit.log")}
 	if e := os.Getenv("IDGEN_E2E_STORE_ENGINE"); e != "" {
 		args = append(args, "--store-engine", e)
 	}
-	p, err := proc.Start(prlimit, proc.Options{Args: args, DropEnv: []string{"IDGEN_"}})
+	prog, args := wrap(idgenBinary(t), args)
+	p, err := proc.Start(prog, proc.Options{Args: args, DropEnv: []string{"IDGEN_", "GOMEMLIMIT"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +119,7 @@ func startLimited(t *testing.T, nofile int, client *http.Client) (*proc.Process,
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := p.WaitHTTP(ctx, client, "http://"+addr+"/health/ready"); err != nil {
-		t.Fatalf("idgen serve under prlimit --nofile=%d did not become ready: %v", nofile, err)
+		t.Fatalf("idgen serve under %s did not become ready: %v", what, err)
 	}
 	return p, api{c: client, base: "http://" + addr}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/idgen/idgen/functions/httpapi"
 	"github.com/idgen/idgen/functions/sweeper"
 	"github.com/idgen/idgen/shared/platform/audit"
+	"github.com/idgen/idgen/shared/platform/limits"
 	"github.com/idgen/idgen/shared/registry/diskguard"
 )
 
@@ -196,8 +197,8 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 		}
 	}()
 	log := st.log
-	lim := applyLimits(log)
-	ln = lim.listener(ln, c.TLSCert != "")
+	lim := limits.Apply(log)
+	ln = lim.Listener(ln, c.TLSCert != "")
 	// Every long-lived actor is an (execute, interrupt) pair: the first to
 	// return (SIGTERM, or the listener failing) interrupts the rest, in
 	// this order, and Run returns when all have; the stack then closes
@@ -229,7 +230,7 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 	}, func(error) { close(stopped) })
 
 	srv := newServer(st.svc, c.RequestTimeout)
-	lim.server(srv)
+	lim.Server(srv)
 	g.Add(func() error {
 		if err := srv.Serve(ln); err != nil {
 			log.Error("listener failed", zap.Error(err))

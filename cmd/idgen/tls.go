@@ -3,14 +3,11 @@ package main
 import (
 	"crypto/tls"
 	"net"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/idgen/idgen/cmd/idgen/internal/tlsconf"
+	"github.com/idgen/idgen/shared/platform/tlsconf"
 )
 
 // certCheckEvery is how often the certificate files are checked for change.
@@ -28,35 +25,5 @@ func tlsListener(ln net.Listener, c ServeConfig, log *zap.Logger) (net.Listener,
 	if err != nil {
 		return nil, nil, err
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(certCheckEvery)
-		defer t.Stop()
-		for {
-			var (
-				changed bool
-				err     error
-			)
-			select {
-			case <-done:
-				return
-			case <-hup:
-				changed, err = true, r.Reload()
-			case <-t.C:
-				changed, err = r.ReloadIfChanged()
-			}
-			if err != nil {
-				log.Error("TLS certificate reload failed; serving the previous certificate", zap.Error(err))
-			} else if changed {
-				log.Info("TLS certificate reloaded", zap.String("cert", c.TLSCert))
-			}
-		}
-	}()
-	stop := func() {
-		signal.Stop(hup)
-		close(done)
-	}
-	return tls.NewListener(ln, cfg), stop, nil
+	return tls.NewListener(ln, cfg), r.Watch(certCheckEvery, log), nil
 }

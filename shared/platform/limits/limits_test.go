@@ -1,4 +1,4 @@
-package main
+package limits
 
 import (
 	"bufio"
@@ -101,7 +101,7 @@ func TestChooseLimits(t *testing.T) {
 			root := t.TempDir()
 			writeTree(t, root, tc.files)
 			set := int64(-1)
-			l := chooseLimits(limitsEnv{
+			l := choose(env{
 				Root: root,
 				Getenv: func(k string) string {
 					if k == "GOMEMLIMIT" {
@@ -151,8 +151,8 @@ func TestBoundedListenerRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &limits{MaxConns: 2, log: zaptest.NewLogger(t)}
-	ln := l.listener(raw, false)
+	l := &Limits{MaxConns: 2, log: zaptest.NewLogger(t)}
+	ln := l.Listener(raw, false)
 	defer ln.Close()
 	accepted := make(chan net.Conn, 4)
 	go func() {
@@ -240,7 +240,7 @@ func TestBoundedListenerRidesOutEMFILE(t *testing.T) {
 		&net.OpError{Op: "accept", Err: os.NewSyscallError("accept4", syscall.ENFILE)},
 	}}
 	f.conns <- a
-	ln := (&limits{MaxConns: 8, log: zap.NewNop()}).listener(f, true)
+	ln := (&Limits{MaxConns: 8, log: zap.NewNop()}).Listener(f, true)
 	c, err := ln.Accept()
 	if err != nil || c == nil {
 		t.Fatalf("Accept after EMFILE, ENFILE: %v, %v; want the next connection", c, err)

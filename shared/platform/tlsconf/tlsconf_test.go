@@ -13,8 +13,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/zap/zaptest"
 )
 
 type ca struct {
@@ -175,5 +178,47 @@ func TestMutualTLS(t *testing.T) {
 	bad, _ := tls.LoadX509KeyPair(oc, ok)
 	if err := try([]tls.Certificate{bad}); err == nil {
 		t.Fatal("client certificate of an unknown CA accepted")
+	}
+}
+
+// TestWatchReloadsOnSIGHUP: a SIGHUP makes the watch load the rewritten
+// files (the ticker is too slow to be the cause), and stop ends the watch
+// goroutine (goleak in TestMain).
+func TestWatchReloadsOnSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	authority := newCA(t)
+	cert, key := authority.leaf(t, dir, "server", "first", x509.ExtKeyUsageServerAuth)
+	r, err := New(Config{CertFile: cert, KeyFile: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := r.Watch(time.Hour, zaptest.NewLogger(t))
+	defer stop()
+	c2, k2 := authority.leaf(t, t.TempDir(), "server2", "second", x509.ExtKeyUsageServerAuth)
+	for src, dst := range map[string]string{c2: cert, k2: key} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		leaf, err := x509.ParseCertificate(r.Certificate().Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if leaf.Subject.CommonName == "second" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("certificate still %q 5 s after SIGHUP", leaf.Subject.CommonName)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -13,8 +13,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // ErrConfig means the files do not make a usable TLS configuration.
@@ -114,4 +118,43 @@ func (r *Reloader) ServerConfig() (*tls.Config, error) {
 		c.ClientCAs, c.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	}
 	return c, nil
+}
+
+// Watch reloads the certificate on SIGHUP and, every interval, when its
+// file changed, logging each reload and each failure (the previous
+// certificate stays in use). stop ends the watch.
+func (r *Reloader) Watch(every time.Duration, log *zap.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			var (
+				changed bool
+				err     error
+			)
+			select {
+			case <-done:
+				return
+			case <-hup:
+				changed, err = true, r.Reload()
+			case <-t.C:
+				changed, err = r.ReloadIfChanged()
+			}
+			if err != nil {
+				log.Error("TLS certificate reload failed; serving the previous certificate", zap.Error(err))
+			} else if changed {
+				log.Info("TLS certificate reloaded", zap.String("cert", r.cfg.CertFile))
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+		<-finished
+	}
 }

@@ -1,6 +1,4 @@
-package main
-
-// Resource bounds of `idgen serve`: the Go memory limit taken from the
+// Package limits sets the resource bounds of `idgen serve`: the Go memory limit taken from the
 // cgroup, and a bound on open connections derived from the file descriptor
 // limit (and the memory limit), so that an overload is answered with 503
 // instead of growing the heap or running the process out of descriptors.
@@ -22,6 +20,7 @@ package main
 //   - An accept that fails for lack of descriptors or memory (EMFILE,
 //     ENFILE, ENOBUFS, ENOMEM) is retried with a back-off up to a second;
 //     fasthttp would otherwise end Serve, and with it the process.
+package limits
 
 import (
 	"bufio"
@@ -66,19 +65,22 @@ const (
 // a quarter, at least 32 and at most 4096.
 func fdReserve(nofile uint64) uint64 { return min(max(nofile/4, 32), 4096) }
 
-// limitsEnv is what the limits read of the process's surroundings; the zero
+// env is what the limits read of the process's surroundings; the zero
 // value reads the real ones.
-type limitsEnv struct {
+type env struct {
 	Getenv func(string) string // default os.Getenv
-	Root   string              // prefix of /proc and /sys (tests); default ""
+	Root   string              // the directory holding proc/ and sys/ (tests); default "/"
 	NoFile func() (uint64, error)
 	// SetMemoryLimit is debug.SetMemoryLimit.
 	SetMemoryLimit func(int64) int64
 }
 
-func (e *limitsEnv) setDefaults() {
+func (e *env) setDefaults() {
 	if e.Getenv == nil {
 		e.Getenv = os.Getenv
+	}
+	if e.Root == "" {
+		e.Root = "/"
 	}
 	if e.NoFile == nil {
 		e.NoFile = func() (uint64, error) {
@@ -92,8 +94,8 @@ func (e *limitsEnv) setDefaults() {
 	}
 }
 
-// limits are the bounds chosen at start.
-type limits struct {
+// Limits are the bounds chosen at start.
+type Limits struct {
 	MemoryLimit  int64  // the Go memory limit in bytes; 0: none
 	MemorySource string // "GOMEMLIMIT", the cgroup file, or ""
 	NoFile       uint64 // soft RLIMIT_NOFILE; 0: unknown
@@ -101,28 +103,28 @@ type limits struct {
 	log          *zap.Logger
 }
 
-// applyLimits sets the Go memory limit and chooses the connection bound
+// Apply sets the Go memory limit and chooses the connection bound
 // (see the invariants above), logging both.
-func applyLimits(log *zap.Logger) *limits {
-	return chooseLimits(limitsEnv{}, log)
+func Apply(log *zap.Logger) *Limits {
+	return choose(env{}, log)
 }
 
-func chooseLimits(env limitsEnv, log *zap.Logger) *limits {
-	env.setDefaults()
-	l := &limits{log: log}
-	if v := env.Getenv("GOMEMLIMIT"); v != "" {
+func choose(e env, log *zap.Logger) *Limits {
+	e.setDefaults()
+	l := &Limits{log: log}
+	if v := e.Getenv("GOMEMLIMIT"); v != "" {
 		// The runtime parsed it already; read back what it applied.
-		if cur := env.SetMemoryLimit(-1); cur != math.MaxInt64 {
+		if cur := e.SetMemoryLimit(-1); cur != math.MaxInt64 {
 			l.MemoryLimit = cur
 		}
 		l.MemorySource = "GOMEMLIMIT"
-	} else if memMax, file, err := cgroupMemoryMax(env.Root); err != nil {
+	} else if memMax, file, err := cgroupMemoryMax(e.Root); err != nil {
 		log.Warn("cannot read the cgroup memory limit; running without a Go memory limit", zap.Error(err))
 	} else if memMax > 0 {
 		l.MemoryLimit, l.MemorySource = int64(float64(memMax)*memoryLimitShare), file
-		env.SetMemoryLimit(l.MemoryLimit)
+		e.SetMemoryLimit(l.MemoryLimit)
 	}
-	nofile, err := env.NoFile()
+	nofile, err := e.NoFile()
 	if err != nil {
 		log.Warn("cannot read RLIMIT_NOFILE; bounding connections by memory alone", zap.Error(err))
 	}
@@ -147,15 +149,15 @@ func maxConns(nofile uint64, memLimit int64) int {
 	return int(max(n, minConns))
 }
 
-// server bounds fasthttp's own connection count just above the listener's,
+// Server bounds fasthttp's own connection count just above the listener's,
 // which refuses first (with Retry-After).
-func (l *limits) server(srv *fasthttp.Server) {
+func (l *Limits) Server(srv *fasthttp.Server) {
 	srv.Concurrency = l.MaxConns + refuseSlots
 }
 
-// listener wraps ln (a TCP listener, under TLS if any) with the connection
+// Listener wraps ln (a TCP listener, under TLS if any) with the connection
 // bound; tls says the connections speak TLS, so a refusal cannot answer.
-func (l *limits) listener(ln net.Listener, tls bool) net.Listener {
+func (l *Limits) Listener(ln net.Listener, tls bool) net.Listener {
 	b := &boundedListener{Listener: ln, max: int64(l.MaxConns), log: l.log, slots: make(chan struct{}, refuseSlots)}
 	if !tls {
 		b.refusal = refusal()
@@ -300,7 +302,7 @@ func cgroupMemoryMax(root string) (int64, string, error) {
 			if ok {
 				found = true
 				if v > 0 && (best == 0 || v < best) {
-					best, from = v, strings.TrimPrefix(path, root)
+					best, from = v, filepath.Join("/", try.mount, dir, try.file)
 				}
 			}
 			if dir == "/" {
