@@ -29,6 +29,7 @@
 package diskguard
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"sync"
@@ -112,18 +113,10 @@ func (c Config) Validate() error {
 }
 
 func (c *Config) setDefaults() {
-	if c.MinFreeBytes == 0 {
-		c.MinFreeBytes = DefaultMinFreeBytes
-	}
-	if c.MinFreePercent == 0 {
-		c.MinFreePercent = DefaultMinFreePercent
-	}
-	if c.PollInterval == 0 {
-		c.PollInterval = DefaultPollInterval
-	}
-	if c.StallTimeout == 0 {
-		c.StallTimeout = DefaultStallTimeout
-	}
+	c.MinFreeBytes = cmp.Or(c.MinFreeBytes, DefaultMinFreeBytes)
+	c.MinFreePercent = cmp.Or(c.MinFreePercent, DefaultMinFreePercent)
+	c.PollInterval = cmp.Or(c.PollInterval, DefaultPollInterval)
+	c.StallTimeout = cmp.Or(c.StallTimeout, DefaultStallTimeout)
 	if c.Usage == nil {
 		c.Usage = statfs
 	}

@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"cmp"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -131,27 +132,13 @@ func (c Config) withDefaults() Config {
 	if len(c.Addrs) == 0 {
 		c.Addrs = []string{DefaultAddr}
 	}
-	if c.Prefix == "" {
-		c.Prefix = DefaultPrefix
-	}
-	if c.Retention == 0 {
-		c.Retention = DefaultRetention
-	}
-	if c.TombstoneTTL == 0 {
-		c.TombstoneTTL = DefaultTombstoneTTL
-	}
-	if c.MaxBatch == 0 {
-		c.MaxBatch = DefaultMaxBatch
-	}
-	if c.WaitTimeout == 0 {
-		c.WaitTimeout = DefaultWaitTimeout
-	}
-	if c.FlushTimeout == 0 {
-		c.FlushTimeout = DefaultFlushTimeout
-	}
-	if c.CheckInterval == 0 {
-		c.CheckInterval = DefaultCheckInterval
-	}
+	c.Prefix = cmp.Or(c.Prefix, DefaultPrefix)
+	c.Retention = cmp.Or(c.Retention, DefaultRetention)
+	c.TombstoneTTL = cmp.Or(c.TombstoneTTL, DefaultTombstoneTTL)
+	c.MaxBatch = cmp.Or(c.MaxBatch, DefaultMaxBatch)
+	c.WaitTimeout = cmp.Or(c.WaitTimeout, DefaultWaitTimeout)
+	c.FlushTimeout = cmp.Or(c.FlushTimeout, DefaultFlushTimeout)
+	c.CheckInterval = cmp.Or(c.CheckInterval, DefaultCheckInterval)
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
