@@ -33,19 +33,19 @@ func (h LambdaHandler) Handle(ctx context.Context, raw json.RawMessage) (any, er
 		DetailType string            `json:"detail-type"`
 	}
 	if err := json.Unmarshal(raw, &probe); err != nil {
-		return nil, fmt.Errorf("compensate: event is not JSON: %w", err)
+		return nil, fmt.Errorf("failurestream: event is not JSON: %w", err)
 	}
 	switch {
 	case probe.Records != nil:
 		var ev events.SQSEvent
 		if err := json.Unmarshal(raw, &ev); err != nil {
-			return nil, fmt.Errorf("compensate: not an SQS event: %w", err)
+			return nil, fmt.Errorf("failurestream: not an SQS event: %w", err)
 		}
 		return h.sqs(ctx, ev), nil
 	case probe.DetailType != "":
 		var ev events.EventBridgeEvent
 		if err := json.Unmarshal(raw, &ev); err != nil {
-			return nil, fmt.Errorf("compensate: not an EventBridge event: %w", err)
+			return nil, fmt.Errorf("failurestream: not an EventBridge event: %w", err)
 		}
 		var fe saga.Event
 		if err := json.Unmarshal(ev.Detail, &fe); err != nil {
@@ -57,7 +57,7 @@ func (h LambdaHandler) Handle(ctx context.Context, raw json.RawMessage) (any, er
 		}
 		return res, nil
 	}
-	return nil, errors.New("compensate: neither an SQS nor an EventBridge event")
+	return nil, errors.New("failurestream: neither an SQS nor an EventBridge event")
 }
 
 // sqs compensates each record on its own; one bad record never fails the

@@ -168,7 +168,7 @@ func (w *Worker) Stats(ctx context.Context) (Stats, error) {
 		}
 	}
 	if !found {
-		return Stats{}, fmt.Errorf("compensate: stream %s has no group %s", w.cfg.Stream, w.cfg.Group)
+		return Stats{}, fmt.Errorf("failurestream: stream %s has no group %s", w.cfg.Stream, w.cfg.Group)
 	}
 	return st, nil
 }

@@ -47,7 +47,7 @@ const (
 func (w *Worker) ensureGroup(ctx context.Context) error {
 	err := w.rdb.XGroupCreateMkStream(ctx, w.cfg.Stream, w.cfg.Group, "0").Err()
 	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
-		return fmt.Errorf("compensate: create group %s of %s: %w", w.cfg.Group, w.cfg.Stream, err)
+		return fmt.Errorf("failurestream: create group %s of %s: %w", w.cfg.Group, w.cfg.Stream, err)
 	}
 	return nil
 }
@@ -72,7 +72,7 @@ func (w *Worker) next(ctx context.Context, rd *reader, n int) ([]entry, error) {
 			rd.ownCursor = ""
 		} else {
 			rd.ownCursor = msgs[len(msgs)-1].ID
-			w.log.Info("compensate: resuming own pending entries", zap.Int("entries", len(msgs)))
+			w.log.Info("resuming own pending entries", zap.Int("entries", len(msgs)))
 			return w.withDeliveries(ctx, msgs)
 		}
 	}
@@ -90,7 +90,7 @@ func (w *Worker) next(ctx context.Context, rd *reader, n int) ([]entry, error) {
 		}
 		if len(msgs) > 0 {
 			w.m.reclaimed.Add(float64(len(msgs)))
-			w.log.Info("compensate: took over entries idle at other consumers", zap.Int("entries", len(msgs)), zap.Duration("claim_idle", w.cfg.ClaimIdle))
+			w.log.Info("took over entries idle at other consumers", zap.Int("entries", len(msgs)), zap.Duration("claim_idle", w.cfg.ClaimIdle))
 			return w.withDeliveries(ctx, msgs)
 		}
 	}
@@ -131,7 +131,7 @@ func (w *Worker) readGroup(ctx context.Context, id string, n int, block time.Dur
 // groupErr recreates a consumer group that vanished (stream deleted).
 func (w *Worker) groupErr(ctx context.Context, err error) error {
 	if redis.HasErrorPrefix(errors.Unwrap(err), "NOGROUP") {
-		w.log.Warn("compensate: consumer group missing; creating it again", zap.Error(err))
+		w.log.Warn("consumer group missing; creating it again", zap.Error(err))
 		if cerr := w.ensureGroup(ctx); cerr != nil {
 			return errors.Join(err, cerr)
 		}
@@ -219,7 +219,7 @@ func (w *Worker) keepFresh(ctx context.Context, stop <-chan struct{}) {
 		}).Err()
 		cancel()
 		if err != nil && !errors.Is(err, redis.Nil) {
-			w.log.Warn("compensate: refreshing the entries in flight failed", zap.Int("entries", len(ids)), zap.Error(err))
+			w.log.Warn("refreshing the entries in flight failed", zap.Int("entries", len(ids)), zap.Error(err))
 		}
 	}
 }
@@ -262,16 +262,16 @@ func (w *Worker) deadLetter(ctx context.Context, e entry, ev saga.Event, cause s
 			break
 		}
 		if ctx.Err() != nil {
-			w.log.Warn("compensate: stopping before a dead-letter move; the entry stays pending", zap.String("entry", e.msg.ID), zap.Error(err))
+			w.log.Warn("stopping before a dead-letter move; the entry stays pending", zap.String("entry", e.msg.ID), zap.Error(err))
 			return
 		}
-		w.log.Warn("compensate: dead-letter move failed; retrying", zap.String("entry", e.msg.ID), zap.Error(err))
+		w.log.Warn("dead-letter move failed; retrying", zap.String("entry", e.msg.ID), zap.Error(err))
 		sleep(ctx, w.backoff(attempt))
 	}
 	w.trim(ctx)
 	w.m.processed.WithLabelValues("dead_lettered").Inc()
 	w.m.deadLettered.WithLabelValues(cause).Inc()
-	w.log.Warn("compensate: entry dead-lettered", zap.String("entry", e.msg.ID), zap.String("dlq", w.dlq), zap.String("cause", cause),
+	w.log.Warn("entry dead-lettered", zap.String("entry", e.msg.ID), zap.String("dlq", w.dlq), zap.String("cause", cause),
 		zap.Int64("deliveries", e.deliveries), zap.String("error", msg))
 	err := w.aud.Record(audit.Event{
 		Actor: "compensate:" + w.cfg.Consumer, Action: audit.ActionDeadLetter, Resource: w.cfg.Stream + "/" + e.msg.ID,

@@ -67,7 +67,7 @@ var trimScript = redis.NewScript(trimSource)
 func (w *Worker) trimmed(cmd *redis.Cmd) {
 	n, err := cmd.Int64()
 	if err != nil {
-		w.log.Warn("compensate: trimming the acknowledged entries of the stream failed", zap.String("stream", w.cfg.Stream), zap.Error(err))
+		w.log.Warn("trimming the acknowledged entries of the stream failed", zap.String("stream", w.cfg.Stream), zap.Error(err))
 		return
 	}
 	w.m.trimmed.Add(float64(n))

@@ -93,13 +93,13 @@ type Config struct {
 func (c Config) Validate() error {
 	switch {
 	case c.Consumer == "":
-		return errors.New("compensate: consumer name required")
+		return errors.New("failurestream: consumer name required")
 	case c.MaxDeliveries < 0 || c.Count < 0:
-		return errors.New("compensate: negative max deliveries or count")
+		return errors.New("failurestream: negative max deliveries or count")
 	case c.ClaimIdle < 0 || c.Block < 0 || c.BackoffBase < 0 || c.BackoffMax < 0 || c.DrainTimeout < 0:
-		return errors.New("compensate: negative duration")
+		return errors.New("failurestream: negative duration")
 	case c.Stream != "" && c.Stream == c.Group:
-		return errors.New("compensate: stream and group must differ")
+		return errors.New("failurestream: stream and group must differ")
 	}
 	return nil
 }
@@ -280,7 +280,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				break
 			}
 			failures++
-			w.log.Warn("compensate: reading the stream failed; retrying", zap.Error(err), zap.Int("failures", failures))
+			w.log.Warn("reading the stream failed; retrying", zap.Error(err), zap.Int("failures", failures))
 			sleep(ctx, w.backoff(failures))
 			continue
 		}
@@ -294,7 +294,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			}()
 		}
 	}
-	w.log.Info("compensate: stopping; letting in-flight entries finish", zap.Int("in_flight", w.inFlight()))
+	w.log.Info("stopping; letting in-flight entries finish", zap.Int("in_flight", w.inFlight()))
 	wg.Wait()
 	close(freshStop)
 	<-freshDone
@@ -313,7 +313,7 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) warm(ctx context.Context) {
 	n := w.cfg.Count + 2
 	if size := poolSize(w.rdb); size > 0 && size < n {
-		w.log.Warn("compensate: the Redis pool has fewer connections than entries in flight; audited marks may wait for one",
+		w.log.Warn("the Redis pool has fewer connections than entries in flight; audited marks may wait for one",
 			zap.Int("pool_size", size), zap.Int("in_flight", w.cfg.Count))
 		n = size
 	}
@@ -370,10 +370,10 @@ func (w *Worker) handle(procCtx, runCtx context.Context, e entry) {
 			w.m.processed.WithLabelValues(res.Outcome.String()).Inc()
 			if res.AuditRecovered {
 				w.m.auditRecovered.Inc()
-				w.log.Warn("compensate: wrote the audit entry an earlier attempt left out", zap.String("id", ev.ID), zap.String("entry", e.msg.ID))
+				w.log.Warn("wrote the audit entry an earlier attempt left out", zap.String("id", ev.ID), zap.String("entry", e.msg.ID))
 			}
 			if res.Unmarked {
-				w.log.Warn("compensate: audit mark not stored; a redelivery after the lease may repeat the entry",
+				w.log.Warn("audit mark not stored; a redelivery after the lease may repeat the entry",
 					zap.String("id", ev.ID), zap.String("entry", e.msg.ID), zap.Error(res.MarkErr))
 			}
 			if ce := w.log.Check(zap.DebugLevel, "compensated"); ce != nil {
@@ -387,13 +387,13 @@ func (w *Worker) handle(procCtx, runCtx context.Context, e entry) {
 			return
 		}
 		if runCtx.Err() != nil {
-			w.log.Warn("compensate: stopping with an entry left pending", zap.String("entry", e.msg.ID), zap.String("id", ev.ID), zap.Error(err))
+			w.log.Warn("stopping with an entry left pending", zap.String("entry", e.msg.ID), zap.String("id", ev.ID), zap.Error(err))
 			w.unflight(e.msg.ID)
 			return
 		}
 		w.m.retried.Inc()
 		if attempt == 1 || attempt%10 == 0 {
-			w.log.Warn("compensate: transient failure; retrying", zap.String("entry", e.msg.ID), zap.String("id", ev.ID), zap.Int("attempt", attempt), zap.Error(err))
+			w.log.Warn("transient failure; retrying", zap.String("entry", e.msg.ID), zap.String("id", ev.ID), zap.Int("attempt", attempt), zap.Error(err))
 		}
 		ev.Redelivered = true // the failed attempt may have stored the effect
 		if !sleep(runCtx, w.backoff(attempt)) {
@@ -450,10 +450,10 @@ func (w *Worker) acker(ctx context.Context) {
 				break
 			}
 			if ctx.Err() != nil {
-				w.log.Warn("compensate: shutdown before acknowledging; the entries stay pending (their effect is stored: a redelivery replays)", zap.Int("entries", len(ids)), zap.Error(err))
+				w.log.Warn("shutdown before acknowledging; the entries stay pending (their effect is stored: a redelivery replays)", zap.Int("entries", len(ids)), zap.Error(err))
 				break
 			}
-			w.log.Warn("compensate: XACK failed; retrying", zap.Int("entries", len(ids)), zap.Error(err))
+			w.log.Warn("XACK failed; retrying", zap.Int("entries", len(ids)), zap.Error(err))
 			sleep(ctx, w.backoff(attempt))
 		}
 		w.unflight(ids...)

@@ -18,7 +18,7 @@ import (
 // request of payload format 2.0 (no HTTP method, or another version): the
 // function was wired to the wrong trigger. It is the only error
 // HandleAPIGatewayV2 returns; every bad client request gets its 4xx answer.
-var ErrNotHTTPEvent = errors.New("generate: not an API Gateway HTTP API v2 event")
+var ErrNotHTTPEvent = errors.New("httpapi: not an API Gateway HTTP API v2 event")
 
 // HandleAPIGatewayV2 serves one API Gateway HTTP API (payload format 2.0)
 // event through Handle, the handler of the fasthttp server: the event

@@ -149,13 +149,13 @@ func (c Config) Validate() error {
 	c = c.withDefaults()
 	switch {
 	case c.RequestTimeout < 0 || c.IdempotencyTTL < 0 || c.MaxTimeout < 0:
-		return errors.New("generate: negative duration in config")
+		return errors.New("httpapi: negative duration in config")
 	case c.MaxBody < 1024:
-		return fmt.Errorf("generate: max body %d below 1 KiB", c.MaxBody)
+		return fmt.Errorf("httpapi: max body %d below 1 KiB", c.MaxBody)
 	case c.RateLimit < 0 || c.RateBurst < 0:
-		return errors.New("generate: negative rate limit")
+		return errors.New("httpapi: negative rate limit")
 	case c.MaxMetadata < 1 || c.MaxMetadata > c.MaxBody:
-		return fmt.Errorf("generate: max metadata %d outside 1..max body", c.MaxMetadata)
+		return fmt.Errorf("httpapi: max metadata %d outside 1..max body", c.MaxMetadata)
 	}
 	return nil
 }
@@ -216,10 +216,10 @@ func New(cfg Config, d Deps) (*Service, error) {
 		return nil, err
 	}
 	if d.IDs == nil || d.Registry == nil || d.Sealer == nil || d.Audit == nil {
-		return nil, errors.New("generate: IDs, Registry, Sealer and Audit are required")
+		return nil, errors.New("httpapi: IDs, Registry, Sealer and Audit are required")
 	}
 	if d.Auth == nil && !cfg.Dev {
-		return nil, errors.New("generate: an Authenticator is required unless in development mode")
+		return nil, errors.New("httpapi: an Authenticator is required unless in development mode")
 	}
 	cfg = cfg.withDefaults()
 	if d.Logger == nil {
