@@ -127,7 +127,7 @@ func (c *Cluster) create(ctx context.Context) error {
 	}
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
 	if e.tls != nil {
-		args = append(args, "--tls", "--cacert", e.tls.caPEM, "--cert", e.tls.clientCert, "--key", e.tls.clientKey)
+		args = append(args, "--tls", "--cacert", e.tls.CAFile, "--cert", e.tls.ClientCert, "--key", e.tls.ClientKey)
 	}
 	cmd := exec.CommandContext(ctx, e.cli, args...)
 	cmd.Dir = e.dir
@@ -163,7 +163,7 @@ func (c *Cluster) Addrs() []string {
 func (c *Cluster) Nodes() []*Server { return slices.Clone(c.nodes) }
 
 // TLSFiles is Server.TLSFiles; every node shares the same files.
-func (c *Cluster) TLSFiles() (caPEM, clientCertPEM, clientKeyPEM string) { return c.env.tls.paths() }
+func (c *Cluster) TLSFiles() (caPEM, clientCertPEM, clientKeyPEM string) { return c.env.tlsPaths() }
 
 // Dir is the working directory; node n lives in Dir()/n.Name().
 func (c *Cluster) Dir() string { return c.env.dir }

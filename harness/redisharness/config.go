@@ -42,9 +42,9 @@ func (e *env) common(w *confWriter, s *Server) {
 	} else {
 		w.line("port 0")
 		w.line("tls-port %d", s.port)
-		w.line("tls-cert-file %s", quote(e.tls.serverCert))
-		w.line("tls-key-file %s", quote(e.tls.serverKey))
-		w.line("tls-ca-cert-file %s", quote(e.tls.caPEM))
+		w.line("tls-cert-file %s", quote(e.tls.ServerCert))
+		w.line("tls-key-file %s", quote(e.tls.ServerKey))
+		w.line("tls-ca-cert-file %s", quote(e.tls.CAFile))
 		w.line("tls-auth-clients optional")
 		// Replicas, Sentinels and the cluster bus dial with TLS too, using
 		// the server certificate as their client certificate.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/idgen/idgen/harness/proc"
+	"github.com/idgen/idgen/harness/testpki"
 )
 
 // Timing of starts and polls. A Redis process answers PING within
@@ -39,8 +40,8 @@ type env struct {
 	cli       string // redis-cli path, "" if not needed
 	dir       string
 	ownDir    bool
-	tls       *tlsFiles   // nil without Options.TLS
-	clientTLS *tls.Config // the harness's own client config; nil without TLS
+	tls       *testpki.Files // nil without Options.TLS
+	clientTLS *tls.Config    // the harness's own client config; nil without TLS
 }
 
 // binary names which Options binaries a topology needs.
@@ -87,12 +88,22 @@ func newEnv(opts Options, need binary) (*env, error) {
 		}
 	}
 	if opts.TLS {
-		if e.tls, err = writeTLSFiles(filepath.Join(e.dir, "tls")); err != nil {
-			return nil, errors.Join(err, e.removeDir())
+		// Keys are PKCS#8 "PRIVATE KEY" blocks, which OpenSSL reads.
+		if e.tls, err = testpki.WriteFiles(filepath.Join(e.dir, "tls"), "redisharness"); err != nil {
+			return nil, errors.Join(fmt.Errorf("redisharness: %w", err), e.removeDir())
 		}
-		e.clientTLS = e.tls.clientConfig()
+		e.clientTLS = e.tls.ClientConfig()
 	}
 	return e, nil
+}
+
+// tlsPaths returns the CA file and the client leaf's files; all empty
+// without Options.TLS.
+func (e *env) tlsPaths() (caPEM, clientCertPEM, clientKeyPEM string) {
+	if e.tls == nil {
+		return "", "", ""
+	}
+	return e.tls.CAFile, e.tls.ClientCert, e.tls.ClientKey
 }
 
 // locate resolves a binary, so a missing package fails fast with

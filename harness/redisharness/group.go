@@ -233,7 +233,7 @@ func (g *Group) SentinelAddrs() []string {
 }
 
 // TLSFiles is Server.TLSFiles; every process shares the same files.
-func (g *Group) TLSFiles() (caPEM, clientCertPEM, clientKeyPEM string) { return g.env.tls.paths() }
+func (g *Group) TLSFiles() (caPEM, clientCertPEM, clientKeyPEM string) { return g.env.tlsPaths() }
 
 // Dir is the working directory; member m lives in Dir()/m.Name().
 func (g *Group) Dir() string { return g.env.dir }

@@ -71,7 +71,7 @@ func (s *Server) Pid() int {
 // certificate and its PKCS#8 key signed by the same CA. All empty without
 // Options.TLS.
 func (s *Server) TLSFiles() (caPEM, clientCertPEM, clientKeyPEM string) {
-	return s.env.tls.paths()
+	return s.env.tlsPaths()
 }
 
 func (s *Server) confPath() string {

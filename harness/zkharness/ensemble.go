@@ -177,7 +177,7 @@ func (e *Ensemble) TLSFiles() (caPEM, clientCertPEM, clientKeyPEM string) {
 	if e.tls == nil {
 		return "", "", ""
 	}
-	return e.tls.caPEM, e.tls.clientCert, e.tls.clientKey
+	return e.tls.CAFile, e.tls.ClientCert, e.tls.ClientKey
 }
 
 // Dir is the working directory; server i lives in Dir()/zk<i>.

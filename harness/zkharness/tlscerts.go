@@ -1,137 +1,31 @@
 package zkharness
 
 import (
-	"bytes"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
-	"time"
-)
 
-// certLifetime is long enough for any chaos run; the files never outlive
-// the Ensemble's directory by design.
-const certLifetime = 30 * 24 * time.Hour
+	"github.com/idgen/idgen/harness/testpki"
+)
 
 // tlsFiles are the PEM files of an Ensemble with TLS.
 type tlsFiles struct {
-	caPEM      string // CA certificate; the servers' trust store too
-	serverPEM  string // server key (PKCS#8) followed by its certificate: a ZooKeeper "PEM" key store
-	clientCert string // client certificate
-	clientKey  string // client key, PKCS#8
+	*testpki.Files
+	// keyStore is the server key (PKCS#8) followed by its certificate: a
+	// ZooKeeper "PEM" key store, which its PemReader wants in one file.
+	keyStore string
 }
 
-// writeTLSFiles generates a CA, a server certificate for the loopback
-// addresses and a client certificate, all ECDSA P-256, and writes them to
-// dir. ZooKeeper reads the PEM key store with its own PemReader, which wants
-// an unencrypted PKCS#8 "PRIVATE KEY" block, so that is what both keys are.
+// writeTLSFiles writes a CA, a server leaf, a client leaf (testpki) and the
+// servers' key store to dir.
 func writeTLSFiles(dir string) (*tlsFiles, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("zkharness: tls dir: %w", err)
-	}
-	now := time.Now().Add(-time.Hour) // tolerate clock skew between JVM and Go
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	f, err := testpki.WriteFiles(dir, "zkharness")
 	if err != nil {
-		return nil, fmt.Errorf("zkharness: ca key: %w", err)
+		return nil, fmt.Errorf("zkharness: %w", err)
 	}
-	caTmpl := &x509.Certificate{
-		Subject:               pkix.Name{CommonName: "zkharness test CA"},
-		NotBefore:             now,
-		NotAfter:              now.Add(certLifetime),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
+	ks := filepath.Join(dir, "server-keystore.pem")
+	if err := os.WriteFile(ks, append(f.Server.KeyPEM(), f.Server.CertPEM()...), 0o600); err != nil {
+		return nil, fmt.Errorf("zkharness: write %s: %w", ks, err)
 	}
-	caDER, caCert, err := sign(caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return nil, err
-	}
-	leaf := func(cn string, usage ...x509.ExtKeyUsage) *x509.Certificate {
-		return &x509.Certificate{
-			Subject:     pkix.Name{CommonName: cn},
-			NotBefore:   now,
-			NotAfter:    now.Add(certLifetime),
-			KeyUsage:    x509.KeyUsageDigitalSignature,
-			ExtKeyUsage: usage,
-			DNSNames:    []string{"localhost"},
-			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		}
-	}
-	serverKey, serverDER, err := issue(leaf("zkharness server", x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth), caCert, caKey)
-	if err != nil {
-		return nil, err
-	}
-	clientKey, clientDER, err := issue(leaf("zkharness client", x509.ExtKeyUsageClientAuth), caCert, caKey)
-	if err != nil {
-		return nil, err
-	}
-
-	f := &tlsFiles{
-		caPEM:      filepath.Join(dir, "ca.pem"),
-		serverPEM:  filepath.Join(dir, "server.pem"),
-		clientCert: filepath.Join(dir, "client.pem"),
-		clientKey:  filepath.Join(dir, "client-key.pem"),
-	}
-	files := []struct {
-		path   string
-		blocks []*pem.Block
-	}{
-		{f.caPEM, []*pem.Block{{Type: "CERTIFICATE", Bytes: caDER}}},
-		{f.serverPEM, []*pem.Block{{Type: "PRIVATE KEY", Bytes: serverKey}, {Type: "CERTIFICATE", Bytes: serverDER}}},
-		{f.clientCert, []*pem.Block{{Type: "CERTIFICATE", Bytes: clientDER}}},
-		{f.clientKey, []*pem.Block{{Type: "PRIVATE KEY", Bytes: clientKey}}},
-	}
-	for _, file := range files {
-		var b bytes.Buffer
-		for _, blk := range file.blocks {
-			if err := pem.Encode(&b, blk); err != nil {
-				return nil, fmt.Errorf("zkharness: encode %s: %w", file.path, err)
-			}
-		}
-		if err := os.WriteFile(file.path, b.Bytes(), 0o600); err != nil {
-			return nil, fmt.Errorf("zkharness: write %s: %w", file.path, err)
-		}
-	}
-	return f, nil
-}
-
-// issue makes a key for tmpl and has the CA sign it; it returns the PKCS#8
-// key and the certificate, both DER.
-func issue(tmpl, ca *x509.Certificate, caKey crypto.Signer) (keyDER, certDER []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("zkharness: key for %s: %w", tmpl.Subject.CommonName, err)
-	}
-	if keyDER, err = x509.MarshalPKCS8PrivateKey(key); err != nil {
-		return nil, nil, fmt.Errorf("zkharness: key for %s: %w", tmpl.Subject.CommonName, err)
-	}
-	certDER, _, err = sign(tmpl, ca, &key.PublicKey, caKey)
-	return keyDER, certDER, err
-}
-
-// sign creates the certificate tmpl for pub signed by parent's key, with a
-// random 128-bit serial so certificates of different runs never collide.
-func sign(tmpl, parent *x509.Certificate, pub crypto.PublicKey, parentKey crypto.Signer) ([]byte, *x509.Certificate, error) {
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
-	if err != nil {
-		return nil, nil, fmt.Errorf("zkharness: serial: %w", err)
-	}
-	tmpl.SerialNumber = serial
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, parentKey)
-	if err != nil {
-		return nil, nil, fmt.Errorf("zkharness: sign %s: %w", tmpl.Subject.CommonName, err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, fmt.Errorf("zkharness: parse %s: %w", tmpl.Subject.CommonName, err)
-	}
-	return der, cert, nil
+	return &tlsFiles{Files: f, keyStore: ks}, nil
 }

@@ -2,14 +2,8 @@ package redise2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +12,7 @@ import (
 	"time"
 
 	"github.com/idgen/idgen/harness/redisharness"
+	"github.com/idgen/idgen/harness/testpki"
 )
 
 // TestTLSAndACL: Redis speaks TLS only and knows an ACL user (the default
@@ -113,25 +108,16 @@ func lastLine(s string) string {
 	return lines[len(lines)-1]
 }
 
-// writeOtherCA writes a self-signed CA certificate that signed nothing the
+// writeOtherCA writes a CA certificate (testpki) that signed nothing the
 // server presents.
 func writeOtherCA(t testing.TB, dir string) string {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(42), Subject: pkix.Name{CommonName: "redise2e unrelated CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	ca, err := testpki.NewCA("redise2e unrelated CA")
 	if err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "other-ca.pem")
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := ca.WriteFile(path); err != nil {
 		t.Fatal(err)
 	}
 	return path

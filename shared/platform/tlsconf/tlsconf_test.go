@@ -1,16 +1,9 @@
 package tlsconf
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -18,42 +11,28 @@ import (
 	"time"
 
 	"go.uber.org/zap/zaptest"
+
+	"github.com/idgen/idgen/harness/testpki"
 )
 
-type ca struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newCA(t *testing.T) ca {
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+// newCA makes a test CA (testpki) or fails t.
+func newCA(t *testing.T) *testpki.CA {
+	t.Helper()
+	ca, err := testpki.NewCA("test CA")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, _ := x509.ParseCertificate(der)
-	return ca{c, k, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	return ca
 }
 
-// leaf writes a certificate signed by c with the given CN into dir.
-func (c ca) leaf(t *testing.T, dir, name, cn string, usage x509.ExtKeyUsage) (certFile, keyFile string) {
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn}, DNSNames: []string{"localhost"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, &k.PublicKey, c.key)
+// leaf writes a certificate signed by ca with the given CN into dir.
+func leaf(t *testing.T, ca *testpki.CA, dir, name, cn string, usage x509.ExtKeyUsage) (certFile, keyFile string) {
+	t.Helper()
+	certFile, keyFile, err := ca.IssueFiles(dir, name, cn, usage)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kder, _ := x509.MarshalECPrivateKey(k)
-	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	_ = os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	_ = os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
-	return
+	return certFile, keyFile
 }
 
 // serve accepts TLS connections and completes their handshakes until the
@@ -79,7 +58,7 @@ func serve(t *testing.T, cfg *tls.Config) string {
 func TestHandshakeVersionsAndReload(t *testing.T) {
 	dir := t.TempDir()
 	authority := newCA(t)
-	cert, key := authority.leaf(t, dir, "server", "first", x509.ExtKeyUsageServerAuth)
+	cert, key := leaf(t, authority, dir, "server", "first", x509.ExtKeyUsageServerAuth)
 	r, err := New(Config{CertFile: cert, KeyFile: key})
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +69,7 @@ func TestHandshakeVersionsAndReload(t *testing.T) {
 	}
 	addr := serve(t, cfg)
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(authority.pem)
+	roots.AppendCertsFromPEM(authority.PEM())
 	dial := func(c *tls.Config) (*tls.ConnectionState, error) {
 		c.RootCAs, c.ServerName = roots, "localhost"
 		conn, err := tls.Dial("tcp", addr, c)
@@ -116,7 +95,7 @@ func TestHandshakeVersionsAndReload(t *testing.T) {
 		t.Fatalf("unchanged files reloaded: %v %v", changed, err)
 	}
 	time.Sleep(10 * time.Millisecond)
-	c2, k2 := authority.leaf(t, t.TempDir(), "server2", "second", x509.ExtKeyUsageServerAuth)
+	c2, k2 := leaf(t, authority, t.TempDir(), "server2", "second", x509.ExtKeyUsageServerAuth)
 	b1, _ := os.ReadFile(c2)
 	b2, _ := os.ReadFile(k2)
 	_ = os.WriteFile(cert, b1, 0o600)
@@ -140,9 +119,9 @@ func TestHandshakeVersionsAndReload(t *testing.T) {
 func TestMutualTLS(t *testing.T) {
 	dir := t.TempDir()
 	authority := newCA(t)
-	cert, key := authority.leaf(t, dir, "server", "srv", x509.ExtKeyUsageServerAuth)
+	cert, key := leaf(t, authority, dir, "server", "srv", x509.ExtKeyUsageServerAuth)
 	caFile := filepath.Join(dir, "ca.pem")
-	_ = os.WriteFile(caFile, authority.pem, 0o600)
+	_ = os.WriteFile(caFile, authority.PEM(), 0o600)
 	r, err := New(Config{CertFile: cert, KeyFile: key, ClientCAFile: caFile})
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +129,7 @@ func TestMutualTLS(t *testing.T) {
 	cfg, _ := r.ServerConfig()
 	addr := serve(t, cfg)
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(authority.pem)
+	roots.AppendCertsFromPEM(authority.PEM())
 	try := func(certs []tls.Certificate) error {
 		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: certs})
 		if err != nil {
@@ -168,13 +147,13 @@ func TestMutualTLS(t *testing.T) {
 	if err := try(nil); err == nil {
 		t.Fatal("no client certificate accepted")
 	}
-	cc, ck := authority.leaf(t, dir, "client", "lb", x509.ExtKeyUsageClientAuth)
+	cc, ck := leaf(t, authority, dir, "client", "lb", x509.ExtKeyUsageClientAuth)
 	pair, _ := tls.LoadX509KeyPair(cc, ck)
 	if err := try([]tls.Certificate{pair}); err != nil {
 		t.Fatalf("valid client certificate refused: %v", err)
 	}
 	other := newCA(t)
-	oc, ok := other.leaf(t, dir, "intruder", "x", x509.ExtKeyUsageClientAuth)
+	oc, ok := leaf(t, other, dir, "intruder", "x", x509.ExtKeyUsageClientAuth)
 	bad, _ := tls.LoadX509KeyPair(oc, ok)
 	if err := try([]tls.Certificate{bad}); err == nil {
 		t.Fatal("client certificate of an unknown CA accepted")
@@ -187,14 +166,14 @@ func TestMutualTLS(t *testing.T) {
 func TestWatchReloadsOnSIGHUP(t *testing.T) {
 	dir := t.TempDir()
 	authority := newCA(t)
-	cert, key := authority.leaf(t, dir, "server", "first", x509.ExtKeyUsageServerAuth)
+	cert, key := leaf(t, authority, dir, "server", "first", x509.ExtKeyUsageServerAuth)
 	r, err := New(Config{CertFile: cert, KeyFile: key})
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop := r.Watch(time.Hour, zaptest.NewLogger(t))
 	defer stop()
-	c2, k2 := authority.leaf(t, t.TempDir(), "server2", "second", x509.ExtKeyUsageServerAuth)
+	c2, k2 := leaf(t, authority, t.TempDir(), "server2", "second", x509.ExtKeyUsageServerAuth)
 	for src, dst := range map[string]string{c2: cert, k2: key} {
 		b, err := os.ReadFile(src)
 		if err != nil {

@@ -12,18 +12,16 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/idgen/idgen/harness/testpki"
 	"github.com/idgen/idgen/shared/platform/auth"
 	"github.com/idgen/idgen/shared/platform/auth/authbench"
 )
@@ -44,41 +42,18 @@ type secureFiles struct {
 	token     string      // ES256 token with ids:generate, valid for a day
 }
 
-// writeSecureFiles generates a CA, a server certificate for 127.0.0.1 and
-// an ES256 key pair in dir, and signs the token wrk sends.
+// writeSecureFiles writes a CA and a server certificate for 127.0.0.1
+// (testpki) and an ES256 key pair to dir, and signs the token wrk sends.
 func writeSecureFiles(dir string) (*secureFiles, error) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := testpki.NewCA("idgen-bench CA")
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "idgen-bench CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(48 * time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return nil, err
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return nil, err
-	}
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(48 * time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
-	if err != nil {
+	f := &secureFiles{jwtPub: filepath.Join(dir, "jwt.pub")}
+	if f.cert, f.key, err = ca.IssueFiles(dir, "tls", "127.0.0.1", x509.ExtKeyUsageServerAuth); err != nil {
 		return nil, err
 	}
 	jwtKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	srvKeyDER, err := x509.MarshalECPrivateKey(srvKey)
 	if err != nil {
 		return nil, err
 	}
@@ -90,19 +65,15 @@ func writeSecureFiles(dir string) (*secureFiles, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &secureFiles{cert: filepath.Join(dir, "tls.crt"), key: filepath.Join(dir, "tls.key"), jwtPub: filepath.Join(dir, "jwt.pub")}
 	jwtPriv := filepath.Join(dir, "jwt.key")
 	for path, blk := range map[string]*pem.Block{
-		f.cert: {Type: "CERTIFICATE", Bytes: srvDER}, f.key: {Type: "EC PRIVATE KEY", Bytes: srvKeyDER},
 		f.jwtPub: {Type: "PUBLIC KEY", Bytes: jwtPubDER}, jwtPriv: {Type: "EC PRIVATE KEY", Bytes: jwtKeyDER},
 	} {
 		if err := os.WriteFile(path, pem.EncodeToMemory(blk), 0o600); err != nil {
 			return nil, err
 		}
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	f.client = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	f.client = &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}
 	f.token, err = auth.Mint(auth.MintConfig{PrivateKeyFile: jwtPriv, Subject: "idgen-bench", Scope: auth.ScopeGenerate,
 		Issuer: benchIss, Audience: benchAud, TTL: 24 * time.Hour})
 	if err != nil {
