@@ -9,10 +9,8 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -20,79 +18,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/idgen/idgen/harness/proc"
+	"github.com/idgen/idgen/harness/tmpfs"
 	"github.com/idgen/idgen/shared/platform/audit"
 )
-
-// mountTmpfs mounts a tmpfs of size (mount option syntax: "64m") on a fresh
-// directory, unmounted when the test ends. Mounting needs root; CI runs the
-// tests as root, so a test that cannot mount fails rather than skips.
-// Call it before startServer, so that the server is killed before the
-// unmount.
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		t.Fatalf("mount a tmpfs on %s: %v (the full-disk tests need root, as in CI)", dir, err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
-// freeBytes is what statfs reports available on path's filesystem.
-func freeBytes(t *testing.T, path string) int64 {
-	t.Helper()
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(path, &st); err != nil {
-		t.Fatal(err)
-	}
-	return int64(st.Bavail) * st.Bsize
-}
-
-// fillTo grows the file path in 256 KiB steps until its filesystem has at
-// most leave bytes free, or is full (ENOSPC) when leave is 0.
-func fillTo(t *testing.T, path string, leave int64) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := bytes.Repeat([]byte{'x'}, 256<<10)
-	for i := 0; i < 1<<14; i++ {
-		free := freeBytes(t, path)
-		if leave > 0 && free <= leave {
-			return
-		}
-		n := int64(len(chunk))
-		if leave > 0 {
-			n = min(n, free-leave)
-		}
-		if leave == 0 && free < n {
-			n = max(free, 512)
-		}
-		if _, err := f.Write(chunk[:n]); err != nil {
-			if errors.Is(err, syscall.ENOSPC) && leave == 0 {
-				// The last pages: write what fits, 512 bytes at a time.
-				for {
-					if _, err := f.Write(chunk[:512]); err != nil {
-						return
-					}
-				}
-			}
-			t.Fatalf("fill %s: %v", path, err)
-		}
-	}
-	t.Fatalf("fill %s: the disk never filled", path)
-}
 
 // metricValue returns the sample name (with its labels, if any, as
 // written: `idgen_registry_forgetful{reason="evicted"}`) of /metrics.
@@ -213,8 +145,8 @@ func TestDiskFillsAndFrees(t *testing.T) {
 
 func diskFillsAndFrees(t *testing.T, engine string) {
 	const minFree = 8 << 20
-	mnt := mountTmpfs(t, "64m")
-	dataDir, filler := filepath.Join(mnt, "data"), filepath.Join(mnt, "filler")
+	mnt := tmpfs.Mount(t, 64<<20)
+	dataDir := filepath.Join(mnt, "data")
 	s := startServer(t, serverOpts{args: []string{"--data-dir", dataDir, "--store-engine", engine,
 		"--disk-min-free-bytes", strconv.Itoa(minFree), "--disk-ballast-bytes", strconv.Itoa(4 << 20),
 		"--audit-log", filepath.Join(t.TempDir(), "audit.log")}})
@@ -231,13 +163,13 @@ func diskFillsAndFrees(t *testing.T, engine string) {
 	// Fill to 2 MiB under the threshold: the guard refuses at its next
 	// measure, well before the kernel answers ENOSPC.
 	tFill := time.Now()
-	fillTo(t, filler, minFree-2<<20)
+	filler := tmpfs.Fill(t, mnt, minFree-2<<20)
 	refusing := func() bool { v, err := metricValue(ctx, a, "idgen_disk_guard_refusing"); return err == nil && v == 1 }
 	if _, ok := waitUntil(10*time.Second, refusing); !ok {
-		t.Fatalf("idgen_disk_guard_refusing not 1 within 10 s of the filesystem dropping to %d bytes free", freeBytes(t, mnt))
+		t.Fatalf("idgen_disk_guard_refusing not 1 within 10 s of the filesystem dropping to %d bytes free", tmpfs.Free(t, mnt))
 	}
 	tRefusing := time.Now()
-	t.Logf("%s: refusing %v after the fill began (%d bytes free)", engine, tRefusing.Sub(tFill).Round(time.Millisecond), freeBytes(t, mnt))
+	t.Logf("%s: refusing %v after the fill began (%d bytes free)", engine, tRefusing.Sub(tFill).Round(time.Millisecond), tmpfs.Free(t, mnt))
 	if _, ok := waitUntil(10*time.Second, func() bool { return ld.count(503, tRefusing) >= 20 }); !ok {
 		t.Errorf("fewer than 20 answers 503 within 10 s while the guard refuses")
 	}
@@ -253,7 +185,7 @@ func diskFillsAndFrees(t *testing.T, engine string) {
 	tFreed := time.Now()
 	d, ok := waitUntil(15*time.Second, func() bool { return ld.count(200, tFreed) >= 20 })
 	if !ok {
-		t.Fatalf("200s did not resume within 15 s of freeing the disk (%d bytes free)", freeBytes(t, mnt))
+		t.Fatalf("200s did not resume within 15 s of freeing the disk (%d bytes free)", tmpfs.Free(t, mnt))
 	}
 	t.Logf("%s: 200s resumed %v after the filler was deleted", engine, d.Round(time.Millisecond))
 	ld.l.Stop()
@@ -340,7 +272,7 @@ func TestStartOnFullDisk(t *testing.T) {
 		{"full, a new data directory", 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			mnt := mountTmpfs(t, "64m")
+			mnt := tmpfs.Mount(t, 64<<20)
 			dataDir := filepath.Join(mnt, "data")
 			guard := []string{"--data-dir", dataDir, "--store-engine", this, "--disk-min-free-bytes", strconv.Itoa(8 << 20), "--disk-ballast-bytes", strconv.Itoa(4 << 20)}
 			if !tc.fresh {
@@ -350,7 +282,7 @@ func TestStartOnFullDisk(t *testing.T) {
 					t.Fatalf("stop: exit %d", code)
 				}
 			}
-			fillTo(t, filepath.Join(mnt, "filler"), tc.leave)
+			tmpfs.Fill(t, mnt, tc.leave)
 			addr, err := proc.FreeAddr()
 			if err != nil {
 				t.Fatal(err)
@@ -433,7 +365,7 @@ func countEntries(entries []map[string]any, action, resource string) int {
 // and every stored commit or compensation has exactly one entry, every line
 // whole, and no event but those of the calls.
 func TestAuditVolumeFills(t *testing.T) {
-	mnt := mountTmpfs(t, "64k")
+	mnt := tmpfs.Mount(t, 64<<10)
 	path := filepath.Join(mnt, "audit.log")
 	s := startServer(t, serverOpts{args: []string{"--audit-log", path, "--audit-retry-interval", "20ms", "--audit-wait", "20ms"}})
 	a := s.api()
@@ -444,8 +376,7 @@ func TestAuditVolumeFills(t *testing.T) {
 		{"/commit", audit.ActionCommit, ""},
 		{"/compensate", audit.ActionCompensate, "declined"},
 	} {
-		filler := filepath.Join(mnt, fmt.Sprintf("filler-%d", i))
-		fillTo(t, filler, 0)
+		filler := tmpfs.Fill(t, mnt, 0)
 		var done []string
 		refused := ""
 		for _, id := range ids[i*40 : (i+1)*40] {

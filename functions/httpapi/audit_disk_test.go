@@ -1,56 +1,16 @@
 package httpapi_test
 
 import (
-	"bytes"
-	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/idgen/idgen/functions/httpapi"
+	"github.com/idgen/idgen/harness/tmpfs"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/platform/audit"
 )
-
-// auditDisk mounts a 64 KiB tmpfs for an audit log, unmounted when the test
-// ends. Mounting needs root; CI runs the tests as root, so a test that
-// cannot mount fails rather than skips.
-func auditDisk(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
-		t.Fatalf("mount a tmpfs on %s: %v (the full-disk tests need root, as in CI)", dir, err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
-// fillDisk writes path until the disk refuses.
-func fillDisk(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := bytes.Repeat([]byte{'x'}, 512)
-	for i := 0; i < 1<<16; i++ {
-		if _, err := f.Write(chunk); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("fill: %v", err)
-			}
-			return
-		}
-	}
-	t.Fatal("fill: the disk never filled")
-}
 
 // TestAuditDiskFull: the audit volume fills while commits and compensations
 // run. The first whose entry does not fit is stored and answered 503; state
@@ -60,7 +20,7 @@ func fillDisk(t *testing.T, path string) {
 // exactly one entry.
 func TestAuditDiskFull(t *testing.T) {
 	t.Parallel()
-	dir := auditDisk(t)
+	dir := tmpfs.Mount(t, 64<<10)
 	path := filepath.Join(dir, "audit.log")
 	h := serveStack(t, newStackDeps(t, newTestCore(t), httpapi.Config{Dev: true}, nil, func(d *httpapi.Deps) {
 		l, err := audit.OpenWith(path, "test", audit.Settings{RetryInterval: 20 * time.Millisecond, Wait: 20 * time.Millisecond})
@@ -82,8 +42,7 @@ func TestAuditDiskFull(t *testing.T) {
 		{"/compensate", audit.ActionCompensate, `,"reason":"declined"`},
 	} {
 		body := func(id string) string { return `{"id":"` + id + `"` + tc.body + `}` }
-		filler := filepath.Join(dir, fmt.Sprintf("filler-%d", i))
-		fillDisk(t, filler)
+		filler := tmpfs.Fill(t, dir, 0)
 		// Entries fit in the last page of the file until one does not.
 		var done []string
 		refused := ""

@@ -11,48 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/idgen/idgen/harness/tmpfs"
 )
-
-// smallDisk mounts a tmpfs of size bytes on a fresh directory, unmounted
-// when the test ends. Mounting needs root; CI runs the tests as root, so a
-// test that cannot mount fails rather than skips (a skipped disk test
-// proves nothing).
-func smallDisk(t *testing.T, size int) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
-		t.Fatalf("mount a %d-byte tmpfs on %s: %v (the full-disk tests need root, as in CI)", size, dir, err)
-	}
-	// Registered after TempDir's removal, so it runs before it.
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
-// fill writes to path until the disk refuses (ENOSPC).
-func fill(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := bytes.Repeat([]byte{'x'}, 512)
-	for i := 0; ; i++ {
-		if _, err := f.Write(chunk); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("fill: %v", err)
-			}
-			return
-		}
-		if i > 1<<16 {
-			t.Fatal("fill: the disk never filled")
-		}
-	}
-}
 
 // wholeLines parses every line of path as JSON, failing on a torn one
 // (no trailing newline, or not JSON), and counts the lines per resource.
@@ -118,15 +79,14 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 // entry to write; a caller's retry of each refused entry then writes it
 // once.
 func TestFullDisk(t *testing.T) {
-	dir := smallDisk(t, 64<<10)
+	dir := tmpfs.Mount(t, 64<<10)
 	path := filepath.Join(dir, "audit.log")
 	l, err := Open(path, "inst-1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	filler := filepath.Join(dir, "filler")
-	fill(t, filler)
+	filler := tmpfs.Fill(t, dir, 0)
 
 	// Entries fit in the last page of the file until one does not.
 	var refused []Event
