@@ -6,17 +6,17 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/idgen/idgen/harness/proc"
 )
 
-// Shared is the one ensemble of a test package: started by the first test
-// that asks for it, handed to every later test with all its servers running
-// (a fault test may have stopped some), and closed by the package's TestMain.
-// The ensemble's lifecycle lines go to the log of the test using it.
+// Shared is the one ensemble of a test package (proc.Shared): started by
+// the first test that asks for it, handed to every later test with all its
+// servers running (a fault test may have stopped some), and closed by the
+// package's TestMain. The ensemble's lifecycle lines go to the log of the
+// test using it.
 //
 //	var zk = &zkharness.Shared{Options: zkharness.Options{Servers: 3}}
 //	func TestMain(m *testing.M) { code := m.Run(); if zk.Close() != nil { code = 1 }; os.Exit(code) }
@@ -24,12 +24,7 @@ type Shared struct {
 	// Options of the ensemble; Logf is set by Shared.
 	Options Options
 
-	once sync.Once
-	e    *Ensemble
-	err  error
-
-	mu sync.Mutex
-	tb testing.TB
+	shared proc.Shared[*Ensemble]
 }
 
 // Get returns the ensemble, started on first use, with every server
@@ -38,67 +33,42 @@ type Shared struct {
 func (s *Shared) Get(tb testing.TB) *Ensemble {
 	tb.Helper()
 	proc.SkipShort(tb, "ZooKeeper")
-	s.mu.Lock()
-	s.tb = tb
-	s.mu.Unlock()
-	tb.Cleanup(func() {
-		s.mu.Lock()
-		s.tb = nil
-		s.mu.Unlock()
-	})
-	s.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
+	e := s.shared.Get(tb, "ZooKeeper", 3*time.Minute, func(ctx context.Context, logf func(string, ...any)) (*Ensemble, error) {
 		o := s.Options
-		o.Logf = s.logf
-		s.e, s.err = Start(ctx, o)
+		o.Logf = logf
+		return Start(ctx, o)
 	})
-	if s.err != nil {
-		tb.Fatalf("start ZooKeeper: %v", s.err)
-	}
 	if err := s.Restore(); err != nil {
 		tb.Fatal(err)
 	}
-	return s.e
+	return e
 }
 
 // Restore restarts every server that is not running and waits for the
 // quorum. Fault tests call it when they end, pass or fail.
 func (s *Shared) Restore() error {
-	if s.e == nil {
+	e, err := s.shared.Value()
+	if err != nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	for i := range s.e.Size() {
-		if _, err := s.e.Mode(ctx, i); errors.Is(err, ErrNotRunning) {
-			s.logf("server %d not running (left so by an earlier test): restarting it", i)
-			if err := s.e.Restart(ctx, i); err != nil {
+	for i := range e.Size() {
+		if _, err := e.Mode(ctx, i); errors.Is(err, ErrNotRunning) {
+			s.shared.Logf("server %d not running (left so by an earlier test): restarting it", i)
+			if err := e.Restart(ctx, i); err != nil {
 				return fmt.Errorf("restart ZooKeeper server %d: %w", i, err)
 			}
 		}
 	}
-	if err := s.e.WaitQuorum(ctx); err != nil {
+	if err := e.WaitQuorum(ctx); err != nil {
 		return fmt.Errorf("ZooKeeper quorum: %w", err)
 	}
 	return nil
 }
 
 // Close stops the ensemble if it was started.
-func (s *Shared) Close() error {
-	if s.e == nil {
-		return nil
-	}
-	return s.e.Close()
-}
-
-func (s *Shared) logf(format string, args ...any) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.tb != nil {
-		s.tb.Logf(format, args...)
-	}
-}
+func (s *Shared) Close() error { return s.shared.Close() }
 
 var nonPath = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
 
