@@ -21,8 +21,8 @@
 package boltstore
 
 import (
+	"cmp"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -38,14 +38,7 @@ import (
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/diskguard"
-)
-
-var (
-	bucketMeta      = []byte("meta")
-	bucketIDs       = []byte("ids")
-	bucketIdem      = []byte("idem")
-	bucketDeadlines = []byte("deadlines")
-	bucketIdemTime  = []byte("idemtime") // createdMS BE[8] keyHash[32] → nil
+	"github.com/idgen/idgen/shared/registry/internal/kvregistry"
 )
 
 // FileName is the store's file inside the data directory.
@@ -106,8 +99,12 @@ type op struct {
 	done chan struct{} // closed by the commit once err is set
 }
 
+// registryOps are the registry's operations over the file (kvregistry).
+type registryOps = kvregistry.Registry
+
 // Store is the embedded registry and range source. Safe for concurrent use.
 type Store struct {
+	*registryOps
 	cfg   Config
 	db    *bbolt.DB
 	guard *diskguard.Guard
@@ -130,21 +127,11 @@ func Open(cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Dir == "" {
-		cfg.Dir = "./data"
-	}
-	if cfg.MaxBatch == 0 {
-		cfg.MaxBatch = 4096
-	}
-	if cfg.OpenTimeout == 0 {
-		cfg.OpenTimeout = 2 * time.Second
-	}
-	if cfg.CloseTimeout == 0 {
-		cfg.CloseTimeout = 30 * time.Second
-	}
-	if cfg.Disk.Logger == nil {
-		cfg.Disk.Logger = cfg.Logger
-	}
+	cfg.Dir = cmp.Or(cfg.Dir, "./data")
+	cfg.MaxBatch = cmp.Or(cfg.MaxBatch, 4096)
+	cfg.OpenTimeout = cmp.Or(cfg.OpenTimeout, 2*time.Second)
+	cfg.CloseTimeout = cmp.Or(cfg.CloseTimeout, 30*time.Second)
+	cfg.Disk.Logger = cmp.Or(cfg.Disk.Logger, cfg.Logger)
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("boltstore: %w", err)
 	}
@@ -177,7 +164,7 @@ func openDB(cfg Config, guard *diskguard.Guard) (*Store, error) {
 		return nil, fmt.Errorf("boltstore: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketIDs, bucketIdem, bucketDeadlines, bucketIdemTime, bucketKeys, bucketAuditMarks, bucketAuditMarkTime} {
+		for _, b := range buckets[1:] {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -189,7 +176,9 @@ func openDB(cfg Config, guard *diskguard.Guard) (*Store, error) {
 		return nil, fmt.Errorf("boltstore: init %s: %w", path, err)
 	}
 	c := registry.NewCommitter(registry.Gatherer[*op]{MaxBatch: cfg.MaxBatch}, guard.Check)
-	return &Store{cfg: cfg, db: db, guard: guard, c: c}, nil
+	s := &Store{cfg: cfg, db: db, guard: guard, c: c}
+	s.registryOps = kvregistry.New("boltstore", cfg.Shard, s.write, s.read)
+	return s, nil
 }
 
 // do runs fn in the next group-committed write transaction and waits for
@@ -278,114 +267,9 @@ func (s *Store) Ping(context.Context) error {
 		if err := s.guard.Check(); err != nil {
 			return err
 		}
-		if tx.Bucket(bucketMeta) == nil {
+		if tx.Bucket(buckets[kvregistry.Meta]) == nil {
 			return fmt.Errorf("%w: meta bucket missing", registry.ErrCorrupt)
 		}
 		return nil
 	})
-}
-
-func counterKey(shard uint8) []byte { return []byte{'c', shard} }
-
-// ClaimRange advances the shard's counter by n and returns the old value..new
-// value, after the fsync of the commit.
-func (s *Store) ClaimRange(ctx context.Context, n uint64) (generator.Range, error) {
-	var r generator.Range
-	err := s.do(ctx, func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketMeta)
-		var next uint64
-		if v := b.Get(counterKey(s.cfg.Shard)); v != nil {
-			next = binary.BigEndian.Uint64(v)
-		}
-		if next+n > idcodec.MaxCounter || next+n < next {
-			return fmt.Errorf("boltstore: shard %d counter exhausted", s.cfg.Shard)
-		}
-		var buf [8]byte
-		binary.BigEndian.PutUint64(buf[:], next+n)
-		if err := b.Put(counterKey(s.cfg.Shard), buf[:]); err != nil {
-			return err
-		}
-		r = generator.Range{Start: next, End: next + n}
-		return nil
-	})
-	if err != nil {
-		return generator.Range{}, fmt.Errorf("boltstore: claim range: %w", err)
-	}
-	return r, nil
-}
-
-// Counter returns the shard's next unclaimed counter (its high-water mark).
-func (s *Store) Counter() (uint64, error) {
-	var next uint64
-	err := s.view(func(tx *bbolt.Tx) error {
-		if v := tx.Bucket(bucketMeta).Get(counterKey(s.cfg.Shard)); v != nil {
-			next = binary.BigEndian.Uint64(v)
-		}
-		return nil
-	})
-	return next, err
-}
-
-func highWaterKey(shard uint8) []byte { return []byte{'h', shard} }
-
-// RaiseHighWater durably records that counters below v were handed out by
-// an outside range source (ZooKeeper), so that a source restored from an old
-// snapshot is noticed at the next start. It never lowers the mark.
-func (s *Store) RaiseHighWater(ctx context.Context, v uint64) error {
-	return s.do(ctx, func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketMeta)
-		if cur := b.Get(highWaterKey(s.cfg.Shard)); cur != nil && binary.BigEndian.Uint64(cur) >= v {
-			return nil
-		}
-		var buf [8]byte
-		binary.BigEndian.PutUint64(buf[:], v)
-		return b.Put(highWaterKey(s.cfg.Shard), buf[:])
-	})
-}
-
-// HighWater returns the mark RaiseHighWater recorded, or 0.
-func (s *Store) HighWater(context.Context) (uint64, error) {
-	var v uint64
-	err := s.view(func(tx *bbolt.Tx) error {
-		if b := tx.Bucket(bucketMeta).Get(highWaterKey(s.cfg.Shard)); b != nil {
-			v = binary.BigEndian.Uint64(b)
-		}
-		return nil
-	})
-	return v, err
-}
-
-var bucketKeys = []byte("keys") // name → wrapped data key (sealer.KeyStore)
-
-// GetKey returns the stored key material under name, or nil (sealer.KeyStore).
-func (s *Store) GetKey(_ context.Context, name string) ([]byte, error) {
-	var out []byte
-	err := s.view(func(tx *bbolt.Tx) error {
-		if v := tx.Bucket(bucketKeys).Get([]byte(name)); v != nil {
-			out = append([]byte(nil), v...)
-		}
-		return nil
-	})
-	return out, err
-}
-
-// PutKeyIfAbsent stores v under name unless a value exists; it returns the
-// stored value, durable when it returns.
-func (s *Store) PutKeyIfAbsent(ctx context.Context, name string, v []byte) ([]byte, error) {
-	var out []byte
-	err := s.do(ctx, func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketKeys)
-		if cur := b.Get([]byte(name)); cur != nil {
-			out = append([]byte(nil), cur...)
-			return nil
-		}
-		out = v
-		return b.Put([]byte(name), v)
-	})
-	return out, err
-}
-
-// DeleteKey removes the key material under name, durably.
-func (s *Store) DeleteKey(ctx context.Context, name string) error {
-	return s.do(ctx, func(tx *bbolt.Tx) error { return tx.Bucket(bucketKeys).Delete([]byte(name)) })
 }

@@ -34,8 +34,8 @@ package pebblestore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -51,6 +51,7 @@ import (
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/diskguard"
+	"github.com/idgen/idgen/shared/registry/internal/kvregistry"
 )
 
 // DirName is the store's directory inside the data directory (beside
@@ -123,16 +124,21 @@ func (c Config) Validate() error {
 // op is one unit of work of a group commit. fn must check everything before
 // it writes, so that an error leaves the batch as it found it.
 type op struct {
-	fn   func(tx *tx) error
+	fn   func(kvregistry.Tx) error
 	err  error         // the answer, set by the commit
 	done chan struct{} // closed by the commit once err is set
 	// lazy: the op is answered once its batch is committed, synced or not
-	// (doLazy).
+	// (write).
 	lazy bool
 }
 
+// registryOps are the registry's operations over the directory
+// (kvregistry).
+type registryOps = kvregistry.Registry
+
 // Store is the embedded registry and range source. Safe for concurrent use.
 type Store struct {
+	*registryOps
 	cfg   Config
 	db    *pebble.DB
 	lock  *pebble.Lock
@@ -162,30 +168,14 @@ func Open(cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Dir == "" {
-		cfg.Dir = "./data"
-	}
-	if cfg.MaxBatch == 0 {
-		cfg.MaxBatch = 4096
-	}
-	if cfg.OpenTimeout == 0 {
-		cfg.OpenTimeout = 2 * time.Second
-	}
-	if cfg.ErrorLogInterval == 0 {
-		cfg.ErrorLogInterval = 10 * time.Second
-	}
-	if cfg.CloseTimeout == 0 {
-		cfg.CloseTimeout = 30 * time.Second
-	}
-	if cfg.FS == nil {
-		cfg.FS = vfs.Default
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = zap.NewNop()
-	}
-	if cfg.Disk.Logger == nil {
-		cfg.Disk.Logger = cfg.Logger
-	}
+	cfg.Dir = cmp.Or(cfg.Dir, "./data")
+	cfg.MaxBatch = cmp.Or(cfg.MaxBatch, 4096)
+	cfg.OpenTimeout = cmp.Or(cfg.OpenTimeout, 2*time.Second)
+	cfg.ErrorLogInterval = cmp.Or(cfg.ErrorLogInterval, 10*time.Second)
+	cfg.CloseTimeout = cmp.Or(cfg.CloseTimeout, 30*time.Second)
+	cfg.FS = cmp.Or(cfg.FS, vfs.Default)
+	cfg.Logger = cmp.Or(cfg.Logger, zap.NewNop())
+	cfg.Disk.Logger = cmp.Or(cfg.Disk.Logger, cfg.Logger)
 	if err := cfg.FS.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pebblestore: %w", err)
 	}
@@ -220,6 +210,7 @@ func openDB(cfg Config, guard *diskguard.Guard) (*Store, error) {
 		cfg: cfg, lock: lock, guard: guard, log: log, wo: pebble.Sync,
 		c: registry.NewCommitter(registry.Gatherer[*op]{MaxBatch: cfg.MaxBatch}, guard.Check),
 	}
+	s.registryOps = kvregistry.New("pebblestore", cfg.Shard, s.write, s.read)
 	if cfg.NoSync {
 		s.wo = pebble.NoSync
 	}
@@ -287,7 +278,8 @@ func options(cfg Config, lock *pebble.Lock, log *pebbleLogger, guard *diskguard.
 	return o
 }
 
-var formatKey = []byte{prefixMeta, 'f'}
+// formatKey is the Meta key of formatValue.
+var formatKey = []byte{'m', 'f'}
 
 // lastRecordKey returns a copy of the largest record key, or the record
 // prefix alone (below every record key) when there is none.
@@ -316,39 +308,6 @@ func initFormat(db *pebble.DB) error {
 		return fmt.Errorf("%w: format %q, want %q", registry.ErrCorrupt, v, formatValue)
 	}
 	return nil
-}
-
-// do runs fn in the next group commit and waits for the commit, or for ctx
-// (the op may still commit later in that case).
-func (s *Store) do(ctx context.Context, fn func(tx *tx) error) error {
-	o := &op{fn: fn, done: make(chan struct{})}
-	if err := s.c.Do(ctx, o, o.done); err != nil {
-		return err
-	}
-	return o.err
-}
-
-// doLazy is do for writes whose loss in a crash costs little: a batch of
-// lazy ops alone is committed without a WAL sync; one that holds any other
-// op is synced for them all. An unsynced write is durable at the next
-// synced commit, and visible to readers when doLazy returns.
-func (s *Store) doLazy(ctx context.Context, fn func(tx *tx) error) error {
-	o := &op{fn: fn, done: make(chan struct{}), lazy: true}
-	if err := s.c.Do(ctx, o, o.done); err != nil {
-		return err
-	}
-	return o.err
-}
-
-// read runs fn against the open DB, or returns ErrClosed or the sticky
-// failure.
-func (s *Store) read(fn func() error) error {
-	return s.c.WhileOpen(func() error {
-		if err := s.guard.CheckFailed(); err != nil {
-			return err
-		}
-		return fn()
-	})
 }
 
 // Close stops accepting work, commits what is queued and closes the
@@ -402,160 +361,14 @@ func (s *Store) DiskState() diskguard.State { return s.guard.State() }
 // writes: it fails while the disk is below the free-space threshold, while
 // a commit is stalled, and for good after a failure.
 func (s *Store) Ping(context.Context) error {
-	return s.read(func() error {
+	return s.read(func(r kvregistry.Reader) error {
 		if err := s.guard.Check(); err != nil {
 			return err
 		}
-		_, closer, err := s.db.Get(formatKey)
-		if errors.Is(err, pebble.ErrNotFound) {
+		v, err := r.Get(kvregistry.Meta, formatKey)
+		if err == nil && v == nil {
 			return fmt.Errorf("%w: format key missing", registry.ErrCorrupt)
 		}
-		if err != nil {
-			return fmt.Errorf("%w: %w", registry.ErrUnavailable, err)
-		}
-		return closer.Close()
-	})
-}
-
-func counterKey(shard uint8) []byte { return []byte{prefixCounter, shard} }
-
-// ClaimRange advances the shard's counter by n and returns the old value..new
-// value, after the WAL sync of the commit.
-func (s *Store) ClaimRange(ctx context.Context, n uint64) (generator.Range, error) {
-	var r generator.Range
-	err := s.do(ctx, func(tx *tx) error {
-		v, err := tx.get(counterKey(s.cfg.Shard))
-		if err != nil {
-			return err
-		}
-		next, err := decodeCounter(v)
-		if err != nil {
-			return err
-		}
-		if next+n > idcodec.MaxCounter || next+n < next {
-			return fmt.Errorf("pebblestore: shard %d counter exhausted", s.cfg.Shard)
-		}
-		tx.set(counterKey(s.cfg.Shard), binary.BigEndian.AppendUint64(nil, next+n))
-		r = generator.Range{Start: next, End: next + n}
-		return nil
-	})
-	if err != nil {
-		return generator.Range{}, fmt.Errorf("pebblestore: claim range: %w", err)
-	}
-	return r, nil
-}
-
-// Counter returns the shard's next unclaimed counter (its high-water mark).
-// Errors: ErrClosed.
-func (s *Store) Counter() (uint64, error) {
-	var next uint64
-	err := s.read(func() error {
-		v, closer, err := s.db.Get(counterKey(s.cfg.Shard))
-		if errors.Is(err, pebble.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		defer closer.Close()
-		next, err = decodeCounter(v)
 		return err
-	})
-	return next, err
-}
-
-func decodeCounter(v []byte) (uint64, error) {
-	switch len(v) {
-	case 0:
-		return 0, nil
-	case 8:
-		return binary.BigEndian.Uint64(v), nil
-	}
-	return 0, fmt.Errorf("%w: counter of %d bytes", registry.ErrCorrupt, len(v))
-}
-
-func highWaterKey(shard uint8) []byte { return []byte{prefixHighWater, shard} }
-
-// RaiseHighWater durably records that counters below v were handed out by
-// an outside range source (ZooKeeper), so that a source restored from an old
-// snapshot is noticed at the next start. It never lowers the mark.
-func (s *Store) RaiseHighWater(ctx context.Context, v uint64) error {
-	return s.do(ctx, func(tx *tx) error {
-		cur, err := tx.get(highWaterKey(s.cfg.Shard))
-		if err != nil {
-			return err
-		}
-		old, err := decodeCounter(cur)
-		if err != nil || old >= v {
-			return err
-		}
-		tx.set(highWaterKey(s.cfg.Shard), binary.BigEndian.AppendUint64(nil, v))
-		return nil
-	})
-}
-
-// HighWater returns the mark RaiseHighWater recorded, or 0.
-func (s *Store) HighWater(context.Context) (uint64, error) {
-	var hw uint64
-	err := s.read(func() error {
-		v, closer, err := s.db.Get(highWaterKey(s.cfg.Shard))
-		if errors.Is(err, pebble.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		defer closer.Close()
-		hw, err = decodeCounter(v)
-		return err
-	})
-	return hw, err
-}
-
-func keyKey(name string) []byte { return append([]byte{prefixKey}, name...) }
-
-// GetKey returns the stored key material under name, or nil (sealer.KeyStore).
-func (s *Store) GetKey(_ context.Context, name string) ([]byte, error) {
-	var out []byte
-	err := s.read(func() error {
-		v, closer, err := s.db.Get(keyKey(name))
-		if errors.Is(err, pebble.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		defer closer.Close()
-		out = append([]byte(nil), v...)
-		return nil
-	})
-	return out, err
-}
-
-// PutKeyIfAbsent stores v under name unless a value exists; it returns the
-// stored value, durable when it returns.
-func (s *Store) PutKeyIfAbsent(ctx context.Context, name string, v []byte) ([]byte, error) {
-	var out []byte
-	err := s.do(ctx, func(tx *tx) error {
-		cur, err := tx.get(keyKey(name))
-		if err != nil {
-			return err
-		}
-		if cur != nil {
-			out = append([]byte(nil), cur...)
-			return nil
-		}
-		tx.set(keyKey(name), v)
-		out = v
-		return nil
-	})
-	return out, err
-}
-
-// DeleteKey removes the key material under name, durably.
-func (s *Store) DeleteKey(ctx context.Context, name string) error {
-	return s.do(ctx, func(tx *tx) error {
-		tx.del(keyKey(name))
-		return nil
 	})
 }
