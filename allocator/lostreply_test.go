@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idgen/idgen/harness/zkproxy"
 	"github.com/idgen/idgen/shared/generator"
 )
 
@@ -20,8 +21,8 @@ func TestLostReplyResolved(t *testing.T) {
 	root := testRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	p := newZKProxy(t, zkAddrs(t)[0])
-	a := openT(t, Config{Servers: []string{p.Addr()}, Root: root, SessionTimeout: 6 * time.Second})
+	p := zkproxy.StartT(t, zkAddrs(t)[0])
+	a := openT(t, Config{Servers: []string{p.ConnectString()}, Root: root, SessionTimeout: 6 * time.Second})
 	b := openT(t, Config{Servers: zkAddrs(t), Root: root, SessionTimeout: 6 * time.Second})
 	conn := rawConn(t, zkAddrs(t), nil)
 	var l ledger
@@ -37,12 +38,12 @@ func TestLostReplyResolved(t *testing.T) {
 	claim(0, a, 100) // [0, 100)
 
 	t.Run("landed and still ours", func(t *testing.T) {
-		p.ArmSetDrop(1)
+		p.ArmSetDrop(1, 0)
 		r := claim(0, a, 100)
 		if r != (generator.Range{Start: 100, End: 200}) {
 			t.Errorf("range %+v, want [100, 200)", r)
 		}
-		if got := p.landed.Load(); got != 1 {
+		if got, _ := p.Swallowed(); got != 1 {
 			t.Fatalf("proxy swallowed %d successful setData replies, want 1", got)
 		}
 		if s := a.Stats(); s.LostReplies != 1 || s.LostRepliesOurs != 1 || s.LostRepliesBurnt != 0 {
@@ -54,8 +55,7 @@ func TestLostReplyResolved(t *testing.T) {
 	})
 
 	t.Run("landed then overwritten: burnt", func(t *testing.T) {
-		p.HoldAfterDrop(2 * time.Second) // a stays cut off while b claims
-		p.ArmSetDrop(1)
+		p.ArmSetDrop(1, 2*time.Second) // a stays cut off while b claims
 		done := make(chan generator.Range, 1)
 		go func() {
 			r, err := a.ClaimRange(ctx, 100)
@@ -65,10 +65,9 @@ func TestLostReplyResolved(t *testing.T) {
 			l.add(0, r)
 			done <- r
 		}()
-		waitFor(t, 10*time.Second, "the swallowed reply", func() bool { return p.landed.Load() == 2 })
+		waitFor(t, 10*time.Second, "the swallowed reply", func() bool { landed, _ := p.Swallowed(); return landed == 2 })
 		rb := claim(1, b, 50) // a's write [200, 300) landed; b takes [300, 350)
 		ra := <-done
-		p.HoldAfterDrop(0)
 		if rb != (generator.Range{Start: 300, End: 350}) {
 			t.Errorf("b got %+v, want [300, 350)", rb)
 		}
@@ -83,12 +82,12 @@ func TestLostReplyResolved(t *testing.T) {
 	t.Run("random losses", func(t *testing.T) {
 		const proxied, direct, claims = 3, 2, 25
 		var wg sync.WaitGroup
-		proxies := make([]*zkProxy, proxied)
+		proxies := make([]*zkproxy.Proxy, proxied)
 		as := make([]*Allocator, proxied)
 		for i := range proxied {
-			proxies[i] = newZKProxy(t, zkAddrs(t)[0])
+			proxies[i] = zkproxy.StartT(t, zkAddrs(t)[0])
 			proxies[i].SetDropProbability(0.15)
-			as[i] = openT(t, Config{Servers: []string{proxies[i].Addr()}, Root: root, SessionTimeout: 6 * time.Second})
+			as[i] = openT(t, Config{Servers: []string{proxies[i].ConnectString()}, Root: root, SessionTimeout: 6 * time.Second})
 		}
 		run := func(who int, al *Allocator) {
 			for range claims {
@@ -113,7 +112,8 @@ func TestLostReplyResolved(t *testing.T) {
 		var swallowed, ours uint64
 		for i, al := range as {
 			s := al.Stats()
-			n := uint64(proxies[i].landed.Load() + proxies[i].refused.Load())
+			landed, refused := proxies[i].Swallowed()
+			n := uint64(landed + refused)
 			swallowed += n
 			ours += s.LostRepliesOurs
 			if s.LostReplies != n {
@@ -122,8 +122,8 @@ func TestLostReplyResolved(t *testing.T) {
 			if s.LostRepliesOurs+s.LostRepliesBurnt != s.LostReplies {
 				t.Errorf("allocator %d: lost replies not all resolved: %+v", i, s)
 			}
-			if s.LostRepliesOurs > uint64(proxies[i].landed.Load()) {
-				t.Errorf("allocator %d: %d lost replies used, only %d landed", i, s.LostRepliesOurs, proxies[i].landed.Load())
+			if s.LostRepliesOurs > uint64(landed) {
+				t.Errorf("allocator %d: %d lost replies used, only %d landed", i, s.LostRepliesOurs, landed)
 			}
 		}
 		if swallowed == 0 {

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/idgen/idgen/harness/zkproxy"
 )
 
 // TestSessionExpiry cuts one allocator off ZooKeeper for longer than its
@@ -21,8 +23,8 @@ func TestSessionExpiry(t *testing.T) {
 	root := testRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	p := newZKProxy(t, zkAddrs(t)[0])
-	a := openT(t, Config{Servers: []string{p.Addr()}, Root: root, SessionTimeout: timeout})
+	p := zkproxy.StartT(t, zkAddrs(t)[0])
+	a := openT(t, Config{Servers: []string{p.ConnectString()}, Root: root, SessionTimeout: timeout})
 	b := openT(t, Config{Servers: zkAddrs(t), Root: root, SessionTimeout: timeout})
 	conn := rawConn(t, zkAddrs(t), nil)
 
@@ -74,7 +76,7 @@ func TestSessionExpiry(t *testing.T) {
 		}
 	})
 
-	p.Partition(timeout + 2*time.Second)
+	p.Cut(timeout + 2*time.Second)
 	cut := time.Now()
 	if _, err := a.Worker(time.Now()); err != nil {
 		t.Errorf("Worker right after the cut: %v; the lease should cover a short disconnection", err)
