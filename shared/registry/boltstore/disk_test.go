@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/diskguard"
 	"github.com/idgen/idgen/shared/registry/diskguard/diskguardtest"
+	"github.com/idgen/idgen/shared/registry/internal/kvregistry"
 	"github.com/idgen/idgen/shared/registry/registrytest"
 )
 
@@ -94,7 +94,7 @@ func TestStalledCommitFailsFast(t *testing.T) {
 	registrytest.StalledCommitFailsFast(t, s, bound, func() (func() error, func()) {
 		release, stalled := make(chan struct{}), make(chan error, 1)
 		go func() {
-			stalled <- s.do(context.Background(), func(*bbolt.Tx) error { <-release; return nil })
+			stalled <- s.write(context.Background(), false, func(kvregistry.Tx) error { <-release; return nil })
 		}()
 		return func() error { return <-stalled }, func() { close(release) }
 	})

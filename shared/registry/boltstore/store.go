@@ -91,14 +91,6 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// op is one unit of work of a group commit. fn must check everything before
-// it writes, so that an error leaves the transaction as it found it.
-type op struct {
-	fn   func(tx *bbolt.Tx) error
-	err  error         // the answer, set by the commit
-	done chan struct{} // closed by the commit once err is set
-}
-
 // registryOps are the registry's operations over the file (kvregistry).
 type registryOps = kvregistry.Registry
 
@@ -110,7 +102,7 @@ type Store struct {
 	guard *diskguard.Guard
 	// c queues the ops of the group commit; its WhileOpen gates the reads,
 	// so that Close never closes the file under one.
-	c *registry.Committer[*op]
+	c *registry.Committer[*kvregistry.Op]
 
 	closeOnce sync.Once
 }
@@ -135,17 +127,10 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("boltstore: %w", err)
 	}
-	// The guard comes before the lock so that a full disk is refused in
-	// its one clear line before anything is written. A second opener that
-	// then loses the lock can only have done to the ballast what the
-	// holder's guard does itself at its next measure.
-	guard, err := diskguard.New(cfg.Disk, cfg.Dir, filepath.Join(cfg.Dir, BallastName))
+	s, err := kvregistry.Guarded("boltstore", cfg.Disk, cfg.Dir, BallastName, func(guard *diskguard.Guard) (*Store, error) {
+		return openDB(cfg, guard)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("boltstore: %w", err)
-	}
-	s, err := openDB(cfg, guard)
-	if err != nil {
-		guard.Close()
 		return nil, err
 	}
 	go s.flusher()
@@ -175,20 +160,9 @@ func openDB(cfg Config, guard *diskguard.Guard) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("boltstore: init %s: %w", path, err)
 	}
-	c := registry.NewCommitter(registry.Gatherer[*op]{MaxBatch: cfg.MaxBatch}, guard.Check)
-	s := &Store{cfg: cfg, db: db, guard: guard, c: c}
+	s := &Store{cfg: cfg, db: db, guard: guard, c: kvregistry.NewCommitter(cfg.MaxBatch, guard.Check)}
 	s.registryOps = kvregistry.New("boltstore", cfg.Shard, s.write, s.read)
 	return s, nil
-}
-
-// do runs fn in the next group-committed write transaction and waits for
-// the commit, or for ctx (the op may still commit later in that case).
-func (s *Store) do(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
-	o := &op{fn: fn, done: make(chan struct{})}
-	if err := s.c.Do(ctx, o, o.done); err != nil {
-		return err
-	}
-	return o.err
 }
 
 // view runs fn in a read transaction of the open file. Errors: ErrClosed.
@@ -206,7 +180,7 @@ func (s *Store) flusher() {
 
 // commit runs the ops of batch in one write transaction. A commit that
 // meets ENOSPC releases the ballast (guard.DiskFull) and runs once more.
-func (s *Store) commit(batch []*op) {
+func (s *Store) commit(batch []*kvregistry.Op) {
 	t0 := time.Now()
 	var err error
 	for try := 0; try < 2; try++ {
@@ -214,7 +188,7 @@ func (s *Store) commit(batch []*op) {
 		s.guard.CommitStarted()
 		err = s.db.Update(func(tx *bbolt.Tx) error {
 			for _, o := range batch {
-				o.err = o.fn(tx)
+				o.Run(kv{tx})
 			}
 			st := tx.Stats()
 			grew = st.GetPageAlloc()
@@ -226,15 +200,7 @@ func (s *Store) commit(batch []*op) {
 		}
 		s.guard.DiskFull()
 	}
-	if s.cfg.Observe != nil {
-		s.cfg.Observe(len(batch), time.Since(t0))
-	}
-	for _, o := range batch {
-		if err != nil {
-			o.err = fmt.Errorf("%w: commit: %w", registry.ErrUnavailable, err)
-		}
-		close(o.done)
-	}
+	kvregistry.Answer(batch, err, t0, s.cfg.Observe)
 }
 
 // Close stops accepting work, commits what is queued and closes the file.

@@ -58,7 +58,7 @@ func (k kv) Scan(t kvregistry.Table, end []byte, fn func(key []byte) bool) error
 // write too: bbolt has no commit without its fsyncs that survives a crash
 // intact).
 func (s *Store) write(ctx context.Context, _ bool, fn func(kvregistry.Tx) error) error {
-	return s.do(ctx, func(tx *bbolt.Tx) error { return fn(kv{tx}) })
+	return kvregistry.Do(ctx, s.c, false, fn)
 }
 
 // read runs fn in a read transaction of the open file. Errors: ErrClosed.

@@ -146,11 +146,7 @@ func (k *kv) release() {
 // synced for them all. An unsynced write is durable at the next synced
 // commit, and visible to readers when write returns.
 func (s *Store) write(ctx context.Context, lazy bool, fn func(kvregistry.Tx) error) error {
-	o := &op{fn: fn, done: make(chan struct{}), lazy: lazy}
-	if err := s.c.Do(ctx, o, o.done); err != nil {
-		return err
-	}
-	return o.err
+	return kvregistry.Do(ctx, s.c, lazy, fn)
 }
 
 // read runs fn against the open DB, or returns ErrClosed or the sticky
@@ -178,15 +174,13 @@ func (s *Store) flusher() {
 }
 
 // commit runs the ops of batch in one indexed batch and commits it with one
-// WAL sync (none for a batch of lazy ops alone, see write). An op's own error is its answer; a failed write or commit fails
-// them all. After a failure of the store (sticky), nothing reaches Pebble:
-// the batch fails at once.
-func (s *Store) commit(batch []*op) {
+// WAL sync (none for a batch of lazy ops alone, see write). An op's own
+// error is its answer; a failed write or commit fails them all. After a
+// failure of the store (sticky), nothing reaches Pebble: the batch fails
+// at once.
+func (s *Store) commit(batch []*kvregistry.Op) {
 	if err := s.guard.CheckFailed(); err != nil {
-		for _, o := range batch {
-			o.err = err
-			close(o.done)
-		}
+		kvregistry.Reply(batch, err)
 		return
 	}
 	t0 := time.Now()
@@ -198,7 +192,7 @@ func (s *Store) commit(batch []*op) {
 		b := s.db.NewIndexedBatch()
 		t := kv{r: b, b: b, maxRecord: &s.maxRecord}
 		for _, o := range batch {
-			o.err = o.fn(&t)
+			o.Run(&t)
 		}
 		err := t.err
 		if err == nil {
@@ -210,22 +204,14 @@ func (s *Store) commit(batch []*op) {
 		return err
 	})
 	s.guard.CommitDone(size, err)
-	if s.cfg.Observe != nil {
-		s.cfg.Observe(len(batch), time.Since(t0))
-	}
-	for _, o := range batch {
-		if err != nil {
-			o.err = fmt.Errorf("%w: commit: %w", registry.ErrUnavailable, err)
-		}
-		close(o.done)
-	}
+	kvregistry.Answer(batch, err, t0, s.cfg.Observe)
 }
 
 // writeOptions are those of the store, or NoSync for a batch of lazy ops
 // alone (write).
-func (s *Store) writeOptions(batch []*op) *pebble.WriteOptions {
+func (s *Store) writeOptions(batch []*kvregistry.Op) *pebble.WriteOptions {
 	for _, o := range batch {
-		if !o.lazy {
+		if !o.Lazy() {
 			return s.wo
 		}
 	}

@@ -121,17 +121,6 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// op is one unit of work of a group commit. fn must check everything before
-// it writes, so that an error leaves the batch as it found it.
-type op struct {
-	fn   func(kvregistry.Tx) error
-	err  error         // the answer, set by the commit
-	done chan struct{} // closed by the commit once err is set
-	// lazy: the op is answered once its batch is committed, synced or not
-	// (write).
-	lazy bool
-}
-
 // registryOps are the registry's operations over the directory
 // (kvregistry).
 type registryOps = kvregistry.Registry
@@ -148,7 +137,7 @@ type Store struct {
 	// c queues the ops of the group commit; its WhileOpen gates every read
 	// (Pebble panics on a closed DB), so Close never closes Pebble under
 	// one.
-	c *registry.Committer[*op]
+	c *registry.Committer[*kvregistry.Op]
 	// maxRecord is at least the largest record key in the store (read at
 	// Open, raised by every record write; only the flusher touches it), so
 	// that registering an ID above it skips the existence probe.
@@ -179,17 +168,10 @@ func Open(cfg Config) (*Store, error) {
 	if err := cfg.FS.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pebblestore: %w", err)
 	}
-	// The guard comes before the lock so that a full disk is refused in
-	// its one clear line before anything is written. A second opener that
-	// then loses the lock can only have done to the ballast what the
-	// holder's guard does itself at its next measure.
-	guard, err := diskguard.New(cfg.Disk, cfg.Dir, filepath.Join(cfg.Dir, BallastName))
+	s, err := kvregistry.Guarded("pebblestore", cfg.Disk, cfg.Dir, BallastName, func(guard *diskguard.Guard) (*Store, error) {
+		return openDB(cfg, guard)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("pebblestore: %w", err)
-	}
-	s, err := openDB(cfg, guard)
-	if err != nil {
-		guard.Close()
 		return nil, err
 	}
 	go s.flusher()
@@ -208,7 +190,7 @@ func openDB(cfg Config, guard *diskguard.Guard) (*Store, error) {
 	log := &pebbleLogger{z: cfg.Logger, limit: newLogLimiter(cfg.ErrorLogInterval), onFatal: func(err error) { guard.Fail(err) }}
 	s := &Store{
 		cfg: cfg, lock: lock, guard: guard, log: log, wo: pebble.Sync,
-		c: registry.NewCommitter(registry.Gatherer[*op]{MaxBatch: cfg.MaxBatch}, guard.Check),
+		c: kvregistry.NewCommitter(cfg.MaxBatch, guard.Check),
 	}
 	s.registryOps = kvregistry.New("pebblestore", cfg.Shard, s.write, s.read)
 	if cfg.NoSync {
