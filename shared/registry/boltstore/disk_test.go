@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/idgen/idgen/harness/tmpfs"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/diskguard"
@@ -51,7 +52,7 @@ func TestENOSPCReleasesBallast(t *testing.T) {
 	if err := register(1); err != nil {
 		t.Fatal(err)
 	}
-	filler := diskguardtest.Fill(t, dir, 0)
+	filler := tmpfs.Fill(t, dir, 0)
 	// Until the file must grow, pages come from bbolt's free list: write
 	// until a commit needs new space.
 	c := uint64(2)

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/idgen/idgen/harness/tmpfs"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/diskguard"
@@ -130,8 +131,8 @@ func fullDiskRefusesThenResumes(t *testing.T, open diskOpener, ballast string) {
 	r := startRegistrar(t, s, func(err error) bool { return errors.Is(err, diskguard.ErrLowSpace) })
 	diskguardtest.Eventually(t, 5*time.Second, "some registrations", func() bool { return r.count() > 100 })
 
-	filler := diskguardtest.Fill(t, dir, 2<<20)
-	t.Logf("filled: %d bytes free", diskguardtest.Free(t, dir))
+	filler := tmpfs.Fill(t, dir, 2<<20)
+	t.Logf("filled: %d bytes free", tmpfs.Free(t, dir))
 	diskguardtest.Eventually(t, 5*time.Second, "writes refused", func() bool { return r.refused.Load() > 0 })
 	if err := s.Ping(ctx); !errors.Is(err, diskguard.ErrLowSpace) || !errors.Is(err, registry.ErrUnavailable) {
 		t.Fatalf("ping while refusing: %v, want ErrLowSpace", err)
@@ -195,7 +196,7 @@ func openOnFullDisk(t *testing.T, open diskOpener, ballast string) {
 	}
 
 	// 1 MiB free + the 2 MiB ballast: enough to start, without the ballast.
-	_ = diskguardtest.Fill(t, dir, 1<<20)
+	_ = tmpfs.Fill(t, dir, 1<<20)
 	if s, err = open(t, dir, disk); err != nil {
 		t.Fatalf("open counting the ballast: %v", err)
 	}
@@ -207,7 +208,7 @@ func openOnFullDisk(t *testing.T, open diskOpener, ballast string) {
 	}
 
 	// No ballast left and the disk full: refuse, at once, in one line.
-	_ = diskguardtest.Fill(t, dir, 512<<10)
+	_ = tmpfs.Fill(t, dir, 512<<10)
 	t0 := time.Now()
 	if _, err = open(t, dir, disk); err == nil {
 		t.Fatal("opened on a full disk")
