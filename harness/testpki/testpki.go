@@ -16,7 +16,6 @@
 package testpki
 
 import (
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -46,20 +45,11 @@ type CA struct {
 
 // NewCA makes a CA whose subject is cn.
 func NewCA(cn string) (*CA, error) {
-	key, err := newKey(cn)
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now().Add(-time.Hour)
-	tmpl := &x509.Certificate{
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             now,
-		NotAfter:              now.Add(Lifetime),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	cert, err := sign(tmpl, tmpl, &key.PublicKey, key)
+	cert, key, err := create(cn, nil, func(tmpl *x509.Certificate) {
+		tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature
+		tmpl.BasicConstraintsValid = true
+		tmpl.IsCA = true
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -88,21 +78,12 @@ type Leaf struct {
 // Issue makes a key and a certificate for cn signed by ca, for the loopback
 // names, with the extended key usages given (none: any usage).
 func (ca *CA) Issue(cn string, usage ...x509.ExtKeyUsage) (*Leaf, error) {
-	key, err := newKey(cn)
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now().Add(-time.Hour)
-	tmpl := &x509.Certificate{
-		Subject:     pkix.Name{CommonName: cn},
-		NotBefore:   now,
-		NotAfter:    now.Add(Lifetime),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: usage,
-		DNSNames:    []string{"localhost"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-	}
-	cert, err := sign(tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	cert, key, err := create(cn, ca, func(tmpl *x509.Certificate) {
+		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+		tmpl.ExtKeyUsage = usage
+		tmpl.DNSNames = []string{"localhost"}
+		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -150,31 +131,34 @@ func (l *Leaf) TLSCertificate() tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{l.Cert.Raw}, PrivateKey: l.Key, Leaf: l.Cert}
 }
 
-func newKey(cn string) (*ecdsa.PrivateKey, error) {
+// create makes a key and a certificate for cn, valid from an hour ago for
+// Lifetime with a random 128-bit serial, filled in by fill and signed by
+// parent (nil: self-signed).
+func create(cn string, parent *CA, fill func(*x509.Certificate)) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("testpki: key for %s: %w", cn, err)
+		return nil, nil, fmt.Errorf("testpki: key for %s: %w", cn, err)
 	}
-	return key, nil
-}
-
-// sign creates the certificate tmpl for pub signed by parent's key, with a
-// random 128-bit serial.
-func sign(tmpl, parent *x509.Certificate, pub crypto.PublicKey, parentKey crypto.Signer) (*x509.Certificate, error) {
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
 	if err != nil {
-		return nil, fmt.Errorf("testpki: serial: %w", err)
+		return nil, nil, fmt.Errorf("testpki: serial: %w", err)
 	}
-	tmpl.SerialNumber = serial
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, parentKey)
+	now := time.Now().Add(-time.Hour)
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn}, NotBefore: now, NotAfter: now.Add(Lifetime)}
+	fill(tmpl)
+	parentCert, parentKey := tmpl, key
+	if parent != nil {
+		parentCert, parentKey = parent.Cert, parent.Key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parentCert, &key.PublicKey, parentKey)
 	if err != nil {
-		return nil, fmt.Errorf("testpki: sign %s: %w", tmpl.Subject.CommonName, err)
+		return nil, nil, fmt.Errorf("testpki: sign %s: %w", cn, err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("testpki: parse %s: %w", tmpl.Subject.CommonName, err)
+		return nil, nil, fmt.Errorf("testpki: parse %s: %w", cn, err)
 	}
-	return cert, nil
+	return cert, key, nil
 }
 
 func certPEM(c *x509.Certificate) []byte {
