@@ -1,7 +1,9 @@
 // Package proc runs a program under test as a child process, for end-to-end
 // tests and chaos programs: start it with its output captured, wait until it
 // answers HTTP, stop it gracefully (SIGTERM) or brutally (SIGKILL), and read
-// its exit status.
+// its exit status. Harnesses of servers build on it: a child can append its
+// output to a log file whose newest part an error quotes (LogMark), and one
+// server can serve every test of a package (Shared).
 //
 // Invariants:
 //   - A Process only ever signals the process it started itself, by the pid
@@ -12,7 +14,9 @@
 //     threads only of goroutines that exit while locked with
 //     runtime.LockOSThread, so do not start children from such a goroutine.
 //   - Stdout and stderr are captured in memory (the newest MaxOutput bytes of
-//     each) and stay readable after the process exited.
+//     each) and stay readable after the process exited, or appended to
+//     Options.LogFile, whose part written since the start stays readable
+//     (LogMark).
 //
 // The package is Linux-only (Pdeathsig, process groups).
 package proc
@@ -56,12 +60,18 @@ type Options struct {
 	DropEnv []string
 	// Dir is the working directory; empty means the current one.
 	Dir string
+	// LogFile, if set, gets stdout and stderr appended (the file is
+	// created, mode 0644, if missing) instead of memory: for servers
+	// that log for hours, and whose log outlives a restart. Stdout and
+	// Stderr then return "". The child writes to the file directly.
+	LogFile string
 }
 
 // Process is a running (or exited) child process.
 type Process struct {
 	cmd            *exec.Cmd
 	stdout, stderr *Buffer
+	log            LogMark       // Options.LogFile from where this child started
 	done           chan struct{} // closed once the child is reaped
 	state          *os.ProcessState
 	waitErr        error
@@ -75,6 +85,15 @@ func Start(path string, o Options) (*Process, error) {
 	cmd.Env = environ(o.Env, o.DropEnv)
 	p := &Process{cmd: cmd, stdout: &Buffer{}, stderr: &Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
+	if o.LogFile != "" {
+		out, err := os.OpenFile(o.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("proc: start %s: %w", path, err)
+		}
+		defer out.Close() // the child has its own copy of the descriptor
+		p.log = MarkLog(o.LogFile)
+		cmd.Stdout, cmd.Stderr = out, out
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	// A grandchild holding the output pipes must not keep Wait (and Done)
 	// from returning after the child itself exited.
@@ -126,6 +145,32 @@ func (p *Process) Stdout() string { return p.stdout.String() }
 
 // Stderr returns what the child wrote to stderr so far.
 func (p *Process) Stderr() string { return p.stderr.String() }
+
+// LogMark marks where Options.LogFile stood when the child started, so
+// LogMark().Since reads what this child wrote; the zero LogMark without
+// LogFile.
+func (p *Process) LogMark() LogMark { return p.log }
+
+// WaitErr is what reaping the child returned (an *exec.ExitError for an
+// exit other than 0); nil while it runs.
+func (p *Process) WaitErr() error {
+	if !p.Exited() {
+		return nil
+	}
+	return p.waitErr
+}
+
+// SignalGroup sends sig to the child's process group: the child and what
+// it forked. It is a no-op once the child exited.
+func (p *Process) SignalGroup(sig syscall.Signal) error {
+	if p.Exited() {
+		return nil
+	}
+	if err := syscall.Kill(-p.Pid(), sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("proc: signal group %d: %w", p.Pid(), err)
+	}
+	return nil
+}
 
 // Signal sends sig to the child alone. It is a no-op once the child exited.
 func (p *Process) Signal(sig syscall.Signal) error {

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/idgen/idgen/harness/proc"
 )
 
 // Limits of StartCluster: redis-cli --cluster create wants at least 3
@@ -144,7 +146,7 @@ func (c *Cluster) create(ctx context.Context) error {
 		err = errors.Join(err, werr)
 	}
 	if err != nil {
-		return fmt.Errorf("redisharness: redis-cli --cluster create: %w\n%s", err, tail(logPath, out.Bytes(), 20))
+		return fmt.Errorf("redisharness: redis-cli --cluster create: %w\n%s", err, proc.Tail(logPath, out.Bytes(), 20))
 	}
 	e.opts.Logf("redisharness: cluster created by redis-cli")
 	return nil

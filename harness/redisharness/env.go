@@ -27,8 +27,6 @@ const (
 	pollInterval  = 20 * time.Millisecond
 	// startTimeoutT bounds the ...T variants; a cluster needs a few seconds.
 	startTimeoutT = 60 * time.Second
-	// killWait bounds the wait for a SIGKILLed process to be reaped.
-	killWait = 10 * time.Second
 )
 
 // env is what the processes of one Server, Group or Cluster share: options,

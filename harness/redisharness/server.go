@@ -5,14 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
-	"time"
+
+	"github.com/idgen/idgen/harness/proc"
 )
 
 // kind is what a Server runs.
@@ -33,14 +31,11 @@ type Server struct {
 	port    int  // set by Start before the first process runs, then fixed
 	ownsEnv bool // a standalone Server: Close also removes the directory
 
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	done    chan struct{} // closed once cmd has exited and been reaped
-	waitErr error         // cmd.Wait's result, valid after done is closed
-	frozen  bool          // SIGSTOPped and not yet SIGCONTed
-	killed  bool          // the harness SIGKILLed this process
-	logOff  int64         // size of server.log when the process started
-	closed  bool
+	mu     sync.Mutex
+	p      *proc.Process // the latest process; nil before the first start
+	frozen bool          // SIGSTOPped and not yet SIGCONTed
+	killed bool          // the harness SIGKILLed this process
+	closed bool
 }
 
 // Addr is "127.0.0.1:port"; with Options.TLS the port speaks TLS only.
@@ -63,7 +58,7 @@ func (s *Server) Pid() int {
 	if !s.alive() {
 		return 0
 	}
-	return s.cmd.Process.Pid
+	return s.p.Pid()
 }
 
 // TLSFiles returns the paths of the CA certificate that signed the servers'
@@ -89,9 +84,9 @@ func (s *Server) Kill() error {
 		s.mu.Unlock()
 		return ErrClosed
 	}
-	cmd, done := s.cmd, s.done
+	p := s.p
 	s.mu.Unlock()
-	killed, err := s.kill(cmd, done)
+	killed, err := s.kill(p)
 	if killed {
 		s.env.opts.Logf("redisharness: %s killed", s.name)
 	}
@@ -118,9 +113,9 @@ func (s *Server) Restart(ctx context.Context) error {
 		s.mu.Unlock()
 		return ErrClosed
 	}
-	cmd, done := s.cmd, s.done
+	p := s.p
 	s.mu.Unlock()
-	if _, err := s.kill(cmd, done); err != nil {
+	if _, err := s.kill(p); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -151,9 +146,9 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	cmd, done := s.cmd, s.done
+	p := s.p
 	s.mu.Unlock()
-	_, err := s.kill(cmd, done)
+	_, err := s.kill(p)
 	if s.ownsEnv {
 		err = errors.Join(err, s.env.removeDir())
 	}
@@ -162,17 +157,7 @@ func (s *Server) Close() error {
 
 // alive reports whether the process is started and not yet reaped. The
 // caller holds s.mu.
-func (s *Server) alive() bool {
-	if s.cmd == nil {
-		return false
-	}
-	select {
-	case <-s.done:
-		return false
-	default:
-		return true
-	}
-}
+func (s *Server) alive() bool { return s.p != nil && !s.p.Exited() }
 
 // running reports whether the process should answer: alive and not frozen.
 func (s *Server) running() bool {
@@ -181,72 +166,39 @@ func (s *Server) running() bool {
 	return s.alive() && !s.frozen
 }
 
-// launch starts the process from its config file. The caller holds s.mu and
-// has checked that it is not alive.
+// launch starts the process from its config file, its output appended to
+// server.log. The caller holds s.mu and has checked that it is not alive.
 func (s *Server) launch() error {
-	out, err := os.OpenFile(s.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("redisharness: %s: %w", s.name, err)
-	}
-	defer out.Close() // the child has its own copy of the descriptor
-	s.logOff = fileSize(s.LogPath())
-
 	bin := s.env.server
 	if s.kind == kindSentinel {
 		bin = s.env.sentinel
 	}
-	cmd := exec.Command(bin, s.confPath())
-	cmd.Dir = s.dir
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("redisharness: %s: start %s: %w", s.name, bin, err)
+	p, err := proc.Start(bin, proc.Options{Args: []string{s.confPath()}, Dir: s.dir, LogFile: s.LogPath()})
+	if err != nil {
+		return fmt.Errorf("redisharness: %s: %w", s.name, err)
 	}
-	done := make(chan struct{})
-	s.cmd, s.done, s.frozen, s.killed, s.waitErr = cmd, done, false, false, nil
-	go func() {
-		err := cmd.Wait()
-		s.mu.Lock()
-		if s.cmd == cmd {
-			s.waitErr = err
-		}
-		s.mu.Unlock()
-		close(done)
-	}()
-	s.env.opts.Logf("redisharness: %s started (pid %d, port %d)", s.name, cmd.Process.Pid, s.port)
+	s.p, s.frozen, s.killed = p, false, false
+	s.env.opts.Logf("redisharness: %s started (pid %d, port %d)", s.name, p.Pid(), s.port)
 	return nil
 }
 
-// kill SIGKILLs the process group of cmd and waits until it is reaped. A
-// stopped process dies from SIGKILL too, so frozen ones need no SIGCONT. It
-// reports whether there was a live process. The caller must not hold s.mu
-// (the reaper takes it).
-func (s *Server) kill(cmd *exec.Cmd, done chan struct{}) (bool, error) {
-	if cmd == nil {
+// kill SIGKILLs the process group of p (anything the server forked, a
+// BGSAVE child, dies too) and waits until it is reaped. A stopped process
+// dies from SIGKILL too, so frozen ones need no SIGCONT. It reports whether
+// there was a live process.
+func (s *Server) kill(p *proc.Process) (bool, error) {
+	if p == nil || p.Exited() {
 		return false, nil
-	}
-	select {
-	case <-done:
-		return false, nil
-	default:
 	}
 	s.mu.Lock()
-	if s.cmd == cmd {
+	if s.p == p {
 		s.killed = true
 	}
 	s.mu.Unlock()
-	pid := cmd.Process.Pid
-	// The group id is the pid (Setpgid); signal the group so anything the
-	// server forked (a BGSAVE child) dies too.
-	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if err := p.Kill(); err != nil {
 		return true, fmt.Errorf("redisharness: kill %s: %w", s.name, err)
 	}
-	select {
-	case <-done:
-		return true, nil
-	case <-time.After(killWait):
-		return true, fmt.Errorf("redisharness: kill %s: pid %d not reaped after %v", s.name, pid, killWait)
-	}
+	return true, nil
 }
 
 // signal sends sig to the process group of a live process.
@@ -259,7 +211,7 @@ func (s *Server) signal(sig syscall.Signal, frozen bool) error {
 	if !s.alive() {
 		return fmt.Errorf("redisharness: %s: %w", s.name, ErrNotRunning)
 	}
-	if err := syscall.Kill(-s.cmd.Process.Pid, sig); err != nil {
+	if err := s.p.SignalGroup(sig); err != nil {
 		return fmt.Errorf("redisharness: signal %s: %w", s.name, err)
 	}
 	s.frozen = frozen
@@ -276,15 +228,15 @@ func (s *Server) checkAlive() error {
 	switch {
 	case s.closed:
 		return ErrClosed
-	case s.cmd == nil || s.killed:
+	case s.p == nil || s.killed:
 		return fmt.Errorf("redisharness: %s was killed: %w", s.name, ErrNotRunning)
 	case !s.alive():
-		err := fmt.Errorf("redisharness: %s exited (%v)", s.name, s.waitErr)
-		log := readFrom(s.LogPath(), s.logOff, 256<<10)
+		err := fmt.Errorf("redisharness: %s exited (%v)", s.name, s.p.WaitErr())
+		log := s.p.LogMark().Since(256 << 10)
 		if bytes.Contains(log, []byte("Address already in use")) {
 			err = fmt.Errorf("%w: %w", err, ErrPortInUse)
 		}
-		return fmt.Errorf("%w: %w\n%s", err, ErrNotRunning, tail(s.LogPath(), log, 20))
+		return fmt.Errorf("%w: %w\n%s", err, ErrNotRunning, proc.Tail(s.LogPath(), log, 20))
 	}
 	return nil
 }
@@ -309,38 +261,4 @@ func (s *Server) waitReady(ctx context.Context) error {
 // do runs cmds on the process, one short connection.
 func (s *Server) do(ctx context.Context, cmds ...[]string) ([]any, error) {
 	return s.env.do(ctx, s.Addr(), cmds...)
-}
-
-// tail formats the last n lines of log, read from path.
-func tail(path string, log []byte, n int) string {
-	lines := bytes.Split(bytes.TrimSpace(log), []byte("\n"))
-	lines = lines[max(0, len(lines)-n):]
-	return fmt.Sprintf("--- %s (last %d lines)\n%s", path, len(lines), bytes.Join(lines, []byte("\n")))
-}
-
-// readFrom returns at most limit bytes of the file at path from offset off,
-// the last ones if there are more; nil on any error.
-func readFrom(path string, off, limit int64) []byte {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	if size := fileSize(path); size-off > limit {
-		off = size - limit
-	}
-	if _, err := f.Seek(off, io.SeekStart); err != nil {
-		return nil
-	}
-	b, _ := io.ReadAll(io.LimitReader(f, limit))
-	return b
-}
-
-// fileSize is the size of path, 0 if it does not exist.
-func fileSize(path string) int64 {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
 }

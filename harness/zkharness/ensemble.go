@@ -192,9 +192,9 @@ func (e *Ensemble) Kill(i int) error {
 		e.mu.Unlock()
 		return err
 	}
-	cmd, done := s.cmd, s.done
+	p := s.p
 	e.mu.Unlock()
-	if err := e.kill(s, cmd, done); err != nil {
+	if err := e.kill(s, p); err != nil {
 		return err
 	}
 	e.opts.Logf("zkharness: server %d killed", i)
@@ -221,9 +221,9 @@ func (e *Ensemble) Restart(ctx context.Context, i int) error {
 		e.mu.Unlock()
 		return err
 	}
-	cmd, done := s.cmd, s.done
+	p := s.p
 	e.mu.Unlock()
-	if err := e.kill(s, cmd, done); err != nil {
+	if err := e.kill(s, p); err != nil {
 		return err
 	}
 	e.mu.Lock()
@@ -269,8 +269,8 @@ func (e *Ensemble) killAll() error {
 	var wg sync.WaitGroup
 	e.mu.Lock()
 	for i, s := range e.servers {
-		cmd, done := s.cmd, s.done
-		wg.Go(func() { errs[i] = e.kill(s, cmd, done) })
+		p := s.p
+		wg.Go(func() { errs[i] = e.kill(s, p) })
 	}
 	e.mu.Unlock()
 	wg.Wait()

@@ -183,7 +183,7 @@ func (e *Ensemble) watched(idx []int) ([]*server, error) {
 		switch {
 		case s.frozen:
 			return nil, fmt.Errorf("zkharness: server %d is frozen: %w", i, ErrNotRunning)
-		case s.cmd == nil || s.killed:
+		case s.p == nil || s.killed:
 			return nil, fmt.Errorf("zkharness: server %d was killed: %w", i, ErrNotRunning)
 		case !s.alive():
 			return nil, fmt.Errorf("%w: %w", ErrNotRunning, e.exitError(s))

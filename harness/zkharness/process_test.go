@@ -30,7 +30,7 @@ func TestDeathHelper(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
-	pid := strconv.Itoa(e.servers[0].cmd.Process.Pid)
+	pid := strconv.Itoa(e.servers[0].p.Pid())
 	if err := os.WriteFile(filepath.Join(dir, "pid"), []byte(pid), 0o644); err != nil {
 		t.Fatalf("write pid: %v", err)
 	}
