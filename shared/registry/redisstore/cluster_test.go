@@ -3,7 +3,6 @@ package redisstore
 import (
 	"context"
 	"errors"
-	"slices"
 	"testing"
 	"time"
 
@@ -174,40 +173,15 @@ func TestClusterNodeRestartedEmpty(t *testing.T) {
 		}
 	}
 	is := &issuer{s: s}
-	for range 50 {
-		if _, err := is.register(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	is.registerN(t, 50)
 	// The last node: redis-cli gives slot 0 (the root) to the first.
-	node := c.Nodes()[2]
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err := node.Restart(rctx)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	restart(t, c.Nodes()[2])
 	waitRefused(t, is)
-	if got := s.Refusing(); len(got) != 1 || got[0] != ReasonEpochMissing {
-		t.Fatalf("Refusing() = %v, want [%s]", got, ReasonEpochMissing)
-	}
+	wantRefusing(t, s, ReasonEpochMissing)
 	later := open(t, Config{Addrs: c.Addrs(), Prefix: s.cfg.Prefix})
 	if err := later.Ping(ctx); !errors.Is(err, ErrForgetful) {
 		t.Fatalf("a Store opened after the loss: Ping %v", err)
 	}
 	// The operator resets the epoch: every slot's marker is written again.
-	epoch, err := ResetEpoch(ctx, Config{Addrs: c.Addrs(), Prefix: s.cfg.Prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reset := open(t, Config{Addrs: c.Addrs(), Prefix: s.cfg.Prefix})
-	if reset.Epoch() != epoch || reset.Refusing() != nil {
-		t.Fatalf("after ResetEpoch: epoch %q (reset to %q), Refusing() = %v", reset.Epoch(), epoch, reset.Refusing())
-	}
-	if _, err := (&issuer{s: reset, next: 1 << 30}).register(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Contains(s.Refusing(), ReasonEpochMissing) {
-		t.Fatalf("the Store that saw the loss after ResetEpoch: Refusing() = %v", s.Refusing())
-	}
+	resetServes(t, s, Config{Addrs: c.Addrs()}, 1<<30)
 }

@@ -153,12 +153,7 @@ func TestSentinelFailover(t *testing.T) {
 	t.Logf("failover %s → %s in %v; %d registrations acknowledged before the kill", old.Addr(), newAddr, time.Since(t0).Round(time.Millisecond), before)
 	// The new primary has no replica until the old one is back: durable
 	// registrations fail meanwhile. Bring it back and wait for success.
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = old.Restart(rctx)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	restart(t, old)
 	atFailover := acked.Load()
 	deadline := time.Now().Add(20 * time.Second)
 	for acked.Load() < atFailover+20 && time.Now().Before(deadline) {

@@ -36,6 +36,21 @@ func (is *issuer) register(ctx context.Context) (idcodec.ID, error) {
 	return x, err
 }
 
+// registerN registers n IDs, failing t at the first error, and returns
+// them.
+func (is *issuer) registerN(t *testing.T, n int) []idcodec.ID {
+	t.Helper()
+	acked := make([]idcodec.ID, 0, n)
+	for range n {
+		x, err := is.register(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		acked = append(acked, x)
+	}
+	return acked
+}
+
 // waitRefused polls new registrations until one fails with
 // registry.ErrUnavailable, failing t after refusedWithin. Any other error
 // fails t at once.
@@ -76,6 +91,63 @@ func staysRefused(t *testing.T, is *issuer, n int) {
 	}
 }
 
+// waitServes polls new registrations (and Ping, with ping) until they
+// succeed, failing t after refusedWithin; after says since when they
+// should.
+func waitServes(t *testing.T, is *issuer, ping bool, after string) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(refusedWithin)
+	for {
+		_, err := is.register(ctx)
+		if err == nil && ping {
+			err = is.s.Ping(ctx)
+		}
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still refused %v after %s: %v", refusedWithin, after, err)
+		}
+		time.Sleep(checkEvery / 2)
+	}
+}
+
+// wantRefusing fails t unless s refuses for reason alone.
+func wantRefusing(t *testing.T, s *Store, reason string) {
+	t.Helper()
+	if got := s.Refusing(); len(got) != 1 || got[0] != reason {
+		t.Fatalf("Refusing() = %v, want [%s]", got, reason)
+	}
+}
+
+// resetServes is the operator's way back after a loss: ResetEpoch on the
+// registry of s, through cfg (its Addrs), lets a Store opened then (with
+// cfg) serve, while s, which saw the loss, still refuses. next is the
+// first counter of the new Store's registrations.
+func resetServes(t *testing.T, s *Store, cfg Config, next uint64) {
+	t.Helper()
+	ctx := context.Background()
+	cfg.Prefix = s.cfg.Prefix
+	if len(cfg.Addrs) == 0 {
+		cfg.Addrs = []string{shared.Addr()}
+	}
+	epoch, err := ResetEpoch(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reset := open(t, cfg)
+	if reset.Epoch() != epoch || reset.Refusing() != nil {
+		t.Fatalf("after ResetEpoch: epoch %q (reset to %q), Refusing() = %v", reset.Epoch(), epoch, reset.Refusing())
+	}
+	if _, err := (&issuer{s: reset, next: next}).register(ctx); err != nil {
+		t.Fatalf("after ResetEpoch: %v", err)
+	}
+	if got := s.Refusing(); !slices.Contains(got, ReasonEpochMissing) {
+		t.Fatalf("the Store that saw the loss, after ResetEpoch: Refusing() = %v", got)
+	}
+}
+
 // configSet runs CONFIG SET name value on c.
 func configSet(t *testing.T, c *redis.Client, name, value string) {
 	t.Helper()
@@ -95,14 +167,7 @@ func TestEvictingPolicyAtRuntimeRefuses(t *testing.T) {
 	s := open(t, Config{Addrs: []string{addr}, CheckInterval: checkEvery})
 	ctx := context.Background()
 	is := &issuer{s: s}
-	var acked []idcodec.ID
-	for range 200 {
-		x, err := is.register(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		acked = append(acked, x)
-	}
+	acked := is.registerN(t, 200)
 
 	configSet(t, admin, "maxmemory-policy", "allkeys-lru")
 	waitRefused(t, is)
@@ -115,24 +180,14 @@ func TestEvictingPolicyAtRuntimeRefuses(t *testing.T) {
 	t.Logf("under allkeys-lru: %v", s.Ping(ctx))
 
 	configSet(t, admin, "maxmemory-policy", "noeviction")
-	deadline := time.Now().Add(refusedWithin)
-	for {
-		_, err := is.register(ctx)
-		if err == nil && s.Ping(ctx) == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still refused %v after noeviction is back with nothing evicted: %v", refusedWithin, err)
-		}
-		time.Sleep(checkEvery / 2)
-	}
+	waitServes(t, is, true, "noeviction is back with nothing evicted")
 
 	// Evict for real: a maxmemory just above what is used, and filler keys.
-	used := usedMemory(t, admin)
+	used := infoInt(t, admin, "memory", "used_memory")
 	configSet(t, admin, "maxmemory", itoa(used+2<<20))
 	configSet(t, admin, "maxmemory-policy", "allkeys-lru")
 	filler := strings.Repeat("x", 16<<10)
-	for i := 0; evictedKeysOf(t, admin) == 0; i++ {
+	for i := 0; infoInt(t, admin, "stats", "evicted_keys") == 0; i++ {
 		if i == 10_000 {
 			t.Fatal("nothing evicted after 160 MB of filler")
 		}
@@ -167,20 +222,8 @@ func TestRestartedEmptyRefuses(t *testing.T) {
 	s := open(t, Config{Addrs: []string{srv.Addr()}, CheckInterval: checkEvery})
 	ctx := context.Background()
 	is := &issuer{s: s}
-	var acked []idcodec.ID
-	for range 100 {
-		x, err := is.register(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		acked = append(acked, x)
-	}
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err := srv.Restart(rctx)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	acked := is.registerN(t, 100)
+	restart(t, srv)
 	if n := admin.DBSize(ctx).Val(); n != 0 {
 		t.Fatalf("restarted server holds %d keys, want an empty one", n)
 	}
@@ -200,23 +243,6 @@ func TestRestartedEmptyRefuses(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
-
-// evictedKeysOf is INFO stats evicted_keys of c.
-func evictedKeysOf(t *testing.T, c *redis.Client) int64 {
-	t.Helper()
-	info, err := c.Info(context.Background(), "stats").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(info, "\r\n") {
-		if v, ok := strings.CutPrefix(line, "evicted_keys:"); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
-		}
-	}
-	t.Fatal("no evicted_keys in INFO stats")
-	return 0
-}
 
 // TestMarkerDeletedStaysRefused: the epoch marker deleted under a running
 // Store (what an eviction or a careless DEL does) is refused within
@@ -241,9 +267,7 @@ func TestMarkerDeletedStaysRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitRefused(t, is)
-	if got := s.Refusing(); len(got) != 1 || got[0] != ReasonEpochMissing {
-		t.Fatalf("Refusing() = %v, want [%s]", got, ReasonEpochMissing)
-	}
+	wantRefusing(t, s, ReasonEpochMissing)
 	// The Store marks the epoch lost for the instances to come.
 	deadline := time.Now().Add(refusedWithin)
 	for v := admin.Get(ctx, root).Val(); !strings.Contains(v, " lost "+s.Epoch()); v = admin.Get(ctx, root).Val() {
@@ -273,21 +297,8 @@ func TestMarkerDeletedStaysRefused(t *testing.T) {
 		t.Fatalf("Ping on unmarked registry keys: %v", err)
 	}
 
-	epoch, err := ResetEpoch(ctx, Config{Addrs: []string{shared.Addr()}, Prefix: s.cfg.Prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reset := open(t, Config{Prefix: s.cfg.Prefix, CheckInterval: checkEvery})
-	if reset.Epoch() != epoch || reset.Refusing() != nil {
-		t.Fatalf("after ResetEpoch: epoch %q (reset to %q), Refusing() = %v", reset.Epoch(), epoch, reset.Refusing())
-	}
-	if _, err := (&issuer{s: reset, next: 1 << 21}).register(ctx); err != nil {
-		t.Fatalf("after ResetEpoch: %v", err)
-	}
+	resetServes(t, s, Config{CheckInterval: checkEvery}, 1<<21)
 	staysRefused(t, is, 5)
-	if got := s.Refusing(); !slices.Contains(got, ReasonEpochMissing) {
-		t.Fatalf("the old Store after ResetEpoch: Refusing() = %v", got)
-	}
 }
 
 // TestConcurrentFirstOpen: Stores opening at once on a fresh registry agree
@@ -330,10 +341,7 @@ func TestPersistence(t *testing.T) {
 	if err := open(t, Config{}).CheckPersistence(ctx); !errors.Is(err, ErrNoPersistence) {
 		t.Fatalf("CheckPersistence without persistence: %v", err)
 	}
-	bare := open(t, Config{RequirePersistence: true})
-	if got := bare.Refusing(); len(got) != 1 || got[0] != ReasonNoPersistence {
-		t.Fatalf("RequirePersistence without persistence: Refusing() = %v", got)
-	}
+	wantRefusing(t, open(t, Config{RequirePersistence: true}), ReasonNoPersistence)
 	srv := redisharness.StartStandaloneT(t, redisharness.Options{AppendFsyncAlways: true})
 	s := open(t, Config{Addrs: []string{srv.Addr()}, RequirePersistence: true, CheckInterval: checkEvery})
 	if err := s.CheckPersistence(ctx); err != nil {
@@ -353,21 +361,9 @@ func TestPersistence(t *testing.T) {
 		t.Fatalf("CheckPersistence after appendonly no: %v", err)
 	}
 	waitRefused(t, is)
-	if got := s.Refusing(); len(got) != 1 || got[0] != ReasonNoPersistence {
-		t.Fatalf("Refusing() = %v", got)
-	}
+	wantRefusing(t, s, ReasonNoPersistence)
 	configSet(t, admin, "appendonly", "yes")
-	deadline := time.Now().Add(refusedWithin)
-	for {
-		_, err := is.register(ctx)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still refused with appendonly yes: %v", err)
-		}
-		time.Sleep(checkEvery / 2)
-	}
+	waitServes(t, is, false, "appendonly yes")
 }
 
 // TestParseMarker: every value a marker can hold, and garbage.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -124,4 +126,34 @@ func pending(ids ...idcodec.ID) registry.Issue {
 func redisharnessStandalone(t testing.TB, policy string) string {
 	t.Helper()
 	return redisharness.StartStandaloneT(t, redisharness.Options{MaxmemoryPolicy: policy}).Addr()
+}
+
+// restart restarts a server within 30s, failing t otherwise.
+func restart(t *testing.T, srv interface{ Restart(context.Context) error }) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// infoInt is the integer field of INFO section of c.
+func infoInt(t *testing.T, c *redis.Client, section, field string) int64 {
+	t.Helper()
+	info, err := c.Info(context.Background(), section).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no %s in INFO %s", field, section)
+	return 0
 }

@@ -3,11 +3,8 @@ package redisstore
 import (
 	"context"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
@@ -35,7 +32,7 @@ func TestBytesPerID(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := open(t, Config{Addrs: []string{addr}})
-			before := usedMemory(t, admin)
+			before := infoInt(t, admin, "memory", "used_memory")
 			var wg sync.WaitGroup
 			const perIssue = 100
 			for g := 0; g < 32; g++ {
@@ -60,7 +57,7 @@ func TestBytesPerID(t *testing.T) {
 				})
 			}
 			wg.Wait()
-			after := usedMemory(t, admin)
+			after := infoInt(t, admin, "memory", "used_memory")
 			per := float64(after-before) / n
 			key, _ := s.bucket(idcodec.MustCompose(idcodec.Fields{TimestampMS: testMS, Worker: 7, Shard: tt.shard, Counter: 500}))
 			enc := admin.ObjectEncoding(ctx, key).Val()
@@ -72,23 +69,4 @@ func TestBytesPerID(t *testing.T) {
 			}
 		})
 	}
-}
-
-func usedMemory(t *testing.T, c *redis.Client) int64 {
-	t.Helper()
-	info, err := c.Info(context.Background(), "memory").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(info, "\r\n") {
-		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	t.Fatal("no used_memory in INFO memory")
-	return 0
 }
