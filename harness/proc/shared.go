@@ -86,3 +86,23 @@ func (s *Shared[T]) Close() error {
 	}
 	return v.Close()
 }
+
+// StartT runs start for a harness's ...T variant: start gets a context
+// bounded by timeout and tb's own; StartT fails tb (never skips it) when
+// start fails, and closes the value in tb.Cleanup. what names the value in
+// both messages ("ZooKeeper ensemble").
+func StartT[T interface{ Close() error }](tb testing.TB, what string, timeout time.Duration, start func(ctx context.Context) (T, error)) T {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(tb.Context(), timeout)
+	defer cancel()
+	v, err := start(ctx)
+	if err != nil {
+		tb.Fatalf("start %s: %v", what, err)
+	}
+	tb.Cleanup(func() {
+		if err := v.Close(); err != nil {
+			tb.Errorf("close %s: %v", what, err)
+		}
+	})
+	return v
+}

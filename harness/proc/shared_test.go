@@ -69,3 +69,23 @@ func TestShared(t *testing.T) {
 		t.Errorf("Close = %v, closed %d times", err, first.closed)
 	}
 }
+
+// TestStartT: start gets a context with a deadline, and the value is closed
+// when the test that started it ends.
+func TestStartT(t *testing.T) {
+	var c *closer
+	t.Run("user", func(t *testing.T) {
+		c = StartT(t, "a closer", time.Minute, func(ctx context.Context) (*closer, error) {
+			if _, ok := ctx.Deadline(); !ok {
+				t.Error("start's context has no deadline")
+			}
+			return &closer{}, nil
+		})
+		if c.closed != 0 {
+			t.Error("closed before the test ended")
+		}
+	})
+	if c.closed != 1 {
+		t.Errorf("closed %d times after the test, want 1", c.closed)
+	}
+}

@@ -72,13 +72,9 @@ func StartCluster(ctx context.Context, opts Options, masters int) (*Cluster, err
 // StartStandalone.
 func StartClusterT(t testing.TB, opts Options, masters int) *Cluster {
 	t.Helper()
-	c, err := startT(t, &opts, "Redis cluster", func(ctx context.Context) (*Cluster, error) {
+	return startT(t, &opts, "Redis cluster", func(ctx context.Context) (*Cluster, error) {
 		return StartCluster(ctx, opts, masters)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // startOnce is one start attempt on fresh ports.

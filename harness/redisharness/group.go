@@ -80,13 +80,9 @@ func StartReplicated(ctx context.Context, opts Options, replicas, sentinels int)
 // StartStandalone.
 func StartReplicatedT(t testing.TB, opts Options, replicas, sentinels int) *Group {
 	t.Helper()
-	g, err := startT(t, &opts, "replicated Redis", func(ctx context.Context) (*Group, error) {
+	return startT(t, &opts, "replicated Redis", func(ctx context.Context) (*Group, error) {
 		return StartReplicated(ctx, opts, replicas, sentinels)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return g
 }
 
 // runID is a Sentinel run id: 40 random hex digits.

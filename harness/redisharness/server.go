@@ -79,14 +79,7 @@ func (s *Server) confPath() string {
 // Kill SIGKILLs the process and waits until it is reaped. Killing a process
 // that is not alive is a no-op. Errors: ErrClosed.
 func (s *Server) Kill() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return ErrClosed
-	}
-	p := s.p
-	s.mu.Unlock()
-	killed, err := s.kill(p)
+	killed, err := s.killLatest()
 	if killed {
 		s.env.opts.Logf("redisharness: %s killed", s.name)
 	}
@@ -108,14 +101,7 @@ func (s *Server) Cont() error { return s.signal(syscall.SIGCONT, false) }
 // meanwhile, the process's exit with the end of its log, ctx's error,
 // ErrClosed.
 func (s *Server) Restart(ctx context.Context) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return ErrClosed
-	}
-	p := s.p
-	s.mu.Unlock()
-	if _, err := s.kill(p); err != nil {
+	if _, err := s.killLatest(); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -180,6 +166,18 @@ func (s *Server) launch() error {
 	s.p, s.frozen, s.killed = p, false, false
 	s.env.opts.Logf("redisharness: %s started (pid %d, port %d)", s.name, p.Pid(), s.port)
 	return nil
+}
+
+// killLatest kills the latest process (kill) unless the Server is closed.
+func (s *Server) killLatest() (bool, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return false, ErrClosed
+	}
+	p := s.p
+	s.mu.Unlock()
+	return s.kill(p)
 }
 
 // kill SIGKILLs the process group of p (anything the server forked, a

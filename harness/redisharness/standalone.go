@@ -3,7 +3,6 @@ package redisharness
 import (
 	"context"
 	"errors"
-	"fmt"
 	"testing"
 
 	"github.com/idgen/idgen/harness/proc"
@@ -57,36 +56,19 @@ func StartStandalone(ctx context.Context, opts Options) (*Server, error) {
 // the server in t.Cleanup. Under go test -short it skips t.
 func StartStandaloneT(t testing.TB, opts Options) *Server {
 	t.Helper()
-	s, err := startT(t, &opts, "standalone Redis", func(ctx context.Context) (*Server, error) {
+	return startT(t, &opts, "standalone Redis", func(ctx context.Context) (*Server, error) {
 		return StartStandalone(ctx, opts)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 // startT runs start for a ...T variant: a skip under go test -short
-// (proc.SkipShort), t.Logf as the default Logf, a bounded context, and Close
-// in t.Cleanup. It returns start's error wrapped
-// for t.Fatal.
-func startT[T interface{ Close() error }](t testing.TB, opts *Options, what string, start func(context.Context) (T, error)) (T, error) {
+// (proc.SkipShort), t.Logf as the default Logf, then proc.StartT: a bounded
+// context, a failure of t, and Close in t.Cleanup.
+func startT[T interface{ Close() error }](t testing.TB, opts *Options, what string, start func(context.Context) (T, error)) T {
 	t.Helper()
 	proc.SkipShort(t, "Redis")
 	if opts.Logf == nil {
 		opts.Logf = t.Logf
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), startTimeoutT)
-	defer cancel()
-	v, err := start(ctx)
-	if err != nil {
-		var zero T
-		return zero, fmt.Errorf("start %s: %w", what, err)
-	}
-	t.Cleanup(func() {
-		if err := v.Close(); err != nil {
-			t.Errorf("close %s: %v", what, err)
-		}
-	})
-	return v, nil
+	return proc.StartT(t, what, startTimeoutT, start)
 }

@@ -102,18 +102,9 @@ func StartT(t testing.TB, opts Options) *Ensemble {
 	if opts.Logf == nil {
 		opts.Logf = t.Logf
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), startTimeoutT)
-	defer cancel()
-	e, err := Start(ctx, opts)
-	if err != nil {
-		t.Fatalf("start ZooKeeper ensemble: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := e.Close(); err != nil {
-			t.Errorf("close ZooKeeper ensemble: %v", err)
-		}
+	return proc.StartT(t, "ZooKeeper ensemble", startTimeoutT, func(ctx context.Context) (*Ensemble, error) {
+		return Start(ctx, opts)
 	})
-	return e
 }
 
 // startAll picks ports, writes configs, launches every server and waits for
@@ -186,15 +177,7 @@ func (e *Ensemble) Dir() string { return e.dir }
 // Kill SIGKILLs server i and waits until its process is reaped. Killing a
 // server that is not alive is a no-op. Errors: ErrBadIndex, ErrClosed.
 func (e *Ensemble) Kill(i int) error {
-	e.mu.Lock()
-	s, err := e.server(i)
-	if err != nil {
-		e.mu.Unlock()
-		return err
-	}
-	p := s.p
-	e.mu.Unlock()
-	if err := e.kill(s, p); err != nil {
+	if _, err := e.killServer(i); err != nil {
 		return err
 	}
 	e.opts.Logf("zkharness: server %d killed", i)
@@ -215,15 +198,8 @@ func (e *Ensemble) Cont(i int) error { return e.signal(i, syscall.SIGCONT, false
 // ErrPortInUse if a port was taken meanwhile, the server's exit, ctx's error,
 // ErrBadIndex, ErrClosed.
 func (e *Ensemble) Restart(ctx context.Context, i int) error {
-	e.mu.Lock()
-	s, err := e.server(i)
+	s, err := e.killServer(i)
 	if err != nil {
-		e.mu.Unlock()
-		return err
-	}
-	p := s.p
-	e.mu.Unlock()
-	if err := e.kill(s, p); err != nil {
 		return err
 	}
 	e.mu.Lock()
@@ -241,6 +217,20 @@ func (e *Ensemble) Restart(ctx context.Context, i int) error {
 		return err
 	}
 	return e.wait(ctx, []int{i}, false)
+}
+
+// killServer kills the latest process of server i (kill) and returns the
+// server.
+func (e *Ensemble) killServer(i int) (*server, error) {
+	e.mu.Lock()
+	s, err := e.server(i)
+	if err != nil {
+		e.mu.Unlock()
+		return nil, err
+	}
+	p := s.p
+	e.mu.Unlock()
+	return s, e.kill(s, p)
 }
 
 // Close kills every server process this Ensemble started, waits for them,
