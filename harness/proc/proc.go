@@ -284,6 +284,43 @@ func FreeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
+// FreePorts returns n distinct loopback ports that were free a moment ago.
+// Every listener stays open until all are picked, so one call never returns
+// a port twice; another process may still take one before the child binds
+// it, which callers handle as FreeAddr's do. with, if set, is asked for a
+// listener on a companion port of each candidate (Redis Cluster's bus at
+// port+10000) that stays open as well; nil passes the candidate over. At
+// most 100 candidates a port are tried.
+func FreePorts(n int, with func(port int) net.Listener) ([]int, error) {
+	ports := make([]int, 0, n)
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 100*n {
+			return nil, errors.New("proc: free ports: no candidate with a free companion port")
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("proc: free ports: %w", err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		lns = append(lns, ln)
+		if with != nil {
+			companion := with(port)
+			if companion == nil {
+				continue
+			}
+			lns = append(lns, companion)
+		}
+		ports = append(ports, port)
+	}
+	return ports, nil
+}
+
 // NewClient returns an HTTP client that keeps up to conns idle keep-alive
 // connections per host (net/http keeps 2 by default, which makes a load of
 // more goroutines open and close a connection per request) and bounds every

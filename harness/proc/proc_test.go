@@ -3,6 +3,8 @@ package proc
 import (
 	"context"
 	"errors"
+	"net"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -102,5 +104,44 @@ func TestBufferKeepsNewest(t *testing.T) {
 	b.Write([]byte("tail"))
 	if s := b.String(); len(s) != MaxOutput || !strings.HasSuffix(s, "tail") {
 		t.Errorf("len %d, suffix %q", len(s), s[len(s)-4:])
+	}
+}
+
+// TestFreePorts: the ports are distinct and free; a candidate whose
+// companion is refused is passed over.
+func TestFreePorts(t *testing.T) {
+	ports, err := FreePorts(5, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	for _, p := range ports {
+		if seen[p] {
+			t.Fatalf("ports %v repeat %d", ports, p)
+		}
+		seen[p] = true
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			t.Fatalf("port %d not free: %v", p, err)
+		}
+		ln.Close()
+	}
+	asked := 0
+	ports, err = FreePorts(2, func(port int) net.Listener {
+		if asked++; asked%2 == 1 {
+			return nil
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		return ln
+	})
+	if err != nil || len(ports) != 2 || asked != 4 {
+		t.Fatalf("FreePorts with companions = %v, %v after %d candidates; want 2 ports after 4", ports, err, asked)
+	}
+	if _, err := FreePorts(1, func(int) net.Listener { return nil }); err == nil {
+		t.Fatal("FreePorts without any companion succeeded")
 	}
 }

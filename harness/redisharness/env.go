@@ -155,43 +155,26 @@ func (e *env) start(ctx context.Context, what string, once func(context.Context)
 	}
 }
 
-// pickPorts returns n distinct free loopback ports; with bus, port+10000 (the
-// cluster bus) is free too. All listeners stay open until every port is
-// picked, so one call never returns a port twice; the ports can still be
+// pickPorts returns n distinct free loopback ports (proc.FreePorts); with
+// bus, port+10000 (the cluster bus) is free too. The ports can still be
 // taken before Redis binds them, which start handles by retrying.
 func pickPorts(n int, bus bool) ([]int, error) {
-	ports := make([]int, 0, n)
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
+	var with func(int) net.Listener
+	if bus {
+		with = func(port int) net.Listener {
+			if port+10000 > 65535 {
+				return nil
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+10000))
+			if err != nil {
+				return nil
+			}
+			return ln
 		}
-	}()
-	for tries := 0; len(ports) < n; tries++ {
-		if tries > 100*n {
-			return nil, errors.New("redisharness: pick port: no free port pair for the cluster bus")
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("redisharness: pick port: %w", err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		if !bus {
-			lns = append(lns, ln)
-			ports = append(ports, port)
-			continue
-		}
-		if port+10000 > 65535 {
-			ln.Close()
-			continue
-		}
-		busLn, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+10000))
-		if err != nil {
-			ln.Close()
-			continue
-		}
-		lns = append(lns, ln, busLn)
-		ports = append(ports, port)
+	}
+	ports, err := proc.FreePorts(n, with)
+	if err != nil {
+		return nil, fmt.Errorf("redisharness: pick port: %w", err)
 	}
 	return ports, nil
 }

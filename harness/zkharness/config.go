@@ -2,12 +2,13 @@ package zkharness
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/idgen/idgen/harness/proc"
 )
 
 // debianJavaDir is where the Debian zookeeper package and its dependencies
@@ -54,25 +55,13 @@ func locate(o Options) (java string, err error) {
 	return java, nil
 }
 
-// pickPorts returns n distinct free loopback ports. All listeners stay open
-// until every port is picked, so one call never returns a port twice; the
-// ports can still be taken by someone else before the JVM binds them, which
-// Start handles by retrying (ErrPortInUse).
+// pickPorts returns n distinct free loopback ports (proc.FreePorts). They
+// can still be taken by someone else before the JVM binds them, which Start
+// handles by retrying (ErrPortInUse).
 func pickPorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	lns := make([]net.Listener, 0, n)
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("zkharness: pick port: %w", err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	ports, err := proc.FreePorts(n, nil)
+	if err != nil {
+		return nil, fmt.Errorf("zkharness: pick port: %w", err)
 	}
 	return ports, nil
 }
