@@ -56,8 +56,9 @@ func v2Event(method, target, body string, header map[string]string) events.APIGa
 	}
 }
 
-// invoke runs ev through the adapter and returns the answer as a reply (the
-// body base64-decoded when flagged) plus the raw v2 response.
+// invoke runs ev through the adapter, checks the answer against the
+// contract and returns it as a reply (the body base64-decoded when
+// flagged) plus the raw v2 response.
 func invoke(t testing.TB, st *stack, ev events.APIGatewayV2HTTPRequest) (*reply, events.APIGatewayV2HTTPResponse) {
 	t.Helper()
 	res, err := st.svc.HandleAPIGatewayV2(context.Background(), ev)
@@ -74,6 +75,11 @@ func invoke(t testing.TB, st *stack, ev events.APIGatewayV2HTTPRequest) (*reply,
 	for k, v := range res.Headers {
 		r.header.Set(k, v)
 	}
+	target := ev.RawPath
+	if ev.RawQueryString != "" {
+		target += "?" + ev.RawQueryString
+	}
+	checkContract(t, ev.RequestContext.HTTP.Method, target, r.status, &r.header, r.body)
 	return r, res
 }
 

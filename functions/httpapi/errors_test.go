@@ -217,7 +217,7 @@ func TestHandleEnforcesMaxBody(t *testing.T) {
 		{"256 KiB", 256 << 10, 413},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := handle(st, call{method: "POST", path: "/generate", body: "{}" + strings.Repeat(" ", tc.size-2)})
+			c := handle(t, st, call{method: "POST", path: "/generate", body: "{}" + strings.Repeat(" ", tc.size-2)})
 			if got := c.Response.StatusCode(); got != tc.status {
 				t.Fatalf("status %d, want %d (body %.200s); Config.MaxBody is never checked by Handle", got, tc.status, c.Response.Body())
 			}
@@ -285,12 +285,15 @@ func TestBadInputChangesNoState(t *testing.T) {
 	})
 }
 
-// handle runs one request through Service.Handle without a server.
-func handle(st *stack, c call) *fasthttp.RequestCtx {
+// handle runs one request through Service.Handle without a server and
+// checks the answer against the contract.
+func handle(t testing.TB, st *stack, c call) *fasthttp.RequestCtx {
+	t.Helper()
 	var req fasthttp.Request
 	c.prepare(&req)
 	var ctx fasthttp.RequestCtx
 	ctx.Init(&req, nil, nil)
 	st.svc.Handle(&ctx)
+	checkCtx(t, &ctx)
 	return &ctx
 }

@@ -23,8 +23,9 @@ func fuzzStack(f *testing.F) (*stack, *observer.ObservedLogs) {
 }
 
 // handleRaw runs one request through Service.Handle, as the Lambda adapter
-// does; ctype "" sends no Content-Type.
-func handleRaw(st *stack, method, uri string, body []byte, ctype string, header map[string]string) *fasthttp.RequestCtx {
+// does, and checks the answer against the contract; ctype "" sends no
+// Content-Type.
+func handleRaw(t testing.TB, st *stack, method, uri string, body []byte, ctype string, header map[string]string) *fasthttp.RequestCtx {
 	var req fasthttp.Request
 	req.Header.SetMethod(method)
 	req.SetRequestURI(uri)
@@ -38,6 +39,7 @@ func handleRaw(st *stack, method, uri string, body []byte, ctype string, header 
 	var c fasthttp.RequestCtx
 	c.Init(&req, nil, nil)
 	st.svc.Handle(&c)
+	checkCtx(t, &c)
 	return &c
 }
 
@@ -109,7 +111,7 @@ func FuzzGenerateBody(f *testing.F) {
 			header = map[string]string{"Idempotency-Key": key}
 		}
 		headroom, issued := st.gen.Stats().Headroom, issuedNow(t, st)
-		c := handleRaw(st, "POST", "/generate", body, ctype, header)
+		c := handleRaw(t, st, "POST", "/generate", body, ctype, header)
 		status := checkAnswer(t, c, logs)
 		if status != 200 {
 			if status != 422 { // a key reused with another body burns the counters it took
@@ -157,7 +159,7 @@ func FuzzGenerateBody(f *testing.F) {
 			if err != nil || id.String() != s {
 				t.Fatalf("answered ID %q: %v", s, err)
 			}
-			g := handleRaw(st, "GET", "/ids/"+s, nil, "", nil)
+			g := handleRaw(t, st, "GET", "/ids/"+s, nil, "", nil)
 			if g.Response.StatusCode() != 200 {
 				t.Errorf("answered ID %s not registered: %d %s", s, g.Response.StatusCode(), g.Response.Body())
 			}
@@ -183,7 +185,7 @@ func FuzzGetIDPath(f *testing.F) {
 	}
 	st, logs := fuzzStack(f)
 	f.Fuzz(func(t *testing.T, s string) {
-		c := handleRaw(st, "GET", "/ids/"+s, nil, "", nil)
+		c := handleRaw(t, st, "GET", "/ids/"+s, nil, "", nil)
 		status := checkAnswer(t, c, logs)
 		// The path as sent: "?" and "#" end it; a control byte makes the
 		// whole target unparsable (no path).
@@ -252,7 +254,7 @@ func FuzzTransitionBody(f *testing.F) {
 		if compensate {
 			path = "/compensate"
 		}
-		c := handleRaw(st, "POST", path, body, "application/json", nil)
+		c := handleRaw(t, st, "POST", path, body, "application/json", nil)
 		switch status := checkAnswer(t, c, logs); status {
 		case 200:
 			var v struct{ ID, State string }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"mime"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/idgen/idgen/api/apitest"
 	"github.com/idgen/idgen/functions/httpapi"
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/idcodec"
@@ -258,6 +260,7 @@ func (h *harness) do(t testing.TB, c call) *reply {
 	}
 	r := &reply{status: res.StatusCode(), body: append([]byte(nil), res.Body()...)}
 	res.Header.CopyTo(&r.header)
+	checkContract(t, c.method, c.path, r.status, &r.header, r.body)
 	return r
 }
 
@@ -287,6 +290,7 @@ func (h *harness) raw(t testing.TB, c call) *reply {
 	}
 	r := &reply{status: res.StatusCode(), body: append([]byte(nil), res.Body()...)}
 	res.Header.CopyTo(&r.header)
+	checkContract(t, c.method, c.path, r.status, &r.header, r.body)
 	return r
 }
 
@@ -309,7 +313,32 @@ func (h *harness) wire(t testing.TB, text string) *reply {
 	}
 	r := &reply{status: res.StatusCode(), body: append([]byte(nil), res.Body()...)}
 	res.Header.CopyTo(&r.header)
+	line, _, _ := strings.Cut(text, "\r\n")
+	method, target, _ := strings.Cut(line, " ")
+	target, _, _ = strings.Cut(target, " ")
+	checkContract(t, method, target, r.status, &r.header, r.body)
 	return r
+}
+
+// checkContract fails t when the answer to method target (the request
+// line's) is not one api/openapi.json describes for it: every answer the
+// tests of this package receive goes through it.
+func checkContract(t testing.TB, method, target string, status int, header *fasthttp.ResponseHeader, body []byte) {
+	t.Helper()
+	h := http.Header{}
+	for k, v := range header.All() {
+		h.Add(string(k), string(v))
+	}
+	if err := apitest.Check(apitest.Exchange{Method: method, Target: target, Status: status, Header: h, Body: body}); err != nil {
+		t.Errorf("%v", err)
+	}
+}
+
+// checkCtx is checkContract for an answer of Service.Handle without a
+// server.
+func checkCtx(t testing.TB, c *fasthttp.RequestCtx) {
+	t.Helper()
+	checkContract(t, string(c.Method()), string(c.Request.Header.RequestURI()), c.Response.StatusCode(), &c.Response.Header, c.Response.Body())
 }
 
 func (h *harness) get(t testing.TB, path string) *reply {

@@ -7,9 +7,96 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/idgen/idgen/api"
 	"github.com/idgen/idgen/shared/platform/audit"
 	"github.com/idgen/idgen/shared/platform/auth"
 )
+
+// Route is one route of the API, as the service matches it and as
+// api/openapi.json documents it: the table the router dispatches on is the
+// table Routes returns, so a test that compares Routes with the document
+// compares the document with what is served.
+type Route struct {
+	// Path is the path template: literal segments and one {name}
+	// parameter at most, which matches one non-empty segment. It labels
+	// the route's metrics.
+	Path string
+	// Method is the one method of the route; another answers 405
+	// method_not_allowed with Allow.
+	Method string
+	// Scope is the token scope the route needs; "" for an open route.
+	Scope string
+}
+
+// route is a Route with its handler.
+type route struct {
+	Route
+	// rest lets the last parameter take the rest of the path, "/"
+	// included: "/ids/{id}/x" names no ID, and answers 400 invalid_id
+	// rather than 404.
+	rest   bool
+	handle func(*Service, *fasthttp.RequestCtx, *reqLog) error
+}
+
+// table is every route, in the order route tries them (no two match the
+// same path).
+var table = [...]route{
+	{Route: Route{"/generate", fasthttp.MethodPost, auth.ScopeGenerate}, handle: (*Service).generate},
+	{Route: Route{"/commit", fasthttp.MethodPost, auth.ScopeCommit}, handle: (*Service).commit},
+	{Route: Route{"/compensate", fasthttp.MethodPost, auth.ScopeCompensate}, handle: (*Service).compensate},
+	{Route: Route{"/ids/{id}", fasthttp.MethodGet, auth.ScopeRead}, rest: true, handle: (*Service).getID},
+	{Route: Route{"/instances", fasthttp.MethodGet, auth.ScopeRead}, handle: (*Service).instances},
+	{Route: Route{"/health", fasthttp.MethodGet, ""}, handle: (*Service).health},
+	{Route: Route{"/health/live", fasthttp.MethodGet, ""}, handle: (*Service).health},
+	{Route: Route{"/health/ready", fasthttp.MethodGet, ""}, handle: (*Service).health},
+	{Route: Route{"/subjects/{subject}/key", fasthttp.MethodDelete, auth.ScopeAdmin}, handle: (*Service).eraseSubject},
+	{Route: Route{"/logs", fasthttp.MethodGet, auth.ScopeOpsRead}, handle: (*Service).logs},
+	{Route: Route{"/metrics", fasthttp.MethodGet, auth.ScopeOpsRead}, handle: (*Service).metrics},
+	{Route: Route{"/openapi.json", fasthttp.MethodGet, ""}, handle: (*Service).openAPI},
+}
+
+// Routes returns every route the service serves, in matching order.
+func Routes() []Route {
+	out := make([]Route, len(table))
+	for i, r := range table {
+		out[i] = r.Route
+	}
+	return out
+}
+
+// match reports whether path, checked by checkPath, is one of r's, and
+// returns its parameter ("" for a route without one). Segments compare
+// literally; checkPath leaves no empty segment, so a parameter is never
+// empty.
+func (r *route) match(path string) (param string, ok bool) {
+	tpl := r.Path
+	for tpl != "" {
+		if path == "" {
+			return "", false
+		}
+		tseg, trest := cutSegment(tpl[1:])
+		pseg, prest := cutSegment(path[1:])
+		switch {
+		case len(tseg) > 1 && tseg[0] == '{' && tseg[len(tseg)-1] == '}':
+			if r.rest && trest == "" {
+				return path[1:], true
+			}
+			param = pseg
+		case tseg != pseg:
+			return "", false
+		}
+		tpl, path = trest, prest
+	}
+	return param, path == ""
+}
+
+// cutSegment splits s, a path after a "/", at its next "/".
+func cutSegment(s string) (seg, rest string) {
+	if i := strings.IndexByte(s, '/'); i >= 0 {
+		return s[:i], s[i:]
+	}
+	return s, ""
+}
 
 // route dispatches and returns the route label for metrics.
 //
@@ -28,72 +115,43 @@ func (s *Service) route(c *fasthttp.RequestCtx, log *reqLog) string {
 		return "other"
 	}
 	log.path = path
-	var (
-		route  string
-		method = fasthttp.MethodGet
-		scope  string // "" = open
-		h      func(*fasthttp.RequestCtx, *reqLog) error
-	)
-	switch {
-	case path == "/generate":
-		route, method, scope, h = path, fasthttp.MethodPost, auth.ScopeGenerate, s.generate
-	case path == "/commit":
-		route, method, scope, h = path, fasthttp.MethodPost, auth.ScopeCommit, s.commit
-	case path == "/compensate":
-		route, method, scope, h = path, fasthttp.MethodPost, auth.ScopeCompensate, s.compensate
-	case strings.HasPrefix(path, "/ids/"):
-		// checkPath leaves no empty segment: the ID is not empty. A
-		// longer rest ("{id}/x") is not an ID: invalid_id.
-		route, scope, h = "/ids/{id}", auth.ScopeRead, s.getID
-		log.param = path[len("/ids/"):]
-	case path == "/instances":
-		route, scope, h = path, auth.ScopeRead, s.instances
-	case path == "/health", path == "/health/live", path == "/health/ready":
-		route, h = path, s.health
-	case subjectKeyPath(path) != "":
-		route, method, scope, h = "/subjects/{subject}/key", fasthttp.MethodDelete, auth.ScopeAdmin, s.eraseSubject
-		log.param = subjectKeyPath(path)
-	case path == "/logs":
-		route, scope, h = path, auth.ScopeOpsRead, s.logs
-	case path == "/metrics":
-		route, scope, h = path, auth.ScopeOpsRead, s.metrics
-	default:
+	var r *route
+	for i := range table {
+		if param, ok := table[i].match(path); ok {
+			r, log.param = &table[i], param
+			break
+		}
+	}
+	if r == nil {
 		s.fail(c, log, Errorf(CodeNotFound, "no route %s", path))
 		return "other"
 	}
-	if string(c.Method()) != method {
-		c.Response.Header.Set("Allow", method)
-		s.fail(c, log, Errorf(CodeMethodNotAllowed, "%s needs %s", route, method))
-		return route
+	if string(c.Method()) != r.Method {
+		c.Response.Header.Set("Allow", r.Method)
+		s.fail(c, log, Errorf(CodeMethodNotAllowed, "%s needs %s", r.Path, r.Method))
+		return r.Path
 	}
 	if err := s.checkRequest(c, log); err != nil {
 		s.fail(c, log, err)
-		return route
+		return r.Path
 	}
-	if scope != "" {
-		if err := s.authorize(c, log, scope); err != nil {
+	if r.Scope != "" {
+		if err := s.authorize(c, log, r.Scope); err != nil {
 			s.fail(c, log, err)
-			return route
+			return r.Path
 		}
 	}
-	if err := h(c, log); err != nil {
+	if err := r.handle(s, c, log); err != nil {
 		s.fail(c, log, err)
 	}
-	return route
+	return r.Path
 }
 
-// subjectKeyPath returns the {subject} of "/subjects/{subject}/key", or ""
-// when path is not of that form (exactly three segments).
-func subjectKeyPath(path string) string {
-	rest, ok := strings.CutPrefix(path, "/subjects/")
-	if !ok {
-		return ""
-	}
-	subject, ok := strings.CutSuffix(rest, "/key")
-	if !ok || strings.Contains(subject, "/") {
-		return ""
-	}
-	return subject
+// openAPI serves the API's OpenAPI document, api/openapi.json.
+func (s *Service) openAPI(c *fasthttp.RequestCtx, _ *reqLog) error {
+	c.Response.Header.SetContentType("application/json")
+	c.SetBody(api.Document())
+	return nil
 }
 
 // checkPath returns the raw request path as a string when it names one
