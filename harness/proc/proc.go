@@ -284,6 +284,26 @@ func FreeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
+// Retry runs once until it returns nil, at most attempts times. It tries
+// again only after an error that wraps retryable (a port taken between
+// picking and binding), while ctx lasts, and once reset (which undoes the
+// failed attempt) returned nil; before each retry it passes the attempt's
+// number and the first line of its error to logf. It returns once's last
+// error, or reset's.
+func Retry(ctx context.Context, attempts int, retryable error, once func(context.Context) error, reset func() error, logf func(attempt int, err string)) error {
+	for attempt := 1; ; attempt++ {
+		err := once(ctx)
+		if err == nil || !errors.Is(err, retryable) || attempt >= attempts || ctx.Err() != nil {
+			return err
+		}
+		first, _, _ := strings.Cut(err.Error(), "\n")
+		logf(attempt, first)
+		if err := reset(); err != nil {
+			return err
+		}
+	}
+}
+
 // FreePorts returns n distinct loopback ports that were free a moment ago.
 // Every listener stays open until all are picked, so one call never returns
 // a port twice; another process may still take one before the child binds

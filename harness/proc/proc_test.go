@@ -3,6 +3,7 @@ package proc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -143,5 +144,38 @@ func TestFreePorts(t *testing.T) {
 	}
 	if _, err := FreePorts(1, func(int) net.Listener { return nil }); err == nil {
 		t.Fatal("FreePorts without any companion succeeded")
+	}
+}
+
+// TestRetry: only errors wrapping the retryable one are retried, up to the
+// attempts, each after a reset; a failed reset ends the tries.
+func TestRetry(t *testing.T) {
+	retryable := errors.New("port taken")
+	other := errors.New("other")
+	for _, tc := range []struct {
+		name          string
+		errs          []error // once's results, in order
+		resetErr      error
+		want          error
+		calls, resets int
+		logged        []string
+	}{
+		{"first try", []error{nil}, nil, nil, 1, 0, nil},
+		{"second try", []error{fmt.Errorf("a: %w\nlog", retryable), nil}, nil, nil, 2, 1, []string{"1 a: port taken"}},
+		{"not retryable", []error{other}, nil, other, 1, 0, nil},
+		{"out of attempts", []error{retryable, retryable, retryable}, nil, retryable, 3, 2, []string{"1 port taken", "2 port taken"}},
+		{"reset fails", []error{retryable}, other, other, 1, 1, []string{"1 port taken"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls, resets := 0, 0
+			var logged []string
+			err := Retry(context.Background(), 3, retryable,
+				func(context.Context) error { calls++; return tc.errs[calls-1] },
+				func() error { resets++; return tc.resetErr },
+				func(attempt int, first string) { logged = append(logged, fmt.Sprint(attempt, " ", first)) })
+			if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) || calls != tc.calls || resets != tc.resets || fmt.Sprint(logged) != fmt.Sprint(tc.logged) {
+				t.Errorf("Retry = %v after %d calls, %d resets, logged %q; want %v, %d, %d, %q", err, calls, resets, logged, tc.want, tc.calls, tc.resets, tc.logged)
+			}
+		})
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -138,21 +137,14 @@ func (e *env) newServer(name string, k kind) *Server {
 func (e *env) start(ctx context.Context, what string, once func(context.Context) error, killAll func() error) error {
 	proc.SkipShortMain("Redis")
 	began := time.Now()
-	for attempt := 1; ; attempt++ {
-		err := once(ctx)
-		if err == nil {
-			e.opts.Logf("redisharness: %s serving after %v", what, time.Since(began).Round(time.Millisecond))
-			return nil
-		}
-		if !errors.Is(err, ErrPortInUse) || attempt == startAttempts || ctx.Err() != nil {
-			return errors.Join(err, killAll(), e.removeDir())
-		}
-		first, _, _ := strings.Cut(err.Error(), "\n")
+	err := proc.Retry(ctx, startAttempts, ErrPortInUse, once, killAll, func(attempt int, first string) {
 		e.opts.Logf("redisharness: %s: attempt %d: %s; retrying with fresh ports", what, attempt, first)
-		if err := killAll(); err != nil {
-			return errors.Join(err, e.removeDir())
-		}
+	})
+	if err != nil {
+		return errors.Join(err, killAll(), e.removeDir())
 	}
+	e.opts.Logf("redisharness: %s serving after %v", what, time.Since(began).Round(time.Millisecond))
+	return nil
 }
 
 // pickPorts returns n distinct free loopback ports (proc.FreePorts); with

@@ -75,21 +75,14 @@ func Start(ctx context.Context, opts Options) (*Ensemble, error) {
 		}
 	}
 	began := time.Now()
-	for attempt := 1; ; attempt++ {
-		err = e.startAll(ctx)
-		if err == nil {
-			e.opts.Logf("zkharness: %d server(s) serving after %v", len(e.servers), time.Since(began).Round(time.Millisecond))
-			return e, nil
-		}
-		if !errors.Is(err, ErrPortInUse) || attempt == startAttempts || ctx.Err() != nil {
-			return nil, errors.Join(err, e.Close())
-		}
-		first, _, _ := strings.Cut(err.Error(), "\n")
+	err = proc.Retry(ctx, startAttempts, ErrPortInUse, e.startAll, e.killAll, func(attempt int, first string) {
 		e.opts.Logf("zkharness: attempt %d: %s; retrying with fresh ports", attempt, first)
-		if err := e.killAll(); err != nil {
-			return nil, errors.Join(err, e.Close())
-		}
+	})
+	if err != nil {
+		return nil, errors.Join(err, e.Close())
 	}
+	e.opts.Logf("zkharness: %d server(s) serving after %v", len(e.servers), time.Since(began).Round(time.Millisecond))
+	return e, nil
 }
 
 // StartT is Start for tests: it fails t (never skips it) when the ensemble
