@@ -1,6 +1,7 @@
 package saga
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -80,12 +81,12 @@ type RedisMarks struct {
 
 var _ Marker = (*RedisMarks)(nil)
 
-func (m *RedisMarks) key(id idcodec.ID) string {
-	p := m.Prefix
-	if p == "" {
-		p = DefaultMarkPrefix
-	}
-	return p + id.String()
+func (m *RedisMarks) key(id idcodec.ID) string { return markKey(m.Prefix, id) }
+
+// markKey is the key of id's mark under prefix (default
+// DefaultMarkPrefix).
+func markKey(prefix string, id idcodec.ID) string {
+	return cmp.Or(prefix, DefaultMarkPrefix) + id.String()
 }
 
 func orDefault(d, def time.Duration) time.Duration {

@@ -68,13 +68,7 @@ type storeLease struct {
 
 var _ Marker = (*StoreMarks)(nil)
 
-func (m *StoreMarks) key(id idcodec.ID) string {
-	p := m.Prefix
-	if p == "" {
-		p = DefaultMarkPrefix
-	}
-	return p + id.String()
-}
+func (m *StoreMarks) key(id idcodec.ID) string { return markKey(m.Prefix, id) }
 
 func (m *StoreMarks) now() time.Time {
 	if m.Now != nil {
