@@ -27,3 +27,8 @@ func TestSecondOpenTimesOut(t *testing.T) {
 		t.Fatal("a second process could open the same store")
 	}
 }
+
+func TestConfigValidate(t *testing.T) {
+	registrytest.ValidateConfig(t, func(shard uint8, maxBatch int) Config { return Config{Shard: shard, MaxBatch: maxBatch} },
+		registrytest.ConfigCase[Config]{Name: "negative close timeout", Cfg: Config{CloseTimeout: -1}})
+}

@@ -55,24 +55,8 @@ func TestSecondOpenFails(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	tests := []struct {
-		name string
-		cfg  Config
-		ok   bool
-	}{
-		{"zero", Config{}, true},
-		{"max shard", Config{Shard: idcodec.MaxShard}, true},
-		{"shard too big", Config{Shard: idcodec.MaxShard + 1}, false},
-		{"negative batch", Config{MaxBatch: -1}, false},
-		{"negative timeout", Config{OpenTimeout: -1}, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if err := tt.cfg.Validate(); (err == nil) != tt.ok {
-				t.Fatalf("Validate = %v", err)
-			}
-		})
-	}
+	registrytest.ValidateConfig(t, func(shard uint8, maxBatch int) Config { return Config{Shard: shard, MaxBatch: maxBatch} },
+		registrytest.ConfigCase[Config]{Name: "negative timeout", Cfg: Config{OpenTimeout: -1}})
 }
 
 // TestRecordProbeAcrossReopen: registering skips the existence probe only

@@ -206,31 +206,17 @@ func TestCheckEvictionPolicy(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	tests := []struct {
-		name string
-		cfg  Config
-		ok   bool
-	}{
-		{"zero", Config{}, true},
-		{"max shard", Config{Shard: idcodec.MaxShard}, true},
-		{"shard too big", Config{Shard: idcodec.MaxShard + 1}, false},
-		{"negative batch", Config{MaxBatch: -1}, false},
-		{"negative replicas", Config{WaitReplicas: -1}, false},
-		{"negative timeout", Config{WaitTimeout: -1}, false},
-		{"negative retention", Config{Retention: -1}, false},
-		{"brace in prefix", Config{Prefix: "a{b"}, false},
-		{"sentinel and cluster", Config{MasterName: "m", Cluster: true, Addrs: []string{"x:1"}}, false},
-		{"sentinel without sentinels", Config{MasterName: "m"}, false},
-		{"empty address", Config{Addrs: []string{""}}, false},
-		{"durable", Config{WaitReplicas: 1, WaitTimeout: time.Second}, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if err := tt.cfg.Validate(); (err == nil) != tt.ok {
-				t.Fatalf("Validate = %v", err)
-			}
-		})
-	}
+	registrytest.ValidateConfig(t, func(shard uint8, maxBatch int) Config { return Config{Shard: shard, MaxBatch: maxBatch} },
+		[]registrytest.ConfigCase[Config]{
+			{Name: "negative replicas", Cfg: Config{WaitReplicas: -1}},
+			{Name: "negative timeout", Cfg: Config{WaitTimeout: -1}},
+			{Name: "negative retention", Cfg: Config{Retention: -1}},
+			{Name: "brace in prefix", Cfg: Config{Prefix: "a{b"}},
+			{Name: "sentinel and cluster", Cfg: Config{MasterName: "m", Cluster: true, Addrs: []string{"x:1"}}},
+			{Name: "sentinel without sentinels", Cfg: Config{MasterName: "m"}},
+			{Name: "empty address", Cfg: Config{Addrs: []string{""}}},
+			{Name: "durable", Cfg: Config{WaitReplicas: 1, WaitTimeout: time.Second}, Valid: true},
+		}...)
 }
 
 func TestOpenUnreachable(t *testing.T) {
