@@ -6,8 +6,9 @@ set -euo pipefail
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-# shellcheck and promtool (prometheus) check the deployment files.
-for pkg in zookeeper redis-server redis-sentinel wrk haproxy openssl shellcheck prometheus; do
+# shellcheck and promtool (prometheus) check the deployment files; chromium
+# runs the console's browser test.
+for pkg in zookeeper redis-server redis-sentinel wrk haproxy openssl shellcheck prometheus chromium fonts-liberation; do
 	have_pkg "$pkg" || need+=("$pkg")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

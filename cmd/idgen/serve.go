@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/idgen/idgen/functions/console"
 	"github.com/idgen/idgen/functions/httpapi"
 	"github.com/idgen/idgen/functions/sweeper"
 	"github.com/idgen/idgen/shared/platform/audit"
@@ -280,11 +281,18 @@ func untilInterrupted(stop func()) (func() error, func(error)) {
 	return func() error { <-done; return nil }, func(error) { stop(); close(done) }
 }
 
-// newServer configures fasthttp: body and header limits, timeouts, and
-// JSON errors for what fasthttp refuses before the handler runs.
+// newServer configures fasthttp: the console's few asset paths, the API for
+// every other path, body and header limits, timeouts, and JSON errors for
+// what fasthttp refuses before the handler runs.
 func newServer(svc *httpapi.Service, timeout time.Duration) *fasthttp.Server {
 	return &fasthttp.Server{
-		Handler:               svc.Handle,
+		Handler: func(c *fasthttp.RequestCtx) {
+			if console.Owns(c.URI().PathOriginal()) {
+				console.Serve(c)
+				return
+			}
+			svc.Handle(c)
+		},
 		ErrorHandler:          svc.HandleServerError,
 		Name:                  "idgen",
 		NoDefaultServerHeader: true,

@@ -145,6 +145,11 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		registerZKMetrics(metrics.Registry, co.alloc)
 	}
 	registerStoreMetrics(metrics.Registry, st.store)
+	engine := c.StoreEngine
+	if c.Redis.Addr != "" {
+		engine = ""
+	}
+	registerInstanceInfo(metrics.Registry, st.mode, engine, c.Redis.WaitReplicas)
 	checks := append([]httpapi.Check{{Name: "registry", Critical: true, Run: st.store.Ping}}, co.checks...)
 	checks = append(checks, httpapi.RangeCheck(gen))
 

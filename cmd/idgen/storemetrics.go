@@ -2,6 +2,7 @@ package main
 
 import (
 	"slices"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -58,4 +59,15 @@ func registerAuditMetrics(reg prometheus.Registerer, log interface{ Healthy() er
 		}
 		return 1
 	}))
+}
+
+// registerInstanceInfo exports the instance's fixed facts as the labels of
+// a gauge that is always 1 (the Prometheus info pattern): the mode
+// (embedded, zookeeper, zookeeper+redis), the embedded engine, the replicas
+// a durable Redis write waits for, and the version. The console reads it.
+func registerInstanceInfo(reg prometheus.Registerer, mode, engine string, waitReplicas int) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "idgen_instance_info", Help: "Always 1; the labels say how this instance runs.",
+		ConstLabels: prometheus.Labels{"mode": mode, "engine": engine, "wait_replicas": strconv.Itoa(waitReplicas), "version": version},
+	}, func() float64 { return 1 }))
 }

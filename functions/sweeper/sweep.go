@@ -51,13 +51,13 @@ func (s *Sweeper) sweep(ctx context.Context) (int, error) {
 				if errors.Is(err, registry.ErrUnavailable) {
 					s.suspect(id) // the write may have been applied
 				}
-				s.d.Logger.Warn("sweeper: compensating", zap.Stringer("id", id), zap.Error(err))
+				s.d.Logger.Warn("compensating", zap.Stringer("id", id), zap.Error(err))
 			}
 		})
 	}
 	wg.Wait()
 	if compensated.Load() > 0 {
-		s.d.Logger.Info("sweeper: compensated IDs past their deadline", zap.Int64("count", compensated.Load()),
+		s.d.Logger.Info("compensated IDs past their deadline", zap.Int64("count", compensated.Load()),
 			zap.Int64("not_pending", skipped.Load()), zap.Int64("failed", bad.Load()), zap.String("reason", saga.ReasonTimeout))
 	}
 	return len(ids), nil
@@ -76,7 +76,7 @@ func entry(id idcodec.ID) audit.Event {
 // a suspect until it is).
 func (s *Sweeper) audited(id idcodec.ID, w saga.Written, err error) {
 	if w.MarkErr != nil {
-		s.d.Logger.Warn("sweeper: audit mark not stored; a retry after the lease may repeat the entry", zap.Stringer("id", id), zap.Error(w.MarkErr))
+		s.d.Logger.Warn("audit mark not stored; a retry after the lease may repeat the entry", zap.Stringer("id", id), zap.Error(w.MarkErr))
 	}
 	if err == nil {
 		s.mu.Lock()
@@ -86,10 +86,10 @@ func (s *Sweeper) audited(id idcodec.ID, w saga.Written, err error) {
 	}
 	s.suspect(id)
 	if errors.Is(err, saga.ErrAuditBusy) {
-		s.d.Logger.Info("sweeper: another attempt holds the audit claim; will retry", zap.Stringer("id", id))
+		s.d.Logger.Info("another attempt holds the audit claim; will retry", zap.Stringer("id", id))
 		return
 	}
-	s.d.Logger.Warn("sweeper: audit entry not written; will retry", zap.Stringer("id", id), zap.Error(err))
+	s.d.Logger.Warn("audit entry not written; will retry", zap.Stringer("id", id), zap.Error(err))
 }
 
 // suspect keeps id to be read again at the next ticks.
@@ -100,7 +100,7 @@ func (s *Sweeper) suspect(id idcodec.ID) {
 		return
 	}
 	if len(s.suspects) >= maxSuspects {
-		s.d.Logger.Error("sweeper: too many unresolved compensations; an audit entry may be lost", zap.Stringer("id", id))
+		s.d.Logger.Error("too many unresolved compensations; an audit entry may be lost", zap.Stringer("id", id))
 		return
 	}
 	s.suspects[id] = s.cfg.Now()
@@ -118,7 +118,7 @@ func (s *Sweeper) resolve(ctx context.Context) {
 	for id, since := range s.suspects {
 		if now.Sub(since) > saga.DefaultRecoverWithin {
 			delete(s.suspects, id)
-			s.d.Logger.Error("sweeper: compensation unresolved for a day; its audit entry may be lost", zap.Stringer("id", id))
+			s.d.Logger.Error("compensation unresolved for a day; its audit entry may be lost", zap.Stringer("id", id))
 			continue
 		}
 		ids = append(ids, id)
@@ -137,7 +137,7 @@ func (s *Sweeper) resolve(ctx context.Context) {
 		default:
 			w, err := s.once.Recover(ctx, rec, registry.Compensated, entry(id))
 			if w.Wrote {
-				s.d.Logger.Info("sweeper: wrote the audit entry of a timeout compensation left unaudited", zap.Stringer("id", id))
+				s.d.Logger.Info("wrote the audit entry of a timeout compensation left unaudited", zap.Stringer("id", id))
 			}
 			s.audited(id, w, err)
 		}

@@ -191,7 +191,7 @@ func (s *Sweeper) tick(ctx context.Context) {
 	for ctx.Err() == nil {
 		n, err := s.sweep(ctx)
 		if err != nil && ctx.Err() == nil {
-			s.d.Logger.Warn("sweeper: listing expired IDs", zap.Error(err))
+			s.d.Logger.Warn("listing expired IDs", zap.Error(err))
 		}
 		if n < page {
 			break
@@ -201,11 +201,11 @@ func (s *Sweeper) tick(ctx context.Context) {
 		return
 	}
 	if _, err := s.d.Store.PurgeIdempotency(ctx, s.cfg.Now().Add(-s.cfg.IdempotencyTTL).UnixMilli(), purgeLimit); err != nil && ctx.Err() == nil {
-		s.d.Logger.Warn("sweeper: purging idempotency keys", zap.Error(err))
+		s.d.Logger.Warn("purging idempotency keys", zap.Error(err))
 	}
 	for _, p := range s.purge {
 		if _, err := p.Purge(ctx, purgeLimit); err != nil && ctx.Err() == nil {
-			s.d.Logger.Warn("sweeper: purging audit marks", zap.Error(err))
+			s.d.Logger.Warn("purging audit marks", zap.Error(err))
 		}
 	}
 }
@@ -214,11 +214,11 @@ func (s *Sweeper) tick(ctx context.Context) {
 func (s *Sweeper) lead(ctx context.Context) bool {
 	ok, err := s.d.Leads(ctx)
 	if err != nil && ctx.Err() == nil {
-		s.d.Logger.Debug("sweeper: not leading", zap.Error(err))
+		s.d.Logger.Debug("not leading", zap.Error(err))
 	}
 	if ok != s.leader {
 		s.leader = ok
-		s.d.Logger.Info("sweeper: leadership changed", zap.Bool("leader", ok))
+		s.d.Logger.Info("leadership changed", zap.Bool("leader", ok))
 	}
 	return ok
 }
