@@ -79,6 +79,9 @@ func New(doc []byte) (*Validator, error) {
 func (v *Validator) operationOf(names []string) (*openapi3.Operation, error) {
 	op := &openapi3.Operation{Responses: openapi3.NewResponses()}
 	op.Responses.Delete("default")
+	if v.doc.Components == nil {
+		return nil, errors.New("apitest: the document has no components")
+	}
 	for _, name := range names {
 		ref := v.doc.Components.Responses[name]
 		if ref == nil || ref.Value == nil {
