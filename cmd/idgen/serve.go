@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/idgen/idgen/functions/console"
+	"github.com/idgen/idgen/functions/failurestream"
 	"github.com/idgen/idgen/functions/httpapi"
 	"github.com/idgen/idgen/functions/sweeper"
 	"github.com/idgen/idgen/shared/platform/audit"
@@ -36,9 +37,12 @@ type ServeConfig struct {
 	Dev             bool
 
 	Redis redisFlags
-	ZK    zkFlags
-	Audit auditFlags
-	Log   logFlags
+	// FailureStream is the compensate workers' stream, whose gauges
+	// /metrics and the console show (Redis registry only).
+	FailureStream string
+	ZK            zkFlags
+	Audit         auditFlags
+	Log           logFlags
 
 	TLSCert       string
 	TLSKey        string
@@ -85,6 +89,7 @@ func (m *Serve) ParseFlags(args []string) error {
 	fs.StringVar(&c.Listen, "listen", ":8080", "address to serve on")
 	fs.StringVar(&c.DataDir, "data-dir", "./data", "embedded store directory (used when no ZooKeeper is set)")
 	c.Redis.register(fs)
+	fs.StringVar(&c.FailureStream, "failure-stream", failurestream.DefaultStream, "with --redis-addr: the compensate workers' Redis Stream, whose lag and dead letters /metrics and the console show")
 	c.Redis.registerDurability(fs)
 	c.ZK.register(fs)
 	c.Audit.register(fs)

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/idgen/idgen/allocator"
+	"github.com/idgen/idgen/functions/failurestream"
 	"github.com/idgen/idgen/functions/httpapi"
 	"github.com/idgen/idgen/functions/sweeper"
 	"github.com/idgen/idgen/shared/generator"
@@ -41,7 +42,10 @@ type stack struct {
 	// leads reports whether this instance sweeps now: with a registry shared
 	// by several instances (Redis), the ZooKeeper election of the shard's
 	// sweeper; with a store of its own, always.
-	leads   func(context.Context) (bool, error)
+	leads func(context.Context) (bool, error)
+	// rdb is the Redis client of the audit marks (nil without Redis); it
+	// also reads the failure stream's gauges for the console.
+	rdb     redis.UniversalClient
 	mode    string
 	started time.Time
 	closers []func() error // run in reverse by close
@@ -150,6 +154,10 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		engine = ""
 	}
 	registerInstanceInfo(metrics.Registry, st.mode, engine, c.Redis.WaitReplicas)
+	registerExpiringSoon(metrics.Registry, st.store)
+	if st.rdb != nil {
+		metrics.Registry.MustRegister(failurestream.NewStreamCollector(st.rdb, c.FailureStream, ""))
+	}
 	checks := append([]httpapi.Check{{Name: "registry", Critical: true, Run: st.store.Ping}}, co.checks...)
 	checks = append(checks, httpapi.RangeCheck(gen))
 
@@ -218,6 +226,7 @@ func (st *stack) openRegistry(ctx context.Context, c ServeConfig, observe func(i
 			return reg, err
 		}
 		st.onClose(rdb.Close)
+		st.rdb = rdb
 		st.marks = redisMarkers(rdb, c.Redis.WaitReplicas)
 		reg.store = rs
 	} else {

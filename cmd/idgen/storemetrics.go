@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry/diskguard"
 	"github.com/idgen/idgen/shared/registry/redisstore"
 )
@@ -70,4 +73,28 @@ func registerInstanceInfo(reg prometheus.Registerer, mode, engine string, waitRe
 		Name: "idgen_instance_info", Help: "Always 1; the labels say how this instance runs.",
 		ConstLabels: prometheus.Labels{"mode": mode, "engine": engine, "wait_replicas": strconv.Itoa(waitReplicas), "version": version},
 	}, func() float64 { return 1 }))
+}
+
+// expiringSoonLimit bounds the count of idgen_ids_expiring_soon: one
+// scrape reads at most this many IDs of the deadline index.
+const expiringSoonLimit = 1000
+
+// registerExpiringSoon exports, at scrape time, how many pending IDs have a
+// deadline within the next minute (or already past, not yet swept),
+// counted up to expiringSoonLimit; -1 when the registry does not answer
+// within a second.
+func registerExpiringSoon(reg prometheus.Registerer, store interface {
+	Expired(ctx context.Context, nowMS int64, limit int) ([]idcodec.ID, error)
+}) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "idgen_ids_expiring_soon", Help: "Pending IDs whose deadline is within the next minute or past (not yet compensated by the sweeper), counted up to 1000; -1 when the registry did not answer.",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		ids, err := store.Expired(ctx, time.Now().Add(time.Minute).UnixMilli(), expiringSoonLimit)
+		if err != nil {
+			return -1
+		}
+		return float64(len(ids))
+	}))
 }

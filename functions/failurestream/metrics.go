@@ -1,6 +1,7 @@
 package failurestream
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -94,7 +95,18 @@ var (
 
 type streamCollector struct{ m *Metrics }
 
-func (c streamCollector) Describe(ch chan<- *prometheus.Desc) {
+func (c streamCollector) Describe(ch chan<- *prometheus.Desc) { describeStream(ch) }
+
+func (c streamCollector) Collect(ch chan<- prometheus.Metric) {
+	c.m.mu.Lock()
+	w := c.m.stream
+	c.m.mu.Unlock()
+	if w != nil {
+		collectStream(ch, w.rdb, w.cfg.Stream, w.cfg.Group)
+	}
+}
+
+func describeStream(ch chan<- *prometheus.Desc) {
 	ch <- lagDesc
 	ch <- pendingDesc
 	ch <- dlqDesc
@@ -102,26 +114,42 @@ func (c streamCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- upDesc
 }
 
-func (c streamCollector) Collect(ch chan<- prometheus.Metric) {
-	c.m.mu.Lock()
-	w := c.m.stream
-	c.m.mu.Unlock()
-	if w == nil {
-		return
-	}
+// collectStream reads the stream gauges at scrape time, within a second.
+func collectStream(ch chan<- prometheus.Metric, rdb redis.UniversalClient, stream, group string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	st, err := w.Stats(ctx)
+	st, err := ReadStats(ctx, rdb, stream, group)
 	if err != nil {
 		// A scrape that fails as a whole would hide the counters too.
-		ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 0, w.cfg.Stream, w.cfg.Group)
+		ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 0, stream, group)
 		return
 	}
-	ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 1, w.cfg.Stream, w.cfg.Group)
-	ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(st.Lag), w.cfg.Stream, w.cfg.Group)
-	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(st.Pending), w.cfg.Stream, w.cfg.Group)
-	ch <- prometheus.MustNewConstMetric(dlqDesc, prometheus.GaugeValue, float64(st.DeadLetters), w.cfg.Stream)
-	ch <- prometheus.MustNewConstMetric(lengthDesc, prometheus.GaugeValue, float64(st.Length), w.cfg.Stream)
+	ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 1, stream, group)
+	ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, float64(st.Lag), stream, group)
+	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(st.Pending), stream, group)
+	ch <- prometheus.MustNewConstMetric(dlqDesc, prometheus.GaugeValue, float64(st.DeadLetters), stream)
+	ch <- prometheus.MustNewConstMetric(lengthDesc, prometheus.GaugeValue, float64(st.Length), stream)
+}
+
+// StreamCollector exports the gauges of a failure stream and its consumer
+// group (lag, pending, dead letters, length, up) for a process that is no
+// worker itself: idgen serve shows them on its console.
+type StreamCollector struct {
+	rdb           redis.UniversalClient
+	stream, group string
+}
+
+// NewStreamCollector reads stream and group ("" for the defaults) with rdb.
+func NewStreamCollector(rdb redis.UniversalClient, stream, group string) *StreamCollector {
+	return &StreamCollector{rdb: rdb, stream: cmp.Or(stream, DefaultStream), group: cmp.Or(group, DefaultGroup)}
+}
+
+// Describe implements prometheus.Collector.
+func (c *StreamCollector) Describe(ch chan<- *prometheus.Desc) { describeStream(ch) }
+
+// Collect implements prometheus.Collector.
+func (c *StreamCollector) Collect(ch chan<- prometheus.Metric) {
+	collectStream(ch, c.rdb, c.stream, c.group)
 }
 
 // maxLagCount bounds the fallback count of Stats.Lag.
@@ -140,12 +168,18 @@ type Stats struct {
 // stream), Lag counts the stream's entries past the last delivered one, up
 // to maxLagCount.
 func (w *Worker) Stats(ctx context.Context) (Stats, error) {
+	return ReadStats(ctx, w.rdb, w.cfg.Stream, w.cfg.Group)
+}
+
+// ReadStats reads the figures of Stats for any stream and group; the
+// dead-letter stream is stream+DLQSuffix.
+func ReadStats(ctx context.Context, rdb redis.UniversalClient, stream, group string) (Stats, error) {
 	var groups *redis.XInfoGroupsCmd
 	var dlq, length *redis.IntCmd
-	_, err := w.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		groups = p.XInfoGroups(ctx, w.cfg.Stream)
-		dlq = p.XLen(ctx, w.dlq)
-		length = p.XLen(ctx, w.cfg.Stream)
+	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		groups = p.XInfoGroups(ctx, stream)
+		dlq = p.XLen(ctx, stream+DLQSuffix)
+		length = p.XLen(ctx, stream)
 		return nil
 	})
 	if err != nil {
@@ -154,13 +188,13 @@ func (w *Worker) Stats(ctx context.Context) (Stats, error) {
 	st := Stats{DeadLetters: dlq.Val(), Length: length.Val()}
 	found := false
 	for _, g := range groups.Val() {
-		if g.Name != w.cfg.Group {
+		if g.Name != group {
 			continue
 		}
 		found = true
 		st.Pending, st.Lag = g.Pending, g.Lag
 		if g.Lag < 0 {
-			n, err := w.rdb.XRangeN(ctx, w.cfg.Stream, "("+g.LastDeliveredID, "+", maxLagCount).Result()
+			n, err := rdb.XRangeN(ctx, stream, "("+g.LastDeliveredID, "+", maxLagCount).Result()
 			if err != nil {
 				return Stats{}, err
 			}
@@ -168,7 +202,7 @@ func (w *Worker) Stats(ctx context.Context) (Stats, error) {
 		}
 	}
 	if !found {
-		return Stats{}, fmt.Errorf("failurestream: stream %s has no group %s", w.cfg.Stream, w.cfg.Group)
+		return Stats{}, fmt.Errorf("failurestream: stream %s has no group %s", stream, group)
 	}
 	return st, nil
 }

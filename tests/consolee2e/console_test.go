@@ -33,6 +33,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/idgen/idgen/harness/proc"
+	"github.com/idgen/idgen/harness/redisharness"
+	"github.com/idgen/idgen/harness/zkharness"
 )
 
 var idgenBin string
@@ -282,6 +284,10 @@ func TestConsoleDev(t *testing.T) {
 	if code := in.call(t, "POST", "/generate", "", `{"count":25,"timeout_ms":600000}`, &gen); code != 200 || len(gen.IDs) != 25 {
 		t.Fatalf("generate: %d %v", code, gen.IDs)
 	}
+	// Three whose deadline falls within the next minute.
+	if code := in.call(t, "POST", "/generate", "", `{"count":3,"timeout_ms":45000}`, nil); code != 200 {
+		t.Fatalf("generate: %d", code)
+	}
 	// A light load while the page is open, so that its rate and latency
 	// charts have something to draw: at most 2,000 requests, stopped at
 	// the end of the test.
@@ -310,6 +316,7 @@ func TestConsoleDev(t *testing.T) {
 		until(`Number(document.getElementById('issued').textContent.replace(/,/g, '')) >= 25`, 15*time.Second),
 		until(`document.querySelectorAll('#instances tr.instance').length === 1`, 5*time.Second),
 		until(`document.querySelectorAll('#logs li.log').length > 0`, 10*time.Second),
+		until(`Number(document.getElementById('saga-expiring').textContent) >= 3`, 10*time.Second),
 		// Metrics samples under load draw both charts.
 		until(`document.querySelectorAll('#chart-rate polyline, #chart-p99 polyline').length === 2`, 15*time.Second))
 	instanceRow := get(t, b, "read the instance row", chromedp.Text(chromedp.CSS(`#instances tr.instance`)))
@@ -419,4 +426,72 @@ func TestConsoleTokenScopes(t *testing.T) {
 	if len(csp) > 0 {
 		t.Errorf("CSP violations: %v", csp)
 	}
+}
+
+// TestConsoleZooKeeperRedis: two instances sharing ZooKeeper and Redis,
+// and a compensate worker. The page of the first lists both instances,
+// shows an ID the second issued (one registry), compensates it so that the
+// second sees it compensated, and shows the failure stream's lag, pending
+// and dead letters as numbers.
+func TestConsoleZooKeeperRedis(t *testing.T) {
+	zk := zkharness.StartT(t, zkharness.Options{Servers: 1})
+	rs := redisharness.StartStandaloneT(t, redisharness.Options{AppendFsyncAlways: true})
+	keyFile := filepath.Join(t.TempDir(), "metadata.keys")
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, []byte(fmt.Sprintf("k1 %x\n", key)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	shared := []string{"--dev", "--zookeeper", zk.ConnectString(), "--zookeeper-root", "/consolee2e",
+		"--redis-addr", rs.Addr(), "--metadata-key-file", keyFile}
+	a := startIdgen(t, shared...)
+	b2 := startIdgen(t, shared...)
+	worker, err := proc.Start(idgenBin, proc.Options{Args: []string{"compensate", "--redis-addr", rs.Addr(),
+		"--audit-log", filepath.Join(t.TempDir(), "worker-audit.log"), "--consumer", "console-test"}, DropEnv: []string{"IDGEN_"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if code, err := worker.Terminate(20 * time.Second); err != nil || code != 0 {
+			t.Errorf("idgen compensate: exit %d %v\n%s", code, err, worker.Stderr())
+		}
+	})
+	var one struct {
+		ID string `json:"id"`
+	}
+	if code := b2.call(t, "POST", "/generate", "", `{"timeout_ms":600000}`, &one); code != 200 {
+		t.Fatalf("generate on the second instance: %d", code)
+	}
+	if code := a.call(t, "POST", "/generate", "", `{"count":12}`, nil); code != 200 {
+		t.Fatalf("generate on the first instance: %d", code)
+	}
+
+	br := newBrowser(t)
+	br.run(t, "open the console", chromedp.Navigate(a.base+"/"),
+		until(`document.querySelectorAll('#instances tr.instance').length === 2`, 20*time.Second),
+		until(`Number(document.getElementById('issued').textContent.replace(/,/g, '')) >= 12`, 15*time.Second),
+		until(`/^zookeeper\+redis/.test(document.getElementById('reg-mode').textContent)`, 10*time.Second),
+		until(`/^\d+ \/ \d+$/.test(document.getElementById('stream-lag').textContent) && /^\d+$/.test(document.getElementById('stream-dlq').textContent)`, 20*time.Second))
+	rows := get(t, br, "read the instance rows", chromedp.Evaluate[[]string](`[...document.querySelectorAll('#instances tr.instance')].map(r => r.textContent)`))
+	for _, in := range []*instance{a, b2} {
+		addr := strings.TrimPrefix(in.base, "http://")
+		if !strings.Contains(strings.Join(rows, "\n"), addr) {
+			t.Errorf("instance %s not listed: %q", addr, rows)
+		}
+	}
+	br.run(t, "look up the second instance's ID", chromedp.SetValue(chromedp.ID("lookup-id"), one.ID),
+		chromedp.Click(chromedp.CSS("#lookup-form button")),
+		until(`(document.getElementById('lookup-state') || {}).textContent === 'pending'`, 5*time.Second),
+		chromedp.Click(chromedp.ID("compensate")),
+		until(`(document.getElementById('lookup-state') || {}).textContent === 'compensated'`, 5*time.Second))
+	var rec struct {
+		State string `json:"state"`
+	}
+	if code := b2.call(t, "GET", "/ids/"+one.ID, "", "", &rec); code != 200 || rec.State != "compensated" {
+		t.Errorf("the second instance reads %d %+v after the first's console compensated it", code, rec)
+	}
+	screenshot(t, br, "console-cluster.png")
+	br.checkClean(t)
 }

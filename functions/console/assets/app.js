@@ -277,6 +277,16 @@
     text('saga-committed', num(committed || 0));
     text('saga-compensated', num(compensated || 0));
     text('saga-pending', issued === null ? '–' : num(Math.max(0, issued - (committed || 0) - (compensated || 0))));
+    const expiring = sum(m, 'idgen_ids_expiring_soon');
+    text('saga-expiring', expiring === null || expiring < 0 ? '–' : expiring >= 1000 ? '≥ 1,000' : num(expiring));
+    if (sum(m, 'idgen_compensate_stream_up') === 1) {
+      text('stream-lag', `${num(sum(m, 'idgen_compensate_lag'))} / ${num(sum(m, 'idgen_compensate_pending'))}`);
+      text('stream-dlq', num(sum(m, 'idgen_compensate_dlq_length')));
+    } else {
+      const why = m.has('idgen_compensate_stream_up') ? 'stream unreadable' : 'no Redis stream (embedded)';
+      text('stream-lag', why);
+      text('stream-dlq', why);
+    }
   }
 
   function push(name, v) {
