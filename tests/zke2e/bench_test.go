@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
+
+	"github.com/idgen/idgen/harness/proc"
 )
 
 var benchIDs = flag.Int("zke2e.bench-ids", 1_000_000,
@@ -108,24 +109,9 @@ func BenchmarkZKWritesPer1MIDs(b *testing.B) {
 			return ctx.Err()
 		}
 		ctx := context.Background()
-		_, v0, err := readCounter(ctx, zc, root)
-		if err != nil {
-			b.Fatal(err)
-		}
-		ids := 0
-		b.ResetTimer()
-		for range b.N {
-			n, err := pace(ctx, *benchIDs/10, claim)
-			if err != nil {
-				b.Fatal(err)
-			}
-			ids += n
-		}
-		b.StopTimer()
-		_, v1, err := readCounter(ctx, zc, root)
-		if err != nil {
-			b.Fatal(err)
-		}
+		v0 := counterVersion(ctx, b, zc, root)
+		ids := timedPace(ctx, b, *benchIDs/10, claim)
+		v1 := counterVersion(ctx, b, zc, root)
 		naiveWrites = float64(v1-v0) * 1e6 / float64(ids)
 		b.ReportMetric(naiveWrites, "zkwrites/1M-ids")
 		b.ReportMetric(float64(conflicts.Load())*1e6/float64(ids), "cas-conflicts/1M-ids")
@@ -152,28 +138,13 @@ func BenchmarkZKWritesPer1MIDs(b *testing.B) {
 		if _, err := pace(ctx, 3*benchRate, send); err != nil {
 			b.Fatal(err)
 		}
-		_, v0, err := readCounter(ctx, zc, root)
-		if err != nil {
-			b.Fatal(err)
-		}
+		v0 := counterVersion(ctx, b, zc, root)
 		m0, err := getMetric(ctx, c, p.url, "idgen_range_claims_total")
 		if err != nil {
 			b.Fatal(err)
 		}
-		ids := 0
-		b.ResetTimer()
-		for range b.N {
-			n, err := pace(ctx, *benchIDs, send)
-			if err != nil {
-				b.Fatal(err)
-			}
-			ids += n
-		}
-		b.StopTimer()
-		_, v1, err := readCounter(ctx, zc, root)
-		if err != nil {
-			b.Fatal(err)
-		}
+		ids := timedPace(ctx, b, *benchIDs, send)
+		v1 := counterVersion(ctx, b, zc, root)
 		m1, err := getMetric(ctx, c, p.url, "idgen_range_claims_total")
 		if err != nil {
 			b.Fatal(err)
@@ -196,14 +167,32 @@ func BenchmarkZKWritesPer1MIDs(b *testing.B) {
 	})
 }
 
-// freeAddr returns a loopback address free a moment ago.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// counterVersion is the data version of the counter znode under root (one
+// per write).
+func counterVersion(ctx context.Context, b *testing.B, zc *zk.Conn, root string) int32 {
+	b.Helper()
+	_, v, err := readCounter(ctx, zc, root)
 	if err != nil {
-		return "", err
+		b.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return v
+}
+
+// timedPace runs pace(ctx, total, send) b.N times, timed, and returns the
+// IDs they issued.
+func timedPace(ctx context.Context, b *testing.B, total int, send func(ctx context.Context) error) int {
+	b.Helper()
+	ids := 0
+	b.ResetTimer()
+	for range b.N {
+		n, err := pace(ctx, total, send)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids += n
+	}
+	b.StopTimer()
+	return ids
 }
 
 // BenchmarkStartToFirstID: from fork+exec of `idgen serve` to the first 200
@@ -225,7 +214,7 @@ func benchStart(b *testing.B, o procOpts, reuseDir bool) {
 	dir := b.TempDir()
 	c := newHTTPClient(false)
 	one := func() time.Duration {
-		addr, err := freeAddr()
+		addr, err := proc.FreeAddr()
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -248,7 +237,7 @@ func benchStart(b *testing.B, o procOpts, reuseDir bool) {
 				break
 			}
 			if p.exited() || time.Since(p.started) > 30*time.Second {
-				b.Fatalf("no ID %v after start: %s\n%s", time.Since(p.started), describe(&r), p.out.excerpt(20, 40))
+				b.Fatalf("no ID %v after start: %s\n%s", time.Since(p.started), describe(&r), p.excerpt(20, 40))
 			}
 			time.Sleep(time.Millisecond)
 		}

@@ -1,13 +1,10 @@
 package zke2e
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"sort"
@@ -20,6 +17,8 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/tests/internal/idgenapi"
+	"github.com/idgen/idgen/tests/internal/idledger"
 )
 
 // requestTimeout bounds one HTTP request of the tests. It is longer than the
@@ -54,96 +53,12 @@ type genResult struct {
 	sent, recv time.Time
 }
 
-var (
-	singleBody = []byte(`{}`)
-	batchBody  = map[int][]byte{}
-	batchMu    sync.Mutex
-)
-
-func bodyFor(count int) []byte {
-	if count == 0 {
-		return singleBody
-	}
-	batchMu.Lock()
-	defer batchMu.Unlock()
-	b, ok := batchBody[count]
-	if !ok {
-		b = []byte(`{"count":` + strconv.Itoa(count) + `}`)
-		batchBody[count] = b
-	}
-	return b
-}
-
 // generate sends POST /generate to url and checks a 200 answer against the
-// contract: canonical version-8 IDs, count of them, in increasing order.
+// contract (idgenapi).
 func generate(ctx context.Context, c *http.Client, url string, target, count int) genResult {
-	r := genResult{target: target, count: count, sent: time.Now()}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/generate", bytes.NewReader(bodyFor(count)))
-	if err != nil {
-		r.err = err
-		return r
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		r.err, r.recv = err, time.Now()
-		return r
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	r.recv = time.Now()
-	r.status, r.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
-	if err != nil {
-		r.err = err
-		return r
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error struct {
-				Code string `json:"code"`
-			} `json:"error"`
-		}
-		if json.Unmarshal(body, &e) != nil || e.Error.Code == "" {
-			r.code = "<not a JSON error: " + truncate(string(body), 100) + ">"
-		} else {
-			r.code = e.Error.Code
-		}
-		return r
-	}
-	var v struct {
-		ID  *string  `json:"id"`
-		IDs []string `json:"ids"`
-	}
-	if err := json.Unmarshal(body, &v); err != nil {
-		r.bad = fmt.Sprintf("200 body is not JSON: %v: %s", err, truncate(string(body), 100))
-		return r
-	}
-	texts := v.IDs
-	want := count
-	if count == 0 {
-		want = 1
-		if v.ID == nil {
-			r.bad = "single 200 without \"id\": " + truncate(string(body), 100)
-			return r
-		}
-		texts = []string{*v.ID}
-	}
-	if len(texts) != want {
-		r.bad = fmt.Sprintf("asked %d IDs, got %d", want, len(texts))
-	}
-	r.ids = make([]idcodec.ID, 0, len(texts))
-	for i, s := range texts {
-		id, err := idcodec.Parse(s)
-		if err != nil || !id.Valid() || id.String() != s {
-			r.bad = fmt.Sprintf("ID %q is not a canonical idgen ID: %v", s, err)
-			continue
-		}
-		if i > 0 && bytes.Compare(r.ids[len(r.ids)-1][:], id[:]) >= 0 {
-			r.bad = fmt.Sprintf("batch not in increasing order at %d", i)
-		}
-		r.ids = append(r.ids, id)
-	}
-	return r
+	a := idgenapi.Generate(ctx, c, url, count, idgenapi.Request{})
+	return genResult{target: target, count: count, status: a.Status, err: a.Err, code: a.Code, retryAfter: a.RetryAfter,
+		ids: a.IDs, bad: a.Bad, sent: a.Sent, recv: a.Recv}
 }
 
 func truncate(s string, n int) string {
@@ -152,9 +67,6 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "..."
 }
-
-// counterKey is what uniqueness rests on: (shard, counter), 6+56 bits.
-func counterKey(f idcodec.Fields) uint64 { return uint64(f.Shard)<<56 | f.Counter }
 
 // ledger collects every answer of a test: all IDs returned (to find
 // duplicates), the statuses, and answers that break the test's policy.
@@ -165,10 +77,9 @@ type ledger struct {
 	// keep, when set, keeps every result for checks after the run.
 	keep bool
 
+	seen *idledger.Ledger[int] // meta: the target that returned the ID
+
 	mu         sync.Mutex
-	seen       map[uint64]int32 // (shard, counter) → target that returned it
-	ids        int
-	dups       int
 	dupSamples []string
 	statuses   map[string]int // "status code" → answers
 	problems   []string
@@ -179,7 +90,7 @@ type ledger struct {
 
 func newLedger() *ledger {
 	return &ledger{
-		seen:     make(map[uint64]int32, 1<<16),
+		seen:     idledger.New[int](1 << 16),
 		statuses: map[string]int{},
 		workers:  map[int]map[uint16]int{},
 	}
@@ -249,18 +160,14 @@ func (l *ledger) record(r genResult) {
 		if f.Shard != 0 {
 			l.problemLocked("target %d: ID %s has shard %d, want 0", r.target, id, f.Shard)
 		}
-		k := counterKey(f)
-		l.ids++
 		ws[f.Worker]++
-		if prev, dup := l.seen[k]; dup {
-			l.dups++
-			if len(l.dupSamples) < 10 {
-				l.dupSamples = append(l.dupSamples, fmt.Sprintf("%s (shard %d counter %d worker %d) from target %d, already from target %d",
-					id, f.Shard, f.Counter, f.Worker, r.target, prev))
-			}
-			continue
+	}
+	for _, d := range l.seen.Add(r.target, r.ids...) {
+		if len(l.dupSamples) < 10 {
+			f := d.ID.Decompose()
+			l.dupSamples = append(l.dupSamples, fmt.Sprintf("%s (shard %d counter %d worker %d) from target %d, already from target %d",
+				d.ID, f.Shard, f.Counter, f.Worker, r.target, d.First.Meta))
 		}
-		l.seen[k] = int32(r.target)
 	}
 }
 
@@ -269,13 +176,14 @@ func (l *ledger) check(tb testing.TB) {
 	tb.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	ids, dups := l.seen.Len()+l.seen.Duplicates(), l.seen.Duplicates()
 	if len(l.workers) <= 10 {
-		tb.Logf("ledger: %d IDs, %d duplicates, answers %v, workers per target %v", l.ids, l.dups, l.statuses, l.workers)
+		tb.Logf("ledger: %d IDs, %d duplicates, answers %v, workers per target %v", ids, dups, l.statuses, l.workers)
 	} else {
-		tb.Logf("ledger: %d IDs, %d duplicates, answers %v, %d targets", l.ids, l.dups, l.statuses, len(l.workers))
+		tb.Logf("ledger: %d IDs, %d duplicates, answers %v, %d targets", ids, dups, l.statuses, len(l.workers))
 	}
-	if l.dups > 0 {
-		tb.Errorf("%d DUPLICATE IDs (same shard and counter), e.g.:\n  %s", l.dups, strings.Join(l.dupSamples, "\n  "))
+	if dups > 0 {
+		tb.Errorf("%d DUPLICATE IDs (same shard and counter), e.g.:\n  %s", dups, strings.Join(l.dupSamples, "\n  "))
 	}
 	if l.nproblems > 0 {
 		tb.Errorf("%d unacceptable answers, e.g.:\n  %s", l.nproblems, strings.Join(l.problems, "\n  "))
@@ -299,11 +207,8 @@ func latencies(rs []genResult, status int) string {
 		ds[len(ds)/2].Round(time.Millisecond), ds[len(ds)*9/10].Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond))
 }
 
-func (l *ledger) count() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.ids
-}
+// count is the number of IDs recorded, duplicates included.
+func (l *ledger) count() int { return l.seen.Len() + l.seen.Duplicates() }
 
 // workersOf returns the worker slots target's IDs carried, sorted.
 func (l *ledger) workersOf(target int) []uint16 {
@@ -416,17 +321,11 @@ func getHealth(ctx context.Context, c *http.Client, url string) (healthView, err
 
 func getHealthPath(ctx context.Context, c *http.Client, url, path string) (healthView, error) {
 	var h healthView
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+path, nil)
-	if err != nil {
+	status, header, body, err := idgenapi.Call(ctx, c, http.MethodGet, url+path, "")
+	if status == 0 {
 		return h, err
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return h, err
-	}
-	defer resp.Body.Close()
-	h.HTTP, h.RetryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
-	body, err := io.ReadAll(resp.Body)
+	h.HTTP, h.RetryAfter = status, header.Get("Retry-After")
 	if err != nil {
 		return h, err
 	}
@@ -445,21 +344,12 @@ type instanceView struct {
 }
 
 func getInstances(ctx context.Context, c *http.Client, url string) ([]instanceView, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/instances", nil)
+	status, _, body, err := idgenapi.Call(ctx, c, http.MethodGet, url+"/instances", "")
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("/instances: %d %s", resp.StatusCode, truncate(string(body), 200))
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("/instances: %d %s", status, truncate(string(body), 200))
 	}
 	var v struct {
 		Instances []instanceView `json:"instances"`
@@ -472,26 +362,11 @@ func getInstances(ctx context.Context, c *http.Client, url string) ([]instanceVi
 
 // getMetric returns the value of an unlabelled metric from GET /metrics.
 func getMetric(ctx context.Context, c *http.Client, url, name string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/metrics", nil)
+	_, _, b, err := idgenapi.Call(ctx, c, http.MethodGet, url+"/metrics", "")
 	if err != nil {
 		return 0, err
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(v), 64)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return 0, err
-	}
-	return 0, fmt.Errorf("metric %s not found", name)
+	return idgenapi.Sample(b, name)
 }
 
 // waitFor polls cond every interval until it holds or timeout passes; it

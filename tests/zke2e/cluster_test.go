@@ -45,6 +45,19 @@ func mixedJobs(batches, singles int) []int {
 	return jobs
 }
 
+// waitInstances polls checkInstances (3s per round, every 250ms) until it
+// passes or timeout passes; it returns what waitFor returns.
+func waitInstances(c *http.Client, ps []*idgenProc, want []uint16, timeout time.Duration) (time.Duration, string, bool) {
+	return waitFor(timeout, 250*time.Millisecond, func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if err := checkInstances(ctx, c, ps, want); err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	})
+}
+
 // checkInstances asks every process for GET /instances and checks that it
 // lists exactly the workers want (one member each), with distinct workers.
 func checkInstances(ctx context.Context, c *http.Client, ps []*idgenProc, want []uint16) error {

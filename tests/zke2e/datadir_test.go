@@ -34,13 +34,13 @@ func TestDataDirBoundToEnsemble(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			q := startIdgen(t, "refused", tc.o)
 			select {
-			case <-q.done:
+			case <-q.done():
 			case <-time.After(60 * time.Second):
-				t.Fatalf("still running after 60s; want a refusal:\n%s", q.out.excerpt(20, 40))
+				t.Fatalf("still running after 60s; want a refusal:\n%s", q.excerpt(20, 40))
 			}
-			out := q.out.String()
+			out := q.output()
 			q.clean = true
-			if q.cmd.ProcessState.ExitCode() == 0 {
+			if q.exitCode() == 0 {
 				t.Errorf("exit 0; want a refusal:\n%s", out)
 			}
 			for _, w := range tc.wants {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -195,14 +194,7 @@ func TestInstanceKilledAndReplaced(t *testing.T) {
 
 	// The dead process's member and slot go with its session (4s).
 	survivors := []*idgenProc{ps[0], ps[2], d}
-	_, msg, ok := waitFor(20*time.Second, 250*time.Millisecond, func() (bool, string) {
-		ictx, icancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer icancel()
-		if err := checkInstances(ictx, c, survivors, live); err != nil {
-			return false, err.Error()
-		}
-		return true, ""
-	})
+	_, msg, ok := waitInstances(c, survivors, live, 20*time.Second)
 	if !ok {
 		t.Errorf("/instances never settled on the three live processes: %s", msg)
 	} else {
@@ -223,32 +215,15 @@ func TestFrozenInstanceFenced(t *testing.T) {
 	ps := startCluster(t, c, e.ConnectString(), root, "idgen-a", "idgen-b", "idgen-c")
 	const frozen = 2
 
-	l := newLedger()
-	l.keep = true
-	l.accept = func(r *genResult) string {
-		if r.target == frozen {
-			return okOr503(r)
-		}
-		return onlyOK(r)
-	}
+	l := fencedLedger(frozen)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	loads := paceAll(ctx, c, l, ps, 2, 25*time.Millisecond)
 	defer stopAll(loads)
 	time.Sleep(2 * time.Second)
 
-	ws := l.workersOf(frozen)
-	if len(ws) != 1 {
-		t.Fatalf("%s stamped workers %v before the freeze, want one", ps[frozen].name, ws)
-	}
-	wOld := ws[0]
 	zc := zkConnect(t, e.Addrs())
-	slotPath := root + "/workers/" + strconv.Itoa(int(wOld))
-	ok, st, err := zc.Exists(slotPath)
-	if err != nil || !ok {
-		t.Fatalf("slot znode %s: exists=%v err=%v", slotPath, ok, err)
-	}
-	oldSession := st.EphemeralOwner
+	wOld, slotPath, oldSession := slotOf(t, zc, root, l, frozen, ps[frozen].name, "the freeze")
 
 	tStop := time.Now()
 	if err := ps[frozen].signal(syscall.SIGSTOP); err != nil {
@@ -256,31 +231,16 @@ func TestFrozenInstanceFenced(t *testing.T) {
 	}
 	cont := sync.OnceFunc(func() { _ = ps[frozen].signal(syscall.SIGCONT) })
 	defer cont()
-	// Wait until ZooKeeper expired the frozen process's session: its slot
-	// znode is gone (or owned by another session).
-	waited, msg, expired := waitFor(30*time.Second, 100*time.Millisecond, func() (bool, string) {
-		ok, st, err := zc.Exists(slotPath)
-		if err != nil {
-			return false, err.Error()
-		}
-		return !ok || st.EphemeralOwner != oldSession, fmt.Sprintf("exists=%v owner=%x", ok, st.EphemeralOwner)
-	})
+	waited, msg, expired := waitSlotLost(zc, slotPath, oldSession)
 	if !expired {
 		t.Fatalf("session of the frozen process not expired %v after SIGSTOP: %s", waited, msg)
 	}
 	t.Logf("frozen process's session expired %v after SIGSTOP (timeout %v)", waited.Round(time.Millisecond), sessionTimeout)
 
 	// A new process takes the lowest free slot: the frozen one's.
-	d := startIdgen(t, "idgen-d", procOpts{zk: e.ConnectString(), root: root})
-	d.waitReady(t, c, 60*time.Second)
-	ps = append(ps, d)
 	const newcomer = 3
-	r := generate(ctx, c, d.url, newcomer, 0)
-	l.record(r)
-	if r.status != http.StatusOK {
-		t.Fatalf("new process: %s", describe(&r))
-	}
-	wD := r.ids[0].Decompose().Worker
+	d, wD := startNewcomer(ctx, t, c, e.ConnectString(), root, l, newcomer)
+	ps = append(ps, d)
 	if wD != wOld {
 		t.Logf("note: the new process got worker %d, not the frozen one's %d", wD, wOld)
 	}
@@ -363,14 +323,7 @@ func TestFrozenInstanceFenced(t *testing.T) {
 	for _, i := range []int{0, 1} {
 		live = append(live, l.workersOf(i)...)
 	}
-	_, msg, ok = waitFor(15*time.Second, 250*time.Millisecond, func() (bool, string) {
-		ictx, icancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer icancel()
-		if err := checkInstances(ictx, c, ps, live); err != nil {
-			return false, err.Error()
-		}
-		return true, ""
-	})
+	_, msg, ok := waitInstances(c, ps, live, 15*time.Second)
 	if !ok {
 		t.Errorf("/instances after the resume: %s", msg)
 	}
@@ -567,44 +520,21 @@ func TestPartitionedInstanceFenced(t *testing.T) {
 	ps = append(ps, cut)
 	const isolated = 2
 
-	l := newLedger()
-	l.keep = true
-	l.accept = func(r *genResult) string {
-		if r.target == isolated {
-			return okOr503(r)
-		}
-		return onlyOK(r)
-	}
+	l := fencedLedger(isolated)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	loads := paceAll(ctx, c, l, ps, 2, 20*time.Millisecond)
 	defer stopAll(loads)
 	time.Sleep(2 * time.Second)
 
-	ws := l.workersOf(isolated)
-	if len(ws) != 1 {
-		t.Fatalf("%s stamped workers %v before the partition, want one", cut.name, ws)
-	}
-	wOld := ws[0]
 	zc := zkConnect(t, e.Addrs())
-	slotPath := root + "/workers/" + strconv.Itoa(int(wOld))
-	ok, st, err := zc.Exists(slotPath)
-	if err != nil || !ok {
-		t.Fatalf("slot znode %s: exists=%v err=%v", slotPath, ok, err)
-	}
-	oldSession := st.EphemeralOwner
+	wOld, slotPath, oldSession := slotOf(t, zc, root, l, isolated, cut.name, "the partition")
 
 	tPart := time.Now()
 	proxy.partition()
 	healOnce := sync.OnceFunc(proxy.heal)
 	defer healOnce()
-	waited, msg, expired := waitFor(30*time.Second, 100*time.Millisecond, func() (bool, string) {
-		ok, st, err := zc.Exists(slotPath)
-		if err != nil {
-			return false, err.Error()
-		}
-		return !ok || st.EphemeralOwner != oldSession, fmt.Sprintf("exists=%v owner=%x", ok, st.EphemeralOwner)
-	})
+	waited, msg, expired := waitSlotLost(zc, slotPath, oldSession)
 	if !expired {
 		t.Fatalf("session of the cut-off process not expired %v after the partition: %s", waited, msg)
 	}
@@ -625,16 +555,9 @@ func TestPartitionedInstanceFenced(t *testing.T) {
 			}
 		}
 	})
-	d := startIdgen(t, "idgen-d", procOpts{zk: e.ConnectString(), root: root})
-	d.waitReady(t, c, 60*time.Second)
-	ps = append(ps, d)
 	const newcomer = 3
-	r := generate(ctx, c, d.url, newcomer, 0)
-	l.record(r)
-	if r.status != http.StatusOK {
-		t.Fatalf("new process: %s", describe(&r))
-	}
-	wD := r.ids[0].Decompose().Worker
+	d, wD := startNewcomer(ctx, t, c, e.ConnectString(), root, l, newcomer)
+	ps = append(ps, d)
 	loads = append(loads, startPaced(ctx, c, l, newcomer, d.url, 2, 20*time.Millisecond, steadyPattern, 5000))
 	h, herr := getHealth(ctx, c, cut.url)
 	time.Sleep(2 * time.Second) // both "own" the slot in the cut-off one's view, if it were not fenced

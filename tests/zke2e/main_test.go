@@ -1,14 +1,12 @@
 package zke2e
 
 import (
-	"flag"
-	"fmt"
 	"os"
 	"testing"
 	"time"
 
-	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/harness/zkharness"
+	"github.com/idgen/idgen/tests/internal/idgenproc"
 )
 
 // idgenBin is the `idgen` binary TestMain builds once for every test.
@@ -23,26 +21,7 @@ const zkServers = 3
 const sessionTimeout = 4 * time.Second
 
 func TestMain(m *testing.M) {
-	os.Exit(testMain(m))
-}
-
-func testMain(m *testing.M) int {
-	flag.Parse()
-	bin, cleanup, err := proc.BuildIdgen("zke2e")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer cleanup()
-	idgenBin = bin
-	code := m.Run()
-	if err := shared.Close(); err != nil {
-		fmt.Fprintln(os.Stderr, "zke2e: close ensemble:", err)
-		if code == 0 {
-			code = 1
-		}
-	}
-	return code
+	os.Exit(idgenproc.Main(m, "zke2e", &idgenBin, shared.Close))
 }
 
 // shared is the one ZooKeeper ensemble of the package, started on first use.

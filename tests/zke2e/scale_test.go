@@ -87,7 +87,7 @@ func TestScaleToZero(t *testing.T) {
 		}
 		code, err := p.terminate(20 * time.Second)
 		if err != nil || code != 0 {
-			fail("process %d: SIGTERM: exit code %d, %v\n%s", n, code, err, p.out.excerpt(10, 30))
+			fail("process %d: SIGTERM: exit code %d, %v\n%s", n, code, err, p.excerpt(10, 30))
 		}
 		mu.Lock()
 		defer mu.Unlock()
