@@ -153,7 +153,7 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 	if c.Redis.Addr != "" {
 		engine = ""
 	}
-	registerInstanceInfo(metrics.Registry, st.mode, engine, c.Redis.WaitReplicas)
+	registerInstanceInfo(metrics.Registry, st.mode, engine, advertise, c.Redis.WaitReplicas)
 	registerExpiringSoon(metrics.Registry, st.store)
 	if st.rdb != nil {
 		metrics.Registry.MustRegister(failurestream.NewStreamCollector(st.rdb, c.FailureStream, ""))

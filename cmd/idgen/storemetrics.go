@@ -67,11 +67,13 @@ func registerAuditMetrics(reg prometheus.Registerer, log interface{ Healthy() er
 // registerInstanceInfo exports the instance's fixed facts as the labels of
 // a gauge that is always 1 (the Prometheus info pattern): the mode
 // (embedded, zookeeper, zookeeper+redis), the embedded engine, the replicas
-// a durable Redis write waits for, and the version. The console reads it.
-func registerInstanceInfo(reg prometheus.Registerer, mode, engine string, waitReplicas int) {
+// a durable Redis write waits for, the version and the advertised address
+// (behind a load balancer, the console tells the answering instance by
+// it). The console reads it.
+func registerInstanceInfo(reg prometheus.Registerer, mode, engine, address string, waitReplicas int) {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "idgen_instance_info", Help: "Always 1; the labels say how this instance runs.",
-		ConstLabels: prometheus.Labels{"mode": mode, "engine": engine, "wait_replicas": strconv.Itoa(waitReplicas), "version": version},
+		ConstLabels: prometheus.Labels{"mode": mode, "engine": engine, "wait_replicas": strconv.Itoa(waitReplicas), "version": version, "address": address},
 	}, func() float64 { return 1 }))
 }
 

@@ -239,11 +239,16 @@
     }
     const m = parseMetrics(r.raw);
     const at = Date.now();
+    const info = (m.get('idgen_instance_info') || [])[0];
+    const address = info ? info.labels.address : '';
     const issued = sum(m, 'idgen_ids_issued_total');
     const gen = buckets(m, 'idgen_http_request_duration_seconds', { route: '/generate' });
     const flush = buckets(m, 'idgen_registry_flush_seconds');
-    const before = lastMetrics;
-    lastMetrics = { at, issued, gen, flush };
+    // Behind a load balancer another instance may answer each time: rates
+    // and windows compare samples of one instance only.
+    const before = lastMetrics && lastMetrics.address === address ? lastMetrics : null;
+    lastMetrics = { at, address, issued, gen, flush };
+    text('answered-by', address ? `(answered by ${address})` : '(the instance that answered)');
 
     text('issued', num(issued));
     let rate = null;
@@ -259,7 +264,6 @@
     draw('chart-rate', series.rate, 'IDs/s');
     draw('chart-p99', series.p99, 'p99 ms');
 
-    const info = (m.get('idgen_instance_info') || [])[0];
     if (info) {
       const l = info.labels;
       const durable = Number(l.wait_replicas || 0) > 0 ? `, durable: WAIT ${l.wait_replicas}` : '';
