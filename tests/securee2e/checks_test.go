@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,18 +21,8 @@ import (
 
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/platform/audit"
-	"github.com/idgen/idgen/shared/registry/redisstore"
+	"github.com/idgen/idgen/tests/internal/idledger"
 )
-
-// The registry's key layout (shared/registry/redisstore/keys.go), read from
-// the outside as tests/redise2e does: a record lives in the hash
-// "idgen:r:{<shard>:<counter>>7>}" under the field "<counter&127>"; its
-// value starts with the ID's first 8 bytes, then a 4-byte writer nonce.
-func bucketOf(id idcodec.ID) (key, field string) {
-	f := id.Decompose()
-	return redisstore.DefaultPrefix + "r:{" + strconv.Itoa(int(f.Shard)) + ":" + strconv.FormatUint(f.Counter>>7, 10) + "}",
-		strconv.FormatUint(f.Counter&127, 10)
-}
 
 // checkRegistered fails t unless every ID's bucket field holds a value
 // written for that very ID.
@@ -41,26 +30,9 @@ func checkRegistered(t testing.TB, c *redis.Client, ids []idcodec.ID) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	pipe := c.Pipeline()
-	cmds := make([]*redis.StringCmd, len(ids))
-	for i, id := range ids {
-		k, f := bucketOf(id)
-		cmds[i] = pipe.HGet(ctx, k, f)
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	bad, err := idledger.Unregistered(ctx, c, ids)
+	if err != nil {
 		t.Fatalf("reading the registry over TLS: %v", err)
-	}
-	var bad []string
-	for i, cmd := range cmds {
-		v, err := cmd.Bytes()
-		switch {
-		case errors.Is(err, redis.Nil):
-			bad = append(bad, ids[i].String()+": no bucket field")
-		case err != nil:
-			t.Fatal(err)
-		case len(v) < 13 || !bytes.Equal(v[:8], ids[i][:8]):
-			bad = append(bad, fmt.Sprintf("%s: field holds %x", ids[i], v[:min(len(v), 8)]))
-		}
 	}
 	if len(bad) > 0 {
 		t.Errorf("%d of %d IDs are not in the registry, e.g.:\n%s", len(bad), len(ids), strings.Join(bad[:min(len(bad), 10)], "\n"))

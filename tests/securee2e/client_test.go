@@ -1,18 +1,16 @@
 package securee2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"regexp"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/tests/internal/idgenapi"
+	"github.com/idgen/idgen/tests/internal/idledger"
 )
 
 // answer is one HTTP exchange.
@@ -31,42 +29,17 @@ func (a answer) String() string {
 }
 
 // code is the error code of a JSON error body.
-func (a answer) code() string {
-	var e struct {
-		Error struct {
-			Code string `json:"code"`
-		} `json:"error"`
-	}
-	if json.Unmarshal(a.body, &e) != nil {
-		return ""
-	}
-	return e.Error.Code
-}
+func (a answer) code() string { return idgenapi.ErrorCode(a.body) }
 
 // call sends method url with a JSON body (unless empty) and the bearer
 // token (unless empty).
 func call(ctx context.Context, c *http.Client, method, url, token, body string) answer {
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, url, rd)
-	if err != nil {
-		return answer{err: err}
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
+	var header []string
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		header = []string{"Authorization", "Bearer " + token}
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return answer{err: err}
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return answer{status: resp.StatusCode, body: b, header: resp.Header, err: err}
+	status, h, b, err := idgenapi.Call(ctx, c, method, url, body, header...)
+	return answer{status: status, body: b, header: h, err: err}
 }
 
 // generate asks in for count IDs (0: a single ID, {}) and checks a 200
@@ -74,10 +47,7 @@ func call(ctx context.Context, c *http.Client, method, url, token, body string) 
 // increasing order. It fails t on anything else.
 func generate(ctx context.Context, t testing.TB, c *http.Client, in *instance, token string, count int) []idcodec.ID {
 	t.Helper()
-	body := "{}"
-	if count > 0 {
-		body = `{"count":` + strconv.Itoa(count) + `}`
-	}
+	body := string(idgenapi.CountBody(count))
 	a := call(ctx, c, http.MethodPost, in.url+"/generate", token, body)
 	if a.err != nil || a.status != http.StatusOK {
 		t.Fatalf("%s: POST /generate %s: %s", in.name, body, a)
@@ -88,33 +58,9 @@ func generate(ctx context.Context, t testing.TB, c *http.Client, in *instance, t
 // parseIDs checks the 200 answer a of a /generate for count IDs.
 func parseIDs(t testing.TB, in *instance, a answer, count int) []idcodec.ID {
 	t.Helper()
-	var v struct {
-		ID  *string  `json:"id"`
-		IDs []string `json:"ids"`
-	}
-	if err := json.Unmarshal(a.body, &v); err != nil {
-		t.Fatalf("%s: /generate body %q: %v", in.name, a.body, err)
-	}
-	texts, want := v.IDs, count
-	if count == 0 {
-		if v.ID == nil {
-			t.Fatalf("%s: single /generate without \"id\": %s", in.name, a.body)
-		}
-		texts, want = []string{*v.ID}, 1
-	}
-	if len(texts) != want {
-		t.Fatalf("%s: asked %d IDs, got %d", in.name, want, len(texts))
-	}
-	ids := make([]idcodec.ID, 0, len(texts))
-	for _, s := range texts {
-		id, err := idcodec.Parse(s)
-		if err != nil || !id.Valid() || id.String() != s {
-			t.Fatalf("%s: %q is not a canonical idgen ID: %v", in.name, s, err)
-		}
-		if len(ids) > 0 && bytes.Compare(ids[len(ids)-1][:], id[:]) >= 0 {
-			t.Fatalf("%s: batch not in increasing order at %s", in.name, s)
-		}
-		ids = append(ids, id)
+	ids, bad := idgenapi.ParseGenerated(a.body, count)
+	if bad != "" {
+		t.Fatalf("%s: /generate: %s", in.name, bad)
 	}
 	return ids
 }
@@ -168,47 +114,34 @@ func metric(ctx context.Context, t testing.TB, c *http.Client, in *instance, tok
 	if a.err != nil || a.status != http.StatusOK {
 		t.Fatalf("%s: /metrics: %s", in.name, a)
 	}
-	for _, line := range strings.Split(string(a.body), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return f
-		}
+	f, err := idgenapi.Sample(a.body, name)
+	if err != nil {
+		t.Fatalf("%s: %v", in.name, err)
 	}
-	t.Fatalf("%s: no sample %s in /metrics", in.name, name)
-	return 0
+	return f
 }
 
 // uuidRE finds anything shaped like an ID in a body.
 var uuidRE = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
 
-// counterKey is what uniqueness rests on: (shard, counter).
-func counterKey(id idcodec.ID) uint64 {
-	f := id.Decompose()
-	return uint64(f.Shard)<<56 | f.Counter
-}
-
 // ledger collects the IDs the tests received and fails on a duplicate.
 type ledger struct {
-	seen map[uint64]string // (shard, counter) → instance
-	ids  []idcodec.ID
+	seen *idledger.Ledger[*instance]
+	ids  []idcodec.ID // distinct, in arrival order
 	from map[idcodec.ID]*instance
 }
 
 func newLedger() *ledger {
-	return &ledger{seen: map[uint64]string{}, from: map[idcodec.ID]*instance{}}
+	return &ledger{seen: idledger.New[*instance](1 << 10), from: map[idcodec.ID]*instance{}}
 }
 
 func (l *ledger) add(t testing.TB, in *instance, ids []idcodec.ID) {
 	t.Helper()
 	for _, id := range ids {
-		if prev, ok := l.seen[counterKey(id)]; ok {
-			t.Errorf("duplicate: %s from %s, (shard, counter) already returned by %s", id, in.name, prev)
+		if dups := l.seen.Add(in, id); len(dups) > 0 {
+			t.Errorf("duplicate: %s from %s, (shard, counter) already returned by %s", id, in.name, dups[0].First.Meta.name)
 			continue
 		}
-		l.seen[counterKey(id)] = in.name
 		l.ids = append(l.ids, id)
 		l.from[id] = in
 	}

@@ -5,13 +5,11 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +22,7 @@ import (
 	"github.com/idgen/idgen/harness/redisharness"
 	"github.com/idgen/idgen/harness/zkharness"
 	"github.com/idgen/idgen/shared/registry/redisstore"
+	"github.com/idgen/idgen/tests/internal/idgenproc"
 )
 
 // readyTimeout bounds an idgen start (TLS handshakes with ZooKeeper and
@@ -146,7 +145,7 @@ func (s *stack) serveArgs(listen, dataDir string) []string {
 	return append(a, s.redisArgs()...)
 }
 
-// instance is one `idgen serve` child process.
+// instance is one `idgen serve` child process (idgenproc).
 type instance struct {
 	name    string
 	addr    string
@@ -155,7 +154,7 @@ type instance struct {
 	dataDir string
 	audit   string
 	p       *proc.Process
-	once    sync.Once
+	c       *idgenproc.Child
 }
 
 // start starts an instance of the stack and waits for /health/ready.
@@ -166,63 +165,24 @@ func (s *stack) start(name string) *instance {
 
 // startInstance starts `idgen serve` with args(listen, dataDir) and waits
 // until GET /health/ready over HTTPS answers 200 (the endpoint is open).
-// A port lost to another process between picking and binding is retried.
 func startInstance(t *testing.T, name string, client *http.Client, args func(listen, dataDir string) []string) *instance {
 	t.Helper()
-	var last error
-	for attempt := 0; attempt < 3; attempt++ {
-		addr, err := proc.FreeAddr()
-		if err != nil {
-			t.Fatal(err)
-		}
-		dataDir := t.TempDir()
-		a := args(addr, dataDir)
-		p, err := proc.Start(idgenBin, proc.Options{Args: a, DropEnv: []string{"IDGEN_"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		in := &instance{name: name, addr: addr, url: "https://" + addr, args: a, dataDir: dataDir, audit: filepath.Join(dataDir, "audit.log"), p: p}
-		ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
-		err = p.WaitHTTP(ctx, client, in.url+"/health/ready")
-		cancel()
-		if err == nil {
-			t.Cleanup(func() { in.stop(t) })
-			return in
-		}
-		_ = p.Kill()
-		last = fmt.Errorf("%s: %w\n%s", name, err, tail(p.Stderr(), 40))
-		if !strings.Contains(p.Stderr(), "address already in use") {
-			break
-		}
+	c, err := idgenproc.Launch(context.Background(), idgenproc.Options{
+		Name: name, Bin: idgenBin, Args: args, DataDir: t.TempDir, Scheme: "https",
+		Client: client, ReadyTimeout: readyTimeout, ErrorLines: [2]int{0, 40},
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal(last)
-	return nil
+	in := &instance{name: name, addr: c.Addr, url: c.URL, args: c.Args, dataDir: c.DataDir, audit: filepath.Join(c.DataDir, "audit.log"), p: c.Proc, c: c}
+	t.Cleanup(func() { in.stop(t) })
+	return in
 }
 
 // stop sends SIGTERM and expects exit code 0; the instance's stderr is
 // shown when the test failed. Only the first call acts.
 func (in *instance) stop(t testing.TB) {
-	in.once.Do(func() {
-		code, err := in.p.Terminate(30 * time.Second)
-		if err != nil {
-			t.Errorf("%s: %v", in.name, err)
-			_ = in.p.Kill()
-		} else if code != 0 {
-			t.Errorf("%s: exit code %d after SIGTERM", in.name, code)
-		}
-		if t.Failed() || os.Getenv("SECUREE2E_LOGS") == "1" {
-			t.Logf("---- stderr of %s (%s) ----\n%s", in.name, strings.Join(in.args, " "), tail(in.p.Stderr(), 120))
-		}
-	})
-}
-
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = append([]string{fmt.Sprintf("[... %d lines ...]", len(lines)-n)}, lines[len(lines)-n:]...)
-	}
-	return strings.Join(lines, "\n")
+	in.c.Stop(t, os.Getenv("SECUREE2E_LOGS") == "1", 0, 120)
 }
 
 // worker is one `idgen compensate` child process.
@@ -245,7 +205,7 @@ func (s *stack) startWorker(name string) *worker {
 	s.t.Cleanup(func() {
 		_ = p.Kill()
 		if s.t.Failed() || os.Getenv("SECUREE2E_LOGS") == "1" {
-			s.t.Logf("---- stderr of %s ----\n%s", name, tail(p.Stderr(), 60))
+			s.t.Logf("---- stderr of %s ----\n%s", name, idgenproc.Excerpt(p.Stderr(), 0, 60))
 		}
 	})
 	return w
