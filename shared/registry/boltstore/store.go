@@ -35,7 +35,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/idgen/idgen/shared/generator"
-	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/diskguard"
 	"github.com/idgen/idgen/shared/registry/internal/kvregistry"
@@ -76,19 +75,10 @@ type Config struct {
 
 // Validate reports a configuration that cannot work.
 func (c Config) Validate() error {
-	if c.Shard > idcodec.MaxShard {
-		return fmt.Errorf("boltstore: shard %d out of range", c.Shard)
-	}
-	if c.MaxBatch < 0 {
-		return errors.New("boltstore: negative max batch")
-	}
 	if c.CloseTimeout < 0 {
 		return errors.New("boltstore: negative close timeout")
 	}
-	if err := c.Disk.Validate(); err != nil {
-		return fmt.Errorf("boltstore: %w", err)
-	}
-	return nil
+	return kvregistry.Validate("boltstore", c.Shard, c.MaxBatch, c.Disk)
 }
 
 // registryOps are the registry's operations over the file (kvregistry).

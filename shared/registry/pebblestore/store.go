@@ -48,7 +48,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/idgen/idgen/shared/generator"
-	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/diskguard"
 	"github.com/idgen/idgen/shared/registry/internal/kvregistry"
@@ -103,22 +102,13 @@ const BallastName = DirName + ".ballast"
 
 // Validate reports a configuration that cannot work.
 func (c Config) Validate() error {
-	if c.Shard > idcodec.MaxShard {
-		return fmt.Errorf("pebblestore: shard %d out of range", c.Shard)
-	}
-	if c.MaxBatch < 0 {
-		return errors.New("pebblestore: negative max batch")
-	}
 	if c.OpenTimeout < 0 {
 		return errors.New("pebblestore: negative open timeout")
 	}
 	if c.ErrorLogInterval < 0 || c.CloseTimeout < 0 {
 		return errors.New("pebblestore: negative interval")
 	}
-	if err := c.Disk.Validate(); err != nil {
-		return fmt.Errorf("pebblestore: %w", err)
-	}
-	return nil
+	return kvregistry.Validate("pebblestore", c.Shard, c.MaxBatch, c.Disk)
 }
 
 // registryOps are the registry's operations over the directory

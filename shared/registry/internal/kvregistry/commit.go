@@ -3,11 +3,9 @@ package kvregistry
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/idgen/idgen/shared/registry"
-	"github.com/idgen/idgen/shared/registry/diskguard"
 )
 
 // Op is one unit of work of a backend's group commit. Its fn checks
@@ -66,26 +64,4 @@ func Reply(batch []*Op, err error) {
 		}
 		close(o.done)
 	}
-}
-
-// Guarded starts the disk guard of a store in dir, its ballast file
-// ballastName beside the store, then opens the store with open; the guard
-// is closed again when open fails. Errors: diskguard.New's (ErrLowSpace:
-// one line naming the directory, the free and the needed bytes), prefixed
-// with name; open's.
-func Guarded[S any](name string, disk diskguard.Config, dir, ballastName string, open func(*diskguard.Guard) (S, error)) (S, error) {
-	// The guard comes before the lock so that a full disk is refused in
-	// its one clear line before anything is written. A second opener that
-	// then loses the lock can only have done to the ballast what the
-	// holder's guard does itself at its next measure.
-	guard, err := diskguard.New(disk, dir, filepath.Join(dir, ballastName))
-	if err != nil {
-		var zero S
-		return zero, fmt.Errorf("%s: %w", name, err)
-	}
-	s, err := open(guard)
-	if err != nil {
-		guard.Close()
-	}
-	return s, err
 }
