@@ -1,11 +1,9 @@
 package redise2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"sort"
 	"strconv"
@@ -15,6 +13,8 @@ import (
 	"time"
 
 	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/tests/internal/idgenapi"
+	"github.com/idgen/idgen/tests/internal/idledger"
 )
 
 // requestTimeout bounds one HTTP request of the tests.
@@ -53,89 +53,51 @@ type genOpts struct {
 }
 
 // generate sends POST /generate and checks a 200 answer against the
-// contract: canonical version-8 IDs, as many as asked, in increasing order.
+// contract (idgenapi).
 func generate(ctx context.Context, c *http.Client, in *instance, idx, count int, o genOpts) genResult {
-	r := genResult{inst: idx, count: count, sent: time.Now()}
-	body := o.body
-	if body == "" {
-		body = "{}"
-		if count > 0 {
-			body = `{"count":` + strconv.Itoa(count) + `}`
-		}
+	req := idgenapi.Request{IdempotencyKey: o.idemKey}
+	if o.body != "" {
+		req.Body = []byte(o.body)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, in.url+"/generate", strings.NewReader(body))
-	if err != nil {
-		r.err = err
-		return r
+	a := idgenapi.Generate(ctx, c, in.url, count, req)
+	return genResult{inst: idx, count: count, status: a.Status, err: a.Err, code: a.Code, retryAfter: a.RetryAfter,
+		replayed: a.Replayed, ids: a.IDs, bad: a.Bad, sent: a.Sent, recv: a.Recv}
+}
+
+// generateAtOnce sends n requests for count IDs with the Idempotency-Key
+// key at the same moment, to insts[0] and insts[1] in turn, and returns
+// their answers.
+func generateAtOnce(ctx context.Context, c *http.Client, insts []*instance, n, count int, key string) []genResult {
+	results := make([]genResult, n)
+	var wg sync.WaitGroup
+	gate := make(chan struct{})
+	for i := range results {
+		wg.Go(func() {
+			<-gate
+			results[i] = generate(ctx, c, insts[i%2], i%2, count, genOpts{idemKey: key})
+		})
 	}
-	req.Header.Set("Content-Type", "application/json")
-	if o.idemKey != "" {
-		req.Header.Set("Idempotency-Key", o.idemKey)
+	close(gate)
+	wg.Wait()
+	return results
+}
+
+// idSet renders ids as one string: equal sets, equal strings.
+func idSet(ids []idcodec.ID) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = id.String()
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		r.err, r.recv = err, time.Now()
-		return r
-	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	r.recv = time.Now()
-	r.status, r.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
-	r.replayed = resp.Header.Get("Idempotent-Replayed") == "true"
-	if err != nil {
-		r.err = err
-		return r
-	}
-	if resp.StatusCode != http.StatusOK {
-		r.code = errorCode(b)
-		return r
-	}
-	var v struct {
-		ID  *string  `json:"id"`
-		IDs []string `json:"ids"`
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		r.bad = fmt.Sprintf("200 body is not JSON: %v: %.100s", err, b)
-		return r
-	}
-	texts, want := v.IDs, count
-	if count == 0 {
-		want = 1
-		if v.ID == nil {
-			r.bad = fmt.Sprintf("single 200 without \"id\": %.100s", b)
-			return r
-		}
-		texts = []string{*v.ID}
-	}
-	if len(texts) != want {
-		r.bad = fmt.Sprintf("asked %d IDs, got %d", want, len(texts))
-	}
-	for i, s := range texts {
-		id, err := idcodec.Parse(s)
-		if err != nil || !id.Valid() || id.String() != s {
-			r.bad = fmt.Sprintf("ID %q is not a canonical idgen ID: %v", s, err)
-			continue
-		}
-		if len(r.ids) > 0 && bytes.Compare(r.ids[len(r.ids)-1][:], id[:]) >= 0 {
-			r.bad = fmt.Sprintf("batch not in increasing order at %d", i)
-		}
-		r.ids = append(r.ids, id)
-	}
-	return r
+	return strings.Join(s, ",")
 }
 
 // errorCode returns the code of a JSON error body, or a description of a
 // body that is not one.
 func errorCode(b []byte) string {
-	var e struct {
-		Error struct {
-			Code string `json:"code"`
-		} `json:"error"`
+	if code := idgenapi.ErrorCode(b); code != "" {
+		return code
 	}
-	if json.Unmarshal(b, &e) != nil || e.Error.Code == "" {
-		return fmt.Sprintf("<not a JSON error: %.100s>", b)
-	}
-	return e.Error.Code
+	return fmt.Sprintf("<not a JSON error: %.100s>", b)
 }
 
 // is503 reports whether r is the retryable refusal the contract allows:
@@ -163,24 +125,8 @@ type idView struct {
 // call sends method path with body (JSON) and returns the status, the
 // response body and headers.
 func call(ctx context.Context, c *http.Client, in *instance, method, path, body string) (int, []byte, http.Header, error) {
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, in.url+path, rd)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, resp.Header, err
+	status, header, b, err := idgenapi.Call(ctx, c, method, in.url+path, body)
+	return status, b, header, err
 }
 
 // getID fetches GET /ids/{id}; the view is decoded for a 200.
@@ -244,34 +190,22 @@ func metric(ctx context.Context, c *http.Client, in *instance, name string) (flo
 	if status != http.StatusOK {
 		return 0, fmt.Errorf("/metrics answered %d", status)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(v), 64)
-		}
-	}
-	return 0, fmt.Errorf("no sample %s in /metrics", name)
-}
-
-// counterKey is what uniqueness rests on: (shard, counter), 6+56 bits.
-func counterKey(id idcodec.ID) uint64 {
-	f := id.Decompose()
-	return uint64(f.Shard)<<56 | f.Counter
+	return idgenapi.Sample(b, name)
 }
 
 // ledger collects every /generate answer of a test: the IDs returned (to
 // find duplicates) and the statuses.
 type ledger struct {
+	seen *idledger.Ledger[int] // meta: the instance that returned the ID
+
 	mu       sync.Mutex
-	seen     map[uint64]int // (shard, counter) → instance that returned it
-	ids      []idcodec.ID   // every ID returned with 200, in arrival order
-	from     []int          // instance of ids[i]
 	dups     []string
 	results  []genResult
 	statuses map[string]int
 }
 
 func newLedger() *ledger {
-	return &ledger{seen: make(map[uint64]int, 1<<17), statuses: map[string]int{}}
+	return &ledger{seen: idledger.New[int](1 << 17), statuses: map[string]int{}}
 }
 
 // add records r and reports whether it was a 200 within the contract.
@@ -294,17 +228,10 @@ func (l *ledger) add(r genResult) bool {
 	if r.replayed {
 		return true // the IDs of the first answer, counted there
 	}
-	for _, id := range r.ids {
-		k := counterKey(id)
-		if prev, ok := l.seen[k]; ok {
-			if len(l.dups) < 10 {
-				l.dups = append(l.dups, fmt.Sprintf("%s from instance %d, (shard, counter) already returned by instance %d", id, r.inst, prev))
-			}
-			continue
+	for _, d := range l.seen.Add(r.inst, r.ids...) {
+		if len(l.dups) < 10 {
+			l.dups = append(l.dups, fmt.Sprintf("%s from instance %d, (shard, counter) already returned by instance %d", d.ID, r.inst, d.First.Meta))
 		}
-		l.seen[k] = r.inst
-		l.ids = append(l.ids, id)
-		l.from = append(l.from, r.inst)
 	}
 	return true
 }
@@ -320,7 +247,7 @@ func (l *ledger) checkUnique(t testing.TB) {
 			dups += len(r.ids)
 		}
 	}
-	dups -= len(l.ids)
+	dups -= l.seen.Len()
 	if dups != 0 {
 		t.Errorf("%d duplicate IDs, e.g.:\n%s", dups, strings.Join(l.dups, "\n"))
 	}
@@ -349,7 +276,12 @@ func (l *ledger) summary() string {
 func (l *ledger) snapshot() ([]idcodec.ID, []int, []genResult) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]idcodec.ID(nil), l.ids...), append([]int(nil), l.from...), append([]genResult(nil), l.results...)
+	recs := l.seen.Records()
+	ids, from := make([]idcodec.ID, len(recs)), make([]int, len(recs))
+	for i, r := range recs {
+		ids[i], from[i] = r.ID, r.Meta
+	}
+	return ids, from, append([]genResult(nil), l.results...)
 }
 
 // sampleIdx returns up to k indexes of 0..n-1 spread evenly.

@@ -167,28 +167,14 @@ func TestRedisCluster(t *testing.T) {
 	t.Logf("commit/compensate race on %d IDs: commit first on %d, compensate first on %d", len(race), won, len(race)-won)
 
 	// One Idempotency-Key, 16 concurrent requests over both instances.
-	results := make([]genResult, 16)
-	var iw sync.WaitGroup
-	gate := make(chan struct{})
-	for i := range results {
-		iw.Go(func() {
-			<-gate
-			results[i] = generate(ctx, d.client, insts[i%2], i%2, 3, genOpts{idemKey: "cluster-idem"})
-		})
-	}
-	close(gate)
-	iw.Wait()
+	results := generateAtOnce(ctx, d.client, insts, 16, 3, "cluster-idem")
 	distinct, replayed := map[string]bool{}, 0
 	var winner []idcodec.ID
 	for _, r := range results {
 		if r.status != http.StatusOK || r.bad != "" {
 			t.Fatalf("idempotent request: %s", r.String())
 		}
-		var s []string
-		for _, id := range r.ids {
-			s = append(s, id.String())
-		}
-		distinct[strings.Join(s, ",")] = true
+		distinct[idSet(r.ids)] = true
 		if r.replayed {
 			replayed++
 		} else {

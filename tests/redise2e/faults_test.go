@@ -79,11 +79,54 @@ func startLoad(ctx context.Context, c *http.Client, insts []*instance, workers i
 	return lr
 }
 
+// startLoadOK starts a load of 8 workers on insts and waits up to 30s
+// until every instance answered 200 to it; it returns the load and when it
+// started.
+func startLoadOK(ctx context.Context, t *testing.T, c *http.Client, insts []*instance) (*loadRun, time.Time) {
+	t.Helper()
+	t0 := time.Now()
+	lr := startLoad(ctx, c, insts, 8)
+	if _, err := lr.waitOK(len(insts), t0, 30*time.Second); err != nil {
+		lr.Stop()
+		t.Fatal(err)
+	}
+	return lr, t0
+}
+
 // Stop ends the load and waits for every request in flight.
 func (lr *loadRun) Stop() {
 	lr.stop()
 	lr.load.Stop()
 	lr.probes.Wait()
+}
+
+// finish waits until every one of n instances answered 200 to a request
+// sent after since (failing t with what if none did within timeout), lets
+// the load run one more second, stops it and checks its answers. It
+// returns when the last instance answered 200.
+func (lr *loadRun) finish(t *testing.T, n int, since time.Time, timeout time.Duration, what string) time.Time {
+	t.Helper()
+	tOK, err := lr.waitOK(n, since, timeout)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	time.Sleep(time.Second)
+	lr.Stop()
+	checkAnswers(t, lr.l)
+	return tOK
+}
+
+// restartRedis restarts srv within 30s and returns when the restart began
+// and when it ended; it fails t on an error.
+func restartRedis(ctx context.Context, t *testing.T, srv *redisharness.Server) (began, ended time.Time) {
+	t.Helper()
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	began = time.Now()
+	if err := srv.Restart(rctx); err != nil {
+		t.Fatal(err)
+	}
+	return began, time.Now()
 }
 
 // waitOK waits until every instance has answered 200 to a request sent
@@ -195,12 +238,8 @@ func TestRedisKilledMidLoad(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	t0 := time.Now()
-	lr := startLoad(ctx, d.client, insts, 8)
+	lr, t0 := startLoadOK(ctx, t, d.client, insts)
 	defer lr.Stop()
-	if _, err := lr.waitOK(len(insts), t0, 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
 	time.Sleep(time.Second)
 
 	if err := srv.Kill(); err != nil {
@@ -233,22 +272,10 @@ func TestRedisKilledMidLoad(t *testing.T) {
 		time.Sleep(rest)
 	}
 
-	rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
 	// Redis may answer as soon as its process starts, before Restart has
 	// returned: "dead" ends when the restart begins.
-	tRestart := time.Now()
-	err := srv.Restart(rctx)
-	rcancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tUp := time.Now()
-	tOK, err := lr.waitOK(len(insts), tUp, 30*time.Second)
-	if err != nil {
-		t.Fatalf("no automatic recovery after Redis restarted: %v", err)
-	}
-	time.Sleep(time.Second)
-	lr.Stop()
+	tRestart, tUp := restartRedis(ctx, t, srv)
+	tOK := lr.finish(t, len(insts), tUp, 30*time.Second, "no automatic recovery after Redis restarted")
 
 	for _, in := range insts {
 		status, h, err := health(ctx, d.client, in)
@@ -256,7 +283,6 @@ func TestRedisKilledMidLoad(t *testing.T) {
 			t.Errorf("%s: /health after recovery: %d %+v %v", in.name, status, h, err)
 		}
 	}
-	checkAnswers(t, lr.l)
 	ids, _, results := lr.l.snapshot()
 	before := window(results, t0, tKill)
 	down := window(results, tKill, tUp)
@@ -289,12 +315,8 @@ func TestSentinelFailoverDurable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	t0 := time.Now()
-	lr := startLoad(ctx, d.client, insts, 8)
+	lr, t0 := startLoadOK(ctx, t, d.client, insts)
 	defer lr.Stop()
-	if _, err := lr.waitOK(len(insts), t0, 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
 	time.Sleep(1500 * time.Millisecond)
 
 	old, err := g.KillPrimary()
@@ -313,21 +335,9 @@ func TestSentinelFailoverDurable(t *testing.T) {
 
 	// Without a replica, nothing is acknowledged.
 	time.Sleep(3 * time.Second)
-	rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
-	err = old.Restart(rctx)
-	rcancel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tRestart := time.Now()
-	tOK, err := lr.waitOK(len(insts), tRestart, 45*time.Second)
-	if err != nil {
-		t.Fatalf("durable writes did not resume after the old primary was restarted: %v", err)
-	}
-	time.Sleep(time.Second)
-	lr.Stop()
+	_, tRestart := restartRedis(ctx, t, old)
+	tOK := lr.finish(t, len(insts), tRestart, 45*time.Second, "durable writes did not resume after the old primary was restarted")
 
-	checkAnswers(t, lr.l)
 	ids, _, results := lr.l.snapshot()
 	gap := window(results, tKill, tRestart)
 	if gap.okEarly > 0 {

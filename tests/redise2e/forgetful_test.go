@@ -21,6 +21,8 @@ import (
 	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/harness/redisharness"
 	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/tests/internal/idgenproc"
+	"github.com/idgen/idgen/tests/internal/idledger"
 )
 
 // forgetful is the gauge of reason.
@@ -223,13 +225,8 @@ func TestRedisRestartedEmpty(t *testing.T) {
 		in.stop(t)
 		in2 := d.start("idgen-b", nil)
 		after := issueIDs(t, ctx, d.client, in2, 500)
-		seen := map[uint64]bool{}
-		for _, id := range append(acked, after...) {
-			if k := counterKey(id); seen[k] {
-				t.Errorf("%s: (shard, counter) handed out twice", id)
-			} else {
-				seen[k] = true
-			}
+		for _, d := range idledger.New[struct{}](len(acked)+len(after)).Add(struct{}{}, append(acked, after...)...) {
+			t.Errorf("%s: (shard, counter) handed out twice", d.ID)
 		}
 		if status, _, err := getID(ctx, d.client, in2, after[0]); err != nil || status != http.StatusOK {
 			t.Errorf("GET /ids/%s after the reset: %d %v", after[0], status, err)
@@ -262,7 +259,7 @@ func TestRedisWithoutPersistenceRefused(t *testing.T) {
 	code, err := p.Wait(30 * time.Second)
 	if err != nil {
 		_ = p.Kill()
-		t.Fatalf("idgen serve without --dev on a Redis without persistence: still running after 30 s: %v\n%s", err, excerpt(p.Stderr(), 20, 20))
+		t.Fatalf("idgen serve without --dev on a Redis without persistence: still running after 30 s: %v\n%s", err, idgenproc.Excerpt(p.Stderr(), 20, 20))
 	}
 	stderr := strings.TrimSpace(p.Stderr())
 	t.Logf("exit %d: %s", code, stderr)

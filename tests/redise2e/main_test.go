@@ -1,39 +1,18 @@
 package redise2e
 
 import (
-	"flag"
-	"fmt"
 	"os"
 	"testing"
 
-	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/harness/zkharness"
+	"github.com/idgen/idgen/tests/internal/idgenproc"
 )
 
 // idgenBin is the `idgen` binary TestMain builds once for every test.
 var idgenBin string
 
 func TestMain(m *testing.M) {
-	os.Exit(testMain(m))
-}
-
-func testMain(m *testing.M) int {
-	flag.Parse()
-	bin, cleanup, err := proc.BuildIdgen("redise2e")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer cleanup()
-	idgenBin = bin
-	code := m.Run()
-	if err := zkShared.Close(); err != nil {
-		fmt.Fprintln(os.Stderr, "redise2e: close ZooKeeper:", err)
-		if code == 0 {
-			code = 1
-		}
-	}
-	return code
+	os.Exit(idgenproc.Main(m, "redise2e", &idgenBin, zkShared.Close))
 }
 
 // zkShared is the package's one ZooKeeper server, started on first use.

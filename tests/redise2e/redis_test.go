@@ -1,10 +1,8 @@
 package redise2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
-	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,19 +13,14 @@ import (
 
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry/redisstore"
+	"github.com/idgen/idgen/tests/internal/idledger"
 )
 
-// The registry's key layout (shared/registry/redisstore/keys.go), read from
-// the outside: a record lives in the hash "idgen:r:{<shard>:<counter>>7>}"
-// under the field "<counter&127>"; its value starts with the ID's first 8
-// bytes (timestamp, version, worker), then a 4-byte writer nonce.
+// keyPrefix starts every key of the registry (idledger.BucketOf).
 const keyPrefix = redisstore.DefaultPrefix
 
-func bucketOf(id idcodec.ID) (key, field string) {
-	f := id.Decompose()
-	return keyPrefix + "r:{" + strconv.Itoa(int(f.Shard)) + ":" + strconv.FormatUint(f.Counter>>7, 10) + "}",
-		strconv.FormatUint(f.Counter&127, 10)
-}
+// bucketOf is where the registry holds id.
+func bucketOf(id idcodec.ID) (key, field string) { return idledger.BucketOf(id) }
 
 // redisOpts are how the tests' own client connects.
 type redisOpts struct {
@@ -60,46 +53,12 @@ func clusterClient(t testing.TB, addrs []string) *redis.ClusterClient {
 	return c
 }
 
-// unregistered returns the IDs among ids whose bucket field does not hold
-// a value written for that very ID (absent, or another ID's high half),
-// described; it reads with pipelined HGETs.
-func unregistered(ctx context.Context, c redis.Cmdable, ids []idcodec.ID) ([]string, error) {
-	var bad []string
-	const chunk = 4096
-	for lo := 0; lo < len(ids); lo += chunk {
-		part := ids[lo:min(lo+chunk, len(ids))]
-		pipe := c.Pipeline()
-		cmds := make([]*redis.StringCmd, len(part))
-		for i, id := range part {
-			k, f := bucketOf(id)
-			cmds[i] = pipe.HGet(ctx, k, f)
-		}
-		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
-			return nil, err
-		}
-		for i, cmd := range cmds {
-			v, err := cmd.Bytes()
-			switch {
-			case err == redis.Nil:
-				bad = append(bad, part[i].String()+": no bucket field")
-			case err != nil:
-				return nil, err
-			case len(v) < 13:
-				bad = append(bad, fmt.Sprintf("%s: %d-byte value", part[i], len(v)))
-			case !bytes.Equal(v[:8], part[i][:8]):
-				bad = append(bad, fmt.Sprintf("%s: field holds another ID's high half %x", part[i], v[:8]))
-			}
-		}
-	}
-	return bad, nil
-}
-
 // checkRegistered fails t unless every ID of ids is registered in c.
 func checkRegistered(t testing.TB, c redis.Cmdable, ids []idcodec.ID, what string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	bad, err := unregistered(ctx, c, ids)
+	bad, err := idledger.Unregistered(ctx, c, ids)
 	if err != nil {
 		t.Fatalf("reading the registry: %v", err)
 	}

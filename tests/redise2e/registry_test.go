@@ -157,17 +157,7 @@ func TestIdempotencyAcrossInstances(t *testing.T) {
 	}{{"single", 0}, {"count=5", 5}, {"single again", 0}}
 	for ri, round := range rounds {
 		key := strings.NewReplacer(" ", "_", "=", "_", ".", "_").Replace("idem-" + round.name + "-" + time.Now().Format("150405.000000"))
-		results := make([]genResult, concurrent)
-		var wg sync.WaitGroup
-		gate := make(chan struct{})
-		for i := range concurrent {
-			wg.Go(func() {
-				<-gate
-				results[i] = generate(ctx, d.client, insts[i%2], i%2, round.count, genOpts{idemKey: key})
-			})
-		}
-		close(gate)
-		wg.Wait()
+		results := generateAtOnce(ctx, d.client, insts, concurrent, round.count, key)
 
 		distinct := map[string]bool{}
 		replayed, firsts := 0, 0
@@ -177,11 +167,7 @@ func TestIdempotencyAcrossInstances(t *testing.T) {
 				t.Errorf("%s: %s", round.name, r.String())
 				continue
 			}
-			var s []string
-			for _, id := range r.ids {
-				s = append(s, id.String())
-			}
-			distinct[strings.Join(s, ",")] = true
+			distinct[idSet(r.ids)] = true
 			if r.replayed {
 				replayed++
 			} else {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/idgen/idgen/harness/redisharness"
 )
 
@@ -38,19 +40,8 @@ func TestDeadlinesSweptOnceAcrossInstances(t *testing.T) {
 	if status, state, err := transition(ctx, d.client, insts[1], "/commit", kept, ""); err != nil || status != http.StatusOK || state != "committed" {
 		t.Fatalf("commit before the deadline: %d %q %v", status, state, err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		n, err := admin.ZCard(ctx, keyPrefix+"deadlines:{0}").Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("deadline index still holds %d entries", n)
-		}
-		time.Sleep(200 * time.Millisecond)
+	if n := waitDeadlinesSwept(ctx, t, admin, 30*time.Second, 200*time.Millisecond); n > 0 {
+		t.Fatalf("deadline index still holds %d entries", n)
 	}
 	for _, j := range sampleIdx(len(ids), 50) {
 		_, v, err := getID(ctx, d.client, insts[j%2], ids[j])
@@ -161,23 +152,12 @@ func TestSweeperTakesOver(t *testing.T) {
 	if r := generate(ctx, d.client, other, 0, 50, genOpts{body: `{"count":50,"timeout_ms":1500}`}); !l.add(r) {
 		t.Fatal(r.String())
 	}
-	leader.once.Do(func() {}) // killed, not stopped: no exit code to check
-	if err := leader.p.Kill(); err != nil {
+	if err := leader.c.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	for {
-		n, err := admin.ZCard(ctx, keyPrefix+"deadlines:{0}").Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			break
-		}
-		if time.Since(killed) > 30*time.Second {
-			t.Fatalf("30 s after the sweeper died, %d IDs past their deadline are still pending", n)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if n := waitDeadlinesSwept(ctx, t, admin, 30*time.Second, 100*time.Millisecond); n > 0 {
+		t.Fatalf("30 s after the sweeper died, %d IDs past their deadline are still pending", n)
 	}
 	t.Logf("the other instance took over and swept %.1f s after the elected sweeper was killed", time.Since(killed).Seconds())
 	other.stop(t)
@@ -199,5 +179,23 @@ func TestSweeperTakesOver(t *testing.T) {
 		if audited[id.String()] != 1 {
 			t.Errorf("%s: %d timeout compensations audited by the new sweeper, want 1", id, audited[id.String()])
 		}
+	}
+}
+
+// waitDeadlinesSwept polls the deadline index of shard 0 every interval
+// until it is empty or timeout passes, and returns how many entries it
+// held last (0: swept).
+func waitDeadlinesSwept(ctx context.Context, t *testing.T, admin redis.Cmdable, timeout, interval time.Duration) int64 {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		n, err := admin.ZCard(ctx, keyPrefix+"deadlines:{0}").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(interval)
 	}
 }
