@@ -1,5 +1,5 @@
 // Package idgenproc starts and stops `idgen` child processes for the
-// end-to-end suites and the bench tool: a free loopback port, a fresh data
+// end-to-end suites and the bench and chaos tools: a free loopback port, a fresh data
 // directory, a wait until the child is ready, a graceful stop that expects
 // exit code 0, and the child's output when something went wrong.
 //
@@ -39,8 +39,8 @@ type Options struct {
 	// a data directory.
 	Args func(listen, dataDir string) []string
 	// Listen, when set, is the listen address Args gets as is (e.g.
-	// "127.0.0.1:0": the child picks its port and Serving reads it);
-	// default a free loopback port (proc.FreeAddr).
+	// "127.0.0.1:0": the child picks its port and ServingAddr reads it
+	// from its log); default a free loopback port (proc.FreeAddr).
 	Listen string
 	// Fixed means Args carries the child's own address (or it has none):
 	// Start picks no port, Args gets "" as listen, and Addr and URL stay
@@ -70,8 +70,8 @@ type Options struct {
 // Child is one started `idgen` process.
 type Child struct {
 	Name    string
-	Addr    string // host:port it listens on
-	URL     string // Scheme://Addr
+	Addr    string // host:port it listens on ("" with Options.Fixed)
+	URL     string // Scheme://Addr ("" with Options.Fixed)
 	Args    []string
 	DataDir string
 	Proc    *proc.Process
