@@ -48,6 +48,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/idgen/idgen/shared/platform/backoff"
+
 	"github.com/go-zookeeper/zk"
 	"github.com/google/uuid"
 	"go.uber.org/zap"
@@ -235,8 +237,8 @@ func (a *Allocator) open(ctx context.Context) error {
 		if err == nil || !transient(err) {
 			return err
 		}
-		if err := sleep(ctx, backoff(attempt, 20*time.Millisecond, time.Second)); err != nil {
-			return err
+		if !backoff.Sleep(ctx, backoff.Equal(attempt, 20*time.Millisecond, time.Second)) {
+			return ctx.Err()
 		}
 	}
 }

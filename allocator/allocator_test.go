@@ -173,12 +173,3 @@ func FuzzDecodeCounter(f *testing.F) {
 		}
 	})
 }
-
-func TestBackoff(t *testing.T) {
-	for attempt := range 20 {
-		d := backoff(attempt, time.Millisecond, 200*time.Millisecond)
-		if d < 0 || d > 200*time.Millisecond {
-			t.Errorf("backoff(%d) = %v outside [0, 200ms]", attempt, d)
-		}
-	}
-}

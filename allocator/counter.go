@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/idgen/idgen/shared/platform/backoff"
+
 	"github.com/go-zookeeper/zk"
 	"go.uber.org/zap"
 
@@ -147,8 +149,8 @@ func (a *Allocator) claim(ctx context.Context, n uint64) (generator.Range, int, 
 				if !transient(err) {
 					return generator.Range{}, attempt, 0, err
 				}
-				if err := sleep(ctx, backoff(attempt, 10*time.Millisecond, time.Second)); err != nil {
-					return generator.Range{}, attempt, 0, err
+				if !backoff.Sleep(ctx, backoff.Equal(attempt, 10*time.Millisecond, time.Second)) {
+					return generator.Range{}, attempt, 0, ctx.Err()
 				}
 				continue
 			}
@@ -189,8 +191,8 @@ func (a *Allocator) claim(ctx context.Context, n uint64) (generator.Range, int, 
 			return r, attempt, v, nil
 		case errors.Is(err, zk.ErrBadVersion):
 			a.casConflicts.Add(1)
-			if err := sleep(ctx, backoff(conflicts, time.Millisecond, 200*time.Millisecond)); err != nil {
-				return generator.Range{}, attempt, v, err
+			if !backoff.Sleep(ctx, backoff.Equal(conflicts, time.Millisecond, 200*time.Millisecond)) {
+				return generator.Range{}, attempt, v, ctx.Err()
 			}
 			conflicts++
 			continue
@@ -273,8 +275,8 @@ func (a *Allocator) resolve(ctx context.Context) (*counterRead, error) {
 		if err == nil || !transient(err) {
 			return rd, err
 		}
-		if err := sleep(ctx, backoff(attempt, 20*time.Millisecond, time.Second)); err != nil {
-			return nil, err
+		if !backoff.Sleep(ctx, backoff.Equal(attempt, 20*time.Millisecond, time.Second)) {
+			return nil, ctx.Err()
 		}
 	}
 }

@@ -6,11 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/idgen/idgen/shared/platform/backoff"
 
 	"github.com/go-zookeeper/zk"
 	"go.uber.org/zap"
@@ -87,28 +88,6 @@ func transient(err error) bool {
 		return true
 	}
 	return false
-}
-
-// backoff returns a full-jitter exponential delay for attempt (0-based).
-func backoff(attempt int, base, ceiling time.Duration) time.Duration {
-	d := base
-	for i := 0; i < attempt && d < ceiling; i++ {
-		d *= 2
-	}
-	d = min(d, ceiling)
-	return d/2 + rand.N(d/2+1)
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // acls builds the ACL lists of the znodes this service creates.
@@ -209,8 +188,8 @@ func (a *Allocator) ensureNode(ctx context.Context, path string, data []byte, ac
 		if !transient(err) {
 			return a.closedOr(err)
 		}
-		if err := sleep(ctx, backoff(attempt, 20*time.Millisecond, time.Second)); err != nil {
-			return err
+		if !backoff.Sleep(ctx, backoff.Equal(attempt, 20*time.Millisecond, time.Second)) {
+			return ctx.Err()
 		}
 	}
 }

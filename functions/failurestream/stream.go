@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/idgen/idgen/shared/platform/backoff"
+
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
@@ -266,7 +268,7 @@ func (w *Worker) deadLetter(ctx context.Context, e entry, ev saga.Event, cause s
 			return
 		}
 		w.log.Warn("dead-letter move failed; retrying", zap.String("entry", e.msg.ID), zap.Error(err))
-		sleep(ctx, w.backoff(attempt))
+		backoff.Sleep(ctx, w.backoff(attempt))
 	}
 	w.trim(ctx)
 	w.m.processed.WithLabelValues("dead_lettered").Inc()

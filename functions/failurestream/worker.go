@@ -18,9 +18,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/idgen/idgen/shared/platform/backoff"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
@@ -281,7 +282,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			failures++
 			w.log.Warn("reading the stream failed; retrying", zap.Error(err), zap.Int("failures", failures))
-			sleep(ctx, w.backoff(failures))
+			backoff.Sleep(ctx, w.backoff(failures))
 			continue
 		}
 		failures = 0
@@ -396,7 +397,7 @@ func (w *Worker) handle(procCtx, runCtx context.Context, e entry) {
 			w.log.Warn("transient failure; retrying", zap.String("entry", e.msg.ID), zap.String("id", ev.ID), zap.Int("attempt", attempt), zap.Error(err))
 		}
 		ev.Redelivered = true // the failed attempt may have stored the effect
-		if !sleep(runCtx, w.backoff(attempt)) {
+		if !backoff.Sleep(runCtx, w.backoff(attempt)) {
 			w.unflight(e.msg.ID)
 			return
 		}
@@ -405,11 +406,7 @@ func (w *Worker) handle(procCtx, runCtx context.Context, e entry) {
 
 // backoff is attempt's wait: full jitter under an exponential cap.
 func (w *Worker) backoff(attempt int) time.Duration {
-	capped := w.cfg.BackoffMax
-	if attempt < 30 {
-		capped = min(w.cfg.BackoffMax, w.cfg.BackoffBase<<attempt)
-	}
-	return time.Duration(rand.Int64N(int64(capped) + 1))
+	return backoff.Full(attempt, w.cfg.BackoffBase, w.cfg.BackoffMax)
 }
 
 // acker acknowledges finished entries in groups: everything waiting rides
@@ -454,7 +451,7 @@ func (w *Worker) acker(ctx context.Context) {
 				break
 			}
 			w.log.Warn("XACK failed; retrying", zap.Int("entries", len(ids)), zap.Error(err))
-			sleep(ctx, w.backoff(attempt))
+			backoff.Sleep(ctx, w.backoff(attempt))
 		}
 		w.unflight(ids...)
 	}
@@ -472,16 +469,4 @@ func (w *Worker) inFlight() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.inflight)
-}
-
-// sleep waits d or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
