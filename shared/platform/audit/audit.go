@@ -122,6 +122,9 @@ type Log struct {
 	good        int64 // the file's size up to its last durable line
 	dirty       bool  // the file holds bytes past good that a cut must drop
 	outage      *outage
+	chain       chain
+	buf         []byte    // the next write, kept between flushes
+	segs        []segment // its lines
 
 	wake chan struct{}
 	quit chan struct{}
@@ -167,7 +170,7 @@ func OpenWith(path, instance string, s Settings) (*Log, error) {
 func newLog(sk sink, size int64, truncatable bool, resource, instance string, s Settings) *Log {
 	l := &Log{
 		instance: instance, resource: resource, set: s.withDefaults(), now: time.Now,
-		sink: sk, truncatable: truncatable, good: size,
+		sink: sk, truncatable: truncatable, good: size, chain: chain{writer: newWriterID()},
 		wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
 	}
 	go l.writer()
@@ -190,7 +193,7 @@ func (l *Log) Record(e Event) error {
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
-	p := &pending{line: append(line, '\n'), done: make(chan error, 1)}
+	p := &pending{body: openBody(line), done: make(chan error, 1)}
 	l.mu.Lock()
 	switch {
 	case l.closed:

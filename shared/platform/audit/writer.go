@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,9 +11,10 @@ import (
 
 // pending is an entry waiting to be written.
 type pending struct {
-	line     []byte
+	body     []byte     // its JSON object without the closing brace (see appendLine)
 	done     chan error // nil for the log's own audit.resume line
 	failedAt time.Time  // its first failed write; zero until then
+	written  bool       // set by flush when its line is durable
 }
 
 // outage is a run of failed writes, ended by a durable audit.resume line.
@@ -23,24 +25,34 @@ type outage struct {
 }
 
 // writer writes the backlog whenever Record adds to it and, after a
-// failure, every RetryInterval until a write succeeds; on Close it writes
-// what is left once more and gives the rest back with ErrClosed.
+// failure, every RetryInterval until a write succeeds; with a signing key
+// it writes a checkpoint every CheckpointInterval in which lines were
+// written. On Close it writes what is left once more, and a checkpoint,
+// and gives the rest back with ErrClosed.
 func (l *Log) writer() {
 	defer close(l.done)
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
-	var retryC <-chan time.Time
+	var retryC, tickC <-chan time.Time
+	if l.set.SigningKey != nil {
+		tick := time.NewTicker(l.set.CheckpointInterval)
+		defer tick.Stop()
+		tickC = tick.C
+	}
 	for {
+		checkpoint := false
 		select {
 		case <-l.wake:
 		case <-retryC:
+		case <-tickC:
+			checkpoint = true
 		case <-l.quit:
-			l.flush()
+			l.flush(true)
 			l.giveBackAll(ErrClosed)
 			return
 		}
-		if l.flush() {
+		if l.flush(checkpoint) {
 			retry.Reset(l.set.RetryInterval)
 			retryC = retry.C
 		} else {
@@ -49,21 +61,36 @@ func (l *Log) writer() {
 	}
 }
 
+// segment is one line of a write: an entry, the log's audit.resume line,
+// or a checkpoint (p nil).
+type segment struct {
+	p     *pending
+	cp    *Checkpoint
+	n     int   // bytes of the line
+	after chain // the chain once the line is durable
+}
+
 // flush writes the backlog, and during an outage an audit.resume line
-// after it, in one write, then syncs. Entries that are durable get nil;
-// the others stay in the backlog until Wait after their first failure,
-// then get the error. flush reports whether anything is left to retry.
+// after it, in one write, then syncs. With a signing key it adds a
+// checkpoint after every CheckpointEvery lines of the chain, and at the
+// end when checkpoint is set and lines were written since the last one.
+// Entries that are durable get nil; the others stay in the backlog until
+// Wait after their first failure, then get the error. flush reports
+// whether anything is left to retry.
 //
 // Whole or absent: before anything else is written, the file is cut back
 // to l.good, the end of its last durable line (l.dirty until that cut
 // succeeds). So an entry given back with an error is not in the file, and
-// a retry by its caller writes it once.
-func (l *Log) flush() (again bool) {
+// a retry by its caller writes it once. The chain advances with l.good:
+// only over the lines that are durable.
+func (l *Log) flush(checkpoint bool) (again bool) {
 	l.mu.Lock()
 	batch := l.backlog
 	l.backlog = nil
 	l.mu.Unlock()
-	if len(batch) == 0 && l.outage == nil && !l.dirty {
+	signing := l.set.SigningKey != nil
+	checkpoint = checkpoint && signing && l.chain.since > 0
+	if len(batch) == 0 && l.outage == nil && !l.dirty && !checkpoint {
 		return false
 	}
 	now := time.Now()
@@ -71,33 +98,55 @@ func (l *Log) flush() (again bool) {
 		batch = append(batch, l.resumeLine())
 	}
 	var err error
-	kept := 0 // bytes of buf that are durable
-	var buf []byte
 	if l.dirty {
 		err = l.repair()
 	}
 	if err == nil {
+		segs := l.segs[:0]
+		buf := l.buf[:0]
+		c := l.chain
 		for _, p := range batch {
-			buf = append(buf, p.line...)
+			start := len(buf)
+			buf = c.appendLine(buf, p.body)
+			c.since++
+			segs = append(segs, segment{p: p, n: len(buf) - start, after: c})
+			if signing && c.since >= l.set.CheckpointEvery {
+				buf, segs = l.appendCheckpoint(buf, segs, &c)
+			}
 		}
+		if checkpoint && c.since > 0 {
+			buf, segs = l.appendCheckpoint(buf, segs, &c)
+		}
+		var kept int // bytes of buf that are durable
 		kept, err = l.write(buf)
+		for _, s := range segs {
+			if kept < s.n {
+				break
+			}
+			kept -= s.n
+			l.chain = s.after
+			if s.p != nil {
+				s.p.written = true
+			}
+			if s.cp != nil && l.set.Checkpoint != nil {
+				l.set.Checkpoint(*s.cp)
+			}
+		}
+		l.segs, l.buf = segs[:0], buf[:0]
+		if cap(l.buf) > maxKeptBuf {
+			l.buf = nil
+		}
 	}
 
 	var left []*pending
 	var acks []ack
 	for _, p := range batch {
-		written := kept >= len(p.line)
-		if written {
-			kept -= len(p.line)
-		} else {
-			kept = 0
-		}
 		switch {
 		case p.done == nil:
-			if written {
+			if p.written {
 				l.outage = nil
 			}
-		case written:
+		case p.written:
 			acks = append(acks, ack{p, nil})
 		default:
 			if p.failedAt.IsZero() {
@@ -125,6 +174,27 @@ func (l *Log) flush() (again bool) {
 		a.p.done <- a.err
 	}
 	return err != nil
+}
+
+// maxKeptBuf bounds the write buffer flush keeps for the next write.
+const maxKeptBuf = 1 << 20
+
+// appendCheckpoint appends a signed checkpoint of c (its last line) as
+// the chain's next line.
+func (l *Log) appendCheckpoint(buf []byte, segs []segment, c *chain) ([]byte, []segment) {
+	t := l.now()
+	cp := &Checkpoint{Writer: c.writer, Seq: c.seq, Hash: hex.EncodeToString(c.hash[:]), Time: t.UTC().Format(timeLayout)}
+	cp.sign(l.set.SigningKey, l.set.KeyID)
+	ev, _ := json.Marshal(Event{
+		Time: t, Actor: "system", Action: ActionAuditCheckpoint, Resource: l.resource, Outcome: OutcomeSuccess, Instance: l.instance,
+		Reason: fmt.Sprintf("lines 1-%d of writer %s", c.seq, c.writer),
+	})
+	cpJSON, _ := json.Marshal(cp)
+	body := append(append(openBody(ev), `,"checkpoint":`...), cpJSON...)
+	start := len(buf)
+	buf = c.appendLine(buf, body)
+	c.since = 0
+	return buf, append(segs, segment{cp: cp, n: len(buf) - start, after: *c})
 }
 
 type ack struct {
@@ -197,7 +267,7 @@ func (l *Log) resumeLine() *pending {
 		Reason: fmt.Sprintf("writes failed from %s: %v; %d entries given back to their callers",
 			o.since.UTC().Format(timeLayout), o.err, o.given),
 	})
-	return &pending{line: append(line, '\n')}
+	return &pending{body: openBody(line)}
 }
 
 // giveBackAll empties the backlog with err.

@@ -195,6 +195,8 @@ func TestBacklogRides(t *testing.T) {
 	}
 }
 
+// mustLine is e's line as the log writes it after its first line: with
+// the chain fields, prev included.
 func mustLine(t *testing.T, e Event) []byte {
 	t.Helper()
 	e.Instance = "inst"
@@ -202,7 +204,8 @@ func mustLine(t *testing.T, e Event) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return append(b, '\n')
+	c := chain{writer: newWriterID(), seq: 1}
+	return c.appendLine(nil, openBody(b))
 }
 
 // TestSyncFailureCut: a write whose fsync fails is cut back (its pages may
