@@ -146,7 +146,7 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 	st.onClose(func() error { gen.Close(); return nil })
 	metrics = httpapi.NewMetrics(gen)
 	if co.alloc != nil {
-		registerZKMetrics(metrics.Registry, co.alloc)
+		co.alloc.RegisterMetrics(metrics.Registry)
 	}
 	registerStoreMetrics(metrics.Registry, st.store)
 	engine := c.StoreEngine
@@ -290,11 +290,11 @@ func zkCoordination(ctx context.Context, c ServeConfig, alloc *allocator.Allocat
 			return coordination{}, fmt.Errorf("--data-dir: %w", err)
 		}
 	}
-	if err := checkHighWater(ctx, alloc, reg.store); err != nil {
+	if err := alloc.CheckHighWaterOf(ctx, reg.store); err != nil {
 		return coordination{}, err
 	}
 	co := coordination{
-		alloc: alloc, src: markedSource{alloc, reg.store, log}, worker: alloc, membership: zkMembership{alloc},
+		alloc: alloc, src: allocator.Marked(alloc, reg.store, log), worker: alloc, membership: zkMembership{alloc},
 		checks: zkChecks(alloc, clock.Read),
 		leads:  func(context.Context) (bool, error) { return true, nil },
 	}

@@ -9,12 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/idgen/idgen/allocator"
 	"github.com/idgen/idgen/functions/httpapi"
-	"github.com/idgen/idgen/shared/generator"
 )
 
 // zkTLS builds the client TLS config for ZooKeeper's secureClientPort.
@@ -78,41 +76,6 @@ type allocOpened struct {
 	err error
 }
 
-// checkHighWater refuses to issue when the ZooKeeper counter is below the
-// mark the registry remembers (an ensemble restored from an old snapshot).
-func checkHighWater(ctx context.Context, a *allocator.Allocator, marks registryStore) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	hw, err := marks.HighWater(ctx)
-	if err == nil {
-		err = a.CheckHighWater(ctx, hw)
-	}
-	if err != nil {
-		return fmt.Errorf("start-up check: refusing to issue: %w", err)
-	}
-	return nil
-}
-
-// markedSource claims ranges from ZooKeeper and records each range's end in
-// the local store, the high-water mark of the next start-up check.
-type markedSource struct {
-	src   generator.RangeSource
-	marks registryStore
-	log   *zap.Logger
-}
-
-func (m markedSource) ClaimRange(ctx context.Context, n uint64) (generator.Range, error) {
-	r, err := m.src.ClaimRange(ctx, n)
-	if err != nil {
-		return r, err
-	}
-	if err := m.marks.RaiseHighWater(ctx, r.End); err != nil {
-		// The range is quorum-committed and ours; the mark is a safety net.
-		m.log.Warn("could not record the high-water mark", zap.Uint64("end", r.End), zap.Error(err))
-	}
-	return r, nil
-}
-
 type zkMembership struct{ a *allocator.Allocator }
 
 func (z zkMembership) Members(ctx context.Context) ([]httpapi.Member, error) {
@@ -146,27 +109,4 @@ func zkChecks(a *allocator.Allocator, now func() time.Time) []httpapi.Check {
 			return nil
 		}},
 	}
-}
-
-// registerZKMetrics exports the allocator's counters.
-func registerZKMetrics(reg *prometheus.Registry, a *allocator.Allocator) {
-	g := func(name, help string, f func(allocator.Stats) float64) {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(a.Stats()) }))
-	}
-	c := func(name, help string, f func(allocator.Stats) float64) {
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return f(a.Stats()) }))
-	}
-	b := func(v bool) float64 {
-		if v {
-			return 1
-		}
-		return 0
-	}
-	g("idgen_zookeeper_connected", "1 while the ZooKeeper session is established.", func(s allocator.Stats) float64 { return b(s.Connected) })
-	g("idgen_zookeeper_counter_version", "Data version of the shard counter znode at the last claim.", func(s allocator.Stats) float64 { return float64(s.CounterVersion) })
-	g("idgen_zookeeper_counter_version_alarm", "1 when the counter version nears the int32 wrap.", func(s allocator.Stats) float64 { return b(s.VersionAlarm) })
-	g("idgen_zookeeper_claim_seconds", "Latency of the last successful range claim.", func(s allocator.Stats) float64 { return s.LastClaimLatency.Seconds() })
-	c("idgen_zookeeper_cas_conflicts_total", "Range claims lost to another writer's compare-and-set.", func(s allocator.Stats) float64 { return float64(s.CASConflicts) })
-	c("idgen_zookeeper_lost_replies_total", "Range claim writes whose reply was lost.", func(s allocator.Stats) float64 { return float64(s.LostReplies) })
-	c("idgen_zookeeper_slot_claims_total", "Worker slots claimed (1 + re-claims after session expiry).", func(s allocator.Stats) float64 { return float64(s.SlotClaims) })
 }
