@@ -12,7 +12,9 @@ import (
 
 type rangeFunc func(ctx context.Context, n uint64) (generator.Range, error)
 
-func (f rangeFunc) ClaimRange(ctx context.Context, n uint64) (generator.Range, error) { return f(ctx, n) }
+func (f rangeFunc) ClaimRange(ctx context.Context, n uint64) (generator.Range, error) {
+	return f(ctx, n)
+}
 
 type marks struct {
 	hw  uint64
