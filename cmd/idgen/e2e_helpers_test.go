@@ -23,6 +23,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/idgen/idgen/api/apitest"
 	"github.com/idgen/idgen/harness/proc"
 )
 
@@ -65,6 +66,10 @@ func testMain(m *testing.M) int {
 	code := m.Run()
 	if bin.dir != "" {
 		os.RemoveAll(bin.dir)
+	}
+	if v := unattributed.list(); code == 0 && len(v) > 0 {
+		fmt.Fprintf(os.Stderr, "e2e: %d answers the OpenAPI document does not describe:\n%s\n", len(v), strings.Join(v, "\n"))
+		return 1
 	}
 	// Every load loop, probe and client of the tests must have ended.
 	if err := goleak.Find(); code == 0 && err != nil {
@@ -186,8 +191,9 @@ func lastLines(log string, n int) string {
 
 func (s *server) url(path string) string { return "http://" + s.addr + path }
 
-// api returns a client of the current run.
-func (s *server) api() api { return api{c: s.client, base: "http://" + s.addr} }
+// api returns a client of the current run, whose answers fail s.t when
+// the OpenAPI document does not describe them.
+func (s *server) api() api { return api{c: s.client, base: "http://" + s.addr, t: s.t} }
 
 // stop sends SIGTERM and returns the exit code and how long the exit took.
 func (s *server) stop(timeout time.Duration) (int, time.Duration) {
@@ -220,10 +226,34 @@ func (s *server) restart() {
 	s.start()
 }
 
-// api is a JSON client of one run.
+// api is a JSON client of one run. Every answer do reads is checked
+// against the contract, api/openapi.json (apitest): one the document does
+// not describe fails t (Errorf: do runs on load goroutines too) or, for a
+// client made without t, the whole run at its end (testMain).
 type api struct {
 	c    *http.Client
 	base string
+	t    testing.TB
+}
+
+// unattributed keeps the contract violations of clients without a test.
+var unattributed violations
+
+type violations struct {
+	mu   sync.Mutex
+	errs []string
+}
+
+func (v *violations) add(err error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.errs = append(v.errs, err.Error())
+}
+
+func (v *violations) list() []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.errs
 }
 
 // do sends a request and reads the whole answer, so the connection is kept.
@@ -247,6 +277,13 @@ func (a api) do(ctx context.Context, method, path, body string) (int, []byte, er
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return 0, nil, err
+	}
+	if err := apitest.Check(apitest.Exchange{Method: method, Target: req.URL.RequestURI(), Status: resp.StatusCode, Header: resp.Header, Body: b}); err != nil {
+		if a.t != nil {
+			a.t.Errorf("%v", err)
+		} else {
+			unattributed.add(err)
+		}
 	}
 	return resp.StatusCode, b, nil
 }
