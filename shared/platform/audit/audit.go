@@ -8,11 +8,13 @@
 //     fsynced (group-committed: every line waiting when a write starts
 //     rides in it). Lines never carry tokens, secrets or metadata (Event
 //     has no field for them).
+//
 //   - An entry is whole or absent. Every write is of whole lines; after a
 //     short or failed write or a failed fsync the file is truncated back to
 //     the end of its last durable line, and fsynced, before anything else
 //     is written. Open cuts off a torn final line (one without its newline)
 //     left by a process that died mid-write.
+//
 //   - Record's error means the entry is not in the file and never will be:
 //     the log has let go of it and its caller owns it. Callers fail closed
 //     and their retry writes it (with audit marks, compensation.Core and
@@ -21,18 +23,30 @@
 //     makes every stored state change audited once: a log that kept an
 //     entry it had reported failed, and wrote it later, would let the
 //     caller's retry write it a second time.
+//
 //   - Between its first failed write and that error, an entry waits in the
 //     backlog, retried every Settings.RetryInterval, for Settings.Wait: an
 //     outage shorter than Wait costs latency, not errors. At most
 //     Settings.MaxBacklog entries wait; beyond, Record fails at once with
 //     ErrBacklogFull. No entry is dropped unseen: each either is written
 //     or its Record returns an error.
+//
 //   - After a failed write the log is unhealthy (Healthy) until its backlog
 //     and an audit.resume line are written and synced. The retry timer
 //     writes them without waiting for a new entry, so the log turns
 //     healthy within RetryInterval of space returning. The audit.resume
 //     line tells the reader of the outage: when it began, its error and
 //     how many entries were given back to their callers.
+//
+//   - Every line is a link of its writer's hash chain: it names the
+//     writer (random per Open), its seq (from 1) and the SHA-256 of the
+//     writer's previous line (chain.go). The chain advances only over
+//     durable lines, so a failed write leaves no gap in it: the lines of
+//     the backlog get their seq when they are written, in order. With
+//     Settings.SigningKey the log adds signed checkpoints of its chain
+//     (checkpoint.go), and hands each to Settings.Checkpoint once durable.
+//     Verify finds the first line modified, deleted, inserted or moved
+//     before the last checkpoint (verify.go).
 //
 // Crash window: a process that dies (or a Log closed) after a write that
 // failed (its fsync, or a short write) and before the truncation that

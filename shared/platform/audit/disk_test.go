@@ -26,9 +26,23 @@ func wholeLines(t *testing.T, path string) map[string]int {
 	return perResource(parseLines(t, b))
 }
 
+// chained fails the test unless every chain in b is whole: the lines of
+// failed writes that were cut back left no gap in seq or prev.
+func chained(t *testing.T, b []byte) {
+	t.Helper()
+	v := NewVerifier(VerifyOptions{})
+	if err := v.Add("log", bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	if rep := v.Finish(); rep.Broken != nil {
+		t.Fatalf("chain broken: %v", rep.Broken)
+	}
+}
+
 // parseLines parses every line of b, failing on a torn one.
 func parseLines(t *testing.T, b []byte) []Event {
 	t.Helper()
+	chained(t, b)
 	if len(b) > 0 && b[len(b)-1] != '\n' {
 		t.Fatalf("the file ends in a torn line: %q", b[bytes.LastIndexByte(b, '\n')+1:])
 	}
@@ -141,7 +155,8 @@ func TestFullDisk(t *testing.T) {
 // without its newline; Open cuts it off instead of appending after it.
 func TestOpenTornTail(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.log")
-	whole := `{"time":"2024-01-01T00:00:00.000Z","actor":"a","action":"id.commit","resource":"id-1","outcome":"applied","instance":"i"}` + "\n"
+	prior := chain{writer: newWriterID()}
+	whole := string(prior.appendLine(nil, []byte(`{"time":"2024-01-01T00:00:00.000Z","actor":"a","action":"id.commit","resource":"id-1","outcome":"applied","instance":"i"`)))
 	torn := `{"time":"2024-01-01T00:00:01.000Z","actor":"a","action":"id.commit","resource":"id-2","outcome":"appl`
 	if err := os.WriteFile(path, []byte(whole+torn), 0o600); err != nil {
 		t.Fatal(err)

@@ -335,7 +335,7 @@ func (s *suspect) classify(after *link) *Break {
 		if after != nil && after.seq == last.seq+1 {
 			return breakAt(next.at, w, "lines reordered: seq %d of writer %s comes before seq %d (%s)", next.seq, w, after.seq, after.at)
 		}
-		return breakAt(next.at, w, "%d lines deleted before this line: seq %d-%d of writer %s are missing (after %s)", next.seq-last.seq-1, last.seq+1, next.seq-1, w, last.at)
+		return breakAt(next.at, w, "lines deleted before this line: seq %d-%d of writer %s are missing (after %s)", last.seq+1, next.seq-1, w, last.at)
 	case next.seq < last.seq:
 		return breakAt(next.at, w, "lines reordered: seq %d of writer %s comes after seq %d (%s)", next.seq, w, last.seq, last.at)
 	default:
@@ -371,7 +371,7 @@ func (v *Verifier) Finish() *Report {
 			v.rep.Broken = breakAt(e.at, e.Writer, "checkpoint of lines 1-%d of writer %s, of which the files hold no line: its lines are deleted, or a file is not given", e.Seq, e.Writer)
 			return &v.rep
 		}
-		v.rep.Broken = breakAt(w.rep.End, e.Writer, "writer %s ends at seq %d, but the checkpoint at %s covers lines 1-%d: %d lines are cut off after this one", e.Writer, w.rep.Lines, e.at, e.Seq, e.Seq-w.rep.Lines)
+		v.rep.Broken = breakAt(w.rep.End, e.Writer, "writer %s ends at seq %d, but the checkpoint at %s covers lines 1-%d: at least %d lines are cut off after this one", e.Writer, w.rep.Lines, e.at, e.Seq, e.Seq-w.rep.Lines)
 		return &v.rep
 	}
 	return &v.rep

@@ -1,6 +1,8 @@
 package audit
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -297,5 +299,65 @@ func TestSettingsValidate(t *testing.T) {
 	}
 	if d := (Settings{}).withDefaults(); d.RetryInterval != DefaultRetryInterval || d.Wait != DefaultWait || d.MaxBacklog != DefaultMaxBacklog {
 		t.Fatalf("zero Settings mean %+v, want the defaults", d)
+	}
+}
+
+// TestSignedChainThroughFailures: with checkpoints, entries written after
+// failed writes and cuts still form one whole chain, and every checkpoint
+// handed to the hook is one the file holds (a checkpoint whose write
+// failed is not handed on).
+func TestSignedChainThroughFailures(t *testing.T) {
+	pub, key := testKey(t)
+	var mu sync.Mutex
+	var cps bytes.Buffer
+	l, d := fakeLog(t, 1<<20, Settings{RetryInterval: 10 * time.Millisecond, Wait: time.Minute, SigningKey: key, CheckpointEvery: 2,
+		Checkpoint: func(c Checkpoint) {
+			mu.Lock()
+			defer mu.Unlock()
+			b, _ := json.Marshal(c)
+			cps.Write(append(b, '\n'))
+		}})
+	var chs []<-chan error
+	for i := 0; i < 9; i++ {
+		if i == 3 {
+			d.set(func(d *fakeDisk) { d.capacity = len(d.data) + 100 })
+		}
+		if i == 6 {
+			d.set(func(d *fakeDisk) { d.syncErr = syscall.EIO })
+		}
+		chs = append(chs, recordAsync(l, entry(fmt.Sprintf("id-%d", i))))
+		if i < 3 {
+			if err := <-chs[i]; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	eventually(t, 2*time.Second, "entries waiting on a failed disk", func() bool { return waiting(l) > 0 && l.Healthy() != nil })
+	d.set(func(d *fakeDisk) { spacious(d); d.syncErr = nil })
+	for _, ch := range chs[3:] {
+		if err := waitErr(t, ch, 2*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 2*time.Second, "Healthy() = nil", func() bool { return l.Healthy() == nil })
+	d.mu.Lock()
+	data := append([]byte(nil), d.data...)
+	d.mu.Unlock()
+	mu.Lock()
+	kept := append([]byte(nil), cps.Bytes()...)
+	mu.Unlock()
+	v := NewVerifier(VerifyOptions{PublicKey: pub})
+	if err := v.AddCheckpoints("hook", bytes.NewReader(kept)); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Add("disk", bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	rep := v.Finish()
+	if rep.Broken != nil || rep.External == 0 || rep.Writers[0].Checkpoints != rep.External {
+		t.Fatalf("%v; %d checkpoints in the file, %d handed on: want all in both", rep.Broken, rep.Writers[0].Checkpoints, rep.External)
+	}
+	if per := d.lines(t); per["id-0"]+per["id-4"]+per["id-8"] != 3 || per[ActionAuditResume] != 1 {
+		t.Fatalf("lines %v: want each entry once", per)
 	}
 }
