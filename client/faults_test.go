@@ -184,5 +184,9 @@ func unavailable(w http.ResponseWriter, retryAfter string) {
 	json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": "unavailable", "message": "the front refuses"}})
 }
 
-// hang answers nothing until the client gives up.
-func hang(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }
+// hang answers nothing until the client gives up. It reads the body
+// first: only then does the server notice a connection the client closed.
+func hang(w http.ResponseWriter, r *http.Request) {
+	io.Copy(io.Discard, r.Body)
+	<-r.Context().Done()
+}
