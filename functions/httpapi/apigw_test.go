@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/valyala/fasthttp"
 
 	"github.com/idgen/idgen/functions/httpapi"
 )
@@ -75,12 +76,34 @@ func invoke(t testing.TB, st *stack, ev events.APIGatewayV2HTTPRequest) (*reply,
 	for k, v := range res.Headers {
 		r.header.Set(k, v)
 	}
+	checkV2Answer(t, ev, res)
+	return r, res
+}
+
+// checkV2Answer checks the answer to ev against the contract.
+func checkV2Answer(t testing.TB, ev events.APIGatewayV2HTTPRequest, res events.APIGatewayV2HTTPResponse) {
+	t.Helper()
+	body := []byte(res.Body)
+	if res.IsBase64Encoded {
+		var err error
+		if body, err = base64.StdEncoding.DecodeString(res.Body); err != nil {
+			t.Errorf("response body flagged base64 is not: %v", err)
+			return
+		}
+	}
+	var h fasthttp.ResponseHeader
+	for k, v := range res.Headers {
+		h.Set(k, v)
+	}
+	// The path as the adapter routes it: rawPath, made absolute.
 	target := ev.RawPath
+	if !strings.HasPrefix(target, "/") {
+		target = "/" + target
+	}
 	if ev.RawQueryString != "" {
 		target += "?" + ev.RawQueryString
 	}
-	checkContract(t, ev.RequestContext.HTTP.Method, target, r.status, &r.header, r.body)
-	return r, res
+	checkContract(t, ev.RequestContext.HTTP.Method, target, res.StatusCode, &h, body)
 }
 
 // TestAPIGatewayV2Routes sends the requests of the server tests as HTTP API
@@ -327,6 +350,7 @@ func TestAPIGatewayV2EventJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkV2Answer(t, ev, res)
 	out, err := json.Marshal(res)
 	if err != nil {
 		t.Fatal(err)
@@ -412,6 +436,7 @@ func FuzzAPIGatewayV2(f *testing.F) {
 		if err != nil {
 			t.Fatalf("Go error for a client request: %v", err)
 		}
+		checkV2Answer(t, ev, res)
 		if res.StatusCode >= 500 || (res.StatusCode != 200 && res.StatusCode < 400) {
 			t.Fatalf("%s %q?%q: status %d (body %.200s)", method, path, query, res.StatusCode, res.Body)
 		}
