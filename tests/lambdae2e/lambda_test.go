@@ -19,6 +19,7 @@ import (
 	"github.com/idgen/idgen/harness/redisharness"
 	"github.com/idgen/idgen/harness/zkharness"
 	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/tests/internal/idledger"
 )
 
 var bootstrap string // built once by TestMain
@@ -91,8 +92,8 @@ func TestGenerateFunction(t *testing.T) {
 		sandboxes = append(sandboxes, rt)
 	}
 	var (
+		ids     = idledger.New[int](2 * 20 * 50) // meta: the sandbox
 		mu      sync.Mutex
-		ids     = map[string]int{}
 		workers = map[uint16]bool{}
 		wg      sync.WaitGroup
 	)
@@ -108,33 +109,32 @@ func TestGenerateFunction(t *testing.T) {
 				}
 				var body struct{ IDs []string }
 				_ = json.Unmarshal([]byte(r.Body), &body)
-				mu.Lock()
 				for _, s := range body.IDs {
-					ids[s]++
 					id, err := idcodec.Parse(s)
 					if err != nil {
 						t.Errorf("bad id %q", s)
+						continue
 					}
+					mu.Lock()
 					workers[id.Decompose().Worker] = true
+					mu.Unlock()
+					for _, d := range ids.Add(i, id) {
+						t.Errorf("duplicate: %s from sandbox %d, (shard, counter) already returned by sandbox %d", d.ID, i, d.First.Meta)
+					}
 				}
-				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	if len(ids) != 2*20*50 {
-		t.Fatalf("%d distinct IDs, want %d (duplicates or failures)", len(ids), 2*20*50)
+	if ids.Len() != 2*20*50 {
+		t.Fatalf("%d distinct IDs, want %d (duplicates or failures)", ids.Len(), 2*20*50)
 	}
 	if len(workers) != 2 {
 		t.Fatalf("workers %v, want 2 distinct slots", workers)
 	}
 	// Each sandbox reads an ID the other issued, metadata included.
-	for s := range ids {
-		r := invoke(t, sandboxes[1], "GET", "/ids/"+s, "")
-		if r.StatusCode != 200 || !strings.Contains(r.Body, `"state":"pending"`) || !strings.Contains(r.Body, `"order":"A-`) {
-			t.Fatalf("GET /ids on the other sandbox: %d %s", r.StatusCode, r.Body)
-		}
-		break
+	if r := invoke(t, sandboxes[1], "GET", "/ids/"+ids.IDs()[0].String(), ""); r.StatusCode != 200 || !strings.Contains(r.Body, `"state":"pending"`) || !strings.Contains(r.Body, `"order":"A-`) {
+		t.Fatalf("GET /ids on the other sandbox: %d %s", r.StatusCode, r.Body)
 	}
 	// Bad input is an HTTP answer, not a function error.
 	if r := invoke(t, sandboxes[0], "POST", "/generate", `{"count":0}`); r.StatusCode != 400 || !strings.Contains(r.Body, `"invalid_request"`) {
