@@ -22,6 +22,7 @@ import (
 // ErrForbidden), a missing or foreign token gets ErrUnauthorized, and the
 // TokenSource is asked before every request.
 func TestAuth(t *testing.T) {
+	idgenBinary(t)
 	dir := t.TempDir()
 	pki, err := testpki.WriteFiles(filepath.Join(dir, "pki"), "client")
 	if err != nil {
