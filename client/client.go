@@ -118,7 +118,7 @@ func (c *Client) do(ctx context.Context, r call) (*answer, error) {
 				return nil, fmt.Errorf("client: %s: %w", r.op, err)
 			}
 			c.eps.failed(i, now, c.cfg.Cooldown, 0)
-			last = fmt.Errorf("client: %s %s: %w", r.op, c.eps.base(i), err)
+			last = err // a *url.Error: it names the endpoint
 		case a.status >= 200 && a.status < 300:
 			c.eps.succeeded(i)
 			return a, nil
@@ -193,7 +193,7 @@ func (c *Client) attempt(ctx context.Context, i int, r call) (*answer, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 	if err != nil {
-		return nil, fmt.Errorf("read answer: %w", err)
+		return nil, fmt.Errorf("read the answer of %s: %w", req.URL, err)
 	}
 	if len(b) > maxAnswer {
 		return nil, &permanentError{fmt.Errorf("%s answered more than %d bytes", resp.Request.URL, maxAnswer)}

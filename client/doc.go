@@ -56,7 +56,7 @@
 //
 // The key and the transitions live in the registry, so the guarantee
 // spans the endpoints of one deployment whose instances share a registry
-// (ZooKeeper and Redis). Endpoints with
+// (--redis-addr: every instance registers into one Redis). Endpoints with
 // registries of their own do not see each other's keys: after a lost
 // answer, a retry there issues a second ID, and the first stays pending
 // until its deadline (GenerateRequest.Timeout) compensates it. Keys are
