@@ -84,9 +84,15 @@ type answer struct {
 }
 
 // do sends r until an attempt answers 2xx, an answer is not retryable,
-// the attempts run out, or ctx ends. Every call r of this package is safe
-// to send more than once (see the package doc): an attempt whose answer is
-// lost is retried like one never sent.
+// the attempts run out, or ctx ends.
+//
+// Why a retry never does a call twice: r, its body and its
+// Idempotency-Key included, is fixed before the first attempt, so every
+// attempt is the same request. A generate the server already did answers
+// its stored IDs again under that key; a commit or compensation already
+// done answers its first answer again (the registry's compare-and-set
+// decides, not the request); a read does nothing. So an attempt whose
+// answer was lost is retried like one never sent.
 func (c *Client) do(ctx context.Context, r call) (*answer, error) {
 	tried := make([]bool, len(c.eps.list))
 	var last error
