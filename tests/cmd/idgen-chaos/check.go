@@ -9,6 +9,7 @@ import (
 
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
+	"github.com/idgen/idgen/tests/internal/idledger"
 )
 
 // registryReader is the registry as the checks read it
@@ -157,8 +158,8 @@ type registryCheck struct {
 // from the registry with workers goroutines and judges it. Records that may
 // still converge are read again until settle has passed.
 func checkRegistry(ctx context.Context, l *Ledger, reg registryReader, workers int, settle time.Duration) registryCheck {
+	recs := l.records()
 	l.mu.Lock()
-	recs := l.recs // appended to only by the driver, which has stopped
 	nulls := make(map[idcodec.ID]uint8, len(l.nulls))
 	for id, st := range l.nulls {
 		nulls[id] = st
@@ -176,34 +177,19 @@ func checkRegistry(ctx context.Context, l *Ledger, reg registryReader, workers i
 		var (
 			mu    sync.Mutex
 			again []int
-			wg    sync.WaitGroup
-			next  = make(chan int)
 		)
-		for range workers {
-			wg.Go(func() {
-				for i := range next {
-					rec, err := reg.Get(ctx, recs[i].id)
-					st, v, retry := judge(recs[i], rec, err)
-					mu.Lock()
-					out.reads++
-					out.final[i], viol[i] = st, v
-					if v != nil && retry {
-						again = append(again, i)
-					}
-					mu.Unlock()
-				}
-			})
-		}
-	feed:
-		for _, i := range todo {
-			select {
-			case next <- i:
-			case <-ctx.Done():
-				break feed
+		idledger.Parallel(ctx, workers, len(todo), func(k int) {
+			i := todo[k]
+			rec, err := reg.Get(ctx, recs[i].id)
+			st, v, retry := judge(recs[i], rec, err)
+			mu.Lock()
+			out.reads++
+			out.final[i], viol[i] = st, v
+			if v != nil && retry {
+				again = append(again, i)
 			}
-		}
-		close(next)
-		wg.Wait()
+			mu.Unlock()
+		})
 		if len(again) == 0 || time.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
@@ -251,9 +237,7 @@ func checkRegistry(ctx context.Context, l *Ledger, reg registryReader, workers i
 // violation (the HTTP transitions have no recovery of an entry lost to a
 // 503 after the write landed, or to a SIGKILL before the entry).
 func checkAudit(l *Ledger, rc registryCheck, a auditCounts) (compensated, commitUnaudited, repeats int, out []Violation) {
-	l.mu.Lock()
-	recs := l.recs
-	l.mu.Unlock()
+	recs := l.records()
 	one := func(id idcodec.ID, final registry.State) {
 		key := id.String()
 		got := a.compensate[key]

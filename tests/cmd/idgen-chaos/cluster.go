@@ -18,6 +18,7 @@ import (
 	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/harness/redisharness"
 	"github.com/idgen/idgen/harness/zkharness"
+	"github.com/idgen/idgen/tests/internal/idgenapi"
 )
 
 // Names of the processes.
@@ -240,16 +241,11 @@ func (c *cluster) health(ctx context.Context, in *instance) (int, health, error)
 func (c *cluster) metric(ctx context.Context, in *instance, name string) (float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, in.url+"/metrics", nil)
+	_, _, b, err := idgenapi.Call(ctx, c.client, http.MethodGet, in.url+"/metrics", "")
 	if err != nil {
 		return 0, err
 	}
-	resp, err := c.client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	return promSample(resp.Body, name)
+	return idgenapi.Sample(b, name)
 }
 
 // Close stops every process (SIGTERM, then SIGKILL), saves their output

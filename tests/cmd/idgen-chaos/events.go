@@ -39,10 +39,9 @@ type eventSender struct {
 	ledger    *Ledger
 	nullEvery time.Duration
 
-	queue   chan failureEvent
-	pending atomic.Int64 // queued, in flight or waiting for a resend
-	seq     atomic.Uint64
-	closed  atomic.Bool
+	queue chan failureEvent
+	seq   atomic.Uint64
+	backlog
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -75,23 +74,20 @@ func (s *eventSender) Send(id idcodec.ID, twice bool) {
 	}
 }
 
-func (s *eventSender) enqueue(ev failureEvent) {
-	if s.closed.Load() {
-		return
-	}
-	s.pending.Add(1)
-	select {
-	case s.queue <- ev:
-	default:
-		s.pending.Add(-1)
-	}
-}
+func (s *eventSender) enqueue(ev failureEvent) { s.offer(s.queue, ev) }
 
 func btoi(b bool) int {
 	if b {
 		return 1
 	}
 	return 0
+}
+
+// nullEvent is the n-th failure event for an ID never issued (a null
+// compensation): worker MaxWorker of the null shard, counter 2^40+n.
+func nullEvent(n uint64) failureEvent {
+	id := idcodec.MustCompose(idcodec.Fields{TimestampMS: uint64(time.Now().UnixMilli()), Worker: idcodec.MaxWorker, Shard: nullShard, Counter: 1<<40 + n})
+	return failureEvent{id: id, eventID: "evt-null-" + id.String(), null: true}
 }
 
 func (s *eventSender) run(ctx context.Context) {
@@ -107,8 +103,7 @@ func (s *eventSender) run(ctx context.Context) {
 			return
 		case <-nulls.C:
 			if !s.closed.Load() {
-				id := idcodec.MustCompose(idcodec.Fields{TimestampMS: uint64(time.Now().UnixMilli()), Worker: idcodec.MaxWorker, Shard: nullShard, Counter: 1<<40 + s.seq.Add(1)})
-				s.enqueue(failureEvent{id: id, eventID: "evt-null-" + id.String(), null: true})
+				s.enqueue(nullEvent(s.seq.Add(1)))
 			}
 			continue
 		case ev := <-s.queue:
@@ -169,20 +164,6 @@ func (s *eventSender) deliver(ctx context.Context, batch []failureEvent) []failu
 		failed = append(failed, ev)
 	}
 	return failed
-}
-
-// Drain stops taking new events and waits until every queued one is
-// confirmed, or timeout.
-func (s *eventSender) Drain(timeout time.Duration) bool {
-	s.closed.Store(true)
-	deadline := time.Now().Add(timeout)
-	for s.pending.Load() > 0 {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return true
 }
 
 // Close stops the sender.

@@ -28,10 +28,9 @@ type httpSink struct {
 	ledger *Ledger
 	name   string
 
-	queue   chan failureEvent
-	seq     atomic.Uint64
-	pending atomic.Int64
-	closed  atomic.Bool
+	queue chan failureEvent
+	seq   atomic.Uint64
+	backlog
 	sent    atomic.Int64 // compensations answered 200
 	retried atomic.Int64 // attempts after a first one was not answered 200
 
@@ -65,17 +64,9 @@ func (s *httpSink) Start(workers int, nullEvery time.Duration) {
 		})
 	}
 	s.wg.Go(func() {
-		t := time.NewTicker(nullEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				id := idcodec.MustCompose(idcodec.Fields{TimestampMS: uint64(time.Now().UnixMilli()), Worker: idcodec.MaxWorker, Shard: nullShard, Counter: 1<<40 + s.seq.Add(1)})
-				s.enqueue(failureEvent{id: id, eventID: "evt-null-" + id.String(), null: true})
-			}
-		}
+		ticks(ctx, nullEvery, func() {
+			s.enqueue(nullEvent(s.seq.Add(1)))
+		})
 	})
 }
 
@@ -88,17 +79,7 @@ func (s *httpSink) Send(id idcodec.ID, twice bool) {
 	}
 }
 
-func (s *httpSink) enqueue(ev failureEvent) {
-	if s.closed.Load() {
-		return
-	}
-	s.pending.Add(1)
-	select {
-	case s.queue <- ev:
-	default:
-		s.pending.Add(-1)
-	}
-}
+func (s *httpSink) enqueue(ev failureEvent) { s.offer(s.queue, ev) }
 
 // deliver sends ev until it is answered 200 or the attempts run out.
 func (s *httpSink) deliver(ctx context.Context, ev failureEvent) {
@@ -144,20 +125,6 @@ func (s *httpSink) post(ctx context.Context, body []byte) (int, error) {
 		s.ledger.violate(vBadAnswer, "%s /compensate: 503 without Retry-After", s.name)
 	}
 	return resp.StatusCode, nil
-}
-
-// Drain stops taking events and waits until every queued one is delivered
-// or given up, or timeout.
-func (s *httpSink) Drain(timeout time.Duration) bool {
-	s.closed.Store(true)
-	deadline := time.Now().Add(timeout)
-	for s.pending.Load() > 0 {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return true
 }
 
 // Close stops the senders.

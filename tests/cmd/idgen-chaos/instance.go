@@ -6,12 +6,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/idgen/idgen/harness/proc"
+	"github.com/idgen/idgen/tests/internal/idgenproc"
 )
 
 // process is one child (`idgen serve`, `idgen compensate`, haproxy) that a
@@ -46,11 +46,14 @@ func (pr *process) Start(ctx context.Context, client *http.Client, timeout time.
 	}
 	pr.saveLogLocked()
 	pr.life++
-	p, err := proc.Start(pr.bin, proc.Options{Args: pr.args(pr.life), Env: pr.env, DropEnv: []string{"IDGEN_"}, Dir: pr.dir})
+	life := pr.life
+	c, err := idgenproc.Start(idgenproc.Options{Name: pr.name, Bin: pr.bin, Fixed: true, Env: pr.env, Dir: pr.dir,
+		Args: func(string, string) []string { return pr.args(life) }})
 	if err != nil {
 		pr.mu.Unlock()
-		return fmt.Errorf("%s: %w", pr.name, err)
+		return err
 	}
+	p := c.Proc
 	pr.p = p
 	pr.mu.Unlock()
 	if pr.readyURL == "" {
@@ -59,7 +62,7 @@ func (pr *process) Start(ctx context.Context, client *http.Client, timeout time.
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := p.WaitHTTP(wctx, client, pr.readyURL); err != nil {
-		return fmt.Errorf("%s (life %d): %w\n%s", pr.name, pr.life, err, tailLines(p.Stderr(), 30))
+		return fmt.Errorf("%s (life %d): %w\n%s", pr.name, pr.life, err, idgenproc.Excerpt(p.Stderr(), 0, 30))
 	}
 	return nil
 }
@@ -113,7 +116,7 @@ func (pr *process) Terminate(timeout time.Duration) error {
 		return fmt.Errorf("%s: %w", pr.name, err)
 	}
 	if code != 0 {
-		return fmt.Errorf("%s: exit code %d after SIGTERM\n%s", pr.name, code, tailLines(p.Stderr(), 20))
+		return fmt.Errorf("%s: exit code %d after SIGTERM\n%s", pr.name, code, idgenproc.Excerpt(p.Stderr(), 0, 20))
 	}
 	return nil
 }
@@ -137,15 +140,6 @@ func (pr *process) saveLogLocked() {
 	}
 	path := filepath.Join(pr.dir, "logs", fmt.Sprintf("%s-%d.log", pr.name, pr.life))
 	_ = os.WriteFile(path, []byte(pr.p.Stdout()+pr.p.Stderr()), 0o644)
-}
-
-// tailLines returns the last n lines of s.
-func tailLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // instance is an `idgen serve` process with its links.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/tests/internal/idledger"
 )
 
 // Violation is one broken invariant.
@@ -82,29 +83,21 @@ type keyAnswer struct {
 }
 
 // Ledger records every acknowledged answer. Uniqueness is checked as
-// answers arrive: by (shard, counter), on which it rests, so two IDs that
-// differ only in time or worker bits are a duplicate too. Answers to one
+// answers arrive, by idledger (on (shard, counter)). Answers to one
 // Idempotency-Key must all carry the same IDs; they count once. Safe for
 // concurrent use.
 type Ledger struct {
+	ids *idledger.Ledger[idRecord]
+
 	mu      sync.Mutex
-	recs    []idRecord
-	index   map[uint64]int32 // (shard, counter) → recs index
 	keys    map[string]keyAnswer
 	nulls   map[idcodec.ID]uint8 // null compensations sent: ID never issued → event state
 	results []result
 	viol    []Violation
-	dups    int
 }
 
 func newLedger() *Ledger {
-	return &Ledger{index: make(map[uint64]int32, 1<<20), keys: map[string]keyAnswer{}, nulls: map[idcodec.ID]uint8{}}
-}
-
-// counterKey is (shard, counter) as one number.
-func counterKey(id idcodec.ID) uint64 {
-	f := id.Decompose()
-	return uint64(f.Shard)<<56 | f.Counter
+	return &Ledger{ids: idledger.New[idRecord](1 << 20), keys: map[string]keyAnswer{}, nulls: map[idcodec.ID]uint8{}}
 }
 
 // violate records a violation.
@@ -139,63 +132,46 @@ func (l *Ledger) Acknowledge(ids []idcodec.ID, key string, deadline bool, at tim
 		l.keys[key] = keyAnswer{ids: slices.Clone(ids), first: at}
 	}
 	for _, id := range ids {
-		k := counterKey(id)
-		if i, ok := l.index[k]; ok {
-			l.dups++
+		for _, d := range l.ids.Add(idRecord{id: id, deadline: deadline}, id) {
 			l.viol = append(l.viol, Violation{vDuplicate, fmt.Sprintf(
-				"%s (answered by %s at %s) has the shard and counter of %s, acknowledged before", id, who, at.Format(timeFmt), l.recs[i].id)})
-			continue
+				"%s (answered by %s at %s) has the shard and counter of %s, acknowledged before", d.ID, who, at.Format(timeFmt), d.First.ID)})
 		}
-		l.index[k] = int32(len(l.recs))
-		l.recs = append(l.recs, idRecord{id: id, deadline: deadline})
 	}
 	return true
 }
 
-// find returns the record index of id, -1 if it was never acknowledged.
-func (l *Ledger) find(id idcodec.ID) int32 {
-	i, ok := l.index[counterKey(id)]
-	if !ok || l.recs[i].id != id {
-		return -1
-	}
-	return i
-}
-
 // Commit records a /commit outcome for an acknowledged ID.
 func (l *Ledger) Commit(id idcodec.ID, outcome uint8) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if i := l.find(id); i >= 0 {
-		l.recs[i].commit |= outcome
-	}
+	l.ids.Update(id, func(r *idRecord) { r.commit |= outcome })
 }
 
 // Event records a failure event's state for an acknowledged ID, or for a
 // null compensation (an ID never issued).
 func (l *Ledger) Event(id idcodec.ID, state uint8, null bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	if null {
+		l.mu.Lock()
 		l.nulls[id] |= state
+		l.mu.Unlock()
 		return
 	}
-	if i := l.find(id); i >= 0 {
-		l.recs[i].event |= state
-	}
+	l.ids.Update(id, func(r *idRecord) { r.event |= state })
 }
 
 // Count is the number of distinct acknowledged IDs.
-func (l *Ledger) Count() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.recs)
-}
+func (l *Ledger) Count() int { return l.ids.Len() }
 
 // Duplicates is the number of duplicate IDs seen.
-func (l *Ledger) Duplicates() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.dups
+func (l *Ledger) Duplicates() int { return l.ids.Duplicates() }
+
+// records returns a copy of what is known of each acknowledged ID, in
+// acknowledgement order.
+func (l *Ledger) records() []idRecord {
+	rs := l.ids.Records()
+	out := make([]idRecord, len(rs))
+	for i, r := range rs {
+		out[i] = r.Meta
+	}
+	return out
 }
 
 // Results returns a copy of the recorded requests.
@@ -214,15 +190,7 @@ func (l *Ledger) Violations() []Violation {
 
 // pick returns up to n acknowledged IDs, newest first, that match ok.
 func (l *Ledger) pick(n int, ok func(idRecord) bool) []idcodec.ID {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []idcodec.ID
-	for i := len(l.recs) - 1; i >= 0 && len(out) < n; i-- {
-		if ok(l.recs[i]) {
-			out = append(out, l.recs[i].id)
-		}
-	}
-	return out
+	return l.ids.Newest(n, func(r idledger.Record[idRecord]) bool { return ok(r.Meta) })
 }
 
 const timeFmt = "15:04:05.000"

@@ -231,17 +231,7 @@ func (p *opsPhase) violate(kind, format string, args ...any) {
 // waitRecovered waits until every instance is ready and has answered 200
 // to its load for a /generate sent after since.
 func (p *opsPhase) waitRecovered(ctx context.Context, since time.Time, timeout time.Duration) (time.Time, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		why := p.recoveredNow(ctx, since)
-		if why == "" {
-			return time.Now(), nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return time.Now(), fmt.Errorf("not recovered within %v: %s", timeout, why)
-		}
-		pause(ctx, 100*time.Millisecond)
-	}
+	return waitRecovered(ctx, timeout, 100*time.Millisecond, func() string { return p.recoveredNow(ctx, since) })
 }
 
 func (p *opsPhase) recoveredNow(ctx context.Context, since time.Time) string {

@@ -18,6 +18,7 @@ import (
 	"github.com/idgen/idgen/shared/registry/boltstore"
 	"github.com/idgen/idgen/shared/registry/datadir"
 	"github.com/idgen/idgen/shared/registry/pebblestore"
+	"github.com/idgen/idgen/tests/internal/idgenproc"
 )
 
 // opFaultDef is an operator and resource fault of the embedded phase.
@@ -169,14 +170,16 @@ func (p *opsPhase) refusedStart(ctx context.Context, in *opsInst, set map[string
 		args = append(args, f, v)
 	}
 	args = append([]string{"serve", "--audit-log", filepath.Join(p.dir, "logs", fmt.Sprintf("refused-%s-%d.audit.log", in.name, p.refusals.Add(1)))}, args...)
-	pr, err := proc.Start(p.cfg.Idgen, proc.Options{Args: args, DropEnv: []string{"IDGEN_"}, Dir: p.dir})
+	c, err := idgenproc.Start(idgenproc.Options{Name: "idgen serve (to be refused)", Bin: p.cfg.Idgen, Fixed: true, Dir: p.dir,
+		Args: func(string, string) []string { return args }})
 	if err != nil {
 		return "", err
 	}
+	pr := c.Proc
 	code, err := pr.Wait(30 * time.Second)
 	if err != nil {
 		_ = pr.Kill()
-		return "", fmt.Errorf("still running after 30 s, not refused:\n%s", tailLines(pr.Stderr(), 10))
+		return "", fmt.Errorf("still running after 30 s, not refused:\n%s", idgenproc.Excerpt(pr.Stderr(), 0, 10))
 	}
 	out := pr.Stderr()
 	var line string
@@ -186,11 +189,11 @@ func (p *opsPhase) refusedStart(ctx context.Context, in *opsInst, set map[string
 		}
 	}
 	if code == 0 {
-		return "", fmt.Errorf("exit 0, want a refusal:\n%s", tailLines(out, 10))
+		return "", fmt.Errorf("exit 0, want a refusal:\n%s", idgenproc.Excerpt(out, 0, 10))
 	}
 	for _, s := range want {
 		if !strings.Contains(line, s) {
-			return "", fmt.Errorf("exit %d with %q, want it to name %q:\n%s", code, line, s, tailLines(out, 10))
+			return "", fmt.Errorf("exit %d with %q, want it to name %q:\n%s", code, line, s, idgenproc.Excerpt(out, 0, 10))
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -222,7 +225,7 @@ func (p *opsPhase) readBack(ctx context.Context, in *opsInst, ids []idcodec.ID) 
 func (p *opsPhase) holdWatch(ctx context.Context, in *opsInst, d time.Duration) (probes, notReady int, err error) {
 	for end := time.Now().Add(d); time.Now().Before(end) && ctx.Err() == nil; pause(ctx, 200*time.Millisecond) {
 		if in.Exited() {
-			return probes, notReady, fmt.Errorf("exited while its volume was full:\n%s", tailLines(in.current().Stderr(), 20))
+			return probes, notReady, fmt.Errorf("exited while its volume was full:\n%s", idgenproc.Excerpt(in.current().Stderr(), 0, 20))
 		}
 		if code, err := p.get(ctx, in.url+"/health/ready"); err == nil {
 			probes++

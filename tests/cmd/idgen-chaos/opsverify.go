@@ -13,6 +13,7 @@ import (
 	"github.com/idgen/idgen/shared/registry/boltstore"
 	"github.com/idgen/idgen/shared/registry/diskguard"
 	"github.com/idgen/idgen/shared/registry/pebblestore"
+	"github.com/idgen/idgen/tests/internal/idledger"
 )
 
 // opsSummary is what the embedded phase adds to the report.
@@ -141,14 +142,15 @@ type storedAudit struct {
 // must have left one. A missing entry's detail says how it came about
 // (what the driver was answered, who made the change).
 func checkStoredAudited(ctx context.Context, l *Ledger, reg registryReader, a auditCounts) storedAudit {
-	l.mu.Lock()
 	type item struct {
 		id     idcodec.ID
 		commit uint8
 		event  uint8
 	}
-	items := make([]item, 0, len(l.recs)+len(l.nulls))
-	for _, r := range l.recs {
+	recs := l.records()
+	l.mu.Lock()
+	items := make([]item, 0, len(recs)+len(l.nulls))
+	for _, r := range recs {
 		items = append(items, item{r.id, r.commit, r.event})
 	}
 	for id, st := range l.nulls {
@@ -157,43 +159,28 @@ func checkStoredAudited(ctx context.Context, l *Ledger, reg registryReader, a au
 	l.mu.Unlock()
 
 	var (
-		out  storedAudit
-		mu   sync.Mutex
-		wg   sync.WaitGroup
-		next = make(chan item)
+		out storedAudit
+		mu  sync.Mutex
 	)
-	for range 16 {
-		wg.Go(func() {
-			for it := range next {
-				rec, err := reg.Get(ctx, it.id)
-				if errors.Is(err, registry.ErrNotFound) {
-					continue // judged by checkRegistry
-				}
-				var vs []Violation
-				var commits, comps int
-				if err != nil {
-					vs = append(vs, Violation{vRegistryRead, fmt.Sprintf("%s: %v", it.id, err)})
-				} else {
-					commits, comps, vs = auditedOnce(it.id, rec, it.commit, it.event, a)
-				}
-				mu.Lock()
-				out.commits += commits
-				out.compensations += comps
-				out.violations = append(out.violations, vs...)
-				mu.Unlock()
-			}
-		})
-	}
-feed:
-	for _, it := range items {
-		select {
-		case next <- it:
-		case <-ctx.Done():
-			break feed
+	idledger.Parallel(ctx, 16, len(items), func(i int) {
+		it := items[i]
+		rec, err := reg.Get(ctx, it.id)
+		if errors.Is(err, registry.ErrNotFound) {
+			return // judged by checkRegistry
 		}
-	}
-	close(next)
-	wg.Wait()
+		var vs []Violation
+		var commits, comps int
+		if err != nil {
+			vs = append(vs, Violation{vRegistryRead, fmt.Sprintf("%s: %v", it.id, err)})
+		} else {
+			commits, comps, vs = auditedOnce(it.id, rec, it.commit, it.event, a)
+		}
+		mu.Lock()
+		out.commits += commits
+		out.compensations += comps
+		out.violations = append(out.violations, vs...)
+		mu.Unlock()
+	})
 	return out
 }
 

@@ -73,33 +73,26 @@ func (l *redisLink) Upstream() string {
 
 func (l *redisLink) follow(ctx context.Context) {
 	defer close(l.done)
-	t := time.NewTicker(followEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	ticks(ctx, followEvery, func() {
 		addr := l.group.Primary().Addr()
 		l.mu.Lock()
 		changed := addr != l.upstream
 		l.mu.Unlock()
 		if !changed {
-			continue
+			return
 		}
 		listen := l.Addr()
 		// Update with a new upstream stops the proxy (closing every
 		// connection) and starts it again on the same port.
 		if err := l.proxy.Update(&toxiproxy.Proxy{Listen: listen, Upstream: addr, Enabled: true}); err != nil {
 			l.logf("redis link: follow master %s: %v", addr, err)
-			continue
+			return
 		}
 		l.mu.Lock()
 		l.upstream = addr
 		l.mu.Unlock()
 		l.logf("redis link: now forwards to the master %s", addr)
-	}
+	})
 }
 
 // toxic adds one toxic, given as toxiproxy's JSON.

@@ -150,9 +150,8 @@ func finalLine(s summary) string {
 
 // printChecks says how much the checks covered.
 func printChecks(w io.Writer, s summary, l *Ledger, ev *eventSender) {
-	l.mu.Lock()
 	var deadlines, c200, c409, cUnknown, evConfirmed, evUnconfirmed int
-	for _, r := range l.recs {
+	for _, r := range l.records() {
 		if r.deadline {
 			deadlines++
 		}
@@ -172,6 +171,7 @@ func printChecks(w io.Writer, s summary, l *Ledger, ev *eventSender) {
 			evUnconfirmed++
 		}
 	}
+	l.mu.Lock()
 	keys, nulls := len(l.keys), len(l.nulls)
 	l.mu.Unlock()
 	fmt.Fprintf(w, "checks: %d registry reads; %d audit lines (%d torn); %d IDs with a deadline; commits: %d answered 200, %d 409, %d unanswered; "+

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -147,17 +143,23 @@ func (r *run) execute(ctx context.Context) {
 // help it: an instance that only a direct request would revive stays out
 // of the rotation, and that is a failure to recover).
 func (r *run) waitRecovered(ctx context.Context, since time.Time, timeout time.Duration) (time.Time, error) {
+	return waitRecovered(ctx, timeout, 250*time.Millisecond, func() string { return r.recoveredNow(ctx, since) })
+}
+
+// waitRecovered polls notYet every interval until it returns "" (then it
+// returns the moment), timeout passes or ctx ends (then the error says
+// what notYet said last).
+func waitRecovered(ctx context.Context, timeout, interval time.Duration, notYet func() string) (time.Time, error) {
 	deadline := time.Now().Add(timeout)
-	var last string
 	for {
-		last = r.recoveredNow(ctx, since)
-		if last == "" {
+		why := notYet()
+		if why == "" {
 			return time.Now(), nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return time.Now(), fmt.Errorf("not recovered within %v: %s", timeout, last)
+			return time.Now(), fmt.Errorf("not recovered within %v: %s", timeout, why)
 		}
-		pause(ctx, 250*time.Millisecond)
+		pause(ctx, interval)
 	}
 }
 
@@ -236,22 +238,6 @@ func (r *run) waitDrained(ctx context.Context, timeout time.Duration) error {
 		}
 		pause(ctx, 200*time.Millisecond)
 	}
-}
-
-// promSample finds the value of an unlabelled sample in Prometheus text.
-func promSample(body io.Reader, name string) (float64, error) {
-	sc := bufio.NewScanner(body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, name+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return 0, err
-	}
-	return 0, errors.New("metric " + name + " not found")
 }
 
 // newHTTPClients returns the client for HAProxy (bounded by its worst case)
