@@ -7,11 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -94,7 +93,14 @@ func (r redisFlags) config(dev bool, shard uint8, observe func(int, time.Duratio
 		Username: r.Username, Password: password, SentinelPassword: password, TLS: tlsCfg,
 		WaitReplicas: r.WaitReplicas, Retention: r.Retention, Shard: shard,
 		RequirePersistence: !dev,
-		Logger:             log.Named("redis"), Observe: observe,
+		// One pool per process serves the registry, the audit marks and the
+		// failure stream: a connection ready for every entry a worker has
+		// in flight (opened at start and kept), so that the audited mark
+		// that follows an audit entry is sent at once, never queued for a
+		// connection (see failurestream.New), beside go-redis' default for
+		// the registry's flushes.
+		PoolSize: 10*runtime.GOMAXPROCS(0) + 2*failurestream.DefaultCount + 16, ConnMaxIdleTime: -1,
+		Logger: log.Named("redis"), Observe: observe,
 		Collision: func(id idcodec.ID) {
 			log.Error("registry collision: ID held by another writer", zap.Stringer("id", id))
 		},
@@ -135,36 +141,15 @@ func (r redisFlags) open(ctx context.Context, dev bool, shard uint8, observe fun
 	return s, nil
 }
 
-// client connects the failure stream and the audit marks, with the
-// registry's servers, credentials and TLS.
-func (r redisFlags) client(cluster bool) (redis.UniversalClient, error) {
-	password, err := r.password()
-	if err != nil {
-		return nil, err
-	}
-	tlsCfg, err := clientTLS("--redis-tls", r.TLSCA, r.TLSCert, r.TLSKey)
-	if err != nil {
-		return nil, err
-	}
-	return redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs: strings.Split(r.Addr, ","), MasterName: r.Master, IsClusterMode: cluster,
-		Username: r.Username, Password: password, SentinelPassword: password, TLSConfig: tlsCfg,
-		DisableIdentity: true, ContextTimeoutEnabled: true,
-		// A connection ready for every entry in flight (opened by the
-		// worker at start and kept): the audited mark that follows an audit
-		// entry is sent at once, never queued for a connection (see
-		// failurestream.New).
-		PoolSize: 2*failurestream.DefaultCount + 16, ConnMaxIdleTime: -1,
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-	}), nil
-}
-
 // auditFlags configure the audit log.
 type auditFlags struct {
-	Path          string
-	RetryInterval time.Duration
-	Wait          time.Duration
-	Backlog       int
+	Path               string
+	RetryInterval      time.Duration
+	Wait               time.Duration
+	Backlog            int
+	SigningKey         string
+	CheckpointEvery    int
+	CheckpointInterval time.Duration
 }
 
 func (a *auditFlags) register(fs *flag.FlagSet) {
@@ -172,10 +157,14 @@ func (a *auditFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&a.RetryInterval, "audit-retry-interval", 0, "while the audit log cannot be written, how often its backlog is retried (0 = 1s)")
 	fs.DurationVar(&a.Wait, "audit-wait", 0, "how long one audit entry waits in the backlog before its request fails with 503 (0 = 1s)")
 	fs.IntVar(&a.Backlog, "audit-backlog", 0, "most audit entries waiting for a writable log; more fail at once (0 = 4096)")
+	fs.StringVar(&a.SigningKey, "audit-signing-key", "", "PEM Ed25519 key file (idgen keygen: audit-signing.key): sign checkpoints of the audit log's hash chain")
+	fs.IntVar(&a.CheckpointEvery, "audit-checkpoint-every", 0, "with --audit-signing-key, a checkpoint after this many audit lines (0 = 1000)")
+	fs.DurationVar(&a.CheckpointInterval, "audit-checkpoint-interval", 0, "with --audit-signing-key, a checkpoint at least this often while audit lines are written (0 = 1m)")
 }
 
 func (a auditFlags) settings() audit.Settings {
-	return audit.Settings{RetryInterval: a.RetryInterval, Wait: a.Wait, MaxBacklog: a.Backlog}
+	return audit.Settings{RetryInterval: a.RetryInterval, Wait: a.Wait, MaxBacklog: a.Backlog,
+		CheckpointEvery: a.CheckpointEvery, CheckpointInterval: a.CheckpointInterval}
 }
 
 func (a auditFlags) validate() error {
@@ -192,8 +181,17 @@ func (a auditFlags) validate() error {
 }
 
 // open opens the audit log; instance names the writer in every entry.
+// With --audit-signing-key the log signs checkpoints of its chain.
 func (a auditFlags) open(instance string) (*audit.Log, error) {
-	l, err := audit.OpenWith(a.Path, instance, a.settings())
+	s := a.settings()
+	if a.SigningKey != "" {
+		key, err := audit.LoadSigningKey(a.SigningKey)
+		if err != nil {
+			return nil, fmt.Errorf("--audit-signing-key: %w", err)
+		}
+		s.SigningKey = key
+	}
+	l, err := audit.OpenWith(a.Path, instance, s)
 	if err != nil {
 		return nil, fmt.Errorf("--audit-log: %w", err)
 	}

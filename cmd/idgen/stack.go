@@ -219,13 +219,8 @@ func (st *stack) openRegistry(ctx context.Context, c ServeConfig, observe func(i
 			return reg, err
 		}
 		// Audit marks are shared by every instance, durable like the
-		// registry.
-		rdb, err := c.Redis.client(rs.Cluster())
-		if err != nil {
-			_ = rs.Close()
-			return reg, err
-		}
-		st.onClose(rdb.Close)
+		// registry, and go through the registry's client: one pool.
+		rdb := rs.Client()
 		st.rdb = rdb
 		st.marks = redisMarkers(rdb, c.Redis.WaitReplicas)
 		reg.store = rs

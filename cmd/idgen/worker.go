@@ -161,7 +161,7 @@ func serveCompensateMetrics(addr string, h http.Handler, log *zap.Logger) (func(
 type compensateCore struct {
 	audit *audit.Log
 	store *redisstore.Store
-	rdb   redis.UniversalClient
+	rdb   redis.UniversalClient // the store's client (one pool per process)
 	core  *saga.Core
 }
 
@@ -178,17 +178,12 @@ func openCompensateCore(ctx context.Context, c compensateConfig, instance string
 	if cc.store, err = c.Redis.open(ctx, false, 0, nil, log); err != nil {
 		return nil, err
 	}
-	if cc.rdb, err = c.Redis.client(cc.store.Cluster()); err != nil {
-		return nil, err
-	}
+	cc.rdb = cc.store.Client()
 	cc.core = &saga.Core{Registry: cc.store, Audit: cc.audit, Marks: &saga.RedisMarks{Client: cc.rdb, WaitReplicas: c.Redis.WaitReplicas}}
 	return cc, nil
 }
 
 func (cc *compensateCore) close() {
-	if cc.rdb != nil {
-		_ = cc.rdb.Close()
-	}
 	if cc.store != nil {
 		_ = cc.store.Close()
 	}

@@ -5,8 +5,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"time"
+
+	"github.com/idgen/idgen/shared/platform/backoff"
 
 	"github.com/redis/go-redis/v9"
 
@@ -98,10 +103,14 @@ func orDefault(d, def time.Duration) time.Duration {
 
 // Claim implements Marker.
 func (m *RedisMarks) Claim(ctx context.Context, id idcodec.ID, token string) (bool, error) {
-	n, err := claimScript.Run(ctx, m.Client, []string{m.key(id)}, token, orDefault(m.LeaseTTL, DefaultLeaseTTL).Milliseconds()).Int64()
+	var n int64
+	err := retryMark(ctx, func() (err error) {
+		n, err = claimScript.Run(ctx, m.Client, []string{m.key(id)}, token, orDefault(m.LeaseTTL, DefaultLeaseTTL).Milliseconds()).Int64()
+		return err
+	})
 	switch {
 	case err != nil:
-		return false, fmt.Errorf("compensate: claim mark %s: %w", id, err)
+		return false, fmt.Errorf("saga: claim mark %s: %w", id, err)
 	case n < 0:
 		return false, fmt.Errorf("%w: %s", ErrAuditBusy, id)
 	}
@@ -110,10 +119,14 @@ func (m *RedisMarks) Claim(ctx context.Context, id idcodec.ID, token string) (bo
 
 // Mark implements Marker: the done mark replaces whatever the key holds.
 func (m *RedisMarks) Mark(ctx context.Context, id idcodec.ID, _ string) error {
+	return retryMark(ctx, func() error { return m.mark(ctx, id) })
+}
+
+func (m *RedisMarks) mark(ctx context.Context, id idcodec.ID) error {
 	key, ttl := m.key(id), orDefault(m.TTL, DefaultMarkTTL)
 	if m.WaitReplicas <= 0 {
 		if err := m.Client.Set(ctx, key, markDone, ttl).Err(); err != nil {
-			return fmt.Errorf("compensate: mark %s: %w", id, err)
+			return fmt.Errorf("saga: mark %s: %w", id, err)
 		}
 		return nil
 	}
@@ -123,7 +136,7 @@ func (m *RedisMarks) Mark(ctx context.Context, id idcodec.ID, _ string) error {
 	if cc, ok := m.Client.(*redis.ClusterClient); ok {
 		node, err := cc.MasterForKey(ctx, key)
 		if err != nil {
-			return fmt.Errorf("compensate: mark %s: %w", id, err)
+			return fmt.Errorf("saga: mark %s: %w", id, err)
 		}
 		client = node
 	}
@@ -132,22 +145,62 @@ func (m *RedisMarks) Mark(ctx context.Context, id idcodec.ID, _ string) error {
 	wait := p.Do(ctx, "WAIT", m.WaitReplicas, orDefault(m.WaitTimeout, DefaultMarkWaitTimeout).Milliseconds())
 	_, _ = p.Exec(ctx)
 	if err := set.Err(); err != nil {
-		return fmt.Errorf("compensate: mark %s: %w", id, err)
+		return fmt.Errorf("saga: mark %s: %w", id, err)
 	}
 	n, err := wait.Int64()
 	if err != nil {
-		return fmt.Errorf("compensate: mark %s: WAIT: %w", id, err)
+		return fmt.Errorf("saga: mark %s: WAIT: %w", id, err)
 	}
 	if n < int64(m.WaitReplicas) {
-		return fmt.Errorf("compensate: mark %s: %d of %d replicas acknowledged", id, n, m.WaitReplicas)
+		return fmt.Errorf("saga: mark %s: %d of %d replicas acknowledged", id, n, m.WaitReplicas)
 	}
 	return nil
 }
 
 // Release implements Marker: it deletes the lease of token only.
 func (m *RedisMarks) Release(ctx context.Context, id idcodec.ID, token string) error {
-	if err := releaseScript.Run(ctx, m.Client, []string{m.key(id)}, token).Err(); err != nil {
-		return fmt.Errorf("compensate: release mark %s: %w", id, err)
+	if err := retryMark(ctx, func() error { return releaseScript.Run(ctx, m.Client, []string{m.key(id)}, token).Err() }); err != nil {
+		return fmt.Errorf("saga: release mark %s: %w", id, err)
 	}
 	return nil
+}
+
+// markAttempts bounds the tries of one mark command. The marks share the
+// registry's Redis client, which does not retry (a registry pipeline sent
+// twice would repeat its WAIT); every mark command is idempotent for its
+// attempt (Claim with the same token answers 1 again, Mark writes the same
+// value, Release deletes only that token's lease), so a connection error or
+// a failover reply is retried here, within ctx.
+const markAttempts = 3
+
+func retryMark(ctx context.Context, f func() error) error {
+	var err error
+	for attempt := range markAttempts {
+		if err = f(); err == nil || !transient(err) || attempt == markAttempts-1 {
+			return err
+		}
+		if !backoff.Sleep(ctx, backoff.Equal(attempt, 8*time.Millisecond, 512*time.Millisecond)) {
+			return err
+		}
+	}
+	return err
+}
+
+// transient reports an error a retry can cure: the connection failed, or
+// the server is loading, read-only or between masters (a failover).
+func transient(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var ne net.Error
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.As(err, &ne):
+		return true
+	}
+	for _, prefix := range []string{"LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"} {
+		if redis.HasErrorPrefix(err, prefix) {
+			return true
+		}
+	}
+	return false
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/idgen/idgen/shared/platform/backoff"
+
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/platform/audit"
 	"github.com/idgen/idgen/shared/registry"
@@ -185,21 +187,9 @@ func retry(ctx context.Context, f func() (again bool, err error)) error {
 	wait := 10 * time.Millisecond
 	for {
 		again, err := f()
-		if err == nil || !again || !sleep(ctx, wait) {
+		if err == nil || !again || !backoff.Sleep(ctx, wait) {
 			return err
 		}
 		wait = min(2*wait, time.Second)
-	}
-}
-
-// sleep waits d or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }

@@ -77,6 +77,10 @@ type Config struct {
 	FlushTimeout time.Duration
 	// PoolSize of the client's connection pool; 0 means go-redis' default.
 	PoolSize int
+	// ConnMaxIdleTime closes connections idle that long; 0 means go-redis'
+	// default (30 minutes), -1 keeps them (a pool warmed at start stays
+	// warm).
+	ConnMaxIdleTime time.Duration
 
 	// CheckInterval: how often the checker reads every master's eviction
 	// policy, evictions, persistence and epoch marker; a change is refused

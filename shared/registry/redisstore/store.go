@@ -220,6 +220,7 @@ func options(cfg Config, cluster bool, hook func(context.Context, *redis.Conn) e
 		SentinelPassword: cfg.SentinelPassword,
 		TLSConfig:        cfg.TLS,
 		PoolSize:         cfg.PoolSize,
+		ConnMaxIdleTime:  cfg.ConnMaxIdleTime,
 		DisableIdentity:  true, // CLIENT SETINFO is 7.2+
 		// No client-side retries: the flusher resends where that is safe,
 		// and a retried pipeline would repeat its WAIT (NOREPLICAS makes
