@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -11,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/idgen/idgen/shared/platform/audit"
 	"github.com/idgen/idgen/shared/platform/auth"
 	"github.com/idgen/idgen/shared/platform/sealer"
 )
@@ -67,6 +70,9 @@ func keygen(args []string, stdout, stderr io.Writer) error {
 	if _, err := sealer.LoadKeyFile(filepath.Join(*dir, "metadata.key"), false); err != nil {
 		return err
 	}
+	if err := auditSigningKey(*dir, stdout); err != nil {
+		return err
+	}
 	// A read-only token for the Prometheus scraper (ops:read is the only
 	// scope), minted afresh on every run so it never expires on a stack that
 	// is restarted now and then; readable by the scraper's own user.
@@ -82,6 +88,59 @@ func keygen(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "minted  %s (scope ops:read, 90 days)\n", path)
+	return nil
+}
+
+// Files of the audit log's checkpoint key: the private key the service
+// signs with (--audit-signing-key) and its public half, which
+// `idgen audit verify --public-key` reads.
+const (
+	auditKeyFile    = "audit-signing.key"
+	auditPubKeyFile = "audit-signing.pub"
+)
+
+// auditSigningKey creates the audit signing key (PEM PKCS#8 Ed25519, mode
+// 0600) when it is missing and keeps it otherwise, and writes its public
+// half (PEM, mode 0644) when that is missing or not the key's.
+func auditSigningKey(dir string, stdout io.Writer) error {
+	path := filepath.Join(dir, auditKeyFile)
+	switch _, err := os.Stat(path); {
+	case err == nil:
+		fmt.Fprintf(stdout, "kept    %s\n", path)
+	case errors.Is(err, os.ErrNotExist):
+		_, key, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return err
+		}
+		b, err := audit.MarshalSigningKey(key)
+		if err != nil {
+			return err
+		}
+		if err := writeNew(path, string(b)); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "created %s\n", path)
+	default:
+		return err
+	}
+	// Read back: the file kept, or the one another keygen won the race with.
+	key, err := audit.LoadSigningKey(path)
+	if err != nil {
+		return err
+	}
+	pub, err := audit.MarshalPublicKey(key.Public().(ed25519.PublicKey))
+	if err != nil {
+		return err
+	}
+	pubPath := filepath.Join(dir, auditPubKeyFile)
+	if b, err := os.ReadFile(pubPath); err == nil && bytes.Equal(b, pub) {
+		fmt.Fprintf(stdout, "kept    %s\n", pubPath)
+		return nil
+	}
+	if err := writeReplace(pubPath, string(pub), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "created %s\n", pubPath)
 	return nil
 }
 

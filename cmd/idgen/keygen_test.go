@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/idgen/idgen/shared/platform/audit"
 	"github.com/idgen/idgen/shared/platform/auth"
 	"github.com/idgen/idgen/shared/platform/sealer"
 )
@@ -86,5 +87,49 @@ func TestKeygenRejectsBrokenKeyFile(t *testing.T) {
 	}
 	if err := keygen([]string{"--dir", dir, "extra"}, &out, &out); err == nil {
 		t.Fatal("keygen accepted an extra argument")
+	}
+}
+
+// TestKeygenAuditSigningKey: keygen creates the audit signing key (mode
+// 0600) and its public half once, keeps both on later runs, and writes the
+// public half again from the key when it is missing.
+func TestKeygenAuditSigningKey(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	if err := keygen([]string{"--dir", dir}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	keyPath, pubPath := filepath.Join(dir, auditKeyFile), filepath.Join(dir, auditPubKeyFile)
+	key, err := audit.LoadSigningKey(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(keyPath); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("%s: %v, mode %v: want 0600", auditKeyFile, err, st.Mode().Perm())
+	}
+	pub, err := audit.LoadPublicKey(pubPath)
+	if err != nil || !pub.Equal(key.Public()) {
+		t.Fatalf("%s: %v, or not the key's public half", auditPubKeyFile, err)
+	}
+	before, _ := os.ReadFile(keyPath)
+	if err := os.Remove(pubPath); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := keygen([]string{"--dir", dir}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.ReadFile(keyPath); !bytes.Equal(before, after) || !strings.Contains(out.String(), "kept    "+keyPath) {
+		t.Fatalf("second run changed the signing key:\n%s", out.String())
+	}
+	if pub2, err := audit.LoadPublicKey(pubPath); err != nil || !pub2.Equal(pub) {
+		t.Fatalf("public half written again: %v, or another key", err)
+	}
+	// A file that is not an Ed25519 key is refused, not kept silently.
+	if err := os.WriteFile(keyPath, []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := keygen([]string{"--dir", dir}, &out, &out); err == nil {
+		t.Fatal("keygen accepted a broken audit signing key")
 	}
 }

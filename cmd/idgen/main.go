@@ -22,7 +22,9 @@ Usage:
   idgen decode <id>          print the fields of an ID as JSON
   idgen healthcheck [flags]  exit 0 when the instance at --url is live
   idgen token [flags]        mint a bearer token from a local key file (idgen token --help)
-  idgen keygen [--dir D]     create missing development credentials (Redis, ZooKeeper, JWT, metadata key)
+  idgen keygen [--dir D]     create missing development credentials (Redis, ZooKeeper, JWT, metadata key, audit signing key)
+  idgen audit verify [--public-key F] FILE...
+                             check the hash chains and signed checkpoints of audit logs (rotated files oldest first)
   idgen registry reset-epoch --yes [flags]
                              accept the Redis registry as it is after a loss (see docs/operations.md)
   idgen --help               this text
@@ -74,6 +76,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = keygen(args[1:], stdout, stderr)
 	case "registry":
 		err = registryCmd(ctx, args[1:], stdout, stderr)
+	case "audit":
+		err = auditCmd(args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "idgen: unknown command %q\n\n%s", args[0], usage)
 		return 2

@@ -165,23 +165,34 @@ func (v *Verifier) addFile(path string, add func(string, io.Reader) error) error
 }
 
 // AddCheckpoints reads checkpoints kept in a second place, one JSON object
-// a line: a Checkpoint, or an audit.checkpoint line. Add them before the
-// files they cover. Errors: r fails. A line that is no checkpoint, or
-// whose signature does not verify, is the Report's break.
+// a line: a Checkpoint, or an audit line (the audit.checkpoint lines
+// count, the others are skipped: a shipped copy of the log is such a
+// place). Add them before the files they cover. Errors: r fails. A line
+// that is not JSON, or a checkpoint whose signature does not verify, is
+// the Report's break.
 func (v *Verifier) AddCheckpoints(name string, r io.Reader) error {
 	return eachLine(name, r, func(at Position, line []byte) bool {
 		if v.rep.Broken != nil {
 			return false
 		}
 		var wrapped struct {
+			Action     string      `json:"action"`
 			Checkpoint *Checkpoint `json:"checkpoint"`
 		}
 		var cp Checkpoint
-		if json.Unmarshal(line, &wrapped) == nil && wrapped.Checkpoint != nil {
-			cp = *wrapped.Checkpoint
-		} else if err := json.Unmarshal(line, &cp); err != nil || cp.Writer == "" || cp.Hash == "" {
-			v.rep.Broken = breakAt(at, "", "not a checkpoint")
+		switch {
+		case json.Unmarshal(line, &wrapped) != nil:
+			v.rep.Broken = breakAt(at, "", "not a JSON object")
 			return false
+		case wrapped.Checkpoint != nil:
+			cp = *wrapped.Checkpoint
+		case wrapped.Action != "":
+			return true // an audit line, not a checkpoint
+		default:
+			if err := json.Unmarshal(line, &cp); err != nil || cp.Writer == "" || cp.Hash == "" {
+				v.rep.Broken = breakAt(at, "", "not a checkpoint")
+				return false
+			}
 		}
 		if v.opts.PublicKey != nil {
 			if err := cp.Verify(v.opts.PublicKey); err != nil {
