@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idgen/idgen/api/apitest"
 	"github.com/idgen/idgen/client"
 	"github.com/idgen/idgen/harness/proc"
 )
@@ -155,8 +156,23 @@ func (in *instance) issued() int {
 }
 
 // newClient returns a client of cfg, closed when the test ends. Unset
-// retry timings are short, so that tests of retries stay fast.
+// retry timings are short, so that tests of retries stay fast. Without
+// cfg.TLS and cfg.HTTPClient every answer the client receives is checked
+// against the API's OpenAPI document (apitest.Transport): an answer it does
+// not describe fails the test.
 func newClient(t *testing.T, cfg client.Config) *client.Client {
+	t.Helper()
+	if cfg.TLS == nil && cfg.HTTPClient == nil {
+		tr := &http.Transport{}
+		t.Cleanup(tr.CloseIdleConnections)
+		cfg.HTTPClient = &http.Client{Transport: apitest.Transport(tr, t)}
+	}
+	return newUncheckedClient(t, cfg)
+}
+
+// newUncheckedClient is newClient without the contract check, for answers
+// that are not the API's (a proxy's error page).
+func newUncheckedClient(t *testing.T, cfg client.Config) *client.Client {
 	t.Helper()
 	if cfg.Retry.BaseBackoff == 0 {
 		cfg.Retry.BaseBackoff = 10 * time.Millisecond
