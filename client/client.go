@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/idgen/idgen/shared/platform/backoff"
 )
 
 // maxAnswer bounds the body of an answer the client reads (a batch of 1000
@@ -101,14 +103,14 @@ func (c *Client) do(ctx context.Context, r call) (*answer, error) {
 		i, notBefore := c.eps.pick(now, tried)
 		wait := notBefore.Sub(now)
 		if tried[i] {
-			wait = max(wait, backoff(c.cfg.Retry, attempt-1, jitter))
+			wait = max(wait, backoff.Full(attempt-2, c.cfg.Retry.BaseBackoff, c.cfg.Retry.MaxBackoff))
 		}
 		if wait > 0 {
 			if dl, ok := ctx.Deadline(); ok && last != nil && now.Add(wait).After(dl) {
 				return nil, fmt.Errorf("client: %s: %w (the next attempt, in %v, would fall after the context's deadline)", r.op, last, wait.Round(time.Millisecond))
 			}
-			if err := sleep(ctx, wait); err != nil {
-				return nil, c.ended(r.op, err, last)
+			if !backoff.Sleep(ctx, wait) {
+				return nil, c.ended(r.op, ctx.Err(), last)
 			}
 		}
 		tried[i] = true
@@ -237,16 +239,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

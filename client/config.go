@@ -46,7 +46,7 @@ type RetryPolicy struct {
 	MaxAttempts int
 	// BaseBackoff is the upper bound of the first backoff; each further
 	// retry doubles it, up to MaxBackoff. The wait itself is drawn
-	// uniformly from [0, bound) (full jitter), and is never shorter than a
+	// uniformly from [0, bound] (full jitter), and is never shorter than a
 	// Retry-After the server gave.
 	BaseBackoff time.Duration
 	// MaxBackoff caps the bound of the jitter (not a Retry-After).

@@ -34,8 +34,8 @@
 // Every other answer (4xx, 500) is returned at once: the same request
 // would get the same answer. A retry at another endpoint follows at once;
 // a retry at an endpoint this call already tried waits a backoff with full
-// jitter, uniform in [0, min(MaxBackoff, BaseBackoff·2^(n-1))) before
-// retry n, or the Retry-After when longer. A wait that would end after the
+// jitter, uniform in [0, min(MaxBackoff, BaseBackoff·2^(n-1))] before
+// retry n (shared/platform/backoff.Full), or the Retry-After when longer. A wait that would end after the
 // context's deadline is not begun: the call returns the last failure.
 //
 // Retrying after a lost answer is safe for every call of this package, and

@@ -1,7 +1,6 @@
 package client
 
 import (
-	"math/rand/v2"
 	"sync"
 	"time"
 )
@@ -87,21 +86,3 @@ func (e *endpoints) succeeded(i int) {
 	defer e.mu.Unlock()
 	e.list[i].downUntil = time.Time{}
 }
-
-// backoff is the full-jitter wait before retry number n (1 for the first
-// retry): uniform in [0, min(max, base·2^(n-1))). rnd(k) returns a value in
-// [0, k).
-func backoff(p RetryPolicy, n int, rnd func(int64) int64) time.Duration {
-	bound := p.BaseBackoff
-	for i := 1; i < n && bound < p.MaxBackoff; i++ {
-		bound *= 2
-	}
-	bound = min(bound, p.MaxBackoff)
-	if bound <= 0 {
-		return 0
-	}
-	return time.Duration(rnd(int64(bound)))
-}
-
-// jitter is the rnd of backoff outside tests.
-func jitter(k int64) int64 { return rand.Int64N(k) }

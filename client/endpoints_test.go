@@ -5,21 +5,6 @@ import (
 	"time"
 )
 
-func TestBackoff(t *testing.T) {
-	p := RetryPolicy{BaseBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
-	top := func(k int64) int64 { return k - 1 } // the largest draw
-	for n, want := range map[int]time.Duration{1: 10, 2: 20, 3: 40, 4: 80, 5: 100, 50: 100} {
-		if got := backoff(p, n, top) + 1; got != want*time.Millisecond {
-			t.Errorf("bound of retry %d = %v, want %v", n, got, want*time.Millisecond)
-		}
-	}
-	for range 1000 {
-		if d := backoff(p, 3, jitter); d < 0 || d >= 40*time.Millisecond {
-			t.Fatalf("backoff of retry 3 = %v, outside [0, 40ms)", d)
-		}
-	}
-}
-
 func TestPick(t *testing.T) {
 	now := time.Now()
 	e := newEndpoints([]string{"a", "b", "c"})
