@@ -99,14 +99,7 @@ func writeSVG(w io.Writer, r *results) {
 	s.text(10, 20, "start", "title", "idgen bench")
 	s.text(10, 38, "start", "small", sub)
 	y := 50.0
-	var single, batch []httpResult
-	for _, h := range r.HTTP {
-		if h.Batch {
-			batch = append(batch, h)
-		} else {
-			single = append(single, h)
-		}
-	}
+	single, batch := r.httpSplit()
 	if len(single) > 0 {
 		y = ratioPanel(s, r, single, y) + panelGap
 		lat := single

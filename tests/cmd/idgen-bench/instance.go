@@ -15,6 +15,7 @@ import (
 
 	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/harness/redisharness"
+	"github.com/idgen/idgen/tests/internal/idgenproc"
 )
 
 // instance is one HTTP server under test: how to start it, and what it
@@ -78,29 +79,21 @@ func (in *instance) redisPids() []int {
 
 // launch starts in and returns once POST /generate answered 200 (the
 // first ID), with the time that took from the exec. A child that loses its
-// port to another process is started again on a fresh one.
+// port to another process is started again on a fresh one (idgenproc).
 func launch(ctx context.Context, in *instance, dataDir string) (p *proc.Process, addr string, firstID time.Duration, err error) {
-	for attempt := 0; ; attempt++ {
-		addr, err = proc.FreeAddr()
-		if err != nil {
-			return nil, "", 0, err
-		}
-		args := in.argv(addr, dataDir)
-		t0 := time.Now()
-		p, err = proc.Start(args[0], proc.Options{Args: args[1:], DropEnv: []string{"IDGEN_"}})
-		if err != nil {
-			return nil, "", 0, err
-		}
-		err = waitFirstID(ctx, p, in.scheme()+"://"+addr+"/generate", in.tls, in.headers())
-		if err == nil {
-			return p, addr, time.Since(t0), nil
-		}
-		stop(p)
-		if attempt < 2 && strings.Contains(p.Stderr(), "address already in use") {
-			continue
-		}
-		return nil, "", 0, fmt.Errorf("%s: %w", filepath.Base(args[0]), err)
+	c, err := idgenproc.Launch(ctx, idgenproc.Options{
+		Name:    in.name,
+		Args:    in.argv,
+		DataDir: func() string { return dataDir },
+		Scheme:  in.scheme(),
+		Ready: func(ctx context.Context, p *proc.Process, url string) error {
+			return waitFirstID(ctx, p, url+"/generate", in.tls, in.headers())
+		},
+	})
+	if err != nil {
+		return nil, "", 0, err
 	}
+	return c.Proc, c.Addr, c.Took, nil
 }
 
 // waitFirstID polls url with POST every millisecond until a 200, the

@@ -73,14 +73,7 @@ func writeMarkdown(w io.Writer, r *results) {
 	}
 
 	ceil, hasCeil := r.http("ceiling")
-	var single, batch []httpResult
-	for _, h := range r.HTTP {
-		if h.Batch {
-			batch = append(batch, h)
-		} else {
-			single = append(single, h)
-		}
-	}
+	single, batch := r.httpSplit()
 	if len(single) > 0 {
 		p("## HTTP: one ID per request")
 		p("")

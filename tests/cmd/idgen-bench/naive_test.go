@@ -16,6 +16,7 @@ import (
 	"github.com/idgen/idgen/harness/redisharness"
 	"github.com/idgen/idgen/harness/zkharness"
 	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/tests/internal/idledger"
 )
 
 // TestNaiveStrawman runs the strawman against a real ZooKeeper and Redis
@@ -80,17 +81,16 @@ func TestNaiveStrawman(t *testing.T) {
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: rds.Addr()})
 	defer rdb.Close()
-	seen := map[string]bool{}
+	seen := idledger.New[struct{}](len(ids))
 	counters := map[uint64]bool{}
 	for _, s := range ids {
-		if seen[s] {
-			t.Errorf("ID %s handed out twice", s)
-		}
-		seen[s] = true
 		id, err := idcodec.Parse(s)
 		if err != nil {
 			t.Errorf("ID %q: %v", s, err)
 			continue
+		}
+		if dups := seen.Add(struct{}{}, id); len(dups) > 0 {
+			t.Errorf("ID %s handed out twice (its shard and counter are those of %s)", s, dups[0].First.ID)
 		}
 		counters[id.Decompose().Counter] = true
 		if v, err := rdb.Get(ctx, naiveKey(id)).Result(); err != nil || v != "pending" {

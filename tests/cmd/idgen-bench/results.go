@@ -187,6 +187,19 @@ const (
 	statedLatConns = 32
 )
 
+// httpSplit returns the HTTP results of one ID per request and those of
+// batches, each in run order.
+func (r *results) httpSplit() (single, batch []httpResult) {
+	for _, h := range r.HTTP {
+		if h.Batch {
+			batch = append(batch, h)
+		} else {
+			single = append(single, h)
+		}
+	}
+	return single, batch
+}
+
 // goal is one target of the issue with its measurement.
 type goal struct {
 	Name     string
