@@ -1,6 +1,7 @@
 // Package idledger is the one record the end-to-end suites and the chaos
 // and bench tools keep of the IDs idgen issued them: every ID once, what
-// the caller knows of it, and the duplicates.
+// the caller knows of it, and the duplicates. Unregistered checks that the
+// Redis registry holds them; Parallel spreads such reads over workers.
 //
 // Invariants:
 //   - Uniqueness is judged by (shard, counter), the pair it rests on
