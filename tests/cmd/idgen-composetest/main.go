@@ -137,6 +137,10 @@ func (r *run) main(ctx context.Context) error {
 	if r.workerCount() < 2 {
 		return fmt.Errorf("phase ids: IDs came from %d worker(s), want ≥ 2", r.workerCount())
 	}
+	// The operator console through the load balancer, all 3 instances up.
+	if err := r.console(ctx, 3); err != nil {
+		return fmt.Errorf("phase console: %w", err)
+	}
 
 	// 2. Scale to 5 and back to 2 under load: no request may fail.
 	stopLoad := make(chan struct{})

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// console checks the operator console through the load balancer: the page
+// and its assets are served with their security headers, and in headless
+// Chromium the page, given the run's token, lists every instance of the
+// stack (each refresh may reach another instance) with no CSP violation.
+func (r *run) console(ctx context.Context, instances int) error {
+	for path, ctype := range map[string]string{"/": "text/html", "/console/app.js": "text/javascript", "/console/app.css": "text/css"} {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url(path), nil)
+		if err != nil {
+			return err
+		}
+		resp, err := r.http.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		csp := resp.Header.Get("Content-Security-Policy")
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), ctype) ||
+			!strings.Contains(csp, "frame-ancestors 'none'") || strings.Contains(csp, "unsafe-inline") ||
+			resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+			return fmt.Errorf("GET %s through the load balancer: %d %q, CSP %q", path, resp.StatusCode, resp.Header.Get("Content-Type"), csp)
+		}
+	}
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		return fmt.Errorf("chromium is needed (scripts/install-deps.sh installs it): %w", err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox)
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	defer cancelAlloc()
+	bctx, cancelTab := chromedp.NewContext(actx)
+	defer cancelTab()
+	bctx, cancel := context.WithTimeout(bctx, time.Minute)
+	defer cancel()
+	within := chromedp.WithPollingTimeout(45 * time.Second)
+	err = chromedp.Do(bctx,
+		chromedp.Navigate(r.url("/")),
+		chromedp.Poll[chromedp.Void](`!document.getElementById('login').hidden`, within),
+		chromedp.SetValue(chromedp.ID("token"), r.token),
+		chromedp.Click(chromedp.CSS("#login-form button")),
+		chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.querySelectorAll('#instances tr.instance').length >= %d`, instances), within,
+			chromedp.WithPollingInterval(200*time.Millisecond)))
+	if err != nil {
+		return fmt.Errorf("the console through the load balancer did not list %d instances: %w", instances, err)
+	}
+	rows, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll('#instances tr.instance').length`))
+	if err != nil {
+		return err
+	}
+	r.logf("phase console: page and assets served with CSP through the load balancer; Chromium lists %d instances", rows)
+	return nil
+}
