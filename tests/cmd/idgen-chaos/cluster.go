@@ -102,12 +102,7 @@ func startCluster(ctx context.Context, cfg *Config, dir string, logf func(string
 		c.insts = append(c.insts, in)
 		addrs[name] = in.addr
 	}
-	errs := make([]error, len(c.insts))
-	for i, in := range c.insts {
-		wg.Go(func() { errs[i] = in.Start(ctx, c.client, readyTimeout) })
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := startAll(ctx, c.client, c.insts); err != nil {
 		return nil, err
 	}
 	logf("idgen instances ready (%s)", strings.Join(c.names(), ", "))

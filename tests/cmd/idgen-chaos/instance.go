@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -65,6 +66,20 @@ func (pr *process) Start(ctx context.Context, client *http.Client, timeout time.
 		return fmt.Errorf("%s (life %d): %w\n%s", pr.name, pr.life, err, idgenproc.Excerpt(p.Stderr(), 0, 30))
 	}
 	return nil
+}
+
+// startAll starts a life of every process of ps at once and waits until
+// each is ready or failed; the error joins the failures.
+func startAll[P interface {
+	Start(ctx context.Context, client *http.Client, timeout time.Duration) error
+}](ctx context.Context, client *http.Client, ps []P) error {
+	errs := make([]error, len(ps))
+	var wg sync.WaitGroup
+	for i, p := range ps {
+		wg.Go(func() { errs[i] = p.Start(ctx, client, readyTimeout) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Life is the number of the current (or last) life, 1 for the first.

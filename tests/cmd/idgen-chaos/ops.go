@@ -88,13 +88,7 @@ func startOps(ctx context.Context, cfg *Config, dir string, logf func(string, ..
 		}
 		p.insts = append(p.insts, in)
 	}
-	errs := make([]error, len(p.insts))
-	var wg sync.WaitGroup
-	for i, in := range p.insts {
-		wg.Go(func() { errs[i] = in.Start(ctx, p.client, readyTimeout) })
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := startAll(ctx, p.client, p.insts); err != nil {
 		return nil, err
 	}
 	logf("embedded instances ready: %s", strings.Join(p.names(), ", "))
@@ -187,30 +181,11 @@ func (p *opsPhase) execute(ctx context.Context) {
 		}
 		w := &window{n: f.n, name: f.name, from: time.Now()}
 		p.wins = append(p.wins, w)
-		p.logf("fault %d: %s", f.n, f.name)
-		err := f.fn(ctx, p, w)
-		if ctx.Err() != nil {
-			w.to = time.Now()
+		if !injectAndRecover(ctx, w, p.violate, p.logf, p.cfg.Settle,
+			func() error { return f.fn(ctx, p, w) },
+			func() (time.Time, error) { return p.waitRecovered(ctx, time.Now(), p.cfg.Recovery) }) {
 			break
 		}
-		if err != nil {
-			w.failed = true
-			p.violate(vFault, "fault %d (%s): %v", f.n, f.name, err)
-			p.logf("fault %d: %v", f.n, err)
-		}
-		at, err := p.waitRecovered(ctx, time.Now(), p.cfg.Recovery)
-		w.to = at
-		if ctx.Err() != nil {
-			break
-		}
-		if err != nil {
-			w.failed = true
-			p.violate(vRecovery, "fault %d (%s): %v", f.n, f.name, err)
-			p.logf("fault %d: not recovered: %v", f.n, err)
-			break
-		}
-		p.logf("fault %d: recovered %v after injection; %s", f.n, at.Sub(w.from).Round(time.Millisecond), strings.Join(w.notes, "; "))
-		pause(ctx, p.cfg.Settle)
 	}
 	last := &window{name: "embedded steady (after the faults)", from: time.Now()}
 	p.wins = append(p.wins, last)

@@ -105,36 +105,52 @@ func (r *run) execute(ctx context.Context) {
 		}
 		w := &window{n: f.n, name: f.name, floor: f.floor, from: time.Now()}
 		r.wins = append(r.wins, w)
-		r.logf("fault %d: %s", f.n, f.name)
-		err := f.fn(ctx, r, w)
-		if ctx.Err() != nil {
-			w.to = time.Now()
-			break // interrupted or out of time: nothing more to inject
-		}
-		if err != nil {
-			w.failed = true
-			r.l.violate(vFault, "fault %d (%s): %v", f.n, f.name, err)
-			r.logf("fault %d: %v", f.n, err)
-		}
-		at, err := r.waitRecovered(ctx, time.Now(), r.cfg.Recovery)
-		w.to = at
-		if ctx.Err() != nil {
+		if !injectAndRecover(ctx, w, r.l.violate, r.logf, r.cfg.Settle,
+			func() error { return f.fn(ctx, r, w) },
+			func() (time.Time, error) { return r.waitRecovered(ctx, time.Now(), r.cfg.Recovery) }) {
 			break
 		}
-		if err != nil {
-			w.failed = true
-			r.l.violate(vRecovery, "fault %d (%s): %v", f.n, f.name, err)
-			r.logf("fault %d: not recovered: %v", f.n, err)
-			break // the rest would run on a broken cluster
-		}
-		r.logf("fault %d: recovered %v after injection; %s", f.n, at.Sub(w.from).Round(time.Millisecond), strings.Join(w.notes, "; "))
-		pause(ctx, r.cfg.Settle)
 	}
 	last := &window{name: "steady (after the faults)", from: time.Now()}
 	r.wins = append(r.wins, last)
 	pause(ctx, r.cfg.Settle)
 	last.to = time.Now()
 	r.d.Stop(40 * time.Second)
+}
+
+// injectAndRecover runs one fault of window w: inject, then recovered (a
+// wait that returns when the service recovered), then a pause of settle.
+// A failed injection or recovery is a violation. It reports whether the
+// run goes on: not when ctx ended (interrupted or out of time: nothing
+// more to inject) nor when the service did not recover (the rest would run
+// on a broken service).
+func injectAndRecover(ctx context.Context, w *window, violate func(kind, format string, args ...any), logf func(format string, args ...any),
+	settle time.Duration, inject func() error, recovered func() (time.Time, error)) bool {
+	logf("fault %d: %s", w.n, w.name)
+	err := inject()
+	if ctx.Err() != nil {
+		w.to = time.Now()
+		return false
+	}
+	if err != nil {
+		w.failed = true
+		violate(vFault, "fault %d (%s): %v", w.n, w.name, err)
+		logf("fault %d: %v", w.n, err)
+	}
+	at, err := recovered()
+	w.to = at
+	if ctx.Err() != nil {
+		return false
+	}
+	if err != nil {
+		w.failed = true
+		violate(vRecovery, "fault %d (%s): %v", w.n, w.name, err)
+		logf("fault %d: not recovered: %v", w.n, err)
+		return false
+	}
+	logf("fault %d: recovered %v after injection; %s", w.n, at.Sub(w.from).Round(time.Millisecond), strings.Join(w.notes, "; "))
+	pause(ctx, settle)
+	return true
 }
 
 // waitRecovered waits until every instance says /health "ok", every
