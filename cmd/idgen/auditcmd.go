@@ -81,7 +81,7 @@ func printAuditReport(w io.Writer, rep *audit.Report) {
 		fmt.Fprintf(w, "%d checkpoints kept elsewhere match the files\n", rep.External)
 	}
 	for _, wr := range rep.Writers {
-		if wr.Unsigned() > 0 && rep.External == 0 {
+		if wr.Unsigned() > 0 && rep.External == 0 && rep.Broken == nil {
 			fmt.Fprintln(w, "lines after a writer's last checkpoint can be cut off or rewritten unseen in the file alone: give the checkpoints kept elsewhere (--checkpoints)")
 			break
 		}

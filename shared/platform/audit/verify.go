@@ -346,7 +346,11 @@ func (s *suspect) classify(after *link) *Break {
 		if after != nil && after.seq == last.seq+1 {
 			return breakAt(next.at, w, "lines reordered: seq %d of writer %s comes before seq %d (%s)", next.seq, w, after.seq, after.at)
 		}
-		return breakAt(next.at, w, "lines deleted before this line: seq %d-%d of writer %s are missing (after %s)", last.seq+1, next.seq-1, w, last.at)
+		missing := fmt.Sprintf("seq %d", last.seq+1)
+		if next.seq-last.seq > 2 {
+			missing = fmt.Sprintf("seq %d-%d", last.seq+1, next.seq-1)
+		}
+		return breakAt(next.at, w, "lines deleted before this line: %s of writer %s missing (after %s)", missing, w, last.at)
 	case next.seq < last.seq:
 		return breakAt(next.at, w, "lines reordered: seq %d of writer %s comes after seq %d (%s)", next.seq, w, last.seq, last.at)
 	default:

@@ -178,7 +178,7 @@ func TestVerifyTampering(t *testing.T) {
 		{"deleted", func(t *testing.T, lines [][]byte) ([][]byte, int) {
 			n := lineOf(t, lines, `"id-7"`)
 			return append(lines[:n-1:n-1], lines[n:]...), n
-		}, "lines deleted before this line: seq 10-10"},
+		}, "lines deleted before this line: seq 10 of"},
 		{"reordered", func(t *testing.T, lines [][]byte) ([][]byte, int) {
 			n := lineOf(t, lines, `"id-7"`)
 			lines[n-1], lines[n] = lines[n], lines[n-1]
