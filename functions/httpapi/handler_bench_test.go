@@ -1,0 +1,216 @@
+package httpapi_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/idgen/idgen/functions/httpapi"
+	"github.com/idgen/idgen/shared/generator"
+	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/platform/audit"
+	"github.com/idgen/idgen/shared/platform/logring"
+	"github.com/idgen/idgen/shared/platform/sealer"
+	"github.com/idgen/idgen/shared/registry"
+	"github.com/idgen/idgen/shared/registry/pebblestore"
+)
+
+// BenchmarkGenerateHandler is POST /generate (no body: one ID) through
+// Service.Handle, without a server, on one reused RequestCtx per goroutine,
+// 32 goroutines per CPU:
+//
+//	go test -run XXX -bench GenerateHandler -benchmem ./functions/httpapi/
+//
+// "memregistry" registers into a map that allocates nothing per ID once
+// grown, over a generator on an in-memory range source: the handler and
+// the generator alone, whose single-ID path allocates nothing.
+// "pebblestore" is the whole path of the embedded default: the generator
+// claims its ranges from, and registers every ID into, a Pebble store
+// with its WAL synced (the group commit under 32 goroutines per CPU).
+// The logger is the one of `idgen serve` at its default level (info),
+// teed into the /logs ring.
+func BenchmarkGenerateHandler(b *testing.B) {
+	b.Run("memregistry", func(b *testing.B) {
+		gen, err := generator.New(&benchSource{}, generator.FixedWorker(0), generator.Config{InitialStep: 1 << 22, MinStep: 1 << 22, MaxStep: 1 << 22})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(gen.Close)
+		benchGenerate(b, gen, newMemRegistry())
+	})
+	b.Run("pebblestore", func(b *testing.B) {
+		store, err := pebblestore.Open(pebblestore.Config{Dir: b.TempDir()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			if err := store.Close(); err != nil {
+				b.Errorf("store.Close: %v", err)
+			}
+		})
+		gen, err := generator.New(store, generator.FixedWorker(0), generator.Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(gen.Close)
+		benchGenerate(b, gen, store)
+	})
+}
+
+// benchGenerate serves POST /generate from svc's parallel goroutines.
+func benchGenerate(b *testing.B, gen *generator.Generator, reg benchRegistry) {
+	svc := newBenchService(b, gen, reg)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := gen.Warm(ctx); err != nil {
+		b.Fatal(err)
+	}
+	remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
+	b.SetParallelism(32)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var req fasthttp.Request
+		req.Header.SetMethod(fasthttp.MethodPost)
+		req.SetRequestURI("/generate")
+		req.Header.SetHost("idgen.test")
+		var c fasthttp.RequestCtx
+		c.Init(&req, remote, nil)
+		for pb.Next() {
+			c.Response.Reset()
+			svc.Handle(&c)
+			if c.Response.StatusCode() != fasthttp.StatusOK {
+				b.Errorf("POST /generate: %d %s", c.Response.StatusCode(), c.Response.Body())
+				return
+			}
+		}
+	})
+}
+
+// newBenchService wires the service as cmd/idgen/serve.go does in dev
+// mode: a JSON logger at info, teed into the /logs ring at the same level.
+func newBenchService(b *testing.B, gen *generator.Generator, reg benchRegistry) *httpapi.Service {
+	ring := logring.New(2000)
+	ec := zap.NewProductionEncoderConfig()
+	ec.TimeKey, ec.EncodeTime = "time", zapcore.RFC3339NanoTimeEncoder
+	enc := zapcore.NewJSONEncoder(ec)
+	core := zapcore.NewCore(enc, zapcore.AddSync(io.Discard), zapcore.InfoLevel)
+	log := zap.New(zapcore.NewTee(core, ring.Core(enc.Clone(), zapcore.InfoLevel)), zap.AddCaller())
+
+	keys, err := sealer.LoadKeyFile(filepath.Join(b.TempDir(), "metadata.key"), true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	auditLog, err := audit.Open(filepath.Join(b.TempDir(), "audit.log"), "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = auditLog.Close() })
+	svc, err := httpapi.New(httpapi.Config{Dev: true}, httpapi.Deps{
+		IDs: gen, Registry: reg, Logger: log, Logs: ring, Metrics: httpapi.NewMetrics(gen),
+		Sealer: sealer.NewVault(keys, reg), Audit: auditLog,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return svc
+}
+
+// benchRegistry is the registry and the data key store of the service.
+type benchRegistry interface {
+	httpapi.Registry
+	sealer.KeyStore
+}
+
+// benchSource hands out consecutive ranges from memory.
+type benchSource struct {
+	mu   sync.Mutex
+	next uint64
+}
+
+func (s *benchSource) ClaimRange(_ context.Context, n uint64) (generator.Range, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := generator.Range{Start: s.next, End: s.next + n}
+	s.next += n
+	return r, nil
+}
+
+var _ generator.RangeSource = (*benchSource)(nil)
+
+// memRegistry keeps registered IDs in a map: a stand-in for the store that
+// allocates nothing of its own per ID once its map has grown (it grows to
+// 1<<20 entries, then starts over), so that the benchmark measures the
+// handler.
+type memRegistry struct {
+	mu  sync.Mutex
+	ids  map[idcodec.ID]struct{}
+	keys map[string][]byte
+}
+
+const memRegistryCap = 1 << 20
+
+func newMemRegistry() *memRegistry {
+	return &memRegistry{ids: make(map[idcodec.ID]struct{}, memRegistryCap), keys: map[string][]byte{}}
+}
+
+func (m *memRegistry) Register(_ context.Context, iss registry.Issue, _, _ int64) (*registry.IdemEntry, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.ids)+len(iss.Records) > memRegistryCap {
+		clear(m.ids)
+	}
+	for _, r := range iss.Records {
+		if _, ok := m.ids[r.ID]; ok {
+			return nil, registry.ErrCollision
+		}
+	}
+	for _, r := range iss.Records {
+		m.ids[r.ID] = struct{}{}
+	}
+	return nil, nil
+}
+
+func (m *memRegistry) Get(context.Context, idcodec.ID) (registry.Record, error) {
+	return registry.Record{}, registry.ErrNotFound
+}
+
+func (m *memRegistry) Transition(context.Context, idcodec.ID, registry.Change) (registry.Record, registry.Outcome, error) {
+	return registry.Record{}, 0, registry.ErrNotFound
+}
+
+func (m *memRegistry) GetKey(_ context.Context, name string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.keys[name], nil
+}
+
+func (m *memRegistry) PutKeyIfAbsent(_ context.Context, name string, v []byte) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, ok := m.keys[name]; ok {
+		return old, nil
+	}
+	m.keys[name] = v
+	return v, nil
+}
+
+func (m *memRegistry) DeleteKey(_ context.Context, name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.keys, name)
+	return nil
+}
+
+var (
+	_ benchRegistry = (*memRegistry)(nil)
+	_ benchRegistry = (*pebblestore.Store)(nil)
+)
