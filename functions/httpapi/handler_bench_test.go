@@ -151,7 +151,7 @@ var _ generator.RangeSource = (*benchSource)(nil)
 // 1<<20 entries, then starts over), so that the benchmark measures the
 // handler.
 type memRegistry struct {
-	mu  sync.Mutex
+	mu   sync.Mutex
 	ids  map[idcodec.ID]struct{}
 	keys map[string][]byte
 }
