@@ -65,29 +65,32 @@ func Routes() []Route {
 }
 
 // match reports whether path, checked by checkPath, is one of r's, and
-// returns its parameter ("" for a route without one). Segments compare
-// literally; checkPath leaves no empty segment, so a parameter is never
-// empty.
-func (r *route) match(path string) (param string, ok bool) {
-	tpl := r.Path
+// returns where its parameter is in path (start = end for a route without
+// one). Segments compare literally; checkPath leaves no empty segment, so
+// a parameter is never empty.
+func (r *route) match(path []byte) (start, end int, ok bool) {
+	tpl, at := r.Path, 0
 	for tpl != "" {
-		if path == "" {
-			return "", false
+		if at == len(path) {
+			return 0, 0, false
 		}
 		tseg, trest := cutSegment(tpl[1:])
-		pseg, prest := cutSegment(path[1:])
+		pend := len(path)
+		if i := bytes.IndexByte(path[at+1:], '/'); i >= 0 {
+			pend = at + 1 + i
+		}
 		switch {
 		case len(tseg) > 1 && tseg[0] == '{' && tseg[len(tseg)-1] == '}':
 			if r.rest && trest == "" {
-				return path[1:], true
+				return at + 1, len(path), true
 			}
-			param = pseg
-		case tseg != pseg:
-			return "", false
+			start, end = at+1, pend
+		case tseg != string(path[at+1:pend]):
+			return 0, 0, false
 		}
-		tpl, path = trest, prest
+		tpl, at = trest, pend
 	}
-	return param, path == ""
+	return start, end, at == len(path)
 }
 
 // cutSegment splits s, a path after a "/", at its next "/".
@@ -109,21 +112,29 @@ func cutSegment(s string) (seg, rest string) {
 // form could differ from the raw one, so the two never disagree on which
 // resource a call names, whatever the server's settings.
 func (s *Service) route(c *fasthttp.RequestCtx, log *reqLog) string {
-	path, perr := checkPath(c.URI().PathOriginal())
-	if perr != nil {
+	raw := c.URI().PathOriginal()
+	if perr := checkPath(raw); perr != nil {
 		s.fail(c, log, perr)
 		return "other"
 	}
-	log.path = path
 	var r *route
 	for i := range table {
-		if param, ok := table[i].match(path); ok {
-			r, log.param = &table[i], param
+		if start, end, ok := table[i].match(raw); ok {
+			r = &table[i]
+			if start == end {
+				// The path is the template, segment for segment: no
+				// string of the request's bytes is needed.
+				log.path = r.Path
+			} else {
+				log.path = string(raw)
+				log.param = log.path[start:end]
+			}
 			break
 		}
 	}
 	if r == nil {
-		s.fail(c, log, Errorf(CodeNotFound, "no route %s", path))
+		log.path = string(raw)
+		s.fail(c, log, Errorf(CodeNotFound, "no route %s", log.path))
 		return "other"
 	}
 	if string(c.Method()) != r.Method {
@@ -154,41 +165,47 @@ func (s *Service) openAPI(c *fasthttp.RequestCtx, _ *reqLog) error {
 	return nil
 }
 
-// checkPath returns the raw request path as a string when it names one
-// resource unambiguously, else the 400 that says why. Refused: a path that
-// does not start with "/"; any byte outside printable ASCII (so a path
-// parameter is valid UTF-8 by construction); percent-encoding (no route
-// needs it, and "%2f", "%5c" or "%2e" would become a separator or a dot
-// after decoding); a backslash (a separator to some proxies and
-// filesystems); an empty segment ("//", a trailing "/"); a dot segment
-// ("." or ".."). "/" alone is a path (no route: 404).
-func checkPath(raw []byte) (string, *Error) {
+// checkPath returns nil when the raw request path names one resource
+// unambiguously, else the 400 that says why. Refused: a path that does not
+// start with "/"; any byte outside printable ASCII (so a path parameter is
+// valid UTF-8 by construction); percent-encoding (no route needs it, and
+// "%2f", "%5c" or "%2e" would become a separator or a dot after decoding);
+// a backslash (a separator to some proxies and filesystems); an empty
+// segment ("//", a trailing "/"); a dot segment ("." or ".."). "/" alone is
+// a path (no route: 404).
+func checkPath(raw []byte) *Error {
 	if len(raw) == 0 || raw[0] != '/' {
-		return "", Errorf(CodeInvalidRequest, "the path must start with /")
+		return Errorf(CodeInvalidRequest, "the path must start with /")
 	}
 	for _, ch := range raw {
 		switch {
 		case ch < 0x21 || ch > 0x7e:
-			return "", Errorf(CodeInvalidRequest, "the path may hold printable ASCII characters only")
+			return Errorf(CodeInvalidRequest, "the path may hold printable ASCII characters only")
 		case ch == '%':
-			return "", Errorf(CodeInvalidRequest, "the path must not be percent-encoded (an encoded separator or dot could name another resource)")
+			return Errorf(CodeInvalidRequest, "the path must not be percent-encoded (an encoded separator or dot could name another resource)")
 		case ch == '\\':
-			return "", Errorf(CodeInvalidRequest, "the path must not hold a backslash")
+			return Errorf(CodeInvalidRequest, "the path must not hold a backslash")
 		}
 	}
-	path := string(raw)
-	if path == "/" {
-		return path, nil
+	if len(raw) == 1 {
+		return nil
 	}
-	for seg := range strings.SplitSeq(path[1:], "/") {
-		switch seg {
+	for rest := raw[1:]; ; {
+		seg := rest
+		i := bytes.IndexByte(rest, '/')
+		if i >= 0 {
+			seg, rest = rest[:i], rest[i+1:]
+		}
+		switch string(seg) {
 		case "":
-			return "", Errorf(CodeInvalidRequest, "the path has an empty segment (a doubled or trailing /)")
+			return Errorf(CodeInvalidRequest, "the path has an empty segment (a doubled or trailing /)")
 		case ".", "..":
-			return "", Errorf(CodeInvalidRequest, "the path has a dot segment (. or ..)")
+			return Errorf(CodeInvalidRequest, "the path has a dot segment (. or ..)")
+		}
+		if i < 0 {
+			return nil
 		}
 	}
-	return path, nil
 }
 
 // checkRequest refuses, on every route and before authentication, what
