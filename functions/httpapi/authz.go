@@ -51,7 +51,11 @@ func (s *Service) authorize(c *fasthttp.RequestCtx, log *reqLog, scope string) e
 		c.Response.Header.Set("Retry-After", retry)
 		return Errorf(CodeRateLimited, "too many requests for %s; retry after %s s", p.Subject, retry)
 	}
-	c.SetUserValue(principalKey{}, p)
+	if s.cfg.Dev {
+		c.SetUserValue(principalKey{}, s.devPrincipalVal) // boxed once
+	} else {
+		c.SetUserValue(principalKey{}, p)
+	}
 	return nil
 }
 
@@ -69,7 +73,7 @@ func (s *Service) subject(c *fasthttp.RequestCtx) string { return principal(c).S
 // answer 503 for an entry they owe (unless Config.AuditFailOpen), other
 // callers go on.
 func (s *Service) audit(c *fasthttp.RequestCtx, log *reqLog, e audit.Event) error {
-	e.Source, e.RequestID, e.Instance = c.RemoteIP().String(), log.rid, s.cfg.Instance
+	e.Source, e.RequestID, e.Instance = c.RemoteIP().String(), log.requestID(), s.cfg.Instance
 	err := s.d.Audit.Record(e)
 	if err != nil {
 		log.L().Error("audit: record failed", zap.String("action", e.Action), zap.Error(err))

@@ -95,7 +95,7 @@ func (s *Service) generate(c *fasthttp.RequestCtx, log *reqLog) error {
 	}
 	var idem *registry.IdemEntry
 	if key := c.Request.Header.Peek("Idempotency-Key"); len(key) > 0 {
-		if !validRequestID(string(key)) {
+		if !validRequestIDBytes(key) {
 			return Errorf(CodeInvalidRequest, "Idempotency-Key must be 1..128 printable ASCII characters")
 		}
 		idem = &registry.IdemEntry{KeyHash: registry.IdemKeyHash(s.subject(c), string(key)), BodyHash: req.hash(), Batch: req.batch}
@@ -141,12 +141,12 @@ func (s *Service) issue(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog
 		var recs []registry.Record
 		var hist []registry.Step
 		if req.n == 1 {
-			// One allocation instead of three for the common request.
-			one := new(struct {
-				id   [1]idcodec.ID
-				rec  [1]registry.Record
-				step [1]registry.Step
-			})
+			// The request's own storage, unless an earlier attempt lent
+			// it to the registry: then one allocation instead of three.
+			one := &log.one
+			if log.lent {
+				one = new(issueOne)
+			}
 			ids, recs, hist = one.id[:0], one.rec[:], one.step[:]
 		} else {
 			ids, recs = make([]idcodec.ID, 0, req.n), make([]registry.Record, req.n)
@@ -177,7 +177,16 @@ func (s *Service) issue(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog
 		if idem != nil {
 			idem.IDs, idem.CreatedMS = ids, now.UnixMilli()
 		}
+		// A Register that answers nil is done with recs; any other answer
+		// may leave them in a commit still to come (see reqLog.lent).
+		own := req.n == 1 && &recs[0] == &log.one.rec[0]
+		if own {
+			log.lent = true
+		}
 		replay, err := s.d.Registry.Register(ctx, registry.Issue{Records: recs, Idem: idem}, s.cfg.IdempotencyTTL.Milliseconds(), now.UnixMilli())
+		if own && err == nil {
+			log.lent = false
+		}
 		if errors.Is(err, registry.ErrCollision) && attempt < maxCollisionRetries && ctx.Err() == nil {
 			s.d.Metrics.collisions.Inc()
 			log.L().Error("registry collision: IDs burnt, issuing fresh ones", zap.Error(err), zap.Int("count", len(ids)))

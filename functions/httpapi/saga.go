@@ -189,7 +189,7 @@ func logAudit(log *reqLog, what string, id idcodec.ID, recovered bool, markErr, 
 // go in the entry, with this instance.
 func (s *Service) requestAudit(c *fasthttp.RequestCtx, log *reqLog, source, requestID string) requestAudit {
 	return requestAudit{next: s.d.Audit, source: firstNonEmpty(source, c.RemoteIP().String()),
-		requestID: firstNonEmpty(requestID, log.rid), instance: s.cfg.Instance}
+		requestID: firstNonEmpty(requestID, log.requestID()), instance: s.cfg.Instance}
 }
 
 // requestAudit gives an entry the request's source, request ID and

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,7 +45,9 @@ type IDSource interface {
 	Stats() generator.Stats
 }
 
-// Registry stores issued IDs and their saga state.
+// Registry stores issued IDs and their saga state. Once Register has
+// returned nil it no longer reads iss (the service reuses that storage);
+// after an error it may (a commit its context no longer waited for).
 type Registry interface {
 	Register(ctx context.Context, iss registry.Issue, idemTTLMS, nowMS int64) (*registry.IdemEntry, error)
 	Get(ctx context.Context, id idcodec.ID) (registry.Record, error)
@@ -207,6 +210,10 @@ type Service struct {
 	// the ones left out, told in the next line.
 	refusedLog   rate.Sometimes
 	refusedQuiet atomic.Uint64
+	// reqs pools the requests' reqLogs.
+	reqs sync.Pool
+	// devPrincipalVal is devPrincipal boxed once, for SetUserValue.
+	devPrincipalVal any
 }
 
 // New returns a Service. Deps.IDs, Deps.Registry and Deps.Sealer are
@@ -238,7 +245,8 @@ func New(cfg Config, d Deps) (*Service, error) {
 	// missing entry at once (saga.Once).
 	comp := saga.Core{Registry: d.Registry, Marks: d.CompensationMarks, Now: cfg.Now}
 	return &Service{cfg: cfg, d: d, log: d.Logger, reqPfx: hex.EncodeToString(p[:]) + "-", limits: newLimiters(cfg.RateLimit, cfg.RateBurst), comp: comp, refusedLog: rate.Sometimes{Interval: time.Second},
-		maxBodyVal: cfg.MaxBody, deadlines: deadlines{timeout: cfg.RequestTimeout}}, nil
+		maxBodyVal: cfg.MaxBody, deadlines: deadlines{timeout: cfg.RequestTimeout},
+		reqs: sync.Pool{New: func() any { return new(reqLog) }}, devPrincipalVal: devPrincipal}, nil
 }
 
 // SetDraining makes /health/ready answer 503 so load balancers stop sending
@@ -248,11 +256,15 @@ func (s *Service) SetDraining() { s.draining.Store(true) }
 // Handle serves one request.
 func (s *Service) Handle(c *fasthttp.RequestCtx) {
 	start := time.Now()
-	rid := s.requestID(c)
+	log := s.reqs.Get().(*reqLog)
+	log.reset(s.log)
+	s.requestID(c, log)
 	c.SetUserValue(maxBodyKey{}, s.maxBodyVal)
-	log := &reqLog{base: s.log, rid: rid}
 	route := s.route(c, log)
-	s.finish(c, route, rid, start)
+	s.finish(c, route, log, start)
+	if !log.lent {
+		s.reqs.Put(log)
+	}
 }
 
 // HandleServerError answers what the HTTP server refused before Handle ran
@@ -261,7 +273,8 @@ func (s *Service) Handle(c *fasthttp.RequestCtx) {
 // fasthttp.Server.ErrorHandler.
 func (s *Service) HandleServerError(c *fasthttp.RequestCtx, err error) {
 	start := time.Now()
-	rid := s.requestID(c)
+	log := &reqLog{base: s.log}
+	s.requestID(c, log)
 	var e *Error
 	var small *fasthttp.ErrSmallBuffer
 	var ne net.Error
@@ -278,36 +291,54 @@ func (s *Service) HandleServerError(c *fasthttp.RequestCtx, err error) {
 	default:
 		e = Errorf(CodeInvalidRequest, "malformed HTTP request")
 	}
-	s.log.Debug("request refused by the HTTP parser", zap.String(logring.RequestIDKey, rid), zap.Error(err))
+	s.log.Debug("request refused by the HTTP parser", zap.String(logring.RequestIDKey, log.requestID()), zap.Error(err))
 	WriteError(c, e)
-	s.finish(c, "refused", rid, start)
+	s.finish(c, "refused", log, start)
 }
 
-// requestID takes a well-formed X-Request-ID or makes one, and echoes it.
-func (s *Service) requestID(c *fasthttp.RequestCtx) string {
-	rid := string(c.Request.Header.Peek("X-Request-ID"))
-	if !validRequestID(rid) {
-		var b [64]byte // one allocation (the string), not two
-		rid = string(strconv.AppendUint(append(b[:0], s.reqPfx...), s.reqSeq.Add(1), 36))
+// requestID takes a well-formed X-Request-ID or makes one, keeps it in
+// log, and echoes it.
+func (s *Service) requestID(c *fasthttp.RequestCtx, log *reqLog) {
+	rid := c.Request.Header.Peek("X-Request-ID")
+	if validRequestIDBytes(rid) {
+		log.ridLen = copy(log.ridBuf[:], rid)
+	} else {
+		b := strconv.AppendUint(append(log.ridBuf[:0], s.reqPfx...), s.reqSeq.Add(1), 36)
+		log.ridLen = len(b)
 	}
-	c.Response.Header.Set("X-Request-ID", rid)
-	return rid
+	c.Response.Header.SetBytesV("X-Request-ID", log.ridBuf[:log.ridLen])
 }
 
-func (s *Service) finish(c *fasthttp.RequestCtx, route, rid string, start time.Time) {
+func (s *Service) finish(c *fasthttp.RequestCtx, route string, log *reqLog, start time.Time) {
 	status := c.Response.StatusCode()
 	s.d.Metrics.observeRequest(route, status, time.Since(start).Seconds())
 	if ce := s.log.Check(zap.DebugLevel, "request"); ce != nil {
-		ce.Write(zap.String(logring.RequestIDKey, rid), zap.String("method", string(c.Method())), zap.String("route", route), zap.Int("status", status), zap.Duration("latency", time.Since(start)))
+		ce.Write(zap.String(logring.RequestIDKey, log.requestID()), zap.String("method", string(c.Method())), zap.String("route", route), zap.Int("status", status), zap.Duration("latency", time.Since(start)))
 	}
 }
 
+// maxRequestID is the longest X-Request-ID or Idempotency-Key taken.
+const maxRequestID = 128
+
 func validRequestID(s string) bool {
-	if len(s) == 0 || len(s) > 128 {
+	if len(s) == 0 || len(s) > maxRequestID {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
 		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// validRequestIDBytes is validRequestID of a header value as read.
+func validRequestIDBytes(b []byte) bool {
+	if len(b) == 0 || len(b) > maxRequestID {
+		return false
+	}
+	for _, ch := range b {
+		if ch < 0x21 || ch > 0x7e {
 			return false
 		}
 	}
@@ -407,20 +438,52 @@ func (d *deadlines) get(now time.Time) context.Context {
 // reqLog is what one request's handlers share: its ID, its logger (built
 // on first use: most requests log nothing, and cloning the encoders for
 // every request costs more than the rest of the hot path), and the path
-// route checked and matched.
+// route checked and matched. Handle takes it from the Service's pool and
+// gives it back when the request ends, unless it is lent (see issue).
 type reqLog struct {
 	base *zap.Logger
-	rid  string
-	l    *zap.Logger
+	// ridBuf[:ridLen] is the request ID; rid is it as a string, made on
+	// first use (requestID): a request that logs and audits nothing needs
+	// none.
+	ridBuf [maxRequestID]byte
+	ridLen int
+	rid    string
+	l      *zap.Logger
 	// path is the request's path as sent, checked by checkPath; param is
 	// its {id} or {subject} segment ("" for routes without one).
 	path, param string
+	// one holds the ID, record and history step of a single-ID issue.
+	// lent says the registry may still read it: a Register that did not
+	// answer nil may commit it later (after its context ended), so the
+	// reqLog then goes to the garbage collector, never back to the pool.
+	one  issueOne
+	lent bool
+}
+
+type issueOne struct {
+	id   [1]idcodec.ID
+	rec  [1]registry.Record
+	step [1]registry.Step
+}
+
+// reset readies a pooled reqLog for a request (the ID buffer and one are
+// overwritten before they are read).
+func (r *reqLog) reset(base *zap.Logger) {
+	r.base, r.ridLen, r.rid, r.l, r.path, r.param, r.lent = base, 0, "", nil, "", "", false
+}
+
+// requestID returns the request ID.
+func (r *reqLog) requestID() string {
+	if r.rid == "" {
+		r.rid = string(r.ridBuf[:r.ridLen])
+	}
+	return r.rid
 }
 
 // L returns the logger carrying the request ID.
 func (r *reqLog) L() *zap.Logger {
 	if r.l == nil {
-		r.l = r.base.With(zap.String(logring.RequestIDKey, r.rid))
+		r.l = r.base.With(zap.String(logring.RequestIDKey, r.requestID()))
 	}
 	return r.l
 }
