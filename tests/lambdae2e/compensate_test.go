@@ -84,8 +84,10 @@ func TestCompensateFunction(t *testing.T) {
 	raw, _ := os.ReadFile(auditPath)
 	var n int
 	for _, line := range splitLines(raw) {
-		var m map[string]string
-		if json.Unmarshal(line, &m) == nil && m["action"] == "id.compensate" {
+		var m struct {
+			Action string `json:"action"`
+		}
+		if json.Unmarshal(line, &m) == nil && m.Action == "id.compensate" {
 			n++
 		}
 	}
