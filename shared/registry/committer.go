@@ -59,14 +59,16 @@ func (c *Committer[T]) Run(commit func(batch []T)) {
 	c.g.Loop(commit)
 }
 
-// Do queues o and waits until done is closed, which the commit does once it
-// has put o's answer in o, or until ctx ends; after ctx ends, o may still
-// be committed. It returns nil once done is closed (the answer is then
-// o's to read). Errors: ErrClosed after Close; admit's; ErrUnavailable
-// wrapping ctx's error.
+// Do queues o and waits until done is ready, which the commit makes it
+// once it has put o's answer in o (closing it, or sending one value on a
+// buffered channel that the backend reuses), or until ctx ends; after ctx
+// ends, o may still be committed. It returns nil once it has received from
+// done (the answer is then o's to read). Errors: ErrClosed after Close;
+// admit's; ErrUnavailable wrapping ctx's error.
 //
-// done is closed rather than sent on: a channel of struct{} is one
-// allocation, a buffered channel of error two.
+// done carries no value: the answer is in o, so a channel of struct{}
+// does (one allocation, or none when reused), where a channel of error
+// would be two.
 func (c *Committer[T]) Do(ctx context.Context, o T, done <-chan struct{}) error {
 	c.mu.RLock()
 	if c.closed.Load() {

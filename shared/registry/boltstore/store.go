@@ -92,7 +92,7 @@ type Store struct {
 	guard *diskguard.Guard
 	// c queues the ops of the group commit; its WhileOpen gates the reads,
 	// so that Close never closes the file under one.
-	c *registry.Committer[*kvregistry.Op]
+	c *kvregistry.Committer
 
 	closeOnce sync.Once
 }

@@ -127,7 +127,7 @@ type Store struct {
 	// c queues the ops of the group commit; its WhileOpen gates every read
 	// (Pebble panics on a closed DB), so Close never closes Pebble under
 	// one.
-	c *registry.Committer[*kvregistry.Op]
+	c *kvregistry.Committer
 	// maxRecord is at least the largest record key in the store (read at
 	// Open, raised by every record write; only the flusher touches it), so
 	// that registering an ID above it skips the existence probe.
