@@ -2,6 +2,7 @@ package kvregistry
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
@@ -12,20 +13,22 @@ import (
 // than idemTTLMS before nowMS), nothing is written and that entry is
 // returned (a replay: the caller answers with it and its own IDs are
 // burnt). A record that already exists fails the whole issue with
-// ErrCollision and writes nothing.
-func register(tx Tx, iss registry.Issue, idemTTLMS, nowMS int64) (*registry.IdemEntry, error) {
+// ErrCollision and writes nothing. The values go into buf's array when it
+// is large enough (the caller reuses it once the commit is over); register
+// returns the buffer it used.
+func register(tx Tx, iss registry.Issue, idemTTLMS, nowMS int64, buf []byte) (*registry.IdemEntry, []byte, error) {
 	if iss.Idem != nil {
 		v, err := tx.Get(Idem, iss.Idem.KeyHash[:])
 		if err != nil {
-			return nil, err
+			return nil, buf, err
 		}
 		if v != nil {
 			e, err := registry.DecodeIdemEntry(iss.Idem.KeyHash, v)
 			if err != nil {
-				return nil, err
+				return nil, buf, err
 			}
 			if e.CreatedMS+idemTTLMS > nowMS {
-				return &e, nil
+				return &e, buf, nil
 			}
 		}
 	}
@@ -34,40 +37,40 @@ func register(tx Tx, iss registry.Issue, idemTTLMS, nowMS int64) (*registry.Idem
 		r := &iss.Records[i]
 		found, err := tx.Has(Records, r.ID[:])
 		if err != nil {
-			return nil, err
+			return nil, buf, err
 		}
 		if found {
-			return nil, fmt.Errorf("%w: %s", registry.ErrCollision, r.ID)
+			return nil, buf, fmt.Errorf("%w: %s", registry.ErrCollision, r.ID)
 		}
 		size += 24 + len(r.Subject) + len(r.IdemKeyHash) + len(r.Metadata) + 12*len(r.History)
 	}
 	// Everything is checked: from here on, only writes. The values share
-	// one buffer; a value handed to Put is never written again (an append
-	// writes past it or moves to a new array), as Put asks.
-	buf := make([]byte, 0, size)
+	// one buffer, grown first to hold them all; a value handed to Put is
+	// never written again (an append writes past it), as Put asks.
+	buf = slices.Grow(buf[:0], size)
 	for i := range iss.Records {
 		r := &iss.Records[i]
 		start := len(buf)
 		buf = r.AppendBinary(buf)
 		if err := tx.Put(Records, r.ID[:], buf[start:len(buf):len(buf)]); err != nil {
-			return nil, err
+			return nil, buf, err
 		}
 		if r.DeadlineMS > 0 {
 			if err := tx.Put(Deadlines, DeadlineKey(r.DeadlineMS, r.ID), nil); err != nil {
-				return nil, err
+				return nil, buf, err
 			}
 		}
 	}
 	if iss.Idem != nil {
 		v, _ := iss.Idem.MarshalBinary()
 		if err := tx.Put(Idem, iss.Idem.KeyHash[:], v); err != nil {
-			return nil, err
+			return nil, buf, err
 		}
 		if err := tx.Put(IdemTime, IdemTimeKey(iss.Idem.CreatedMS, iss.Idem.KeyHash), nil); err != nil {
-			return nil, err
+			return nil, buf, err
 		}
 	}
-	return nil, nil
+	return nil, buf, nil
 }
 
 // get returns the record of id. Errors: ErrNotFound, ErrCorrupt, the

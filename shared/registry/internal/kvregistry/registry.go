@@ -3,6 +3,7 @@ package kvregistry
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/idcodec"
@@ -17,6 +18,34 @@ type Registry struct {
 	shard uint8
 	write func(ctx context.Context, lazy bool, fn func(Tx) error) error
 	read  func(fn func(Reader) error) error
+	// registers pools the operations of Register (see registerOp).
+	registers sync.Pool
+}
+
+// registerOp is one Register: its arguments, its answer, the buffer of
+// its values and run, its write bound to it once for the life of the
+// registerOp. It goes back to the pool only when its write has returned
+// with ctx not ended: then run has run or never will (see New), and the
+// engine holds none of its values any more (the commit is over).
+type registerOp struct {
+	iss              registry.Issue
+	idemTTLMS, nowMS int64
+	replay           *registry.IdemEntry
+	buf              []byte
+	run              func(Tx) error
+}
+
+// maxPooledBuf bounds the value buffer a pooled registerOp keeps (a
+// large batch's is left to the garbage collector).
+const maxPooledBuf = 4 << 10
+
+func newRegisterOp() any {
+	o := &registerOp{}
+	o.run = func(tx Tx) (err error) {
+		o.replay, o.buf, err = register(tx, o.iss, o.idemTTLMS, o.nowMS, o.buf)
+		return err
+	}
+	return o
 }
 
 // New returns the Registry of the backend name (the prefix of its errors)
@@ -24,9 +53,10 @@ type Registry struct {
 // next group commit and returns once that is committed (lazy: a write
 // whose loss in a crash costs little, which the backend may commit without
 // a sync of its own), or an error of the backend (ErrClosed, ErrUnavailable)
-// and then fn's; read runs fn against the open store.
+// and then fn's; it returns before fn runs or after its commit, unless ctx
+// ended (as Do does); read runs fn against the open store.
 func New(name string, shard uint8, write func(ctx context.Context, lazy bool, fn func(Tx) error) error, read func(fn func(Reader) error) error) *Registry {
-	return &Registry{name: name, shard: shard, write: write, read: read}
+	return &Registry{name: name, shard: shard, write: write, read: read, registers: sync.Pool{New: newRegisterOp}}
 }
 
 // Register stores the pending records of iss, and its idempotency entry,
@@ -36,11 +66,17 @@ func New(name string, shard uint8, write func(ctx context.Context, lazy bool, fn
 // caller answers with it and its own IDs are burnt). A record that already
 // exists fails the whole issue with ErrCollision and writes nothing.
 func (r *Registry) Register(ctx context.Context, iss registry.Issue, idemTTLMS, nowMS int64) (*registry.IdemEntry, error) {
-	var replay *registry.IdemEntry
-	err := r.write(ctx, false, func(tx Tx) (err error) {
-		replay, err = register(tx, iss, idemTTLMS, nowMS)
-		return err
-	})
+	o := r.registers.Get().(*registerOp)
+	o.iss, o.idemTTLMS, o.nowMS, o.replay = iss, idemTTLMS, nowMS, nil
+	err := r.write(ctx, false, o.run)
+	replay := o.replay
+	if ctx.Err() == nil {
+		o.iss, o.replay = registry.Issue{}, nil
+		if cap(o.buf) > maxPooledBuf {
+			o.buf = nil
+		}
+		r.registers.Put(o)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: register: %w", r.name, err)
 	}
