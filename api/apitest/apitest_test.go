@@ -141,3 +141,43 @@ func TestTransport(t *testing.T) {
 		t.Errorf("Transport reported %q, want one violation of GET /health", rec.errs)
 	}
 }
+
+// TestSampled: Sampled checks the first perKind 2xx answers of each kind
+// and every other answer: a bad 2xx past the sample goes unchecked, a bad
+// non-2xx never does.
+func TestSampled(t *testing.T) {
+	bad := false
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Request-Id", "req-1")
+		if r.URL.Path == "/nowhere" {
+			w.WriteHeader(http.StatusTeapot)
+		}
+		if bad {
+			io.WriteString(w, `{"status":1}`)
+			return
+		}
+		io.WriteString(w, `{"status":"ok"}`)
+	}))
+	defer srv.Close()
+	rec := &recorder{}
+	client := &http.Client{Transport: apitest.Sampled(srv.Client().Transport, rec, 2)}
+	defer client.CloseIdleConnections()
+	get := func(path string) {
+		res, err := client.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+	}
+	get("/health/live")
+	get("/health/live") // two good 2xx: the sample is full
+	bad = true
+	get("/health/live") // bad, past the sample: not checked
+	get("/nowhere")     // 418 with a bad body: always checked
+	get("/nowhere")
+	if len(rec.errs) != 2 {
+		t.Fatalf("Sampled reported %d violations, want the two 418s: %q", len(rec.errs), rec.errs)
+	}
+}
