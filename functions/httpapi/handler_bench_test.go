@@ -6,6 +6,7 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,9 +30,9 @@ import (
 //
 //	go test -run XXX -bench GenerateHandler -benchmem ./functions/httpapi/
 //
-// "memregistry" registers into a map that allocates nothing per ID once
-// grown, over a generator on an in-memory range source: the handler and
-// the generator alone, whose single-ID path allocates nothing.
+// "memregistry" registers into a counter, over a generator on an
+// in-memory range source: the handler and the generator alone, whose
+// single-ID path allocates nothing.
 // "pebblestore" is the whole path of the embedded default: the generator
 // claims its ranges from, and registers every ID into, a Pebble store
 // with its WAL synced (the group commit under 32 goroutines per CPU).
@@ -44,7 +45,11 @@ func BenchmarkGenerateHandler(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Cleanup(gen.Close)
-		benchGenerate(b, gen, newMemRegistry())
+		reg := newMemRegistry()
+		benchGenerate(b, gen, reg)
+		if got := reg.records.Load(); got != int64(b.N) {
+			b.Errorf("%d records registered for %d requests", got, b.N)
+		}
 	})
 	b.Run("pebblestore", func(b *testing.B) {
 		store, err := pebblestore.Open(pebblestore.Config{Dir: b.TempDir()})
@@ -146,36 +151,21 @@ func (s *benchSource) ClaimRange(_ context.Context, n uint64) (generator.Range, 
 
 var _ generator.RangeSource = (*benchSource)(nil)
 
-// memRegistry keeps registered IDs in a map: a stand-in for the store that
-// allocates nothing of its own per ID once its map has grown (it grows to
-// 1<<20 entries, then starts over), so that the benchmark measures the
-// handler.
+// memRegistry counts the records registered and keeps nothing but the
+// data keys: a stand-in for the store that allocates nothing of its own
+// and costs next to nothing, so that the benchmark measures the handler.
 type memRegistry struct {
-	mu   sync.Mutex
-	ids  map[idcodec.ID]struct{}
-	keys map[string][]byte
+	records atomic.Int64
+	mu      sync.Mutex
+	keys    map[string][]byte
 }
 
-const memRegistryCap = 1 << 20
-
 func newMemRegistry() *memRegistry {
-	return &memRegistry{ids: make(map[idcodec.ID]struct{}, memRegistryCap), keys: map[string][]byte{}}
+	return &memRegistry{keys: map[string][]byte{}}
 }
 
 func (m *memRegistry) Register(_ context.Context, iss registry.Issue, _, _ int64) (*registry.IdemEntry, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.ids)+len(iss.Records) > memRegistryCap {
-		clear(m.ids)
-	}
-	for _, r := range iss.Records {
-		if _, ok := m.ids[r.ID]; ok {
-			return nil, registry.ErrCollision
-		}
-	}
-	for _, r := range iss.Records {
-		m.ids[r.ID] = struct{}{}
-	}
+	m.records.Add(int64(len(iss.Records)))
 	return nil, nil
 }
 
