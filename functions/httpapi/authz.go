@@ -47,9 +47,11 @@ func (s *Service) authorize(c *fasthttp.RequestCtx, log *reqLog, scope string) e
 		s.audit(c, log, audit.Event{Actor: p.Subject, Action: audit.ActionScopeDenied, Resource: log.path, Outcome: audit.OutcomeDenied, Reason: "missing scope " + scope})
 		return Errorf(CodeForbidden, "the token lacks the %s scope", scope)
 	}
-	if ok, retry := s.limits.allow(p.Subject, time.Now()); !ok {
-		c.Response.Header.Set("Retry-After", retry)
-		return Errorf(CodeRateLimited, "too many requests for %s; retry after %s s", p.Subject, retry)
+	if s.limits != nil { // no clock read without a limit
+		if ok, retry := s.limits.allow(p.Subject, time.Now()); !ok {
+			c.Response.Header.Set("Retry-After", retry)
+			return Errorf(CodeRateLimited, "too many requests for %s; retry after %s s", p.Subject, retry)
+		}
 	}
 	if s.cfg.Dev {
 		c.SetUserValue(principalKey{}, s.devPrincipalVal) // boxed once
