@@ -26,7 +26,7 @@ func signedAuditLog(t *testing.T, n int) (path, pub string) {
 	if err := a.validate(); err != nil {
 		t.Fatal(err)
 	}
-	l, err := a.open("test-instance")
+	l, err := a.open("test-instance", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

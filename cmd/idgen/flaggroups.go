@@ -182,8 +182,11 @@ func (a auditFlags) validate() error {
 
 // open opens the audit log; instance names the writer in every entry.
 // With --audit-signing-key the log signs checkpoints of its chain.
-func (a auditFlags) open(instance string) (*audit.Log, error) {
+// open opens the audit log; keep, when set, receives each signed
+// checkpoint for a second place.
+func (a auditFlags) open(instance string, keep func(audit.Checkpoint)) (*audit.Log, error) {
 	s := a.settings()
+	s.Checkpoint = keep
 	if a.SigningKey != "" {
 		key, err := audit.LoadSigningKey(a.SigningKey)
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/platform/audit"
+	"github.com/idgen/idgen/shared/platform/audit/redischeckpoints"
 	"github.com/idgen/idgen/shared/platform/auth"
 	"github.com/idgen/idgen/shared/platform/logring"
 	"github.com/idgen/idgen/shared/platform/sealer"
@@ -166,7 +167,15 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		return nil, err
 	}
 	instance := fmt.Sprintf("%s/%s", advertise, st.started.UTC().Format("20060102T150405.000"))
-	if st.audit, err = c.Audit.open(instance); err != nil {
+	// With Redis, the signed checkpoints are also kept there (closed
+	// after the log, whose Close writes the last one).
+	var keep func(audit.Checkpoint)
+	if st.rdb != nil {
+		ship := redischeckpoints.New(st.rdb, log.Named("audit"))
+		st.onClose(func() error { ship.Close(); return nil })
+		keep = ship.Hook
+	}
+	if st.audit, err = c.Audit.open(instance, keep); err != nil {
 		return nil, err
 	}
 	st.onClose(st.audit.Close)

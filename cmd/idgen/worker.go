@@ -16,6 +16,7 @@ import (
 
 	"github.com/idgen/idgen/functions/failurestream"
 	"github.com/idgen/idgen/shared/platform/audit"
+	"github.com/idgen/idgen/shared/platform/audit/redischeckpoints"
 	"github.com/idgen/idgen/shared/registry/redisstore"
 	"github.com/idgen/idgen/shared/saga"
 )
@@ -162,6 +163,7 @@ type compensateCore struct {
 	audit *audit.Log
 	store *redisstore.Store
 	rdb   redis.UniversalClient // the store's client (one pool per process)
+	ship  *redischeckpoints.Shipper
 	core  *saga.Core
 }
 
@@ -172,22 +174,30 @@ func openCompensateCore(ctx context.Context, c compensateConfig, instance string
 			cc.close()
 		}
 	}()
-	if cc.audit, err = c.Audit.open(instance); err != nil {
-		return nil, err
-	}
 	if cc.store, err = c.Redis.open(ctx, false, 0, nil, log); err != nil {
 		return nil, err
 	}
 	cc.rdb = cc.store.Client()
+	// The signed checkpoints are also kept in Redis (closed after the
+	// log, whose Close writes the last one).
+	cc.ship = redischeckpoints.New(cc.rdb, log.Named("audit"))
+	if cc.audit, err = c.Audit.open(instance, cc.ship.Hook); err != nil {
+		return nil, err
+	}
 	cc.core = &saga.Core{Registry: cc.store, Audit: cc.audit, Marks: &saga.RedisMarks{Client: cc.rdb, WaitReplicas: c.Redis.WaitReplicas}}
 	return cc, nil
 }
 
+// close closes the log, then its checkpoint shipper, then the store and
+// with it the Redis client they share.
 func (cc *compensateCore) close() {
-	if cc.store != nil {
-		_ = cc.store.Close()
-	}
 	if cc.audit != nil {
 		_ = cc.audit.Close()
+	}
+	if cc.ship != nil {
+		cc.ship.Close()
+	}
+	if cc.store != nil {
+		_ = cc.store.Close()
 	}
 }
