@@ -1,8 +1,10 @@
 package httpapi
 
 import (
+	"maps"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -20,9 +22,12 @@ type Metrics struct {
 	flushTime   prometheus.Histogram
 
 	// observers caches requests' children: routes and statuses are a small
-	// fixed set, and WithLabelValues hashes its labels on every call.
-	obsMu     sync.RWMutex
-	observers map[routeStatus]prometheus.Observer
+	// fixed set, and WithLabelValues hashes its labels on every call. The
+	// map is never changed once stored: a miss stores a copy with the new
+	// child (under obsMu), so a hit takes no lock, whose shared counter
+	// every request would write.
+	obsMu     sync.Mutex
+	observers atomic.Pointer[map[routeStatus]prometheus.Observer]
 }
 
 type routeStatus struct {
@@ -83,17 +88,19 @@ func (m *Metrics) ObserveFlush(ops int, seconds float64) {
 
 func (m *Metrics) observeRequest(route string, status int, seconds float64) {
 	k := routeStatus{route, status}
-	m.obsMu.RLock()
-	o, ok := m.observers[k]
-	m.obsMu.RUnlock()
-	if !ok {
-		o = m.requests.WithLabelValues(route, strconv.Itoa(status))
-		m.obsMu.Lock()
-		if m.observers == nil {
-			m.observers = map[routeStatus]prometheus.Observer{}
+	if obs := m.observers.Load(); obs != nil {
+		if o, ok := (*obs)[k]; ok {
+			o.Observe(seconds)
+			return
 		}
-		m.observers[k] = o
-		m.obsMu.Unlock()
 	}
+	o := m.requests.WithLabelValues(route, strconv.Itoa(status))
+	m.obsMu.Lock()
+	next := map[routeStatus]prometheus.Observer{k: o}
+	if obs := m.observers.Load(); obs != nil {
+		maps.Copy(next, *obs)
+	}
+	m.observers.Store(&next)
+	m.obsMu.Unlock()
 	o.Observe(seconds)
 }
