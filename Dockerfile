@@ -15,16 +15,19 @@ COPY go.mod go.sum ./
 COPY . .
 RUN if [ -f vendor/modules.txt ]; then echo "using vendor/"; else go mod download; fi
 ARG VERSION=dev
-RUN go build -ldflags "-s -w -X main.version=${VERSION}" -o /out/idgen ./cmd/idgen \
- && /out/idgen --help >/dev/null \
+ARG COMMIT=unknown
+RUN go build -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" -o /out/idgen ./cmd/idgen \
+ && /out/idgen --version \
  && mkdir -p /out/secrets /out/data
 
 FROM ${RUNTIME_IMAGE}
 ARG VERSION=dev
+ARG COMMIT=unknown
 LABEL org.opencontainers.image.title="idgen" \
       org.opencontainers.image.description="Distributed transaction ID service: unique, sortable, auditable IDs with Saga compensation" \
       org.opencontainers.image.source="https://github.com/idgen/idgen" \
       org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${COMMIT}" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /out/idgen /usr/local/bin/idgen
 # Mount points owned by the service user: a fresh named volume takes their

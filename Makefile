@@ -4,7 +4,8 @@ SHELL := /bin/bash
 GO ?= go
 export CGO_ENABLED ?= 0
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # Three Go modules: the service (this directory; its go.mod lists what the
 # binary ships), tests/ (the process-level suites and the bench, chaos and
 # compose-test programs, with their own dependencies) and infra/ (the

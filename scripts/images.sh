@@ -107,7 +107,7 @@ golang() {
 # idgen builds ./Dockerfile from a copy of the tracked (and new, unignored)
 # sources plus vendor/, made here from the host's module cache.
 idgen() {
-	local ctx key version
+	local ctx key version commit
 	key=$( (image_inputs "$GO_IMAGE"; image_inputs idgen-offline/static:nonroot
 		git ls-files -co --exclude-standard -z | xargs -0 sha256sum 2>/dev/null) | hash_of)
 	fresh "$IDGEN_IMAGE" "$key" && return
@@ -115,10 +115,11 @@ idgen() {
 	git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$ctx" 2>/dev/null || true
 	(cd "$ctx" && go mod vendor)
 	version=$(git describe --always --dirty 2>/dev/null || echo dev)
+	commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 	log "build $IDGEN_IMAGE ($version)"
 	build -q --label "idgen.inputs=$key" \
 		--build-arg GO_IMAGE="$GO_IMAGE" --build-arg RUNTIME_IMAGE=idgen-offline/static:nonroot \
-		--build-arg VERSION="$version" -t "$IDGEN_IMAGE" "$ctx" >/dev/null
+		--build-arg VERSION="$version" --build-arg COMMIT="$commit" -t "$IDGEN_IMAGE" "$ctx" >/dev/null
 	rm -rf "$ctx"
 }
 

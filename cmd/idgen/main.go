@@ -27,6 +27,7 @@ Usage:
                              check the hash chains and signed checkpoints of audit logs (rotated files oldest first)
   idgen registry reset-epoch --yes [flags]
                              accept the Redis registry as it is after a loss (see docs/operations.md)
+  idgen version              the build's version and commit (also --version)
   idgen --help               this text
 
 Every flag of serve has an environment variable: --redis-addr <=> IDGEN_REDIS_ADDR.
@@ -46,6 +47,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "idgen lambda: %v\n", err)
 			return 1
 		}
+		return 0
+	}
+	if len(args) > 0 && (args[0] == "version" || args[0] == "--version" || args[0] == "-version") {
+		printVersion(stdout)
 		return 0
 	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
