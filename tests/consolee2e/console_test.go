@@ -32,6 +32,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"go.uber.org/goleak"
 
+	"github.com/idgen/idgen/api/apitest"
 	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/harness/redisharness"
 	"github.com/idgen/idgen/harness/zkharness"
@@ -79,6 +80,7 @@ func startIdgen(t *testing.T, args ...string) *instance {
 		t.Fatal(err)
 	}
 	c := proc.NewClient(4, 10*time.Second)
+	c.Transport = apitest.Transport(c.Transport, t)
 	t.Cleanup(func() {
 		c.CloseIdleConnections()
 		if code, err := p.Terminate(20 * time.Second); err != nil || code != 0 {

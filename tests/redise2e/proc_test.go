@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idgen/idgen/api/apitest"
+
 	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/tests/internal/idgenproc"
 )
@@ -37,8 +39,15 @@ func newDeployment(t testing.TB, redisArgs ...string) *deployment {
 		t: t, zk: zkConnect, root: root,
 		keyFile:   writeKeyFile(t),
 		redisArgs: redisArgs,
-		client:    proc.NewClient(64, requestTimeout),
+		client:    checkedClient(t, proc.NewClient(64, requestTimeout)),
 	}
+}
+
+// checkedClient is c with every kind of answer checked against
+// api/openapi.json (apitest.Sampled: the load stays cheap).
+func checkedClient(tb testing.TB, c *http.Client) *http.Client {
+	c.Transport = apitest.Sampled(c.Transport, tb, 200)
+	return c
 }
 
 // writeKeyFile writes a metadata key file ("<key-id> <64 hex>") shared by

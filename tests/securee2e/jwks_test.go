@@ -24,7 +24,7 @@ func TestJWKSRotation(t *testing.T) {
 	k1, k2, k3 := newSigner(t, dir, "k1-es256", true), newSigner(t, dir, "k2-rs256", false), newSigner(t, dir, "k3-es256", true)
 	jwks := filepath.Join(dir, "jwks.json")
 	writeJWKS(t, jwks, k1)
-	client := httpsClient(clientTLS(t, httpCA, "", ""))
+	client := httpsClient(t, clientTLS(t, httpCA, "", ""))
 	defer client.CloseIdleConnections()
 	in := startInstance(t, "idgen-jwks", client, func(listen, dataDir string) []string {
 		return []string{"serve", "--listen", listen, "--data-dir", dataDir, "--audit-log", filepath.Join(dataDir, "audit.log"),

@@ -77,7 +77,7 @@ func TestMutualTLS(t *testing.T) {
 			} else {
 				t.Logf("%s on %s refused: %v", c.name, in.name, err)
 			}
-			cl := httpsClient(cfg)
+			cl := httpsClient(t, cfg)
 			ans := call(ctx, cl, http.MethodPost, in.url+"/generate", tok, "{}")
 			cl.CloseIdleConnections()
 			if ans.err == nil {

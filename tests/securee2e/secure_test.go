@@ -312,7 +312,7 @@ func refuseBadTokens(ctx context.Context, t *testing.T, s *stack, insts []*insta
 // offering at most TLS 1.1, or only CBC suites in TLS 1.2, is refused.
 func checkTLSVersions(t *testing.T, s *stack, in *instance) {
 	t.Helper()
-	base := s.client.Transport.(*http.Transport).TLSClientConfig
+	base := s.tls
 	with := func(f func(*tls.Config)) *tls.Config { c := base.Clone(); f(c); return c }
 	for _, c := range []struct {
 		name string

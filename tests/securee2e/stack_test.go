@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idgen/idgen/api/apitest"
+
 	"github.com/go-zookeeper/zk"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
@@ -63,6 +65,7 @@ type stack struct {
 	jwtPub, metaKeys string
 
 	client *http.Client // trusts httpCA; presents the client certificate under mTLS
+	tls    *tls.Config  // client's TLS configuration
 }
 
 type stackOpts struct {
@@ -91,7 +94,7 @@ func newStack(t *testing.T, o stackOpts) *stack {
 	} else {
 		tlsCfg = clientTLS(t, s.httpCA, "", "")
 	}
-	s.client = httpsClient(tlsCfg)
+	s.client, s.tls = httpsClient(t, tlsCfg), tlsCfg
 	t.Cleanup(s.client.CloseIdleConnections)
 	return s
 }
@@ -111,12 +114,13 @@ func writeSecretFile(t testing.TB, dir, name, v string) string {
 	return p
 }
 
-// httpsClient is a keep-alive client with cfg.
-func httpsClient(cfg *tls.Config) *http.Client {
-	return &http.Client{Timeout: requestTimeout, Transport: &http.Transport{
+// httpsClient is a keep-alive client with cfg; every kind of answer it
+// receives is checked against api/openapi.json (apitest.Sampled).
+func httpsClient(tb testing.TB, cfg *tls.Config) *http.Client {
+	return &http.Client{Timeout: requestTimeout, Transport: apitest.Sampled(&http.Transport{
 		TLSClientConfig: cfg, MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second,
 		DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext, TLSHandshakeTimeout: 10 * time.Second,
-	}}
+	}, tb, 200)}
 }
 
 // redisArgs are the Redis flags of serve and compensate.

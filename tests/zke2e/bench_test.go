@@ -119,7 +119,7 @@ func BenchmarkZKWritesPer1MIDs(b *testing.B) {
 	})
 	b.Run("idgen", func(b *testing.B) {
 		root := zkRoot(b)
-		c := newHTTPClient(true)
+		c := newHTTPClient(b, true)
 		p := startIdgen(b, "idgen-bench", procOpts{zk: e.ConnectString(), root: root})
 		p.waitReady(b, c, 60*time.Second)
 		zc := zkConnect(b, e.Addrs())
@@ -212,7 +212,7 @@ func BenchmarkStartToFirstID(b *testing.B) {
 
 func benchStart(b *testing.B, o procOpts, reuseDir bool) {
 	dir := b.TempDir()
-	c := newHTTPClient(false)
+	c := newHTTPClient(b, false)
 	one := func() time.Duration {
 		addr, err := proc.FreeAddr()
 		if err != nil {

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idgen/idgen/api/apitest"
+
 	"github.com/go-zookeeper/zk"
 
 	"github.com/idgen/idgen/shared/idcodec"
@@ -26,19 +28,24 @@ import (
 // process's socket completes after SIGCONT instead of failing.
 const requestTimeout = 30 * time.Second
 
-func newHTTPClient(keepAlive bool) *http.Client {
+// newHTTPClient is the suites' client; every kind of answer it receives is
+// checked against api/openapi.json (apitest.Sampled: load stays cheap).
+func newHTTPClient(tb testing.TB, keepAlive bool) *http.Client {
 	return &http.Client{
 		Timeout: requestTimeout,
-		Transport: &http.Transport{
+		Transport: apitest.Sampled(&http.Transport{
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 			MaxIdleConns:        256,
 			MaxIdleConnsPerHost: 64,
 			IdleConnTimeout:     4 * time.Second, // below the server's first-request read timeout (10s): see TestIdleConnectionNot400
 			DisableCompression:  true,
 			DisableKeepAlives:   !keepAlive,
-		},
+		}, tb, sampledPerKind),
 	}
 }
+
+// sampledPerKind is how many 2xx answers of each kind the suites check.
+const sampledPerKind = 200
 
 // genResult is one POST /generate.
 type genResult struct {

@@ -104,7 +104,7 @@ func checkDistinctInstances(ctx context.Context, c *http.Client, ps []*idgenProc
 // /instances on each lists the three.
 func TestThreeInstancesNoDuplicates(t *testing.T) {
 	e := zkEnsemble(t)
-	c := newHTTPClient(true)
+	c := newHTTPClient(t, true)
 	ps := startCluster(t, c, e.ConnectString(), zkRoot(t), "idgen-a", "idgen-b", "idgen-c")
 
 	const (

@@ -14,7 +14,7 @@ import (
 func TestDataDirBoundToEnsemble(t *testing.T) {
 	ens := zkEnsemble(t)
 	connect := strings.Join(ens.Addrs(), ",")
-	c := newHTTPClient(true)
+	c := newHTTPClient(t, true)
 	defer c.CloseIdleConnections()
 	root, dir := zkRoot(t), t.TempDir()
 	p := startIdgen(t, "a", procOpts{zk: connect, root: root, dataDir: dir})

@@ -83,7 +83,7 @@ const electionSession = 10 * time.Second
 func TestZKLeaderKilledUnderLoad(t *testing.T) {
 	e := zkEnsemble(t)
 	t.Cleanup(func() { restoreEnsemble(t, e) })
-	c := newHTTPClient(true)
+	c := newHTTPClient(t, true)
 	ps := startClusterOpts(t, c, procOpts{zk: e.ConnectString(), root: zkRoot(t), session: electionSession},
 		"idgen-a", "idgen-b", "idgen-c")
 
@@ -140,7 +140,7 @@ func TestZKLeaderKilledUnderLoad(t *testing.T) {
 // leaves /instances when its session expires, and no ID repeats.
 func TestInstanceKilledAndReplaced(t *testing.T) {
 	e := zkEnsemble(t)
-	c := newHTTPClient(true)
+	c := newHTTPClient(t, true)
 	root := zkRoot(t)
 	ps := startCluster(t, c, e.ConnectString(), root, "idgen-a", "idgen-b", "idgen-c")
 	const victim = 1
@@ -210,7 +210,7 @@ func TestInstanceKilledAndReplaced(t *testing.T) {
 // no ID repeats.
 func TestFrozenInstanceFenced(t *testing.T) {
 	e := zkEnsemble(t)
-	c := newHTTPClient(true)
+	c := newHTTPClient(t, true)
 	root := zkRoot(t)
 	ps := startCluster(t, c, e.ConnectString(), root, "idgen-a", "idgen-b", "idgen-c")
 	const frozen = 2
@@ -346,7 +346,7 @@ type healthSample struct {
 func TestQuorumLost(t *testing.T) {
 	e := zkEnsemble(t)
 	t.Cleanup(func() { restoreEnsemble(t, e) })
-	c := newHTTPClient(true)
+	c := newHTTPClient(t, true)
 	ps := startCluster(t, c, e.ConnectString(), zkRoot(t), "idgen-a", "idgen-b", "idgen-c")
 
 	l := newLedger()
@@ -511,7 +511,7 @@ func TestQuorumLost(t *testing.T) {
 // partition heals, never a duplicate.
 func TestPartitionedInstanceFenced(t *testing.T) {
 	e := zkEnsemble(t)
-	c := newHTTPClient(true)
+	c := newHTTPClient(t, true)
 	root := zkRoot(t)
 	proxy := startZKProxy(t, e.Addrs())
 	ps := startCluster(t, c, e.ConnectString(), root, "idgen-a", "idgen-b")

@@ -22,7 +22,7 @@ import (
 // Found by the load tests of this package, whose client pools connections.
 func TestIdleConnectionNot400(t *testing.T) {
 	e := zkEnsemble(t)
-	c := newHTTPClient(true)
+	c := newHTTPClient(t, true)
 	p := startIdgen(t, "idgen-idle", procOpts{zk: e.ConnectString(), root: zkRoot(t), extra: []string{"--request-timeout", "1s"}})
 	p.waitReady(t, c, 60*time.Second)
 

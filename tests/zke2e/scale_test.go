@@ -23,7 +23,7 @@ func TestScaleToZero(t *testing.T) {
 	e := zkEnsemble(t)
 	root := zkRoot(t)
 	zc := zkConnect(t, e.Addrs())
-	c := newHTTPClient(false) // no idle connections: SIGTERM drains at once
+	c := newHTTPClient(t, false) // no idle connections: SIGTERM drains at once
 
 	const (
 		starts     = 200
