@@ -145,20 +145,7 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		return nil, err
 	}
 	st.onClose(func() error { gen.Close(); return nil })
-	metrics = httpapi.NewMetrics(gen)
-	if co.alloc != nil {
-		co.alloc.RegisterMetrics(metrics.Registry)
-	}
-	registerStoreMetrics(metrics.Registry, st.store)
-	engine := c.StoreEngine
-	if c.Redis.Addr != "" {
-		engine = ""
-	}
-	registerInstanceInfo(metrics.Registry, st.mode, engine, advertise, c.Redis.WaitReplicas)
-	registerExpiringSoon(metrics.Registry, st.store)
-	if st.rdb != nil {
-		metrics.Registry.MustRegister(failurestream.NewStreamCollector(st.rdb, c.FailureStream, ""))
-	}
+	metrics = st.newMetrics(c, gen, co.alloc, advertise)
 	checks := append([]httpapi.Check{{Name: "registry", Critical: true, Run: st.store.Ping}}, co.checks...)
 	checks = append(checks, httpapi.RangeCheck(gen))
 
@@ -167,19 +154,9 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		return nil, err
 	}
 	instance := fmt.Sprintf("%s/%s", advertise, st.started.UTC().Format("20060102T150405.000"))
-	// With Redis, the signed checkpoints are also kept there (closed
-	// after the log, whose Close writes the last one).
-	var keep func(audit.Checkpoint)
-	if st.rdb != nil {
-		ship := redischeckpoints.New(st.rdb, log.Named("audit"))
-		st.onClose(func() error { ship.Close(); return nil })
-		keep = ship.Hook
-	}
-	if st.audit, err = c.Audit.open(instance, keep); err != nil {
+	if err := st.openAudit(c, instance, metrics); err != nil {
 		return nil, err
 	}
-	st.onClose(st.audit.Close)
-	registerAuditMetrics(metrics.Registry, st.audit)
 	verifier, authChecks, err := openVerifier(c, log)
 	if err != nil {
 		return nil, err
@@ -207,6 +184,47 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		}
 	}()
 	return st, nil
+}
+
+// newMetrics makes the service's metrics (those of the generator) and adds
+// the allocator's, the store's, the instance's facts, the deadline index's
+// and, with Redis, the failure stream's.
+func (st *stack) newMetrics(c ServeConfig, gen *generator.Generator, alloc *allocator.Allocator, advertise string) *httpapi.Metrics {
+	metrics := httpapi.NewMetrics(gen)
+	if alloc != nil {
+		alloc.RegisterMetrics(metrics.Registry)
+	}
+	registerStoreMetrics(metrics.Registry, st.store)
+	engine := c.StoreEngine
+	if c.Redis.Addr != "" {
+		engine = ""
+	}
+	registerInstanceInfo(metrics.Registry, st.mode, engine, advertise, c.Redis.WaitReplicas)
+	registerExpiringSoon(metrics.Registry, st.store)
+	if st.rdb != nil {
+		metrics.Registry.MustRegister(failurestream.NewStreamCollector(st.rdb, c.FailureStream, ""))
+	}
+	return metrics
+}
+
+// openAudit opens the audit log as instance and exports its health. With
+// Redis, the signed checkpoints are also kept there, by a shipper closed
+// after the log (whose Close writes the last checkpoint).
+func (st *stack) openAudit(c ServeConfig, instance string, metrics *httpapi.Metrics) error {
+	var keep func(audit.Checkpoint)
+	if st.rdb != nil {
+		ship := redischeckpoints.New(st.rdb, st.log.Named("audit"))
+		st.onClose(func() error { ship.Close(); return nil })
+		keep = ship.Hook
+	}
+	l, err := c.Audit.open(instance, keep)
+	if err != nil {
+		return err
+	}
+	st.audit = l
+	st.onClose(l.Close)
+	registerAuditMetrics(metrics.Registry, l)
+	return nil
 }
 
 // registryParts is the opened registry: the store every mode has, the
