@@ -8,7 +8,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +24,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/idgen/idgen/client"
 
 	"github.com/idgen/idgen/shared/idcodec"
 )
@@ -72,6 +73,9 @@ type run struct {
 	port  int
 	token string
 	http  *http.Client
+	// api is the project's Go client on the load balancer, one attempt a
+	// call: a request that fails counts as failed, never hidden by a retry.
+	api   *client.Client
 	start time.Time
 
 	linesMu sync.Mutex
@@ -119,6 +123,10 @@ func (r *run) main(ctx context.Context) error {
 		return err
 	}
 	r.token = lastLine(out)
+	if r.api, err = client.New(client.Config{Endpoints: []string{r.url("")}, Token: client.StaticToken(r.token),
+		HTTPClient: r.http, Retry: client.RetryPolicy{MaxAttempts: 1}}); err != nil {
+		return err
+	}
 	if err := r.waitLB(ctx, time.Minute); err != nil {
 		return err
 	}
@@ -332,39 +340,10 @@ func (r *run) waitLB(ctx context.Context, limit time.Duration) error {
 
 func (r *run) url(path string) string { return fmt.Sprintf("http://127.0.0.1:%d%s", r.port, path) }
 
-func (r *run) do(ctx context.Context, method, path string, body any, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, r.url(path), rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+r.token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := r.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, tailOf(string(b), 300))
-	}
-	if out != nil {
-		return json.Unmarshal(b, out)
-	}
-	return nil
-}
-
 // generate asks for one ID and records it.
 func (r *run) generate(ctx context.Context) (idcodec.ID, error) {
-	var res struct {
-		ID string `json:"id"`
-	}
-	if err := r.do(ctx, http.MethodPost, "/generate", nil, &res); err != nil {
+	res, err := r.api.Generate(ctx, client.GenerateRequest{})
+	if err != nil {
 		return idcodec.ID{}, err
 	}
 	id, err := idcodec.Parse(res.ID)
@@ -466,17 +445,18 @@ func (r *run) compensateViaStream(ctx context.Context) error {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		var rec struct {
-			State string `json:"state"`
-		}
-		err := r.do(ctx, http.MethodGet, "/ids/"+id.String(), nil, &rec)
+		rec, err := r.api.Get(ctx, id.String())
 		if err == nil && rec.State == "compensated" {
 			r.logf("phase compensate: failure event %s on the stream (primary %s) voided %s in %.1f s",
 				eventID, service, id, time.Since(deadline.Add(-30*time.Second)).Seconds())
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not compensated 30 s after its failure event (state %q, err %v)", id, rec.State, err)
+			state := ""
+			if rec != nil {
+				state = string(rec.State)
+			}
+			return fmt.Errorf("%s not compensated 30 s after its failure event (state %q, err %v)", id, state, err)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
