@@ -23,7 +23,7 @@ const (
 
 // op is one unit of work of a group commit. The caller builds its values
 // (so encoding runs in parallel, outside the flusher); the flusher sets the
-// results and closes done.
+// results and sends on done (buffered: one value, never waited for).
 type op struct {
 	kind opKind
 
@@ -191,7 +191,7 @@ func (s *Store) flush(batch []*op) {
 		if o.err == nil && o.replay != nil {
 			s.stats.replays.Add(1)
 		}
-		close(o.done)
+		o.done <- struct{}{}
 	}
 	if s.cfg.Observe != nil {
 		s.cfg.Observe(len(batch), time.Since(t0))

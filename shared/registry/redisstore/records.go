@@ -30,7 +30,11 @@ const maxCASAttempts = 64
 // idemTTLMS <= 0 stores no entry.
 func (s *Store) Register(ctx context.Context, iss registry.Issue, idemTTLMS, nowMS int64) (*registry.IdemEntry, error) {
 	n := len(iss.Records)
-	o := &op{kind: opRegister, iss: iss, idemTTL: idemTTLMS, nowMS: nowMS}
+	o, _ := s.registers.Get().(*op)
+	if o == nil {
+		o = &op{done: make(chan struct{}, 1)}
+	}
+	*o = op{kind: opRegister, iss: iss, idemTTL: idemTTLMS, nowMS: nowMS, done: o.done}
 	buf := o.buf1[:0]
 	if n == 1 {
 		o.keys, o.fields, o.vals = o.key1[:], o.field1[:], o.val1[:]
@@ -56,13 +60,19 @@ func (s *Store) Register(ctx context.Context, iss registry.Issue, idemTTLMS, now
 		o.idemKey = s.idemKey(iss.Idem.KeyHash)
 		o.idemVal = appendIdemValue(iss.Idem, idemTTLMS)
 	}
-	if err := s.do(ctx, o); err != nil {
+	err := s.do(ctx, o)
+	replay := o.replay
+	if ctx.Err() == nil {
+		*o = op{done: o.done}
+		s.registers.Put(o)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("redisstore: register: %w", err)
 	}
-	if o.replay == nil {
+	if replay == nil {
 		return nil, nil
 	}
-	e, err := decodeIdemValue(iss.Idem.KeyHash, o.replay)
+	e, err := decodeIdemValue(iss.Idem.KeyHash, replay)
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: register: idempotency entry: %w", err)
 	}

@@ -84,6 +84,9 @@ type Store struct {
 	lastBucket atomic.Pointer[bucketName]
 
 	closeOnce sync.Once
+	// registers pools the ops of Register: an op goes back once its
+	// answer was received with ctx alive (no flush holds it any more).
+	registers sync.Pool
 
 	guard      *guard
 	epoch      atomic.Pointer[string] // set once Open adopted the registry's epoch
@@ -248,7 +251,9 @@ func (s *Store) nonce() uint32 { return s.nonceBase + s.nonceSeq.Add(1) }
 // do runs o in the next flush and waits for it, or for ctx (the op may still
 // be flushed later in that case; its writes then reach no client).
 func (s *Store) do(ctx context.Context, o *op) error {
-	o.done = make(chan struct{})
+	if o.done == nil {
+		o.done = make(chan struct{}, 1)
+	}
 	if err := s.c.Do(ctx, o, o.done); err != nil {
 		return err
 	}

@@ -246,7 +246,7 @@ func TestPoisonOpFailsAlone(t *testing.T) {
 		iss := pending(x)
 		k, f := s.bucket(x)
 		batch = append(batch, &op{kind: opRegister, iss: iss, keys: []string{k}, fields: []string{f},
-			vals: [][]byte{appendValue(nil, &iss.Records[0], s.nonce())}, done: make(chan struct{})})
+			vals: [][]byte{appendValue(nil, &iss.Records[0], s.nonce())}, done: make(chan struct{}, 1)})
 	}
 	s.flush(batch) // directly: one batch for sure
 	if batch[0].err != nil || batch[2].err != nil || !errors.Is(batch[1].err, registry.ErrUnavailable) {
