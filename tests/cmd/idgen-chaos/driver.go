@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/idgen/idgen/client"
 
 	"golang.org/x/time/rate"
 
@@ -21,10 +24,15 @@ import (
 // events, and, during some faults, direct load on one instance. Every
 // answer goes to the ledger.
 type driver struct {
-	cfg     *Config
-	lbURL   string
-	lb      *http.Client // bounded by HAProxy's worst case
-	direct  *http.Client
+	cfg    *Config
+	lbURL  string
+	lb     *http.Client // bounded by HAProxy's worst case
+	direct *http.Client
+	// api is the Go client on HAProxy for the saga's calls, one attempt a
+	// call (the driver decides what to retry). /generate stays raw HTTP:
+	// the ledger needs what the client hides (HAProxy-made answers, the
+	// backend that answered, the exact status).
+	api     *client.Client
 	ledger  *Ledger
 	events  failureSink
 	limiter *rate.Limiter
@@ -75,6 +83,11 @@ func newDriver(cfg *Config, lbURL string, lb, direct *http.Client, l *Ledger, ev
 		via: "lb", shard: shard, commitAttempts: 3,
 		limiter: rate.NewLimiter(rate.Limit(cfg.Rate), burst), bgSem: make(chan struct{}, 256)}
 	d.bgCtx, d.bgStop = context.WithCancel(context.Background())
+	api, err := client.New(client.Config{Endpoints: []string{lbURL}, HTTPClient: lb, Retry: client.RetryPolicy{MaxAttempts: 1}})
+	if err != nil {
+		panic(fmt.Sprintf("chaos: the client of %s: %v", lbURL, err)) // a URL the harness made
+	}
+	d.api = api
 	return d
 }
 
@@ -271,49 +284,29 @@ func (d *driver) generate(ctx context.Context, c *http.Client, base, via string,
 // 503).
 func (d *driver) commit(ctx context.Context, id idcodec.ID) {
 	for attempt := 0; attempt < d.commitAttempts && ctx.Err() == nil; attempt++ {
-		status, lbMade, err := d.post(ctx, "/commit", fmt.Sprintf(`{"id":%q}`, id.String()))
+		_, err := d.api.Commit(ctx, id.String())
+		var apiErr *client.Error
 		switch {
-		case err != nil && ctx.Err() != nil:
-			d.ledger.Commit(id, commitUnknown)
-			return
-		case status == http.StatusOK:
+		case err == nil:
 			d.ledger.Commit(id, commitOK)
 			return
-		case status == http.StatusConflict:
+		case ctx.Err() != nil:
+			d.ledger.Commit(id, commitUnknown)
+			return
+		case errors.Is(err, client.ErrConflict), errors.Is(err, client.ErrExpired):
 			d.ledger.Commit(id, commitConflict)
 			return
-		case status == http.StatusServiceUnavailable || status == 0 || lbMade:
+		case errors.Is(err, client.ErrUnavailable), !errors.As(err, &apiErr), apiErr.Message == "" && apiErr.RequestID == "":
+			// 503, no answer, or an answer HAProxy made (no API error
+			// body, no request ID): the commit may or may not be stored.
 			d.ledger.Commit(id, commitUnknown)
 		default:
 			d.ledger.Commit(id, commitUnknown)
-			d.ledger.violate(vBadAnswer, "/commit of acknowledged %s: %d (want 200, 409 or 503)", id, status)
+			d.ledger.violate(vBadAnswer, "/commit of acknowledged %s: %d %s (want 200, 409 or 503)", id, apiErr.Status, apiErr.Code)
 			return
 		}
 		pause(ctx, min(time.Duration(attempt+1)*500*time.Millisecond, 2*time.Second))
 	}
-}
-
-// post sends a JSON POST through HAProxy and returns the status and
-// whether HAProxy made the answer.
-func (d *driver) post(ctx context.Context, path, body string) (int, bool, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.lbURL+path, bytes.NewReader([]byte(body)))
-	if err != nil {
-		return 0, false, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := d.lb.Do(req)
-	if err != nil {
-		return 0, false, err
-	}
-	defer resp.Body.Close()
-	var buf [512]byte
-	for {
-		if _, err := resp.Body.Read(buf[:]); err != nil {
-			break
-		}
-	}
-	lbMade := resp.Header.Get("Content-Type") != "application/json" && resp.StatusCode != http.StatusOK
-	return resp.StatusCode, lbMade, nil
 }
 
 // directLoad runs workers goroutines sending /generate straight to in at
