@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/idgen/idgen/shared/platform/backoff"
+
 	"github.com/idgen/idgen/client"
 
 	"golang.org/x/time/rate"
@@ -154,7 +156,7 @@ func (d *driver) genAndSaga(ctx context.Context, rng *rand.Rand, count int, time
 		if key != "" && ctx.Err() == nil {
 			d.later(time.Second, func(ctx context.Context) { d.retryKey(ctx, count, key, 1) })
 		}
-		pause(ctx, 20*time.Millisecond)
+		backoff.Sleep(ctx, 20*time.Millisecond)
 		return
 	}
 	if key != "" && rng.IntN(10) < 3 {
@@ -212,22 +214,10 @@ func (d *driver) later(delay time.Duration, fn func(ctx context.Context)) {
 	}
 	d.bg.Go(func() {
 		defer func() { <-d.bgSem }()
-		if pause(d.bgCtx, delay) {
+		if backoff.Sleep(d.bgCtx, delay) {
 			fn(d.bgCtx)
 		}
 	})
-}
-
-// pause waits d or until ctx ends; it reports whether d passed.
-func pause(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // generate sends one /generate to base and records the answer. via is
@@ -305,7 +295,7 @@ func (d *driver) commit(ctx context.Context, id idcodec.ID) {
 			d.ledger.violate(vBadAnswer, "/commit of acknowledged %s: %d %s (want 200, 409 or 503)", id, apiErr.Status, apiErr.Code)
 			return
 		}
-		pause(ctx, min(time.Duration(attempt+1)*500*time.Millisecond, 2*time.Second))
+		backoff.Sleep(ctx, min(time.Duration(attempt+1)*500*time.Millisecond, 2*time.Second))
 	}
 }
 
@@ -325,7 +315,7 @@ func (d *driver) directLoad(ctx context.Context, in *instance, workers, count in
 				}
 				a := d.generate(ctx, d.direct, in.url, in.name, in.Life(), stream, count, 0, "")
 				if a.status != http.StatusOK {
-					pause(ctx, 50*time.Millisecond)
+					backoff.Sleep(ctx, 50*time.Millisecond)
 				}
 			}
 		})

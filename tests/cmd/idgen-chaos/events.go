@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/idgen/idgen/shared/platform/backoff"
+
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
@@ -122,7 +124,7 @@ func (s *eventSender) run(ctx context.Context) {
 		s.pending.Add(-int64(len(batch) - len(failed)))
 		if len(failed) > 0 {
 			resend.Go(func() {
-				pause(ctx, 500*time.Millisecond)
+				backoff.Sleep(ctx, 500*time.Millisecond)
 				for _, ev := range failed {
 					select {
 					case s.queue <- ev:

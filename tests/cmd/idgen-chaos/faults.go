@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/idgen/idgen/shared/platform/backoff"
+
 	"github.com/idgen/idgen/functions/failurestream"
 	"github.com/idgen/idgen/harness/redisharness"
 )
@@ -21,7 +23,7 @@ func faultKillIdgen(ctx context.Context, r *run, w *window) error {
 		return err
 	}
 	w.note("%s SIGKILLed", in.name)
-	pause(ctx, r.cfg.KillHold)
+	backoff.Sleep(ctx, r.cfg.KillHold)
 	t := time.Now()
 	if err := in.Start(ctx, r.c.client, readyTimeout); err != nil {
 		return err
@@ -40,7 +42,7 @@ func faultFreezeIdgen(ctx context.Context, r *run, w *window) error {
 	}
 	hold := r.cfg.Session + r.cfg.FreezeExtra
 	w.note("%s frozen %v (session timeout %v)", in.name, hold, r.cfg.Session)
-	pause(ctx, hold)
+	backoff.Sleep(ctx, hold)
 	return in.Thaw()
 }
 
@@ -55,7 +57,7 @@ func faultKillZKLeader(ctx context.Context, r *run, w *window) error {
 	if err := zk.Kill(leader); err != nil {
 		return err
 	}
-	pause(ctx, r.cfg.LeaderHold)
+	backoff.Sleep(ctx, r.cfg.LeaderHold)
 	rctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	if err := zk.Restart(rctx, leader); err != nil {
@@ -91,7 +93,7 @@ func faultQuorumLoss(ctx context.Context, r *run, w *window) error {
 			return err
 		}
 	}
-	pause(ctx, r.cfg.QuorumHold)
+	backoff.Sleep(ctx, r.cfg.QuorumHold)
 	restart := time.Now()
 	// The lone leader may keep sessions for syncLimit (2 s) after losing
 	// its followers; each lease then runs out within 2/3 session timeout.
@@ -130,7 +132,7 @@ func faultPartition(ctx context.Context, r *run, w *window) error {
 	defer func() { stop(); probes.Wait() }()
 
 	in.zk.Partition()
-	pause(ctx, r.cfg.ShortPartition)
+	backoff.Sleep(ctx, r.cfg.ShortPartition)
 	in.zk.Heal()
 	healed := time.Now()
 	at, err := r.waitRecovered(ctx, healed, r.cfg.Recovery)
@@ -142,7 +144,7 @@ func faultPartition(ctx context.Context, r *run, w *window) error {
 	t0 := time.Now()
 	in.zk.Partition()
 	hold := r.cfg.Session + r.cfg.LongPartitionExtra
-	pause(ctx, hold)
+	backoff.Sleep(ctx, hold)
 	heal := time.Now()
 	in.zk.Heal()
 	// Its lease ran out at most 2/3 session timeout after its last answer
@@ -167,10 +169,10 @@ func faultLostReplies(ctx context.Context, r *run, w *window) error {
 		if landed, refused := in.zk.Swallowed(); landed+refused >= r.cfg.LostReplies {
 			break
 		}
-		pause(ctx, 100*time.Millisecond)
+		backoff.Sleep(ctx, 100*time.Millisecond)
 	}
 	in.zk.Disarm()
-	pause(ctx, time.Second)
+	backoff.Sleep(ctx, time.Second)
 	stop()
 	load.Wait()
 	landed, refused := in.zk.Swallowed()
@@ -200,7 +202,7 @@ func faultRedisFailover(ctx context.Context, r *run, w *window) error {
 		return err
 	}
 	w.note("%s killed; Sentinels promoted %s in %v", old.Name(), newAddr, time.Since(t0).Round(time.Millisecond))
-	pause(ctx, 2*time.Second)
+	backoff.Sleep(ctx, 2*time.Second)
 	restart := time.Now()
 	r.addQuiet(quiet{from: t0, to: restart, why: "Redis primary dead, then the promoted one without a replica: nothing can be acknowledged durably"})
 	if err := old.Restart(fctx); err != nil {
@@ -209,7 +211,7 @@ func faultRedisFailover(ctx context.Context, r *run, w *window) error {
 	w.note("old primary restarted as a replica")
 	// idgen-c's link (a plain address) must have followed the master.
 	moved := false
-	for deadline := time.Now().Add(10 * time.Second); !moved && time.Now().Before(deadline); pause(ctx, 100*time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); !moved && time.Now().Before(deadline); backoff.Sleep(ctx, 100*time.Millisecond) {
 		moved = r.c.link.Upstream() == newAddr
 	}
 	if !moved {
@@ -255,12 +257,12 @@ func faultRedisDown(ctx context.Context, r *run, w *window) error {
 		return err
 	}
 	t0 := time.Now()
-	pause(ctx, r.cfg.ReplicaDown)
+	backoff.Sleep(ctx, r.cfg.ReplicaDown)
 	r.addQuiet(quiet{from: t0, to: time.Now(), why: "the only replica frozen: WAIT 1 cannot succeed"})
 	if err := thaw(); err != nil {
 		return err
 	}
-	pause(ctx, 2*time.Second)
+	backoff.Sleep(ctx, 2*time.Second)
 
 	all := append([]*redisharness.Server{primary}, replicas...)
 	all = append(all, g.Sentinels()...)
@@ -268,7 +270,7 @@ func faultRedisDown(ctx context.Context, r *run, w *window) error {
 		return err
 	}
 	t1 := time.Now()
-	pause(ctx, r.cfg.RedisDown)
+	backoff.Sleep(ctx, r.cfg.RedisDown)
 	r.addQuiet(quiet{from: t1, to: time.Now(), why: "every Redis process frozen"})
 	if err := thaw(); err != nil {
 		return err
@@ -297,7 +299,7 @@ func faultKillWorker(ctx context.Context, r *run, w *window) error {
 		}
 		if held > 0 {
 			w.note("%s SIGKILLed holding %d unacknowledged events (burst of %d, attempt %d)", victim.name, held, len(ids), attempt)
-			pause(ctx, 3*time.Second)
+			backoff.Sleep(ctx, 3*time.Second)
 			if err := victim.Start(ctx, r.c.client, readyTimeout); err != nil {
 				return err
 			}
@@ -323,7 +325,7 @@ func (r *run) killWithPending(ctx context.Context, victim *process) (int64, erro
 			}
 			return r.consumerPending(ctx, victim.name), nil
 		}
-		pause(ctx, 2*time.Millisecond)
+		backoff.Sleep(ctx, 2*time.Millisecond)
 	}
 	return 0, victim.Kill()
 }
@@ -355,7 +357,7 @@ func faultRedisLink(ctx context.Context, r *run, w *window) error {
 	if err := link.Latency(150*time.Millisecond, 100*time.Millisecond); err != nil {
 		return err
 	}
-	pause(ctx, r.cfg.LinkPhase)
+	backoff.Sleep(ctx, r.cfg.LinkPhase)
 	if err := link.Clear(); err != nil {
 		return err
 	}
@@ -365,7 +367,7 @@ func faultRedisLink(ctx context.Context, r *run, w *window) error {
 	if err := link.Latency(20*time.Millisecond, 20*time.Millisecond); err != nil {
 		return err
 	}
-	pause(ctx, r.cfg.LinkPhase)
+	backoff.Sleep(ctx, r.cfg.LinkPhase)
 	if err := link.Clear(); err != nil {
 		return err
 	}
@@ -389,13 +391,13 @@ func faultClockStep(ctx context.Context, r *run, w *window) error {
 		return func() { stop(); load.Wait() }
 	}
 	stopLoad := stream()
-	pause(ctx, time.Second)
+	backoff.Sleep(ctx, time.Second)
 	step := r.cfg.ClockStep
 	if err := os.WriteFile(r.c.clockFile, []byte(step.String()), 0o644); err != nil {
 		stopLoad()
 		return err
 	}
-	pause(ctx, r.cfg.ClockHold)
+	backoff.Sleep(ctx, r.cfg.ClockHold)
 	stopLoad()
 	if err := in.Terminate(20 * time.Second); err != nil {
 		return err
@@ -405,11 +407,11 @@ func faultClockStep(ctx context.Context, r *run, w *window) error {
 	}
 	stopLoad = stream()
 	defer func() { stopLoad() }()
-	pause(ctx, r.cfg.ClockHold)
+	backoff.Sleep(ctx, r.cfg.ClockHold)
 	if err := os.WriteFile(r.c.clockFile, []byte("0s"), 0o644); err != nil {
 		return err
 	}
-	pause(ctx, 2*time.Second)
+	backoff.Sleep(ctx, 2*time.Second)
 	w.note("%s clock stepped %v for %v, restarted with it, stepped back to real time", in.name, step, r.cfg.ClockHold)
 	// Evidence that the clock moved: the new life's first IDs are stamped
 	// behind the last ones of the old life.

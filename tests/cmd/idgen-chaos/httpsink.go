@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/platform/backoff"
 )
 
 // httpSink delivers the failure events of an embedded instance's saga as a
@@ -84,7 +85,7 @@ func (s *httpSink) enqueue(ev failureEvent) { s.offer(s.queue, ev) }
 // deliver sends ev until it is answered 200 or the attempts run out.
 func (s *httpSink) deliver(ctx context.Context, ev failureEvent) {
 	body := fmt.Appendf(nil, `{"id":%q,"reason":"chaos: payment declined","event_id":%q,"source":"chaos"}`, ev.id.String(), ev.eventID)
-	backoff := 250 * time.Millisecond
+	wait := 250 * time.Millisecond
 	for attempt := 0; attempt < sinkAttempts && ctx.Err() == nil; attempt++ {
 		if attempt > 0 {
 			s.retried.Add(1)
@@ -102,8 +103,8 @@ func (s *httpSink) deliver(ctx context.Context, ev failureEvent) {
 			s.ledger.violate(vBadAnswer, "%s /compensate of %s: %d %v (want 200 or 503)", s.name, ev.id, status, err)
 			return
 		}
-		pause(ctx, backoff)
-		backoff = min(2*backoff, 2*time.Second)
+		backoff.Sleep(ctx, wait)
+		wait = min(2*wait, 2*time.Second)
 	}
 }
 

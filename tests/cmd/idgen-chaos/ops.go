@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/idgen/idgen/shared/platform/backoff"
+
 	"github.com/idgen/idgen/harness/proc"
 )
 
@@ -173,7 +175,7 @@ func (p *opsPhase) execute(ctx context.Context) {
 	}
 	steady := &window{name: "embedded steady (no fault)", from: time.Now()}
 	p.wins = append(p.wins, steady)
-	pause(ctx, p.cfg.OpsWarmup)
+	backoff.Sleep(ctx, p.cfg.OpsWarmup)
 	steady.to = time.Now()
 	for _, f := range opFaults {
 		if !p.cfg.runs(f.n) || ctx.Err() != nil {
@@ -189,7 +191,7 @@ func (p *opsPhase) execute(ctx context.Context) {
 	}
 	last := &window{name: "embedded steady (after the faults)", from: time.Now()}
 	p.wins = append(p.wins, last)
-	pause(ctx, p.cfg.Settle)
+	backoff.Sleep(ctx, p.cfg.Settle)
 	last.to = time.Now()
 	for _, in := range p.insts {
 		in.d.Stop(40 * time.Second)

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/idgen/idgen/shared/platform/backoff"
+
 	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry/boltstore"
@@ -223,7 +225,7 @@ func (p *opsPhase) readBack(ctx context.Context, in *opsInst, ids []idcodec.ID) 
 // holdWatch polls in for d: it must stay alive; it returns how many of
 // the readiness probes were answered and how many of them not ready.
 func (p *opsPhase) holdWatch(ctx context.Context, in *opsInst, d time.Duration) (probes, notReady int, err error) {
-	for end := time.Now().Add(d); time.Now().Before(end) && ctx.Err() == nil; pause(ctx, 200*time.Millisecond) {
+	for end := time.Now().Add(d); time.Now().Before(end) && ctx.Err() == nil; backoff.Sleep(ctx, 200*time.Millisecond) {
 		if in.Exited() {
 			return probes, notReady, fmt.Errorf("exited while its volume was full:\n%s", idgenproc.Excerpt(in.current().Stderr(), 0, 20))
 		}
@@ -321,13 +323,13 @@ func faultAuditDisk(ctx context.Context, p *opsPhase, w *window) error {
 					} else {
 						in.sink.Send(ids[i], false)
 					}
-					pause(ctx, gap)
+					backoff.Sleep(ctx, gap)
 				}
 			})
 		}
 		filler := filepath.Join(in.audMnt, "filler")
 		t0 := time.Now()
-		pause(ctx, gap*4) // some of the burst before the volume is full
+		backoff.Sleep(ctx, gap*4) // some of the burst before the volume is full
 		n, err := fill(ctx, filler, p.cfg.AuditDiskBytes)
 		full := time.Now()
 		if err != nil {

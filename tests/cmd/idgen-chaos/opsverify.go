@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/idgen/idgen/shared/platform/backoff"
+
 	"github.com/idgen/idgen/functions/httpapi"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
@@ -40,7 +42,7 @@ func (p *opsPhase) verify(ctx context.Context) opsSummary {
 	}
 	// Deadlines are at most 6 s after issue; the sweepers run every second.
 	if rest := 9*time.Second - time.Since(stopped); rest > 0 {
-		pause(ctx, rest)
+		backoff.Sleep(ctx, rest)
 	}
 	for _, in := range p.insts {
 		if err := in.Terminate(30 * time.Second); err != nil {

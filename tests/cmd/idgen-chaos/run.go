@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/idgen/idgen/shared/platform/backoff"
+
 	"github.com/idgen/idgen/functions/failurestream"
 	"github.com/idgen/idgen/harness/proc"
 )
@@ -97,7 +99,7 @@ func (r *run) execute(ctx context.Context) {
 	r.ev.Start()
 	steady := &window{name: "steady (no fault)", from: time.Now()}
 	r.wins = append(r.wins, steady)
-	pause(ctx, r.cfg.Warmup)
+	backoff.Sleep(ctx, r.cfg.Warmup)
 	steady.to = time.Now()
 	for _, f := range faults {
 		if !r.cfg.runs(f.n) || ctx.Err() != nil {
@@ -113,7 +115,7 @@ func (r *run) execute(ctx context.Context) {
 	}
 	last := &window{name: "steady (after the faults)", from: time.Now()}
 	r.wins = append(r.wins, last)
-	pause(ctx, r.cfg.Settle)
+	backoff.Sleep(ctx, r.cfg.Settle)
 	last.to = time.Now()
 	r.d.Stop(40 * time.Second)
 }
@@ -149,7 +151,7 @@ func injectAndRecover(ctx context.Context, w *window, violate func(kind, format 
 		return false
 	}
 	logf("fault %d: recovered %v after injection; %s", w.n, at.Sub(w.from).Round(time.Millisecond), strings.Join(w.notes, "; "))
-	pause(ctx, settle)
+	backoff.Sleep(ctx, settle)
 	return true
 }
 
@@ -175,7 +177,7 @@ func waitRecovered(ctx context.Context, timeout, interval time.Duration, notYet 
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return time.Now(), fmt.Errorf("not recovered within %v: %s", timeout, why)
 		}
-		pause(ctx, interval)
+		backoff.Sleep(ctx, interval)
 	}
 }
 
@@ -252,7 +254,7 @@ func (r *run) waitDrained(ctx context.Context, timeout time.Duration) error {
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("failure stream not drained after %v: lag %d, pending %d (%v)", timeout, lag, pending, err)
 		}
-		pause(ctx, 200*time.Millisecond)
+		backoff.Sleep(ctx, 200*time.Millisecond)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/idgen/idgen/shared/platform/backoff"
+
 	"go.uber.org/zap"
 
 	"github.com/idgen/idgen/functions/failurestream"
@@ -51,7 +53,7 @@ func (r *run) verify(ctx context.Context) summary {
 	r.checkDeadLetters(ctx)
 	// Deadlines are at most 6 s after issue; the sweepers run every second.
 	if rest := 9*time.Second - time.Since(loadStopped); rest > 0 {
-		pause(ctx, rest)
+		backoff.Sleep(ctx, rest)
 	}
 
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
