@@ -9,11 +9,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,29 +21,14 @@ import (
 )
 
 // bin is the binary under test, built by the first test that runs it
-// (idgenBinary) into a directory TestMain removes.
-var bin struct {
-	once      sync.Once
-	dir, path string
-	err       error
-}
+// into a directory TestMain removes.
+var bin = &proc.Binary{Name: "client-test"}
 
-// idgenBinary returns the idgen binary, built on first use; under go test
-// -short it skips t.
+// idgenBinary returns the binary under test (proc.Binary: built on first
+// use; under go test -short it skips t).
 func idgenBinary(t testing.TB) string {
 	t.Helper()
-	proc.SkipShort(t, "the idgen binary")
-	bin.once.Do(func() {
-		if bin.dir, bin.err = os.MkdirTemp("", "client-test-"); bin.err != nil {
-			return
-		}
-		bin.path = filepath.Join(bin.dir, "idgen")
-		bin.err = proc.Build(proc.IdgenPackage, bin.path, proc.BuildOptions{})
-	})
-	if bin.err != nil {
-		t.Fatalf("build idgen: %v", bin.err)
-	}
-	return bin.path
+	return bin.Path(t)
 }
 
 // instance is one `idgen serve` on a fresh data directory and a free

@@ -28,32 +28,16 @@ import (
 )
 
 // bin is the binary under test, built by the first test that runs it
-// (idgenBinary) into a directory TestMain removes.
-var bin struct {
-	once      sync.Once
-	dir, path string
-	err       error
-}
+// into a directory TestMain removes. IDGEN_E2E_RACE=1 builds it with the
+// race detector: a race in the service then makes it exit 66 and the
+// exit-code asserts fail.
+var bin = &proc.Binary{Name: "idgen-e2e", Race: os.Getenv("IDGEN_E2E_RACE") != ""}
 
-// idgenBinary returns the binary under test, built on first use. Under go
-// test -short it skips t (proc.SkipShort): the end-to-end tests take half
-// a minute, the rest of the package a second. IDGEN_E2E_RACE=1 builds it
-// with the race detector: a race in the service then makes it exit 66 and
-// the exit-code asserts fail.
+// idgenBinary returns the binary under test (proc.Binary: built on first
+// use; under go test -short it skips t).
 func idgenBinary(t testing.TB) string {
 	t.Helper()
-	proc.SkipShort(t, "the idgen binary")
-	bin.once.Do(func() {
-		if bin.dir, bin.err = os.MkdirTemp("", "idgen-e2e-"); bin.err != nil {
-			return
-		}
-		bin.path = filepath.Join(bin.dir, "idgen")
-		bin.err = proc.Build(proc.IdgenPackage, bin.path, proc.BuildOptions{Race: os.Getenv("IDGEN_E2E_RACE") != ""})
-	})
-	if bin.err != nil {
-		t.Fatalf("e2e: build idgen: %v", bin.err)
-	}
-	return bin.path
+	return bin.Path(t)
 }
 
 func TestMain(m *testing.M) { os.Exit(testMain(m)) }
@@ -64,9 +48,7 @@ func testMain(m *testing.M) int {
 		os.Setenv("GORACE", "atexit_sleep_ms=0")
 	}
 	code := m.Run()
-	if bin.dir != "" {
-		os.RemoveAll(bin.dir)
-	}
+	bin.Remove()
 	if v := unattributed.list(); code == 0 && len(v) > 0 {
 		fmt.Fprintf(os.Stderr, "e2e: %d answers the OpenAPI document does not describe:\n%s\n", len(v), strings.Join(v, "\n"))
 		return 1

@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"testing"
 	"time"
 )
 
@@ -85,4 +87,43 @@ func BuildIdgen(name string) (string, func(), error) {
 		fmt.Fprintf(os.Stderr, "%s: built %s in %v\n", name, bin, time.Since(t0).Round(time.Millisecond))
 	}
 	return bin, cleanup, nil
+}
+
+// Binary is the idgen binary of a test package, built by the first test
+// that asks for it (Path) into a temporary directory that the package's
+// TestMain removes (Remove). The zero value builds without the race
+// detector; Race builds with it.
+type Binary struct {
+	// Name prefixes the temporary directory and the build error.
+	Name string
+	Race bool
+
+	once      sync.Once
+	dir, path string
+	err       error
+}
+
+// Path returns the binary, built on first use; under go test -short it
+// skips tb (SkipShort), and a failed build fails it.
+func (b *Binary) Path(tb testing.TB) string {
+	tb.Helper()
+	SkipShort(tb, "the idgen binary")
+	b.once.Do(func() {
+		if b.dir, b.err = os.MkdirTemp("", b.Name+"-bin-"); b.err != nil {
+			return
+		}
+		b.path = filepath.Join(b.dir, "idgen")
+		b.err = Build(IdgenPackage, b.path, BuildOptions{Race: b.Race})
+	})
+	if b.err != nil {
+		tb.Fatalf("%s: build idgen: %v", b.Name, b.err)
+	}
+	return b.path
+}
+
+// Remove deletes the binary's directory, if it was built.
+func (b *Binary) Remove() {
+	if b.dir != "" {
+		os.RemoveAll(b.dir)
+	}
 }
