@@ -125,12 +125,12 @@ func (s *Service) generate(c *fasthttp.RequestCtx, log *reqLog) error {
 
 // issue generates and registers the IDs of req. A collision in the registry
 // burns the batch and issues a fresh one; the client never sees it.
+//
+// The issue time (and the deadline counted from it) is read after the IDs
+// are taken: a range claim can hold NextN for a while, and an ID's
+// issued_at is then still not before the time in the ID (both read the
+// wall clock).
 func (s *Service) issue(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog, req generateReq, idem *registry.IdemEntry) ([]idcodec.ID, *registry.IdemEntry, error) {
-	now := s.cfg.Now()
-	var deadline int64
-	if req.timeout > 0 {
-		deadline = now.Add(req.timeout).UnixMilli()
-	}
 	subject := s.subject(c)
 	var keyHash []byte
 	if idem != nil {
@@ -154,6 +154,11 @@ func (s *Service) issue(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog
 		ids, err := s.d.IDs.NextN(ctx, req.n, ids)
 		if err != nil {
 			return nil, nil, err
+		}
+		now := s.cfg.Now()
+		var deadline int64
+		if req.timeout > 0 {
+			deadline = now.Add(req.timeout).UnixMilli()
 		}
 		for i, id := range ids {
 			var sealed []byte
