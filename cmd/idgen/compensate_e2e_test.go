@@ -5,17 +5,16 @@ package main
 // middle of a stream, restarted, configured through flags and IDGEN_*.
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/idgen/idgen/shared/saga/sagatest"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zaptest"
@@ -144,31 +143,6 @@ func (e *compensateEnv) waitDrained(stream string, n int64, timeout time.Duratio
 	}
 }
 
-// auditEntries reads the entries with action from audit files.
-func auditEntries(t *testing.T, action string, paths ...string) []audit.Event {
-	t.Helper()
-	var out []audit.Event
-	for _, p := range paths {
-		f, err := os.Open(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			var ev audit.Event
-			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-				f.Close()
-				t.Fatalf("%s: not a JSON line (torn write?): %q", p, sc.Text())
-			}
-			if ev.Action == action {
-				out = append(out, ev)
-			}
-		}
-		f.Close()
-	}
-	return out
-}
-
 func httpGet(t *testing.T, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -265,7 +239,7 @@ func TestCompensateWorkerKilledMidStream(t *testing.T) {
 	}
 
 	counts := map[string]int{}
-	for _, ev := range auditEntries(t, audit.ActionCompensate, append(audits, b.audit)...) {
+	for _, ev := range sagatest.AuditLines(t, audit.ActionCompensate, append(audits, b.audit)...) {
 		counts[ev.Resource]++
 		if ev.Actor != "compensate:orders" || ev.Outcome != "applied" || !strings.HasPrefix(ev.RequestID, "evt-") {
 			t.Fatalf("audit entry %+v", ev)
@@ -350,10 +324,10 @@ func TestCompensateCommandConfig(t *testing.T) {
 		if exit, err := w.p.Terminate(10 * time.Second); err != nil || exit != 0 {
 			t.Fatalf("SIGTERM: exit %d %v", exit, err)
 		}
-		if n := len(auditEntries(t, audit.ActionCompensate, w.audit)); n != 20 {
+		if n := len(sagatest.AuditLines(t, audit.ActionCompensate, w.audit)); n != 20 {
 			t.Fatalf("%d compensations audited, want 20", n)
 		}
-		dl := auditEntries(t, audit.ActionDeadLetter, w.audit)
+		dl := sagatest.AuditLines(t, audit.ActionDeadLetter, w.audit)
 		dlq, err := e.rdb.XRange(context.Background(), stream+":dlq", "-", "+").Result()
 		if err != nil || len(dlq) != 10 || len(dl) != 10 {
 			t.Fatalf("%d dead letters, %d audited, want 10: %v", len(dlq), len(dl), err)
