@@ -4,7 +4,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -42,5 +44,36 @@ func SkipShortMain(what string) {
 	if testing.Short() {
 		fmt.Fprintf(os.Stderr, "%s: every test needs %s: none run under -short; make test runs them\n", filepath.Base(os.Args[0]), what)
 		os.Exit(0)
+	}
+}
+
+// shortChildEnv marks the child process of CheckShortMain.
+const shortChildEnv = "IDGEN_PROC_SHORT_CHILD"
+
+// CheckShortMain tests that start, a harness's start outside any test, ends
+// a -short test binary with status 0 before it needs anything installed: it
+// runs the calling test again in a child test binary with -test.short and a
+// PATH that holds no program, where start must exit through SkipShortMain.
+// The child calls start and, should start return, fails with its error.
+// The calling test must be a top-level test that calls CheckShortMain first.
+func CheckShortMain(t *testing.T, start func() error) {
+	t.Helper()
+	if os.Getenv(shortChildEnv) == "1" {
+		err := start()
+		fmt.Fprintf(os.Stderr, "start returned under -short: %v\n", err)
+		os.Exit(3)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^"+t.Name()+"$", "-test.short", "-test.count=1")
+	cmd.Env = append(os.Environ(), shortChildEnv+"=1", "PATH="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("start under -short without servers installed: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "none run under -short") {
+		t.Fatalf("start under -short did not end the test binary through SkipShortMain:\n%s", out)
 	}
 }

@@ -52,6 +52,7 @@ const (
 // newEnv validates opts, finds the binaries and prepares the working
 // directory and TLS files. On error nothing is left behind.
 func newEnv(opts Options, need binary) (*env, error) {
+	proc.SkipShortMain("Redis") // before locate: -short needs no Redis installed
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
@@ -135,7 +136,6 @@ func (e *env) newServer(name string, k kind) *Server {
 // attempts and on failure it calls killAll; on failure it also removes the
 // working directory.
 func (e *env) start(ctx context.Context, what string, once func(context.Context) error, killAll func() error) error {
-	proc.SkipShortMain("Redis")
 	began := time.Now()
 	err := proc.Retry(ctx, startAttempts, ErrPortInUse, once, killAll, func(attempt int, first string) {
 		e.opts.Logf("redisharness: %s: attempt %d: %s; retrying with fresh ports", what, attempt, first)

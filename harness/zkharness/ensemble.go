@@ -47,6 +47,7 @@ type Ensemble struct {
 // run with -short it starts nothing and ends the binary (proc.SkipShortMain):
 // call it from TestMain there, and StartT or Shared from a test.
 func Start(ctx context.Context, opts Options) (*Ensemble, error) {
+	proc.SkipShortMain("ZooKeeper") // before locate: -short needs no Java
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
@@ -55,7 +56,6 @@ func Start(ctx context.Context, opts Options) (*Ensemble, error) {
 	if err != nil {
 		return nil, err
 	}
-	proc.SkipShortMain("ZooKeeper")
 	e := &Ensemble{opts: opts, java: java, dir: opts.Dir}
 	if e.dir == "" {
 		if e.dir, err = os.MkdirTemp("", "zkharness-"); err != nil {
