@@ -35,6 +35,35 @@ func leaf(t *testing.T, ca *testpki.CA, dir, name, cn string, usage x509.ExtKeyU
 	return certFile, keyFile
 }
 
+// newReloader opens a Reloader on a server leaf with CN cn, signed by a new
+// CA, in a temporary directory; it returns the CA and the leaf's files too.
+func newReloader(t *testing.T, cn string) (r *Reloader, authority *testpki.CA, cert, key string) {
+	t.Helper()
+	authority = newCA(t)
+	cert, key = leaf(t, authority, t.TempDir(), "server", cn, x509.ExtKeyUsageServerAuth)
+	r, err := New(Config{CertFile: cert, KeyFile: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, authority, cert, key
+}
+
+// rotate writes a new leaf of authority with CN cn over cert and key, as a
+// certificate rotation rewrites the files in place.
+func rotate(t *testing.T, authority *testpki.CA, cert, key, cn string) {
+	t.Helper()
+	c2, k2 := leaf(t, authority, t.TempDir(), "rotated", cn, x509.ExtKeyUsageServerAuth)
+	for src, dst := range map[string]string{c2: cert, k2: key} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // serve accepts TLS connections and completes their handshakes until the
 // listener closes.
 func serve(t *testing.T, cfg *tls.Config) string {
@@ -56,13 +85,7 @@ func serve(t *testing.T, cfg *tls.Config) string {
 }
 
 func TestHandshakeVersionsAndReload(t *testing.T) {
-	dir := t.TempDir()
-	authority := newCA(t)
-	cert, key := leaf(t, authority, dir, "server", "first", x509.ExtKeyUsageServerAuth)
-	r, err := New(Config{CertFile: cert, KeyFile: key})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, authority, cert, key := newReloader(t, "first")
 	cfg, err := r.ServerConfig()
 	if err != nil {
 		t.Fatal(err)
@@ -95,11 +118,7 @@ func TestHandshakeVersionsAndReload(t *testing.T) {
 		t.Fatalf("unchanged files reloaded: %v %v", changed, err)
 	}
 	time.Sleep(10 * time.Millisecond)
-	c2, k2 := leaf(t, authority, t.TempDir(), "server2", "second", x509.ExtKeyUsageServerAuth)
-	b1, _ := os.ReadFile(c2)
-	b2, _ := os.ReadFile(k2)
-	_ = os.WriteFile(cert, b1, 0o600)
-	_ = os.WriteFile(key, b2, 0o600)
+	rotate(t, authority, cert, key, "second")
 	if changed, err := r.ReloadIfChanged(); !changed || err != nil {
 		t.Fatalf("reload: %v %v", changed, err)
 	}
@@ -164,25 +183,10 @@ func TestMutualTLS(t *testing.T) {
 // files (the ticker is too slow to be the cause), and stop ends the watch
 // goroutine (goleak in TestMain).
 func TestWatchReloadsOnSIGHUP(t *testing.T) {
-	dir := t.TempDir()
-	authority := newCA(t)
-	cert, key := leaf(t, authority, dir, "server", "first", x509.ExtKeyUsageServerAuth)
-	r, err := New(Config{CertFile: cert, KeyFile: key})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, authority, cert, key := newReloader(t, "first")
 	stop := r.Watch(time.Hour, zaptest.NewLogger(t))
 	defer stop()
-	c2, k2 := leaf(t, authority, t.TempDir(), "server2", "second", x509.ExtKeyUsageServerAuth)
-	for src, dst := range map[string]string{c2: cert, k2: key} {
-		b, err := os.ReadFile(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(dst, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	rotate(t, authority, cert, key, "second")
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
