@@ -1,9 +1,6 @@
 package audit
 
 import (
-	"bufio"
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -11,21 +8,12 @@ import (
 	"time"
 )
 
+// readLines is the entries of the log at path, each line one JSON object.
 func readLines(t *testing.T, path string) []map[string]any {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	var out []map[string]any
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var m map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("not JSON: %s", sc.Text())
-		}
-		out = append(out, m)
+	for _, line := range fileLines(t, path) {
+		out = append(out, lineFields(t, line))
 	}
 	return out
 }

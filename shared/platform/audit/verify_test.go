@@ -87,14 +87,32 @@ func lineOf(t *testing.T, lines [][]byte, s string) int {
 	return 0
 }
 
-// field is the value of a top-level field of a line.
-func field(t testing.TB, line []byte, name string) any {
+// lineFields is the top-level fields of a line, which must be one JSON object.
+func lineFields(t testing.TB, line []byte) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(line, &m); err != nil {
+		t.Fatalf("not JSON: %s: %v", line, err)
+	}
+	return m
+}
+
+// field is the value of a top-level field of a line.
+func field(t testing.TB, line []byte, name string) any {
+	t.Helper()
+	return lineFields(t, line)[name]
+}
+
+// checkpointAt is the checkpoint that line n (1-based) of lines states.
+func checkpointAt(t testing.TB, lines [][]byte, n int) Checkpoint {
+	t.Helper()
+	var m struct {
+		Checkpoint Checkpoint `json:"checkpoint"`
+	}
+	if err := json.Unmarshal(lines[n-1], &m); err != nil {
 		t.Fatal(err)
 	}
-	return m[name]
+	return m.Checkpoint
 }
 
 // rechain recomputes the prev of every line from index i on (and the
@@ -103,10 +121,7 @@ func field(t testing.TB, line []byte, name string) any {
 func rechain(t *testing.T, lines [][]byte, i int) {
 	t.Helper()
 	for ; i < len(lines); i++ {
-		var m map[string]any
-		if err := json.Unmarshal(lines[i], &m); err != nil {
-			t.Fatal(err)
-		}
+		m := lineFields(t, lines[i])
 		sum := sha256.Sum256(lines[i-1])
 		prev := hex.EncodeToString(sum[:])
 		old := fmt.Sprintf(`"prev":"%s"`, m["prev"])
@@ -125,6 +140,20 @@ func verify(t *testing.T, pub ed25519.PublicKey, checkpoints []string, paths ...
 		t.Fatal(err)
 	}
 	return rep
+}
+
+// verifyData verifies the log data, in memory, against the checkpoints
+// kept in a second place (kept).
+func verifyData(t testing.TB, pub ed25519.PublicKey, kept, data []byte) *Report {
+	t.Helper()
+	v := NewVerifier(VerifyOptions{PublicKey: pub})
+	if err := v.AddCheckpoints("kept", bytes.NewReader(kept)); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Add("log", bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	return v.Finish()
 }
 
 // TestVerifyIntact: a log written with a key verifies; every line is
@@ -215,29 +244,19 @@ func TestVerifyTampering(t *testing.T) {
 		}, "lines deleted before this line: seq 10-11"},
 		{"forged checkpoint signature", func(t *testing.T, lines [][]byte) ([][]byte, int) {
 			n := lineOf(t, lines, ActionAuditCheckpoint)
-			var m struct {
-				Checkpoint Checkpoint `json:"checkpoint"`
-			}
-			if err := json.Unmarshal(lines[n-1], &m); err != nil {
-				t.Fatal(err)
-			}
-			forged := m.Checkpoint
+			cp := checkpointAt(t, lines, n)
+			forged := cp
 			forged.sign(otherKey, forged.KeyID) // claims the right key
-			lines[n-1] = bytes.Replace(lines[n-1], []byte(m.Checkpoint.Sig), []byte(forged.Sig), 1)
+			lines[n-1] = bytes.Replace(lines[n-1], []byte(cp.Sig), []byte(forged.Sig), 1)
 			return lines, n
 		}, "signature does not verify"},
 		{"checkpoint of another key", func(t *testing.T, lines [][]byte) ([][]byte, int) {
 			n := lineOf(t, lines, ActionAuditCheckpoint)
-			var m struct {
-				Checkpoint Checkpoint `json:"checkpoint"`
-			}
-			if err := json.Unmarshal(lines[n-1], &m); err != nil {
-				t.Fatal(err)
-			}
-			forged := m.Checkpoint
+			cp := checkpointAt(t, lines, n)
+			forged := cp
 			forged.sign(otherKey, KeyID(otherKey.Public().(ed25519.PublicKey)))
-			line := bytes.Replace(lines[n-1], []byte(m.Checkpoint.Sig), []byte(forged.Sig), 1)
-			lines[n-1] = bytes.Replace(line, []byte(m.Checkpoint.KeyID), []byte(forged.KeyID), 1)
+			line := bytes.Replace(lines[n-1], []byte(cp.Sig), []byte(forged.Sig), 1)
+			lines[n-1] = bytes.Replace(line, []byte(cp.KeyID), []byte(forged.KeyID), 1)
 			return lines, n
 		}, "another key"},
 		{"checkpoint moved", func(t *testing.T, lines [][]byte) ([][]byte, int) {
@@ -487,14 +506,7 @@ func FuzzVerify(f *testing.F) {
 	f.Add([]byte(`{"writer":"a","seq":1}` + "\n" + `{"writer":"a","seq":1,"prev":"x"}`))
 	pub := key.Public().(ed25519.PublicKey)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		v := NewVerifier(VerifyOptions{PublicKey: pub})
-		if err := v.AddCheckpoints("kept", bytes.NewReader(data)); err != nil {
-			t.Fatal(err)
-		}
-		if err := v.Add("log", bytes.NewReader(data)); err != nil {
-			t.Fatal(err)
-		}
-		rep := v.Finish()
+		rep := verifyData(t, pub, data, data)
 		if rep.Broken == nil {
 			for _, w := range rep.Writers {
 				if w.Signed > w.Lines {

@@ -346,14 +346,7 @@ func TestSignedChainThroughFailures(t *testing.T) {
 	mu.Lock()
 	kept := append([]byte(nil), cps.Bytes()...)
 	mu.Unlock()
-	v := NewVerifier(VerifyOptions{PublicKey: pub})
-	if err := v.AddCheckpoints("hook", bytes.NewReader(kept)); err != nil {
-		t.Fatal(err)
-	}
-	if err := v.Add("disk", bytes.NewReader(data)); err != nil {
-		t.Fatal(err)
-	}
-	rep := v.Finish()
+	rep := verifyData(t, pub, kept, data)
 	if rep.Broken != nil || rep.External == 0 || rep.Writers[0].Checkpoints != rep.External {
 		t.Fatalf("%v; %d checkpoints in the file, %d handed on: want all in both", rep.Broken, rep.Writers[0].Checkpoints, rep.External)
 	}
