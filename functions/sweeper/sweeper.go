@@ -24,6 +24,7 @@
 package sweeper
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"sync"
@@ -74,12 +75,8 @@ func (c Config) Validate() error {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Interval == 0 {
-		c.Interval = DefaultInterval
-	}
-	if c.IdempotencyTTL == 0 {
-		c.IdempotencyTTL = DefaultIdempotencyTTL
-	}
+	c.Interval = cmp.Or(c.Interval, DefaultInterval)
+	c.IdempotencyTTL = cmp.Or(c.IdempotencyTTL, DefaultIdempotencyTTL)
 	if c.Now == nil {
 		c.Now = time.Now
 	}

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"cmp"
 	"crypto/ed25519"
 	"errors"
 	"time"
@@ -74,21 +75,11 @@ func (s Settings) Validate() error {
 
 // withDefaults fills in the zero fields.
 func (s Settings) withDefaults() Settings {
-	if s.RetryInterval == 0 {
-		s.RetryInterval = DefaultRetryInterval
-	}
-	if s.Wait == 0 {
-		s.Wait = DefaultWait
-	}
-	if s.MaxBacklog == 0 {
-		s.MaxBacklog = DefaultMaxBacklog
-	}
-	if s.CheckpointEvery == 0 {
-		s.CheckpointEvery = DefaultCheckpointEvery
-	}
-	if s.CheckpointInterval == 0 {
-		s.CheckpointInterval = DefaultCheckpointInterval
-	}
+	s.RetryInterval = cmp.Or(s.RetryInterval, DefaultRetryInterval)
+	s.Wait = cmp.Or(s.Wait, DefaultWait)
+	s.MaxBacklog = cmp.Or(s.MaxBacklog, DefaultMaxBacklog)
+	s.CheckpointEvery = cmp.Or(s.CheckpointEvery, DefaultCheckpointEvery)
+	s.CheckpointInterval = cmp.Or(s.CheckpointInterval, DefaultCheckpointInterval)
 	if s.SigningKey != nil && s.KeyID == "" {
 		s.KeyID = KeyID(s.SigningKey.Public().(ed25519.PublicKey))
 	}

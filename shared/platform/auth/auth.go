@@ -17,6 +17,7 @@
 package auth
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -121,15 +122,9 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	if (cfg.PublicKeyFile == "") == (cfg.HS256SecretFile == "") {
 		return nil, fmt.Errorf("%w: set exactly one of a public key file and an HS256 secret file", ErrConfig)
 	}
-	if cfg.Leeway == 0 {
-		cfg.Leeway = DefaultLeeway
-	}
-	if cfg.ReloadInterval == 0 {
-		cfg.ReloadInterval = DefaultReloadInterval
-	}
-	if cfg.CacheSize == 0 {
-		cfg.CacheSize = DefaultCacheSize
-	}
+	cfg.Leeway = cmp.Or(cfg.Leeway, DefaultLeeway)
+	cfg.ReloadInterval = cmp.Or(cfg.ReloadInterval, DefaultReloadInterval)
+	cfg.CacheSize = cmp.Or(cfg.CacheSize, DefaultCacheSize)
 	v := &Verifier{cfg: cfg, path: cfg.PublicKeyFile, leeway: cfg.Leeway, now: time.Now, cache: map[[32]byte]cached{}}
 	if cfg.HS256SecretFile != "" {
 		v.path, v.hs256 = cfg.HS256SecretFile, true
