@@ -30,6 +30,8 @@ import (
 var (
 	redisBackupScript = filepath.Join("..", "scripts", "backup-redis.sh")
 	zkBackupScript    = filepath.Join("..", "scripts", "backup-zookeeper.sh")
+	// backupLib is sourced by both scripts.
+	backupLib = filepath.Join("..", "scripts", "backup-lib.sh")
 )
 
 // scriptResult is one run of a backup script.
@@ -145,6 +147,11 @@ func TestBackupScriptsLint(t *testing.T) {
 			}
 		})
 	}
+	t.Run(filepath.Base(backupLib), func(t *testing.T) {
+		if out, err := exec.Command(shellcheck, "--severity=info", backupLib).CombinedOutput(); err != nil {
+			t.Errorf("shellcheck: %v\n%s", err, out)
+		}
+	})
 }
 
 // redisData writes a known data set and returns the string keys' values.

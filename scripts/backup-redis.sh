@@ -32,8 +32,8 @@
 # Exit status: 0 backup kept; 1 failure (nothing kept); 2 usage; 3 refused
 # (--require-replica on a primary).
 set -euo pipefail
-# shellcheck source-path=SCRIPTDIR source=backup-retention.sh
-source "$(dirname "${BASH_SOURCE[0]}")/backup-retention.sh"
+# shellcheck source-path=SCRIPTDIR source=backup-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/backup-lib.sh"
 export LC_ALL=C # byte order for the backup names, plain messages from tools
 
 prog=${0##*/}
@@ -69,12 +69,6 @@ Retention (only directories this script made, with a backup.info, same name):
 EOF
 }
 
-log() { printf '%s: %s\n' "$prog" "$*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
-
 host=${REDIS_HOST:-127.0.0.1}
 port=${REDIS_PORT:-6379}
 user=${REDIS_USER:-}
@@ -91,14 +85,6 @@ timeout=${REDIS_BACKUP_TIMEOUT:-3600}
 keep=${BACKUP_KEEP:-14}
 max_age_days=${BACKUP_MAX_AGE_DAYS:-0}
 require_replica=0
-
-need_arg() {
-	if [ $# -lt 2 ] || [ -z "$2" ]; then
-		log "$1 needs a value"
-		usage >&2
-		exit 2
-	fi
-}
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -123,22 +109,15 @@ while [ $# -gt 0 ]; do
 		exit 2
 		;;
 	-h | --help) usage; exit 0 ;;
-	*)
-		log "unknown option: $1"
-		usage >&2
-		exit 2
-		;;
+	*) usage_error "unknown option: $1" ;;
 	esac
 done
 
-is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 is_uint "$port" || { log "--port must be a number"; exit 2; }
 is_uint "$timeout" || { log "--timeout must be a number of seconds"; exit 2; }
-is_uint "$keep" || { log "--keep must be a number"; exit 2; }
-is_uint "$max_age_days" || { log "--max-age-days must be a number"; exit 2; }
 case $method in bgsave | aof | remote) ;; *) log "--method must be bgsave, aof or remote"; exit 2 ;; esac
 [ -n "$name" ] || name="redis-$host-$port"
-[[ $name =~ ^[A-Za-z0-9._-]+$ ]] || { log "--name may only hold letters, digits, '.', '_' and '-'"; exit 2; }
+check_backup_options
 
 for bin in redis-cli redis-check-rdb redis-check-aof sha256sum; do
 	command -v "$bin" >/dev/null || die "$bin not found (Debian: apt-get install redis-tools coreutils)"
@@ -223,23 +202,7 @@ if [ "$require_replica" = 1 ] && [ "$role" != slave ]; then
 	exit 3
 fi
 
-mkdir -p "$backup_root"
-# One backup run per backup directory at a time.
-if command -v flock >/dev/null; then
-	exec 9>"$backup_root/.lock"
-	flock -n 9 || die "another backup holds $backup_root/.lock"
-fi
-
-stamp=$(date -u +%Y%m%dT%H%M%SZ)
-final="$backup_root/$name-$stamp"
-n=1
-while [ -e "$final" ]; do
-	n=$((n + 1))
-	final="$backup_root/$name-$stamp-$n"
-done
-work="$backup_root/.${final##*/}.partial"
-rm -rf "$work"
-mkdir -m 700 "$work"
+start_backup
 
 bgsave_idle() { [ "$(info_field persistence rdb_bgsave_in_progress)" = 0 ]; }
 aof_idle() {
@@ -350,21 +313,10 @@ else
 fi
 
 log "verified: $verified"
-sums=$(cd "$work" && find . -type f ! -name verify.log -printf '%P\n' | sort | xargs -r sha256sum)
-printf '%s\n' "$sums" >"$work/SHA256SUMS"
-{
-	echo "tool=$prog"
-	echo "created=$stamp"
-	echo "method=$method"
-	echo "source=$host:$port"
-	echo "role=$role"
-	echo "redis_version=$version"
-	echo "dbsize_at_backup=$(rcli DBSIZE || echo unknown)"
-	echo "verified=$verified"
-} >"$work/backup.info"
-mv -- "$work" "$final"
-work=""
-log "backup kept: $final"
-apply_retention "$backup_root" "$name" "$keep" "$max_age_days" "$final"
-
-printf '%s\n' "$final"
+keep_backup \
+	"method=$method" \
+	"source=$host:$port" \
+	"role=$role" \
+	"redis_version=$version" \
+	"dbsize_at_backup=$(rcli DBSIZE || echo unknown)" \
+	"verified=$verified"

@@ -40,8 +40,8 @@
 # Exit status: 0 backup kept; 1 failure (nothing kept); 2 usage; 3 refused
 # (--require-follower and the server is not a follower).
 set -euo pipefail
-# shellcheck source-path=SCRIPTDIR source=backup-retention.sh
-source "$(dirname "${BASH_SOURCE[0]}")/backup-retention.sh"
+# shellcheck source-path=SCRIPTDIR source=backup-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/backup-lib.sh"
 export LC_ALL=C
 
 prog=${0##*/}
@@ -76,12 +76,6 @@ Verification:
 EOF
 }
 
-log() { printf '%s: %s\n' "$prog" "$*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
-
 config=${ZK_CONFIG:-}
 data_dir=${ZK_DATA_DIR:-}
 data_log_dir=${ZK_DATA_LOG_DIR:-}
@@ -95,14 +89,6 @@ classpath=${ZK_CLASSPATH:-}
 java=${JAVA:-java}
 load_check=1
 timeout=180
-
-need_arg() {
-	if [ $# -lt 2 ] || [ -z "$2" ]; then
-		log "$1 needs a value"
-		usage >&2
-		exit 2
-	fi
-}
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -120,17 +106,14 @@ while [ $# -gt 0 ]; do
 	--no-load-check) load_check=0; shift ;;
 	--timeout) need_arg "$@"; timeout=$2; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
-	*)
-		log "unknown option: $1"
-		usage >&2
-		exit 2
-		;;
+	*) usage_error "unknown option: $1" ;;
 	esac
 done
 
-is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
-is_uint "$keep" || { log "--keep must be a number"; exit 2; }
-is_uint "$max_age_days" || { log "--max-age-days must be a number"; exit 2; }
+if [ -z "$name" ]; then
+	name="zookeeper-$(hostname -s 2>/dev/null || echo host)"
+fi
+check_backup_options
 is_uint "$timeout" || { log "--timeout must be a number of seconds"; exit 2; }
 
 # cfg_get KEY: the value of KEY in zoo.cfg ("" when absent).
@@ -151,10 +134,6 @@ snap_dir="$data_dir/version-2"
 txn_dir="$data_log_dir/version-2"
 [ -d "$snap_dir" ] || die "$snap_dir does not exist (is --data-dir ZooKeeper's dataDir?)"
 [ -d "$txn_dir" ] || die "$txn_dir does not exist (is --data-log-dir ZooKeeper's dataLogDir?)"
-if [ -z "$name" ]; then
-	name="zookeeper-$(hostname -s 2>/dev/null || echo host)"
-fi
-[[ $name =~ ^[A-Za-z0-9._-]+$ ]] || { log "--name may only hold letters, digits, '.', '_' and '-'"; exit 2; }
 
 command -v "$java" >/dev/null || die "java not found ($java); set --java or JAVA"
 command -v sha256sum >/dev/null || die "sha256sum not found"
@@ -192,19 +171,7 @@ if [ "$require_follower" = 1 ] && [ "$mode" != follower ] && [ "$mode" != observ
 	exit 3
 fi
 
-mkdir -p "$backup_root"
-if command -v flock >/dev/null; then
-	exec 9>"$backup_root/.lock"
-	flock -n 9 || die "another backup holds $backup_root/.lock"
-fi
-stamp=$(date -u +%Y%m%dT%H%M%SZ)
-final="$backup_root/$name-$stamp"
-n=1
-while [ -e "$final" ]; do
-	n=$((n + 1))
-	final="$backup_root/$name-$stamp-$n"
-done
-work="$backup_root/.${final##*/}.partial"
+work=""
 scratch=""
 scratch_pid=""
 cleanup() {
@@ -213,11 +180,10 @@ cleanup() {
 		wait "$scratch_pid" 2>/dev/null || true
 	fi
 	[ -z "$scratch" ] || rm -rf "$scratch"
-	rm -rf "$work"
+	[ -z "$work" ] || rm -rf "$work"
 }
 trap cleanup EXIT
-rm -rf "$work"
-mkdir -m 700 "$work"
+start_backup
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/zk-backup-verify.XXXXXX")
 cat >"$scratch/log4j.properties" <<EOF
 log4j.rootLogger=WARN, FILE
@@ -376,24 +342,14 @@ EOF
 	log "verified: the copy loads (zxid 0x$loaded_zxid, $node_count znodes)"
 fi
 
-sums=$(cd "$work" && find . -type f ! -name verify.log -printf '%P\n' | sort | xargs -r sha256sum)
-printf '%s\n' "$sums" >"$work/SHA256SUMS"
-{
-	echo "tool=$prog"
-	echo "created=$stamp"
-	echo "data_dir=$data_dir"
-	echo "data_log_dir=$data_log_dir"
-	echo "server=${server:-unknown}"
-	echo "mode=$mode"
-	echo "snapshot=${snap##*/}"
-	echo "snapshot_zxid=0x$(printf '%x' "$snap_zxid")"
-	echo "last_zxid=0x$(printf '%x' "$last_zxid")"
-	echo "logs=$(for l in "${logs[@]}"; do printf '%s ' "${l##*/}"; done)"
-	echo "loaded_zxid=${loaded_zxid:+0x$loaded_zxid}"
-	echo "znodes=$node_count"
-} >"$work/backup.info"
-mv -- "$work" "$final"
-log "backup kept: $final"
-apply_retention "$backup_root" "$name" "$keep" "$max_age_days" "$final"
-
-printf '%s\n' "$final"
+keep_backup \
+	"data_dir=$data_dir" \
+	"data_log_dir=$data_log_dir" \
+	"server=${server:-unknown}" \
+	"mode=$mode" \
+	"snapshot=${snap##*/}" \
+	"snapshot_zxid=0x$(printf '%x' "$snap_zxid")" \
+	"last_zxid=0x$(printf '%x' "$last_zxid")" \
+	"logs=$(for l in "${logs[@]}"; do printf '%s ' "${l##*/}"; done)" \
+	"loaded_zxid=${loaded_zxid:+0x$loaded_zxid}" \
+	"znodes=$node_count"

@@ -6,7 +6,7 @@ set -euo pipefail
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-# shellcheck and promtool (prometheus) check the deployment files; chromium
+# The deployment files are checked by shellcheck and promtool (prometheus); chromium
 # runs the console's browser test.
 for pkg in zookeeper redis-server redis-sentinel wrk haproxy openssl shellcheck prometheus chromium fonts-liberation; do
 	have_pkg "$pkg" || need+=("$pkg")
