@@ -63,30 +63,22 @@ type Batch struct {
 // ErrIdempotencyKeyReused, ErrUnavailable when attempts ran out, ...), a
 // connection error after the last attempt, or the context's error.
 func (c *Client) Generate(ctx context.Context, req GenerateRequest) (*Generated, error) {
-	r, err := generateCall(req, 0)
+	b, err := c.generate(ctx, req, 0)
 	if err != nil {
 		return nil, err
 	}
-	a, err := c.do(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	var body struct {
-		ID string `json:"id"`
-	}
-	if err := a.decode("generate", &body); err != nil {
-		return nil, err
-	}
-	u, err := parseID("generate", body.ID)
-	if err != nil {
-		return nil, err
-	}
-	return &Generated{ID: body.ID, UUID: u, IdempotencyKey: r.idemKey, Replayed: a.replayed(), RequestID: a.requestID()}, nil
+	return &Generated{ID: b.IDs[0], UUID: b.UUIDs[0], IdempotencyKey: b.IdempotencyKey, Replayed: b.Replayed, RequestID: b.RequestID}, nil
 }
 
 // GenerateN issues n IDs (the server allows 1..1000; ErrInvalidRequest
 // otherwise) in one request, with the idempotency of Generate.
 func (c *Client) GenerateN(ctx context.Context, n int, req GenerateRequest) (*Batch, error) {
+	return c.generate(ctx, req, n)
+}
+
+// generate runs Generate (n 0: the answer is {"id"}) or GenerateN (the
+// answer is {"ids"}) and parses every ID.
+func (c *Client) generate(ctx context.Context, req GenerateRequest, n int) (*Batch, error) {
 	r, err := generateCall(req, n)
 	if err != nil {
 		return nil, err
@@ -96,13 +88,18 @@ func (c *Client) GenerateN(ctx context.Context, n int, req GenerateRequest) (*Ba
 		return nil, err
 	}
 	var body struct {
+		ID  string   `json:"id"`
 		IDs []string `json:"ids"`
 	}
 	if err := a.decode("generate", &body); err != nil {
 		return nil, err
 	}
-	b := &Batch{IDs: body.IDs, UUIDs: make([]uuid.UUID, len(body.IDs)), IdempotencyKey: r.idemKey, Replayed: a.replayed(), RequestID: a.requestID()}
-	for i, id := range body.IDs {
+	ids := body.IDs
+	if n == 0 {
+		ids = []string{body.ID}
+	}
+	b := &Batch{IDs: ids, UUIDs: make([]uuid.UUID, len(ids)), IdempotencyKey: r.idemKey, Replayed: a.replayed(), RequestID: a.requestID()}
+	for i, id := range ids {
 		if b.UUIDs[i], err = parseID("generate", id); err != nil {
 			return nil, err
 		}
