@@ -83,15 +83,8 @@ func (c *Cluster) startOnce(ctx context.Context) error {
 	if err := e.assignPorts(c.nodes, true); err != nil {
 		return err
 	}
-	for _, s := range c.nodes {
-		if err := writeConf(s, e.redisConf(s, 0, true)); err != nil {
-			return err
-		}
-	}
-	if err := launchAll(c.nodes); err != nil {
-		return err
-	}
-	if err := each(c.nodes, func(s *Server) error { return s.waitReady(ctx) }); err != nil {
+	err := launchReady(ctx, c.nodes, func(s *Server) string { return e.redisConf(s, 0, true) })
+	if err != nil {
 		return err
 	}
 	if err := c.create(ctx); err != nil {

@@ -201,6 +201,26 @@ func each(servers []*Server, fn func(*Server) error) error {
 	return errors.Join(errs...)
 }
 
+// launchReady writes every server's config file (conf's text), starts the
+// processes one by one, and waits until all of them answer PING. It stops at
+// the first failure; the caller's kill function ends what started.
+func launchReady(ctx context.Context, servers []*Server, conf func(*Server) string) error {
+	for _, s := range servers {
+		if err := writeConf(s, conf(s)); err != nil {
+			return err
+		}
+	}
+	for _, s := range servers {
+		s.mu.Lock()
+		err := s.launch()
+		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	return each(servers, func(s *Server) error { return s.waitReady(ctx) })
+}
+
 // poll calls check until it returns nil. It fails early when check returns
 // ErrClosed or a process in watch has exited, and on ctx's end with check's
 // last error.

@@ -99,19 +99,14 @@ func (g *Group) startOnce(ctx context.Context) error {
 	if err := e.assignPorts(all, false); err != nil {
 		return err
 	}
-	for i, s := range g.data {
-		primaryPort := 0
-		if i > 0 {
-			primaryPort = g.data[0].port
+	primary := g.data[0]
+	err := launchReady(ctx, g.data, func(s *Server) string {
+		if s == primary {
+			return e.redisConf(s, 0, false)
 		}
-		if err := writeConf(s, e.redisConf(s, primaryPort, false)); err != nil {
-			return err
-		}
-	}
-	if err := launchAll(g.data); err != nil {
-		return err
-	}
-	if err := each(g.data, func(s *Server) error { return s.waitReady(ctx) }); err != nil {
+		return e.redisConf(s, primary.port, false)
+	})
+	if err != nil {
 		return err
 	}
 	if err := g.waitSync(ctx); err != nil {
@@ -120,33 +115,12 @@ func (g *Group) startOnce(ctx context.Context) error {
 	if len(g.sentinels) == 0 {
 		return nil
 	}
-	for _, s := range g.sentinels {
-		if err := writeConf(s, g.sentinelConf(s)); err != nil {
-			return err
-		}
-	}
-	if err := launchAll(g.sentinels); err != nil {
-		return err
-	}
-	if err := each(g.sentinels, func(s *Server) error { return s.waitReady(ctx) }); err != nil {
+	if err := launchReady(ctx, g.sentinels, g.sentinelConf); err != nil {
 		return err
 	}
 	// A Sentinel that dialed a peer before it listened retries only after
 	// a second (its reconnect period); this wait may include that second.
 	return poll(ctx, "sentinels to agree", all, g.sentinelsAgree)
-}
-
-// launchAll starts the process of every server.
-func launchAll(servers []*Server) error {
-	for _, s := range servers {
-		s.mu.Lock()
-		err := s.launch()
-		s.mu.Unlock()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // waitSync waits until every replica has synced with the first primary.

@@ -58,35 +58,14 @@ func (e *env) do(ctx context.Context, addr string, cmds ...[]string) ([]any, err
 	if err := w.Flush(); err != nil {
 		return nil, err
 	}
-	r := bufio.NewReader(nc)
-	replies := make([]any, 0, len(cmds))
-	var firstErr error
-	for range cmds {
-		v, err := readReply(r)
-		var er errReply
-		switch {
-		case errors.As(err, &er):
-			firstErr = orErr(firstErr, err)
-		case err != nil:
-			return nil, err
-		}
-		replies = append(replies, v)
-	}
-	if firstErr != nil {
-		return nil, firstErr
+	replies, err := readReplies(bufio.NewReader(nc), len(cmds))
+	if err != nil {
+		return nil, err
 	}
 	if e.opts.Password != "" {
 		replies = replies[1:]
 	}
 	return replies, nil
-}
-
-// orErr returns a if it is set, else b.
-func orErr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 func writeCommand(w *bufio.Writer, args []string) {
@@ -137,22 +116,32 @@ func readReply(r *bufio.Reader) (any, error) {
 		if n < 0 {
 			return nil, nil
 		}
-		arr := make([]any, n)
-		var firstErr error
-		for i := range arr {
-			v, err := readReply(r)
-			var er errReply
-			switch {
-			case errors.As(err, &er):
-				firstErr = orErr(firstErr, err)
-			case err != nil:
-				return nil, err
-			}
-			arr[i] = v
-		}
-		return arr, firstErr
+		return readReplies(r, n)
 	}
 	return nil, fmt.Errorf("redisharness: unexpected reply %q", line)
+}
+
+// readReplies reads n replies in a row, the commands of a pipeline or the
+// elements of an array. An error reply does not stop it, so the stream stays
+// in step for what follows; it returns the replies with the first error reply
+// once all n are read, or nil and the error of a broken stream.
+func readReplies(r *bufio.Reader, n int) ([]any, error) {
+	replies := make([]any, n)
+	var firstErr error
+	for i := range replies {
+		v, err := readReply(r)
+		var er errReply
+		switch {
+		case errors.As(err, &er):
+			if firstErr == nil {
+				firstErr = err
+			}
+		case err != nil:
+			return nil, err
+		}
+		replies[i] = v
+	}
+	return replies, firstErr
 }
 
 // infoField returns field of an INFO or CLUSTER INFO reply ("" if absent).

@@ -32,16 +32,7 @@ func StartStandalone(ctx context.Context, opts Options) (*Server, error) {
 		if err := e.assignPorts([]*Server{s}, false); err != nil {
 			return err
 		}
-		if err := writeConf(s, e.redisConf(s, 0, false)); err != nil {
-			return err
-		}
-		s.mu.Lock()
-		err := s.launch()
-		s.mu.Unlock()
-		if err != nil {
-			return err
-		}
-		return s.waitReady(ctx)
+		return launchReady(ctx, []*Server{s}, func(s *Server) string { return e.redisConf(s, 0, false) })
 	}
 	kill := func() error { return s.Kill() }
 	if err := e.start(ctx, "standalone server", once, kill); err != nil {
