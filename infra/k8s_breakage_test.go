@@ -96,7 +96,7 @@ func TestK8sChecksCatchBreakage(t *testing.T) {
 			*k8sDeploy(t, b, "idgen").Spec.Template.Spec.AutomountServiceAccountToken = true
 		}},
 		{"security", "ServiceAccount mounts tokens", "ServiceAccount/idgen: automountServiceAccountToken", func(t *testing.T, b *k8sBundle) {
-			k8sDoc1(t, b, "ServiceAccount", "idgen").Obj.(*corev1.ServiceAccount).AutomountServiceAccountToken = nil
+			k8sObj[*corev1.ServiceAccount](t, b, "idgen").AutomountServiceAccountToken = nil
 		}},
 		{"resources", "no memory limit", "no memory limit", func(t *testing.T, b *k8sBundle) {
 			delete(k8sCtr(t, b, "idgen", "idgen").Resources.Limits, corev1.ResourceMemory)
@@ -332,35 +332,28 @@ func k8sDrop(t *testing.T, b *k8sBundle, kind, name string) {
 	b.Docs = slices.DeleteFunc(b.Docs, func(x *k8sDoc) bool { return x == d })
 }
 
-func k8sDeploy(t *testing.T, b *k8sBundle, name string) *appsv1.Deployment {
+// k8sObj returns the object of type T (*appsv1.Deployment, ...) named name.
+func k8sObj[T any](t *testing.T, b *k8sBundle, name string) T {
 	t.Helper()
-	return k8sDoc1(t, b, "Deployment", name).Obj.(*appsv1.Deployment)
+	for _, d := range b.Docs {
+		if o, ok := d.Obj.(T); ok && d.Name == name {
+			return o
+		}
+	}
+	var none T
+	t.Fatalf("no %T named %s", none, name)
+	return none
 }
 
-func k8sSts(t *testing.T, b *k8sBundle, name string) *appsv1.StatefulSet {
-	t.Helper()
-	return k8sDoc1(t, b, "StatefulSet", name).Obj.(*appsv1.StatefulSet)
-}
-
-func k8sSvc(t *testing.T, b *k8sBundle, name string) *corev1.Service {
-	t.Helper()
-	return k8sDoc1(t, b, "Service", name).Obj.(*corev1.Service)
-}
-
-func k8sHPA(t *testing.T, b *k8sBundle, name string) *autoscalingv2.HorizontalPodAutoscaler {
-	t.Helper()
-	return k8sDoc1(t, b, "HorizontalPodAutoscaler", name).Obj.(*autoscalingv2.HorizontalPodAutoscaler)
-}
-
-func k8sPDB(t *testing.T, b *k8sBundle, name string) *policyv1.PodDisruptionBudget {
-	t.Helper()
-	return k8sDoc1(t, b, "PodDisruptionBudget", name).Obj.(*policyv1.PodDisruptionBudget)
-}
-
-func k8sNP(t *testing.T, b *k8sBundle, name string) *networkingv1.NetworkPolicy {
-	t.Helper()
-	return k8sDoc1(t, b, "NetworkPolicy", name).Obj.(*networkingv1.NetworkPolicy)
-}
+// The look-ups of the kinds the breakage cases change most.
+var (
+	k8sDeploy = k8sObj[*appsv1.Deployment]
+	k8sSts    = k8sObj[*appsv1.StatefulSet]
+	k8sSvc    = k8sObj[*corev1.Service]
+	k8sHPA    = k8sObj[*autoscalingv2.HorizontalPodAutoscaler]
+	k8sPDB    = k8sObj[*policyv1.PodDisruptionBudget]
+	k8sNP     = k8sObj[*networkingv1.NetworkPolicy]
+)
 
 // k8sCtr returns container name of the Deployment or StatefulSet workload.
 func k8sCtr(t *testing.T, b *k8sBundle, workload, name string) *corev1.Container {
