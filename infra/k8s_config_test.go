@@ -11,34 +11,41 @@ import (
 // The configuration checks: ConfigMaps, the Secret, and the environment
 // idgen reads its flags from.
 
-// k8sCheckConfigMaps: every ConfigMap a pod uses (configMapKeyRef, envFrom,
-// volume, projected) is defined here, with the keys used; every ConfigMap
-// defined is used.
-func k8sCheckConfigMaps(b *k8sBundle, _ k8sFlagSets) []error {
-	var errs []error
-	used := map[string]bool{}
-	use := func(where, name string, keys ...string) {
-		used[name] = true
-		cm := b.configMap(name)
-		if cm == nil {
-			errs = append(errs, fmt.Errorf("%s: ConfigMap %q is not defined here", where, name))
-			return
-		}
-		for _, k := range keys {
-			if _, ok := cm.Data[k]; !ok {
-				errs = append(errs, fmt.Errorf("%s: ConfigMap %s has no key %q", where, name, k))
-			}
-		}
+// k8sConfigRef is one reference of a pod to a ConfigMap or a Secret.
+type k8sConfigRef struct {
+	Kind  string   // ConfigMap or Secret
+	Name  string   // of the ConfigMap or Secret
+	Keys  []string // the keys named; none where every key is used (envFrom, a volume without items)
+	Where string   // the container's variable or the workload's volume that refers to it
+}
+
+// configRefs lists every reference the pods make to ConfigMaps and Secrets:
+// env valueFrom, envFrom, volumes and projected volume sources.
+func (b *k8sBundle) configRefs() []k8sConfigRef {
+	var refs []k8sConfigRef
+	add := func(kind, where, name string, keys ...string) {
+		refs = append(refs, k8sConfigRef{Kind: kind, Name: name, Keys: keys, Where: where})
 	}
 	for _, c := range b.containers() {
 		for _, e := range c.C.Env {
-			if e.ValueFrom != nil && e.ValueFrom.ConfigMapKeyRef != nil {
-				use(fmt.Sprintf("%s env %s", c, e.Name), e.ValueFrom.ConfigMapKeyRef.Name, e.ValueFrom.ConfigMapKeyRef.Key)
+			if e.ValueFrom == nil {
+				continue
+			}
+			where := fmt.Sprintf("%s env %s", c, e.Name)
+			if r := e.ValueFrom.ConfigMapKeyRef; r != nil {
+				add("ConfigMap", where, r.Name, r.Key)
+			}
+			if r := e.ValueFrom.SecretKeyRef; r != nil {
+				add("Secret", where, r.Name, r.Key)
 			}
 		}
 		for _, ef := range c.C.EnvFrom {
+			where := fmt.Sprintf("%s envFrom", c)
 			if ef.ConfigMapRef != nil {
-				use(fmt.Sprintf("%s envFrom", c), ef.ConfigMapRef.Name)
+				add("ConfigMap", where, ef.ConfigMapRef.Name)
+			}
+			if ef.SecretRef != nil {
+				add("Secret", where, ef.SecretRef.Name)
 			}
 		}
 	}
@@ -46,14 +53,54 @@ func k8sCheckConfigMaps(b *k8sBundle, _ k8sFlagSets) []error {
 		for _, v := range w.Template.Spec.Volumes {
 			where := fmt.Sprintf("%s volume %s", w, v.Name)
 			if v.ConfigMap != nil {
-				use(where, v.ConfigMap.Name, k8sItemKeys(v.ConfigMap.Items)...)
+				add("ConfigMap", where, v.ConfigMap.Name, k8sItemKeys(v.ConfigMap.Items)...)
 			}
-			if v.Projected != nil {
-				for _, s := range v.Projected.Sources {
-					if s.ConfigMap != nil {
-						use(where, s.ConfigMap.Name, k8sItemKeys(s.ConfigMap.Items)...)
-					}
+			if v.Secret != nil {
+				add("Secret", where, v.Secret.SecretName, k8sItemKeys(v.Secret.Items)...)
+			}
+			if v.Projected == nil {
+				continue
+			}
+			for _, s := range v.Projected.Sources {
+				if s.ConfigMap != nil {
+					add("ConfigMap", where, s.ConfigMap.Name, k8sItemKeys(s.ConfigMap.Items)...)
 				}
+				if s.Secret != nil {
+					add("Secret", where, s.Secret.Name, k8sItemKeys(s.Secret.Items)...)
+				}
+			}
+		}
+	}
+	return refs
+}
+
+func k8sItemKeys(items []corev1.KeyToPath) []string {
+	keys := make([]string, len(items))
+	for i, it := range items {
+		keys[i] = it.Key
+	}
+	return keys
+}
+
+// k8sCheckConfigMaps: every ConfigMap a pod uses (configMapKeyRef, envFrom,
+// volume, projected) is defined here, with the keys used; every ConfigMap
+// defined is used.
+func k8sCheckConfigMaps(b *k8sBundle, _ k8sFlagSets) []error {
+	var errs []error
+	used := map[string]bool{}
+	for _, r := range b.configRefs() {
+		if r.Kind != "ConfigMap" {
+			continue
+		}
+		used[r.Name] = true
+		cm := b.configMap(r.Name)
+		if cm == nil {
+			errs = append(errs, fmt.Errorf("%s: ConfigMap %q is not defined here", r.Where, r.Name))
+			continue
+		}
+		for _, k := range r.Keys {
+			if _, ok := cm.Data[k]; !ok {
+				errs = append(errs, fmt.Errorf("%s: ConfigMap %s has no key %q", r.Where, r.Name, k))
 			}
 		}
 	}
@@ -63,14 +110,6 @@ func k8sCheckConfigMaps(b *k8sBundle, _ k8sFlagSets) []error {
 		}
 	}
 	return errs
-}
-
-func k8sItemKeys(items []corev1.KeyToPath) []string {
-	keys := make([]string, len(items))
-	for i, it := range items {
-		keys[i] = it.Key
-	}
-	return keys
 }
 
 // k8sCheckSecrets: no secret value is committed (no Secret with data, no
@@ -86,46 +125,25 @@ func k8sCheckSecrets(b *k8sBundle, _ k8sFlagSets) []error {
 	if !strings.Contains(b.README, "kubectl create secret generic "+k8sSecretName) {
 		errs = append(errs, fmt.Errorf("README.md does not show how to create %s", k8sSecretName))
 	}
-	use := func(where, name string, keys ...string) {
-		if name != k8sSecretName {
-			errs = append(errs, fmt.Errorf("%s: Secret %q, want %s", where, name, k8sSecretName))
-		}
-		for _, k := range keys {
-			if !strings.Contains(b.README, "`"+k+"`") {
-				errs = append(errs, fmt.Errorf("%s: key %q of %s is not documented in README.md", where, k, name))
-			}
-		}
-	}
 	for _, c := range b.containers() {
 		for _, e := range c.C.Env {
-			where := fmt.Sprintf("%s env %s", c, e.Name)
-			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-				use(where, e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key)
-			}
 			up := strings.ToUpper(e.Name)
 			secretish := strings.Contains(up, "PASSWORD") || strings.Contains(up, "SECRET") || strings.Contains(up, "TOKEN") || strings.HasSuffix(up, "_AUTH")
 			if secretish && !strings.HasSuffix(up, "_FILE") && e.Value != "" && !strings.HasPrefix(e.Value, "/") {
-				errs = append(errs, fmt.Errorf("%s: a literal secret value; use a secretKeyRef or a file", where))
-			}
-		}
-		for _, ef := range c.C.EnvFrom {
-			if ef.SecretRef != nil {
-				use(fmt.Sprintf("%s envFrom", c), ef.SecretRef.Name)
+				errs = append(errs, fmt.Errorf("%s env %s: a literal secret value; use a secretKeyRef or a file", c, e.Name))
 			}
 		}
 	}
-	for _, w := range b.workloads() {
-		for _, v := range w.Template.Spec.Volumes {
-			where := fmt.Sprintf("%s volume %s", w, v.Name)
-			if v.Secret != nil {
-				use(where, v.Secret.SecretName, k8sItemKeys(v.Secret.Items)...)
-			}
-			if v.Projected != nil {
-				for _, s := range v.Projected.Sources {
-					if s.Secret != nil {
-						use(where, s.Secret.Name, k8sItemKeys(s.Secret.Items)...)
-					}
-				}
+	for _, r := range b.configRefs() {
+		if r.Kind != "Secret" {
+			continue
+		}
+		if r.Name != k8sSecretName {
+			errs = append(errs, fmt.Errorf("%s: Secret %q, want %s", r.Where, r.Name, k8sSecretName))
+		}
+		for _, k := range r.Keys {
+			if !strings.Contains(b.README, "`"+k+"`") {
+				errs = append(errs, fmt.Errorf("%s: key %q of %s is not documented in README.md", r.Where, k, r.Name))
 			}
 		}
 	}
