@@ -140,6 +140,20 @@ arg() {
 	return 1
 }
 save_args() { printf '%s\n' "${@:2}" >"$state/$1"; }
+# save_zip FILE ARGS...: keeps the package that --zip-file fileb://PATH names.
+save_zip() { cp "$(arg --zip-file "${@:2}" | sed 's|^fileb://||')" "$state/$1"; }
+# refuse [MESSAGE]: AWS's failure, exit status 254.
+refuse() {
+	[ $# -eq 0 ] || echo "$1" >&2
+	exit 254
+}
+# found NAME [MESSAGE]: resource NAME exists, else the call fails.
+found() { [ -e "$state/$1" ] || refuse "${@:2}"; }
+# create NAME [MESSAGE]: makes resource NAME; the call fails if it exists.
+create() {
+	[ ! -e "$state/$1" ] || refuse "${@:2}"
+	touch "$state/$1"
+}
 acct=000000000000
 region=us-east-1
 svc=$1 op=$2
@@ -147,12 +161,11 @@ shift 2
 case "$svc $op" in
 "sqs get-queue-url")
 	n=$(arg --queue-name "$@")
-	[ -e "$state/queue-$n" ] || { echo "NonExistentQueue $n" >&2; exit 254; }
+	found "queue-$n" "NonExistentQueue $n"
 	echo "http://localhost:4566/$acct/$n" ;;
 "sqs create-queue")
 	n=$(arg --queue-name "$@")
-	[ ! -e "$state/queue-$n" ] || { echo "queue $n exists" >&2; exit 254; }
-	touch "$state/queue-$n"
+	create "queue-$n" "queue $n exists"
 	echo "http://localhost:4566/$acct/$n" ;;
 "sqs get-queue-attributes")
 	u=$(arg --queue-url "$@")
@@ -161,49 +174,45 @@ case "$svc $op" in
 	u=$(arg --queue-url "$@")
 	arg --attributes "$@" >>"$state/attributes-${u##*/}" ;;
 "iam get-role")
-	[ -e "$state/role" ] || exit 254
+	found role
 	echo "arn:aws:iam::$acct:role/idgen-lambda" ;;
 "iam create-role")
-	[ ! -e "$state/role" ] || exit 254
-	touch "$state/role"
+	create role
 	echo "arn:aws:iam::$acct:role/idgen-lambda" ;;
 "lambda get-function")
 	n=$(arg --function-name "$@")
-	[ -e "$state/fn-$n" ] || { echo "ResourceNotFoundException $n" >&2; exit 254; }
+	found "fn-$n" "ResourceNotFoundException $n"
 	echo "arn:aws:lambda:$region:$acct:function:$n" ;;
 "lambda create-function")
 	n=$(arg --function-name "$@")
-	[ ! -e "$state/fn-$n" ] || { echo "ResourceConflictException $n" >&2; exit 254; }
-	touch "$state/fn-$n"
+	create "fn-$n" "ResourceConflictException $n"
 	save_args "create-$n.args" "$@"
-	cp "$(arg --zip-file "$@" | sed 's|^fileb://||')" "$state/$n.zip"
+	save_zip "$n.zip" "$@"
 	arg --environment "$@" >"$state/$n.env.json" ;;
 "lambda update-function-code")
 	n=$(arg --function-name "$@")
-	[ -e "$state/fn-$n" ] || exit 254
+	found "fn-$n"
 	save_args "code-$n.args" "$@"
-	cp "$(arg --zip-file "$@" | sed 's|^fileb://||')" "$state/$n.zip" ;;
+	save_zip "$n.zip" "$@" ;;
 "lambda update-function-configuration")
 	n=$(arg --function-name "$@")
-	[ -e "$state/fn-$n" ] || exit 254
+	found "fn-$n"
 	save_args "config-$n.args" "$@"
 	arg --environment "$@" >"$state/$n.env.json" ;;
 "lambda wait") ;;
 "lambda list-event-source-mappings")
 	if [ -e "$state/esm" ]; then echo 4f6e1c2a-uuid; else echo None; fi ;;
 "lambda create-event-source-mapping")
-	[ ! -e "$state/esm" ] || exit 254
-	touch "$state/esm"
+	create esm
 	save_args esm.args "$@" ;;
 "lambda update-event-source-mapping")
-	[ -e "$state/esm" ] || exit 254
+	found esm
 	save_args esm-update.args "$@" ;;
 "lambda get-policy")
-	[ -e "$state/permission" ] || exit 254
+	found permission
 	echo '{"Statement":[{"Sid":"idgen-events"}]}' ;;
 "lambda add-permission")
-	[ ! -e "$state/permission" ] || { echo "ResourceConflictException" >&2; exit 254; }
-	touch "$state/permission"
+	create permission ResourceConflictException
 	save_args permission.args "$@" ;;
 "events put-rule")
 	arg --event-pattern "$@" >"$state/rule-pattern.json"
