@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/idgen/idgen/functions/httpapi"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/registrytest"
@@ -259,15 +258,3 @@ func TestPoisonOpFailsAlone(t *testing.T) {
 	}
 	t.Log(batch[1].err)
 }
-
-// What cmd/idgen needs of a registry in Redis mode (its localStore without
-// the range source; HighWater takes a ctx here).
-var _ interface {
-	httpapi.Registry
-	Ping(ctx context.Context) error
-	RaiseHighWater(ctx context.Context, v uint64) error
-	HighWater(ctx context.Context) (uint64, error)
-	Expired(ctx context.Context, nowMS int64, limit int) ([]idcodec.ID, error)
-	PurgeIdempotency(ctx context.Context, cutoffMS int64, limit int) (int, error)
-	Close() error
-} = (*Store)(nil)
