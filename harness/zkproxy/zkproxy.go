@@ -290,57 +290,67 @@ func ReadFrame(r io.Reader) ([]byte, error) {
 	return buf, err
 }
 
-func (c *conn) clientToServer() {
+// pump forwards whole frames from src to dst until either side fails or
+// inspect ends the connection, then cuts it. Frames read while partitioned
+// are dropped. inspect sees every frame after the handshake (the first
+// frame each way) before it is forwarded, and returns false to cut the
+// connection instead.
+func (c *conn) pump(src, dst net.Conn, inspect func(f []byte) bool) {
 	defer c.cut()
 	for first := true; ; first = false {
-		f, err := ReadFrame(c.client)
+		f, err := ReadFrame(src)
 		if err != nil {
 			return
 		}
 		if blocked, _ := c.p.state(); blocked {
 			continue
 		}
-		if !first && len(f) >= 12 && binary.BigEndian.Uint32(f[8:12]) == OpSetData && c.p.shouldDrop() {
-			c.mu.Lock()
-			c.watch[binary.BigEndian.Uint32(f[4:8])] = true
-			c.mu.Unlock()
+		if !first && !inspect(f) {
+			return
 		}
-		if _, err := c.server.Write(f); err != nil {
+		if _, err := dst.Write(f); err != nil {
 			return
 		}
 	}
 }
 
-func (c *conn) serverToClient() {
-	defer c.cut()
-	for first := true; ; first = false {
-		f, err := ReadFrame(c.server)
-		if err != nil {
-			return
-		}
-		if blocked, _ := c.p.state(); blocked {
-			continue
-		}
-		if !first && len(f) >= 20 {
-			xid := binary.BigEndian.Uint32(f[4:8])
-			c.mu.Lock()
-			swallow := c.watch[xid]
-			delete(c.watch, xid)
-			c.mu.Unlock()
-			if swallow {
-				if binary.BigEndian.Uint32(f[16:20]) == 0 {
-					c.p.landed.Add(1)
-				} else {
-					c.p.refused.Add(1)
-				}
-				c.p.mu.Lock()
-				c.p.refuseLocked(c.p.holdAfter)
-				c.p.mu.Unlock()
-				return // cut: the reply is never delivered
-			}
-		}
-		if _, err := c.client.Write(f); err != nil {
-			return
-		}
+func (c *conn) clientToServer() { c.pump(c.client, c.server, c.request) }
+
+func (c *conn) serverToClient() { c.pump(c.server, c.client, c.reply) }
+
+// request marks the xid of a setData request whose reply is to be
+// swallowed; every request is forwarded.
+func (c *conn) request(f []byte) bool {
+	if len(f) >= 12 && binary.BigEndian.Uint32(f[8:12]) == OpSetData && c.p.shouldDrop() {
+		c.mu.Lock()
+		c.watch[binary.BigEndian.Uint32(f[4:8])] = true
+		c.mu.Unlock()
 	}
+	return true
+}
+
+// reply swallows the reply to a marked request: it counts what the reply
+// said, refuses reconnects for the hold, and returns false so the reply is
+// never delivered and the connection is cut.
+func (c *conn) reply(f []byte) bool {
+	if len(f) < 20 {
+		return true
+	}
+	xid := binary.BigEndian.Uint32(f[4:8])
+	c.mu.Lock()
+	swallow := c.watch[xid]
+	delete(c.watch, xid)
+	c.mu.Unlock()
+	if !swallow {
+		return true
+	}
+	if binary.BigEndian.Uint32(f[16:20]) == 0 {
+		c.p.landed.Add(1)
+	} else {
+		c.p.refused.Add(1)
+	}
+	c.p.mu.Lock()
+	c.p.refuseLocked(c.p.holdAfter)
+	c.p.mu.Unlock()
+	return false
 }
