@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/harness/zkharness"
 )
 
@@ -32,13 +33,7 @@ func connect(t *testing.T, servers ...string) *zk.Conn {
 // waitFor polls cond until it holds, failing t after 15 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s after 15 s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	proc.Eventually(t, 15*time.Second, what, cond)
 }
 
 // probe dials the proxy and sends a frame: "answered" when a frame comes
