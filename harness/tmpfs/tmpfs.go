@@ -4,7 +4,8 @@
 //
 // Mounting needs root (make test runs as root); without it a test fails
 // with a message that says so, rather than skipping: a skipped disk test
-// proves nothing.
+// proves nothing. Under go test -short, Mount skips (make check runs
+// without root); MountAlways mounts in every mode.
 package tmpfs
 
 import (
@@ -23,10 +24,18 @@ import (
 // returns the directory; the test's cleanup unmounts it (lazily, so a file
 // still open cannot keep it). Call it before starting a process that
 // writes there, so that the process's own cleanup (registered later, run
-// earlier) stops it first.
+// earlier) stops it first. Under go test -short it skips t
+// (proc.SkipShort).
 func Mount(t testing.TB, sizeBytes int64) string {
 	t.Helper()
 	proc.SkipShort(t, "root to mount a tmpfs")
+	return MountAlways(t, sizeBytes)
+}
+
+// MountAlways is Mount without the skip under go test -short, for suites
+// whose disk tests run in every mode: without root it fails t.
+func MountAlways(t testing.TB, sizeBytes int64) string {
+	t.Helper()
 	dir := t.TempDir()
 	opts := "size=" + strconv.FormatInt(sizeBytes, 10) + ",mode=0700"
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, opts); err != nil {

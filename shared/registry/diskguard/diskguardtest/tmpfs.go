@@ -10,38 +10,24 @@
 package diskguardtest
 
 import (
-	"strconv"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/idgen/idgen/harness/proc"
+	"github.com/idgen/idgen/harness/tmpfs"
 )
 
 // MountTmpfs mounts a tmpfs of sizeBytes on a new temporary directory and
-// returns the directory; the test's cleanup unmounts it.
+// returns the directory; the test's cleanup unmounts it. It is
+// tmpfs.MountAlways: it never skips, not even under -short.
 func MountTmpfs(t testing.TB, sizeBytes int64) string {
 	t.Helper()
-	dir := t.TempDir()
-	opts := "size=" + strconv.FormatInt(sizeBytes, 10) + ",mode=0700"
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, opts); err != nil {
-		t.Fatalf("mount a %d-byte tmpfs on %s: %v (the disk-space tests need root, as in CI)", sizeBytes, dir, err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
+	return tmpfs.MountAlways(t, sizeBytes)
 }
 
-// Eventually polls cond every 5ms until it holds, and fails t with what
-// when it does not within the bound.
+// Eventually polls cond until it holds, and fails t with what when it does
+// not within the bound (proc.Eventually).
 func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	proc.Eventually(t, within, what, cond)
 }
