@@ -55,6 +55,7 @@ type ServeConfig struct {
 	AuditFailOpen  bool
 	RateLimit      float64
 	RateBurst      int
+	AccessLogEvery int
 	RequestTimeout time.Duration
 	ShutdownGrace  time.Duration
 	DrainDelay     time.Duration
@@ -106,6 +107,7 @@ func (m *Serve) ParseFlags(args []string) error {
 	fs.BoolVar(&c.AuditFailOpen, "audit-fail-open", false, "keep accepting state changes while the audit log cannot be written (default: refuse them with 503)")
 	fs.Float64Var(&c.RateLimit, "rate-limit", 0, "requests per second allowed to one subject (0 = no limit); over it: 429 with Retry-After")
 	fs.IntVar(&c.RateBurst, "rate-burst", 0, "burst of --rate-limit (default: one second's worth)")
+	fs.IntVar(&c.AccessLogEvery, "access-log-every", 1, "log the access line (info) of one request in N answered below 500; 0 = none (answers of 500 and above are always logged)")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", 5*time.Second, "bound on the work of one request")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 20*time.Second, "how long SIGTERM waits for in-flight requests")
 	fs.DurationVar(&c.DrainDelay, "drain-delay", 0, "on SIGTERM, answer /health/ready with 503 this long before closing the listener, so load balancers stop routing first")

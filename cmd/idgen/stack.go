@@ -168,7 +168,8 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 			st.purge = append(st.purge, p)
 		}
 	}
-	st.svc, err = httpapi.New(httpapi.Config{Dev: c.Dev, RequestTimeout: c.RequestTimeout, AuditFailOpen: c.AuditFailOpen, Instance: instance, RateLimit: c.RateLimit, RateBurst: c.RateBurst}, httpapi.Deps{
+	st.svc, err = httpapi.New(httpapi.Config{Dev: c.Dev, RequestTimeout: c.RequestTimeout, AuditFailOpen: c.AuditFailOpen, Instance: instance, RateLimit: c.RateLimit, RateBurst: c.RateBurst,
+		AccessLogEvery: c.AccessLogEvery, NoAccessLog: c.AccessLogEvery == 0}, httpapi.Deps{
 		IDs: gen, Registry: st.store, Logger: log, Logs: ring, Metrics: metrics, Membership: co.membership, Checks: checks, Sealer: sealer.NewVault(keys, st.store), Auth: verifier, Audit: st.audit,
 		CompensationMarks: compMarks, CommitMarks: commitMarks,
 	})

@@ -119,6 +119,7 @@ func (s *Service) generate(c *fasthttp.RequestCtx, log *reqLog) error {
 	} else {
 		s.d.Metrics.issued.Add(float64(len(ids)))
 	}
+	log.setIDs(ids...)
 	writeIDs(c, ids, req.batch)
 	return nil
 }

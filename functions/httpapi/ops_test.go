@@ -157,7 +157,7 @@ func TestLogs(t *testing.T) {
 				}
 			}
 		}
-		// The request's debug line ("request") carries the ID too.
+		// The request's access line ("request") carries its request ID too.
 		if len(es) < 2 {
 			t.Errorf("%d entries for the request, want its saga transition and request lines: %v", len(es), es)
 		}
@@ -192,20 +192,24 @@ func TestLogs(t *testing.T) {
 				}
 			}
 		}
-		if len(entries(t, "?level=debug")) <= len(entries(t, "?level=info")) {
-			t.Errorf("debug level shows no more than info (request lines are logged at debug)")
+		if len(entries(t, "?level=warn")) >= len(entries(t, "?level=info")) {
+			t.Errorf("warn level shows no fewer entries than info (access lines and saga transitions are info)")
 		}
 	})
 
 	t.Run("limit", func(t *testing.T) {
-		// Info lines come from the commits only, so none appear between
-		// these calls: limit keeps the newest.
-		all := entries(t, "?level=info&limit=1000")
+		// Each call's own access line is logged after its answer is
+		// made, so the second call sees the first's as its newest entry:
+		// limit keeps the newest.
 		last := entries(t, "?level=info&limit=2")
-		if len(all) < 2 || len(last) != 2 {
+		all := entries(t, "?level=info&limit=1000")
+		if len(all) < 3 || len(last) != 2 {
 			t.Fatalf("%d info entries, %d with limit 2", len(all), len(last))
 		}
-		a, _ := json.Marshal(all[len(all)-2:])
+		if e := all[len(all)-1]; e["msg"] != "request" || e["route"] != "/logs" {
+			t.Fatalf("newest entry %v, want the access line of the call with limit 2", e)
+		}
+		a, _ := json.Marshal(all[len(all)-3 : len(all)-1])
 		b, _ := json.Marshal(last)
 		if string(a) != string(b) {
 			t.Errorf("limit 2 gave %s, want the newest two %s", b, a)

@@ -45,6 +45,7 @@ func (s *Service) commit(c *fasthttp.RequestCtx, log *reqLog) error {
 	if err != nil {
 		return err
 	}
+	log.setIDs(id)
 	if b.Reason != "" {
 		return Errorf(CodeInvalidRequest, "reason applies to /compensate only")
 	}
@@ -127,6 +128,7 @@ func (s *Service) compensate(c *fasthttp.RequestCtx, log *reqLog) error {
 	if err != nil {
 		return err
 	}
+	log.setIDs(id)
 	ev := saga.Event{
 		EventID: b.EventID, ID: id.String(), Reason: b.Reason, OccurredAt: b.OccurredAt, Source: b.Source,
 		Caller: s.subject(c), Redelivered: true,
@@ -242,6 +244,7 @@ func (s *Service) getID(c *fasthttp.RequestCtx, log *reqLog) error {
 	if err != nil {
 		return err
 	}
+	log.setIDs(id)
 	ctx, cancel := s.requestContext()
 	defer cancel()
 	rec, err := s.d.Registry.Get(ctx, id)

@@ -14,6 +14,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -104,6 +105,13 @@ type Config struct {
 	// Over the limit the answer is 429 with Retry-After.
 	RateLimit float64
 	RateBurst int
+	// AccessLogEvery samples the access log: one line at info for one
+	// request in AccessLogEvery answered below 500 (every answer of 500 or
+	// above has its line). Default 1: every request.
+	AccessLogEvery int
+	// NoAccessLog turns the access log off; answers of 500 and above keep
+	// their lines.
+	NoAccessLog bool
 }
 
 func (c Config) withDefaults() Config {
@@ -125,6 +133,7 @@ func (c Config) withDefaults() Config {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	c.AccessLogEvery = cmp.Or(c.AccessLogEvery, 1)
 	return c
 }
 
@@ -157,6 +166,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("httpapi: max body %d below 1 KiB", c.MaxBody)
 	case c.RateLimit < 0 || c.RateBurst < 0:
 		return errors.New("httpapi: negative rate limit")
+	case c.AccessLogEvery < 0:
+		return errors.New("httpapi: negative access log sampling")
 	case c.MaxMetadata < 1 || c.MaxMetadata > c.MaxBody:
 		return fmt.Errorf("httpapi: max metadata %d outside 1..max body", c.MaxMetadata)
 	}
@@ -195,8 +206,11 @@ type Service struct {
 	log      *zap.Logger
 	draining atomic.Bool
 	reqSeq   atomic.Uint64
-	reqPfx   string
-	limits   *limiters
+	// accessSeq counts the answers below 500, for the access log's
+	// sampling.
+	accessSeq atomic.Uint64
+	reqPfx    string
+	limits    *limiters
 	// maxBodyVal is cfg.MaxBody boxed once, not on every request.
 	maxBodyVal any
 	// deadlines are the request contexts, shared per millisecond.
@@ -309,12 +323,36 @@ func (s *Service) requestID(c *fasthttp.RequestCtx, log *reqLog) {
 	c.Response.Header.SetBytesV("X-Request-ID", log.ridBuf[:log.ridLen])
 }
 
+// finish counts the request in the metrics and writes its access line:
+// request ID, method, route, status, latency, remote address, the caller's
+// subject (when authorized) and the IDs the request named or was given
+// (id for one; first_id, last_id and count for a batch). The line is
+// written for every answer of 500 or above, and for one in
+// Config.AccessLogEvery of the others (none with Config.NoAccessLog).
 func (s *Service) finish(c *fasthttp.RequestCtx, route string, log *reqLog, start time.Time) {
 	status := c.Response.StatusCode()
-	s.d.Metrics.observeRequest(route, status, time.Since(start).Seconds())
-	if ce := s.log.Check(zap.DebugLevel, "request"); ce != nil {
-		ce.Write(zap.String(logring.RequestIDKey, log.requestID()), zap.String("method", string(c.Method())), zap.String("route", route), zap.Int("status", status), zap.Duration("latency", time.Since(start)))
+	latency := time.Since(start)
+	s.d.Metrics.observeRequest(route, status, latency.Seconds())
+	if status < 500 && (s.cfg.NoAccessLog || (s.accessSeq.Add(1)-1)%uint64(s.cfg.AccessLogEvery) != 0) {
+		return
 	}
+	ce := s.log.Check(zap.InfoLevel, "request")
+	if ce == nil {
+		return
+	}
+	f := make([]zap.Field, 0, 10)
+	f = append(f, zap.String(logring.RequestIDKey, log.requestID()), zap.String("method", string(c.Method())), zap.String("route", route),
+		zap.Int("status", status), zap.Duration("latency", latency), zap.String("remote", c.RemoteAddr().String()))
+	if sub := principal(c).Subject; sub != "" {
+		f = append(f, zap.String("subject", sub))
+	}
+	switch {
+	case log.nIDs == 1:
+		f = append(f, zap.String("id", log.firstID.String()))
+	case log.nIDs > 1:
+		f = append(f, zap.String("first_id", log.firstID.String()), zap.String("last_id", log.lastID.String()), zap.Int("count", log.nIDs))
+	}
+	ce.Write(f...)
 }
 
 // maxRequestID is the longest X-Request-ID or Idempotency-Key taken.
@@ -458,6 +496,10 @@ type reqLog struct {
 	// reqLog then goes to the garbage collector, never back to the pool.
 	one  issueOne
 	lent bool
+	// firstID, lastID and nIDs are the IDs the request named or was
+	// given, for its access line (setIDs).
+	firstID, lastID idcodec.ID
+	nIDs            int
 }
 
 type issueOne struct {
@@ -469,7 +511,15 @@ type issueOne struct {
 // reset readies a pooled reqLog for a request (the ID buffer and one are
 // overwritten before they are read).
 func (r *reqLog) reset(base *zap.Logger) {
-	r.base, r.ridLen, r.rid, r.l, r.path, r.param, r.lent = base, 0, "", nil, "", "", false
+	r.base, r.ridLen, r.rid, r.l, r.path, r.param, r.lent, r.nIDs = base, 0, "", nil, "", "", false, 0
+}
+
+// setIDs records the IDs of the request's answer (or the one it names)
+// for its access line.
+func (r *reqLog) setIDs(ids ...idcodec.ID) {
+	if r.nIDs = len(ids); r.nIDs > 0 {
+		r.firstID, r.lastID = ids[0], ids[len(ids)-1]
+	}
 }
 
 // requestID returns the request ID.
