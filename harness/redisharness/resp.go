@@ -96,12 +96,9 @@ func readReply(r *bufio.Reader) (any, error) {
 	case ':':
 		return strconv.ParseInt(body, 10, 64)
 	case '$':
-		n, err := strconv.Atoi(body)
-		if err != nil || n > maxBulk {
-			return nil, fmt.Errorf("redisharness: bad bulk length %q", body)
-		}
-		if n < 0 {
-			return nil, nil
+		n, err := parseLen("bulk", body)
+		if err != nil || n < 0 {
+			return nil, err // a negative length is a null bulk string
 		}
 		buf := make([]byte, n+2)
 		if _, err := io.ReadFull(r, buf); err != nil {
@@ -109,16 +106,23 @@ func readReply(r *bufio.Reader) (any, error) {
 		}
 		return string(buf[:n]), nil
 	case '*':
-		n, err := strconv.Atoi(body)
-		if err != nil || n > maxBulk {
-			return nil, fmt.Errorf("redisharness: bad array length %q", body)
-		}
-		if n < 0 {
-			return nil, nil
+		n, err := parseLen("array", body)
+		if err != nil || n < 0 {
+			return nil, err // a negative length is a null array
 		}
 		return readReplies(r, n)
 	}
 	return nil, fmt.Errorf("redisharness: unexpected reply %q", line)
+}
+
+// parseLen parses the length of a bulk string or an array (kind), at most
+// maxBulk; a negative one means null.
+func parseLen(kind, body string) (int, error) {
+	n, err := strconv.Atoi(body)
+	if err != nil || n > maxBulk {
+		return 0, fmt.Errorf("redisharness: bad %s length %q", kind, body)
+	}
+	return n, nil
 }
 
 // readReplies reads n replies in a row, the commands of a pipeline or the
