@@ -220,7 +220,7 @@ func TestAPIGatewayV2MaxBody(t *testing.T) {
 		{"on an unknown route", "/nope", maxBody + 1, false, 413},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ev := v2Event("POST", tc.path, "{}"+strings.Repeat(" ", tc.size-2), map[string]string{"X-Request-ID": "big-1"})
+			ev := v2Event("POST", tc.path, paddedBody(tc.size), map[string]string{"X-Request-ID": "big-1"})
 			if tc.base64 {
 				ev.Body, ev.IsBase64Encoded = base64.StdEncoding.EncodeToString([]byte(ev.Body)), true
 			}

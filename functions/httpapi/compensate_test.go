@@ -240,75 +240,104 @@ func (m *memMarks) done(id idcodec.ID) bool {
 	return m.marked[id] == "done"
 }
 
-// TestCompensateAuditRecovery: with Deps.CompensationMarks, a client's
-// retry writes the audit entry of an attempt that stored its effect and
-// died before auditing it, once, however young the effect (an attempt
-// still running holds the claim: then the retry is answered 503); never
-// for another actor's.
-func TestCompensateAuditRecovery(t *testing.T) {
+// TestAuditRecovery: with Deps.CompensationMarks (CommitMarks for
+// commits), a client's retry writes the audit entry of a transition that
+// an attempt stored and never audited (its WAIT timed out, its instance
+// died), once, however young; never for another actor's, and not again for
+// one that HTTP applied and audited (marked done); while another attempt
+// holds the claim the retry is answered 503.
+func TestAuditRecovery(t *testing.T) {
 	t.Parallel()
-	marks := &memMarks{marked: map[idcodec.ID]string{}}
-	h := serveStack(t, newStackDeps(t, newTestCore(t), httpapi.Config{Dev: true}, nil, func(d *httpapi.Deps) { d.CompensationMarks = marks }))
-	ctx := context.Background()
-	// died stores the effect of an attempt by actor that never audited it.
-	died := func(actor string, age time.Duration) string {
-		t.Helper()
-		id := h.generateOne(t, "")
-		if _, _, err := h.store.Transition(ctx, id, registry.Change{To: registry.Compensated, Reason: "declined", Actor: actor, NowMS: time.Now().Add(-age).UnixMilli()}); err != nil {
-			t.Fatal(err)
-		}
-		return id.String()
-	}
-	retry := func(id string) {
-		t.Helper()
-		if r := h.post(t, "/compensate", `{"id":"`+id+`","reason":"declined"}`); r.status != 200 || r.h("Idgen-Outcome") != "replayed" {
-			t.Fatalf("retry: %s, Idgen-Outcome %q", r, r.h("Idgen-Outcome"))
-		}
-	}
-	entries := func(id string) int { return countAction(auditLines(t, h.auditPath), "id.compensate", id) }
+	for _, tc := range []struct {
+		path   string
+		action string
+		change registry.Change // the transition the attempt stored, but for its actor and time
+		other  string          // another actor
+		marks  func(d *httpapi.Deps, m saga.Marker)
+	}{
+		{"/compensate", "id.compensate", registry.Change{To: registry.Compensated, Reason: "declined"}, "system",
+			func(d *httpapi.Deps, m saga.Marker) { d.CompensationMarks = m }},
+		{"/commit", "id.commit", registry.Change{To: registry.Committed}, "someone-else",
+			func(d *httpapi.Deps, m saga.Marker) { d.CommitMarks = m }},
+	} {
+		t.Run(strings.TrimPrefix(tc.path, "/"), func(t *testing.T) {
+			t.Parallel()
+			marks := &memMarks{marked: map[idcodec.ID]string{}}
+			h := serveStack(t, newStackDeps(t, newTestCore(t), httpapi.Config{Dev: true}, nil, func(d *httpapi.Deps) { tc.marks(d, marks) }))
+			ctx := context.Background()
+			body := func(id string) string {
+				if tc.change.Reason == "" {
+					return `{"id":"` + id + `"}`
+				}
+				return `{"id":"` + id + `","reason":"` + tc.change.Reason + `"}`
+			}
+			// died stores the transition of an attempt by actor that never
+			// audited it.
+			died := func(actor string, age time.Duration) string {
+				t.Helper()
+				id := h.generateOne(t, "")
+				ch := tc.change
+				ch.Actor, ch.NowMS = actor, time.Now().Add(-age).UnixMilli()
+				if _, _, err := h.store.Transition(ctx, id, ch); err != nil {
+					t.Fatal(err)
+				}
+				return id.String()
+			}
+			retry := func(id string) {
+				t.Helper()
+				if r := h.post(t, tc.path, body(id)); r.status != 200 || r.h("Idgen-Outcome") != "replayed" {
+					t.Fatalf("retry: %s, Idgen-Outcome %q", r, r.h("Idgen-Outcome"))
+				}
+			}
+			entries := func(id string) int { return countAction(auditLines(t, h.auditPath), tc.action, id) }
 
-	old := died("dev", time.Minute)
-	for range 3 {
-		retry(old)
+			old := died("dev", time.Minute)
+			for range 3 {
+				retry(old)
+			}
+			if n := entries(old); n != 1 {
+				t.Errorf("%s a minute old: %d entries after 3 retries, want 1 (recovered once)", tc.action, n)
+			}
+			if got := recoveredFlag(t, h.auditPath, tc.action, old); got != "true" {
+				t.Errorf("the recovered %s entry has recovered=%q, want true", tc.action, got)
+			}
+			young := died("dev", 0)
+			retry(young)
+			retry(young)
+			if n := entries(young); n != 1 {
+				t.Errorf("a young %s: %d entries after 2 retries, want 1 (recovered once)", tc.action, n)
+			}
+			other := died(tc.other, time.Minute)
+			retry(other)
+			if n := entries(other); n != 0 {
+				t.Errorf("another actor's %s: %d entries, want 0", tc.action, n)
+			}
+			// A transition of HTTP itself is marked: its repeats write nothing.
+			id := h.generateOne(t, "").String()
+			if r := h.post(t, tc.path, body(id)); r.status != 200 || r.h("Idgen-Outcome") != "applied" {
+				t.Fatalf("%s: %s", tc.path, r)
+			}
+			retry(id)
+			if n := entries(id); n != 1 {
+				t.Errorf("an audited HTTP %s: %d entries after a repeat, want 1", tc.action, n)
+			}
+			if got := recoveredFlag(t, h.auditPath, tc.action, id); got != "" {
+				t.Errorf("the applied %s entry has recovered=%q, want none", tc.action, got)
+			}
+			parsed, _ := idcodec.Parse(id)
+			if !marks.done(parsed) {
+				t.Errorf("the applied %s left no done mark", tc.action)
+			}
+			// Another attempt holds the claim of an unaudited transition, young
+			// or old: a retry is answered 503 with Retry-After (the transition
+			// stands), and once the claim is released, the next retry writes
+			// the entry.
+			for _, age := range []time.Duration{0, time.Minute} {
+				held := died("dev", age)
+				underOtherClaim(t, h, marks, tc.path, body(held), held, entries, retry)
+			}
+		})
 	}
-	if n := entries(old); n != 1 {
-		t.Errorf("an effect a minute old: %d entries after 3 retries, want 1 (recovered once)", n)
-	}
-	if got := recoveredFlag(t, h.auditPath, "id.compensate", old); got != "true" {
-		t.Errorf("the recovered entry has recovered=%q, want true", got)
-	}
-	young := died("dev", 0)
-	retry(young)
-	retry(young)
-	if n := entries(young); n != 1 {
-		t.Errorf("a young effect: %d entries after 2 retries, want 1 (recovered once)", n)
-	}
-	other := died("system", time.Minute)
-	retry(other)
-	if n := entries(other); n != 0 {
-		t.Errorf("another actor's effect: %d entries, want 0", n)
-	}
-	// An effect of HTTP itself is marked: its repeats write nothing.
-	id := h.generateOne(t, "").String()
-	if r := h.post(t, "/compensate", `{"id":"`+id+`","reason":"declined"}`); r.status != 200 || r.h("Idgen-Outcome") != "applied" {
-		t.Fatalf("compensate: %s", r)
-	}
-	retry(id)
-	if n := entries(id); n != 1 {
-		t.Errorf("an audited HTTP compensation: %d entries after a repeat, want 1", n)
-	}
-	if got := recoveredFlag(t, h.auditPath, "id.compensate", id); got != "" {
-		t.Errorf("the applied entry has recovered=%q, want none", got)
-	}
-	parsed, _ := idcodec.Parse(id)
-	if !marks.done(parsed) {
-		t.Error("the applied compensation left no done mark")
-	}
-	// Another attempt holds the claim of an unaudited effect: a retry is
-	// answered 503 with Retry-After (the effect stands), and once the claim
-	// is released, the next retry writes the entry.
-	held := died("dev", time.Minute)
-	underOtherClaim(t, h, marks, "/compensate", `{"id":"`+held+`","reason":"declined"}`, held, entries, retry)
 }
 
 // underOtherClaim: while another attempt holds the claim on id's entry, a
@@ -330,64 +359,6 @@ func underOtherClaim(t *testing.T, h *harness, marks *memMarks, path, body, id s
 	retry(id)
 	if n := entries(id); n != 1 {
 		t.Errorf("after the claim was released: %d entries, want 1", n)
-	}
-}
-
-// TestCommitAuditRecovery: a commit stored by an attempt that never audited
-// it (its WAIT timed out, its instance died) is audited by the same caller's
-// retry, once, however young; another actor's and an audited one are not;
-// while another attempt holds the claim the retry is answered 503.
-func TestCommitAuditRecovery(t *testing.T) {
-	t.Parallel()
-	marks := &memMarks{marked: map[idcodec.ID]string{}}
-	h := serveStack(t, newStackDeps(t, newTestCore(t), httpapi.Config{Dev: true}, nil, func(d *httpapi.Deps) { d.CommitMarks = marks }))
-	ctx := context.Background()
-	died := func(actor string, age time.Duration) string {
-		t.Helper()
-		id := h.generateOne(t, "")
-		if _, _, err := h.store.Transition(ctx, id, registry.Change{To: registry.Committed, Actor: actor, NowMS: time.Now().Add(-age).UnixMilli()}); err != nil {
-			t.Fatal(err)
-		}
-		return id.String()
-	}
-	retry := func(id string) {
-		t.Helper()
-		if r := h.post(t, "/commit", `{"id":"`+id+`"}`); r.status != 200 || r.h("Idgen-Outcome") != "replayed" {
-			t.Fatalf("retry: %s, Idgen-Outcome %q", r, r.h("Idgen-Outcome"))
-		}
-	}
-	entries := func(id string) int { return countAction(auditLines(t, h.auditPath), "id.commit", id) }
-
-	old := died("dev", time.Minute)
-	for range 3 {
-		retry(old)
-	}
-	if n := entries(old); n != 1 {
-		t.Errorf("a commit a minute old: %d entries after 3 retries, want 1 (recovered once)", n)
-	}
-	if got := recoveredFlag(t, h.auditPath, "id.commit", old); got != "true" {
-		t.Errorf("the recovered commit entry has recovered=%q, want true", got)
-	}
-	young := died("dev", 0)
-	retry(young)
-	retry(young)
-	if n := entries(young); n != 1 {
-		t.Errorf("a young commit: %d entries after 2 retries, want 1 (recovered once)", n)
-	}
-	held := died("dev", 0)
-	underOtherClaim(t, h, marks, "/commit", `{"id":"`+held+`"}`, held, entries, retry)
-	other := died("someone-else", time.Minute)
-	retry(other)
-	if n := entries(other); n != 0 {
-		t.Errorf("another actor's commit: %d entries, want 0", n)
-	}
-	id := h.generateOne(t, "").String()
-	if r := h.post(t, "/commit", `{"id":"`+id+`"}`); r.status != 200 || r.h("Idgen-Outcome") != "applied" {
-		t.Fatalf("commit: %s", r)
-	}
-	retry(id)
-	if n := entries(id); n != 1 {
-		t.Errorf("an audited commit: %d entries after a repeat, want 1", n)
 	}
 }
 

@@ -187,23 +187,15 @@ func TestConcurrentCommitCompensate(t *testing.T) {
 	})
 
 	for i, id := range batch.IDs {
-		var compBody, commitBody []byte
-		compApplied, commitApplied, commitOK := 0, 0, 0
+		var comp, commit sameAnswer
 		for _, a := range answers[i] {
 			if a.commit {
 				switch a.r.status {
 				case 200:
-					commitOK++
 					if string(decodeExact(t, a.r.body, "id", "state", "committed_at")["state"]) != `"committed"` {
 						t.Errorf("%s: commit body %s", id, a.r.body)
 					}
-					if commitBody != nil && !bytes.Equal(commitBody, a.r.body) {
-						t.Errorf("%s: commit answers differ:\n%s\n%s", id, commitBody, a.r.body)
-					}
-					commitBody = a.r.body
-					if a.r.h("Idgen-Outcome") == "applied" {
-						commitApplied++
-					}
+					commit.add(t, id+": commit", a.r)
 				case 409:
 					assertError(t, a.r, 409, "conflict")
 				default:
@@ -219,16 +211,10 @@ func TestConcurrentCommitCompensate(t *testing.T) {
 			if err := json.Unmarshal(a.r.body, &v); err != nil || v.State != "compensated" {
 				t.Errorf("%s: compensate body %s", id, a.r.body)
 			}
-			if compBody != nil && !bytes.Equal(compBody, a.r.body) {
-				t.Errorf("%s: compensate answers differ:\n%s\n%s", id, compBody, a.r.body)
-			}
-			compBody = a.r.body
-			if a.r.h("Idgen-Outcome") == "applied" {
-				compApplied++
-			}
+			comp.add(t, id+": compensate", a.r)
 		}
-		if compApplied != 1 || commitApplied > 1 {
-			t.Errorf("%s: %d compensations and %d commits applied; want 1 and at most 1", id, compApplied, commitApplied)
+		if comp.applied != 1 || commit.applied > 1 {
+			t.Errorf("%s: %d compensations and %d commits applied; want 1 and at most 1", id, comp.applied, commit.applied)
 		}
 
 		v := h.view(t, id)
@@ -240,11 +226,31 @@ func TestConcurrentCommitCompensate(t *testing.T) {
 			states[k] = s.State
 		}
 		want := []string{"pending", "compensated"}
-		if commitOK > 0 {
+		if commit.ok > 0 {
 			want = []string{"pending", "committed", "compensated"}
 		}
 		if !slices.Equal(states, want) {
-			t.Errorf("%s: history %v, want %v (%d commits answered 200)", id, states, want, commitOK)
+			t.Errorf("%s: history %v, want %v (%d commits answered 200)", id, states, want, commit.ok)
 		}
+	}
+}
+
+// sameAnswer collects the 200 answers to one kind of call on one ID, which
+// must all carry one body: it counts them and those that applied the
+// transition.
+type sameAnswer struct {
+	body        []byte
+	ok, applied int
+}
+
+func (s *sameAnswer) add(t *testing.T, what string, r *reply) {
+	t.Helper()
+	if s.body != nil && !bytes.Equal(s.body, r.body) {
+		t.Errorf("%s answers differ:\n%s\n%s", what, s.body, r.body)
+	}
+	s.body = r.body
+	s.ok++
+	if r.h("Idgen-Outcome") == "applied" {
+		s.applied++
 	}
 }

@@ -162,24 +162,31 @@ func TestErrorPaths(t *testing.T) {
 	}
 }
 
+// bodySizes are request bodies around Config.MaxBody (64 KiB, the
+// server's limit too) and the status each gets.
+var bodySizes = []struct {
+	name   string
+	size   int
+	status int
+}{
+	{"exactly 64 KiB", maxBody, 200},
+	{"64 KiB + 1", maxBody + 1, 413},
+	{"256 KiB", 256 << 10, 413},
+	{"1 MiB", 1 << 20, 413},
+}
+
+// paddedBody is a valid JSON body of size bytes: {} padded with spaces.
+func paddedBody(size int) string { return "{}" + strings.Repeat(" ", size-2) }
+
 // TestBodyTooLarge sends a body over 64 KiB through the fasthttp server
 // configured like serve.go: 413 body_too_large in the uniform error form. A
 // body of exactly 64 KiB is still served.
 func TestBodyTooLarge(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	for _, tc := range []struct {
-		name   string
-		size   int
-		status int
-	}{
-		{"exactly 64 KiB", maxBody, 200},
-		{"64 KiB + 1", maxBody + 1, 413},
-		{"1 MiB", 1 << 20, 413},
-	} {
+	for _, tc := range bodySizes {
 		t.Run(tc.name, func(t *testing.T) {
-			body := "{}" + strings.Repeat(" ", tc.size-2) // valid JSON, padded
-			r := h.raw(t, call{method: "POST", path: "/generate", body: body})
+			r := h.raw(t, call{method: "POST", path: "/generate", body: paddedBody(tc.size)})
 			if r.status != tc.status {
 				t.Fatalf("status %d, want %d (body %.200s)", r.status, tc.status, r.body)
 			}
@@ -207,17 +214,9 @@ func TestBodyTooLarge(t *testing.T) {
 func TestHandleEnforcesMaxBody(t *testing.T) {
 	t.Parallel()
 	st := newStack(t, newTestCore(t))
-	for _, tc := range []struct {
-		name   string
-		size   int
-		status int
-	}{
-		{"exactly 64 KiB", maxBody, 200},
-		{"64 KiB + 1", maxBody + 1, 413},
-		{"256 KiB", 256 << 10, 413},
-	} {
+	for _, tc := range bodySizes {
 		t.Run(tc.name, func(t *testing.T) {
-			c := handle(t, st, call{method: "POST", path: "/generate", body: "{}" + strings.Repeat(" ", tc.size-2)})
+			c := handle(t, st, call{method: "POST", path: "/generate", body: paddedBody(tc.size)})
 			if got := c.Response.StatusCode(); got != tc.status {
 				t.Fatalf("status %d, want %d (body %.200s); Config.MaxBody is never checked by Handle", got, tc.status, c.Response.Body())
 			}

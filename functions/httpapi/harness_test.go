@@ -258,9 +258,16 @@ func (h *harness) do(t testing.TB, c call) *reply {
 		t.Errorf("%s %s: %v", c.method, c.path, err)
 		return &reply{body: []byte("transport error: " + err.Error())}
 	}
+	return answered(t, c.method, c.path, res)
+}
+
+// answered is the reply res, which must keep the contract for method
+// target.
+func answered(t testing.TB, method, target string, res *fasthttp.Response) *reply {
+	t.Helper()
 	r := &reply{status: res.StatusCode(), body: append([]byte(nil), res.Body()...)}
 	res.Header.CopyTo(&r.header)
-	checkContract(t, c.method, c.path, r.status, &r.header, r.body)
+	checkContract(t, method, target, r.status, &r.header, r.body)
 	return r
 }
 
@@ -276,22 +283,7 @@ func (h *harness) raw(t testing.TB, c call) *reply {
 	if _, err := req.WriteTo(&buf); err != nil {
 		t.Fatalf("encode request: %v", err)
 	}
-	conn, err := h.ln.Dial()
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	defer conn.Close()
-	if _, err := conn.Write(buf.Bytes()); err != nil {
-		t.Fatalf("write request: %v", err)
-	}
-	var res fasthttp.Response
-	if err := res.Read(bufio.NewReader(conn)); err != nil {
-		t.Fatalf("%s %s: read answer: %v", c.method, c.path, err)
-	}
-	r := &reply{status: res.StatusCode(), body: append([]byte(nil), res.Body()...)}
-	res.Header.CopyTo(&r.header)
-	checkContract(t, c.method, c.path, r.status, &r.header, r.body)
-	return r
+	return h.exchange(t, c.method, c.path, buf.Bytes())
 }
 
 // wire writes text, a whole HTTP/1.1 request, byte for byte on a fresh
@@ -299,25 +291,29 @@ func (h *harness) raw(t testing.TB, c call) *reply {
 // (repeated headers, empty path segments, raw bytes outside ASCII).
 func (h *harness) wire(t testing.TB, text string) *reply {
 	t.Helper()
+	line, _, _ := strings.Cut(text, "\r\n")
+	method, target, _ := strings.Cut(line, " ")
+	target, _, _ = strings.Cut(target, " ")
+	return h.exchange(t, method, target, []byte(text))
+}
+
+// exchange writes req, a whole request with the request line method target,
+// on a fresh connection and reads the answer.
+func (h *harness) exchange(t testing.TB, method, target string, req []byte) *reply {
+	t.Helper()
 	conn, err := h.ln.Dial()
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
 	defer conn.Close()
-	if _, err := conn.Write([]byte(text)); err != nil {
+	if _, err := conn.Write(req); err != nil {
 		t.Fatalf("write request: %v", err)
 	}
 	var res fasthttp.Response
 	if err := res.Read(bufio.NewReader(conn)); err != nil {
-		t.Fatalf("%q: read answer: %v", text, err)
+		t.Fatalf("%s %q: read answer: %v", method, target, err)
 	}
-	r := &reply{status: res.StatusCode(), body: append([]byte(nil), res.Body()...)}
-	res.Header.CopyTo(&r.header)
-	line, _, _ := strings.Cut(text, "\r\n")
-	method, target, _ := strings.Cut(line, " ")
-	target, _, _ = strings.Cut(target, " ")
-	checkContract(t, method, target, r.status, &r.header, r.body)
-	return r
+	return answered(t, method, target, &res)
 }
 
 // checkContract fails t when the answer to method target (the request
