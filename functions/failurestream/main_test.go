@@ -13,6 +13,7 @@ import (
 	"github.com/idgen/idgen/functions/failurestream"
 	"github.com/idgen/idgen/harness/redisharness"
 	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/registry/redisstore"
 	"github.com/idgen/idgen/shared/saga/sagatest"
 )
 
@@ -91,6 +92,16 @@ func (e *env) worker(consumer string, cfg failurestream.Config, core failurestre
 		e.T.Fatal(err)
 	}
 	return w
+}
+
+// soloWorker is worker w1 with default settings but its metrics m, over a
+// registry of its own (store) and an audit log of its own (at path).
+func (e *env) soloWorker() (store *redisstore.Store, path string, m *failurestream.Metrics, w *failurestream.Worker) {
+	e.T.Helper()
+	store = e.Store()
+	aud, path := e.AuditLog("w1")
+	m = failurestream.NewMetrics()
+	return store, path, m, e.worker("w1", failurestream.Config{Metrics: m}, e.Core(store, aud, e.RDB), aud, e.RDB)
 }
 
 // drained waits until every entry of the stream is delivered and

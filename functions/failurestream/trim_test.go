@@ -8,9 +8,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/idgen/idgen/functions/failurestream"
-	"github.com/idgen/idgen/shared/idcodec"
-	"github.com/idgen/idgen/shared/registry"
-	"github.com/idgen/idgen/shared/saga"
 	"github.com/idgen/idgen/shared/saga/sagatest"
 )
 
@@ -99,10 +96,7 @@ func failures(n, k int) (entries []map[string]any, malformed int) {
 // dead-letter stream.
 func TestAcknowledgedEntriesTrimmed(t *testing.T) {
 	e := newEnv(t)
-	store := e.Store()
-	aud, _ := e.AuditLog("w1")
-	m := failurestream.NewMetrics()
-	w := e.worker("w1", failurestream.Config{Metrics: m}, e.Core(store, aud, e.RDB), aud, e.RDB)
+	_, _, m, w := e.soloWorker()
 	run(t, w)
 	entries, malformed := failures(2000, 40)
 	for i := 0; i < len(entries); i += 500 {
@@ -121,27 +115,6 @@ func TestAcknowledgedEntriesTrimmed(t *testing.T) {
 	}
 }
 
-// heldRegistry holds the transitions of one ID until release is closed and
-// passes the others on.
-type heldRegistry struct {
-	next    saga.Transitioner
-	held    idcodec.ID
-	release chan struct{}
-}
-
-var _ saga.Transitioner = heldRegistry{}
-
-func (h heldRegistry) Transition(ctx context.Context, id idcodec.ID, ch registry.Change) (registry.Record, registry.Outcome, error) {
-	if id == h.held {
-		select {
-		case <-h.release:
-		case <-ctx.Done():
-			return registry.Record{}, 0, ctx.Err()
-		}
-	}
-	return h.next.Transition(ctx, id, ch)
-}
-
 // TestTrimKeepsUnhandledEntries: nothing at or after the oldest entry some
 // consumer group has not acknowledged is trimmed: an entry in flight at
 // this worker, an entry pending at a dead consumer, and entries another
@@ -158,7 +131,7 @@ func TestTrimKeepsUnhandledEntries(t *testing.T) {
 		entries, _ := failures(n, 0)
 		held := sagatest.NewIDs(1)[0]
 		entries[0] = failure(held, "slow")
-		gate := heldRegistry{next: store, held: held, release: make(chan struct{})}
+		gate := gatedRegistry{next: store, up: make(chan struct{}), only: held}
 		m := failurestream.NewMetrics()
 		w := e.worker("w1", failurestream.Config{Metrics: m}, e.Core(gate, aud, e.RDB), aud, e.RDB)
 		ids := e.add(entries...)
@@ -166,7 +139,7 @@ func TestTrimKeepsUnhandledEntries(t *testing.T) {
 		waitProcessed(t, m, n-1)
 		e.waitPending(1)
 		e.staysLen(n, ids[0], "with the oldest entry in flight")
-		close(gate.release)
+		close(gate.up)
 		drained(t, w, 10*time.Second)
 		e.waitLen(1, 5*time.Second)
 	})

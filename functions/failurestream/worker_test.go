@@ -59,10 +59,7 @@ func metric(t testing.TB, m *failurestream.Metrics, name string, labels ...strin
 // deliveries, and a commit before the first delivery of another ID.
 func TestStreamDuplicatesInterleavedWithCommit(t *testing.T) {
 	e := newEnv(t)
-	store := e.Store()
-	aud, path := e.AuditLog("w1")
-	m := failurestream.NewMetrics()
-	w := e.worker("w1", failurestream.Config{Metrics: m}, e.Core(store, aud, e.RDB), aud, e.RDB)
+	store, path, m, w := e.soloWorker()
 	run(t, w)
 	ids := sagatest.PendingIDs(t, store, 2)
 	a, b := ids[0], ids[1]
@@ -153,10 +150,7 @@ func TestStreamTwoWorkersOneID(t *testing.T) {
 // them are compensated.
 func TestPoisonEntriesDeadLettered(t *testing.T) {
 	e := newEnv(t)
-	store := e.Store()
-	aud, path := e.AuditLog("w1")
-	m := failurestream.NewMetrics()
-	w := e.worker("w1", failurestream.Config{Metrics: m}, e.Core(store, aud, e.RDB), aud, e.RDB)
+	store, path, m, w := e.soloWorker()
 	good := sagatest.PendingIDs(t, store, 6)
 	poison := []struct {
 		fields map[string]any
@@ -413,9 +407,7 @@ func TestGracefulShutdown(t *testing.T) {
 
 func TestMetricsAndHealth(t *testing.T) {
 	e := newEnv(t)
-	aud, _ := e.AuditLog("w1")
-	m := failurestream.NewMetrics()
-	w := e.worker("w1", failurestream.Config{Metrics: m}, e.Core(e.Store(), aud, e.RDB), aud, e.RDB)
+	_, _, m, w := e.soloWorker()
 	srv := httptest.NewServer(failurestream.Handler(m, map[string]failurestream.Check{"redis": w.Ping}))
 	defer srv.Close()
 	get := func(path string) (int, string) {
@@ -457,14 +449,21 @@ func TestMetricsAndHealth(t *testing.T) {
 }
 
 // gatedRegistry fails every transition with ErrUnavailable (fail) or
-// holds it (!fail) until up is closed.
+// holds it (!fail) until up is closed; with only set, it does so to the
+// transitions of that ID alone and passes the others on.
 type gatedRegistry struct {
 	next saga.Transitioner
 	up   chan struct{}
 	fail bool
+	only idcodec.ID // zero: every ID
 }
 
+var _ saga.Transitioner = gatedRegistry{}
+
 func (g gatedRegistry) Transition(ctx context.Context, id idcodec.ID, ch registry.Change) (registry.Record, registry.Outcome, error) {
+	if g.only != (idcodec.ID{}) && id != g.only {
+		return g.next.Transition(ctx, id, ch)
+	}
 	if g.fail {
 		select {
 		case <-g.up:
