@@ -3,7 +3,6 @@ package redisharness
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"os"
 	"strconv"
@@ -14,6 +13,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
+
+	"github.com/idgen/idgen/harness/testpki"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -182,25 +183,21 @@ func TestStandaloneAuth(t *testing.T) {
 
 func TestStandaloneTLS(t *testing.T) {
 	s := StartStandaloneT(t, Options{TLS: true})
-	ca, cert, key := s.TLSFiles()
-	caPEM, err := os.ReadFile(ca)
+	withCert, err := testpki.LoadClientConfig(s.TLSFiles())
 	if err != nil {
 		t.Fatal(err)
 	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(caPEM) {
-		t.Fatalf("no certificate in %s", ca)
-	}
-	pair, err := tls.LoadX509KeyPair(cert, key)
+	ca, _, _ := s.TLSFiles()
+	withoutCert, err := testpki.LoadClientConfig(ca, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		name  string
-		certs []tls.Certificate
-	}{{"client certificate", []tls.Certificate{pair}}, {"no client certificate", nil}} {
+		name string
+		cfg  *tls.Config
+	}{{"client certificate", withCert}, {"no client certificate", withoutCert}} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := client(t, &redis.Options{Addr: s.Addr(), TLSConfig: &tls.Config{RootCAs: roots, Certificates: tc.certs, MinVersion: tls.VersionTLS12}})
+			c := client(t, &redis.Options{Addr: s.Addr(), TLSConfig: tc.cfg})
 			mustSet(t, c, "k", "tls")
 			mustGet(t, c, "k", "tls")
 		})
@@ -338,18 +335,11 @@ func TestCluster(t *testing.T) {
 // work over TLS too.
 func TestTLSTopologies(t *testing.T) {
 	tlsConfig := func(t *testing.T, files func() (string, string, string)) *tls.Config {
-		ca, cert, key := files()
-		caPEM, err := os.ReadFile(ca)
+		cfg, err := testpki.LoadClientConfig(files())
 		if err != nil {
 			t.Fatal(err)
 		}
-		roots := x509.NewCertPool()
-		roots.AppendCertsFromPEM(caPEM)
-		pair, err := tls.LoadX509KeyPair(cert, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+		return cfg
 	}
 	t.Run("replicated", func(t *testing.T) {
 		g := StartReplicatedT(t, Options{TLS: true, Password: "pw", ACLUser: "idgen", ACLPassword: "acl", MinReplicasToWrite: 1}, 1, 1)

@@ -67,3 +67,29 @@ func (f *Files) ClientConfig() *tls.Config {
 		MinVersion:   tls.VersionTLS12,
 	}
 }
+
+// LoadClientConfig reads the files a harness's TLSFiles names, as a client
+// of that harness would: caFile as its only trusted authority and, when
+// certFile is not "", certFile and keyFile as its certificate; TLS 1.2 or
+// newer. The server name comes from the address dialed. Errors: a file
+// that cannot be read, a caFile with no PEM certificate, a key pair that
+// does not load.
+func LoadClientConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("testpki: read CA: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("testpki: no certificate in %s", caFile)
+	}
+	cfg := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	if certFile != "" {
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("testpki: load client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
+}

@@ -7,12 +7,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
 // TestWriteFilesHandshake: the written files load with crypto/tls and make
 // a mutual-TLS handshake on loopback, the server checking the client leaf
-// against ca.pem as a server's trust store does.
+// against ca.pem as a server's trust store does; the client side is
+// ClientConfig and, read back from the files, LoadClientConfig.
 func TestWriteFilesHandshake(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "tls")
 	f, err := WriteFiles(dir, "testpki")
@@ -54,32 +56,70 @@ func TestWriteFilesHandshake(t *testing.T) {
 	defer ln.Close()
 	peer := make(chan string, 1)
 	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			peer <- err.Error()
-			return
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			tc := c.(*tls.Conn)
+			if err := tc.Handshake(); err != nil {
+				peer <- err.Error()
+			} else {
+				peer <- tc.ConnectionState().PeerCertificates[0].Subject.CommonName
+			}
+			c.Close()
 		}
-		defer c.Close()
-		tc := c.(*tls.Conn)
-		if err := tc.Handshake(); err != nil {
-			peer <- err.Error()
-			return
-		}
-		peer <- tc.ConnectionState().PeerCertificates[0].Subject.CommonName
 	}()
-	c, err := tls.Dial("tcp", ln.Addr().String(), f.ClientConfig())
+	loaded, err := LoadClientConfig(f.CAFile, f.ClientCert, f.ClientKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	if err := c.Handshake(); err != nil {
+	for _, tc := range []struct {
+		name string
+		cfg  *tls.Config
+	}{{"ClientConfig", f.ClientConfig()}, {"LoadClientConfig", loaded}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := tls.Dial("tcp", ln.Addr().String(), tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := c.Handshake(); err != nil {
+				t.Fatal(err)
+			}
+			if cn := c.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != "testpki server" {
+				t.Errorf("server presented %q", cn)
+			}
+			if cn := <-peer; cn != "testpki client" {
+				t.Errorf("server saw client %q", cn)
+			}
+		})
+	}
+}
+
+// TestLoadClientConfig: without a certificate file the config presents
+// none; unreadable or empty files are errors.
+func TestLoadClientConfig(t *testing.T) {
+	f, err := WriteFiles(t.TempDir(), "load")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if cn := c.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != "testpki server" {
-		t.Errorf("server presented %q", cn)
+	cfg, err := LoadClientConfig(f.CAFile, "", "")
+	if err != nil || len(cfg.Certificates) != 0 || cfg.RootCAs == nil || cfg.MinVersion != tls.VersionTLS12 {
+		t.Fatalf("CA only: %+v, %v", cfg, err)
 	}
-	if cn := <-peer; cn != "testpki client" {
-		t.Errorf("server saw client %q", cn)
+	for _, tc := range []struct {
+		name, ca, cert, key, want string
+	}{
+		{"no CA file", filepath.Join(t.TempDir(), "none.pem"), "", "", "read CA"},
+		{"CA file without a certificate", f.ClientKey, "", "", "no certificate"},
+		{"key not matching", f.CAFile, f.ClientCert, f.ServerKey, "load client certificate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := LoadClientConfig(tc.ca, tc.cert, tc.key); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one saying %q", err, tc.want)
+			}
+		})
 	}
 }
 

@@ -2,14 +2,14 @@ package zkharness
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"net"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/go-zookeeper/zk"
+
+	"github.com/idgen/idgen/harness/testpki"
 )
 
 // tlsDialer returns a zk.Dialer for the ensemble's secure ports, with the
@@ -17,21 +17,12 @@ import (
 func tlsDialer(t *testing.T, e *Ensemble, withCert bool) func(network, addr string, timeout time.Duration) (net.Conn, error) {
 	t.Helper()
 	caFile, certFile, keyFile := e.TLSFiles()
-	caPEM, err := os.ReadFile(caFile)
+	if !withCert {
+		certFile, keyFile = "", ""
+	}
+	cfg, err := testpki.LoadClientConfig(caFile, certFile, keyFile)
 	if err != nil {
-		t.Fatalf("read CA: %v", err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(caPEM) {
-		t.Fatalf("no certificate in %s", caFile)
-	}
-	cfg := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-	if withCert {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			t.Fatalf("load client certificate: %v", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
+		t.Fatal(err)
 	}
 	return func(network, addr string, timeout time.Duration) (net.Conn, error) {
 		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: cfg}
