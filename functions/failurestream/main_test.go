@@ -53,6 +53,15 @@ func failure(id idcodec.ID, reason string) map[string]any {
 	return map[string]any{"id": id.String(), "reason": reason}
 }
 
+// failuresOf is one failure entry per ID, all with reason.
+func failuresOf(reason string, ids ...idcodec.ID) []map[string]any {
+	entries := make([]map[string]any, len(ids))
+	for i, id := range ids {
+		entries[i] = failure(id, reason)
+	}
+	return entries
+}
+
 // run starts w until the test ends (or stop is called) and returns stop,
 // which waits for Run.
 func run(t testing.TB, w *failurestream.Worker) (stop func()) {

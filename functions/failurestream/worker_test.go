@@ -257,10 +257,7 @@ func TestTakeOverAndMaxDeliveries(t *testing.T) {
 	store := e.Store()
 	aud, path := e.AuditLog("w1")
 	ids := sagatest.PendingIDs(t, store, 51)
-	var entries []map[string]any
-	for _, id := range ids[:50] {
-		entries = append(entries, failure(id, "r"))
-	}
+	entries := failuresOf("r", ids[:50]...)
 	took := e.add(entries...)
 	e.bump("dead-1", 2, took...) // two deliveries, never acknowledged
 	poisoned := e.add(failure(ids[50], "r"))
@@ -297,10 +294,7 @@ func TestResumeOwnPending(t *testing.T) {
 	store := e.Store()
 	aud, path := e.AuditLog("w1")
 	ids := sagatest.PendingIDs(t, store, 10)
-	var entries []map[string]any
-	for _, id := range ids {
-		entries = append(entries, failure(id, "r"))
-	}
+	entries := failuresOf("r", ids...)
 	e.bump("w1", 1, e.add(entries...)...)
 	// ClaimIdle an hour: only the own-pending read can find them.
 	w := e.worker("w1", failurestream.Config{ClaimIdle: time.Hour}, e.Core(store, aud, e.RDB), aud, e.RDB)
@@ -325,10 +319,7 @@ func TestTransientFailuresRetried(t *testing.T) {
 	w := e.worker("w1", failurestream.Config{Metrics: m, BackoffBase: time.Millisecond, BackoffMax: 20 * time.Millisecond, Count: 8},
 		e.Core(fr, aud, e.RDB), aud, e.RDB)
 	ids := sagatest.PendingIDs(t, store, 20)
-	var entries []map[string]any
-	for _, id := range ids {
-		entries = append(entries, failure(id, "r"))
-	}
+	entries := failuresOf("r", ids...)
 	e.add(entries...)
 	run(t, w)
 	drained(t, w, 20*time.Second)
@@ -367,10 +358,7 @@ func TestGracefulShutdown(t *testing.T) {
 	a1, p1 := e.AuditLog("w1")
 	a2, p2 := e.AuditLog("w2")
 	ids := sagatest.PendingIDs(t, store, 600)
-	var entries []map[string]any
-	for _, id := range ids {
-		entries = append(entries, failure(id, "r"))
-	}
+	entries := failuresOf("r", ids...)
 	e.add(entries...)
 	m := failurestream.NewMetrics()
 	w1 := e.worker("w1", failurestream.Config{Metrics: m, ClaimIdle: 300 * time.Millisecond}, e.Core(slowRegistry{store, 5 * time.Millisecond}, a1, e.RDB), a1, e.RDB)
