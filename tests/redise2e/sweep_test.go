@@ -1,11 +1,8 @@
 package redise2e
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +11,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/idgen/idgen/harness/redisharness"
+	"github.com/idgen/idgen/shared/platform/audit"
+	"github.com/idgen/idgen/shared/saga/sagatest"
 )
 
 // TestDeadlinesSweptOnceAcrossInstances: IDs issued with timeout_ms by two
@@ -58,20 +57,14 @@ func TestDeadlinesSweptOnceAcrossInstances(t *testing.T) {
 	}
 	events := map[string]int{}
 	perInstance := make([]int, len(insts))
+	sweptBySystem := func(e audit.Event) bool {
+		return e.Action == audit.ActionCompensate && e.Actor == "system" && e.Reason == "timeout"
+	}
 	for i, in := range insts {
-		f, err := os.Open(filepath.Join(in.dataDir, "audit.log"))
-		if err != nil {
-			t.Fatal(err)
+		for _, e := range sagatest.AuditEvents(t, sweptBySystem, filepath.Join(in.dataDir, "audit.log")) {
+			events[e.Resource]++
+			perInstance[i]++
 		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			var e struct{ Actor, Action, Resource, Reason string }
-			if json.Unmarshal(sc.Bytes(), &e) == nil && e.Action == "id.compensate" && e.Actor == "system" && e.Reason == "timeout" {
-				events[e.Resource]++
-				perInstance[i]++
-			}
-		}
-		f.Close()
 	}
 	twice := 0
 	for _, id := range ids {
@@ -162,19 +155,8 @@ func TestSweeperTakesOver(t *testing.T) {
 	t.Logf("the other instance took over and swept %.1f s after the elected sweeper was killed", time.Since(killed).Seconds())
 	other.stop(t)
 	ids, _, _ := l.snapshot()
-	audited := map[string]int{}
-	f, err := os.Open(filepath.Join(other.dataDir, "audit.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var e struct{ Actor, Action, Resource, Reason string }
-		if json.Unmarshal(sc.Bytes(), &e) == nil && e.Action == "id.compensate" && e.Reason == "timeout" {
-			audited[e.Resource]++
-		}
-	}
+	swept := func(e audit.Event) bool { return e.Action == audit.ActionCompensate && e.Reason == "timeout" }
+	audited := sagatest.PerResource(sagatest.AuditEvents(t, swept, filepath.Join(other.dataDir, "audit.log")))
 	for _, id := range ids {
 		if audited[id.String()] != 1 {
 			t.Errorf("%s: %d timeout compensations audited by the new sweeper, want 1", id, audited[id.String()])

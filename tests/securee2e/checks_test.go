@@ -1,17 +1,16 @@
 package securee2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/platform/audit"
+	"github.com/idgen/idgen/shared/saga/sagatest"
 	"github.com/idgen/idgen/tests/internal/idledger"
 )
 
@@ -42,29 +42,7 @@ func checkRegistered(t testing.TB, c *redis.Client, ids []idcodec.ID) {
 // auditEvents reads every audit line of the files with one of actions.
 func auditEvents(t testing.TB, actions []string, paths ...string) []audit.Event {
 	t.Helper()
-	var out []audit.Event
-	for _, p := range paths {
-		f, err := os.Open(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(f)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			var ev audit.Event
-			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-				f.Close()
-				t.Fatalf("%s: not a JSON line: %q", p, sc.Text())
-			}
-			for _, a := range actions {
-				if ev.Action == a {
-					out = append(out, ev)
-				}
-			}
-		}
-		f.Close()
-	}
-	return out
+	return sagatest.AuditEvents(t, func(ev audit.Event) bool { return slices.Contains(actions, ev.Action) }, paths...)
 }
 
 // fileContains reports whether any of the files holds s.

@@ -168,6 +168,14 @@ func PendingIDs(t testing.TB, s *redisstore.Store, n int) []idcodec.ID {
 // AuditLines reads the entries of audit files with the given action.
 func AuditLines(t testing.TB, action string, paths ...string) []audit.Event {
 	t.Helper()
+	return AuditEvents(t, func(ev audit.Event) bool { return ev.Action == action }, paths...)
+}
+
+// AuditEvents reads the entries of audit files that keep accepts, file by
+// file in order. A line that is not a JSON entry fails t: a log closed
+// cleanly holds whole entries only.
+func AuditEvents(t testing.TB, keep func(audit.Event) bool, paths ...string) []audit.Event {
+	t.Helper()
 	var out []audit.Event
 	for _, p := range paths {
 		f, err := os.Open(p)
@@ -175,16 +183,22 @@ func AuditLines(t testing.TB, action string, paths ...string) []audit.Event {
 			t.Fatal(err)
 		}
 		sc := bufio.NewScanner(f)
+		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
 			var ev audit.Event
 			if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+				f.Close()
 				t.Fatalf("%s: not JSON: %q", p, sc.Text())
 			}
-			if ev.Action == action {
+			if keep(ev) {
 				out = append(out, ev)
 			}
 		}
+		err = sc.Err()
 		f.Close()
+		if err != nil {
+			t.Fatalf("read %s: %v", p, err)
+		}
 	}
 	return out
 }
