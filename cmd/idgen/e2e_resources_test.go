@@ -8,7 +8,7 @@ package main
 // stays readable, also after a restart.
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -24,6 +24,7 @@ import (
 	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/harness/tmpfs"
 	"github.com/idgen/idgen/shared/platform/audit"
+	"github.com/idgen/idgen/shared/saga/sagatest"
 )
 
 // metricValue returns the sample name (with its labels, if any, as
@@ -315,29 +316,6 @@ func TestStartOnFullDisk(t *testing.T) {
 	}
 }
 
-// auditLogLines reads the audit log: every line must be one JSON object.
-func auditLogLines(t *testing.T, path string) []map[string]any {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []map[string]any
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var m map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("audit line is not JSON (torn?): %q", sc.Text())
-		}
-		out = append(out, m)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // transitionBody is the body of /commit (reason "") or /compensate.
 func transitionBody(id, reason string) string {
 	m := map[string]string{"id": id}
@@ -346,16 +324,6 @@ func transitionBody(id, reason string) string {
 	}
 	b, _ := json.Marshal(m)
 	return string(b)
-}
-
-func countEntries(entries []map[string]any, action, resource string) int {
-	n := 0
-	for _, e := range entries {
-		if e["action"] == action && (resource == "" || e["resource"] == resource) {
-			n++
-		}
-	}
-	return n
 }
 
 // TestAuditVolumeFills: the audit log's own 64 KiB tmpfs fills while IDs
@@ -412,13 +380,13 @@ func TestAuditVolumeFills(t *testing.T) {
 		if code, ans, err := a.post(ctx, tc.path, transitionBody(refused, tc.reason)); err != nil || code != 200 {
 			t.Fatalf("%s retry of the refused call: %d %s %v, want 200", tc.path, code, ans.body, err)
 		}
-		entries := auditLogLines(t, path)
+		entries := sagatest.PerResource(sagatest.AuditLines(t, tc.action, path))
 		for _, id := range append(done, refused) {
-			if n := countEntries(entries, tc.action, id); n != 1 {
+			if n := entries[id]; n != 1 {
 				t.Errorf("%s %s: %d audit entries, want 1 (the refused call: %v)", tc.action, id, n, id == refused)
 			}
 		}
-		if n := countEntries(entries, audit.ActionAuditResume, ""); n != i+1 {
+		if n := len(sagatest.AuditLines(t, audit.ActionAuditResume, path)); n != i+1 {
 			t.Errorf("%d %s entries after %d outages", n, audit.ActionAuditResume, i+1)
 		}
 	}
@@ -430,10 +398,18 @@ func TestAuditVolumeFills(t *testing.T) {
 	if st, code, err := a.transition(ctx, "/compensate", more[1], "declined"); err != nil || code != 200 {
 		t.Errorf("/compensate after the outages: %d %s %v", code, st, err)
 	}
-	want := map[string]bool{audit.ActionAuditStart: true, audit.ActionServiceStart: true, audit.ActionAuditResume: true, audit.ActionCommit: true, audit.ActionCompensate: true}
-	for _, e := range auditLogLines(t, path) {
-		if act, _ := e["action"].(string); !want[act] {
-			t.Errorf("unrelated audit event: %v", e)
-		}
+	// Every line (each one JSON object: AuditLines fails on a torn one) is
+	// an entry of one of these actions: the log holds no other event.
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{audit.ActionAuditStart, audit.ActionServiceStart, audit.ActionAuditResume, audit.ActionCommit, audit.ActionCompensate}
+	known := 0
+	for _, action := range want {
+		known += len(sagatest.AuditLines(t, action, path))
+	}
+	if lines := bytes.Count(b, []byte{'\n'}); known != lines {
+		t.Errorf("%d of the %d audit lines are of %v: the others are unrelated events\n%s", known, lines, want, proc.Tail(path, b, 20))
 	}
 }
