@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/harness/tmpfs"
 )
 
@@ -74,19 +75,6 @@ func perResource(evs []Event) map[string]int {
 	return per
 }
 
-// eventually polls cond every 10 ms until it is true, failing the test
-// when within passes first.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestFullDisk fills a real (tmpfs) disk under the log: the entry that
 // does not fit is refused whole (no torn line), the log reports itself
 // unhealthy, and once space returns it turns healthy by itself, with no new
@@ -126,7 +114,7 @@ func TestFullDisk(t *testing.T) {
 	}
 	// No Record from here until the log is healthy: it notices by itself,
 	// within a retry interval (default 1 s).
-	eventually(t, 5*time.Second, "Healthy() = nil after space returned", func() bool { return l.Healthy() == nil })
+	proc.Eventually(t, 5*time.Second, "Healthy() = nil after space returned", func() bool { return l.Healthy() == nil })
 	if per := wholeLines(t, path); per[refused[0].Resource] != 0 || per[ActionAuditResume] != 1 {
 		t.Fatalf("after the recovery: %d lines of the refused entry (want 0: its caller owns it), %d audit.resume (want 1)", per[refused[0].Resource], per[ActionAuditResume])
 	}

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/idgen/idgen/harness/proc"
 )
 
 // fakeDisk is a sink of limited capacity whose sync and truncate a test
@@ -155,7 +157,7 @@ func TestShortWriteGivesBack(t *testing.T) {
 		t.Fatal("Healthy() = nil on a full disk")
 	}
 	d.set(spacious)
-	eventually(t, 2*time.Second, "Healthy() = nil once space returned, with no new entry", func() bool { return l.Healthy() == nil })
+	proc.Eventually(t, 2*time.Second, "Healthy() = nil once space returned, with no new entry", func() bool { return l.Healthy() == nil })
 	if per := d.lines(t); per["id-1"] != 1 || per["id-2"] != 0 || per[ActionAuditResume] != 1 {
 		t.Fatalf("lines %v: want id-1 once, the refused id-2 absent, one audit.resume", per)
 	}
@@ -178,10 +180,10 @@ func TestBacklogRides(t *testing.T) {
 	for _, r := range []string{"id-1", "id-2", "id-3"} {
 		chs = append(chs, recordAsync(l, entry(r)))
 	}
-	eventually(t, 2*time.Second, "three entries waiting on a failed disk", func() bool { return waiting(l) == 3 && l.Healthy() != nil })
+	proc.Eventually(t, 2*time.Second, "three entries waiting on a failed disk", func() bool { return waiting(l) == 3 && l.Healthy() != nil })
 	lineLen := len(mustLine(t, entry("id-1")))
 	d.set(func(d *fakeDisk) { d.capacity = len(d.data) + lineLen + lineLen/2 })
-	eventually(t, 2*time.Second, "one entry written by a short write", func() bool { return waiting(l) == 2 })
+	proc.Eventually(t, 2*time.Second, "one entry written by a short write", func() bool { return waiting(l) == 2 })
 	if per := d.lines(t); per["id-1"]+per["id-2"]+per["id-3"] != 1 {
 		t.Fatalf("lines %v: want the one whole line of the short write", per)
 	}
@@ -191,7 +193,7 @@ func TestBacklogRides(t *testing.T) {
 			t.Fatalf("Record of a retried entry: %v", err)
 		}
 	}
-	eventually(t, 2*time.Second, "Healthy() = nil", func() bool { return l.Healthy() == nil })
+	proc.Eventually(t, 2*time.Second, "Healthy() = nil", func() bool { return l.Healthy() == nil })
 	if per := d.lines(t); per["id-1"] != 1 || per["id-2"] != 1 || per["id-3"] != 1 || per[ActionAuditResume] != 1 {
 		t.Fatalf("lines %v: want each entry once and one audit.resume", per)
 	}
@@ -217,7 +219,7 @@ func TestSyncFailureCut(t *testing.T) {
 	l, d := fakeLog(t, 1<<20, Settings{RetryInterval: time.Hour, Wait: time.Minute})
 	d.set(func(d *fakeDisk) { d.syncErr = syscall.EIO })
 	first := recordAsync(l, entry("id-1"))
-	eventually(t, 2*time.Second, "Healthy() reports the failed fsync", func() bool { return errors.Is(l.Healthy(), syscall.EIO) })
+	proc.Eventually(t, 2*time.Second, "Healthy() reports the failed fsync", func() bool { return errors.Is(l.Healthy(), syscall.EIO) })
 	if per := d.lines(t); per["id-1"] != 0 {
 		t.Fatalf("lines %v: the entry of the failed fsync is still in the file", per)
 	}
@@ -250,7 +252,7 @@ func TestTruncateFailure(t *testing.T) {
 		t.Fatal("Record succeeded while the file has a torn tail")
 	}
 	d.set(func(d *fakeDisk) { spacious(d); d.truncErr = nil })
-	eventually(t, 2*time.Second, "Healthy() = nil once the tail is cut and space returned", func() bool { return l.Healthy() == nil })
+	proc.Eventually(t, 2*time.Second, "Healthy() = nil once the tail is cut and space returned", func() bool { return l.Healthy() == nil })
 	if per := d.lines(t); per["id-1"] != 0 || per["id-2"] != 0 || per[ActionAuditResume] != 1 {
 		t.Fatalf("lines %v: want the refused entries absent and one audit.resume", per)
 	}
@@ -262,7 +264,7 @@ func TestBacklogFull(t *testing.T) {
 	l, d := fakeLog(t, 1<<20, Settings{RetryInterval: 10 * time.Millisecond, Wait: time.Hour, MaxBacklog: 2})
 	d.set(func(d *fakeDisk) { d.capacity = len(d.data) })
 	a, b := recordAsync(l, entry("id-1")), recordAsync(l, entry("id-2"))
-	eventually(t, 2*time.Second, "two entries waiting", func() bool { return waiting(l) == 2 })
+	proc.Eventually(t, 2*time.Second, "two entries waiting", func() bool { return waiting(l) == 2 })
 	if err := l.Record(entry("id-3")); !errors.Is(err, ErrBacklogFull) {
 		t.Fatalf("Record beyond MaxBacklog: %v, want ErrBacklogFull", err)
 	}
@@ -332,14 +334,14 @@ func TestSignedChainThroughFailures(t *testing.T) {
 			}
 		}
 	}
-	eventually(t, 2*time.Second, "entries waiting on a failed disk", func() bool { return waiting(l) > 0 && l.Healthy() != nil })
+	proc.Eventually(t, 2*time.Second, "entries waiting on a failed disk", func() bool { return waiting(l) > 0 && l.Healthy() != nil })
 	d.set(func(d *fakeDisk) { spacious(d); d.syncErr = nil })
 	for _, ch := range chs[3:] {
 		if err := waitErr(t, ch, 2*time.Second); err != nil {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 2*time.Second, "Healthy() = nil", func() bool { return l.Healthy() == nil })
+	proc.Eventually(t, 2*time.Second, "Healthy() = nil", func() bool { return l.Healthy() == nil })
 	d.mu.Lock()
 	data := append([]byte(nil), d.data...)
 	d.mu.Unlock()
