@@ -2,15 +2,13 @@ package allocator
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/idgen/idgen/harness/testpki"
 	"github.com/idgen/idgen/harness/zkharness"
 )
 
@@ -71,20 +69,10 @@ func TestDigestAuthACL(t *testing.T) {
 // client without TLS cannot open a session there.
 func TestTLS(t *testing.T) {
 	e := zkharness.StartT(t, zkharness.Options{TLS: true})
-	caFile, certFile, keyFile := e.TLSFiles()
-	caPEM, err := os.ReadFile(caFile)
+	cfg, err := testpki.LoadClientConfig(e.TLSFiles())
 	if err != nil {
 		t.Fatal(err)
 	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(caPEM) {
-		t.Fatal("no CA certificate")
-	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	a := openT(t, Config{Servers: e.TLSAddrs(), TLS: cfg})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

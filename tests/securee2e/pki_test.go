@@ -224,13 +224,3 @@ func writeFileAtomic(t testing.TB, path string, b []byte) {
 		t.Fatal(err)
 	}
 }
-
-// x509Pool is a pool of the PEM certificates in b.
-func x509Pool(t testing.TB, b []byte) *x509.CertPool {
-	t.Helper()
-	p := x509.NewCertPool()
-	if !p.AppendCertsFromPEM(b) {
-		t.Fatal("no certificate in the CA file")
-	}
-	return p
-}

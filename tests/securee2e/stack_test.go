@@ -22,6 +22,7 @@ import (
 
 	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/harness/redisharness"
+	"github.com/idgen/idgen/harness/testpki"
 	"github.com/idgen/idgen/harness/zkharness"
 	"github.com/idgen/idgen/shared/registry/redisstore"
 	"github.com/idgen/idgen/tests/internal/idgenproc"
@@ -219,12 +220,10 @@ func (s *stack) startWorker(name string) *worker {
 // CA, no client certificate (optional on the server), the ACL user.
 func (s *stack) redisTLSConfig() *tls.Config {
 	s.t.Helper()
-	caPEM, err := os.ReadFile(s.redisTLS[0])
+	c, err := testpki.LoadClientConfig(s.redisTLS[0], "", "")
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	c := &tls.Config{MinVersion: tls.VersionTLS12}
-	c.RootCAs = x509Pool(s.t, caPEM)
 	return c
 }
 
@@ -255,16 +254,10 @@ func (s *stack) registry() *redisstore.Store {
 // certificate), with the digest credentials when withAuth.
 func (s *stack) zkConn(withAuth bool) *zk.Conn {
 	s.t.Helper()
-	caFile, certFile, keyFile := s.zk.TLSFiles()
-	caPEM, err := os.ReadFile(caFile)
+	cfg, err := testpki.LoadClientConfig(s.zk.TLSFiles())
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	cfg := &tls.Config{RootCAs: x509Pool(s.t, caPEM), Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	dial := func(network, addr string, timeout time.Duration) (net.Conn, error) {
 		return (&tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: cfg}).Dial(network, addr)
 	}

@@ -2,14 +2,12 @@ package redisstore
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/idgen/idgen/harness/redisharness"
+	"github.com/idgen/idgen/harness/testpki"
 	"github.com/idgen/idgen/shared/registry"
 )
 
@@ -18,20 +16,10 @@ import (
 // credentials and plain TCP fail at Open.
 func TestTLSAndACL(t *testing.T) {
 	srv := redisharness.StartStandaloneT(t, redisharness.Options{TLS: true, ACLUser: "idgen", ACLPassword: "s3cret"})
-	caFile, certFile, keyFile := srv.TLSFiles()
-	ca, err := os.ReadFile(caFile)
+	tc, err := testpki.LoadClientConfig(srv.TLSFiles())
 	if err != nil {
 		t.Fatal(err)
 	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(ca) {
-		t.Fatal("no CA certificate")
-	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc := &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	addrs := []string{srv.Addr()}
 	s := open(t, Config{Addrs: addrs, TLS: tc, Username: "idgen", Password: "s3cret"})
 	ctx := context.Background()
