@@ -59,15 +59,7 @@ func embeddedStack(t *testing.T, engine string) (*harness, *failingAudit) {
 		case "bolt":
 			store = d.Registry.(*boltstore.Store)
 		case "pebble":
-			p, err := pebblestore.Open(pebblestore.Config{Dir: t.TempDir()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				if err := p.Close(); err != nil {
-					t.Errorf("pebblestore.Close: %v", err)
-				}
-			})
+			p := openPebble(t, pebblestore.Config{})
 			d.Registry, store = p, p
 		default:
 			t.Fatalf("unknown engine %q", engine)

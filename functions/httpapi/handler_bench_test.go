@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,7 +16,6 @@ import (
 	"github.com/idgen/idgen/functions/httpapi"
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/idcodec"
-	"github.com/idgen/idgen/shared/platform/audit"
 	"github.com/idgen/idgen/shared/platform/logring"
 	"github.com/idgen/idgen/shared/platform/sealer"
 	"github.com/idgen/idgen/shared/registry"
@@ -40,11 +38,7 @@ import (
 // teed into the /logs ring.
 func BenchmarkGenerateHandler(b *testing.B) {
 	b.Run("memregistry", func(b *testing.B) {
-		gen, err := generator.New(&benchSource{}, generator.FixedWorker(0), generator.Config{InitialStep: 1 << 22, MinStep: 1 << 22, MaxStep: 1 << 22})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(gen.Close)
+		gen := newGenerator(b, &benchSource{}, generator.Config{InitialStep: 1 << 22, MinStep: 1 << 22, MaxStep: 1 << 22})
 		reg := newMemRegistry()
 		benchGenerate(b, gen, reg)
 		if got := reg.records.Load(); got != int64(b.N) {
@@ -52,20 +46,8 @@ func BenchmarkGenerateHandler(b *testing.B) {
 		}
 	})
 	b.Run("pebblestore", func(b *testing.B) {
-		store, err := pebblestore.Open(pebblestore.Config{Dir: b.TempDir()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() {
-			if err := store.Close(); err != nil {
-				b.Errorf("store.Close: %v", err)
-			}
-		})
-		gen, err := generator.New(store, generator.FixedWorker(0), generator.Config{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(gen.Close)
+		store := openPebble(b, pebblestore.Config{})
+		gen := newGenerator(b, store, generator.Config{})
 		benchGenerate(b, gen, store)
 	})
 }
@@ -110,15 +92,7 @@ func newBenchService(b *testing.B, gen *generator.Generator, reg benchRegistry) 
 	core := zapcore.NewCore(enc, zapcore.AddSync(io.Discard), zapcore.InfoLevel)
 	log := zap.New(zapcore.NewTee(core, ring.Core(enc.Clone(), zapcore.InfoLevel)), zap.AddCaller())
 
-	keys, err := sealer.LoadKeyFile(filepath.Join(b.TempDir(), "metadata.key"), true)
-	if err != nil {
-		b.Fatal(err)
-	}
-	auditLog, err := audit.Open(filepath.Join(b.TempDir(), "audit.log"), "bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = auditLog.Close() })
+	keys, auditLog, _ := newSecrets(b, "bench")
 	svc, err := httpapi.New(httpapi.Config{Dev: true}, httpapi.Deps{
 		IDs: gen, Registry: reg, Logger: log, Logs: ring, Metrics: httpapi.NewMetrics(gen),
 		Sealer: sealer.NewVault(keys, reg), Audit: auditLog,

@@ -30,6 +30,7 @@ import (
 	"github.com/idgen/idgen/shared/platform/logring"
 	"github.com/idgen/idgen/shared/platform/sealer"
 	"github.com/idgen/idgen/shared/registry/boltstore"
+	"github.com/idgen/idgen/shared/registry/pebblestore"
 )
 
 // maxBody mirrors the fasthttp.Server limit of cmd/idgen/serve.go newServer.
@@ -84,22 +85,9 @@ func newStackDeps(tb testing.TB, base zapcore.Core, cfg httpapi.Config, a httpap
 			tb.Errorf("store.Close: %v", err)
 		}
 	})
-	gen, err := generator.New(store, generator.FixedWorker(0), generator.Config{})
-	if err != nil {
-		tb.Fatalf("generator.New: %v", err)
-	}
-	tb.Cleanup(gen.Close)
+	gen := newGenerator(tb, store, generator.Config{})
 	metrics = httpapi.NewMetrics(gen)
-	keys, err := sealer.LoadKeyFile(filepath.Join(tb.TempDir(), "metadata.key"), true)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	auditPath := filepath.Join(tb.TempDir(), "audit.log")
-	auditLog, err := audit.Open(auditPath, "test")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = auditLog.Close() })
+	keys, auditLog, auditPath := newSecrets(tb, "test")
 	d := httpapi.Deps{
 		Audit: auditLog,
 		IDs:   gen, Registry: store, Logger: log, Logs: ring, Metrics: metrics, Sealer: sealer.NewVault(keys, store), Auth: a,
@@ -122,6 +110,52 @@ func newStackDeps(tb testing.TB, base zapcore.Core, cfg httpapi.Config, a httpap
 		tb.Fatalf("first range claim: %v", err)
 	}
 	return &stack{store: store, gen: gen, svc: svc, metrics: metrics, ring: ring, auditPath: auditPath}
+}
+
+// newGenerator is worker 0's generator over src, closed when tb ends.
+func newGenerator(tb testing.TB, src generator.RangeSource, cfg generator.Config) *generator.Generator {
+	tb.Helper()
+	gen, err := generator.New(src, generator.FixedWorker(0), cfg)
+	if err != nil {
+		tb.Fatalf("generator.New: %v", err)
+	}
+	tb.Cleanup(gen.Close)
+	return gen
+}
+
+// newSecrets is the key ring of a new metadata key file and a new audit log
+// of instance, at auditPath, both in temporary directories; the log is
+// closed when tb ends.
+func newSecrets(tb testing.TB, instance string) (keys *sealer.Ring, auditLog *audit.Log, auditPath string) {
+	tb.Helper()
+	keys, err := sealer.LoadKeyFile(filepath.Join(tb.TempDir(), "metadata.key"), true)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	auditPath = filepath.Join(tb.TempDir(), "audit.log")
+	auditLog, err = audit.Open(auditPath, instance)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = auditLog.Close() })
+	return keys, auditLog, auditPath
+}
+
+// openPebble opens a Pebble store in a temporary directory (cfg.Dir),
+// closed when tb ends.
+func openPebble(tb testing.TB, cfg pebblestore.Config) *pebblestore.Store {
+	tb.Helper()
+	cfg.Dir = tb.TempDir()
+	s, err := pebblestore.Open(cfg)
+	if err != nil {
+		tb.Fatalf("pebblestore.Open: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			tb.Errorf("pebblestore.Close: %v", err)
+		}
+	})
+	return s
 }
 
 // newTestCore logs info and above through t.Log (the ring keeps debug too).
