@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -16,7 +15,6 @@ import (
 
 	"github.com/idgen/idgen/functions/httpapi"
 	"github.com/idgen/idgen/shared/generator"
-	"github.com/idgen/idgen/shared/platform/audit"
 	"github.com/idgen/idgen/shared/platform/logring"
 	"github.com/idgen/idgen/shared/platform/sealer"
 	"github.com/idgen/idgen/shared/registry"
@@ -50,29 +48,13 @@ var _ httpapi.Registry = (*failingRegistry)(nil)
 
 func newAccessService(t *testing.T, cfg httpapi.Config) *accessService {
 	t.Helper()
-	store, err := pebblestore.Open(pebblestore.Config{Dir: t.TempDir(), NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	gen, err := generator.New(store, generator.FixedWorker(0), generator.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(gen.Close)
+	store := openPebble(t, pebblestore.Config{NoSync: true})
+	gen := newGenerator(t, store, generator.Config{})
 	ring := logring.New(100)
 	obs, lines := observer.New(zapcore.InfoLevel)
 	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
 	log := zap.New(zapcore.NewTee(obs, ring.Core(enc, zapcore.InfoLevel)))
-	keys, err := sealer.LoadKeyFile(filepath.Join(t.TempDir(), "metadata.key"), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	auditLog, err := audit.Open(filepath.Join(t.TempDir(), "audit.log"), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = auditLog.Close() })
+	keys, auditLog, _ := newSecrets(t, "test")
 	reg := &failingRegistry{Store: store}
 	cfg.Dev = true
 	svc, err := httpapi.New(cfg, httpapi.Deps{
