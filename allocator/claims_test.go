@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/harness/zkharness"
 )
 
@@ -162,7 +163,7 @@ func TestLeaderKilledDuringClaims(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, 30*time.Second, "claims before the kill", func() bool { return l.len() >= 40 })
+	proc.Eventually(t, 30*time.Second, "claims before the kill", func() bool { return l.len() >= 40 })
 	lead, err := e.Leader(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/harness/zkharness"
 )
 
@@ -92,7 +93,7 @@ func TestFencedInstanceDoesNotLead(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = e.Cont(0) }()
-	waitFor(t, 10*time.Second, "the lease to run out", func() bool {
+	proc.Eventually(t, 10*time.Second, "the lease to run out", func() bool {
 		_, err := a.Worker(time.Now())
 		return errors.Is(err, ErrFenced)
 	})

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/harness/zkharness"
 	"github.com/idgen/idgen/shared/generator"
 )
@@ -89,25 +90,13 @@ func rawConn(t testing.TB, servers []string, auth *DigestAuth) *zk.Conn {
 			t.Fatalf("AddAuth: %v", err)
 		}
 	}
-	waitFor(t, 15*time.Second, "raw session", func() bool { return conn.State() == zk.StateHasSession })
+	proc.Eventually(t, 15*time.Second, "raw session", func() bool { return conn.State() == zk.StateHasSession })
 	return conn
 }
 
 type discard struct{}
 
 func (discard) Printf(string, ...any) {}
-
-// waitFor polls cond every 10ms until it holds or d passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // ledger collects the ranges handed out, from any goroutine.
 type ledger struct {

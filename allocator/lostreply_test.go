@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/harness/zkproxy"
 	"github.com/idgen/idgen/shared/generator"
 )
@@ -65,7 +66,7 @@ func TestLostReplyResolved(t *testing.T) {
 			l.add(0, r)
 			done <- r
 		}()
-		waitFor(t, 10*time.Second, "the swallowed reply", func() bool { landed, _ := p.Swallowed(); return landed == 2 })
+		proc.Eventually(t, 10*time.Second, "the swallowed reply", func() bool { landed, _ := p.Swallowed(); return landed == 2 })
 		rb := claim(1, b, 50) // a's write [200, 300) landed; b takes [300, 350)
 		ra := <-done
 		if rb != (generator.Range{Start: 300, End: 350}) {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/harness/zkproxy"
 )
 
@@ -81,13 +82,13 @@ func TestSessionExpiry(t *testing.T) {
 	if _, err := a.Worker(time.Now()); err != nil {
 		t.Errorf("Worker right after the cut: %v; the lease should cover a short disconnection", err)
 	}
-	waitFor(t, timeout, "the lease to fence a", aFenced.Load)
+	proc.Eventually(t, timeout, "the lease to fence a", aFenced.Load)
 	fenced := time.Since(cut)
 	if fenced > timeout*2/3+100*time.Millisecond {
 		t.Errorf("fenced %v after the cut, later than the lease (%v)", fenced, timeout*2/3)
 	}
 	slotPath := root + "/workers/" + strconv.Itoa(int(slotA))
-	waitFor(t, 4*timeout, "the server to expire a's session", func() bool {
+	proc.Eventually(t, 4*timeout, "the server to expire a's session", func() bool {
 		ok, st, err := conn.Exists(slotPath)
 		return err == nil && (!ok || st.EphemeralOwner != sidA)
 	})
@@ -102,7 +103,7 @@ func TestSessionExpiry(t *testing.T) {
 		t.Errorf("newcomer got slot %d (%v), want a's freed slot %d", slotC, err, slotA)
 	}
 
-	waitFor(t, 20*time.Second, "a to re-claim a slot with a new session", func() bool {
+	proc.Eventually(t, 20*time.Second, "a to re-claim a slot with a new session", func() bool {
 		_, err := a.Worker(time.Now())
 		return err == nil
 	})

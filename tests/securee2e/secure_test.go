@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/platform/audit"
 	"github.com/idgen/idgen/shared/platform/auth"
@@ -140,7 +141,7 @@ func TestSecureStack(t *testing.T) {
 	for _, id := range byWorker {
 		want[id] = registry.Compensated
 	}
-	waitFor(t, 90*time.Second, "the worker to drain the failure stream", func() bool {
+	proc.Eventually(t, 90*time.Second, "the worker to drain the failure stream", func() bool {
 		gs, err := rdb.XInfoGroups(ctx, failures).Result()
 		return err == nil && len(gs) == 1 && gs[0].EntriesRead == int64(len(byWorker)+1) && gs[0].Lag == 0 && gs[0].Pending == 0
 	})
@@ -343,16 +344,4 @@ func contains(ids []idcodec.ID, id idcodec.ID) bool {
 		}
 	}
 	return false
-}
-
-// waitFor polls cond every 50ms until it holds or d passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
