@@ -12,6 +12,24 @@ import (
 	"github.com/idgen/idgen/shared/idcodec"
 )
 
+// offsetFile sets IDGEN_FAULT_CLOCK_OFFSET_FILE, for the rest of t, to a
+// new file holding offset, and returns its path.
+func offsetFile(t *testing.T, offset string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "offset")
+	setOffset(t, path, offset)
+	t.Setenv(faultClockEnv, path)
+	return path
+}
+
+// setOffset writes offset to the offset file at path.
+func setOffset(t *testing.T, path, offset string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(offset), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestFaultClock: IDGEN_FAULT_CLOCK_OFFSET_FILE offsets the clock from the
 // start, a later step backwards is picked up by the running clock, the
 // stamped timestamps never go back across the step (max(now, last)), and a
@@ -30,11 +48,7 @@ func TestFaultClock(t *testing.T) {
 	})
 
 	t.Run("bad file refuses", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "offset")
-		if err := os.WriteFile(path, []byte("yesterday"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Setenv(faultClockEnv, path)
+		offsetFile(t, "yesterday")
 		var c idcodec.Clock
 		if err := injectFaultClock(ctx, &c, log); err == nil {
 			t.Fatal("a bad offset file was accepted")
@@ -42,11 +56,7 @@ func TestFaultClock(t *testing.T) {
 	})
 
 	t.Run("offset and step", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "offset")
-		if err := os.WriteFile(path, []byte("-1h\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Setenv(faultClockEnv, path)
+		path := offsetFile(t, "-1h\n")
 		var c idcodec.Clock
 		if err := injectFaultClock(ctx, &c, log); err != nil {
 			t.Fatal(err)
@@ -55,23 +65,17 @@ func TestFaultClock(t *testing.T) {
 			t.Fatalf("clock is %v behind, want about 1h", d)
 		}
 		// Step forward to the real time, stamp, then step back 10 s.
-		if err := os.WriteFile(path, []byte("0"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		setOffset(t, path, "0")
 		waitClock(t, &c, func(d time.Duration) bool { return d < time.Minute })
 		before := c.Millis()
-		if err := os.WriteFile(path, []byte("-10s"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		setOffset(t, path, "-10s")
 		waitClock(t, &c, func(d time.Duration) bool { return d > 9*time.Second })
 		after := c.Millis()
 		if after < before {
 			t.Fatalf("timestamp went back across the step: %d then %d", before, after)
 		}
 		// A bad content later keeps the last offset.
-		if err := os.WriteFile(path, []byte("garbage"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		setOffset(t, path, "garbage")
 		time.Sleep(3 * faultClockPoll)
 		if d := time.Since(c.Read()); d < 9*time.Second || d > 11*time.Second {
 			t.Fatalf("clock is %v behind after a bad file, want the last offset (10s)", d)
