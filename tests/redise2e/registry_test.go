@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/redisstore"
+	"github.com/idgen/idgen/tests/internal/idgenapi"
 )
 
 // TestTwoInstancesShareRegistry: 100k IDs from two instances sharing one
@@ -42,15 +42,7 @@ func TestTwoInstancesShareRegistry(t *testing.T) {
 		workers = 16
 	)
 	jobs := make(chan int, batches+singles)
-	plan := make([]int, 0, batches+singles)
-	for range batches {
-		plan = append(plan, 1000)
-	}
-	for range singles {
-		plan = append(plan, 0)
-	}
-	rand.Shuffle(len(plan), func(i, j int) { plan[i], plan[j] = plan[j], plan[i] })
-	for _, n := range plan {
+	for _, n := range idgenapi.MixedCounts(batches, singles) {
 		jobs <- n
 	}
 	close(jobs)

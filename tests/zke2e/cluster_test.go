@@ -3,12 +3,13 @@ package zke2e
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/idgen/idgen/tests/internal/idgenapi"
 )
 
 // startCluster starts one `idgen serve` per name against the ensemble at
@@ -30,19 +31,6 @@ func startClusterOpts(t *testing.T, c *http.Client, o procOpts, names ...string)
 		p.waitReady(t, c, 60*time.Second)
 	}
 	return ps
-}
-
-// mixedJobs returns batches × count=1000 and singles × single, shuffled.
-func mixedJobs(batches, singles int) []int {
-	jobs := make([]int, 0, batches+singles)
-	for range batches {
-		jobs = append(jobs, 1000)
-	}
-	for range singles {
-		jobs = append(jobs, 0)
-	}
-	rand.Shuffle(len(jobs), func(i, j int) { jobs[i], jobs[j] = jobs[j], jobs[i] })
-	return jobs
 }
 
 // waitInstances polls checkInstances (3s per round, every 250ms) until it
@@ -119,7 +107,7 @@ func TestThreeInstancesNoDuplicates(t *testing.T) {
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i, p := range ps {
-		wg.Go(func() { runJobs(ctx, c, l, i, p.url, clients, mixedJobs(batches, singles)) })
+		wg.Go(func() { runJobs(ctx, c, l, i, p.url, clients, idgenapi.MixedCounts(batches, singles)) })
 	}
 	wg.Wait()
 	elapsed := time.Since(start)

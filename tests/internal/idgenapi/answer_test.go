@@ -53,3 +53,15 @@ func TestErrorCodeAndSample(t *testing.T) {
 		t.Error("Sample of a labelled metric found an unlabelled one")
 	}
 }
+
+// TestMixedCounts: as many batches and singles as asked, nothing else.
+func TestMixedCounts(t *testing.T) {
+	counts := MixedCounts(3, 5)
+	kinds := map[int]int{}
+	for _, n := range counts {
+		kinds[n]++
+	}
+	if len(counts) != 8 || kinds[1000] != 3 || kinds[0] != 5 {
+		t.Fatalf("MixedCounts(3, 5) = %v", counts)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -87,6 +88,21 @@ func CountBody(count int) []byte {
 		return []byte(`{}`)
 	}
 	return []byte(`{"count":` + strconv.Itoa(count) + `}`)
+}
+
+// MixedCounts is the counts of a mixed /generate load, for Generate:
+// batches requests for 1000 IDs and singles for one ID (count 0), shuffled
+// so that the two kinds interleave.
+func MixedCounts(batches, singles int) []int {
+	counts := make([]int, 0, batches+singles)
+	for range batches {
+		counts = append(counts, 1000)
+	}
+	for range singles {
+		counts = append(counts, 0)
+	}
+	rand.Shuffle(len(counts), func(i, j int) { counts[i], counts[j] = counts[j], counts[i] })
+	return counts
 }
 
 // Sample returns the value of the unlabelled sample name in a /metrics
