@@ -215,15 +215,10 @@ func TestFrozenInstanceFenced(t *testing.T) {
 	ps := startCluster(t, c, e.ConnectString(), root, "idgen-a", "idgen-b", "idgen-c")
 	const frozen = 2
 
-	l := fencedLedger(frozen)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	loads := paceAll(ctx, c, l, ps, 2, 25*time.Millisecond)
-	defer stopAll(loads)
-	time.Sleep(2 * time.Second)
-
-	zc := zkConnect(t, e.Addrs())
-	wOld, slotPath, oldSession := slotOf(t, zc, root, l, frozen, ps[frozen].name, "the freeze")
+	fr := startFenceRun(ctx, t, c, e.Addrs(), root, ps, frozen, 25*time.Millisecond, "the freeze")
+	l, wOld := fr.l, fr.slot
 
 	tStop := time.Now()
 	if err := ps[frozen].signal(syscall.SIGSTOP); err != nil {
@@ -231,7 +226,7 @@ func TestFrozenInstanceFenced(t *testing.T) {
 	}
 	cont := sync.OnceFunc(func() { _ = ps[frozen].signal(syscall.SIGCONT) })
 	defer cont()
-	waited, msg, expired := waitSlotLost(zc, slotPath, oldSession)
+	waited, msg, expired := fr.waitSlotLost()
 	if !expired {
 		t.Fatalf("session of the frozen process not expired %v after SIGSTOP: %s", waited, msg)
 	}
@@ -239,12 +234,11 @@ func TestFrozenInstanceFenced(t *testing.T) {
 
 	// A new process takes the lowest free slot: the frozen one's.
 	const newcomer = 3
-	d, wD := startNewcomer(ctx, t, c, e.ConnectString(), root, l, newcomer)
+	d, wD := fr.newcomer(ctx, t, c, e.ConnectString(), root, newcomer)
 	ps = append(ps, d)
 	if wD != wOld {
 		t.Logf("note: the new process got worker %d, not the frozen one's %d", wD, wOld)
 	}
-	loads = append(loads, startPaced(ctx, c, l, newcomer, d.url, 2, 25*time.Millisecond, steadyPattern, 5000))
 
 	// SIGCONT and ask at once, from several goroutines, until the resumed
 	// process has issued a while with its new slot.
@@ -269,7 +263,7 @@ func TestFrozenInstanceFenced(t *testing.T) {
 	close(start)
 	wg.Wait()
 	time.Sleep(500 * time.Millisecond)
-	stopAll(loads)
+	fr.stop()
 
 	l.check(t)
 	stopMS := uint64(tStop.UnixMilli()) + 50 // SIGSTOP lands within microseconds
@@ -520,21 +514,16 @@ func TestPartitionedInstanceFenced(t *testing.T) {
 	ps = append(ps, cut)
 	const isolated = 2
 
-	l := fencedLedger(isolated)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	loads := paceAll(ctx, c, l, ps, 2, 20*time.Millisecond)
-	defer stopAll(loads)
-	time.Sleep(2 * time.Second)
-
-	zc := zkConnect(t, e.Addrs())
-	wOld, slotPath, oldSession := slotOf(t, zc, root, l, isolated, cut.name, "the partition")
+	fr := startFenceRun(ctx, t, c, e.Addrs(), root, ps, isolated, 20*time.Millisecond, "the partition")
+	l, wOld := fr.l, fr.slot
 
 	tPart := time.Now()
 	proxy.partition()
 	healOnce := sync.OnceFunc(proxy.heal)
 	defer healOnce()
-	waited, msg, expired := waitSlotLost(zc, slotPath, oldSession)
+	waited, msg, expired := fr.waitSlotLost()
 	if !expired {
 		t.Fatalf("session of the cut-off process not expired %v after the partition: %s", waited, msg)
 	}
@@ -556,9 +545,8 @@ func TestPartitionedInstanceFenced(t *testing.T) {
 		}
 	})
 	const newcomer = 3
-	d, wD := startNewcomer(ctx, t, c, e.ConnectString(), root, l, newcomer)
+	d, wD := fr.newcomer(ctx, t, c, e.ConnectString(), root, newcomer)
 	ps = append(ps, d)
-	loads = append(loads, startPaced(ctx, c, l, newcomer, d.url, 2, 20*time.Millisecond, steadyPattern, 5000))
 	h, herr := getHealth(ctx, c, cut.url)
 	time.Sleep(2 * time.Second) // both "own" the slot in the cut-off one's view, if it were not fenced
 
@@ -574,7 +562,7 @@ func TestPartitionedInstanceFenced(t *testing.T) {
 		t.Logf("cut-off process issues with a new slot %v after the heal", took.Round(time.Millisecond))
 	}
 	time.Sleep(500 * time.Millisecond)
-	stopAll(loads)
+	fr.stop()
 
 	l.check(t)
 	if herr != nil || h.Status != "down" || h.check("worker_slot") != "down" {

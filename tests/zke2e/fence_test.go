@@ -29,34 +29,67 @@ func fencedLedger(target int) *ledger {
 	return l
 }
 
-// slotOf returns the one worker slot name (target) stamped so far, its
-// znode under root and the session that owns it. It fails t unless target
-// stamped exactly one slot before the fault (what names the fault).
-func slotOf(t *testing.T, zc *zk.Conn, root string, l *ledger, target int, name, fault string) (w uint16, path string, session int64) {
-	t.Helper()
-	ws := l.workersOf(target)
-	if len(ws) != 1 {
-		t.Fatalf("%s stamped workers %v before %s, want one", name, ws, fault)
-	}
-	path = root + "/workers/" + strconv.Itoa(int(ws[0]))
-	ok, st, err := zc.Exists(path)
-	if err != nil || !ok {
-		t.Fatalf("slot znode %s: exists=%v err=%v", path, ok, err)
-	}
-	return ws[0], path, st.EphemeralOwner
+// fenceRun is a fencing test under way: a paced load of 2 workers on every
+// process, recorded in a fencedLedger, and the worker slot the victim
+// stamped before its fault.
+type fenceRun struct {
+	l     *ledger
+	loads []*pacedLoad
+	pace  time.Duration
+	zc    *zk.Conn
+	// slot is the victim's worker slot before the fault, path its znode
+	// and session the session that owned it then.
+	slot    uint16
+	path    string
+	session int64
 }
 
+// startFenceRun starts the load on ps (target i is ps[i], one request per
+// pace a worker) until ctx ends or the test does, lets it run 2s, and reads
+// the one slot victim stamped; it fails t unless there is exactly one
+// (fault names the fault to come).
+func startFenceRun(ctx context.Context, t *testing.T, c *http.Client, zkAddrs []string, root string, ps []*idgenProc, victim int, pace time.Duration, fault string) *fenceRun {
+	t.Helper()
+	fr := &fenceRun{l: fencedLedger(victim), pace: pace}
+	fr.loads = paceAll(ctx, c, fr.l, ps, 2, pace)
+	t.Cleanup(fr.stop)
+	time.Sleep(2 * time.Second)
+	fr.zc = zkConnect(t, zkAddrs)
+	ws := fr.l.workersOf(victim)
+	if len(ws) != 1 {
+		t.Fatalf("%s stamped workers %v before %s, want one", ps[victim].name, ws, fault)
+	}
+	fr.slot, fr.path = ws[0], root+"/workers/"+strconv.Itoa(int(ws[0]))
+	ok, st, err := fr.zc.Exists(fr.path)
+	if err != nil || !ok {
+		t.Fatalf("slot znode %s: exists=%v err=%v", fr.path, ok, err)
+	}
+	fr.session = st.EphemeralOwner
+	return fr
+}
+
+// stop ends the load on every process (again is a no-op).
+func (fr *fenceRun) stop() { stopAll(fr.loads) }
+
 // waitSlotLost waits up to 30s until ZooKeeper expired the session that
-// owned the slot znode at path: the znode is gone, or another session owns
-// it.
-func waitSlotLost(zc *zk.Conn, path string, session int64) (time.Duration, string, bool) {
+// owned the victim's slot: the znode is gone, or another session owns it.
+func (fr *fenceRun) waitSlotLost() (time.Duration, string, bool) {
 	return waitFor(30*time.Second, 100*time.Millisecond, func() (bool, string) {
-		ok, st, err := zc.Exists(path)
+		ok, st, err := fr.zc.Exists(fr.path)
 		if err != nil {
 			return false, err.Error()
 		}
-		return !ok || st.EphemeralOwner != session, fmt.Sprintf("exists=%v owner=%x", ok, st.EphemeralOwner)
+		return !ok || st.EphemeralOwner != fr.session, fmt.Sprintf("exists=%v owner=%x", ok, st.EphemeralOwner)
 	})
+}
+
+// newcomer starts idgen-d on root (startNewcomer) as target newcomer, puts
+// the same load on it, and returns it with the worker slot it stamped.
+func (fr *fenceRun) newcomer(ctx context.Context, t *testing.T, c *http.Client, connect, root string, newcomer int) (*idgenProc, uint16) {
+	t.Helper()
+	d, w := startNewcomer(ctx, t, c, connect, root, fr.l, newcomer)
+	fr.loads = append(fr.loads, startPaced(ctx, c, fr.l, newcomer, d.url, 2, fr.pace, steadyPattern, 5000))
+	return d, w
 }
 
 // startNewcomer starts idgen-d on root, waits until it is ready, records
