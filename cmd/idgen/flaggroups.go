@@ -18,6 +18,7 @@ import (
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/platform/audit"
 	"github.com/idgen/idgen/shared/platform/logring"
+	"github.com/idgen/idgen/shared/platform/tracing"
 	"github.com/idgen/idgen/shared/registry/redisstore"
 	"github.com/idgen/idgen/shared/saga"
 )
@@ -201,13 +202,31 @@ func (a auditFlags) open(instance string, keep func(audit.Checkpoint)) (*audit.L
 	return l, nil
 }
 
-// logFlags configure the JSON log.
+// logFlags configure the JSON log and the traces.
 type logFlags struct {
-	Level string
+	Level        string
+	OTLPEndpoint string
 }
 
 func (l *logFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&l.Level, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&l.OTLPEndpoint, "otlp-endpoint", "", "OpenTelemetry collector (OTLP/HTTP) URL, e.g. http://collector:4318: export traces (default: the OTEL_EXPORTER_OTLP_ENDPOINT variable; none: tracing off)")
+}
+
+// tracing sets up the traces of a process named instance (tracing.Setup)
+// and hands their flush at exit to onClose; nil when tracing is off.
+func (l logFlags) tracing(ctx context.Context, instance string, log *zap.Logger, onClose func(func() error)) (*tracing.Provider, error) {
+	tp, err := tracing.Setup(ctx, tracing.Config{Endpoint: l.OTLPEndpoint, Instance: instance, Version: version})
+	if err != nil || tp == nil {
+		return nil, err
+	}
+	log.Info("tracing on: spans are exported over OTLP/HTTP", zap.String("endpoint", l.OTLPEndpoint))
+	onClose(func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return tp.Shutdown(sctx)
+	})
+	return tp, nil
 }
 
 // logger builds the JSON logger to w, teed into ring when ring is set (the

@@ -85,6 +85,10 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 	}
 	log := st.log
 	st.onClose(func() error { _ = log.Sync(); return nil })
+	tp, err := c.Log.tracing(ctx, advertise, log, st.onClose)
+	if err != nil {
+		return nil, err
+	}
 	if c.Dev {
 		log.Warn("DEVELOPMENT MODE: authentication is OFF; every caller can issue, commit and compensate IDs. Never run --dev in production.")
 	}
@@ -140,7 +144,7 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		st.mode += "+redis"
 	}
 	st.leads = co.leads
-	gen, err := generator.New(co.src, co.worker, generator.Config{Shard: uint8(c.Shard), Clock: clock})
+	gen, err := generator.New(co.src, co.worker, generator.Config{Shard: uint8(c.Shard), Clock: clock, Tracer: tp.Tracer("idgen/generator")})
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +175,7 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 	st.svc, err = httpapi.New(httpapi.Config{Dev: c.Dev, RequestTimeout: c.RequestTimeout, AuditFailOpen: c.AuditFailOpen, Instance: instance, RateLimit: c.RateLimit, RateBurst: c.RateBurst,
 		AccessLogEvery: c.AccessLogEvery, NoAccessLog: c.AccessLogEvery == 0}, httpapi.Deps{
 		IDs: gen, Registry: st.store, Logger: log, Logs: ring, Metrics: metrics, Membership: co.membership, Checks: checks, Sealer: sealer.NewVault(keys, st.store), Auth: verifier, Audit: st.audit,
-		CompensationMarks: compMarks, CommitMarks: commitMarks,
+		CompensationMarks: compMarks, CommitMarks: commitMarks, Tracer: tp.Tracer("idgen/httpapi"),
 	})
 	if err != nil {
 		return nil, err

@@ -97,6 +97,16 @@ func compensateCmd(ctx context.Context, args []string, _, stderr io.Writer) (err
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	var flush []func() error
+	defer func() {
+		for _, f := range flush {
+			_ = f()
+		}
+	}()
+	tp, err := c.Log.tracing(ctx, c.Consumer, log, func(f func() error) { flush = append(flush, f) })
+	if err != nil {
+		return err
+	}
 
 	cc, err := openCompensateCore(ctx, c, c.Consumer, log)
 	if err != nil {
@@ -110,7 +120,7 @@ func compensateCmd(ctx context.Context, args []string, _, stderr io.Writer) (err
 	registerAuditMetrics(metrics.Registry, cc.audit)
 	w, err := failurestream.New(rdb, core, auditLog, failurestream.Config{
 		Stream: c.FailureStream, Consumer: c.Consumer, MaxDeliveries: c.MaxDeliveries, ClaimIdle: c.ClaimIdle,
-		Logger: log.Named("compensate"), Metrics: metrics,
+		Logger: log.Named("compensate"), Metrics: metrics, Tracer: tp.Tracer("idgen/compensate"),
 	})
 	if err != nil {
 		return err

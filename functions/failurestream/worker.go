@@ -21,6 +21,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/idgen/idgen/shared/platform/backoff"
 
 	"github.com/redis/go-redis/v9"
@@ -88,6 +92,10 @@ type Config struct {
 	Logger *zap.Logger
 	// Metrics; default a fresh NewMetrics().
 	Metrics *Metrics
+	// Tracer, when set, makes each processed entry a span (compensate),
+	// continuing the trace context of its envelope (traceparent).
+	// Default nil: no span.
+	Tracer trace.Tracer
 }
 
 // Validate reports a configuration that cannot work.
@@ -365,9 +373,17 @@ func (w *Worker) handle(procCtx, runCtx context.Context, e entry) {
 		return
 	}
 	ev.Redelivered = e.deliveries > 1
+	span := noSpan
+	if w.cfg.Tracer != nil {
+		procCtx, span = w.cfg.Tracer.Start(ev.TraceContext(procCtx), "compensate", trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.String("idgen.id", ev.ID), attribute.String("idgen.entry", e.msg.ID), attribute.Int64("idgen.deliveries", e.deliveries)))
+	}
+	defer span.End()
 	for attempt := 1; ; attempt++ {
 		res, err := w.core.Compensate(procCtx, ev)
+		span.AddEvent("attempt", trace.WithAttributes(attribute.Int("idgen.attempt", attempt)))
 		if err == nil {
+			span.SetAttributes(attribute.String("idgen.outcome", res.Outcome.String()))
 			w.m.processed.WithLabelValues(res.Outcome.String()).Inc()
 			if res.AuditRecovered {
 				w.m.auditRecovered.Inc()
@@ -384,6 +400,7 @@ func (w *Worker) handle(procCtx, runCtx context.Context, e entry) {
 			return
 		}
 		if saga.Permanent(err) {
+			span.SetStatus(codes.Error, err.Error())
 			w.deadLetter(procCtx, e, ev, causePermanent, err)
 			return
 		}
@@ -470,3 +487,6 @@ func (w *Worker) inFlight() int {
 	defer w.mu.Unlock()
 	return len(w.inflight)
 }
+
+// noSpan is the span of an entry with tracing off.
+var noSpan = trace.SpanFromContext(context.Background())

@@ -17,6 +17,7 @@ import (
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/platform/logring"
 	"github.com/idgen/idgen/shared/platform/sealer"
+	"github.com/idgen/idgen/shared/platform/tracing"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/pebblestore"
 )
@@ -24,10 +25,11 @@ import (
 // accessService is a development-mode Service over an embedded store
 // whose log goes to an observer and to the /logs ring.
 type accessService struct {
-	svc   *httpapi.Service
-	lines *observer.ObservedLogs
-	store *pebblestore.Store
-	fail  *failingRegistry
+	svc      *httpapi.Service
+	lines    *observer.ObservedLogs
+	store    *pebblestore.Store
+	fail     *failingRegistry
+	auditLog string
 }
 
 // failingRegistry fails every Register with an error the service does not
@@ -46,30 +48,37 @@ func (r *failingRegistry) Register(ctx context.Context, iss registry.Issue, idem
 
 var _ httpapi.Registry = (*failingRegistry)(nil)
 
-func newAccessService(t *testing.T, cfg httpapi.Config) *accessService {
+// newAccessService returns the service; tp traces its requests and its
+// generator's claims (nil: tracing off).
+func newAccessService(t *testing.T, cfg httpapi.Config, tp *tracing.Provider) *accessService {
 	t.Helper()
 	store := openPebble(t, pebblestore.Config{NoSync: true})
-	gen := newGenerator(t, store, generator.Config{})
+	gen := newGenerator(t, store, generator.Config{Tracer: tp.Tracer("generator")})
 	ring := logring.New(100)
 	obs, lines := observer.New(zapcore.InfoLevel)
 	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
 	log := zap.New(zapcore.NewTee(obs, ring.Core(enc, zapcore.InfoLevel)))
-	keys, auditLog, _ := newSecrets(t, "test")
+	keys, auditLog, auditPath := newSecrets(t, "test")
 	reg := &failingRegistry{Store: store}
 	cfg.Dev = true
 	svc, err := httpapi.New(cfg, httpapi.Deps{
 		IDs: gen, Registry: reg, Logger: log, Logs: ring, Sealer: sealer.NewVault(keys, store), Audit: auditLog,
+		Tracer: tp.Tracer("httpapi"),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &accessService{svc: svc, lines: lines, store: store, fail: reg}
+	return &accessService{svc: svc, lines: lines, store: store, fail: reg, auditLog: auditPath}
 }
 
-// do serves one request in process and returns its answer.
-func (a *accessService) do(t *testing.T, method, uri, body string) *fasthttp.Response {
+// do serves one request in process and returns its answer; header holds
+// name, value pairs.
+func (a *accessService) do(t *testing.T, method, uri, body string, header ...string) *fasthttp.Response {
 	t.Helper()
 	var req fasthttp.Request
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	req.Header.SetMethod(method)
 	req.SetRequestURI(uri)
 	if body != "" {
@@ -108,7 +117,7 @@ func decodeJSON[T any](t *testing.T, b []byte) T {
 // Every request has one access line at info that ties its request ID to
 // the caller, the outcome and the IDs it got or named.
 func TestAccessLineNamesTheIDs(t *testing.T) {
-	a := newAccessService(t, httpapi.Config{})
+	a := newAccessService(t, httpapi.Config{}, nil)
 
 	one := a.do(t, "POST", "/generate", "")
 	if one.StatusCode() != 200 {
@@ -157,7 +166,7 @@ func TestAccessLineNamesTheIDs(t *testing.T) {
 				t.Errorf("line %d: %s = %v, want %v", i, k, l[k], v)
 			}
 		}
-		for _, k := range []string{"id", "first_id", "last_id", "count"} {
+		for _, k := range []string{"id", "first_id", "last_id", "count", "trace_id", "span_id"} {
 			if _, ok := w.fields[k]; !ok && l[k] != nil {
 				t.Errorf("line %d has %s = %v, want none", i, k, l[k])
 			}
@@ -187,7 +196,7 @@ func TestAccessLogSampling(t *testing.T) {
 		{"off", httpapi.Config{NoAccessLog: true}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newAccessService(t, tc.cfg)
+			a := newAccessService(t, tc.cfg, nil)
 			for range 20 {
 				if r := a.do(t, "GET", "/health/live", ""); r.StatusCode() != 200 {
 					t.Fatalf("health: %d %s", r.StatusCode(), r.Body())

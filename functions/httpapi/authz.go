@@ -75,7 +75,7 @@ func (s *Service) subject(c *fasthttp.RequestCtx) string { return principal(c).S
 // answer 503 for an entry they owe (unless Config.AuditFailOpen), other
 // callers go on.
 func (s *Service) audit(c *fasthttp.RequestCtx, log *reqLog, e audit.Event) error {
-	e.Source, e.RequestID, e.Instance = c.RemoteIP().String(), log.requestID(), s.cfg.Instance
+	e.Source, e.RequestID, e.TraceID, e.Instance = c.RemoteIP().String(), log.requestID(), log.traceID(), s.cfg.Instance
 	err := s.d.Audit.Record(e)
 	if err != nil {
 		log.L().Error("audit: record failed", zap.String("action", e.Action), zap.Error(err))

@@ -76,6 +76,10 @@ type compensateBody struct {
 	EventID    string  `json:"event_id"`
 	OccurredAt string  `json:"occurred_at"`
 	Source     string  `json:"source"`
+	// Traceparent and Tracestate are the failed transaction's trace
+	// context (saga.Event).
+	Traceparent string `json:"traceparent"`
+	Tracestate  string `json:"tracestate"`
 }
 
 func (b *compensateBody) parseID() (idcodec.ID, error) { return parseID(b.ID) }
@@ -164,6 +168,7 @@ func jsonFields(v any) map[string]bool {
 		return map[string]bool{
 			saga.FieldID: true, saga.FieldReason: true, saga.FieldEventID: true,
 			saga.FieldOccurredAt: true, saga.FieldSource: true,
+			saga.FieldTraceparent: true, saga.FieldTracestate: true,
 		}
 	}
 	return nil

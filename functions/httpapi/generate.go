@@ -9,6 +9,9 @@ import (
 	"errors"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
@@ -103,7 +106,7 @@ func (s *Service) generate(c *fasthttp.RequestCtx, log *reqLog) error {
 	if err := s.auditGate(); err != nil {
 		return err
 	}
-	ctx, cancel := s.requestContext()
+	ctx, cancel := s.requestContext(log)
 	defer cancel()
 
 	ids, replay, err := s.issue(ctx, c, log, req, idem)
@@ -189,7 +192,12 @@ func (s *Service) issue(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog
 		if own {
 			log.lent = true
 		}
-		replay, err := s.d.Registry.Register(ctx, registry.Issue{Records: recs, Idem: idem}, s.cfg.IdempotencyTTL.Milliseconds(), now.UnixMilli())
+		rctx, span := s.childSpan(ctx, "registry.register", attribute.Int("idgen.ids", len(ids)))
+		replay, err := s.d.Registry.Register(rctx, registry.Issue{Records: recs, Idem: idem}, s.cfg.IdempotencyTTL.Milliseconds(), now.UnixMilli())
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
 		if own && err == nil {
 			log.lent = false
 		}

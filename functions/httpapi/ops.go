@@ -15,11 +15,11 @@ import (
 	"github.com/idgen/idgen/shared/platform/logring"
 )
 
-func (s *Service) instances(c *fasthttp.RequestCtx, _ *reqLog) error {
+func (s *Service) instances(c *fasthttp.RequestCtx, log *reqLog) error {
 	if s.d.Membership == nil {
 		return writeJSON(c, fasthttp.StatusOK, map[string]any{"instances": []Member{}})
 	}
-	ctx, cancel := s.requestContext()
+	ctx, cancel := s.requestContext(log)
 	defer cancel()
 	ms, err := s.d.Membership.Members(ctx)
 	if err != nil {
@@ -81,7 +81,7 @@ func (s *Service) health(c *fasthttp.RequestCtx, log *reqLog) error {
 	if log.path == "/health/live" {
 		return writeJSON(c, fasthttp.StatusOK, map[string]string{"status": StatusOK})
 	}
-	ctx, cancel := s.requestContext()
+	ctx, cancel := s.requestContext(log)
 	defer cancel()
 	status, checks := s.HealthReport(ctx)
 	code := fasthttp.StatusOK

@@ -52,7 +52,7 @@ func (s *Service) commit(c *fasthttp.RequestCtx, log *reqLog) error {
 	if err := s.auditGate(); err != nil {
 		return err
 	}
-	ctx, cancel := s.requestContext()
+	ctx, cancel := s.requestContext(log)
 	defer cancel()
 	to := registry.Committed
 	now := s.cfg.Now().UnixMilli()
@@ -131,6 +131,7 @@ func (s *Service) compensate(c *fasthttp.RequestCtx, log *reqLog) error {
 	log.setIDs(id)
 	ev := saga.Event{
 		EventID: b.EventID, ID: id.String(), Reason: b.Reason, OccurredAt: b.OccurredAt, Source: b.Source,
+		Traceparent: b.Traceparent, Tracestate: b.Tracestate,
 		Caller: s.subject(c), Redelivered: true,
 	}
 	if _, err := ev.Validate(); err != nil {
@@ -139,7 +140,7 @@ func (s *Service) compensate(c *fasthttp.RequestCtx, log *reqLog) error {
 	if err := s.auditGate(); err != nil {
 		return err
 	}
-	ctx, cancel := s.requestContext()
+	ctx, cancel := s.requestContext(log)
 	defer cancel()
 	core := s.comp
 	core.Audit = s.requestAudit(c, log, b.Source, b.EventID)
@@ -191,20 +192,23 @@ func logAudit(log *reqLog, what string, id idcodec.ID, recovered bool, markErr, 
 // go in the entry, with this instance.
 func (s *Service) requestAudit(c *fasthttp.RequestCtx, log *reqLog, source, requestID string) requestAudit {
 	return requestAudit{next: s.d.Audit, source: firstNonEmpty(source, c.RemoteIP().String()),
-		requestID: firstNonEmpty(requestID, log.requestID()), instance: s.cfg.Instance}
+		requestID: firstNonEmpty(requestID, log.requestID()), traceID: log.traceID(), instance: s.cfg.Instance}
 }
 
 // requestAudit gives an entry the request's source, request ID and
 // instance.
 type requestAudit struct {
-	next                        Auditor
-	source, requestID, instance string
+	next                                 Auditor
+	source, requestID, traceID, instance string
 }
 
 var _ saga.Recorder = requestAudit{}
 
 func (r requestAudit) Record(e audit.Event) error {
 	e.Source, e.RequestID, e.Instance = r.source, r.requestID, r.instance
+	if r.traceID != "" { // else the event's own (saga.Event.TraceID), if any
+		e.TraceID = r.traceID
+	}
 	return r.next.Record(e)
 }
 
@@ -245,7 +249,7 @@ func (s *Service) getID(c *fasthttp.RequestCtx, log *reqLog) error {
 		return err
 	}
 	log.setIDs(id)
-	ctx, cancel := s.requestContext()
+	ctx, cancel := s.requestContext(log)
 	defer cancel()
 	rec, err := s.d.Registry.Get(ctx, id)
 	if err != nil {
@@ -294,7 +298,7 @@ func (s *Service) eraseSubject(c *fasthttp.RequestCtx, log *reqLog) error {
 	if err := s.auditGate(); err != nil {
 		return err
 	}
-	ctx, cancel := s.requestContext()
+	ctx, cancel := s.requestContext(log)
 	defer cancel()
 	if err := s.d.Sealer.Erase(ctx, subject); err != nil {
 		return err

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 
@@ -36,6 +37,7 @@ import (
 	"github.com/idgen/idgen/shared/platform/audit"
 	"github.com/idgen/idgen/shared/platform/auth"
 	"github.com/idgen/idgen/shared/platform/logring"
+	"github.com/idgen/idgen/shared/platform/tracing"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/saga"
 )
@@ -197,6 +199,11 @@ type Deps struct {
 	// CommitMarks does the same for POST /commit (its own key space: an ID
 	// may be committed and later compensated). Default nil.
 	CommitMarks saga.Marker
+	// Tracer starts the spans of requests (tracing.Provider.Tracer): the
+	// server span, continuing an incoming W3C traceparent, and its
+	// registry.register child. Default nil: tracing off, no span and no
+	// trace context is made.
+	Tracer trace.Tracer
 }
 
 // Service handles the HTTP API. Safe for concurrent use.
@@ -273,6 +280,9 @@ func (s *Service) Handle(c *fasthttp.RequestCtx) {
 	log := s.reqs.Get().(*reqLog)
 	log.reset(s.log)
 	s.requestID(c, log)
+	if s.d.Tracer != nil {
+		s.startSpan(c, log)
+	}
 	c.SetUserValue(maxBodyKey{}, s.maxBodyVal)
 	route := s.route(c, log)
 	s.finish(c, route, log, start)
@@ -289,6 +299,9 @@ func (s *Service) HandleServerError(c *fasthttp.RequestCtx, err error) {
 	start := time.Now()
 	log := &reqLog{base: s.log}
 	s.requestID(c, log)
+	if s.d.Tracer != nil {
+		s.startSpan(c, log)
+	}
 	var e *Error
 	var small *fasthttp.ErrSmallBuffer
 	var ne net.Error
@@ -333,6 +346,9 @@ func (s *Service) finish(c *fasthttp.RequestCtx, route string, log *reqLog, star
 	status := c.Response.StatusCode()
 	latency := time.Since(start)
 	s.d.Metrics.observeRequest(route, status, latency.Seconds())
+	if log.span != nil {
+		endSpan(c, log.span, route, status)
+	}
 	if status < 500 && (s.cfg.NoAccessLog || (s.accessSeq.Add(1)-1)%uint64(s.cfg.AccessLogEvery) != 0) {
 		return
 	}
@@ -340,11 +356,14 @@ func (s *Service) finish(c *fasthttp.RequestCtx, route string, log *reqLog, star
 	if ce == nil {
 		return
 	}
-	f := make([]zap.Field, 0, 10)
+	f := make([]zap.Field, 0, 12)
 	f = append(f, zap.String(logring.RequestIDKey, log.requestID()), zap.String("method", string(c.Method())), zap.String("route", route),
 		zap.Int("status", status), zap.Duration("latency", latency), zap.String("remote", c.RemoteAddr().String()))
 	if sub := principal(c).Subject; sub != "" {
 		f = append(f, zap.String("subject", sub))
+	}
+	if log.span != nil {
+		f = append(f, tracing.Fields(log.span.SpanContext())...)
 	}
 	switch {
 	case log.nIDs == 1:
@@ -433,11 +452,16 @@ func writeJSON(c *fasthttp.RequestCtx, status int, v any) error {
 }
 
 // requestContext returns the context that bounds a request's work by
-// cfg.RequestTimeout. fasthttp's RequestCtx has none and must not escape
-// into goroutines, so work runs on this context. The cancel function is a
-// no-op: the context is shared (see deadlines).
-func (s *Service) requestContext() (context.Context, context.CancelFunc) {
-	return s.deadlines.get(time.Now()), func() {}
+// cfg.RequestTimeout, carrying the request's span when tracing is on.
+// fasthttp's RequestCtx has none and must not escape into goroutines, so
+// work runs on this context. The cancel function is a no-op: the deadline
+// context is shared (see deadlines).
+func (s *Service) requestContext(log *reqLog) (context.Context, context.CancelFunc) {
+	ctx := s.deadlines.get(time.Now())
+	if log.span != nil {
+		ctx = trace.ContextWithSpan(ctx, log.span)
+	}
+	return ctx, func() {}
 }
 
 // deadlines hands out request contexts: every request that starts within the
@@ -500,6 +524,8 @@ type reqLog struct {
 	// given, for its access line (setIDs).
 	firstID, lastID idcodec.ID
 	nIDs            int
+	// span is the request's server span; nil with tracing off.
+	span trace.Span
 }
 
 type issueOne struct {
@@ -511,7 +537,7 @@ type issueOne struct {
 // reset readies a pooled reqLog for a request (the ID buffer and one are
 // overwritten before they are read).
 func (r *reqLog) reset(base *zap.Logger) {
-	r.base, r.ridLen, r.rid, r.l, r.path, r.param, r.lent, r.nIDs = base, 0, "", nil, "", "", false, 0
+	r.base, r.ridLen, r.rid, r.l, r.path, r.param, r.lent, r.nIDs, r.span = base, 0, "", nil, "", "", false, 0, nil
 }
 
 // setIDs records the IDs of the request's answer (or the one it names)
@@ -534,6 +560,9 @@ func (r *reqLog) requestID() string {
 func (r *reqLog) L() *zap.Logger {
 	if r.l == nil {
 		r.l = r.base.With(zap.String(logring.RequestIDKey, r.requestID()))
+		if r.span != nil {
+			r.l = r.l.With(tracing.Fields(r.span.SpanContext())...)
+		}
 	}
 	return r.l
 }

@@ -19,6 +19,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/idgen/idgen/shared/idcodec"
 )
 
@@ -60,6 +64,11 @@ type Config struct {
 	RetryAfter time.Duration
 	// Clock stamps timestamps; nil means a fresh Clock on time.Now.
 	Clock *idcodec.Clock
+	// Tracer, when set, makes each claim a span (generator.claim_range),
+	// the child of the span of the request that started it: the one that
+	// crossed the prefetch mark, or that waits for the range. Default nil:
+	// no span.
+	Tracer trace.Tracer
 }
 
 func (c Config) withDefaults() Config {
@@ -340,7 +349,7 @@ func (g *Generator) take(ctx context.Context, n uint64) (first uint64, waited bo
 			v := s.next.Add(n)
 			if v <= s.end {
 				if first := v - n; first <= s.prefetchAt && v > s.prefetchAt {
-					g.prefetch() // exactly one taker crosses the mark
+					g.prefetch(ctx) // exactly one taker crosses the mark
 				}
 				return v - n, waited, nil
 			}
@@ -352,34 +361,49 @@ func (g *Generator) take(ctx context.Context, n uint64) (first uint64, waited bo
 	}
 }
 
-// prefetch starts a background claim unless one is running or done.
-func (g *Generator) prefetch() {
+// prefetch starts a background claim unless one is running or done; ctx
+// is the context of the caller that started it (its span is the claim's
+// parent).
+func (g *Generator) prefetch(ctx context.Context) {
 	g.mu.Lock()
-	g.startClaimLocked()
+	g.startClaimLocked(ctx)
 	g.mu.Unlock()
 }
 
-func (g *Generator) startClaimLocked() {
+func (g *Generator) startClaimLocked(ctx context.Context) {
 	if g.claiming || g.next != nil || g.closed {
 		return
 	}
 	g.claiming = true
 	g.claimDone = make(chan struct{})
 	g.wg.Add(1)
-	go g.claim(g.claimDone)
+	go g.claim(g.claimDone, trace.SpanContextFromContext(ctx))
 }
 
 // claim runs one claim against the source and publishes the result.
-func (g *Generator) claim(done chan struct{}) {
+// parent is the span context of the caller that started it.
+func (g *Generator) claim(done chan struct{}, parent trace.SpanContext) {
 	defer g.wg.Done()
 	g.mu.Lock()
 	step := g.step
 	g.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.ClaimTimeout)
+	var span trace.Span
+	if g.cfg.Tracer != nil {
+		ctx, span = g.cfg.Tracer.Start(trace.ContextWithSpanContext(ctx, parent), "generator.claim_range",
+			trace.WithAttributes(attribute.Int64("idgen.step", int64(step))))
+	}
 	t0 := time.Now()
 	r, err := g.src.ClaimRange(ctx, step)
 	cancel()
+	if span != nil {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.SetAttributes(attribute.Int64("idgen.range_start", int64(r.Start)), attribute.Int64("idgen.range_end", int64(r.End)))
+		span.End()
+	}
 	dur := time.Since(t0)
 	g.lastClaimDur.Store(int64(dur))
 	if err == nil && r.Len() < uint64(g.cfg.MaxBatch) {
@@ -424,7 +448,7 @@ func (g *Generator) retryClaim() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.emptyLocked() {
-		g.startClaimLocked()
+		g.startClaimLocked(context.Background())
 	}
 }
 
@@ -469,7 +493,7 @@ func (g *Generator) advance(ctx context.Context, old *segment) error {
 			g.mu.Unlock()
 			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
-		g.startClaimLocked()
+		g.startClaimLocked(ctx)
 		done := g.claimDone
 		g.mu.Unlock()
 		select {

@@ -194,7 +194,7 @@ func (c *Core) Compensate(ctx context.Context, ev Event) (Result, error) {
 	once := Once{Audit: c.Audit, Marks: c.Marks, RecoverWithin: c.RecoverWithin, Now: now}
 	e := audit.Event{
 		Actor: ev.Actor(), Action: audit.ActionCompensate, Resource: id.String(),
-		Outcome: out.String(), Reason: ev.Reason, Source: ev.source(), RequestID: ev.EventID,
+		Outcome: out.String(), Reason: ev.Reason, Source: ev.source(), RequestID: ev.EventID, TraceID: ev.TraceID(),
 	}
 	var w Written
 	switch {

@@ -1,11 +1,14 @@
 package saga
 
 import (
+	"context"
 	"fmt"
 	"time"
 	"unicode/utf8"
 
 	"github.com/idgen/idgen/shared/idcodec"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Event is the failure envelope every transport delivers:
@@ -25,6 +28,13 @@ type Event struct {
 	// MaxSource bytes of [A-Za-z0-9._:/-]); the actor is
 	// "compensate:<source>". Default DefaultSource.
 	Source string `json:"source,omitempty"`
+	// Traceparent and Tracestate are the W3C trace context of the failed
+	// transaction (optional, ≤ MaxTraceparent and MaxTracestate bytes of
+	// printable ASCII): the worker's compensation span continues that
+	// trace, and the audit entry carries its trace ID. A value that is not
+	// a valid trace context is ignored, as W3C Trace Context asks.
+	Traceparent string `json:"traceparent,omitempty"`
+	Tracestate  string `json:"tracestate,omitempty"`
 
 	// Redelivered: the transport delivered this event before, or this is a
 	// retry after a failed attempt. Set by the transport, never from input.
@@ -42,6 +52,9 @@ const (
 	MaxReason  = 256
 	MaxEventID = 128
 	MaxSource  = 64
+	// MaxTraceparent and MaxTracestate bound the trace context fields.
+	MaxTraceparent = 128
+	MaxTracestate  = 512
 )
 
 // Validate checks the envelope and returns the parsed ID. Errors wrap
@@ -65,6 +78,10 @@ func (e Event) Validate() (idcodec.ID, error) {
 		return id, fmt.Errorf("%w: event_id must be at most %d bytes of UTF-8", ErrMalformed, MaxEventID)
 	case len(e.Source) > MaxSource || !sourceChars(e.Source):
 		return id, fmt.Errorf("%w: source must be at most %d characters of [A-Za-z0-9._:/-]", ErrMalformed, MaxSource)
+	case len(e.Traceparent) > MaxTraceparent || !printableASCII(e.Traceparent):
+		return id, fmt.Errorf("%w: traceparent must be at most %d printable ASCII characters", ErrMalformed, MaxTraceparent)
+	case len(e.Tracestate) > MaxTracestate || !printableASCII(e.Tracestate):
+		return id, fmt.Errorf("%w: tracestate must be at most %d printable ASCII characters", ErrMalformed, MaxTracestate)
 	}
 	if e.OccurredAt != "" {
 		if _, err := time.Parse(time.RFC3339Nano, e.OccurredAt); err != nil {
@@ -88,6 +105,34 @@ func (e Event) source() string {
 		return DefaultSource
 	}
 	return e.Source
+}
+
+// TraceContext returns the context ctx with the event's trace context
+// (an invalid or missing one leaves ctx as it is).
+func (e Event) TraceContext(ctx context.Context) context.Context {
+	if e.Traceparent == "" {
+		return ctx
+	}
+	return propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": e.Traceparent, "tracestate": e.Tracestate})
+}
+
+// TraceID is the trace ID of the event's trace context, "" when it has no
+// valid one.
+func (e Event) TraceID() string {
+	sc := trace.SpanContextFromContext(e.TraceContext(context.Background()))
+	if !sc.IsValid() {
+		return ""
+	}
+	return sc.TraceID().String()
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 func sourceChars(s string) bool {
@@ -117,6 +162,9 @@ const (
 	FieldEventID    = "event_id"
 	FieldOccurredAt = "occurred_at"
 	FieldSource     = "source"
+	// FieldTraceparent and FieldTracestate carry the W3C trace context.
+	FieldTraceparent = "traceparent"
+	FieldTracestate  = "tracestate"
 )
 
 // EventFromFields builds the envelope of a stream entry; source defaults to
@@ -127,6 +175,7 @@ func EventFromFields(fields map[string]any, defaultSource string) (Event, error)
 	for name, dst := range map[string]*string{
 		FieldID: &ev.ID, FieldReason: &ev.Reason, FieldEventID: &ev.EventID,
 		FieldOccurredAt: &ev.OccurredAt, FieldSource: &ev.Source,
+		FieldTraceparent: &ev.Traceparent, FieldTracestate: &ev.Tracestate,
 	} {
 		v, ok := fields[name]
 		if !ok {

@@ -86,7 +86,10 @@ type Event struct {
 	Reason    string    `json:"reason,omitempty"`
 	Source    string    `json:"source,omitempty"`
 	RequestID string    `json:"request_id,omitempty"`
-	Instance  string    `json:"instance"`
+	// TraceID is the W3C trace ID of the request or failure event, when
+	// tracing is on.
+	TraceID  string `json:"trace_id,omitempty"`
+	Instance string `json:"instance"`
 	// Recovered: written by a retry or redelivery for an effect whose own
 	// attempt stored it but never audited it. If that attempt died after
 	// writing its entry and before recording so (one Redis round trip),
