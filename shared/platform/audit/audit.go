@@ -64,6 +64,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -150,8 +151,12 @@ type Log struct {
 	mu      sync.Mutex
 	backlog []*pending // in order; the writer takes them all at once
 	waiting int        // entries accepted, not yet answered
-	closed  bool
-	health  error
+	// closed is set under mu (Record checks it there, so that no entry is
+	// queued after Close); health is the last write's error. Both are
+	// atomic so that Healthy, asked by every state-changing request,
+	// takes no lock.
+	closed atomic.Bool
+	health atomic.Pointer[error]
 }
 
 // Open is OpenWith with the default Settings.
@@ -213,13 +218,12 @@ func (l *Log) Record(e Event) error {
 	p := &pending{body: openBody(line), done: make(chan error, 1)}
 	l.mu.Lock()
 	switch {
-	case l.closed:
+	case l.closed.Load():
 		l.mu.Unlock()
 		return ErrClosed
 	case l.waiting >= l.set.MaxBacklog:
-		health := l.health
 		l.mu.Unlock()
-		if health != nil {
+		if health := l.lastError(); health != nil {
 			return fmt.Errorf("%w (%d entries): %w", ErrBacklogFull, l.set.MaxBacklog, health)
 		}
 		return fmt.Errorf("%w (%d entries)", ErrBacklogFull, l.set.MaxBacklog)
@@ -238,12 +242,18 @@ func (l *Log) Record(e Event) error {
 // again once the backlog of a failure is written (the log retries it by
 // itself). ErrClosed after Close.
 func (l *Log) Healthy() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
+	if l.closed.Load() {
 		return ErrClosed
 	}
-	return l.health
+	return l.lastError()
+}
+
+// lastError is the last write's error (nil after a good one).
+func (l *Log) lastError() error {
+	if p := l.health.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Close records the stop of audit logging, stops the writer (entries still
@@ -251,11 +261,11 @@ func (l *Log) Healthy() error {
 func (l *Log) Close() error {
 	_ = l.Record(Event{Actor: "system", Action: ActionAuditStop, Outcome: OutcomeSuccess})
 	l.mu.Lock()
-	if l.closed {
+	if l.closed.Load() {
 		l.mu.Unlock()
 		return nil
 	}
-	l.closed = true
+	l.closed.Store(true)
 	l.mu.Unlock()
 	close(l.quit)
 	<-l.done

@@ -168,7 +168,11 @@ func (l *Log) flush(checkpoint bool) (again bool) {
 	l.mu.Lock()
 	l.backlog = append(left, l.backlog...)
 	l.waiting -= len(acks)
-	l.health = err
+	if err != nil {
+		l.health.Store(&err)
+	} else {
+		l.health.Store(nil)
+	}
 	l.mu.Unlock()
 	for _, a := range acks {
 		a.p.done <- a.err
