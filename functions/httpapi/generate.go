@@ -11,6 +11,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
@@ -192,7 +193,10 @@ func (s *Service) issue(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog
 		if own {
 			log.lent = true
 		}
-		rctx, span := s.childSpan(ctx, "registry.register", attribute.Int("idgen.ids", len(ids)))
+		rctx, span := ctx, noSpan
+		if s.d.Tracer != nil {
+			rctx, span = s.d.Tracer.Start(ctx, "registry.register", trace.WithAttributes(attribute.Int("idgen.ids", len(ids))))
+		}
 		replay, err := s.d.Registry.Register(rctx, registry.Issue{Records: recs, Idem: idem}, s.cfg.IdempotencyTTL.Milliseconds(), now.UnixMilli())
 		if err != nil {
 			span.SetStatus(codes.Error, err.Error())

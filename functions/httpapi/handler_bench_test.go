@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/platform/logring"
 	"github.com/idgen/idgen/shared/platform/sealer"
+	"github.com/idgen/idgen/shared/platform/tracing"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/pebblestore"
 )
@@ -29,32 +32,52 @@ import (
 //	go test -run XXX -bench GenerateHandler -benchmem ./functions/httpapi/
 //
 // "memregistry" registers into a counter, over a generator on an
-// in-memory range source: the handler and the generator alone, whose
-// single-ID path allocates nothing.
+// in-memory range source: the handler and the generator alone, with the
+// default access line of every request. "memregistry-nolog" is the same
+// without the access line (--access-log-every 0), whose single-ID path
+// allocates nothing: the baseline of the line's cost. "memregistry-traced"
+// adds tracing (an SDK provider that samples every request and exports in
+// batches to an exporter that drops them): the cost of a server span and
+// its registry.register child.
 // "pebblestore" is the whole path of the embedded default: the generator
 // claims its ranges from, and registers every ID into, a Pebble store
 // with its WAL synced (the group commit under 32 goroutines per CPU).
 // The logger is the one of `idgen serve` at its default level (info),
 // teed into the /logs ring.
 func BenchmarkGenerateHandler(b *testing.B) {
-	b.Run("memregistry", func(b *testing.B) {
-		gen := newGenerator(b, &benchSource{}, generator.Config{InitialStep: 1 << 22, MinStep: 1 << 22, MaxStep: 1 << 22})
-		reg := newMemRegistry()
-		benchGenerate(b, gen, reg)
-		if got := reg.records.Load(); got != int64(b.N) {
-			b.Errorf("%d records registered for %d requests", got, b.N)
-		}
-	})
+	for _, v := range []struct {
+		name   string
+		cfg    httpapi.Config
+		traced bool
+	}{
+		{"memregistry-nolog", httpapi.Config{NoAccessLog: true}, false},
+		{"memregistry", httpapi.Config{}, false},
+		{"memregistry-traced", httpapi.Config{}, true},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			var tp *tracing.Provider
+			if v.traced {
+				tp = tracing.NewProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+				b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+			}
+			gen := newGenerator(b, &benchSource{}, generator.Config{InitialStep: 1 << 22, MinStep: 1 << 22, MaxStep: 1 << 22, Tracer: tp.Tracer("generator")})
+			reg := newMemRegistry()
+			benchGenerate(b, gen, reg, v.cfg, tp)
+			if got := reg.records.Load(); got != int64(b.N) {
+				b.Errorf("%d records registered for %d requests", got, b.N)
+			}
+		})
+	}
 	b.Run("pebblestore", func(b *testing.B) {
 		store := openPebble(b, pebblestore.Config{})
 		gen := newGenerator(b, store, generator.Config{})
-		benchGenerate(b, gen, store)
+		benchGenerate(b, gen, store, httpapi.Config{}, nil)
 	})
 }
 
 // benchGenerate serves POST /generate from svc's parallel goroutines.
-func benchGenerate(b *testing.B, gen *generator.Generator, reg benchRegistry) {
-	svc := newBenchService(b, gen, reg)
+func benchGenerate(b *testing.B, gen *generator.Generator, reg benchRegistry, cfg httpapi.Config, tp *tracing.Provider) {
+	svc := newBenchService(b, gen, reg, cfg, tp)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := gen.Warm(ctx); err != nil {
@@ -83,8 +106,9 @@ func benchGenerate(b *testing.B, gen *generator.Generator, reg benchRegistry) {
 }
 
 // newBenchService wires the service as cmd/idgen/serve.go does in dev
-// mode: a JSON logger at info, teed into the /logs ring at the same level.
-func newBenchService(b *testing.B, gen *generator.Generator, reg benchRegistry) *httpapi.Service {
+// mode (cfg, with Dev set): a JSON logger at info, teed into the /logs ring
+// at the same level; tp traces it (nil: tracing off).
+func newBenchService(b *testing.B, gen *generator.Generator, reg benchRegistry, cfg httpapi.Config, tp *tracing.Provider) *httpapi.Service {
 	ring := logring.New(2000)
 	ec := zap.NewProductionEncoderConfig()
 	ec.TimeKey, ec.EncodeTime = "time", zapcore.RFC3339NanoTimeEncoder
@@ -93,9 +117,10 @@ func newBenchService(b *testing.B, gen *generator.Generator, reg benchRegistry) 
 	log := zap.New(zapcore.NewTee(core, ring.Core(enc.Clone(), zapcore.InfoLevel)), zap.AddCaller())
 
 	keys, auditLog, _ := newSecrets(b, "bench")
-	svc, err := httpapi.New(httpapi.Config{Dev: true}, httpapi.Deps{
+	cfg.Dev = true
+	svc, err := httpapi.New(cfg, httpapi.Deps{
 		IDs: gen, Registry: reg, Logger: log, Logs: ring, Metrics: httpapi.NewMetrics(gen),
-		Sealer: sealer.NewVault(keys, reg), Audit: auditLog,
+		Sealer: sealer.NewVault(keys, reg), Audit: auditLog, Tracer: tp.Tracer("httpapi"),
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -208,9 +208,12 @@ type Deps struct {
 
 // Service handles the HTTP API. Safe for concurrent use.
 type Service struct {
-	cfg      Config
-	d        Deps
-	log      *zap.Logger
+	cfg Config
+	d   Deps
+	log *zap.Logger
+	// access writes the access lines: the log without the caller, which
+	// is always finish and costs a stack walk per request.
+	access   *zap.Logger
 	draining atomic.Bool
 	reqSeq   atomic.Uint64
 	// accessSeq counts the answers below 500, for the access log's
@@ -265,7 +268,7 @@ func New(cfg Config, d Deps) (*Service, error) {
 	// marks' lease) keeps them from both writing it, so a retry recovers a
 	// missing entry at once (saga.Once).
 	comp := saga.Core{Registry: d.Registry, Marks: d.CompensationMarks, Now: cfg.Now}
-	return &Service{cfg: cfg, d: d, log: d.Logger, reqPfx: hex.EncodeToString(p[:]) + "-", limits: newLimiters(cfg.RateLimit, cfg.RateBurst), comp: comp, refusedLog: rate.Sometimes{Interval: time.Second},
+	return &Service{cfg: cfg, d: d, log: d.Logger, access: d.Logger.WithOptions(zap.WithCaller(false)), reqPfx: hex.EncodeToString(p[:]) + "-", limits: newLimiters(cfg.RateLimit, cfg.RateBurst), comp: comp, refusedLog: rate.Sometimes{Interval: time.Second},
 		maxBodyVal: cfg.MaxBody, deadlines: deadlines{timeout: cfg.RequestTimeout},
 		reqs: sync.Pool{New: func() any { return new(reqLog) }}, devPrincipalVal: devPrincipal}, nil
 }
@@ -352,7 +355,7 @@ func (s *Service) finish(c *fasthttp.RequestCtx, route string, log *reqLog, star
 	if status < 500 && (s.cfg.NoAccessLog || (s.accessSeq.Add(1)-1)%uint64(s.cfg.AccessLogEvery) != 0) {
 		return
 	}
-	ce := s.log.Check(zap.InfoLevel, "request")
+	ce := s.access.Check(zap.InfoLevel, "request")
 	if ce == nil {
 		return
 	}

@@ -52,16 +52,7 @@ func endSpan(c *fasthttp.RequestCtx, span trace.Span, route string, status int) 
 	span.End()
 }
 
-// childSpan starts a span named name under the request's span in ctx; with
-// tracing off it returns ctx and a span that does nothing.
-func (s *Service) childSpan(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
-	if s.d.Tracer == nil {
-		return ctx, noSpan
-	}
-	return s.d.Tracer.Start(ctx, name, trace.WithAttributes(attrs...))
-}
-
-// noSpan is the span of childSpan with tracing off.
+// noSpan is the span of a step with tracing off: it records nothing.
 var noSpan = trace.SpanFromContext(context.Background())
 
 // traceID is the request's trace ID, "" with tracing off.
