@@ -7,6 +7,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/idgen/idgen/api"
 	"github.com/idgen/idgen/shared/platform/audit"
 	"github.com/idgen/idgen/shared/platform/auth"
 )
@@ -34,23 +35,23 @@ func (s *Service) authorize(c *fasthttp.RequestCtx, log *reqLog, scope string) e
 			if token == "" {
 				c.Response.Header.Set("WWW-Authenticate", `Bearer realm="idgen"`)
 				s.audit(c, log, audit.Event{Action: audit.ActionAuthFailure, Resource: log.path, Outcome: audit.OutcomeDenied, Reason: "no bearer token"})
-				return Errorf(CodeUnauthorized, "a bearer token is required")
+				return Errorf(api.CodeUnauthorized, "a bearer token is required")
 			}
 			c.Response.Header.Set("WWW-Authenticate", `Bearer realm="idgen", error="invalid_token"`)
 			log.L().Warn("auth: invalid token", zap.String("path", log.path), zap.Error(err))
 			s.audit(c, log, audit.Event{Action: audit.ActionAuthFailure, Resource: log.path, Outcome: audit.OutcomeDenied, Reason: "invalid token"})
-			return Errorf(CodeUnauthorized, "the bearer token is invalid or expired")
+			return Errorf(api.CodeUnauthorized, "the bearer token is invalid or expired")
 		}
 	}
 	if !p.Has(scope) {
 		c.Response.Header.Set("WWW-Authenticate", `Bearer realm="idgen", error="insufficient_scope", scope="`+scope+`"`)
 		s.audit(c, log, audit.Event{Actor: p.Subject, Action: audit.ActionScopeDenied, Resource: log.path, Outcome: audit.OutcomeDenied, Reason: "missing scope " + scope})
-		return Errorf(CodeForbidden, "the token lacks the %s scope", scope)
+		return Errorf(api.CodeForbidden, "the token lacks the %s scope", scope)
 	}
 	if s.limits != nil { // no clock read without a limit
 		if ok, retry := s.limits.allow(p.Subject, time.Now()); !ok {
 			c.Response.Header.Set("Retry-After", retry)
-			return Errorf(CodeRateLimited, "too many requests for %s; retry after %s s", p.Subject, retry)
+			return Errorf(api.CodeRateLimited, "too many requests for %s; retry after %s s", p.Subject, retry)
 		}
 	}
 	if s.cfg.Dev {
@@ -87,7 +88,7 @@ func (s *Service) audit(c *fasthttp.RequestCtx, log *reqLog, e audit.Event) erro
 // configured to fail open.
 func (s *Service) auditGate() error {
 	if err := s.d.Audit.Healthy(); err != nil && !s.cfg.AuditFailOpen {
-		return Errorf(CodeUnavailable, "the audit log cannot be written; state changes are refused until it recovers")
+		return Errorf(api.CodeUnavailable, "the audit log cannot be written; state changes are refused until it recovers")
 	}
 	return nil
 }

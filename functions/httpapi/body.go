@@ -10,6 +10,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/idgen/idgen/api"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/saga"
 )
@@ -21,18 +22,18 @@ import (
 func decodeBody(c *fasthttp.RequestCtx, v any, allowEmpty bool) error {
 	body := c.PostBody()
 	if len(body) > maxBody(c) {
-		return Errorf(CodeBodyTooLarge, "request body is larger than %d bytes", maxBody(c))
+		return Errorf(api.CodeBodyTooLarge, "request body is larger than %d bytes", maxBody(c))
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		if allowEmpty {
 			return nil
 		}
-		return Errorf(CodeInvalidRequest, "a JSON body is required")
+		return Errorf(api.CodeInvalidRequest, "a JSON body is required")
 	}
 	if ct := c.Request.Header.ContentType(); len(ct) > 0 || !allowEmpty {
 		mt, _, err := mime.ParseMediaType(string(ct))
 		if err != nil || mt != "application/json" {
-			return Errorf(CodeUnsupportedMedia, "Content-Type must be application/json")
+			return Errorf(api.CodeUnsupportedMedia, "Content-Type must be application/json")
 		}
 	}
 	if err := checkText(body); err != nil {
@@ -44,10 +45,10 @@ func decodeBody(c *fasthttp.RequestCtx, v any, allowEmpty bool) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return Errorf(CodeInvalidRequest, "malformed JSON body: %s", jsonErrorText(err))
+		return Errorf(api.CodeInvalidRequest, "malformed JSON body: %s", jsonErrorText(err))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Errorf(CodeInvalidRequest, "malformed JSON body: data after the object")
+		return Errorf(api.CodeInvalidRequest, "malformed JSON body: data after the object")
 	}
 	return nil
 }
@@ -88,7 +89,7 @@ func (b *compensateBody) parseID() (idcodec.ID, error) { return parseID(b.ID) }
 // malformed one invalid_id.
 func parseID(id *string) (idcodec.ID, error) {
 	if id == nil {
-		return idcodec.ID{}, Errorf(CodeInvalidRequest, `field "id" is required`)
+		return idcodec.ID{}, Errorf(api.CodeInvalidRequest, `field "id" is required`)
 	}
 	return idcodec.Parse(*id)
 }
@@ -127,18 +128,18 @@ func strictJSON(body []byte, v any) error {
 			return nil
 		}
 		if err != nil {
-			return Errorf(CodeInvalidRequest, "malformed JSON body: %s", err.Error())
+			return Errorf(api.CodeInvalidRequest, "malformed JSON body: %s", err.Error())
 		}
 		top := len(stack) - 1
 		key, isString := tok.(string)
 		if isString && top >= 0 && stack[top].object && stack[top].expect {
 			if stack[top].keys[key] {
-				return Errorf(CodeInvalidRequest, "malformed JSON body: key %q appears twice", key)
+				return Errorf(api.CodeInvalidRequest, "malformed JSON body: key %q appears twice", key)
 			}
 			stack[top].keys[key] = true
 			stack[top].expect = false
 			if top == 0 && allowed != nil && !allowed[key] {
-				return Errorf(CodeInvalidRequest, "malformed JSON body: unknown field %q", key)
+				return Errorf(api.CodeInvalidRequest, "malformed JSON body: unknown field %q", key)
 			}
 			continue
 		}
@@ -148,7 +149,7 @@ func strictJSON(body []byte, v any) error {
 		switch tok {
 		case json.Delim('{'), json.Delim('['):
 			if len(stack) == maxJSONDepth {
-				return Errorf(CodeInvalidRequest, "malformed JSON body: nested deeper than %d", maxJSONDepth)
+				return Errorf(api.CodeInvalidRequest, "malformed JSON body: nested deeper than %d", maxJSONDepth)
 			}
 			stack = append(stack, frame{object: tok == json.Delim('{'), keys: map[string]bool{}, expect: true})
 		case json.Delim('}'), json.Delim(']'):
@@ -186,7 +187,7 @@ func jsonFields(v any) map[string]bool {
 // the decoder after this check whatever it says.
 func checkText(body []byte) error {
 	if !utf8.Valid(body) {
-		return Errorf(CodeInvalidRequest, "the body is not valid UTF-8")
+		return Errorf(api.CodeInvalidRequest, "the body is not valid UTF-8")
 	}
 	for i := 0; i < len(body); i++ {
 		if body[i] != '\\' {
@@ -200,11 +201,11 @@ func checkText(body []byte) error {
 		i += 5 // the last byte of this \uXXXX
 		switch {
 		case r >= 0xdc00 && r <= 0xdfff:
-			return Errorf(CodeInvalidRequest, "the body holds a lone UTF-16 surrogate escape (\\u%04x)", r)
+			return Errorf(api.CodeInvalidRequest, "the body holds a lone UTF-16 surrogate escape (\\u%04x)", r)
 		case r >= 0xd800 && r <= 0xdbff:
 			low, ok := hexEscape(body, i+1)
 			if !ok || low < 0xdc00 || low > 0xdfff {
-				return Errorf(CodeInvalidRequest, "the body holds a lone UTF-16 surrogate escape (\\u%04x)", r)
+				return Errorf(api.CodeInvalidRequest, "the body holds a lone UTF-16 surrogate escape (\\u%04x)", r)
 			}
 			i += 6
 		}

@@ -6,51 +6,12 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/idgen/idgen/api"
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/saga"
 )
-
-// Error codes of the JSON error body. statusOf is the one table that maps
-// them to HTTP statuses.
-const (
-	CodeInvalidRequest      = "invalid_request"
-	CodeInvalidID           = "invalid_id"
-	CodeUnauthorized        = "unauthorized"
-	CodeForbidden           = "forbidden"
-	CodeNotFound            = "not_found"
-	CodeMethodNotAllowed    = "method_not_allowed"
-	CodeConflict            = "conflict"
-	CodeExpired             = "expired" // a commit at or after the ID's deadline: the ID is compensated
-	CodeBodyTooLarge        = "body_too_large"
-	CodeHeaderTooLarge      = "header_too_large"
-	CodeUnsupportedMedia    = "unsupported_media_type"
-	CodeIdempotencyMismatch = "idempotency_key_reused"
-	CodeRateLimited         = "rate_limited"
-	CodeRequestTimeout      = "request_timeout"
-	CodeUnavailable         = "unavailable"
-	CodeInternal            = "internal"
-)
-
-var statusOf = map[string]int{
-	CodeInvalidRequest:      http.StatusBadRequest,
-	CodeInvalidID:           http.StatusBadRequest,
-	CodeUnauthorized:        http.StatusUnauthorized,
-	CodeForbidden:           http.StatusForbidden,
-	CodeNotFound:            http.StatusNotFound,
-	CodeMethodNotAllowed:    http.StatusMethodNotAllowed,
-	CodeConflict:            http.StatusConflict,
-	CodeExpired:             http.StatusConflict,
-	CodeBodyTooLarge:        http.StatusRequestEntityTooLarge,
-	CodeHeaderTooLarge:      http.StatusRequestHeaderFieldsTooLarge,
-	CodeUnsupportedMedia:    http.StatusUnsupportedMediaType,
-	CodeIdempotencyMismatch: http.StatusUnprocessableEntity,
-	CodeRateLimited:         http.StatusTooManyRequests,
-	CodeRequestTimeout:      http.StatusRequestTimeout,
-	CodeUnavailable:         http.StatusServiceUnavailable,
-	CodeInternal:            http.StatusInternalServerError,
-}
 
 // Error is an error with a client-facing code and message.
 type Error struct {
@@ -60,9 +21,10 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
-// Status returns the HTTP status of the code (500 for unknown codes).
+// Status returns the HTTP status of the code (api.Status; 500 for unknown
+// codes).
 func (e *Error) Status() int {
-	if s, ok := statusOf[e.Code]; ok {
+	if s, ok := api.Status(e.Code); ok {
 		return s
 	}
 	return http.StatusInternalServerError
@@ -83,18 +45,18 @@ func toError(err error) (e *Error, known bool) {
 	case errors.Is(err, generator.ErrUnavailable), errors.Is(err, registry.ErrUnavailable), errors.Is(err, registry.ErrCollision):
 		// A run of collisions longer than the retry budget means the range
 		// source is behind the registry: refuse for now, never show them.
-		return Errorf(CodeUnavailable, "the service cannot allocate or register IDs right now; retry later"), true
+		return Errorf(api.CodeUnavailable, "the service cannot allocate or register IDs right now; retry later"), true
 	case errors.Is(err, registry.ErrNotFound):
-		return Errorf(CodeNotFound, "the registry does not hold this ID"), true
+		return Errorf(api.CodeNotFound, "the registry does not hold this ID"), true
 	case errors.Is(err, registry.ErrConflict):
-		return Errorf(CodeConflict, "the ID was compensated; it cannot be committed"), true
+		return Errorf(api.CodeConflict, "the ID was compensated; it cannot be committed"), true
 	case errors.Is(err, idcodec.ErrSyntax), errors.Is(err, idcodec.ErrNotOurs):
-		return Errorf(CodeInvalidID, "%s", err.Error()), true
+		return Errorf(api.CodeInvalidID, "%s", err.Error()), true
 	case errors.Is(err, saga.ErrMalformed):
 		// The envelope's own sentence, without the sentinel's prefix.
-		return Errorf(CodeInvalidRequest, "%s", strings.TrimPrefix(err.Error(), saga.ErrMalformed.Error()+": ")), true
+		return Errorf(api.CodeInvalidRequest, "%s", strings.TrimPrefix(err.Error(), saga.ErrMalformed.Error()+": ")), true
 	case errors.Is(err, generator.ErrBatchSize):
-		return Errorf(CodeInvalidRequest, "count must be between 1 and 1000"), true
+		return Errorf(api.CodeInvalidRequest, "count must be between 1 and 1000"), true
 	}
-	return Errorf(CodeInternal, "internal error; see the service log with the request ID"), false
+	return Errorf(api.CodeInternal, "internal error; see the service log with the request ID"), false
 }

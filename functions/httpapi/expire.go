@@ -7,6 +7,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/idgen/idgen/api"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/saga"
@@ -55,12 +56,12 @@ func (s *Service) expireLate(ctx context.Context, c *fasthttp.RequestCtx, log *r
 	}
 	logAudit(log, "commit: deadline compensation", id, res.AuditRecovered, res.MarkErr, err)
 	if err != nil && !s.cfg.AuditFailOpen {
-		return Errorf(CodeUnavailable, "the ID's deadline passed before the commit; it is compensated but the audit entry is not written yet: retry")
+		return Errorf(api.CodeUnavailable, "the ID's deadline passed before the commit; it is compensated but the audit entry is not written yet: retry")
 	}
 	if r := res.Answer.Reason; r != saga.ReasonDeadline && r != saga.ReasonTimeout {
-		return Errorf(CodeConflict, "the ID was compensated; it cannot be committed")
+		return Errorf(api.CodeConflict, "the ID was compensated; it cannot be committed")
 	}
-	return Errorf(CodeExpired, "the ID's deadline passed before the commit; it is compensated (reason %s)", res.Answer.Reason)
+	return Errorf(api.CodeExpired, "the ID's deadline passed before the commit; it is compensated (reason %s)", res.Answer.Reason)
 }
 
 // deadlineCompensated reports whether rec is compensated for its deadline

@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/idgen/idgen/api"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
 )
@@ -49,26 +50,26 @@ func (s *Service) parseGenerate(c *fasthttp.RequestCtx) (generateReq, error) {
 	r := generateReq{n: 1}
 	if b.Count != nil {
 		if *b.Count < 1 || *b.Count > 1000 {
-			return r, Errorf(CodeInvalidRequest, "count must be between 1 and 1000")
+			return r, Errorf(api.CodeInvalidRequest, "count must be between 1 and 1000")
 		}
 		r.n, r.batch = *b.Count, true
 	}
 	if b.TimeoutMS != nil {
 		if *b.TimeoutMS < 1 || *b.TimeoutMS > s.cfg.MaxTimeout.Milliseconds() { // compare in ms: no Duration overflow
-			return r, Errorf(CodeInvalidRequest, "timeout_ms must be between 1 and %d", s.cfg.MaxTimeout.Milliseconds())
+			return r, Errorf(api.CodeInvalidRequest, "timeout_ms must be between 1 and %d", s.cfg.MaxTimeout.Milliseconds())
 		}
 		r.timeout = time.Duration(*b.TimeoutMS) * time.Millisecond
 	}
 	if len(b.Metadata) > 0 && !bytes.Equal(b.Metadata, []byte("null")) {
 		if b.Metadata[0] != '{' {
-			return r, Errorf(CodeInvalidRequest, "metadata must be a JSON object")
+			return r, Errorf(api.CodeInvalidRequest, "metadata must be a JSON object")
 		}
 		var compact bytes.Buffer
 		if err := json.Compact(&compact, b.Metadata); err != nil {
-			return r, Errorf(CodeInvalidRequest, "metadata is not valid JSON")
+			return r, Errorf(api.CodeInvalidRequest, "metadata is not valid JSON")
 		}
 		if compact.Len() > s.cfg.MaxMetadata {
-			return r, Errorf(CodeInvalidRequest, "metadata is %d bytes, more than %d", compact.Len(), s.cfg.MaxMetadata)
+			return r, Errorf(api.CodeInvalidRequest, "metadata is %d bytes, more than %d", compact.Len(), s.cfg.MaxMetadata)
 		}
 		r.metadata = compact.Bytes()
 	}
@@ -100,7 +101,7 @@ func (s *Service) generate(c *fasthttp.RequestCtx, log *reqLog) error {
 	var idem *registry.IdemEntry
 	if key := c.Request.Header.Peek("Idempotency-Key"); len(key) > 0 {
 		if !validRequestIDBytes(key) {
-			return Errorf(CodeInvalidRequest, "Idempotency-Key must be 1..128 printable ASCII characters")
+			return Errorf(api.CodeInvalidRequest, "Idempotency-Key must be 1..128 printable ASCII characters")
 		}
 		idem = &registry.IdemEntry{KeyHash: registry.IdemKeyHash(s.subject(c), string(key)), BodyHash: req.hash(), Batch: req.batch}
 	}
@@ -116,7 +117,7 @@ func (s *Service) generate(c *fasthttp.RequestCtx, log *reqLog) error {
 	}
 	if replay != nil {
 		if replay.BodyHash != idem.BodyHash {
-			return Errorf(CodeIdempotencyMismatch, "this Idempotency-Key was used with a different request body")
+			return Errorf(api.CodeIdempotencyKeyReused, "this Idempotency-Key was used with a different request body")
 		}
 		c.Response.Header.Set("Idempotent-Replayed", "true")
 		ids = replay.IDs

@@ -12,6 +12,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/idgen/idgen/api"
 	"github.com/idgen/idgen/shared/platform/logring"
 )
 
@@ -23,7 +24,7 @@ func (s *Service) instances(c *fasthttp.RequestCtx, log *reqLog) error {
 	defer cancel()
 	ms, err := s.d.Membership.Members(ctx)
 	if err != nil {
-		return Errorf(CodeUnavailable, "cannot list instances: %v", err)
+		return Errorf(api.CodeUnavailable, "cannot list instances: %v", err)
 	}
 	return writeJSON(c, fasthttp.StatusOK, map[string]any{"instances": ms})
 }
@@ -100,13 +101,13 @@ func (s *Service) logs(c *fasthttp.RequestCtx, _ *reqLog) error {
 	q := logring.Query{MinLevel: zapcore.DebugLevel, RequestID: string(args.Peek("request_id")), Limit: 100}
 	if lv := args.Peek("level"); len(lv) > 0 {
 		if err := q.MinLevel.UnmarshalText(lv); err != nil {
-			return Errorf(CodeInvalidRequest, "level must be debug, info, warn or error")
+			return Errorf(api.CodeInvalidRequest, "level must be debug, info, warn or error")
 		}
 	}
 	if l := args.Peek("limit"); len(l) > 0 {
 		n, err := strconv.Atoi(string(l))
 		if err != nil || n < 1 || n > 1000 {
-			return Errorf(CodeInvalidRequest, "limit must be between 1 and 1000")
+			return Errorf(api.CodeInvalidRequest, "limit must be between 1 and 1000")
 		}
 		q.Limit = n
 	}

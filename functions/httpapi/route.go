@@ -134,12 +134,12 @@ func (s *Service) route(c *fasthttp.RequestCtx, log *reqLog) string {
 	}
 	if r == nil {
 		log.path = string(raw)
-		s.fail(c, log, Errorf(CodeNotFound, "no route %s", log.path))
+		s.fail(c, log, Errorf(api.CodeNotFound, "no route %s", log.path))
 		return "other"
 	}
 	if string(c.Method()) != r.Method {
 		c.Response.Header.Set("Allow", r.Method)
-		s.fail(c, log, Errorf(CodeMethodNotAllowed, "%s needs %s", r.Path, r.Method))
+		s.fail(c, log, Errorf(api.CodeMethodNotAllowed, "%s needs %s", r.Path, r.Method))
 		return r.Path
 	}
 	if err := s.checkRequest(c, log); err != nil {
@@ -175,16 +175,16 @@ func (s *Service) openAPI(c *fasthttp.RequestCtx, _ *reqLog) error {
 // a path (no route: 404).
 func checkPath(raw []byte) *Error {
 	if len(raw) == 0 || raw[0] != '/' {
-		return Errorf(CodeInvalidRequest, "the path must start with /")
+		return Errorf(api.CodeInvalidRequest, "the path must start with /")
 	}
 	for _, ch := range raw {
 		switch {
 		case ch < 0x21 || ch > 0x7e:
-			return Errorf(CodeInvalidRequest, "the path may hold printable ASCII characters only")
+			return Errorf(api.CodeInvalidRequest, "the path may hold printable ASCII characters only")
 		case ch == '%':
-			return Errorf(CodeInvalidRequest, "the path must not be percent-encoded (an encoded separator or dot could name another resource)")
+			return Errorf(api.CodeInvalidRequest, "the path must not be percent-encoded (an encoded separator or dot could name another resource)")
 		case ch == '\\':
-			return Errorf(CodeInvalidRequest, "the path must not hold a backslash")
+			return Errorf(api.CodeInvalidRequest, "the path must not hold a backslash")
 		}
 	}
 	if len(raw) == 1 {
@@ -198,9 +198,9 @@ func checkPath(raw []byte) *Error {
 		}
 		switch string(seg) {
 		case "":
-			return Errorf(CodeInvalidRequest, "the path has an empty segment (a doubled or trailing /)")
+			return Errorf(api.CodeInvalidRequest, "the path has an empty segment (a doubled or trailing /)")
 		case ".", "..":
-			return Errorf(CodeInvalidRequest, "the path has a dot segment (. or ..)")
+			return Errorf(api.CodeInvalidRequest, "the path has a dot segment (. or ..)")
 		}
 		if i < 0 {
 			return nil
@@ -220,21 +220,21 @@ func (s *Service) checkRequest(c *fasthttp.RequestCtx, log *reqLog) error {
 	hdr := &c.Request.Header
 	if n := len(hdr.PeekAll(fasthttp.HeaderAuthorization)); n > 1 {
 		s.audit(c, log, audit.Event{Action: audit.ActionAuthFailure, Resource: log.path, Outcome: audit.OutcomeDenied, Reason: "repeated Authorization header"})
-		return Errorf(CodeInvalidRequest, "the Authorization header is given %d times; send it once", n)
+		return Errorf(api.CodeInvalidRequest, "the Authorization header is given %d times; send it once", n)
 	}
 	if n := len(hdr.PeekAll("Idempotency-Key")); n > 1 {
-		return Errorf(CodeInvalidRequest, "the Idempotency-Key header is given %d times; send it once", n)
+		return Errorf(api.CodeInvalidRequest, "the Idempotency-Key header is given %d times; send it once", n)
 	}
 	// fasthttp keeps one Content-Type (the last): count the copies in the
 	// header block as received. It is empty on the Lambda path, where API
 	// Gateway joins repeated headers into one value, which
 	// mime.ParseMediaType then refuses (415).
 	if n := rawHeaderCount(hdr.RawHeaders(), fasthttp.HeaderContentType); n > 1 {
-		return Errorf(CodeInvalidRequest, "the Content-Type header is given %d times; send it once", n)
+		return Errorf(api.CodeInvalidRequest, "the Content-Type header is given %d times; send it once", n)
 	}
 	for k, v := range c.QueryArgs().All() {
 		if !utf8.Valid(k) || !utf8.Valid(v) {
-			return Errorf(CodeInvalidRequest, "a query parameter is not valid UTF-8")
+			return Errorf(api.CodeInvalidRequest, "a query parameter is not valid UTF-8")
 		}
 	}
 	return nil

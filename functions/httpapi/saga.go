@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/idgen/idgen/api"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/platform/audit"
 	"github.com/idgen/idgen/shared/platform/auth"
@@ -47,7 +48,7 @@ func (s *Service) commit(c *fasthttp.RequestCtx, log *reqLog) error {
 	}
 	log.setIDs(id)
 	if b.Reason != "" {
-		return Errorf(CodeInvalidRequest, "reason applies to /compensate only")
+		return Errorf(api.CodeInvalidRequest, "reason applies to /compensate only")
 	}
 	if err := s.auditGate(); err != nil {
 		return err
@@ -73,7 +74,7 @@ func (s *Service) commit(c *fasthttp.RequestCtx, log *reqLog) error {
 			// Compensated since the read: by the sweeper of an instance
 			// whose clock runs ahead, perhaps.
 			if cur, gerr := s.d.Registry.Get(ctx, id); gerr == nil && deadlineCompensated(cur) {
-				return Errorf(CodeExpired, "the ID's deadline passed before the commit; it is compensated (reason %s)", cur.Last().Reason)
+				return Errorf(api.CodeExpired, "the ID's deadline passed before the commit; it is compensated (reason %s)", cur.Last().Reason)
 			}
 		}
 		return err
@@ -98,7 +99,7 @@ func (s *Service) commit(c *fasthttp.RequestCtx, log *reqLog) error {
 	logAudit(log, "commit", id, out == registry.Replayed && w.Wrote, w.MarkErr, aerr)
 	if aerr != nil && !s.cfg.AuditFailOpen {
 		// Stored, not audited: the retry writes the entry.
-		return Errorf(CodeUnavailable, "the commit is stored but its audit entry is not written yet: retry")
+		return Errorf(api.CodeUnavailable, "the commit is stored but its audit entry is not written yet: retry")
 	}
 	c.Response.Header.Set("Idgen-Outcome", out.String())
 	return writeJSON(c, fasthttp.StatusOK, saga.AnswerOf(rec))
@@ -162,7 +163,7 @@ func (s *Service) compensate(c *fasthttp.RequestCtx, log *reqLog) error {
 	}
 	logAudit(log, "compensate", id, res.AuditRecovered, res.MarkErr, err)
 	if err != nil && !s.cfg.AuditFailOpen {
-		return Errorf(CodeUnavailable, "the compensation is stored but its audit entry is not written yet: retry")
+		return Errorf(api.CodeUnavailable, "the compensation is stored but its audit entry is not written yet: retry")
 	}
 	c.Response.Header.Set("Idgen-Outcome", res.Outcome.String())
 	return writeJSON(c, fasthttp.StatusOK, res.Answer)
@@ -293,7 +294,7 @@ func (s *Service) eraseSubject(c *fasthttp.RequestCtx, log *reqLog) error {
 	// ASCII, neither encoded nor a dot segment (checkPath).
 	subject := log.param
 	if subject == "" || len(subject) > maxSubject || strings.Contains(subject, "/") {
-		return Errorf(CodeInvalidRequest, "subject must be 1..%d characters without '/'", maxSubject)
+		return Errorf(api.CodeInvalidRequest, "subject must be 1..%d characters without '/'", maxSubject)
 	}
 	if err := s.auditGate(); err != nil {
 		return err

@@ -32,6 +32,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 
+	"github.com/idgen/idgen/api"
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/platform/audit"
@@ -313,13 +314,13 @@ func (s *Service) HandleServerError(c *fasthttp.RequestCtx, err error) {
 		// An idle or slow connection timed out: close it with 408, which
 		// clients know not to take as the answer to a request of theirs.
 		c.SetConnectionClose()
-		e = Errorf(CodeRequestTimeout, "the request was not received in time")
+		e = Errorf(api.CodeRequestTimeout, "the request was not received in time")
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		e = Errorf(CodeBodyTooLarge, "request body is larger than %d bytes", s.cfg.MaxBody)
+		e = Errorf(api.CodeBodyTooLarge, "request body is larger than %d bytes", s.cfg.MaxBody)
 	case errors.As(err, &small):
-		e = Errorf(CodeHeaderTooLarge, "request headers are too large")
+		e = Errorf(api.CodeHeaderTooLarge, "request headers are too large")
 	default:
-		e = Errorf(CodeInvalidRequest, "malformed HTTP request")
+		e = Errorf(api.CodeInvalidRequest, "malformed HTTP request")
 	}
 	s.log.Debug("request refused by the HTTP parser", zap.String(logring.RequestIDKey, log.requestID()), zap.Error(err))
 	WriteError(c, e)
@@ -410,7 +411,7 @@ func (s *Service) fail(c *fasthttp.RequestCtx, log *reqLog, err error) {
 	e, known := toError(err)
 	if !known {
 		log.L().Error("request failed", zap.Error(err))
-	} else if e.Code == CodeUnavailable {
+	} else if e.Code == api.CodeUnavailable {
 		logged := false
 		s.refusedLog.Do(func() {
 			logged = true
@@ -420,7 +421,7 @@ func (s *Service) fail(c *fasthttp.RequestCtx, log *reqLog, err error) {
 			s.refusedQuiet.Add(1)
 		}
 	}
-	if e.Code == CodeUnavailable {
+	if e.Code == api.CodeUnavailable {
 		c.Response.Header.Set("Retry-After", "1")
 	}
 	WriteError(c, e)
