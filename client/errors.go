@@ -7,26 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// Error codes of the API's error body {"error": {"code", "message"}}.
-const (
-	CodeInvalidRequest       = "invalid_request"
-	CodeInvalidID            = "invalid_id"
-	CodeUnauthorized         = "unauthorized"
-	CodeForbidden            = "forbidden"
-	CodeNotFound             = "not_found"
-	CodeMethodNotAllowed     = "method_not_allowed"
-	CodeRequestTimeout       = "request_timeout"
-	CodeConflict             = "conflict"
-	CodeExpired              = "expired"
-	CodeBodyTooLarge         = "body_too_large"
-	CodeUnsupportedMedia     = "unsupported_media_type"
-	CodeIdempotencyKeyReused = "idempotency_key_reused"
-	CodeRateLimited          = "rate_limited"
-	CodeHeaderTooLarge       = "header_too_large"
-	CodeInternal             = "internal"
-	CodeUnavailable          = "unavailable"
+	"github.com/idgen/idgen/api"
 )
 
 // Sentinels, one per error code: errors.Is(err, ErrConflict) holds for an
@@ -52,27 +34,25 @@ var (
 	ErrUnavailable          = errors.New("client: unavailable")
 )
 
-// codes is the one table of the package: each code's sentinel and status.
-var codes = map[string]struct {
-	sentinel error
-	status   int
-}{
-	CodeInvalidRequest:       {ErrInvalidRequest, http.StatusBadRequest},
-	CodeInvalidID:            {ErrInvalidID, http.StatusBadRequest},
-	CodeUnauthorized:         {ErrUnauthorized, http.StatusUnauthorized},
-	CodeForbidden:            {ErrForbidden, http.StatusForbidden},
-	CodeNotFound:             {ErrNotFound, http.StatusNotFound},
-	CodeMethodNotAllowed:     {ErrMethodNotAllowed, http.StatusMethodNotAllowed},
-	CodeRequestTimeout:       {ErrRequestTimeout, http.StatusRequestTimeout},
-	CodeConflict:             {ErrConflict, http.StatusConflict},
-	CodeExpired:              {ErrExpired, http.StatusConflict},
-	CodeBodyTooLarge:         {ErrBodyTooLarge, http.StatusRequestEntityTooLarge},
-	CodeUnsupportedMedia:     {ErrUnsupportedMedia, http.StatusUnsupportedMediaType},
-	CodeIdempotencyKeyReused: {ErrIdempotencyKeyReused, http.StatusUnprocessableEntity},
-	CodeRateLimited:          {ErrRateLimited, http.StatusTooManyRequests},
-	CodeHeaderTooLarge:       {ErrHeaderTooLarge, http.StatusRequestHeaderFieldsTooLarge},
-	CodeInternal:             {ErrInternal, http.StatusInternalServerError},
-	CodeUnavailable:          {ErrUnavailable, http.StatusServiceUnavailable},
+// sentinels is each error code's sentinel (every code of api.Codes has
+// one: TestEveryCodeHasASentinel); the codes' statuses are api.Status.
+var sentinels = map[string]error{
+	api.CodeInvalidRequest:       ErrInvalidRequest,
+	api.CodeInvalidID:            ErrInvalidID,
+	api.CodeUnauthorized:         ErrUnauthorized,
+	api.CodeForbidden:            ErrForbidden,
+	api.CodeNotFound:             ErrNotFound,
+	api.CodeMethodNotAllowed:     ErrMethodNotAllowed,
+	api.CodeRequestTimeout:       ErrRequestTimeout,
+	api.CodeConflict:             ErrConflict,
+	api.CodeExpired:              ErrExpired,
+	api.CodeBodyTooLarge:         ErrBodyTooLarge,
+	api.CodeUnsupportedMedia:     ErrUnsupportedMedia,
+	api.CodeIdempotencyKeyReused: ErrIdempotencyKeyReused,
+	api.CodeRateLimited:          ErrRateLimited,
+	api.CodeHeaderTooLarge:       ErrHeaderTooLarge,
+	api.CodeInternal:             ErrInternal,
+	api.CodeUnavailable:          ErrUnavailable,
 }
 
 // codeOfStatus names the code of an error answer whose body is not the
@@ -81,17 +61,17 @@ var codes = map[string]struct {
 func codeOfStatus(status int) string {
 	switch status {
 	case http.StatusBadRequest:
-		return CodeInvalidRequest
+		return api.CodeInvalidRequest
 	case http.StatusConflict:
 		return ""
 	}
-	for code, c := range codes {
-		if c.status == status {
+	for _, code := range api.Codes() {
+		if s, _ := api.Status(code); s == status {
 			return code
 		}
 	}
 	if status >= 500 {
-		return CodeInternal
+		return api.CodeInternal
 	}
 	return ""
 }
@@ -100,7 +80,7 @@ func codeOfStatus(status int) string {
 type Error struct {
 	// Status is the HTTP status.
 	Status int
-	// Code is the API's error code (the Code* constants), or, for an answer
+	// Code is the API's error code (the api.Code* constants), or, for an answer
 	// without the API's error body, the code of its status ("" if none).
 	Code string
 	// Message is the server's sentence.
@@ -129,8 +109,8 @@ func (e *Error) Error() string {
 
 // Is reports whether target is the sentinel of e's code.
 func (e *Error) Is(target error) bool {
-	c, ok := codes[e.Code]
-	return ok && c.sentinel == target
+	s, ok := sentinels[e.Code]
+	return ok && s == target
 }
 
 // retryable reports whether the same request may succeed later without any

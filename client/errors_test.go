@@ -3,80 +3,47 @@ package client
 import (
 	"errors"
 	"fmt"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"net/http"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/idgen/idgen/functions/httpapi"
+	"github.com/idgen/idgen/api"
 )
 
-func TestCodesMatchTheServer(t *testing.T) {
-	server := serverCodes(t)
-	if len(server) < 10 {
-		t.Fatalf("found %d codes in the server's table: the parse is wrong", len(server))
-	}
-	for _, code := range server {
-		c, ok := codes[code]
+// Every code of the API has a sentinel of its own, and no other code has
+// one.
+func TestEveryCodeHasASentinel(t *testing.T) {
+	seen := map[error]string{}
+	for _, code := range api.Codes() {
+		s, ok := sentinels[code]
 		if !ok {
-			t.Errorf("the server's code %q has no sentinel here", code)
+			t.Errorf("code %q has no sentinel", code)
 			continue
 		}
-		if want := httpapi.Errorf(code, "x").Status(); c.status != want {
-			t.Errorf("code %q: status %d here, %d on the server", code, c.status, want)
+		if other, dup := seen[s]; dup {
+			t.Errorf("codes %q and %q share a sentinel", code, other)
 		}
+		seen[s] = code
 	}
-	for code := range codes {
-		if !strings.Contains(strings.Join(server, " "), code) {
-			t.Errorf("code %q is not the server's", code)
-		}
+	if len(sentinels) != len(api.Codes()) {
+		t.Errorf("%d sentinels for %d codes", len(sentinels), len(api.Codes()))
 	}
-}
-
-// serverCodes reads the string constants named Code* of the server's error
-// table.
-func serverCodes(t *testing.T) []string {
-	f, err := parser.ParseFile(token.NewFileSet(), "../functions/httpapi/errors.go", nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	ast.Inspect(f, func(n ast.Node) bool {
-		vs, ok := n.(*ast.ValueSpec)
-		if !ok {
-			return true
-		}
-		for i, name := range vs.Names {
-			if lit, ok := vs.Values[i].(*ast.BasicLit); ok && strings.HasPrefix(name.Name, "Code") && lit.Kind == token.STRING {
-				s, err := strconv.Unquote(lit.Value)
-				if err != nil {
-					t.Fatal(err)
-				}
-				out = append(out, s)
-			}
-		}
-		return true
-	})
-	return out
 }
 
 func TestErrorIs(t *testing.T) {
-	for code, c := range codes {
-		e := &Error{Status: c.status, Code: code, Message: "m"}
+	for code := range sentinels {
+		status, _ := api.Status(code)
+		e := &Error{Status: status, Code: code, Message: "m"}
 		wrapped := fmt.Errorf("client: op: giving up after 3 attempts: %w", e)
-		for other, o := range codes {
-			if got := errors.Is(wrapped, o.sentinel); got != (other == code) {
+		for other, o := range sentinels {
+			if got := errors.Is(wrapped, o); got != (other == code) {
 				t.Errorf("errors.Is(%s error, sentinel of %s) = %v", code, other, got)
 			}
 		}
 	}
 	unknown := &Error{Status: 418, Code: "teapot"}
-	for code, c := range codes {
-		if errors.Is(unknown, c.sentinel) {
+	for code, s := range sentinels {
+		if errors.Is(unknown, s) {
 			t.Errorf("an unknown code matches %s", code)
 		}
 	}
@@ -92,17 +59,17 @@ func TestAsError(t *testing.T) {
 		want   Error
 	}{
 		{"API body", 409, http.Header{"X-Request-Id": {"r1"}}, `{"error":{"code":"expired","message":"too late"}}`,
-			Error{Status: 409, Code: CodeExpired, Message: "too late", RequestID: "r1"}},
+			Error{Status: 409, Code: api.CodeExpired, Message: "too late", RequestID: "r1"}},
 		{"503 with Retry-After seconds", 503, http.Header{"Retry-After": {"3"}}, `{"error":{"code":"unavailable","message":"m"}}`,
-			Error{Status: 503, Code: CodeUnavailable, Message: "m", RetryAfter: 3 * time.Second}},
+			Error{Status: 503, Code: api.CodeUnavailable, Message: "m", RetryAfter: 3 * time.Second}},
 		{"429 with Retry-After date", 429, http.Header{"Retry-After": {now.Add(2 * time.Second).Format(http.TimeFormat)}}, ``,
-			Error{Status: 429, Code: CodeRateLimited, Message: "Too Many Requests", RetryAfter: 2 * time.Second}},
+			Error{Status: 429, Code: api.CodeRateLimited, Message: "Too Many Requests", RetryAfter: 2 * time.Second}},
 		{"a proxy's page", 502, nil, "<html>gateway</html>",
-			Error{Status: 502, Code: CodeInternal, Message: "Bad Gateway: <html>gateway</html>"}},
+			Error{Status: 502, Code: api.CodeInternal, Message: "Bad Gateway: <html>gateway</html>"}},
 		{"a bare 409 names no code", 409, nil, "",
 			Error{Status: 409, Message: "Conflict"}},
 		{"garbage Retry-After", 503, http.Header{"Retry-After": {"soon"}}, ``,
-			Error{Status: 503, Code: CodeUnavailable, Message: "Service Unavailable"}},
+			Error{Status: 503, Code: api.CodeUnavailable, Message: "Service Unavailable"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idgen/idgen/api"
 	"github.com/idgen/idgen/client"
 	"github.com/idgen/idgen/shared/idcodec"
 )
@@ -144,30 +145,30 @@ func TestTypedErrors(t *testing.T) {
 		status int // 0: refused by the client before sending
 		code   string
 	}{
-		{"commit of a compensated ID", func() error { _, err := c.Commit(ctx, compensated.ID); return err }, client.ErrConflict, 409, client.CodeConflict},
+		{"commit of a compensated ID", func() error { _, err := c.Commit(ctx, compensated.ID); return err }, client.ErrConflict, 409, api.CodeConflict},
 		{"commit after the deadline", func() error {
 			// The deadline is a time, not a condition to poll for.
 			time.Sleep(time.Until(rec.Deadline) + time.Millisecond)
 			_, err := c.Commit(ctx, expiring.ID)
 			return err
-		}, client.ErrExpired, 409, client.CodeExpired},
-		{"get of an unknown ID", func() error { _, err := c.Get(ctx, unknown); return err }, client.ErrNotFound, 404, client.CodeNotFound},
-		{"get of a UUID that is not an idgen ID", func() error { _, err := c.Get(ctx, v4); return err }, client.ErrInvalidID, 400, client.CodeInvalidID},
+		}, client.ErrExpired, 409, api.CodeExpired},
+		{"get of an unknown ID", func() error { _, err := c.Get(ctx, unknown); return err }, client.ErrNotFound, 404, api.CodeNotFound},
+		{"get of a UUID that is not an idgen ID", func() error { _, err := c.Get(ctx, v4); return err }, client.ErrInvalidID, 400, api.CodeInvalidID},
 		{"get of text that is no UUID", func() error { _, err := c.Get(ctx, "../generate"); return err }, client.ErrInvalidID, 0, ""},
-		{"commit of a malformed ID", func() error { _, err := c.Commit(ctx, "not-an-id"); return err }, client.ErrInvalidID, 400, client.CodeInvalidID},
-		{"count over 1000", func() error { _, err := c.GenerateN(ctx, 1001, client.GenerateRequest{}); return err }, client.ErrInvalidRequest, 400, client.CodeInvalidRequest},
+		{"commit of a malformed ID", func() error { _, err := c.Commit(ctx, "not-an-id"); return err }, client.ErrInvalidID, 400, api.CodeInvalidID},
+		{"count over 1000", func() error { _, err := c.GenerateN(ctx, 1001, client.GenerateRequest{}); return err }, client.ErrInvalidRequest, 400, api.CodeInvalidRequest},
 		{"metadata not an object", func() error {
 			_, err := c.Generate(ctx, client.GenerateRequest{Metadata: []int{1}})
 			return err
-		}, client.ErrInvalidRequest, 400, client.CodeInvalidRequest},
+		}, client.ErrInvalidRequest, 400, api.CodeInvalidRequest},
 		{"timeout over 7 days", func() error {
 			_, err := c.Generate(ctx, client.GenerateRequest{Timeout: 8 * 24 * time.Hour})
 			return err
-		}, client.ErrInvalidRequest, 400, client.CodeInvalidRequest},
+		}, client.ErrInvalidRequest, 400, api.CodeInvalidRequest},
 		{"reason too long", func() error {
 			_, err := c.Compensate(ctx, unknown, string(make([]byte, 300)))
 			return err
-		}, client.ErrInvalidRequest, 400, client.CodeInvalidRequest},
+		}, client.ErrInvalidRequest, 400, api.CodeInvalidRequest},
 		{"metadata that does not encode", func() error {
 			_, err := c.Generate(ctx, client.GenerateRequest{Metadata: func() {}})
 			return err
