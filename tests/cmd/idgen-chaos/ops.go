@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/idgen/idgen/shared/platform/backoff"
-
 	"github.com/idgen/idgen/harness/proc"
 )
 
@@ -173,26 +171,7 @@ func (p *opsPhase) execute(ctx context.Context) {
 		in.d.Start(ctx)
 		in.sink.Start(4, 2*time.Second)
 	}
-	steady := &window{name: "embedded steady (no fault)", from: time.Now()}
-	p.wins = append(p.wins, steady)
-	backoff.Sleep(ctx, p.cfg.OpsWarmup)
-	steady.to = time.Now()
-	for _, f := range opFaults {
-		if !p.cfg.runs(f.n) || ctx.Err() != nil {
-			continue
-		}
-		w := &window{n: f.n, name: f.name, from: time.Now()}
-		p.wins = append(p.wins, w)
-		if !injectAndRecover(ctx, w, p.violate, p.logf, p.cfg.Settle,
-			func() error { return f.fn(ctx, p, w) },
-			func() (time.Time, error) { return p.waitRecovered(ctx, time.Now(), p.cfg.Recovery) }) {
-			break
-		}
-	}
-	last := &window{name: "embedded steady (after the faults)", from: time.Now()}
-	p.wins = append(p.wins, last)
-	backoff.Sleep(ctx, p.cfg.Settle)
-	last.to = time.Now()
+	p.wins = runFaults(ctx, p, opFaults, phaseRun{cfg: p.cfg, label: "embedded ", warmup: p.cfg.OpsWarmup, violate: p.violate, logf: p.logf, recovered: p.waitRecovered})
 	for _, in := range p.insts {
 		in.d.Stop(40 * time.Second)
 	}

@@ -23,18 +23,13 @@ import (
 	"github.com/idgen/idgen/tests/internal/idgenproc"
 )
 
-// opFaultDef is an operator and resource fault of the embedded phase.
-type opFaultDef struct {
-	n    int
-	name string
-	fn   func(ctx context.Context, p *opsPhase, w *window) error
-}
-
-// opFaults follow the eleven faults of the cluster, in the order they run.
-var opFaults = []opFaultDef{
-	{12, "store engine mismatch refused", faultEngineMismatch},
-	{13, "data volume fills and frees", faultDataDisk},
-	{14, "audit volume fills and frees", faultAuditDisk},
+// opFaults are the operator and resource faults of the embedded phase;
+// they follow the eleven faults of the cluster, in the order they run.
+// HAProxy is not in front of the embedded instances: no availability floor.
+var opFaults = []faultDef[*opsPhase]{
+	{12, "store engine mismatch refused", 0, faultEngineMismatch},
+	{13, "data volume fills and frees", 0, faultDataDisk},
+	{14, "audit volume fills and frees", 0, faultAuditDisk},
 }
 
 // Fault 12: an operator starts `idgen serve` on an embedded instance's

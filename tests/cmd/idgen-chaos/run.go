@@ -66,19 +66,18 @@ func (r *run) addQuiet(q quiet) {
 	r.mu.Unlock()
 }
 
-// faultFunc injects one fault and heals it; the run then waits for
+// faultDef is one fault of a phase P (the cluster's *run, the embedded
+// *opsPhase): fn injects it and heals it; the phase then waits for
 // recovery. An error means the fault could not be injected as intended.
-type faultFunc func(ctx context.Context, r *run, w *window) error
-
-type faultDef struct {
+type faultDef[P any] struct {
 	n     int
 	name  string
-	floor float64
-	fn    faultFunc
+	floor float64 // minimum availability through HAProxy; 0: none
+	fn    func(ctx context.Context, p P, w *window) error
 }
 
 // faults are the eleven faults, in the order they run.
-var faults = []faultDef{
+var faults = []faultDef[*run]{
 	{1, "idgen SIGKILL + restart", 0.5, faultKillIdgen},
 	{2, "idgen SIGSTOP past session timeout", 0.5, faultFreezeIdgen},
 	{3, "ZooKeeper leader SIGKILL", 0.5, faultKillZKLeader},
@@ -97,38 +96,57 @@ var faults = []faultDef{
 func (r *run) execute(ctx context.Context) {
 	r.d.Start(ctx)
 	r.ev.Start()
-	steady := &window{name: "steady (no fault)", from: time.Now()}
-	r.wins = append(r.wins, steady)
-	backoff.Sleep(ctx, r.cfg.Warmup)
-	steady.to = time.Now()
-	for _, f := range faults {
-		if !r.cfg.runs(f.n) || ctx.Err() != nil {
-			continue
-		}
-		w := &window{n: f.n, name: f.name, floor: f.floor, from: time.Now()}
-		r.wins = append(r.wins, w)
-		if !injectAndRecover(ctx, w, r.l.violate, r.logf, r.cfg.Settle,
-			func() error { return f.fn(ctx, r, w) },
-			func() (time.Time, error) { return r.waitRecovered(ctx, time.Now(), r.cfg.Recovery) }) {
-			break
-		}
-	}
-	last := &window{name: "steady (after the faults)", from: time.Now()}
-	r.wins = append(r.wins, last)
-	backoff.Sleep(ctx, r.cfg.Settle)
-	last.to = time.Now()
+	r.wins = runFaults(ctx, r, faults, phaseRun{cfg: r.cfg, warmup: r.cfg.Warmup, violate: r.l.violate, logf: r.logf, recovered: r.waitRecovered})
 	r.d.Stop(40 * time.Second)
 }
 
-// injectAndRecover runs one fault of window w: inject, then recovered (a
-// wait that returns when the service recovered), then a pause of settle.
-// A failed injection or recovery is a violation. It reports whether the
-// run goes on: not when ctx ended (interrupted or out of time: nothing
-// more to inject) nor when the service did not recover (the rest would run
-// on a broken service).
-func injectAndRecover(ctx context.Context, w *window, violate func(kind, format string, args ...any), logf func(format string, args ...any),
-	settle time.Duration, inject func() error, recovered func() (time.Time, error)) bool {
-	logf("fault %d: %s", w.n, w.name)
+// phaseRun is how runFaults runs the faults of one phase.
+type phaseRun struct {
+	cfg     *Config
+	label   string        // prefix of the steady windows' names
+	warmup  time.Duration // the steady window before the first fault
+	violate func(kind, format string, args ...any)
+	logf    func(format string, args ...any)
+	// recovered returns when the service recovered from what happened
+	// since, with the moment, or fails after timeout.
+	recovered func(ctx context.Context, since time.Time, timeout time.Duration) (time.Time, error)
+}
+
+// runFaults runs the windows of a phase under load and returns them: a
+// steady window of ph.warmup; each fault that ph.cfg selects, in order, in
+// a window of its own (injectAndRecover); a steady window of Settle after
+// the faults. No fault is injected after ctx ends or after one the service
+// did not recover from.
+func runFaults[P any](ctx context.Context, p P, faults []faultDef[P], ph phaseRun) []*window {
+	steady := &window{name: ph.label + "steady (no fault)", from: time.Now()}
+	wins := []*window{steady}
+	backoff.Sleep(ctx, ph.warmup)
+	steady.to = time.Now()
+	for _, f := range faults {
+		if !ph.cfg.runs(f.n) || ctx.Err() != nil {
+			continue
+		}
+		w := &window{n: f.n, name: f.name, floor: f.floor, from: time.Now()}
+		wins = append(wins, w)
+		if !injectAndRecover(ctx, w, ph, func() error { return f.fn(ctx, p, w) }) {
+			break
+		}
+	}
+	last := &window{name: ph.label + "steady (after the faults)", from: time.Now()}
+	wins = append(wins, last)
+	backoff.Sleep(ctx, ph.cfg.Settle)
+	last.to = time.Now()
+	return wins
+}
+
+// injectAndRecover runs one fault of window w: inject, then the wait for
+// recovery (ph.recovered, within Recovery), then a pause of Settle. A
+// failed injection or recovery is a violation. It reports whether the run
+// goes on: not when ctx ended (interrupted or out of time: nothing more to
+// inject) nor when the service did not recover (the rest would run on a
+// broken service).
+func injectAndRecover(ctx context.Context, w *window, ph phaseRun, inject func() error) bool {
+	ph.logf("fault %d: %s", w.n, w.name)
 	err := inject()
 	if ctx.Err() != nil {
 		w.to = time.Now()
@@ -136,22 +154,22 @@ func injectAndRecover(ctx context.Context, w *window, violate func(kind, format 
 	}
 	if err != nil {
 		w.failed = true
-		violate(vFault, "fault %d (%s): %v", w.n, w.name, err)
-		logf("fault %d: %v", w.n, err)
+		ph.violate(vFault, "fault %d (%s): %v", w.n, w.name, err)
+		ph.logf("fault %d: %v", w.n, err)
 	}
-	at, err := recovered()
+	at, err := ph.recovered(ctx, time.Now(), ph.cfg.Recovery)
 	w.to = at
 	if ctx.Err() != nil {
 		return false
 	}
 	if err != nil {
 		w.failed = true
-		violate(vRecovery, "fault %d (%s): %v", w.n, w.name, err)
-		logf("fault %d: not recovered: %v", w.n, err)
+		ph.violate(vRecovery, "fault %d (%s): %v", w.n, w.name, err)
+		ph.logf("fault %d: not recovered: %v", w.n, err)
 		return false
 	}
-	logf("fault %d: recovered %v after injection; %s", w.n, at.Sub(w.from).Round(time.Millisecond), strings.Join(w.notes, "; "))
-	backoff.Sleep(ctx, settle)
+	ph.logf("fault %d: recovered %v after injection; %s", w.n, at.Sub(w.from).Round(time.Millisecond), strings.Join(w.notes, "; "))
+	backoff.Sleep(ctx, ph.cfg.Settle)
 	return true
 }
 
