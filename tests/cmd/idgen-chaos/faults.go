@@ -235,16 +235,18 @@ func faultRedisDown(ctx context.Context, r *run, w *window) error {
 			_ = s.Cont()
 		}
 	}()
-	freeze := func(ss ...*redisharness.Server) error {
+	// frozenFor freezes ss for d, a quiet period for why, then thaws every
+	// frozen process; one left frozen by an error is thawed on return.
+	frozenFor := func(d time.Duration, why string, ss ...*redisharness.Server) error {
 		for _, s := range ss {
 			if err := s.Stop(); err != nil {
 				return err
 			}
 			frozen = append(frozen, s)
 		}
-		return nil
-	}
-	thaw := func() error {
+		from := time.Now()
+		backoff.Sleep(ctx, d)
+		r.addQuiet(quiet{from: from, to: time.Now(), why: why})
 		for _, s := range frozen {
 			if err := s.Cont(); err != nil {
 				return err
@@ -253,26 +255,14 @@ func faultRedisDown(ctx context.Context, r *run, w *window) error {
 		frozen = nil
 		return nil
 	}
-	if err := freeze(replicas...); err != nil {
-		return err
-	}
-	t0 := time.Now()
-	backoff.Sleep(ctx, r.cfg.ReplicaDown)
-	r.addQuiet(quiet{from: t0, to: time.Now(), why: "the only replica frozen: WAIT 1 cannot succeed"})
-	if err := thaw(); err != nil {
+	if err := frozenFor(r.cfg.ReplicaDown, "the only replica frozen: WAIT 1 cannot succeed", replicas...); err != nil {
 		return err
 	}
 	backoff.Sleep(ctx, 2*time.Second)
 
 	all := append([]*redisharness.Server{primary}, replicas...)
 	all = append(all, g.Sentinels()...)
-	if err := freeze(all...); err != nil {
-		return err
-	}
-	t1 := time.Now()
-	backoff.Sleep(ctx, r.cfg.RedisDown)
-	r.addQuiet(quiet{from: t1, to: time.Now(), why: "every Redis process frozen"})
-	if err := thaw(); err != nil {
+	if err := frozenFor(r.cfg.RedisDown, "every Redis process frozen", all...); err != nil {
 		return err
 	}
 	w.note("replica frozen %v, then all %d Redis processes frozen %v", r.cfg.ReplicaDown, len(all), r.cfg.RedisDown)
