@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/idgen/idgen/api"
 )
 
 // State is the saga state of an ID.
@@ -83,31 +84,12 @@ func (c *Client) Get(ctx context.Context, id string) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	var v struct {
-		ID             string          `json:"id"`
-		Timestamp      string          `json:"timestamp"`
-		Worker         uint16          `json:"worker"`
-		Shard          uint8           `json:"shard"`
-		Counter        uint64          `json:"counter"`
-		State          State           `json:"state"`
-		IssuedAt       *string         `json:"issued_at"`
-		Deadline       string          `json:"deadline"`
-		Subject        string          `json:"subject"`
-		Tombstone      bool            `json:"tombstone"`
-		Metadata       json.RawMessage `json:"metadata"`
-		MetadataErased bool            `json:"metadata_erased"`
-		History        []struct {
-			State  State  `json:"state"`
-			At     string `json:"at"`
-			Reason string `json:"reason"`
-			Actor  string `json:"actor"`
-		} `json:"history"`
-	}
+	var v api.IDRecord
 	if err := a.decode("get", &v); err != nil {
 		return nil, err
 	}
 	r := &Record{
-		ID: v.ID, Worker: v.Worker, Shard: v.Shard, Counter: v.Counter, State: v.State, Subject: v.Subject,
+		ID: v.ID, Worker: v.Worker, Shard: v.Shard, Counter: v.Counter, State: State(v.State), Subject: v.Subject,
 		Tombstone: v.Tombstone, Metadata: v.Metadata, MetadataErased: v.MetadataErased, RequestID: a.requestID(),
 		History: make([]Step, len(v.History)),
 	}
@@ -122,7 +104,7 @@ func (c *Client) Get(ctx context.Context, id string) (*Record, error) {
 	}
 	r.Deadline = times.parse(v.Deadline)
 	for i, s := range v.History {
-		r.History[i] = Step{State: s.State, At: times.parse(s.At), Reason: s.Reason, Actor: s.Actor}
+		r.History[i] = Step{State: State(s.State), At: times.parse(s.At), Reason: s.Reason, Actor: s.Actor}
 	}
 	if times.err != nil {
 		return nil, fmt.Errorf("client: get: malformed answer: %w", times.err)

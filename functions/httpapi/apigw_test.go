@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/valyala/fasthttp"
 
+	"github.com/idgen/idgen/api"
 	"github.com/idgen/idgen/functions/httpapi"
 )
 
@@ -155,7 +156,7 @@ func TestAPIGatewayV2Routes(t *testing.T) {
 		}(), status: 400, code: "invalid_request"},
 		{name: "wrong Content-Type", ev: v2Event("POST", "/generate", `{}`, map[string]string{"content-type": "text/plain"}), status: 415, code: "unsupported_media_type"},
 		{name: "GET /ids/{id}", ev: v2Event("GET", "/ids/"+one.ID, "", nil), status: 200, check: func(r *reply) {
-			var v idView
+			var v api.IDRecord
 			if err := json.Unmarshal(r.body, &v); err != nil || v.ID != one.ID || v.State != "pending" {
 				t.Errorf("GET /ids/%s: %s (%v), want the pending record", one.ID, r.body, err)
 			}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idgen/idgen/api"
 	"github.com/idgen/idgen/functions/httpapi"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/platform/audit"
@@ -150,7 +151,7 @@ func TestCompensateAuditEntry(t *testing.T) {
 			t.Errorf("entry %s = %q, want %q", k, got[k], w)
 		}
 	}
-	var v idView
+	var v api.IDRecord
 	if r := h.do(t, call{method: "GET", path: "/ids/" + id, header: hdr("req-get")}); r.status != 200 || json.Unmarshal(r.body, &v) != nil {
 		t.Fatalf("GET /ids: %s", r)
 	}

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -220,30 +219,6 @@ func firstNonEmpty(a, b string) string {
 	return b
 }
 
-type stepView struct {
-	State  string `json:"state"`
-	At     string `json:"at"`
-	Reason string `json:"reason,omitempty"`
-	Actor  string `json:"actor,omitempty"`
-}
-
-type idView struct {
-	ID        string          `json:"id"`
-	Timestamp string          `json:"timestamp"`
-	Worker    uint16          `json:"worker"`
-	Shard     uint8           `json:"shard"`
-	Counter   uint64          `json:"counter"`
-	State     string          `json:"state"`
-	IssuedAt  *string         `json:"issued_at"`
-	Deadline  string          `json:"deadline,omitempty"`
-	Subject   string          `json:"subject,omitempty"`
-	Tombstone bool            `json:"tombstone,omitempty"`
-	Metadata  json.RawMessage `json:"metadata,omitempty"`
-	// MetadataErased: the subject's data key was erased (crypto-shredding).
-	MetadataErased bool       `json:"metadata_erased,omitempty"`
-	History        []stepView `json:"history"`
-}
-
 func (s *Service) getID(c *fasthttp.RequestCtx, log *reqLog) error {
 	id, err := idcodec.Parse(log.param)
 	if err != nil {
@@ -257,10 +232,10 @@ func (s *Service) getID(c *fasthttp.RequestCtx, log *reqLog) error {
 		return err
 	}
 	f := id.Decompose()
-	v := idView{
+	v := api.IDRecord{
 		ID: id.String(), Timestamp: msTime(int64(f.TimestampMS)), Worker: f.Worker, Shard: f.Shard, Counter: f.Counter,
 		State: rec.State.String(), Deadline: msTime(rec.DeadlineMS), Subject: rec.Subject, Tombstone: rec.Tombstone,
-		History: make([]stepView, 0, len(rec.History)),
+		History: make([]api.Step, 0, len(rec.History)),
 	}
 	if rec.IssuedAtMS != 0 {
 		t := msTime(rec.IssuedAtMS)
@@ -279,7 +254,7 @@ func (s *Service) getID(c *fasthttp.RequestCtx, log *reqLog) error {
 		}
 	}
 	for _, st := range rec.History {
-		v.History = append(v.History, stepView{State: st.State.String(), At: msTime(st.AtMS), Reason: st.Reason, Actor: st.Actor})
+		v.History = append(v.History, api.Step{State: st.State.String(), At: msTime(st.AtMS), Reason: st.Reason, Actor: st.Actor})
 	}
 	return writeJSON(c, fasthttp.StatusOK, v)
 }
