@@ -68,11 +68,7 @@ func lambdaGenerateFn(ctx context.Context, c ServeConfig, stderr io.Writer) erro
 // policy dead-letters the poison ones) or by EventBridge (detail = the
 // envelope; an error makes EventBridge retry).
 func lambdaCompensateFn(ctx context.Context, stderr io.Writer) error {
-	c, err := parseCompensateFlags(nil, stderr)
-	if err != nil {
-		return err
-	}
-	log, err := c.Log.logger(stderr, nil)
+	c, log, err := compensateFlagsAndLog(nil, stderr)
 	if err != nil {
 		return err
 	}

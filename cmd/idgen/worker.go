@@ -85,14 +85,21 @@ func (c compensateConfig) validate() error {
 	return errors.Join(c.Redis.validate(), c.Audit.validate())
 }
 
+// compensateFlagsAndLog parses the compensate flags of args (and their
+// environment variables) and builds the logger they ask for, to stderr.
+func compensateFlagsAndLog(args []string, stderr io.Writer) (compensateConfig, *zap.Logger, error) {
+	c, err := parseCompensateFlags(args, stderr)
+	if err != nil {
+		return c, nil, err
+	}
+	log, err := c.Log.logger(stderr, nil)
+	return c, log, err
+}
+
 // compensateCmd runs the compensate worker until ctx ends (SIGTERM), then
 // lets in-flight entries finish and exits.
 func compensateCmd(ctx context.Context, args []string, _, stderr io.Writer) (err error) {
-	c, err := parseCompensateFlags(args, stderr)
-	if err != nil {
-		return err
-	}
-	log, err := c.Log.logger(stderr, nil)
+	c, log, err := compensateFlagsAndLog(args, stderr)
 	if err != nil {
 		return err
 	}

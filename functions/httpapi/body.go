@@ -85,6 +85,20 @@ type compensateBody struct {
 
 func (b *compensateBody) parseID() (idcodec.ID, error) { return parseID(b.ID) }
 
+// decodeID decodes the body of a call on one ID (/commit, /compensate)
+// into b, parses its "id" and names it in the request's access line.
+func decodeID[B interface{ parseID() (idcodec.ID, error) }](c *fasthttp.RequestCtx, log *reqLog, b B) (idcodec.ID, error) {
+	if err := decodeBody(c, b, false); err != nil {
+		return idcodec.ID{}, err
+	}
+	id, err := b.parseID()
+	if err != nil {
+		return id, err
+	}
+	log.setIDs(id)
+	return id, nil
+}
+
 // parseID parses a body's "id": a missing one is invalid_request, a
 // malformed one invalid_id.
 func parseID(id *string) (idcodec.ID, error) {

@@ -38,14 +38,10 @@ func msTime(ms int64) string {
 // registry's compare-and-set alone.
 func (s *Service) commit(c *fasthttp.RequestCtx, log *reqLog) error {
 	var b idBody
-	if err := decodeBody(c, &b, false); err != nil {
-		return err
-	}
-	id, err := b.parseID()
+	id, err := decodeID(c, log, &b)
 	if err != nil {
 		return err
 	}
-	log.setIDs(id)
 	if b.Reason != "" {
 		return Errorf(api.CodeInvalidRequest, "reason applies to /compensate only")
 	}
@@ -121,14 +117,10 @@ func (s *Service) commit(c *fasthttp.RequestCtx, log *reqLog) error {
 // entry (Config.AuditFailOpen: logged, answered 200).
 func (s *Service) compensate(c *fasthttp.RequestCtx, log *reqLog) error {
 	var b compensateBody
-	if err := decodeBody(c, &b, false); err != nil {
-		return err
-	}
-	id, err := b.parseID()
+	id, err := decodeID(c, log, &b)
 	if err != nil {
 		return err
 	}
-	log.setIDs(id)
 	ev := saga.Event{
 		EventID: b.EventID, ID: id.String(), Reason: b.Reason, OccurredAt: b.OccurredAt, Source: b.Source,
 		Traceparent: b.Traceparent, Tracestate: b.Tracestate,
