@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -32,10 +33,12 @@ func SkipShort(tb testing.TB, what string) {
 // package. Under -short it ends the test binary with status 0 before m.Run,
 // so the package runs no test, and says so on stderr. Outside a test binary
 // it does nothing, so chaos and bench programs start their servers as
-// always. Inside a running test, where the ...T starts and Shared belong,
-// go test reports the exit as a failure.
+// always; inside a running test it does nothing either: a test that calls
+// a start itself (not StartT or Shared, which skip it under -short) gets
+// what the start does, e.g. ErrNotInstalled on a machine without the
+// server.
 func SkipShortMain(what string) {
-	if !testing.Testing() {
+	if !testing.Testing() || insideTest() {
 		return
 	}
 	if !flag.Parsed() {
@@ -47,6 +50,22 @@ func SkipShortMain(what string) {
 	}
 }
 
+// insideTest reports whether the caller runs in a test function: a
+// testing.tRunner frame is on its stack (TestMain runs before any).
+func insideTest() bool {
+	pcs := make([]uintptr, 128)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
+	for {
+		f, more := frames.Next()
+		if f.Function == "testing.tRunner" {
+			return true
+		}
+		if !more {
+			return false
+		}
+	}
+}
+
 // shortChildEnv marks the child process of CheckShortMain.
 const shortChildEnv = "IDGEN_PROC_SHORT_CHILD"
 
@@ -54,12 +73,17 @@ const shortChildEnv = "IDGEN_PROC_SHORT_CHILD"
 // a -short test binary with status 0 before it needs anything installed: it
 // runs the calling test again in a child test binary with -test.short and a
 // PATH that holds no program, where start must exit through SkipShortMain.
-// The child calls start and, should start return, fails with its error.
-// The calling test must be a top-level test that calls CheckShortMain first.
+// The child calls start outside the test function (as a TestMain does)
+// and, should start return, fails with its error. The calling test must
+// be a top-level test that calls CheckShortMain first.
 func CheckShortMain(t *testing.T, start func() error) {
 	t.Helper()
 	if os.Getenv(shortChildEnv) == "1" {
-		err := start()
+		// On a goroutine of its own, start runs outside any test
+		// function, as it does from a TestMain.
+		done := make(chan error)
+		go func() { done <- start() }()
+		err := <-done
 		fmt.Fprintf(os.Stderr, "start returned under -short: %v\n", err)
 		os.Exit(3)
 	}
