@@ -14,7 +14,7 @@ MODULES := . tests infra
 
 COMPOSE ?= docker-compose -f docker-compose.yml -f docker-compose.offline.yml
 
-.PHONY: check lint chaos images compose-test tools all build lambda build-GenerateFunction build-CompensateFunction run test deps bench fuzz fmt vet clean
+.PHONY: check check-service check-tests check-infra lint chaos images compose-test tools all build lambda build-GenerateFunction build-CompensateFunction run test deps bench fuzz fmt vet clean
 
 all: build
 
@@ -44,15 +44,25 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	for m in $(MODULES); do (cd $$m && $(GO) vet ./...) || exit 1; done
 
-# The fast lane, under a minute on 2 cores: lint, build, and every test that
-# needs no server and no idgen binary. go test -short makes the harnesses
-# skip the others (harness/proc/short.go) and start nothing; make test runs
-# them all. infra's tests run go and git, whose inputs the test cache does
-# not see, so they always run.
+# The fast lane: lint, build, and every test that needs no server and no
+# idgen binary (docs/benchmarks.md has its wall time on 2 cores). go test
+# -short makes the harnesses skip the others (harness/proc/short.go) and
+# start nothing; make test runs them all. go vet (lint) has compiled every
+# package of every module, so only the service's module is built again, for
+# its binaries. The three modules' tests run at once, so that a module's
+# last long package does not leave a core idle. infra's tests run go and
+# git, whose inputs the test cache does not see, so they always run.
 check: lint
-	for m in $(MODULES); do (cd $$m && $(GO) build ./...) || exit 1; done
+	$(GO) build ./...
+	$(MAKE) --no-print-directory -j3 check-service check-tests check-infra
+
+check-service:
 	$(GO) test -short ./...
+
+check-tests:
 	cd tests && $(GO) test -short ./...
+
+check-infra:
 	cd infra && $(GO) test -short -count=1 ./...
 
 # Installs the Debian packages the tests need (ZooKeeper, Redis, wrk, ...)

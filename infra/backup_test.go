@@ -120,6 +120,7 @@ func copyDir(t *testing.T, src, dst string) {
 }
 
 func TestBackupScriptsLint(t *testing.T) {
+	t.Parallel()
 	shellcheck, err := exec.LookPath("shellcheck")
 	if err != nil {
 		shellcheck = "/usr/bin/shellcheck"
@@ -224,6 +225,7 @@ func restoreRedis(t *testing.T, ctx context.Context, backup string, aof bool) *r
 }
 
 func TestBackupRedis(t *testing.T) {
+	t.Parallel()
 	const password = "backup-test-secret-0123"
 	srv := redisharness.StartStandaloneT(t, redisharness.Options{Password: password})
 	ctx := t.Context()
@@ -409,6 +411,7 @@ func TestBackupRedis(t *testing.T) {
 }
 
 func TestBackupRedisAOF(t *testing.T) {
+	t.Parallel()
 	srv := redisharness.StartStandaloneT(t, redisharness.Options{AppendFsyncAlways: true})
 	ctx := t.Context()
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
@@ -476,6 +479,7 @@ type zkTestLogger struct{ t *testing.T }
 func (l zkTestLogger) Printf(format string, args ...any) { l.t.Logf("zk: "+format, args...) }
 
 func TestBackupZooKeeper(t *testing.T) {
+	t.Parallel()
 	ens := zkharness.StartT(t, zkharness.Options{Servers: 3})
 	ctx := t.Context()
 	conn := zkConnect(t, ens.Addrs())

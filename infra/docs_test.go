@@ -14,6 +14,7 @@ import (
 // the tree, a file since moved), and every #anchor into a Markdown file
 // names one of its headings. The checker is docs_check_test.go.
 func TestDocReferences(t *testing.T) {
+	t.Parallel()
 	files := gitTrackedFiles(t)
 	tree := newDocTree(os.DirFS(".."), files)
 	if len(tree.files) == 0 {
@@ -53,6 +54,7 @@ func gitTrackedFiles(t *testing.T) []string {
 // tree: the clean tree passes, and each broken reference is reported with
 // its file and line.
 func TestDocReferenceCheckerCatchesBreakage(t *testing.T) {
+	t.Parallel()
 	clean := fstest.MapFS{
 		"README.md": {Data: []byte("# Tool\n\nSee [the API](docs/api.md#errors), [ops](docs/ops.md) and\n" +
 			"![picture](docs/arch.svg), the [folder](docs/) and [top](#tool).\n" +
@@ -126,6 +128,7 @@ func TestDocReferenceCheckerCatchesBreakage(t *testing.T) {
 }
 
 func TestHeadingSlug(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ heading, want string }{
 		{"IdgenDiskFull", "idgendiskfull"},
 		{"SLO and burn-rate alerts", "slo-and-burn-rate-alerts"},

@@ -20,6 +20,7 @@ import (
 // breakage (and to pass on the manifests as they are). Every check has at
 // least one case.
 func TestK8sChecksCatchBreakage(t *testing.T) {
+	t.Parallel()
 	flags := k8sFlagsFor(t)
 	cases := []struct {
 		check, name string

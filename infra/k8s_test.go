@@ -64,6 +64,7 @@ func k8sFlagsFor(t *testing.T) k8sFlagSets {
 }
 
 func TestK8sManifests(t *testing.T) {
+	t.Parallel()
 	b, err := k8sLoad(k8sDir)
 	if err != nil {
 		t.Fatalf("decoding %s:\n%v", k8sDir, err)
@@ -84,6 +85,7 @@ func TestK8sManifests(t *testing.T) {
 // TestK8sDecodeRejects edits a copy of the manifests so strict decoding or
 // the kustomization check must fail.
 func TestK8sDecodeRejects(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name       string
 		file       string

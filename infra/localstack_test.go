@@ -73,6 +73,7 @@ func lstackLint(shellcheck, script string) []string {
 }
 
 func TestLocalStackScriptsLint(t *testing.T) {
+	t.Parallel()
 	shellcheck := lstackShellcheck(t)
 	for _, script := range lstackScripts(t) {
 		t.Run(strings.TrimPrefix(script, lstackDir+"/"), func(t *testing.T) {
@@ -102,6 +103,7 @@ func TestLocalStackScriptsLint(t *testing.T) {
 // TestLocalStackLintCatchesBreakage makes sure both linters really run and
 // fail: a syntax error for bash -n, an unquoted expansion for shellcheck.
 func TestLocalStackLintCatchesBreakage(t *testing.T) {
+	t.Parallel()
 	shellcheck := lstackShellcheck(t)
 	dir := t.TempDir()
 	for name, src := range map[string]string{
@@ -268,6 +270,7 @@ func lstackArgs(t *testing.T, path string) map[string]string {
 }
 
 func TestLocalStackHooks(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("python3"); err != nil {
 		t.Fatal("python3 is needed by the hooks (LocalStack's image has it) and by this test")
 	}

@@ -42,6 +42,7 @@ func runPromtool(t *testing.T, args ...string) string {
 }
 
 func TestPromtoolCheckConfig(t *testing.T) {
+	t.Parallel()
 	// promtool resolves rule_files and credentials_file against the
 	// config's directory: check a copy with a dummy token in place.
 	dir := t.TempDir()
@@ -64,6 +65,7 @@ func TestPromtoolCheckConfig(t *testing.T) {
 // TestPromtoolKubernetesVariant un-comments the Kubernetes scrape job of
 // prometheus.yml and checks it, so the commented variant stays valid.
 func TestPromtoolKubernetesVariant(t *testing.T) {
+	t.Parallel()
 	src, err := os.ReadFile(filepath.Join(monitoringDir, "prometheus.yml"))
 	if err != nil {
 		t.Fatal(err)
@@ -134,6 +136,7 @@ func TestPromtoolKubernetesVariant(t *testing.T) {
 // TestMonitoringScrapeConfig checks that the compose jobs discover the
 // services by DNS on the ports the rules and docs assume.
 func TestMonitoringScrapeConfig(t *testing.T) {
+	t.Parallel()
 	var cfg struct {
 		RuleFiles     []string `yaml:"rule_files"`
 		ScrapeConfigs []struct {
@@ -166,6 +169,7 @@ func TestMonitoringScrapeConfig(t *testing.T) {
 }
 
 func TestPromtoolCheckRules(t *testing.T) {
+	t.Parallel()
 	out := runPromtool(t, "check", "rules", filepath.Join(monitoringDir, "alerts.yml"))
 	if !strings.Contains(out, "SUCCESS") {
 		t.Fatalf("promtool check rules:\n%s", out)
@@ -173,6 +177,7 @@ func TestPromtoolCheckRules(t *testing.T) {
 }
 
 func TestPromtoolTestRules(t *testing.T) {
+	t.Parallel()
 	out := runPromtool(t, "test", "rules", filepath.Join(monitoringDir, "alerts_test.yml"))
 	if !strings.Contains(out, "SUCCESS") {
 		t.Fatalf("promtool test rules:\n%s", out)
@@ -208,6 +213,7 @@ func readYAML(t *testing.T, path string, v any) {
 // knows, a summary, a description and a runbook section of its own name in
 // docs/operations.md; the unit tests fire the alerts the brief requires.
 func TestAlertRunbooksAndCoverage(t *testing.T) {
+	t.Parallel()
 	var rules ruleFile
 	readYAML(t, filepath.Join(monitoringDir, "alerts.yml"), &rules)
 	doc, err := os.ReadFile(filepath.Join("..", "docs", "operations.md"))
@@ -410,6 +416,7 @@ func readDashboard(t *testing.T) map[string]any {
 // the dashboard is exported by the Go code (histograms with _bucket,
 // _count, _sum), and every recording-rule name used is defined.
 func TestMonitoringMetricNames(t *testing.T) {
+	t.Parallel()
 	names, hist := goMetrics(t)
 	var rules ruleFile
 	readYAML(t, filepath.Join(monitoringDir, "alerts.yml"), &rules)
@@ -474,6 +481,7 @@ func TestMonitoringMetricNames(t *testing.T) {
 // TestDashboardPanels: the dashboard parses, every panel names the
 // provisioned datasource and has at least one query.
 func TestDashboardPanels(t *testing.T) {
+	t.Parallel()
 	var ds struct {
 		Datasources []struct {
 			UID  string `yaml:"uid"`

@@ -43,6 +43,7 @@ func ofCheck(stackSrc, dockerSrc string) []string {
 }
 
 func TestOpenFaaS(t *testing.T) {
+	t.Parallel()
 	stackSrc, dockerSrc := ofRead(t, ofStackPath), ofRead(t, ofDockerfilePath)
 	for _, p := range ofCheck(stackSrc, dockerSrc) {
 		t.Error(p)
@@ -57,6 +58,7 @@ func TestOpenFaaS(t *testing.T) {
 // TestOpenFaaSChecksCatchBreakage breaks stack.yml or the Dockerfile one way
 // at a time and expects the checks to name the break.
 func TestOpenFaaSChecksCatchBreakage(t *testing.T) {
+	t.Parallel()
 	stackSrc, dockerSrc := ofRead(t, ofStackPath), ofRead(t, ofDockerfilePath)
 	cases := []struct {
 		name       string

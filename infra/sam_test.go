@@ -29,6 +29,7 @@ var samChecks = map[string]func(*cfnTemplate) []string{
 }
 
 func TestSAMTemplate(t *testing.T) {
+	t.Parallel()
 	tpl := cfnLoad(t)
 	if v, _ := cfnScalar(cfnGet(tpl.root, "Transform")); v != "AWS::Serverless-2016-10-31" {
 		t.Errorf("Transform %q, want AWS::Serverless-2016-10-31", v)
@@ -55,6 +56,7 @@ func TestSAMTemplate(t *testing.T) {
 // expects the check responsible to say so: a check that cannot fail checks
 // nothing.
 func TestSAMChecksCatchBreakage(t *testing.T) {
+	t.Parallel()
 	src, err := os.ReadFile(cfnTemplatePath())
 	if err != nil {
 		t.Fatal(err)
@@ -165,6 +167,7 @@ func TestSAMChecksCatchBreakage(t *testing.T) {
 // (no interpreter, no shared libraries), executable arm64 ELF named
 // bootstrap, built without cgo, trimmed, with the lambda.norpc tag.
 func TestSAMBuildBootstrap(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cmd := exec.Command("make", "-C", "..", "build-GenerateFunction", "ARTIFACTS_DIR="+dir)
 	if out, err := cmd.CombinedOutput(); err != nil {
