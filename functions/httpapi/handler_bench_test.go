@@ -17,6 +17,7 @@ import (
 
 	"github.com/idgen/idgen/functions/httpapi"
 	"github.com/idgen/idgen/shared/generator"
+	"github.com/idgen/idgen/shared/generator/generatortest"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/platform/logring"
 	"github.com/idgen/idgen/shared/platform/sealer"
@@ -60,7 +61,7 @@ func BenchmarkGenerateHandler(b *testing.B) {
 				tp = tracing.NewProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
 				b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 			}
-			gen := newGenerator(b, &benchSource{}, generator.Config{InitialStep: 1 << 22, MinStep: 1 << 22, MaxStep: 1 << 22, Tracer: tp.Tracer("generator")})
+			gen := newGenerator(b, &generatortest.Source{}, generator.Config{InitialStep: 1 << 22, MinStep: 1 << 22, MaxStep: 1 << 22, Tracer: tp.Tracer("generator")})
 			reg := newMemRegistry()
 			benchGenerate(b, gen, reg, v.cfg, tp)
 			if got := reg.records.Load(); got != int64(b.N) {
@@ -133,22 +134,6 @@ type benchRegistry interface {
 	httpapi.Registry
 	sealer.KeyStore
 }
-
-// benchSource hands out consecutive ranges from memory.
-type benchSource struct {
-	mu   sync.Mutex
-	next uint64
-}
-
-func (s *benchSource) ClaimRange(_ context.Context, n uint64) (generator.Range, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := generator.Range{Start: s.next, End: s.next + n}
-	s.next += n
-	return r, nil
-}
-
-var _ generator.RangeSource = (*benchSource)(nil)
 
 // memRegistry counts the records registered and keeps nothing but the
 // data keys: a stand-in for the store that allocates nothing of its own

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"flag"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,24 +14,8 @@ import (
 	"github.com/sony/sonyflake"
 
 	"github.com/idgen/idgen/shared/generator"
+	"github.com/idgen/idgen/shared/generator/generatortest"
 )
-
-// memSource is an in-memory range source: the hot path is measured without
-// the claim cost (one claim per 4M IDs in service).
-type memSource struct {
-	mu   sync.Mutex
-	next uint64
-}
-
-func (s *memSource) ClaimRange(_ context.Context, n uint64) (generator.Range, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := generator.Range{Start: s.next, End: s.next + n}
-	s.next += n
-	return r, nil
-}
-
-var _ generator.RangeSource = (*memSource)(nil)
 
 // peer is one in-process ID generator. next returns the binary ID in 16
 // bytes (shorter IDs zero-padded) so that tests can check uniqueness; it is
@@ -46,7 +29,7 @@ type peer struct {
 // peers returns idgen's hot path first, then the baselines. close releases
 // the generator.
 func peers() (ps []peer, closeFn func(), err error) {
-	g, err := generator.New(&memSource{}, generator.FixedWorker(1), generator.Config{InitialStep: 1 << 22, MinStep: 1 << 22, MaxStep: 1 << 22})
+	g, err := generator.New(&generatortest.Source{}, generator.FixedWorker(1), generator.Config{InitialStep: 1 << 22, MinStep: 1 << 22, MaxStep: 1 << 22})
 	if err != nil {
 		return nil, nil, err
 	}
