@@ -44,21 +44,6 @@ func metricValue(ctx context.Context, a api, name string) (float64, error) {
 	return 0, fmt.Errorf("no sample %s in /metrics", name)
 }
 
-// waitUntil polls cond every 20 ms until it holds or timeout passes; it
-// returns how long that took and whether cond held.
-func waitUntil(timeout time.Duration, cond func() bool) (time.Duration, bool) {
-	t0 := time.Now()
-	for {
-		if cond() {
-			return time.Since(t0), true
-		}
-		if time.Since(t0) > timeout {
-			return time.Since(t0), false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // reply is one answer of the disk load.
 type reply struct {
 	sent  time.Time
@@ -157,7 +142,7 @@ func diskFillsAndFrees(t *testing.T, engine string) {
 
 	ld := startDiskLoad(ctx, a, 4, 200000)
 	defer ld.l.Stop()
-	if _, ok := waitUntil(10*time.Second, func() bool { return ld.count(200, time.Time{}) >= 50 }); !ok {
+	if _, ok := proc.Poll(10*time.Second, func() bool { return ld.count(200, time.Time{}) >= 50 }); !ok {
 		t.Fatalf("no 50 answers 200 within 10 s before the disk filled")
 	}
 	// Fill to 2 MiB under the threshold: the guard refuses at its next
@@ -165,12 +150,12 @@ func diskFillsAndFrees(t *testing.T, engine string) {
 	tFill := time.Now()
 	filler := tmpfs.Fill(t, mnt, minFree-2<<20)
 	refusing := func() bool { v, err := metricValue(ctx, a, "idgen_disk_guard_refusing"); return err == nil && v == 1 }
-	if _, ok := waitUntil(10*time.Second, refusing); !ok {
+	if _, ok := proc.Poll(10*time.Second, refusing); !ok {
 		t.Fatalf("idgen_disk_guard_refusing not 1 within 10 s of the filesystem dropping to %d bytes free", tmpfs.Free(t, mnt))
 	}
 	tRefusing := time.Now()
 	t.Logf("%s: refusing %v after the fill began (%d bytes free)", engine, tRefusing.Sub(tFill).Round(time.Millisecond), tmpfs.Free(t, mnt))
-	if _, ok := waitUntil(10*time.Second, func() bool { return ld.count(503, tRefusing) >= 20 }); !ok {
+	if _, ok := proc.Poll(10*time.Second, func() bool { return ld.count(503, tRefusing) >= 20 }); !ok {
 		t.Errorf("fewer than 20 answers 503 within 10 s while the guard refuses")
 	}
 	for _, path := range []string{"/health/ready", "/health"} {
@@ -183,7 +168,7 @@ func diskFillsAndFrees(t *testing.T, engine string) {
 		t.Fatal(err)
 	}
 	tFreed := time.Now()
-	d, ok := waitUntil(15*time.Second, func() bool { return ld.count(200, tFreed) >= 20 })
+	d, ok := proc.Poll(15*time.Second, func() bool { return ld.count(200, tFreed) >= 20 })
 	if !ok {
 		t.Fatalf("200s did not resume within 15 s of freeing the disk (%d bytes free)", tmpfs.Free(t, mnt))
 	}
@@ -371,7 +356,7 @@ func TestAuditVolumeFills(t *testing.T) {
 		if err := os.Remove(filler); err != nil {
 			t.Fatal(err)
 		}
-		d, ok := waitUntil(5*time.Second, func() bool { _, code, err := a.generate(ctx, "{}"); return err == nil && code == 200 })
+		d, ok := proc.Poll(5*time.Second, func() bool { _, code, err := a.generate(ctx, "{}"); return err == nil && code == 200 })
 		if !ok {
 			t.Fatalf("%s: /generate still refused 5 s after the audit disk was freed", tc.path)
 		}

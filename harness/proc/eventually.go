@@ -16,11 +16,22 @@ const pollInterval = 10 * time.Millisecond
 // holds by then never fails tb.
 func Eventually(tb testing.TB, within time.Duration, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(within)
+	if _, ok := Poll(within, cond); !ok {
+		tb.Fatalf("not within %s: %s", within, what)
+	}
+}
+
+// Poll is Eventually for a test that decides itself what a timeout means
+// (or reports how long a recovery took): it returns how long cond took to
+// hold, and false when within passed first. cond runs as in Eventually.
+func Poll(within time.Duration, cond func() bool) (took time.Duration, ok bool) {
+	t0 := time.Now()
+	deadline := t0.Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
-			tb.Fatalf("not within %s: %s", within, what)
+			return time.Since(t0), false
 		}
 		time.Sleep(pollInterval)
 	}
+	return time.Since(t0), true
 }

@@ -28,21 +28,6 @@ import (
 // forgetful is the gauge of reason.
 func forgetful(reason string) string { return `idgen_registry_forgetful{reason="` + reason + `"}` }
 
-// pollUntil polls cond every 50 ms until it holds or timeout passes; it
-// returns how long that took and whether cond held.
-func pollUntil(timeout time.Duration, cond func() bool) (time.Duration, bool) {
-	t0 := time.Now()
-	for {
-		if cond() {
-			return time.Since(t0), true
-		}
-		if time.Since(t0) > timeout {
-			return time.Since(t0), false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // issueIDs generates n IDs in batches of 100 and fails t on any refusal.
 func issueIDs(t *testing.T, ctx context.Context, c *http.Client, in *instance, n int) []idcodec.ID {
 	t.Helper()
@@ -91,7 +76,7 @@ func TestRedisEvictionPolicyChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	why := ""
-	took, ok := pollUntil(10*time.Second, func() bool { ok, w := refusing(ctx, d.client, in, "eviction_policy"); why = w; return ok })
+	took, ok := proc.Poll(10*time.Second, func() bool { ok, w := refusing(ctx, d.client, in, "eviction_policy"); why = w; return ok })
 	if !ok {
 		t.Fatalf("not refusing 10 s after maxmemory-policy became allkeys-lru: %s", why)
 	}
@@ -104,7 +89,7 @@ func TestRedisEvictionPolicyChanged(t *testing.T) {
 	if err := admin.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err(); err != nil {
 		t.Fatal(err)
 	}
-	took, ok = pollUntil(10*time.Second, func() bool {
+	took, ok = proc.Poll(10*time.Second, func() bool {
 		r := generate(ctx, d.client, in, 0, 0, genOpts{})
 		return r.status == http.StatusOK && r.bad == ""
 	})
@@ -171,7 +156,7 @@ func TestRedisRestartedEmpty(t *testing.T) {
 	}
 	tUp := time.Now()
 	why := ""
-	took, ok := pollUntil(15*time.Second, func() bool { ok, w := refusing(ctx, d.client, in, "epoch_missing"); why = w; return ok })
+	took, ok := proc.Poll(15*time.Second, func() bool { ok, w := refusing(ctx, d.client, in, "epoch_missing"); why = w; return ok })
 	if !ok {
 		stopProbes()
 		wg.Wait()
