@@ -11,9 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/idgen/idgen/harness/lambdart"
+	"github.com/idgen/idgen/harness/proc"
 )
 
 // echoBin is the testdata/echo bootstrap, built once by TestMain as `make
@@ -37,14 +36,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	code := m.Run()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
-			return 1
-		}
-	}
-	return code
+	return proc.RunMain(m)
 }
 
 // echoReply is testdata/echo's answer.

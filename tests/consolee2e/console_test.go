@@ -30,7 +30,6 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
-	"go.uber.org/goleak"
 
 	"github.com/idgen/idgen/api/apitest"
 	"github.com/idgen/idgen/harness/proc"
@@ -48,15 +47,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	idgenBin = bin
-	code := m.Run()
-	cleanup()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(proc.RunMain(m, func() error { cleanup(); return nil }))
 }
 
 // instance is a running `idgen serve`.

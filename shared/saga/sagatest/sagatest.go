@@ -21,9 +21,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/harness/redisharness"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/platform/audit"
@@ -38,18 +38,7 @@ import (
 // behind. It returns the exit code: use it as
 // os.Exit(compensationtest.RunWithRedis(m, r)) in TestMain.
 func RunWithRedis(m *testing.M, r *redisharness.Shared) int {
-	code := m.Run()
-	if err := r.Close(); err != nil {
-		fmt.Fprintln(os.Stderr, "close Redis:", err)
-		code = 1
-	}
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
-			code = 1
-		}
-	}
-	return code
+	return proc.RunMain(m, r.Close)
 }
 
 // clientPool is the pool size of Env clients: twice the stream worker's
