@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/platform/ticker"
 )
 
 // faultClockEnv names the FAULT-INJECTION knob for chaos tests only (never
@@ -84,21 +85,14 @@ func injectFaultClock(ctx context.Context, clock *idcodec.Clock, log *zap.Logger
 }
 
 func (f *faultClock) watch(ctx context.Context, log *zap.Logger) {
-	t := time.NewTicker(faultClockPoll)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	ticker.Every(ctx, faultClockPoll, func() {
 		d, err := readOffset(f.path)
 		if err != nil {
 			log.Warn("FAULT INJECTION: clock offset file unreadable; keeping the last offset", zap.Error(err))
-			continue
+			return
 		}
 		if old := time.Duration(f.offset.Swap(int64(d))); old != d {
 			log.Warn("FAULT INJECTION: clock stepped", zap.Duration("from", old), zap.Duration("to", d))
 		}
-	}
+	})
 }

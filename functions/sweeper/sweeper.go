@@ -33,6 +33,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/platform/ticker"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/saga"
 )
@@ -165,16 +166,7 @@ func New(cfg Config, d Deps) (*Sweeper, error) {
 // while they come back full, so that a burst of deadlines is caught up at
 // group-commit speed rather than one page per tick.
 func (s *Sweeper) Run(ctx context.Context) {
-	t := time.NewTicker(s.cfg.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		s.tick(ctx)
-	}
+	ticker.Every(ctx, s.cfg.Interval, func() { s.tick(ctx) })
 }
 
 // tick resolves the suspects, then, when this instance leads, sweeps and

@@ -13,6 +13,7 @@ import (
 
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/platform/backoff"
+	"github.com/idgen/idgen/shared/platform/ticker"
 )
 
 // httpSink delivers the failure events of an embedded instance's saga as a
@@ -65,7 +66,7 @@ func (s *httpSink) Start(workers int, nullEvery time.Duration) {
 		})
 	}
 	s.wg.Go(func() {
-		ticks(ctx, nullEvery, func() {
+		ticker.Every(ctx, nullEvery, func() {
 			s.enqueue(nullEvent(s.seq.Add(1)))
 		})
 	})

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/idgen/idgen/harness/redisharness"
+	"github.com/idgen/idgen/shared/platform/ticker"
 )
 
 // redisLink is the Redis link of ONE idgen instance, through toxiproxy
@@ -73,7 +74,7 @@ func (l *redisLink) Upstream() string {
 
 func (l *redisLink) follow(ctx context.Context) {
 	defer close(l.done)
-	ticks(ctx, followEvery, func() {
+	ticker.Every(ctx, followEvery, func() {
 		addr := l.group.Primary().Addr()
 		l.mu.Lock()
 		changed := addr != l.upstream
