@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	apidoc "github.com/idgen/idgen/api"
+
 	"go.uber.org/goleak"
 
 	"github.com/idgen/idgen/api/apitest"
@@ -292,26 +294,8 @@ func (a api) generate(ctx context.Context, body string) ([]string, int, error) {
 	return v.IDs, code, nil
 }
 
-// idRecord is the body of GET /ids/{id}.
-type idRecord struct {
-	ID        string  `json:"id"`
-	Timestamp string  `json:"timestamp"`
-	Worker    uint16  `json:"worker"`
-	Shard     uint8   `json:"shard"`
-	Counter   uint64  `json:"counter"`
-	State     string  `json:"state"`
-	IssuedAt  *string `json:"issued_at"`
-	Deadline  string  `json:"deadline"`
-	History   []struct {
-		State  string `json:"state"`
-		At     string `json:"at"`
-		Reason string `json:"reason"`
-		Actor  string `json:"actor"`
-	} `json:"history"`
-}
-
-func (a api) get(ctx context.Context, id string) (idRecord, int, error) {
-	var rec idRecord
+func (a api) get(ctx context.Context, id string) (apidoc.IDRecord, int, error) {
+	var rec apidoc.IDRecord
 	code, b, err := a.do(ctx, http.MethodGet, "/ids/"+id, "")
 	if err != nil || code != http.StatusOK {
 		return rec, code, err

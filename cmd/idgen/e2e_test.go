@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	apidoc "github.com/idgen/idgen/api"
+
 	"github.com/idgen/idgen/shared/idcodec"
 )
 
@@ -303,7 +305,7 @@ func TestShutdownDuringSweepIsQuiet(t *testing.T) {
 }
 
 // waitState polls GET /ids/{id} until it shows state, or fails t at deadline.
-func waitState(t *testing.T, a api, id, state string, deadline time.Time) idRecord {
+func waitState(t *testing.T, a api, id, state string, deadline time.Time) apidoc.IDRecord {
 	t.Helper()
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
