@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 	"go.uber.org/zap"
 
@@ -54,7 +57,17 @@ func lambdaGenerateFn(ctx context.Context, c ServeConfig, stderr io.Writer) erro
 		return err
 	}
 	st.log.Info("lambda ready", zap.String("function", name), zap.String("mode", st.mode))
-	lambda.StartWithOptions(st.svc.HandleAPIGatewayV2, lambda.WithContext(ctx),
+	handle := st.svc.HandleAPIGatewayV2
+	if st.tp != nil {
+		// The sandbox may freeze once the invocation returns: its spans
+		// are exported before.
+		handle = func(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
+			resp, err := st.svc.HandleAPIGatewayV2(ctx, req)
+			_ = st.tp.ForceFlush(ctx)
+			return resp, err
+		}
+	}
+	lambda.StartWithOptions(handle, lambda.WithContext(ctx),
 		lambda.WithEnableSIGTERM(func() {
 			// The runtime is shutting the sandbox down: flush the registry.
 			_ = st.close()
@@ -77,7 +90,27 @@ func lambdaCompensateFn(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	h := failurestream.LambdaHandler{Core: cc.core, Logger: log}
-	lambda.StartWithOptions(h.Handle, lambda.WithContext(ctx), lambda.WithEnableSIGTERM(cc.close))
+	tp, err := c.Log.tracing(ctx, "lambda:"+name, log, func(func() error) {})
+	if err != nil {
+		cc.close()
+		return err
+	}
+	h := failurestream.LambdaHandler{Core: cc.core, Logger: log, Tracer: tp.Tracer("idgen/compensate")}
+	handle := h.Handle
+	if tp != nil {
+		// The sandbox may freeze once the invocation returns: its spans
+		// are exported before.
+		handle = func(ctx context.Context, raw json.RawMessage) (any, error) {
+			out, err := h.Handle(ctx, raw)
+			_ = tp.ForceFlush(ctx)
+			return out, err
+		}
+	}
+	lambda.StartWithOptions(handle, lambda.WithContext(ctx), lambda.WithEnableSIGTERM(func() {
+		cc.close()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = tp.Shutdown(sctx)
+	}))
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/idgen/idgen/shared/platform/auth"
 	"github.com/idgen/idgen/shared/platform/logring"
 	"github.com/idgen/idgen/shared/platform/sealer"
+	"github.com/idgen/idgen/shared/platform/tracing"
 	"github.com/idgen/idgen/shared/registry/datadir"
 	"github.com/idgen/idgen/shared/saga"
 )
@@ -46,7 +47,9 @@ type stack struct {
 	leads func(context.Context) (bool, error)
 	// rdb is the Redis client of the audit marks (nil without Redis); it
 	// also reads the failure stream's gauges for the console.
-	rdb     redis.UniversalClient
+	rdb redis.UniversalClient
+	// tp exports the traces (nil: tracing off).
+	tp      *tracing.Provider
 	mode    string
 	started time.Time
 	closers []func() error // run in reverse by close
@@ -89,6 +92,7 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 	if err != nil {
 		return nil, err
 	}
+	st.tp = tp
 	if c.Dev {
 		log.Warn("DEVELOPMENT MODE: authentication is OFF; every caller can issue, commit and compensate IDs. Never run --dev in production.")
 	}

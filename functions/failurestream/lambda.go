@@ -6,6 +6,10 @@ import (
 	"errors"
 	"fmt"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/aws/aws-lambda-go/events"
 	"go.uber.org/zap"
 
@@ -23,6 +27,28 @@ import (
 type LambdaHandler struct {
 	Core   *saga.Core
 	Logger *zap.Logger
+	// Tracer, when set, makes each event a span (compensate), continuing
+	// the trace context of its envelope, as the stream worker does.
+	// Default nil: no span.
+	Tracer trace.Tracer
+}
+
+// compensate applies one event, in a span of its envelope's trace when
+// tracing is on.
+func (h LambdaHandler) compensate(ctx context.Context, fe saga.Event, source string) (saga.Result, error) {
+	if h.Tracer == nil {
+		return h.Core.Compensate(ctx, fe)
+	}
+	ctx, span := h.Tracer.Start(fe.TraceContext(ctx), "compensate", trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("idgen.id", fe.ID), attribute.String("idgen.transport", source)))
+	defer span.End()
+	res, err := h.Core.Compensate(ctx, fe)
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	} else {
+		span.SetAttributes(attribute.String("idgen.outcome", res.Outcome.String()))
+	}
+	return res, err
 }
 
 // Handle tells SQS and EventBridge events apart by their shape and
@@ -51,7 +77,7 @@ func (h LambdaHandler) Handle(ctx context.Context, raw json.RawMessage) (any, er
 		if err := json.Unmarshal(ev.Detail, &fe); err != nil {
 			return nil, fmt.Errorf("%w: detail: %w", saga.ErrMalformed, err)
 		}
-		res, err := h.Core.Compensate(ctx, fe)
+		res, err := h.compensate(ctx, fe, "eventbridge")
 		if err != nil {
 			return nil, err
 		}
@@ -72,7 +98,7 @@ func (h LambdaHandler) sqs(ctx context.Context, ev events.SQSEvent) events.SQSEv
 		} else {
 			fe.EventID = firstNonEmpty(fe.EventID, r.MessageId)
 			fe.Redelivered = r.Attributes["ApproximateReceiveCount"] != "" && r.Attributes["ApproximateReceiveCount"] != "1"
-			_, err = h.Core.Compensate(ctx, fe)
+			_, err = h.compensate(ctx, fe, "sqs")
 		}
 		if err != nil {
 			h.Logger.Warn("compensation failed; SQS will redeliver the record", zap.String("message_id", r.MessageId),

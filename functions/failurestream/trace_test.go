@@ -1,13 +1,16 @@
 package failurestream_test
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/zap/zaptest"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/idgen/idgen/functions/failurestream"
 	"github.com/idgen/idgen/shared/platform/tracing"
 	"github.com/idgen/idgen/shared/saga/sagatest"
@@ -63,5 +66,44 @@ func TestCompensationContinuesTheEventsTrace(t *testing.T) {
 	}
 	if byID[ids[0].String()] != traceID || byID[ids[1].String()] != "" {
 		t.Errorf("audit trace IDs %v, want %s for %s and none for %s", byID, traceID, ids[0], ids[1])
+	}
+}
+
+// The Lambda handler continues the envelope's trace for SQS records and
+// EventBridge events alike.
+func TestLambdaCompensationContinuesTheEventsTrace(t *testing.T) {
+	const traceID = "0af7651916cd43dd8448eb211c80319c"
+	e := newEnv(t)
+	store := e.Store()
+	aud, _ := e.AuditLog("lambda")
+	rec := tracetest.NewSpanRecorder()
+	tp := tracing.NewProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
+	h := failurestream.LambdaHandler{Core: e.Core(store, aud, e.RDB), Logger: zaptest.NewLogger(t), Tracer: tp.Tracer("compensate")}
+	ids := sagatest.PendingIDs(t, store, 2)
+	parent := "00-" + traceID + "-b7ad6b7169203331-01"
+
+	body := func(id string) string {
+		b, _ := json.Marshal(map[string]string{"id": id, "reason": "declined", "traceparent": parent})
+		return string(b)
+	}
+	sqs, _ := json.Marshal(events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m1", Body: body(ids[0].String())}}})
+	out, err := h.Handle(t.Context(), sqs)
+	if err != nil || len(out.(events.SQSEventResponse).BatchItemFailures) != 0 {
+		t.Fatalf("SQS: %v %+v", err, out)
+	}
+	eb, _ := json.Marshal(events.EventBridgeEvent{DetailType: "transaction.failed", Detail: json.RawMessage(body(ids[1].String()))})
+	if _, err := h.Handle(t.Context(), eb); err != nil {
+		t.Fatalf("EventBridge: %v", err)
+	}
+
+	spans := rec.Ended()
+	if len(spans) != 2 {
+		t.Fatalf("%d spans, want 2", len(spans))
+	}
+	for i, s := range spans {
+		if s.Name() != "compensate" || s.SpanContext().TraceID().String() != traceID || s.Parent().SpanID().String() != "b7ad6b7169203331" {
+			t.Errorf("span %d: %s in trace %s under %s, want compensate in %s under the publisher's span", i, s.Name(), s.SpanContext().TraceID(), s.Parent().SpanID(), traceID)
+		}
 	}
 }

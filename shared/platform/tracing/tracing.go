@@ -115,6 +115,16 @@ func (p *Provider) Tracer(name string) trace.Tracer {
 	return p.tp.Tracer(name)
 }
 
+// ForceFlush exports the spans buffered so far; nil p does nothing. A
+// Lambda function calls it before each invocation returns: the sandbox may
+// be frozen, or never thawed again, right after.
+func (p *Provider) ForceFlush(ctx context.Context) error {
+	if p == nil {
+		return nil
+	}
+	return p.tp.ForceFlush(ctx)
+}
+
 // Shutdown exports what is buffered and stops the provider; nil p does
 // nothing.
 func (p *Provider) Shutdown(ctx context.Context) error {
