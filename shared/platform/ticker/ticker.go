@@ -1,7 +1,8 @@
 // Package ticker runs periodic work until a context ends.
 //
-// Invariant: Every never calls fn after ctx ended and was seen, and never
-// returns while fn runs; a call that overruns d delays the next one
+// Invariant: Every never starts a call of fn once ctx has ended (a tick and
+// the end of ctx can be ready at once; ctx is checked before each call), and
+// never returns while fn runs; a call that overruns d delays the next one
 // (time.Ticker drops the ticks missed meanwhile), so calls never overlap.
 package ticker
 
@@ -19,6 +20,9 @@ func Every(ctx context.Context, d time.Duration, fn func()) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if ctx.Err() != nil {
+				return
+			}
 			fn()
 		}
 	}
