@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/harness/redisharness"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
@@ -135,7 +136,14 @@ func TestSentinelFailover(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(300 * time.Millisecond)
+	// The kill comes once durable registrations are acknowledged (the
+	// replica has confirmed writes, the epoch marker among the first): a
+	// fixed pause could kill the primary before any, on a loaded machine.
+	if _, ok := proc.Poll(20*time.Second, func() bool { return acked.Load() >= 20 }); !ok {
+		close(stop)
+		wg.Wait()
+		t.Fatalf("%d registrations acknowledged within 20 s before the kill, want 20", acked.Load())
+	}
 	before := acked.Load()
 	old, err := g.KillPrimary()
 	if err != nil {
