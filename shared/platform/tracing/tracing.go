@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -87,7 +88,7 @@ func Setup(ctx context.Context, cfg Config) (*Provider, error) {
 	}
 	opts := []otlptracehttp.Option{otlptracehttp.WithTimeout(cmp.Or(cfg.ExportTimeout, 10*time.Second))}
 	if cfg.Endpoint != "" {
-		opts = append(opts, otlptracehttp.WithEndpointURL(cfg.Endpoint+"/v1/traces"))
+		opts = append(opts, otlptracehttp.WithEndpointURL(strings.TrimSuffix(cfg.Endpoint, "/")+"/v1/traces"))
 	}
 	exp, err := otlptracehttp.New(ctx, opts...)
 	if err != nil {

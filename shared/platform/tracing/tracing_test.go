@@ -39,13 +39,20 @@ func (r *otlpReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	_, _ = w.Write(out)
 }
 
-// With an endpoint the provider exports its spans over OTLP/HTTP, with
-// the service's name, instance and version; Shutdown flushes them.
+// With an endpoint (with or without a trailing slash) the provider exports
+// its spans over OTLP/HTTP to its /v1/traces, with the service's name,
+// instance and version; Shutdown flushes them.
 func TestSetupExportsOverOTLPHTTP(t *testing.T) {
+	for _, slash := range []string{"", "/"} {
+		t.Run("endpoint"+slash, func(t *testing.T) { exportsTo(t, slash) })
+	}
+}
+
+func exportsTo(t *testing.T, slash string) {
 	recv := &otlpReceiver{}
 	srv := httptest.NewServer(recv)
 	defer srv.Close()
-	tp, err := tracing.Setup(t.Context(), tracing.Config{Endpoint: srv.URL, Instance: "10.0.0.7:8080", Version: "test"})
+	tp, err := tracing.Setup(t.Context(), tracing.Config{Endpoint: srv.URL + slash, Instance: "10.0.0.7:8080", Version: "test"})
 	if err != nil || tp == nil {
 		t.Fatalf("Setup: %v, %v", tp, err)
 	}
