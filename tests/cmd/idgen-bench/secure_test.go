@@ -72,9 +72,13 @@ func TestAuthBenchQuick(t *testing.T) {
 		if a.CachedAllocs > 2 {
 			t.Errorf("%s: %v allocs per cached verification", a.Name, a.CachedAllocs)
 		}
-		// A public-key signature check costs tens of µs, a cache hit well
-		// under one: a factor of 5 holds on any machine, loaded or not.
-		if a.Name != "HS256" && a.FirstNs < 5*a.CachedNs {
+		// A public-key signature check costs tens of µs, a cache hit under
+		// one on an idle machine; a loaded one (make check runs three
+		// modules' tests at once) has measured a hit at 7.9 µs against a
+		// first use at 36.6 µs. A cache that does not work makes the two
+		// equal, and allocates as much (the allocation check above): a
+		// factor of 2 tells them apart without timing the machine's load.
+		if a.Name != "HS256" && a.FirstNs < 2*a.CachedNs {
 			t.Errorf("%s: first use %.0f ns, cached %.0f ns: the cache does not work", a.Name, a.FirstNs, a.CachedNs)
 		}
 	}
