@@ -13,7 +13,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestRegistry runs the registry conformance suite.
 func TestRegistry(t *testing.T) {
-	registrytest.Run(t, func(_ *testing.T, dir string) (*Store, error) { return Open(Config{Dir: dir}) })
+	registrytest.Run(t, func(_ *testing.T, dir string) (*Store, error) {
+		return Open(Config{Dir: dir, Shard: registrytest.Shard})
+	})
 }
 
 func TestSecondOpenTimesOut(t *testing.T) {

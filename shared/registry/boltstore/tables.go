@@ -20,6 +20,8 @@ var buckets = [...][]byte{
 	kvregistry.Keys:          []byte("keys"),
 	kvregistry.AuditMarks:    []byte("auditmarks"),
 	kvregistry.AuditMarkTime: []byte("auditmarktime"),
+	kvregistry.Claims:        []byte("claims"),
+	kvregistry.Releases:      []byte("releases"),
 }
 
 // kv is a bbolt transaction as the registry's tables. bbolt keeps the key

@@ -27,6 +27,8 @@ var prefixes = [...][]byte{
 	kvregistry.Keys:          {'e'},
 	kvregistry.AuditMarks:    {'a'},
 	kvregistry.AuditMarkTime: {'b'},
+	kvregistry.Claims:        {'l'},
+	kvregistry.Releases:      {'o'},
 }
 
 const prefixRecord = 'r'

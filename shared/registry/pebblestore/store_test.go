@@ -39,7 +39,9 @@ func pending(ids ...idcodec.ID) registry.Issue {
 
 // TestRegistry runs the registry conformance suite.
 func TestRegistry(t *testing.T) {
-	registrytest.Run(t, func(_ *testing.T, dir string) (*Store, error) { return Open(Config{Dir: dir}) })
+	registrytest.Run(t, func(_ *testing.T, dir string) (*Store, error) {
+		return Open(Config{Dir: dir, Shard: registrytest.Shard})
+	})
 }
 
 func TestSecondOpenFails(t *testing.T) {

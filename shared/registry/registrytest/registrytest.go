@@ -39,12 +39,13 @@ type Store interface {
 	DeleteKey(ctx context.Context, name string) error
 	Ping(ctx context.Context) error
 	Close() error
+	registry.ClaimLedger
 }
 
 // Opener opens a store on the records kept under dir, a directory the
 // suite made for the test, or returns the open's error: two stores opened
-// on one dir (one after the other) reach the same records. The store's
-// deadline index must cover shard Shard. A backend passes its Open as it
+// on one dir (one after the other) reach the same records. The store
+// serves shard Shard (its deadline index, counter and claim ledger). A backend passes its Open as it
 // is, wrapped only to fill in its configuration.
 type Opener[S Store] func(t *testing.T, dir string) (S, error)
 
@@ -139,6 +140,7 @@ func Run[S Store](t *testing.T, openS Opener[S], diffs ...Difference) {
 		{"PurgeIdempotency", func(t *testing.T) { purgeIdempotency(t, fresh(t), selfExpiring) }},
 		{"PurgeKeepsReusedKey", func(t *testing.T) { purgeKeepsReusedKey(t, fresh(t), selfExpiring) }},
 		{"HighWater", func(t *testing.T) { highWater(t, fresh(t)) }},
+		{"ClaimLedger", func(t *testing.T) { claimLedger(t, fresh(t)) }},
 		{"KeyStore", func(t *testing.T) { KeyStore(t, fresh(t)) }},
 		{"CloseFlushesAndRefuses", func(t *testing.T) { closeFlushesAndRefuses(t, open) }},
 		{"RangesSurviveReopen", func(t *testing.T) { rangesSurviveReopen(t, open) }},

@@ -30,6 +30,8 @@ const (
 	Keys                           // name → wrapped data key (sealer.KeyStore)
 	AuditMarks                     // key → expiresMS BE[8] (compensation.StoreMarks)
 	AuditMarkTime                  // expiresMS BE[8] key → empty (purge index)
+	Claims                         // atMS BE[8] start BE[8] → registry.EncodeClaim
+	Releases                       // claim start BE[8] → registry.EncodeReleases
 )
 
 // Reader reads the tables: the open store, or a write transaction (which
@@ -80,6 +82,14 @@ func AuditMarkTimeKey(ms int64, key []byte) []byte {
 	k := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(key)), uint64(ms))
 	return append(k, key...)
 }
+
+// ClaimKey is the Claims key of a claim made at ms starting at start.
+func ClaimKey(ms int64, start uint64) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(make([]byte, 0, 16), uint64(ms)), start)
+}
+
+// ReleaseKey is the Releases key of the claim starting at start.
+func ReleaseKey(start uint64) []byte { return binary.BigEndian.AppendUint64(nil, start) }
 
 // maxID is the largest ID: DeadlineKey(ms, maxID) is the last key of ms.
 var maxID = idcodec.ID{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
