@@ -23,18 +23,21 @@ func header(kv ...string) http.Header {
 	return h
 }
 
-// TestCheck: answers the document describes pass; each kind of answer it
-// does not describe is a *Violation naming the route, the status and why.
-func TestCheck(t *testing.T) {
-	errBody := func(code string) []byte { return []byte(`{"error":{"code":"` + code + `","message":"m"}}`) }
+// checkCase is an answer and the verdict of the document on it.
+type checkCase struct {
+	name string
+	x    apitest.Exchange
+	// want is "" for an answer the document describes, else a part of
+	// the violation's message.
+	want string
+}
+
+func errBody(code string) []byte { return []byte(`{"error":{"code":"` + code + `","message":"m"}}`) }
+
+// checkCases are answers of each kind, documented and not.
+func checkCases() []checkCase {
 	committed := []byte(`{"id":"` + id + `","state":"committed","committed_at":"2026-01-02T03:04:05.678Z"}`)
-	tests := []struct {
-		name string
-		x    apitest.Exchange
-		// want is "" for an answer the document describes, else a part
-		// of the violation's message.
-		want string
-	}{
+	return []checkCase{
 		{"one ID", apitest.Exchange{Method: "POST", Target: "/generate", Status: 200, Header: header(), Body: []byte(`{"id":"` + id + `"}`)}, ""},
 		{"batch", apitest.Exchange{Method: "POST", Target: "/generate", Status: 200, Header: header("Idempotent-Replayed", "true"), Body: []byte(`{"ids":["` + id + `"]}`)}, ""},
 		{"commit", apitest.Exchange{Method: "POST", Target: "/commit", Status: 200, Header: header("Idgen-Outcome", "replayed"), Body: committed}, ""},
@@ -61,8 +64,20 @@ func TestCheck(t *testing.T) {
 		{"no Allow", apitest.Exchange{Method: "DELETE", Target: "/generate", Status: 405, Header: header(), Body: errBody("method_not_allowed")}, `"Allow" missing`},
 		{"unknown path served", apitest.Exchange{Method: "GET", Target: "/nope", Status: 200, Header: header(), Body: []byte(`{}`)}, "GET /nope answered 200"},
 		{"not JSON", apitest.Exchange{Method: "GET", Target: "/health/live", Status: 200, Header: header("Content-Type", "text/plain"), Body: []byte("ok")}, "Content-Type"},
+		{"body not JSON", apitest.Exchange{Method: "POST", Target: "/generate", Status: 200, Header: header(), Body: []byte(`<html>`)}, "decode"},
+		{"503 without Retry-After", apitest.Exchange{Method: "POST", Target: "/generate", Status: 503, Header: header(), Body: errBody("unavailable")}, `"Retry-After" missing`},
+		{"Retry-After not a number", apitest.Exchange{Method: "POST", Target: "/generate", Status: 503, Header: header("Retry-After", "soon"), Body: errBody("unavailable")}, `"Retry-After"`},
+		{"Retry-After 0", apitest.Exchange{Method: "POST", Target: "/generate", Status: 503, Header: header("Retry-After", "0"), Body: errBody("unavailable")}, `"Retry-After" doesn't match`},
+		{"id and ids", apitest.Exchange{Method: "POST", Target: "/generate", Status: 200, Header: header(), Body: []byte(`{"id":"` + id + `","ids":["` + id + `"]}`)}, "doesn't match schema"},
+		{"bad time", apitest.Exchange{Method: "POST", Target: "/commit", Status: 200, Header: header("Idgen-Outcome", "applied"), Body: []byte(`{"id":"` + id + `","state":"committed","committed_at":"yesterday"}`)}, "doesn't match schema"},
+		{"HEAD of an unknown path", apitest.Exchange{Method: "HEAD", Target: "/nope", Status: 404, Header: header()}, ""},
 	}
-	for _, tt := range tests {
+}
+
+// TestCheck: answers the document describes pass; each kind of answer it
+// does not describe is a *Violation naming the route, the status and why.
+func TestCheck(t *testing.T) {
+	for _, tt := range checkCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			err := apitest.Check(tt.x)
 			switch {

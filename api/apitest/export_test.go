@@ -1,0 +1,51 @@
+package apitest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+)
+
+// ReferenceCheck is Check done by kin-openapi's own response check
+// (openapi3filter.ValidateResponse, which compiles each schema at each
+// use): the tests hold Check to its verdicts.
+func (v *Validator) ReferenceCheck(x Exchange) error {
+	u, err := url.ParseRequestURI(x.Target)
+	if err != nil {
+		u = &url.URL{Path: "/"}
+		x.Method = "\x00unparsable"
+	}
+	req := &http.Request{Method: x.Method, URL: u, Header: http.Header{}, Host: "idgen.test"}
+	label := x.Method + " " + u.EscapedPath()
+	route, params, err := v.router.FindRoute(req)
+	switch {
+	case errors.Is(err, routers.ErrPathNotFound):
+		route = &routers.Route{Spec: v.doc, Path: u.EscapedPath(), Method: x.Method, Operation: v.notFound}
+	case errors.Is(err, routers.ErrMethodNotAllowed):
+		route = &routers.Route{Spec: v.doc, Path: u.EscapedPath(), Method: x.Method, Operation: v.notAllowed}
+	case err != nil:
+		return &Violation{Route: label, Status: x.Status, Err: fmt.Errorf("find the operation: %w", err)}
+	default:
+		label = route.Method + " " + route.Path
+	}
+	opts := &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true}
+	in := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route, Options: opts},
+		Status:                 x.Status,
+		Header:                 x.Header,
+		Options:                opts,
+	}
+	in.SetBodyBytes(x.Body)
+	if x.Method == http.MethodHead {
+		req.Method, opts.ExcludeResponseBody = http.MethodGet, true
+	}
+	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
+		return &Violation{Route: label, Status: x.Status, Err: err}
+	}
+	return nil
+}
