@@ -41,7 +41,30 @@ type Config struct {
 	// crossed the prefetch mark, or that waits for the range. Default nil:
 	// no span.
 	Tracer trace.Tracer
+	// Released, when set, is told of every part of a claimed range the
+	// Generator gives up without handing it out, with the reason (one of
+	// the Release* constants), exactly once per counter: the claim ledger's
+	// account of counters never issued. It is called on the goroutine that
+	// gave the range up, the request path included: it must not block.
+	Released func(r Range, reason string)
 }
+
+// Reasons given to Config.Released.
+const (
+	// ReleaseShutdown: the unissued tail of the range in use at Drain.
+	ReleaseShutdown = "released_at_shutdown"
+	// ReleasePrefetch: a prefetched range still unused at Drain.
+	ReleasePrefetch = "unissued_prefetch"
+	// ReleaseBatchTail: the tail of a range too short for the batch that
+	// reached it (the batch is taken from the next range whole).
+	ReleaseBatchTail = "batch_tail"
+	// ReleaseLeaseLost: counters taken for IDs that were never stamped,
+	// because the worker lease ran out while the request waited for a
+	// range.
+	ReleaseLeaseLost = "lease_lost"
+	// ReleaseTooShort: a claimed range shorter than MaxBatch, refused.
+	ReleaseTooShort = "range_too_short"
+)
 
 func (c Config) withDefaults() Config {
 	if c.InitialStep == 0 {

@@ -194,6 +194,7 @@ func (g *Generator) fill(ctx context.Context, out []idcodec.ID) (int, error) {
 		now = g.clock.Read()
 		if w, err = g.worker.Worker(now); err != nil {
 			// The counters are burnt: they were taken but are never stamped.
+			g.release(Range{Start: first, End: first + n}, ReleaseLeaseLost)
 			return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 	}
@@ -270,6 +271,10 @@ func (g *Generator) take(ctx context.Context, n uint64) (first uint64, waited bo
 				}
 				return v - n, waited, nil
 			}
+			if first := v - n; first < s.end {
+				// Exactly one taker crosses the end: it gives up the tail.
+				g.release(Range{Start: first, End: s.end}, ReleaseBatchTail)
+			}
 		}
 		if err := g.advance(ctx, s); err != nil {
 			return 0, true, err
@@ -325,6 +330,9 @@ func (g *Generator) claim(done chan struct{}, parent trace.SpanContext) {
 	g.lastClaimDur.Store(int64(dur))
 	if err == nil && r.Len() < uint64(g.cfg.MaxBatch) {
 		err = fmt.Errorf("range source returned %d counters, fewer than max batch %d", r.Len(), g.cfg.MaxBatch)
+		if r.Len() > 0 {
+			g.release(r, ReleaseTooShort)
+		}
 	}
 
 	g.mu.Lock()
@@ -447,8 +455,43 @@ func (g *Generator) Stats() Stats {
 	}
 }
 
+// release tells Config.Released of r.
+func (g *Generator) release(r Range, reason string) {
+	if g.cfg.Released != nil {
+		g.cfg.Released(r, reason)
+	}
+}
+
+// Drain closes the Generator, stops it handing out counters at once, and
+// gives up what it holds: the unissued tail of the range in use
+// (ReleaseShutdown) and the prefetched range (ReleasePrefetch), told to
+// Config.Released and returned. A call racing Drain either took its
+// counters before it (and issues them) or gets ErrClosed.
+func (g *Generator) Drain() []Range {
+	g.Close()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []Range
+	if s := g.cur.Load(); s != nil {
+		if old := s.next.Swap(s.end); old < s.end {
+			out = append(out, Range{Start: old, End: s.end})
+			g.release(out[len(out)-1], ReleaseShutdown)
+		}
+	}
+	if g.next != nil {
+		r := Range{Start: g.next.next.Load(), End: g.next.end}
+		g.next = nil
+		if r.Len() > 0 {
+			out = append(out, r)
+			g.release(r, ReleasePrefetch)
+		}
+	}
+	return out
+}
+
 // Close stops background claims and waits for them. IDs already handed out
-// stay valid; later calls return ErrClosed once the current range is used up.
+// stay valid; later calls return ErrClosed once the current range is used
+// up (Drain stops them at once).
 func (g *Generator) Close() {
 	g.mu.Lock()
 	g.closed = true
