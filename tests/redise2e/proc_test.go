@@ -5,12 +5,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/idgen/idgen/api/apitest"
+	"github.com/idgen/idgen/tests/internal/apicheck"
 
 	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/tests/internal/idgenproc"
@@ -43,10 +45,10 @@ func newDeployment(t testing.TB, redisArgs ...string) *deployment {
 	}
 }
 
-// checkedClient is c with every kind of answer checked against
-// api/openapi.json (apitest.Sampled: the load stays cheap).
-func checkedClient(tb testing.TB, c *http.Client) *http.Client {
-	c.Transport = apitest.Sampled(c.Transport, tb, 200)
+// checkedClient is c with every answer checked against api/openapi.json
+// (apitest.Transport): one the document does not describe fails tb.
+func checkedClient(tb apitest.TB, c *http.Client) *http.Client {
+	c.Transport = apitest.Transport(c.Transport, tb)
 	return c
 }
 
@@ -127,4 +129,13 @@ func (d *deployment) runToExit(name string, env []string, timeout time.Duration,
 		d.t.Fatalf("%s: still running after %v (expected it to refuse to start): %v\n%s", name, timeout, err, idgenproc.Excerpt(p.Stderr(), 20, 40))
 	}
 	return code, p.Stderr()
+}
+
+// TestClientChecksEveryAnswer: the suite's client holds every answer to
+// the OpenAPI document, not a sample, and fails the test on one it does
+// not describe.
+func TestClientChecksEveryAnswer(t *testing.T) {
+	apicheck.Prove(t, false, func(tb apitest.TB, _ *httptest.Server) *http.Client {
+		return checkedClient(tb, proc.NewClient(4, requestTimeout))
+	})
 }

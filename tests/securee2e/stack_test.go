@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/idgen/idgen/api/apitest"
+	"github.com/idgen/idgen/tests/internal/apicheck"
 
 	"github.com/go-zookeeper/zk"
 	"github.com/redis/go-redis/v9"
@@ -115,13 +117,14 @@ func writeSecretFile(t testing.TB, dir, name, v string) string {
 	return p
 }
 
-// httpsClient is a keep-alive client with cfg; every kind of answer it
-// receives is checked against api/openapi.json (apitest.Sampled).
-func httpsClient(tb testing.TB, cfg *tls.Config) *http.Client {
-	return &http.Client{Timeout: requestTimeout, Transport: apitest.Sampled(&http.Transport{
+// httpsClient is a keep-alive client with cfg; every answer it receives is
+// checked against api/openapi.json (apitest.Transport), and one the
+// document does not describe fails tb.
+func httpsClient(tb apitest.TB, cfg *tls.Config) *http.Client {
+	return &http.Client{Timeout: requestTimeout, Transport: apitest.Transport(&http.Transport{
 		TLSClientConfig: cfg, MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second,
 		DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext, TLSHandshakeTimeout: 10 * time.Second,
-	}, tb, 200)}
+	}, tb)}
 }
 
 // redisArgs are the Redis flags of serve and compensate.
@@ -284,3 +287,12 @@ func (s *stack) zkConn(withAuth bool) *zk.Conn {
 type quietZK struct{}
 
 func (quietZK) Printf(string, ...any) {}
+
+// TestClientChecksEveryAnswer: the suite's client holds every answer to
+// the OpenAPI document, not a sample, and fails the test on one it does
+// not describe.
+func TestClientChecksEveryAnswer(t *testing.T) {
+	apicheck.Prove(t, true, func(tb apitest.TB, srv *httptest.Server) *http.Client {
+		return httpsClient(tb, srv.Client().Transport.(*http.Transport).TLSClientConfig)
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/idgen/idgen/api/apitest"
+	"github.com/idgen/idgen/tests/internal/apicheck"
 
 	"github.com/go-zookeeper/zk"
 
@@ -28,24 +30,22 @@ import (
 // process's socket completes after SIGCONT instead of failing.
 const requestTimeout = 30 * time.Second
 
-// newHTTPClient is the suites' client; every kind of answer it receives is
-// checked against api/openapi.json (apitest.Sampled: load stays cheap).
-func newHTTPClient(tb testing.TB, keepAlive bool) *http.Client {
+// newHTTPClient is the suites' client; every answer it receives is checked
+// against api/openapi.json (apitest.Transport), and one the document does
+// not describe fails tb.
+func newHTTPClient(tb apitest.TB, keepAlive bool) *http.Client {
 	return &http.Client{
 		Timeout: requestTimeout,
-		Transport: apitest.Sampled(&http.Transport{
+		Transport: apitest.Transport(&http.Transport{
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 			MaxIdleConns:        256,
 			MaxIdleConnsPerHost: 64,
 			IdleConnTimeout:     4 * time.Second, // below the server's first-request read timeout (10s): see TestIdleConnectionNot400
 			DisableCompression:  true,
 			DisableKeepAlives:   !keepAlive,
-		}, tb, sampledPerKind),
+		}, tb),
 	}
 }
-
-// sampledPerKind is how many 2xx answers of each kind the suites check.
-const sampledPerKind = 200
 
 // genResult is one POST /generate.
 type genResult struct {
@@ -452,4 +452,11 @@ func readCounter(ctx context.Context, c *zk.Conn, root string) (next uint64, ver
 		return 0, 0, fmt.Errorf("counter %s moved to %s: not expected in a test", counterZnode(root), d.MovedTo)
 	}
 	return d.Next, r.st.Version, nil
+}
+
+// TestClientChecksEveryAnswer: the suites' client holds every answer to
+// the OpenAPI document, not a sample, and fails the test on one it does
+// not describe.
+func TestClientChecksEveryAnswer(t *testing.T) {
+	apicheck.Prove(t, false, func(tb apitest.TB, _ *httptest.Server) *http.Client { return newHTTPClient(tb, true) })
 }
