@@ -229,8 +229,8 @@ func (l logFlags) tracing(ctx context.Context, instance string, log *zap.Logger,
 	return tp, nil
 }
 
-// logger builds the JSON logger to w, teed into ring when ring is set (the
-// /logs route).
+// logger builds the JSON logger to w and, when ring is set, into ring
+// (the /logs route): each line is encoded once for both.
 func (l logFlags) logger(w io.Writer, ring *logring.Ring) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(l.Level)
 	if err != nil {
@@ -239,11 +239,11 @@ func (l logFlags) logger(w io.Writer, ring *logring.Ring) (*zap.Logger, error) {
 	ec := zap.NewProductionEncoderConfig()
 	ec.TimeKey, ec.EncodeTime = "time", zapcore.RFC3339NanoTimeEncoder
 	enc := zapcore.NewJSONEncoder(ec)
-	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)
+	out := zapcore.Lock(zapcore.AddSync(w))
 	if ring != nil {
-		core = zapcore.NewTee(core, ring.Core(enc.Clone(), lvl))
+		return zap.New(ring.WriterCore(enc, out, lvl), zap.AddCaller()), nil
 	}
-	return zap.New(core, zap.AddCaller()), nil
+	return zap.New(zapcore.NewCore(enc, out, lvl), zap.AddCaller()), nil
 }
 
 // zkFlags reach the ZooKeeper ensemble.

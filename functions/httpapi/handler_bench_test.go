@@ -44,7 +44,7 @@ import (
 // claims its ranges from, and registers every ID into, a Pebble store
 // with its WAL synced (the group commit under 32 goroutines per CPU).
 // The logger is the one of `idgen serve` at its default level (info),
-// teed into the /logs ring.
+// writing each line to the log stream (io.Discard) and the /logs ring.
 func BenchmarkGenerateHandler(b *testing.B) {
 	for _, v := range []struct {
 		name   string
@@ -107,15 +107,14 @@ func benchGenerate(b *testing.B, gen *generator.Generator, reg benchRegistry, cf
 }
 
 // newBenchService wires the service as cmd/idgen/serve.go does in dev
-// mode (cfg, with Dev set): a JSON logger at info, teed into the /logs ring
-// at the same level; tp traces it (nil: tracing off).
+// mode (cfg, with Dev set): a JSON logger at info, each line encoded once
+// for the log stream and the /logs ring; tp traces it (nil: tracing off).
 func newBenchService(b *testing.B, gen *generator.Generator, reg benchRegistry, cfg httpapi.Config, tp *tracing.Provider) *httpapi.Service {
 	ring := logring.New(2000)
 	ec := zap.NewProductionEncoderConfig()
 	ec.TimeKey, ec.EncodeTime = "time", zapcore.RFC3339NanoTimeEncoder
 	enc := zapcore.NewJSONEncoder(ec)
-	core := zapcore.NewCore(enc, zapcore.AddSync(io.Discard), zapcore.InfoLevel)
-	log := zap.New(zapcore.NewTee(core, ring.Core(enc.Clone(), zapcore.InfoLevel)), zap.AddCaller())
+	log := zap.New(ring.WriterCore(enc, zapcore.AddSync(io.Discard), zapcore.InfoLevel), zap.AddCaller())
 
 	keys, auditLog, _ := newSecrets(b, "bench")
 	cfg.Dev = true
