@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/registry"
 )
 
 // Config of a Generator. The zero value means the documented defaults.
@@ -49,21 +50,21 @@ type Config struct {
 	Released func(r Range, reason string)
 }
 
-// Reasons given to Config.Released.
+// Reasons given to Config.Released: the claim ledger's (registry).
 const (
 	// ReleaseShutdown: the unissued tail of the range in use at Drain.
-	ReleaseShutdown = "released_at_shutdown"
+	ReleaseShutdown = registry.ReleasedAtShutdown
 	// ReleasePrefetch: a prefetched range still unused at Drain.
-	ReleasePrefetch = "unissued_prefetch"
+	ReleasePrefetch = registry.ReleasedPrefetch
 	// ReleaseBatchTail: the tail of a range too short for the batch that
 	// reached it (the batch is taken from the next range whole).
-	ReleaseBatchTail = "batch_tail"
+	ReleaseBatchTail = registry.ReleasedBatchTail
 	// ReleaseLeaseLost: counters taken for IDs that were never stamped,
 	// because the worker lease ran out while the request waited for a
 	// range.
-	ReleaseLeaseLost = "lease_lost"
+	ReleaseLeaseLost = registry.ReleasedLeaseLost
 	// ReleaseTooShort: a claimed range shorter than MaxBatch, refused.
-	ReleaseTooShort = "range_too_short"
+	ReleaseTooShort = registry.ReleasedTooShort
 )
 
 func (c Config) withDefaults() Config {

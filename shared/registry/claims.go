@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/idgen/idgen/shared/idcodec"
 )
@@ -33,22 +34,38 @@ const (
 	SourceClockFloor = "clock-floor"
 )
 
-// Release is the part of a claim its instance gave back without issuing it.
+// Release is a part of a claim its instance gave up without issuing it.
 type Release struct {
 	Start  uint64 `json:"start"`
 	End    uint64 `json:"end"`
-	Reason string `json:"reason"` // ReleasedAtShutdown or ReleasedPrefetch
+	Reason string `json:"reason"` // one of the Released* reasons
 	AtMS   int64  `json:"at_ms"`
 }
 
-// Reasons of a Release.
+// Reasons of a Release (the generator gives up counters for the first
+// five; the claim recorder for the last).
 const (
-	// ReleasedAtShutdown is the unissued tail of the range in use when the
+	// ReleasedAtShutdown: the unissued tail of the range in use when the
 	// instance stopped.
 	ReleasedAtShutdown = "released_at_shutdown"
-	// ReleasedPrefetch is a prefetched range the instance never used.
+	// ReleasedPrefetch: a prefetched range still unused when the instance
+	// stopped.
 	ReleasedPrefetch = "unissued_prefetch"
+	// ReleasedBatchTail: the tail of a range too short for the batch that
+	// reached it (the batch came whole from the next range).
+	ReleasedBatchTail = "batch_tail"
+	// ReleasedLeaseLost: counters taken for IDs that were never stamped,
+	// because the worker lease ran out meanwhile.
+	ReleasedLeaseLost = "lease_lost"
+	// ReleasedTooShort: a range shorter than the largest batch, refused.
+	ReleasedTooShort = "range_too_short"
+	// ReleasedUnused: a range whose claim could not be recorded in time,
+	// never handed out.
+	ReleasedUnused = "never_used"
 )
+
+// ReleaseReasons are the valid reasons of a Release.
+var ReleaseReasons = []string{ReleasedAtShutdown, ReleasedPrefetch, ReleasedBatchTail, ReleasedLeaseLost, ReleasedTooShort, ReleasedUnused}
 
 // ClaimEntry is a claim with what was released of it.
 type ClaimEntry struct {
@@ -84,7 +101,7 @@ func (r Release) Validate(c Claim) error {
 	if r.Start >= r.End || r.Start < c.Start || r.End > c.End {
 		return fmt.Errorf("%w: release [%d, %d) outside claim [%d, %d)", ErrBadClaim, r.Start, r.End, c.Start, c.End)
 	}
-	if r.Reason != ReleasedAtShutdown && r.Reason != ReleasedPrefetch {
+	if !slices.Contains(ReleaseReasons, r.Reason) {
 		return fmt.Errorf("%w: release reason %q", ErrBadClaim, r.Reason)
 	}
 	return nil
