@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/valyala/fasthttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -75,6 +78,12 @@ func newAccessService(t *testing.T, cfg httpapi.Config, tp *tracing.Provider) *a
 // name, value pairs.
 func (a *accessService) do(t *testing.T, method, uri, body string, header ...string) *fasthttp.Response {
 	t.Helper()
+	return a.doFrom(t, &net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 4711}, method, uri, body, header...)
+}
+
+// doFrom is do with the request coming from remote.
+func (a *accessService) doFrom(t *testing.T, remote net.Addr, method, uri, body string, header ...string) *fasthttp.Response {
+	t.Helper()
 	var req fasthttp.Request
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
@@ -86,7 +95,7 @@ func (a *accessService) do(t *testing.T, method, uri, body string, header ...str
 		req.SetBodyString(body)
 	}
 	var c fasthttp.RequestCtx
-	c.Init(&req, &net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 4711}, nil)
+	c.Init(&req, remote, nil)
 	a.svc.Handle(&c)
 	var resp fasthttp.Response
 	c.Response.CopyTo(&resp)
@@ -179,6 +188,96 @@ func TestAccessLineNamesTheIDs(t *testing.T) {
 	got := decodeJSON[struct{ Entries []json.RawMessage }](t, logs.Body()).Entries
 	if len(got) != 1 || !strings.Contains(string(got[0]), `"first_id":"`+ids[0]+`"`) {
 		t.Fatalf("/logs?request_id=%s = %d %s, want the batch's access line", rid, logs.StatusCode(), logs.Body())
+	}
+}
+
+// The access line is one JSON object whose fields come in a fixed order:
+// the request, its outcome, the caller, the trace, the IDs.
+func TestAccessLineJSON(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := tracing.NewProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
+	const head = "level ts msg request_id method route status latency remote subject"
+	for _, tc := range []struct {
+		name string
+		tp   *tracing.Provider
+		body string
+		want string
+	}{
+		{"one ID", nil, "", head + " id"},
+		{"batch", nil, `{"count":3}`, head + " first_id last_id count"},
+		{"traced", tp, "", head + " trace_id span_id id"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newAccessService(t, httpapi.Config{}, tc.tp)
+			r := a.do(t, "POST", "/generate", tc.body, "X-Request-ID", "json-line-1")
+			if r.StatusCode() != 200 {
+				t.Fatalf("generate: %d %s", r.StatusCode(), r.Body())
+			}
+			logs := a.do(t, "GET", "/logs?request_id=json-line-1", "")
+			got := decodeJSON[struct{ Entries []json.RawMessage }](t, logs.Body()).Entries
+			if len(got) != 1 {
+				t.Fatalf("/logs: %s, want the access line", logs.Body())
+			}
+			if keys := strings.Join(objectKeys(t, got[0]), " "); keys != tc.want {
+				t.Errorf("access line %s\nhas the keys %s\nwant          %s", got[0], keys, tc.want)
+			}
+			line := decodeJSON[map[string]any](t, got[0])
+			if line["method"] != "POST" || line["route"] != "/generate" || line["status"] != 200.0 || line["remote"] != "192.0.2.7:4711" {
+				t.Errorf("access line %s", got[0])
+			}
+		})
+	}
+}
+
+// objectKeys returns the keys of the JSON object b in order.
+func objectKeys(t *testing.T, b []byte) []string {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		t.Fatalf("%s is not an object: %v", b, err)
+	}
+	var keys []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		keys = append(keys, tok.(string))
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+	}
+	return keys
+}
+
+// The remote field is the address as its String method writes it, for
+// every form of address the server or the Lambda adapter gives.
+func TestAccessLineRemote(t *testing.T) {
+	a := newAccessService(t, httpapi.Config{}, nil)
+	for _, addr := range []net.Addr{
+		&net.TCPAddr{IP: net.IPv4(192, 0, 2, 7).To4(), Port: 4711},
+		&net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 65535},
+		&net.TCPAddr{IP: net.ParseIP("::ffff:198.51.100.1"), Port: 1},
+		&net.TCPAddr{IP: net.ParseIP("2001:db8::1"), Port: 443},
+		&net.TCPAddr{IP: net.ParseIP("2001:db8:0:0:1:0:0:1"), Port: 443},
+		&net.TCPAddr{IP: net.ParseIP("::"), Port: 0},
+		&net.TCPAddr{IP: net.ParseIP("::1"), Port: 8080},
+		&net.TCPAddr{IP: net.ParseIP("fe80::1"), Port: 80, Zone: "eth0"},
+		&net.TCPAddr{Port: 80},                     // no IP
+		&net.TCPAddr{IP: net.IPv4(10, 0, 0, 1)},    // the Lambda adapter's: no port
+		&net.TCPAddr{IP: net.IP{1, 2, 3}, Port: 9}, // malformed
+		&net.UnixAddr{Name: "/run/idgen.sock", Net: "unix"},
+	} {
+		r := a.doFrom(t, addr, "GET", "/health/live", "")
+		lines := a.accessLines()
+		if r.StatusCode() != 200 || len(lines) != 1 {
+			t.Fatalf("from %v: %d, %d access lines", addr, r.StatusCode(), len(lines))
+		}
+		if lines[0]["remote"] != addr.String() {
+			t.Errorf("remote %q, want %q", lines[0]["remote"], addr.String())
+		}
 	}
 }
 

@@ -5,9 +5,13 @@ package httpapi
 
 import (
 	"context"
+	"encoding/hex"
+	"net"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
+	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
@@ -92,6 +96,10 @@ type reqLog struct {
 	nIDs            int
 	// span is the request's server span; nil with tracing off.
 	span trace.Span
+	// access holds the access line's fields and text the bytes of its
+	// strings (see accessLine); both are overwritten by each line.
+	access [12]zap.Field
+	text   [320]byte
 }
 
 type issueOne struct {
@@ -131,4 +139,88 @@ func (r *reqLog) L() *zap.Logger {
 		}
 	}
 	return r.l
+}
+
+// accessLine returns the fields of the request's access line (see
+// Service.finish) in r.access, trace_id and span_id as tracing.Fields
+// writes them. Its strings are cut from one string made for the line (one
+// allocation): a field's string must not change after the line is
+// written, since a core may keep the fields (zaptest/observer does), so
+// r.text, which the next request overwrites, is never lent.
+func (r *reqLog) accessLine(c *fasthttp.RequestCtx, route string, status int, latency time.Duration, subject string) []zap.Field {
+	b := r.text[:0]
+	rid := r.rid
+	if rid == "" {
+		b = append(b, r.ridBuf[:r.ridLen]...)
+	}
+	ridEnd := len(b)
+	b = appendAddr(b, c.RemoteAddr())
+	remoteEnd := len(b)
+	var sc trace.SpanContext
+	if r.span != nil {
+		if sc = r.span.SpanContext(); sc.IsValid() {
+			tid, sid := sc.TraceID(), sc.SpanID()
+			b = hex.AppendEncode(b, tid[:])
+			b = hex.AppendEncode(b, sid[:])
+		}
+	}
+	traceEnd := len(b)
+	if r.nIDs > 0 {
+		b = r.firstID.AppendText(b)
+	}
+	if r.nIDs > 1 {
+		b = r.lastID.AppendText(b)
+	}
+	text := string(b)
+	if rid == "" {
+		rid = text[:ridEnd]
+	}
+	f := append(r.access[:0], zap.String(logring.RequestIDKey, rid), zap.String("method", method(c.Method())), zap.String("route", route),
+		zap.Int("status", status), zap.Duration("latency", latency), zap.String("remote", text[ridEnd:remoteEnd]))
+	if subject != "" {
+		f = append(f, zap.String("subject", subject))
+	}
+	if traceEnd > remoteEnd {
+		spanStart := remoteEnd + 2*len(sc.TraceID())
+		f = append(f, zap.String("trace_id", text[remoteEnd:spanStart]), zap.String("span_id", text[spanStart:traceEnd]))
+	}
+	switch {
+	case r.nIDs == 1:
+		f = append(f, zap.String("id", text[traceEnd:]))
+	case r.nIDs > 1:
+		f = append(f, zap.String("first_id", text[traceEnd:traceEnd+idcodec.TextLen]), zap.String("last_id", text[traceEnd+idcodec.TextLen:]), zap.Int("count", r.nIDs))
+	}
+	return f
+}
+
+// appendAddr appends a.String() to b, without allocating for a TCP
+// address: net.IP.String formats with netip, and an IPv4-mapped address
+// is written as IPv4 by both.
+func appendAddr(b []byte, a net.Addr) []byte {
+	if t, ok := a.(*net.TCPAddr); ok && t != nil && t.Zone == "" && t.Port >= 0 && t.Port <= 0xffff {
+		if ip, ok := netip.AddrFromSlice(t.IP); ok {
+			return netip.AddrPortFrom(ip.Unmap(), uint16(t.Port)).AppendTo(b)
+		}
+	}
+	return append(b, a.String()...)
+}
+
+// method returns m as a string, without allocating for the methods the
+// API serves.
+func method(m []byte) string {
+	switch string(m) {
+	case fasthttp.MethodGet:
+		return fasthttp.MethodGet
+	case fasthttp.MethodPost:
+		return fasthttp.MethodPost
+	case fasthttp.MethodHead:
+		return fasthttp.MethodHead
+	case fasthttp.MethodPut:
+		return fasthttp.MethodPut
+	case fasthttp.MethodDelete:
+		return fasthttp.MethodDelete
+	case fasthttp.MethodOptions:
+		return fasthttp.MethodOptions
+	}
+	return string(m)
 }

@@ -38,7 +38,6 @@ import (
 	"github.com/idgen/idgen/shared/platform/audit"
 	"github.com/idgen/idgen/shared/platform/auth"
 	"github.com/idgen/idgen/shared/platform/logring"
-	"github.com/idgen/idgen/shared/platform/tracing"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/saga"
 )
@@ -360,22 +359,7 @@ func (s *Service) finish(c *fasthttp.RequestCtx, route string, log *reqLog, star
 	if ce == nil {
 		return
 	}
-	f := make([]zap.Field, 0, 12)
-	f = append(f, zap.String(logring.RequestIDKey, log.requestID()), zap.String("method", string(c.Method())), zap.String("route", route),
-		zap.Int("status", status), zap.Duration("latency", latency), zap.String("remote", c.RemoteAddr().String()))
-	if sub := principal(c).Subject; sub != "" {
-		f = append(f, zap.String("subject", sub))
-	}
-	if log.span != nil {
-		f = append(f, tracing.Fields(log.span.SpanContext())...)
-	}
-	switch {
-	case log.nIDs == 1:
-		f = append(f, zap.String("id", log.firstID.String()))
-	case log.nIDs > 1:
-		f = append(f, zap.String("first_id", log.firstID.String()), zap.String("last_id", log.lastID.String()), zap.Int("count", log.nIDs))
-	}
-	ce.Write(f...)
+	ce.Write(log.accessLine(c, route, status, latency, principal(c).Subject)...)
 }
 
 // maxRequestID is the longest X-Request-ID or Idempotency-Key taken.
