@@ -4,15 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/idgen/idgen/shared/idcodec"
 )
 
-// answer is a parsed reply to /generate or /commit.
+// answer is a parsed reply to /generate.
 type answer struct {
 	status   int    // 0: no answer
 	err      error  // transport error or timeout
@@ -24,34 +22,17 @@ type answer struct {
 	bad      string // why the answer breaks the contract; "" if it does not
 }
 
-// genBody is the JSON of a /generate request. Bodies with one
-// Idempotency-Key must be identical, so it is built from the request alone.
-func genBody(count int, timeout time.Duration) []byte {
-	var parts []string
-	if count > 0 {
-		parts = append(parts, fmt.Sprintf(`"count":%d`, count))
-	}
-	if timeout > 0 {
-		parts = append(parts, fmt.Sprintf(`"timeout_ms":%d`, timeout.Milliseconds()))
-	}
-	return []byte("{" + strings.Join(parts, ",") + "}")
-}
-
 // parseGenerate reads a /generate reply. count is the requested count (0:
 // a single {"id"} answer). shard is the shard every ID must carry. An
 // answer breaks the contract (bad != "") when idgen answered anything but
 // 200 or 503, a 503 without Retry-After, or a 200 whose IDs are malformed,
 // of the wrong number, shard or order.
-func parseGenerate(resp *http.Response, count int, shard uint8) answer {
-	a := answer{status: resp.StatusCode, backend: resp.Header.Get(backendHeader), replayed: resp.Header.Get("Idempotent-Replayed") == "true"}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		a.status, a.err = 0, err
-		return a
-	}
-	a.fromLB = !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json")
+func parseGenerate(w wireAnswer, count int, shard uint8) answer {
+	a := answer{status: w.status, backend: w.header.Get(backendHeader), replayed: w.header.Get("Idempotent-Replayed") == "true"}
+	body := w.body
+	a.fromLB = !strings.HasPrefix(w.header.Get("Content-Type"), "application/json")
 	if a.status != http.StatusOK {
-		errorAnswer(&a, resp, body)
+		errorAnswer(&a, w.header, body)
 		return a
 	}
 	var v struct {
@@ -95,7 +76,7 @@ func parseGenerate(resp *http.Response, count int, shard uint8) answer {
 }
 
 // errorAnswer classifies a non-200 answer.
-func errorAnswer(a *answer, resp *http.Response, body []byte) {
+func errorAnswer(a *answer, header http.Header, body []byte) {
 	if a.fromLB {
 		return // HAProxy's own page (no backend, or every retry failed): not idgen's answer
 	}
@@ -109,7 +90,7 @@ func errorAnswer(a *answer, resp *http.Response, body []byte) {
 		return
 	}
 	a.code = e.Error.Code
-	if a.status == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
+	if a.status == http.StatusServiceUnavailable && header.Get("Retry-After") == "" {
 		a.bad = fmt.Sprintf("503 %s without Retry-After", a.code)
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,18 +21,21 @@ import (
 )
 
 // driver is the load: a bounded rate of IDs through HAProxy (singles and
-// batches, some with Idempotency-Key or timeout_ms), commits, failure
-// events, and, during some faults, direct load on one instance. Every
+// batches, some with timeout_ms), commits, failure events, and, during
+// some faults, direct load on one instance, all through the Go client.
+// Every /generate carries an Idempotency-Key: the client's own (new for
+// each request, so a retry by HAProxy answers the IDs of the first
+// attempt), or one of the driver's that it sends again and replays. Every
 // answer goes to the ledger.
 type driver struct {
-	cfg    *Config
-	lbURL  string
-	lb     *http.Client // bounded by HAProxy's worst case
+	cfg   *Config
+	lbURL string
+	// lb (bounded by HAProxy's worst case) and direct carry /generate:
+	// tapped, so the checks see each answer as it came (wire.go).
+	lb     *http.Client
 	direct *http.Client
 	// api is the Go client on HAProxy for the saga's calls, one attempt a
-	// call (the driver decides what to retry). /generate stays raw HTTP:
-	// the ledger needs what the client hides (HAProxy-made answers, the
-	// backend that answered, the exact status).
+	// call (the driver decides what to retry).
 	api     *client.Client
 	ledger  *Ledger
 	events  failureSink
@@ -81,7 +83,7 @@ const shard = 0
 // commitAttempts can be changed before Start.
 func newDriver(cfg *Config, lbURL string, lb, direct *http.Client, l *Ledger, ev failureSink, logf func(string, ...any)) *driver {
 	burst := max(int(cfg.Rate/5), 1000)
-	d := &driver{cfg: cfg, lbURL: lbURL, lb: lb, direct: direct, ledger: l, events: ev, logf: logf,
+	d := &driver{cfg: cfg, lbURL: lbURL, lb: tapped(lb), direct: tapped(direct), ledger: l, events: ev, logf: logf,
 		via: "lb", shard: shard, commitAttempts: 3,
 		limiter: rate.NewLimiter(rate.Limit(cfg.Rate), burst), bgSem: make(chan struct{}, 256)}
 	d.bgCtx, d.bgStop = context.WithCancel(context.Background())
@@ -220,29 +222,33 @@ func (d *driver) later(delay time.Duration, fn func(ctx context.Context)) {
 	})
 }
 
-// generate sends one /generate to base and records the answer. via is
-// "lb" or the instance name; life and stream identify direct requests.
+// generate sends one /generate to base with the Go client and records the
+// answer. via is "lb" or the instance name; life and stream identify
+// direct requests. key is the request's Idempotency-Key; "" lets the
+// client make one (a UUIDv7), which is never sent again.
 func (d *driver) generate(ctx context.Context, c *http.Client, base, via string, life, stream, count int, timeout time.Duration, key string) answer {
 	r := result{kind: "generate", via: via, life: life, stream: stream}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/generate", bytes.NewReader(genBody(count, timeout)))
+	api, err := oneCall(c, base)
 	if err != nil {
 		return answer{err: err}
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Request-ID", "chaos-"+strconv.FormatUint(d.seq.Add(1), 10))
-	if key != "" {
-		req.Header.Set("Idempotency-Key", key)
-	}
+	tctx, tap := withTap(ctx)
+	req := client.GenerateRequest{Timeout: timeout, IdempotencyKey: key}
 	r.sent = time.Now()
-	resp, err := c.Do(req)
-	var a answer
-	if err != nil {
-		a = answer{err: err}
+	var got *client.Batch
+	if count == 0 {
+		var g *client.Generated
+		if g, err = api.Generate(tctx, req); err == nil {
+			got = &client.Batch{IDs: []string{g.ID}, Replayed: g.Replayed}
+		}
 	} else {
-		a = parseGenerate(resp, count, d.shard)
-		resp.Body.Close()
+		got, err = api.GenerateN(tctx, count, req)
 	}
 	r.recv = time.Now()
+	a := answer{err: err}
+	if w, ok := tap.last(); ok {
+		a = parseGenerate(w, count, d.shard)
+	}
 	if ctx.Err() != nil && a.status == 0 {
 		return a // cut by the end of the load: not an answer
 	}
@@ -259,6 +265,9 @@ func (d *driver) generate(ctx context.Context, c *http.Client, base, via string,
 		d.ledger.violate(vBadAnswer, "%s /generate (count %d, key %q) at %s: %d %s, want 200 or 503", via, count, key, r.sent.Format(timeFmt), a.status, a.code)
 		a.bad = "status"
 	}
+	if msg := clientDisagrees(a, got, err); msg != "" {
+		d.ledger.violate(vClient, "%s /generate (count %d, key %q) at %s: %s", via, count, key, r.sent.Format(timeFmt), msg)
+	}
 	if a.status == http.StatusOK && a.bad == "" {
 		r.ids = len(a.ids)
 		r.minTS, r.maxTS = a.ids[0].Decompose().TimestampMS, a.ids[len(a.ids)-1].Decompose().TimestampMS
@@ -266,6 +275,43 @@ func (d *driver) generate(ctx context.Context, c *http.Client, base, via string,
 	}
 	d.ledger.addResult(r)
 	return a
+}
+
+// oneCall returns a Go client of base for one call: one attempt (the
+// driver decides what to retry, and each attempt is an answer of the
+// ledger), bounded by c's Timeout, and no memory of earlier calls: a
+// Client holds an endpoint back for a 503's Retry-After, which would
+// pause every worker of the load after one 503 where the load keeps its
+// own pace through the faults.
+func oneCall(c *http.Client, base string) (*client.Client, error) {
+	return client.New(client.Config{Endpoints: []string{base}, HTTPClient: c,
+		Retry: client.RetryPolicy{MaxAttempts: 1}, AttemptTimeout: c.Timeout})
+}
+
+// clientDisagrees says how the Go client's result of a /generate (got or
+// err) differs from the answer on the wire, "" when it does not: a
+// contract 200 is the client's IDs, in order, with its Replayed; a status
+// outside 2xx is its error (another 2xx is a bad answer already).
+func clientDisagrees(a answer, got *client.Batch, err error) string {
+	switch {
+	case a.status == http.StatusOK && a.bad == "" && err != nil:
+		return fmt.Sprintf("the client failed on a contract 200: %v", err)
+	case a.status == http.StatusOK && a.bad == "":
+		if len(got.IDs) != len(a.ids) {
+			return fmt.Sprintf("the client returned %d IDs of a 200 with %d", len(got.IDs), len(a.ids))
+		}
+		for i, id := range a.ids {
+			if got.IDs[i] != id.String() {
+				return fmt.Sprintf("the client returned %s where the 200 has %s", got.IDs[i], id)
+			}
+		}
+		if got.Replayed != a.replayed {
+			return fmt.Sprintf("the client says replayed %v of a 200 that says %v", got.Replayed, a.replayed)
+		}
+	case a.status != 0 && (a.status < 200 || a.status > 299) && err == nil:
+		return fmt.Sprintf("the client returned IDs of a %d", a.status)
+	}
+	return ""
 }
 
 // commit sends /commit for an acknowledged ID through HAProxy, trying up

@@ -37,8 +37,9 @@ func (t haproxyTimeouts) worstCase() time.Duration {
 //     retry-on also covers a response that never came (SIGKILL mid-request:
 //     empty response; SIGSTOP: response timeout) and 503 (an instance that
 //     cannot issue right now), which is safe for /generate (a retried request
-//     gets fresh IDs; what the first attempt may have registered was never
-//     answered) and for /commit and Idempotency-Key requests (idempotent);
+//     carries the first attempt's Idempotency-Key, which the Go client sends
+//     on every request: it answers the IDs the first attempt registered, if
+//     any) and for /commit (idempotent);
 //   - every answer carries backendHeader, so the checks attribute it.
 func haproxyConfig(listen string, backends []string, addrs map[string]string, t haproxyTimeouts) string {
 	var b strings.Builder

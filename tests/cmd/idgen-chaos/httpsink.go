@@ -1,26 +1,24 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/idgen/idgen/client"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/platform/backoff"
 	"github.com/idgen/idgen/shared/platform/ticker"
 )
 
 // httpSink delivers the failure events of an embedded instance's saga as a
-// client would: POST /compensate with the envelope's event_id, sent again
-// with the same event_id while the answer is not 200 (up to sinkAttempts,
-// backing off to 2 s), so that a compensation stored but answered 503
-// gets its retry. A 200 confirms the event (the compensation is stored);
+// client does: POST /compensate (the Go client's Compensate, one attempt a
+// call) with the envelope's event_id, sent again with the same event_id
+// while the answer is not 200 (up to sinkAttempts, backing off to 2 s), so
+// that a compensation stored but answered 503 gets its retry. A 200 confirms the event (the compensation is stored);
 // anything short of it leaves it unconfirmed (it may be stored). Every
 // nullEvery it also compensates an ID never issued (a null compensation,
 // in nullShard). Only 200 and 503 are answers within the contract.
@@ -44,8 +42,8 @@ type httpSink struct {
 // longer than any outage of the embedded phase.
 const sinkAttempts = 14
 
-func newHTTPSink(name, url string, client *http.Client, l *Ledger) *httpSink {
-	return &httpSink{url: url, client: client, ledger: l, name: name, queue: make(chan failureEvent, 1<<14)}
+func newHTTPSink(name, url string, c *http.Client, l *Ledger) *httpSink {
+	return &httpSink{url: url, client: tapped(c), ledger: l, name: name, queue: make(chan failureEvent, 1<<14)}
 }
 
 // Start runs workers senders and the null compensations until Close.
@@ -85,13 +83,12 @@ func (s *httpSink) enqueue(ev failureEvent) { s.offer(s.queue, ev) }
 
 // deliver sends ev until it is answered 200 or the attempts run out.
 func (s *httpSink) deliver(ctx context.Context, ev failureEvent) {
-	body := fmt.Appendf(nil, `{"id":%q,"reason":"chaos: payment declined","event_id":%q,"source":"chaos"}`, ev.id.String(), ev.eventID)
 	wait := 250 * time.Millisecond
 	for attempt := 0; attempt < sinkAttempts && ctx.Err() == nil; attempt++ {
 		if attempt > 0 {
 			s.retried.Add(1)
 		}
-		status, err := s.post(ctx, body)
+		status, err := s.post(ctx, ev)
 		switch {
 		case status == http.StatusOK:
 			s.ledger.Event(ev.id, eventConfirmed, ev.null)
@@ -109,24 +106,26 @@ func (s *httpSink) deliver(ctx context.Context, ev failureEvent) {
 	}
 }
 
-// post sends one /compensate; status 0 means no answer. A 503 must carry
-// Retry-After.
-func (s *httpSink) post(ctx context.Context, body []byte) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url+"/compensate", bytes.NewReader(body))
+// post sends one /compensate of ev with the Go client; status 0 means
+// no answer. A 503 must carry Retry-After.
+func (s *httpSink) post(ctx context.Context, ev failureEvent) (int, error) {
+	api, err := oneCall(s.client, s.url)
 	if err != nil {
 		return 0, err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := s.client.Do(req)
-	if err != nil {
+	tctx, tap := withTap(ctx)
+	_, err = api.Compensate(tctx, ev.id.String(), "chaos: payment declined", client.WithEventID(ev.eventID), client.WithSource("chaos"))
+	w, ok := tap.last()
+	if !ok {
 		return 0, err
 	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-	if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
+	if w.status == http.StatusServiceUnavailable && w.header.Get("Retry-After") == "" {
 		s.ledger.violate(vBadAnswer, "%s /compensate: 503 without Retry-After", s.name)
 	}
-	return resp.StatusCode, nil
+	if (w.status == http.StatusOK) != (err == nil) {
+		s.ledger.violate(vClient, "%s /compensate of %s: answered %d, the client says %v", s.name, ev.id, w.status, err)
+	}
+	return w.status, err
 }
 
 // Close stops the senders.

@@ -35,6 +35,7 @@ const (
 	vVolume       = "too_few_ids"         // fewer IDs than -min-ids
 	vCheck        = "check_failed"        // a check could not be carried out
 	vRegistryRead = "registry_unreadable" // the registry could not be read at the end
+	vClient       = "client_disagrees"    // the Go client's result is not the answer on the wire
 )
 
 // commit outcomes seen by the driver for one ID (bit set: retries may see
