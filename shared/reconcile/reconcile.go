@@ -3,7 +3,6 @@ package reconcile
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -153,46 +152,78 @@ func CompensatedBy(st registry.Step) string {
 	return ByClient
 }
 
-// errTooMany stops a scan that found more violations than a report lists.
-var errTooMany = errors.New("too many violations")
-
 // Run accounts for every counter of the claims of shard made from fromMS
 // to toMS: which were issued and in what state each record is, which were
 // released and why, and which neither (live says whether an instance runs,
 // to tell Held from Abandoned; nil: none runs); and it reports the
 // violations of the package's invariants among them and in the gaps
-// between them.
+// between them. It reads the records of the claims' span in one scan.
 func Run(ctx context.Context, rd Reader, shard uint8, fromMS, toMS int64, live func(instance string) bool) (*Report, error) {
 	claims, err := rd.Claims(ctx, fromMS, toMS)
 	if err != nil {
 		return nil, fmt.Errorf("reconcile: claims: %w", err)
 	}
 	rep := &Report{Shard: shard, FromMS: fromMS, ToMS: toMS, Claims: []ClaimReport{}, Gaps: []Gap{}, Totals: newCounts(), Violations: []Violation{}}
+	if len(claims) == 0 {
+		return rep, nil
+	}
+	accts := make([]*account, len(claims))
+	end := claims[0].End
 	for i, ce := range claims {
 		if i > 0 {
-			if err := rep.between(ctx, rd, claims[i-1].Claim, ce.Claim); err != nil {
-				return nil, err
-			}
+			rep.between(claims[i-1].Claim, ce.Claim)
 		}
-		cr, err := rep.claim(ctx, rd, ce, live)
-		if err != nil {
-			return nil, err
+		accts[i] = rep.newAccount(ce)
+		end = max(end, ce.End)
+	}
+	// The account of counter c: the last claim starting at or below it,
+	// when c is below its end.
+	find := func(c uint64) *account {
+		i, found := slices.BinarySearchFunc(claims, c, func(e registry.ClaimEntry, c uint64) int { return cmp.Compare(e.Start, c) })
+		if !found {
+			i--
 		}
-		rep.Claims = append(rep.Claims, cr)
-		rep.Totals.add(cr.Counts)
+		if i >= 0 && claims[i].Contains(c) {
+			return accts[i]
+		}
+		return nil
+	}
+	err = rd.ScanCounters(ctx, claims[0].Start, end, func(rec registry.Record) error {
+		f := rec.ID.Decompose()
+		if f.Shard != shard {
+			rep.violate(Violation{Kind: ForeignRecord, ID: rec.ID.String(), Detail: "scanned a record of another shard"})
+			return nil
+		}
+		if a := find(f.Counter); a != nil {
+			a.record(rep, rec, f.Counter)
+			return nil
+		}
+		if !rec.Tombstone { // a tombstone is a null compensation of an ID never issued here
+			rep.violate(Violation{Kind: OutsideClaim, Start: f.Counter, End: f.Counter + 1, ID: rec.ID.String(),
+				Detail: "a registered ID whose counter is in no recorded claim"})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: scan [%d, %d): %w", claims[0].Start, end, err)
+	}
+	for _, a := range accts {
+		a.finish(live)
+		rep.Claims = append(rep.Claims, a.ClaimReport)
+		rep.Totals.add(a.Counts)
 	}
 	return rep, nil
 }
 
 // between checks the counters from claim a's end to claim b's start.
-func (rep *Report) between(ctx context.Context, rd Reader, a, b registry.Claim) error {
+func (rep *Report) between(a, b registry.Claim) {
 	switch {
 	case b.Start < a.End:
 		rep.violate(Violation{Kind: OverlappingClaims, Start: b.Start, End: min(a.End, b.End),
 			Detail: fmt.Sprintf("claim [%d, %d) of %s and claim [%d, %d) of %s share counters", a.Start, a.End, a.Instance, b.Start, b.End, b.Instance)})
-		return nil
+		return
 	case b.Start == a.End:
-		return nil
+		return
 	}
 	g := Gap{Start: a.End, End: b.Start, Reason: "clock_floor_skip"}
 	if b.Source == registry.SourceZooKeeper {
@@ -201,110 +232,96 @@ func (rep *Report) between(ctx context.Context, rd Reader, a, b registry.Claim) 
 			Detail: fmt.Sprintf("%d counters between two ZooKeeper claims are in no recorded claim", g.End-g.Start)})
 	}
 	rep.Gaps = append(rep.Gaps, g)
-	err := rd.ScanCounters(ctx, g.Start, g.End, func(rec registry.Record) error {
-		if rec.Tombstone {
-			return nil // a null compensation of an ID never issued here
-		}
-		rep.violate(Violation{Kind: OutsideClaim, Start: g.Start, End: g.End, ID: rec.ID.String(),
-			Detail: "a registered ID whose counter is in no recorded claim"})
-		if len(rep.Violations) >= maxViolations {
-			return errTooMany
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, errTooMany) {
-		return fmt.Errorf("reconcile: scan gap [%d, %d): %w", g.Start, g.End, err)
-	}
-	return nil
 }
 
-// claim accounts for the counters of one claim. Releases are intervals
-// (a shutdown releases up to millions of counters), so a counter's
-// release is found by binary search, never by a set of counters.
-func (rep *Report) claim(ctx context.Context, rd Reader, ce registry.ClaimEntry, live func(string) bool) (ClaimReport, error) {
-	cr := ClaimReport{Claim: ce.Claim, Counts: newCounts()}
-	cr.Size = ce.Len()
-	rels := make([]registry.Release, 0, len(ce.Releases))
+// account is one claim's account while the scan runs. Releases are
+// intervals (a shutdown releases up to millions of counters), so a
+// counter's release is found by binary search, never kept per counter.
+type account struct {
+	ClaimReport
+	rels     []registry.Release // sorted by Start
+	released uint64             // counters released once
+}
+
+func (rep *Report) newAccount(ce registry.ClaimEntry) *account {
+	a := &account{ClaimReport: ClaimReport{Claim: ce.Claim, Counts: newCounts()}}
+	a.Size = ce.Len()
 	for _, rel := range ce.Releases {
 		if rel.Start < ce.Start || rel.End > ce.End || rel.Start >= rel.End {
 			rep.violate(Violation{Kind: ReleasedTwice, Start: rel.Start, End: rel.End, Detail: "a release outside its claim"})
 			continue
 		}
-		rels = append(rels, rel)
+		a.rels = append(a.rels, rel)
 	}
-	slices.SortFunc(rels, func(a, b registry.Release) int { return cmp.Compare(a.Start, b.Start) })
-	var released uint64
-	for i, rel := range rels {
+	slices.SortFunc(a.rels, func(x, y registry.Release) int { return cmp.Compare(x.Start, y.Start) })
+	for i, rel := range a.rels {
 		n := rel.End - rel.Start
-		if i > 0 && rel.Start < rels[i-1].End {
-			over := min(rels[i-1].End, rel.End) - rel.Start
+		if i > 0 && rel.Start < a.rels[i-1].End {
+			over := min(a.rels[i-1].End, rel.End) - rel.Start
 			rep.violate(Violation{Kind: ReleasedTwice, Start: rel.Start, End: rel.Start + over,
-				Detail: fmt.Sprintf("released as %s and as %s", rels[i-1].Reason, rel.Reason)})
+				Detail: fmt.Sprintf("released as %s and as %s", a.rels[i-1].Reason, rel.Reason)})
 			n -= over
 		}
-		cr.NotIssued[rel.Reason] += n
-		released += n
+		a.NotIssued[rel.Reason] += n
+		a.released += n
 	}
-	releaseOf := func(c uint64) (registry.Release, bool) {
-		i, _ := slices.BinarySearchFunc(rels, c, func(r registry.Release, c uint64) int {
-			switch {
-			case r.End <= c:
-				return -1
-			case r.Start > c:
-				return 1
-			}
-			return 0
-		})
-		if i < len(rels) && rels[i].Start <= c && c < rels[i].End {
-			return rels[i], true
+	return a
+}
+
+func (a *account) releaseOf(c uint64) (registry.Release, bool) {
+	i, _ := slices.BinarySearchFunc(a.rels, c, func(r registry.Release, c uint64) int {
+		switch {
+		case r.End <= c:
+			return -1
+		case r.Start > c:
+			return 1
 		}
-		return registry.Release{}, false
-	}
-	err := rd.ScanCounters(ctx, ce.Start, ce.End, func(rec registry.Record) error {
-		f := rec.ID.Decompose()
-		if f.Shard != ce.Shard || !ce.Contains(f.Counter) {
-			rep.violate(Violation{Kind: ForeignRecord, Start: ce.Start, End: ce.End, ID: rec.ID.String(), Detail: "scanned a record of another shard or counter"})
-			return nil
-		}
-		if rec.Tombstone {
-			cr.Tombstones++ // a null compensation: the counter stays not issued
-			return nil
-		}
-		cr.Issued++
-		if rel, ok := releaseOf(f.Counter); ok {
-			rep.violate(Violation{Kind: IssuedAndReleased, Start: f.Counter, End: f.Counter + 1, ID: rec.ID.String(), Detail: "registered and released as " + rel.Reason})
-			cr.NotIssued[rel.Reason]--
-			released--
-		}
-		switch rec.State {
-		case registry.Pending:
-			cr.Pending++
-		case registry.Committed:
-			cr.Committed++
-		case registry.Compensated:
-			cr.Compensated++
-			cr.CompensatedBy[CompensatedBy(rec.Last())]++
-		}
-		return nil
+		return 0
 	})
-	if err != nil {
-		return cr, fmt.Errorf("reconcile: scan claim [%d, %d): %w", ce.Start, ce.End, err)
+	if i < len(a.rels) && a.rels[i].Start <= c && c < a.rels[i].End {
+		return a.rels[i], true
 	}
-	// The rest was neither issued nor released: still held by its running
-	// instance, or abandoned by one that stopped without releasing.
-	rest := int64(cr.Size) - int64(cr.Issued) - int64(released)
+	return registry.Release{}, false
+}
+
+// record accounts for the record of counter c.
+func (a *account) record(rep *Report, rec registry.Record, c uint64) {
+	if rec.Tombstone {
+		a.Tombstones++ // a null compensation: the counter stays not issued
+		return
+	}
+	a.Issued++
+	if rel, ok := a.releaseOf(c); ok {
+		rep.violate(Violation{Kind: IssuedAndReleased, Start: c, End: c + 1, ID: rec.ID.String(), Detail: "registered and released as " + rel.Reason})
+		a.NotIssued[rel.Reason]--
+		a.released--
+	}
+	switch rec.State {
+	case registry.Pending:
+		a.Pending++
+	case registry.Committed:
+		a.Committed++
+	case registry.Compensated:
+		a.Compensated++
+		a.CompensatedBy[CompensatedBy(rec.Last())]++
+	}
+}
+
+// finish counts the rest, neither issued nor released: still held by a
+// running instance, or abandoned by one that stopped without releasing.
+func (a *account) finish(live func(string) bool) {
+	rest := int64(a.Size) - int64(a.Issued) - int64(a.released)
 	switch {
 	case rest < 0:
-		cr.Unaccounted = rest // more counted than exist: listed above as violations
-	case rest > 0 && live != nil && live(ce.Instance):
-		cr.NotIssued[Held] = uint64(rest)
+		a.Unaccounted = rest // more counted than exist: each listed as a violation
+	case rest > 0 && live != nil && live(a.Instance):
+		a.NotIssued[Held] = uint64(rest)
 	case rest > 0:
-		cr.NotIssued[Abandoned] = uint64(rest)
+		a.NotIssued[Abandoned] = uint64(rest)
 	}
-	for k, v := range cr.NotIssued {
+	for k, v := range a.NotIssued {
 		if v == 0 {
-			delete(cr.NotIssued, k)
+			delete(a.NotIssued, k)
 		}
 	}
-	return cr, nil
 }
