@@ -130,7 +130,8 @@ func checkZKACLs(t *testing.T, s *stack) int {
 
 // plainHTTPGetsNoID sends POST /generate in plain HTTP (with a valid token)
 // to the TLS port, with net/http and as raw bytes on the socket: no answer
-// may carry an ID or a 2xx status.
+// may carry an ID or a 2xx status. These answers are not held to the
+// OpenAPI document: the TLS listener, not the API, refuses the request.
 func plainHTTPGetsNoID(t *testing.T, in *instance, token string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -20,6 +20,8 @@ import (
 // transport logs "Unsolicited response received on idle HTTP channel"; a
 // request racing it fails with a 400 that the client will not retry).
 // Found by the load tests of this package, whose client pools connections.
+// The raw socket's answer is not held to the OpenAPI document: it answers
+// no request, so no operation describes it.
 func TestIdleConnectionNot400(t *testing.T) {
 	e := zkEnsemble(t)
 	c := newHTTPClient(t, true)
