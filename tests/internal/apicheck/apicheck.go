@@ -21,26 +21,26 @@ import (
 // undocumented one: more than any sample a transport could keep.
 const okAnswers = 300
 
-// Recorder is an apitest.TB that keeps what it is told.
-type Recorder struct {
+// recorder is an apitest.TB that keeps what it is told.
+type recorder struct {
 	mu   sync.Mutex
 	errs []string
 }
 
-var _ apitest.TB = (*Recorder)(nil)
+var _ apitest.TB = (*recorder)(nil)
 
 // Helper does nothing.
-func (r *Recorder) Helper() {}
+func (r *recorder) Helper() {}
 
 // Errorf keeps the message.
-func (r *Recorder) Errorf(format string, args ...any) {
+func (r *recorder) Errorf(format string, args ...any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.errs = append(r.errs, fmt.Sprintf(format, args...))
 }
 
 // Errors returns the messages so far.
-func (r *Recorder) Errors() []string {
+func (r *recorder) Errors() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]string(nil), r.errs...)
@@ -54,11 +54,11 @@ func Prove(t *testing.T, tls bool, newClient func(tb apitest.TB, srv *httptest.S
 	}
 }
 
-// Verify sends, through the client newClient makes for a Recorder and for
+// Verify sends, through the client newClient makes for a recorder and for
 // a test server (HTTPS when tls is set), okAnswers documented answers of
 // GET /health/live, then an undocumented 200 of it and an undocumented
 // 404; it returns an error unless the client passed every answer on
-// unchanged and told the Recorder of exactly the two undocumented ones.
+// unchanged and told the recorder of exactly the two undocumented ones.
 func Verify(tls bool, newClient func(tb apitest.TB, srv *httptest.Server) *http.Client) error {
 	var bad atomic.Bool // the server breaks the document from now on
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -80,7 +80,7 @@ func Verify(tls bool, newClient func(tb apitest.TB, srv *httptest.Server) *http.
 		srv.Start()
 	}
 	defer srv.Close()
-	rec := &Recorder{}
+	rec := &recorder{}
 	c := newClient(rec, srv)
 	defer c.CloseIdleConnections()
 	get := func(path, want string) error {
