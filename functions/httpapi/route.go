@@ -52,6 +52,7 @@ var table = [...]route{
 	{Route: Route{"/subjects/{subject}/key", fasthttp.MethodDelete, auth.ScopeAdmin}, handle: (*Service).eraseSubject},
 	{Route: Route{"/logs", fasthttp.MethodGet, auth.ScopeOpsRead}, handle: (*Service).logs},
 	{Route: Route{"/metrics", fasthttp.MethodGet, auth.ScopeOpsRead}, handle: (*Service).metrics},
+	{Route: Route{"/reconcile", fasthttp.MethodGet, auth.ScopeOpsRead}, handle: (*Service).reconcileReport},
 	{Route: Route{"/openapi.json", fasthttp.MethodGet, ""}, handle: (*Service).openAPI},
 }
 

@@ -38,6 +38,7 @@ import (
 	"github.com/idgen/idgen/shared/platform/audit"
 	"github.com/idgen/idgen/shared/platform/auth"
 	"github.com/idgen/idgen/shared/platform/logring"
+	"github.com/idgen/idgen/shared/reconcile"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/saga"
 )
@@ -69,6 +70,9 @@ type Member struct {
 	Address   string    `json:"address"`
 	Version   string    `json:"version,omitempty"`
 	StartedAt time.Time `json:"started_at"`
+	// Instance names this run of the instance, as its claims in the
+	// claim ledger do ("" when unknown).
+	Instance string `json:"instance,omitempty"`
 }
 
 // Check is one health check. A failing critical check makes the service
@@ -204,6 +208,10 @@ type Deps struct {
 	// registry.register child. Default nil: tracing off, no span and no
 	// trace context is made.
 	Tracer trace.Tracer
+	// Ledger is the registry's claim ledger that GET /reconcile reads, of
+	// shard Shard. Default nil: /reconcile answers 503.
+	Ledger reconcile.Reader
+	Shard  uint8
 }
 
 // Service handles the HTTP API. Safe for concurrent use.

@@ -1,0 +1,87 @@
+package httpapi
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/idgen/idgen/api"
+	"github.com/idgen/idgen/shared/reconcile"
+)
+
+// reconcileTimeout bounds one GET /reconcile: it reads every record of the
+// window's claims, far more than a request of the hot path.
+const reconcileTimeout = time.Minute
+
+// reconcileReport answers GET /reconcile?shard=&from=&to=: the account of
+// every counter of the shard's claims made in the window (reconcile.Run),
+// with the instances listed by Membership counted as running. from and to
+// are RFC 3339 times or unix milliseconds; from defaults to 0 and to to
+// now. shard, when given, must be the one this instance serves.
+func (s *Service) reconcileReport(c *fasthttp.RequestCtx, _ *reqLog) error {
+	if s.d.Ledger == nil {
+		return Errorf(api.CodeUnavailable, "this instance's registry keeps no claim ledger")
+	}
+	args := c.QueryArgs()
+	if v := args.Peek("shard"); len(v) > 0 {
+		n, err := strconv.ParseUint(string(v), 10, 8)
+		if err != nil || uint8(n) != s.d.Shard {
+			return Errorf(api.CodeInvalidRequest, "shard must be %d, the shard this instance serves", s.d.Shard)
+		}
+	}
+	now := time.Now().UnixMilli()
+	from, err := msParam(args.Peek("from"), 0)
+	if err != nil {
+		return Errorf(api.CodeInvalidRequest, "from: %v", err)
+	}
+	to, err := msParam(args.Peek("to"), now)
+	if err != nil {
+		return Errorf(api.CodeInvalidRequest, "to: %v", err)
+	}
+	if from > to {
+		return Errorf(api.CodeInvalidRequest, "from is after to")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), reconcileTimeout)
+	defer cancel()
+	live := map[string]bool{}
+	if s.d.Membership != nil {
+		ms, err := s.d.Membership.Members(ctx)
+		if err != nil {
+			return Errorf(api.CodeUnavailable, "cannot list instances: %v", err)
+		}
+		for _, m := range ms {
+			live[m.Instance] = m.Instance != ""
+		}
+	}
+	rep, err := reconcile.Run(ctx, s.d.Ledger, s.d.Shard, from, to, func(i string) bool { return live[i] })
+	if err != nil {
+		return err
+	}
+	return writeJSON(c, fasthttp.StatusOK, rep)
+}
+
+// msParam parses a time parameter: unix milliseconds or RFC 3339; def
+// when absent.
+func msParam(v []byte, def int64) (int64, error) {
+	if len(v) == 0 {
+		return def, nil
+	}
+	if ms, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+		if ms < 0 {
+			return 0, errNegativeTime
+		}
+		return ms, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(v))
+	if err != nil {
+		return 0, errTimeSyntax
+	}
+	return t.UnixMilli(), nil
+}
+
+var (
+	errNegativeTime = Errorf(api.CodeInvalidRequest, "a time before 1970")
+	errTimeSyntax   = Errorf(api.CodeInvalidRequest, "not unix milliseconds or an RFC 3339 time")
+)
