@@ -37,5 +37,9 @@ func (a *Allocator) loadClusterID(ctx context.Context) error {
 // ClusterID returns the UUID kept in <root>/cluster-id of the ensemble.
 func (a *Allocator) ClusterID() string { return a.clusterID }
 
+// InstanceID returns this Open's random instance name: the prefix of its
+// claim tokens, and Member.Instance of its member znode.
+func (a *Allocator) InstanceID() string { return a.instance }
+
 // Root returns the znode under which this allocator keeps its state.
 func (a *Allocator) Root() string { return a.cfg.Root }

@@ -16,6 +16,8 @@ import (
 	apidoc "github.com/idgen/idgen/api"
 
 	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/reconcile"
+	"github.com/idgen/idgen/shared/registry"
 )
 
 // TestRestartNeverRepeats issues 20k IDs, stops gracefully, restarts on the
@@ -77,6 +79,17 @@ func TestRestartNeverRepeats(t *testing.T) {
 	}
 	rest := slices.DeleteFunc(sample(first.ids, 1000, 20), func(id string) bool { return id == committed || id == compensated })
 	checkRegistered(t, a, rest, "pending")
+
+	// Every counter of both runs' claims is accounted for: the first run's
+	// unissued rest released at its shutdown, the second's held.
+	rep := reconciled(t, a)
+	tot := rep.Totals
+	if tot.Issued != uint64(len(ids1)+len(ids2)) || tot.Committed != 1 || tot.Compensated != 1 || tot.CompensatedBy[reconcile.ByClient] != 1 {
+		t.Errorf("reconciliation totals %+v, want %d issued, 1 committed, 1 compensated by a client", tot, len(ids1)+len(ids2))
+	}
+	if tot.NotIssued[registry.ReleasedAtShutdown]+tot.NotIssued[registry.ReleasedPrefetch] == 0 || tot.NotIssued[reconcile.Held] == 0 || tot.NotIssued[reconcile.Abandoned] != 0 {
+		t.Errorf("reconciliation: not issued %v, want released at shutdown, held, and nothing abandoned", tot.NotIssued)
+	}
 }
 
 // TestKillMidLoadLosesNoAcknowledgedID SIGKILLs the service under load from
@@ -114,6 +127,13 @@ func TestKillMidLoadLosesNoAcknowledgedID(t *testing.T) {
 	t.Logf("%d IDs acknowledged before SIGKILL (%d requests failed: %v), counters up to %d; after restart from %d",
 		len(before), ld.connErrs, ld.errKinds, maxBefore, minAfter)
 	checkRegistered(t, a, sample(ld.ids, 3000, 50), "pending")
+
+	// The killed run released nothing: its rest is abandoned, and every ID
+	// it answered is among the issued counters.
+	rep := reconciled(t, a)
+	if tot := rep.Totals; tot.NotIssued[reconcile.Abandoned] == 0 || tot.Issued < uint64(len(before)+len(after.all())) {
+		t.Errorf("reconciliation after SIGKILL: %d issued, not issued %v; want at least %d issued and an abandoned rest", tot.Issued, tot.NotIssued, len(before)+len(after.all()))
+	}
 }
 
 // TestGracefulShutdownUnderLoad sends SIGTERM under load from 8 goroutines:

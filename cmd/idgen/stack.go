@@ -23,6 +23,8 @@ import (
 	"github.com/idgen/idgen/shared/platform/logring"
 	"github.com/idgen/idgen/shared/platform/sealer"
 	"github.com/idgen/idgen/shared/platform/tracing"
+	"github.com/idgen/idgen/shared/reconcile"
+	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/datadir"
 	"github.com/idgen/idgen/shared/saga"
 )
@@ -127,9 +129,10 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 	if err != nil {
 		return nil, err
 	}
+	instance := fmt.Sprintf("%s/%s", advertise, st.started.UTC().Format("20060102T150405.000"))
 	co := coordination{
-		src: reg.src, worker: generator.FixedWorker(0),
-		membership: httpapi.StaticMembership{httpapi.Member{Worker: 0, Shard: uint8(c.Shard), Address: advertise, Version: version, StartedAt: st.started.UTC()}},
+		src: reg.src, worker: generator.FixedWorker(0), kind: registry.SourceClockFloor, run: instance,
+		membership: httpapi.StaticMembership{httpapi.Member{Worker: 0, Shard: uint8(c.Shard), Address: advertise, Version: version, StartedAt: st.started.UTC(), Instance: instance}},
 		leads:      func(context.Context) (bool, error) { return true, nil },
 	}
 	if allocCh != nil {
@@ -142,17 +145,35 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		if co, err = zkCoordination(ctx, c, r.a, reg, clock, log); err != nil {
 			return nil, err
 		}
+		co.run = zkRunName(advertise, r.a.InstanceID())
 		st.mode = "zookeeper"
 	}
 	if c.Redis.Addr != "" {
 		st.mode += "+redis"
 	}
 	st.leads = co.leads
-	gen, err := generator.New(co.src, co.worker, generator.Config{Shard: uint8(c.Shard), Clock: clock, Tracer: tp.Tracer("idgen/generator")})
+	// Each claim is in the registry's claim ledger before its range is
+	// used; what the generator gives up is recorded as released.
+	claims, err := reconcile.NewRecorder(reconcile.RecorderConfig{
+		Source: co.src, Ledger: st.store, Kind: co.kind, Shard: uint8(c.Shard), Instance: co.run, Worker: co.worker, Log: log.Named("claims"),
+	})
 	if err != nil {
 		return nil, err
 	}
-	st.onClose(func() error { gen.Close(); return nil })
+	gen, err := generator.New(claims, co.worker, generator.Config{Shard: uint8(c.Shard), Clock: clock, Tracer: tp.Tracer("idgen/generator"), Released: claims.Released})
+	if err != nil {
+		_ = claims.Close(context.Background())
+		return nil, err
+	}
+	st.onClose(func() error {
+		gen.Drain()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := claims.Close(ctx); err != nil {
+			log.Warn("shutdown: releases not recorded; reconciliation counts them as abandoned", zap.Error(err))
+		}
+		return nil
+	})
 	metrics = st.newMetrics(c, gen, co.alloc, advertise)
 	checks := append([]httpapi.Check{{Name: "registry", Critical: true, Run: st.store.Ping}}, co.checks...)
 	checks = append(checks, httpapi.RangeCheck(gen))
@@ -161,7 +182,6 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 	if err != nil {
 		return nil, err
 	}
-	instance := fmt.Sprintf("%s/%s", advertise, st.started.UTC().Format("20060102T150405.000"))
 	if err := st.openAudit(c, instance, metrics); err != nil {
 		return nil, err
 	}
@@ -180,6 +200,7 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		AccessLogEvery: c.AccessLogEvery, NoAccessLog: c.AccessLogEvery == 0}, httpapi.Deps{
 		IDs: gen, Registry: st.store, Logger: log, Logs: ring, Metrics: metrics, Membership: co.membership, Checks: checks, Sealer: sealer.NewVault(keys, st.store), Auth: verifier, Audit: st.audit,
 		CompensationMarks: compMarks, CommitMarks: commitMarks, Tracer: tp.Tracer("idgen/httpapi"),
+		Ledger: st.store, Shard: uint8(c.Shard),
 	})
 	if err != nil {
 		return nil, err
@@ -304,6 +325,8 @@ func storeMarkers(s saga.MarkStore) func(prefix string) saga.Marker {
 type coordination struct {
 	alloc      *allocator.Allocator
 	src        generator.RangeSource
+	kind       string // the claim ledger's name of src (registry.Source*)
+	run        string // this run's name in the claim ledger and /instances
 	worker     generator.WorkerSource
 	membership httpapi.Membership
 	checks     []httpapi.Check
@@ -326,6 +349,7 @@ func zkCoordination(ctx context.Context, c ServeConfig, alloc *allocator.Allocat
 	}
 	co := coordination{
 		alloc: alloc, src: allocator.Marked(alloc, reg.store, log), worker: alloc, membership: zkMembership{alloc},
+		kind:   registry.SourceZooKeeper,
 		checks: zkChecks(alloc, clock.Read),
 		leads:  func(context.Context) (bool, error) { return true, nil },
 	}

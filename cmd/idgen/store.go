@@ -15,6 +15,7 @@ import (
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/platform/sealer"
+	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/boltstore"
 	"github.com/idgen/idgen/shared/registry/datadir"
 	"github.com/idgen/idgen/shared/registry/diskguard"
@@ -34,6 +35,7 @@ type registryStore interface {
 	Expired(ctx context.Context, nowMS int64, limit int) ([]idcodec.ID, error)
 	PurgeIdempotency(ctx context.Context, cutoffMS int64, limit int) (int, error)
 	sealer.KeyStore
+	registry.ClaimLedger
 	Close() error
 }
 

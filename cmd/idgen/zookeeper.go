@@ -78,6 +78,11 @@ type allocOpened struct {
 
 type zkMembership struct{ a *allocator.Allocator }
 
+// zkRunName names a run of an instance coordinated by ZooKeeper in the
+// claim ledger and in /instances: its address and its allocator's
+// instance name, fresh per start.
+func zkRunName(address, id string) string { return address + "/" + id }
+
 func (z zkMembership) Members(ctx context.Context) ([]httpapi.Member, error) {
 	ms, err := z.a.Members(ctx)
 	if err != nil {
@@ -85,7 +90,7 @@ func (z zkMembership) Members(ctx context.Context) ([]httpapi.Member, error) {
 	}
 	out := make([]httpapi.Member, len(ms))
 	for i, m := range ms {
-		out[i] = httpapi.Member{Worker: m.Worker, Address: m.Address, Version: m.Version, StartedAt: m.StartedAt}
+		out[i] = httpapi.Member{Worker: m.Worker, Address: m.Address, Version: m.Version, StartedAt: m.StartedAt, Instance: zkRunName(m.Address, m.Instance)}
 	}
 	return out, nil
 }

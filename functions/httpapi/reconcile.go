@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"time"
 
@@ -82,6 +83,6 @@ func msParam(v []byte, def int64) (int64, error) {
 }
 
 var (
-	errNegativeTime = Errorf(api.CodeInvalidRequest, "a time before 1970")
-	errTimeSyntax   = Errorf(api.CodeInvalidRequest, "not unix milliseconds or an RFC 3339 time")
+	errNegativeTime = errors.New("a time before 1970")
+	errTimeSyntax   = errors.New("not unix milliseconds or an RFC 3339 time")
 )
