@@ -9,8 +9,13 @@
 #   idgen-offline/haproxy:2.6       Debian's haproxy
 #   idgen/idgen:dev                 ./Dockerfile with the images above as build
 #                                   args and a vendored copy of the sources
+#   idgen-offline/jaeger:2.12.0     Jaeger all-in-one for the monitoring profile:
+#                                   cmd/jaeger of the Go module v1.75.0, static,
+#                                   on the static base (infra/jaeger/Dockerfile)
 # An image is rebuilt only when its inputs changed (label idgen.inputs), so a
 # second run takes seconds. docker-compose.offline.yml selects these images.
+# --no-jaeger skips Jaeger, which only the monitoring profile runs (make
+# compose-test runs none): its first build compiles for minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -123,6 +128,70 @@ idgen() {
 	rm -rf "$ctx"
 }
 
+# jaeger builds Jaeger's all-in-one image. The binary comes from the Go
+# module proxy through a throwaway module in a temporary directory, so no
+# go.mod of the project lists Jaeger; that module takes the replace
+# directives of Jaeger's own go.mod, which a dependency's go.mod cannot
+# impose, so its build list is the one upstream builds. The static binary
+# is kept in the cache: a removed image is made again without compiling.
+JAEGER_MODULE=github.com/jaegertracing/jaeger
+JAEGER_VERSION=v1.75.0 # Jaeger v2.12.0
+JAEGER_IMAGE=idgen-offline/jaeger:2.12.0
+# jaeger_bin builds the binary to $1 in the empty directory $2. Every step
+# returns on failure: set -e does not hold inside a command whose status is
+# tested.
+jaeger_bin() {
+	local out=$1 gomod r
+	cd "$2" || return
+	export GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0
+	go mod init idgen-offline/jaeger || return
+	gomod=$(go mod download -json "$JAEGER_MODULE@$JAEGER_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+	[ -s "$gomod" ] || { echo "no go.mod for $JAEGER_MODULE@$JAEGER_VERSION" >&2; return 1; }
+	if grep -q '^replace[[:space:]]*(' "$gomod"; then
+		echo "$gomod: a replace block, which jaeger_bin does not parse" >&2
+		return 1
+	fi
+	while read -r r; do
+		go mod edit -replace "$r" || return
+	done < <(awk '$1 == "replace" && $3 == "=>" && NF == 5 { print $2 "=" $4 "@" $5 }' "$gomod")
+	go get -tool "$JAEGER_MODULE/cmd/jaeger@$JAEGER_VERSION" || return
+	go build -trimpath -ldflags "-s -w -X $JAEGER_MODULE/internal/version.latestVersion=v2.12.0" \
+		-o "$out" "$JAEGER_MODULE/cmd/jaeger"
+}
+
+jaeger() {
+	local key bin mod ctx
+	key=$( (echo "$JAEGER_MODULE@$JAEGER_VERSION"; go env GOVERSION; image_inputs idgen-offline/static:nonroot
+		cat infra/jaeger/Dockerfile) | hash_of)
+	fresh "$JAEGER_IMAGE" "$key" && return
+	bin="$CACHE/jaeger-$JAEGER_VERSION-$(go env GOVERSION)"
+	if [ ! -x "$bin" ]; then
+		mod=$(mktemp -d)
+		log "build jaeger $JAEGER_VERSION (Go module proxy, CGO_ENABLED=0; minutes on 2 cores)"
+		if ! (jaeger_bin "$bin.tmp" "$mod") >"$CACHE/jaeger-build.log" 2>&1; then
+			tail -20 "$CACHE/jaeger-build.log" >&2
+			rm -rf "$mod"
+			exit 1
+		fi
+		rm -rf "$mod"
+		mv "$bin.tmp" "$bin"
+	fi
+	ctx=$(mktemp -d)
+	cp infra/jaeger/Dockerfile "$ctx/"
+	cp "$bin" "$ctx/jaeger"
+	log "build $JAEGER_IMAGE"
+	build -q --label "idgen.inputs=$key" --build-arg BASE=idgen-offline/static:nonroot -t "$JAEGER_IMAGE" "$ctx" >/dev/null
+	rm -rf "$ctx"
+}
+
+with_jaeger=1
+for arg in "$@"; do
+	case $arg in
+	--no-jaeger) with_jaeger= ;;
+	*) echo "usage: $0 [--no-jaeger]" >&2; exit 2 ;;
+	esac
+done
+
 start=$(date +%s)
 need_cmd docker-compose docker-compose # make compose-test drives the stack with it
 base
@@ -132,5 +201,6 @@ from_dir zookeeper idgen-offline/zookeeper:3.8
 from_dir redis idgen-offline/redis:7
 from_dir haproxy idgen-offline/haproxy:2.6
 idgen
+[ -z "$with_jaeger" ] || jaeger
 log "ready in $(($(date +%s) - start)) s"
 docker image ls --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' | grep -E '^idgen' >&2
