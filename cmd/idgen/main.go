@@ -25,6 +25,8 @@ Usage:
   idgen keygen [--dir D]     create missing development credentials (Redis, ZooKeeper, JWT, metadata key, audit signing key)
   idgen audit verify [--public-key F] FILE...
                              check the hash chains and signed checkpoints of audit logs (rotated files oldest first)
+  idgen reconcile (--url URL | Redis flags) [--shard N] [--from T] [--to T]
+                             account for every counter of the claimed ranges; exit 1 on a violation
   idgen registry reset-epoch --yes [flags]
                              accept the Redis registry as it is after a loss (see docs/operations.md)
   idgen version              the build's version and commit (also --version)
@@ -83,6 +85,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = registryCmd(ctx, args[1:], stdout, stderr)
 	case "audit":
 		err = auditCmd(args[1:], stdout, stderr)
+	case "reconcile":
+		err = reconcileCmd(ctx, args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "idgen: unknown command %q\n\n%s", args[0], usage)
 		return 2
