@@ -32,13 +32,17 @@ type Ring struct {
 	full bool
 }
 
-// slot is one entry; its byte slices are reused by the entries that
-// replace it.
+// slot is one entry: data holds its request ID (ridLen bytes), then its
+// line, in one array (one cache miss fewer per line than two) that the
+// entries replacing it reuse.
 type slot struct {
-	level zapcore.Level
-	rid   []byte
-	json  []byte
+	level  zapcore.Level
+	ridLen int
+	data   []byte
 }
+
+func (s *slot) rid() []byte  { return s.data[:s.ridLen] }
+func (s *slot) json() []byte { return s.data[s.ridLen:] }
 
 // New returns a ring holding up to size entries (default 1000 when size ≤ 0).
 func New(size int) *Ring {
@@ -55,9 +59,9 @@ func (r *Ring) add(level zapcore.Level, rid string, line []byte) {
 	}
 	r.mu.Lock()
 	s := &r.buf[r.next]
-	s.level = level
-	s.rid = reuse(s.rid, rid)
-	s.json = reuse(s.json, line)
+	s.level, s.ridLen = level, len(rid)
+	s.data = reuse(s.data, len(rid)+len(line))
+	copy(s.data[copy(s.data, rid):], line)
 	r.next++
 	if r.next == len(r.buf) {
 		r.next, r.full = 0, true
@@ -69,14 +73,15 @@ func (r *Ring) add(level zapcore.Level, rid string, line []byte) {
 // line (a stack trace) does not hold its memory for every line after it.
 const keepCap = 4 << 10
 
-// reuse returns b holding src, in b's own array when it fits. A new array
-// has a quarter to spare (at least 512 bytes), so that lines a few bytes
-// longer than the one before them (a longer latency or port) still fit.
-func reuse[S string | []byte](b []byte, src S) []byte {
-	if n := len(src); cap(b) < n || (cap(b) > keepCap && cap(b) > 2*n) {
+// reuse returns b resliced to n bytes, in b's own array when it fits. A
+// new array has a quarter to spare (at least 512 bytes), so that lines a
+// few bytes longer than the one before them (a longer latency or port)
+// still fit.
+func reuse(b []byte, n int) []byte {
+	if cap(b) < n || (cap(b) > keepCap && cap(b) > 2*n) {
 		b = make([]byte, 0, max(512, n+n/4))
 	}
-	return append(b[:0], src...)
+	return b[:n]
 }
 
 // Query selects entries.
@@ -98,10 +103,10 @@ func (r *Ring) Entries(q Query) []Entry {
 	// Walk newest to oldest so Limit keeps the newest, then reverse.
 	for i := 0; i < n; i++ {
 		s := &r.buf[(r.next-1-i+len(r.buf))%len(r.buf)]
-		if s.level < q.MinLevel || (q.RequestID != "" && string(s.rid) != q.RequestID) {
+		if s.level < q.MinLevel || (q.RequestID != "" && string(s.rid()) != q.RequestID) {
 			continue
 		}
-		out = append(out, Entry{Level: s.level, RequestID: string(s.rid), JSON: append(json.RawMessage(nil), s.json...)})
+		out = append(out, Entry{Level: s.level, RequestID: string(s.rid()), JSON: append(json.RawMessage(nil), s.json()...)})
 		if q.Limit > 0 && len(out) == q.Limit {
 			break
 		}

@@ -147,7 +147,7 @@ func TestEntriesAreCopies(t *testing.T) {
 		}
 	}
 	for i := range r.buf {
-		if c := cap(r.buf[i].json); c > keepCap {
+		if c := cap(r.buf[i].data); c > keepCap {
 			t.Errorf("slot %d keeps %d bytes for a short line", i, c)
 		}
 	}
