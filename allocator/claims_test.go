@@ -5,11 +5,13 @@ import (
 	"errors"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/harness/zkharness"
+	"github.com/idgen/idgen/shared/generator"
 )
 
 // TestConcurrentClaimsDisjoint: 8 allocators on a 3-server ensemble claim
@@ -281,4 +283,67 @@ func TestCounterMove(t *testing.T) {
 		t.Errorf("ranges cover %d up to %d, counter at %d", total, top, next)
 	}
 	t.Logf("%d moves, counter at %d", moves, next)
+}
+
+// TestClaimIntent: the intent hears of each range before its write, the
+// range returned is the last one announced, and an intent that fails ends
+// the claim with nothing written (the next claim starts where it would
+// have); two allocators racing announce ranges that the winners' claims
+// tile, with every returned range among the announced ones.
+func TestClaimIntent(t *testing.T) {
+	root := testRoot(t)
+	ctx := context.Background()
+	a := openT(t, Config{Servers: zkAddrs(t), Root: root, Shard: 4})
+	var announced []generator.Range
+	r, err := a.ClaimRangeIntent(ctx, 100, func(_ context.Context, g generator.Range) error {
+		announced = append(announced, g)
+		return nil
+	})
+	if err != nil || len(announced) != 1 || announced[0] != r || r != (generator.Range{Start: 0, End: 100}) {
+		t.Fatalf("claim: %+v %v, announced %+v", r, err, announced)
+	}
+	refuse := errors.New("ledger down")
+	if _, err := a.ClaimRangeIntent(ctx, 100, func(context.Context, generator.Range) error { return refuse }); !errors.Is(err, refuse) {
+		t.Fatalf("claim with a failing intent: %v, want its error", err)
+	}
+	if r, err := a.ClaimRange(ctx, 100); err != nil || r.Start != 100 {
+		t.Fatalf("claim after a refused intent: %+v %v, want a start at 100 (nothing written)", r, err)
+	}
+
+	b := openT(t, Config{Servers: zkAddrs(t), Root: root, Shard: 4})
+	var (
+		mu    sync.Mutex
+		seen  = map[generator.Range]bool{}
+		l     ledger
+		wg    sync.WaitGroup
+		fails atomic.Int32
+	)
+	for who, al := range []*Allocator{a, b} {
+		wg.Go(func() {
+			for range 50 {
+				r, err := al.ClaimRangeIntent(ctx, 10, func(_ context.Context, g generator.Range) error {
+					mu.Lock()
+					seen[g] = true
+					mu.Unlock()
+					return nil
+				})
+				if err != nil {
+					fails.Add(1)
+					continue
+				}
+				mu.Lock()
+				ok := seen[r]
+				mu.Unlock()
+				if !ok {
+					t.Errorf("range %+v returned without being announced", r)
+				}
+				l.add(who, r)
+			}
+		})
+	}
+	wg.Wait()
+	if fails.Load() > 0 {
+		t.Fatalf("%d claims failed", fails.Load())
+	}
+	l.check(t)
 }

@@ -95,6 +95,15 @@ type counterRead struct {
 // before we looked, or lands later from the send queue), its range belongs to
 // nobody: burnt, never reused. So each range is used at most once.
 func (a *Allocator) ClaimRange(ctx context.Context, n uint64) (generator.Range, error) {
+	return a.ClaimRangeIntent(ctx, n, nil)
+}
+
+var _ generator.IntentSource = (*Allocator)(nil)
+
+// ClaimRangeIntent is ClaimRange that calls intent (when not nil) with the
+// range of each compare-and-set before sending it; an error of intent ends
+// the claim with nothing written (generator.IntentSource).
+func (a *Allocator) ClaimRangeIntent(ctx context.Context, n uint64, intent func(context.Context, generator.Range) error) (generator.Range, error) {
 	if a.closed.Load() {
 		return generator.Range{}, ErrClosed
 	}
@@ -110,7 +119,7 @@ func (a *Allocator) ClaimRange(ctx context.Context, n uint64) (generator.Range, 
 	)
 	select {
 	case a.claimSem <- struct{}{}:
-		r, attempts, version, err = a.claim(ctx, n)
+		r, attempts, version, err = a.claim(ctx, n, intent)
 		<-a.claimSem
 	case <-ctx.Done():
 		err = ctx.Err()
@@ -134,7 +143,7 @@ func (a *Allocator) ClaimRange(ctx context.Context, n uint64) (generator.Range, 
 	return r, nil
 }
 
-func (a *Allocator) claim(ctx context.Context, n uint64) (generator.Range, int, int32, error) {
+func (a *Allocator) claim(ctx context.Context, n uint64, intent func(context.Context, generator.Range) error) (generator.Range, int, int32, error) {
 	var (
 		next      *counterRead // a fresh read carried over from resolving a lost reply
 		conflicts int
@@ -183,6 +192,11 @@ func (a *Allocator) claim(ctx context.Context, n uint64) (generator.Range, int, 
 			return generator.Range{}, attempt, v, err
 		}
 		r := generator.Range{Start: rd.data.Next, End: want.Next}
+		if intent != nil {
+			if err := intent(ctx, r); err != nil {
+				return generator.Range{}, attempt, v, fmt.Errorf("announce claim [%d, %d): %w", r.Start, r.End, err)
+			}
+		}
 		t1, sid := a.cfg.Clock(), a.conn.SessionID()
 		_, err = call(ctx, func() (*zk.Stat, error) { return a.conn.Set(rd.path, buf, v) })
 		a.alive(t1, sid, err)

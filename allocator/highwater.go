@@ -49,7 +49,21 @@ type markedSource struct {
 }
 
 func (m markedSource) ClaimRange(ctx context.Context, n uint64) (generator.Range, error) {
-	r, err := m.src.ClaimRange(ctx, n)
+	return m.ClaimRangeIntent(ctx, n, nil)
+}
+
+// ClaimRangeIntent passes intent on when src takes one
+// (generator.IntentSource), and otherwise claims without announcing.
+func (m markedSource) ClaimRangeIntent(ctx context.Context, n uint64, intent func(context.Context, generator.Range) error) (generator.Range, error) {
+	var (
+		r   generator.Range
+		err error
+	)
+	if is, ok := m.src.(generator.IntentSource); ok && intent != nil {
+		r, err = is.ClaimRangeIntent(ctx, n, intent)
+	} else {
+		r, err = m.src.ClaimRange(ctx, n)
+	}
 	if err != nil {
 		return r, err
 	}

@@ -125,4 +125,6 @@ func TestEveryCounterIssuedOrReleased(t *testing.T) {
 
 type sourceFunc func(ctx context.Context, n uint64) (generator.Range, error)
 
-func (f sourceFunc) ClaimRange(ctx context.Context, n uint64) (generator.Range, error) { return f(ctx, n) }
+func (f sourceFunc) ClaimRange(ctx context.Context, n uint64) (generator.Range, error) {
+	return f(ctx, n)
+}

@@ -22,6 +22,17 @@ type RangeSource interface {
 	ClaimRange(ctx context.Context, n uint64) (Range, error)
 }
 
+// IntentSource is a RangeSource whose claims can be announced before they
+// are committed: ClaimRangeIntent calls intent with each range it is about
+// to write (again for each retry, each time with the range of that
+// attempt), and writes it only when intent returned nil. A process that
+// dies between the commit and its own record of the claim has thus left
+// the announcement behind (the claim ledger's unconfirmed claim).
+type IntentSource interface {
+	RangeSource
+	ClaimRangeIntent(ctx context.Context, n uint64, intent func(context.Context, Range) error) (Range, error)
+}
+
 // WorkerSource tells the generator which worker slot to stamp into IDs.
 type WorkerSource interface {
 	// Worker returns the slot to stamp at time now, or an error when the

@@ -35,6 +35,10 @@ const (
 	// Abandoned: the claim's instance is not running and released nothing
 	// of the rest (it crashed, or its releases were not written).
 	Abandoned = "abandoned"
+	// OutcomeUnknown: an announced claim that no confirmed claim overlaps:
+	// committed or not, its instance never handed it out (it died, or lost
+	// the reply of the commit and claimed anew).
+	OutcomeUnknown = "claim_outcome_unknown"
 )
 
 // Kinds of Violation.
@@ -159,10 +163,11 @@ func CompensatedBy(st registry.Step) string {
 // violations of the package's invariants among them and in the gaps
 // between them. It reads the records of the claims' span in one scan.
 func Run(ctx context.Context, rd Reader, shard uint8, fromMS, toMS int64, live func(instance string) bool) (*Report, error) {
-	claims, err := rd.Claims(ctx, fromMS, toMS)
+	all, err := rd.Claims(ctx, fromMS, toMS)
 	if err != nil {
 		return nil, fmt.Errorf("reconcile: claims: %w", err)
 	}
+	claims := settle(all)
 	rep := &Report{Shard: shard, FromMS: fromMS, ToMS: toMS, Claims: []ClaimReport{}, Gaps: []Gap{}, Totals: newCounts(), Violations: []Violation{}}
 	if len(claims) == 0 {
 		return rep, nil
@@ -215,6 +220,39 @@ func Run(ctx context.Context, rd Reader, shard uint8, fromMS, toMS int64, live f
 	return rep, nil
 }
 
+// settle returns the claims that count, in order of Start: every
+// confirmed claim, and each announcement (Claim.Unconfirmed) that no
+// confirmed claim overlaps, once: it may have been committed by a process
+// that died before confirming it (nothing of it was issued; its counters
+// are OutcomeUnknown). An announcement a confirmed claim overlaps was
+// either not committed (another claim took its counters) or is confirmed.
+func settle(all []registry.ClaimEntry) []registry.ClaimEntry {
+	var confirmed, out []registry.ClaimEntry
+	for _, e := range all {
+		if !e.Unconfirmed {
+			confirmed = append(confirmed, e)
+		}
+	}
+	overlapped := func(u registry.Claim) bool {
+		// The last confirmed claim starting below u's end is the only one
+		// that can overlap u (confirmed claims do not overlap each other;
+		// those that do are reported as such).
+		i, _ := slices.BinarySearchFunc(confirmed, u.End, func(e registry.ClaimEntry, end uint64) int { return cmp.Compare(e.Start, end) })
+		return i > 0 && confirmed[i-1].End > u.Start
+	}
+	seen := map[[2]uint64]bool{}
+	out = append(out, confirmed...)
+	for _, e := range all {
+		k := [2]uint64{e.Start, e.End}
+		if e.Unconfirmed && !overlapped(e.Claim) && !seen[k] {
+			seen[k] = true
+			out = append(out, e)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b registry.ClaimEntry) int { return cmp.Compare(a.Start, b.Start) })
+	return out
+}
+
 // between checks the counters from claim a's end to claim b's start.
 func (rep *Report) between(a, b registry.Claim) {
 	switch {
@@ -246,6 +284,13 @@ type account struct {
 func (rep *Report) newAccount(ce registry.ClaimEntry) *account {
 	a := &account{ClaimReport: ClaimReport{Claim: ce.Claim, Counts: newCounts()}}
 	a.Size = ce.Len()
+	if ce.Unconfirmed {
+		// Never handed out: an unconfirmed claim is never given to the
+		// generator.
+		a.NotIssued[OutcomeUnknown] = a.Size
+		a.released = a.Size
+		return a
+	}
 	for _, rel := range ce.Releases {
 		if rel.Start < ce.Start || rel.End > ce.End || rel.Start >= rel.End {
 			rep.violate(Violation{Kind: ReleasedTwice, Start: rel.Start, End: rel.End, Detail: "a release outside its claim"})
@@ -291,7 +336,12 @@ func (a *account) record(rep *Report, rec registry.Record, c uint64) {
 		return
 	}
 	a.Issued++
-	if rel, ok := a.releaseOf(c); ok {
+	if a.Unconfirmed {
+		rep.violate(Violation{Kind: OutsideClaim, Start: c, End: c + 1, ID: rec.ID.String(),
+			Detail: "a registered ID whose counter is only in an unconfirmed claim"})
+		a.NotIssued[OutcomeUnknown]--
+		a.released--
+	} else if rel, ok := a.releaseOf(c); ok {
 		rep.violate(Violation{Kind: IssuedAndReleased, Start: c, End: c + 1, ID: rec.ID.String(), Detail: "registered and released as " + rel.Reason})
 		a.NotIssued[rel.Reason]--
 		a.released--

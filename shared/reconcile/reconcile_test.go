@@ -281,3 +281,47 @@ func (f *flaky) RecordClaim(ctx context.Context, c registry.Claim) error {
 	}
 	return f.Store.RecordClaim(ctx, c)
 }
+
+// TestUnconfirmedClaims: an announcement that a confirmed claim overlaps
+// does not count; one that none overlaps counts once, all of it
+// claim_outcome_unknown, and explains the gap it fills; an ID registered
+// in it is a violation.
+func TestUnconfirmedClaims(t *testing.T) {
+	ctx := context.Background()
+	st, err := pebblestore.Open(pebblestore.Config{Dir: t.TempDir(), Shard: shard, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	zk := func(start, end uint64, ms int64, unconfirmed bool) registry.Claim {
+		return registry.Claim{Shard: shard, Start: start, End: end, Instance: "i", Source: registry.SourceZooKeeper, AtMS: ms, Unconfirmed: unconfirmed}
+	}
+	for _, c := range []registry.Claim{
+		zk(0, 100, 1, true), zk(0, 100, 2, false), // announced, then confirmed
+		zk(100, 200, 3, true), // lost to the other instance's claim below
+		zk(100, 150, 4, true), zk(100, 150, 5, false),
+		zk(150, 300, 6, true), zk(150, 300, 7, true), // announced twice, its process died
+		zk(300, 400, 8, true), zk(300, 400, 9, false),
+	} {
+		if err := st.RecordClaim(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := reconcile.Run(ctx, st, shard, 0, 100, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || len(rep.Gaps) != 0 || len(rep.Claims) != 4 {
+		t.Fatalf("claims %+v, gaps %+v, violations %+v", rep.Claims, rep.Gaps, rep.Violations)
+	}
+	if got := rep.Totals.NotIssued[reconcile.OutcomeUnknown]; got != 150 || rep.Totals.Size != 400 {
+		t.Fatalf("totals %+v: want 150 counters of unknown outcome of 400", rep.Totals)
+	}
+	id := idcodec.MustCompose(idcodec.Fields{TimestampMS: 1, Worker: 1, Shard: shard, Counter: 160})
+	if _, err := st.Register(ctx, registry.Issue{Records: []registry.Record{{ID: id, State: registry.Pending, IssuedAtMS: 1, Subject: "x"}}}, 60_000, 1); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := reconcile.Run(ctx, st, shard, 0, 100, nil); err != nil || len(rep.Violations) != 1 || rep.Violations[0].Kind != reconcile.OutsideClaim {
+		t.Fatalf("an ID in an unconfirmed claim: %+v, %v", rep, err)
+	}
+}

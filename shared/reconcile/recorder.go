@@ -99,28 +99,26 @@ func NewRecorder(cfg RecorderConfig) (*Recorder, error) {
 // background writer records it later with a release of all of it
 // (registry.ReleasedUnused), so the ledger still accounts for it.
 func (r *Recorder) ClaimRange(ctx context.Context, n uint64) (generator.Range, error) {
-	rg, err := r.cfg.Source.ClaimRange(ctx, n)
+	var (
+		rg  generator.Range
+		err error
+	)
+	if is, ok := r.cfg.Source.(generator.IntentSource); ok {
+		// The announcement is written before the commit, so that a death
+		// between the commit and the claim's record leaves it behind.
+		rg, err = is.ClaimRangeIntent(ctx, n, func(ctx context.Context, g generator.Range) error {
+			c := r.claimOf(g)
+			c.Unconfirmed = true
+			return r.record(ctx, c)
+		})
+	} else {
+		rg, err = r.cfg.Source.ClaimRange(ctx, n)
+	}
 	if err != nil {
 		return rg, err
 	}
-	now := r.cfg.Now()
-	c := registry.Claim{
-		Shard: r.cfg.Shard, Start: rg.Start, End: rg.End, Instance: r.cfg.Instance,
-		Source: r.cfg.Kind, AtMS: now.UnixMilli(),
-	}
-	if r.cfg.Worker != nil {
-		if w, err := r.cfg.Worker.Worker(now); err == nil {
-			c.Worker = w
-		}
-	}
-	for attempt := 0; ; attempt++ {
-		if err = r.cfg.Ledger.RecordClaim(ctx, c); err == nil || errors.Is(err, registry.ErrBadClaim) {
-			break
-		}
-		if !backoff.Sleep(ctx, backoff.Equal(attempt, 20*time.Millisecond, time.Second)) {
-			break
-		}
-	}
+	c := r.claimOf(rg)
+	err = r.record(ctx, c)
 	r.remember(c)
 	if err != nil {
 		r.cfg.Log.Warn("claim not recorded: its range is not used, and is recorded as unused in the background",
@@ -129,6 +127,34 @@ func (r *Recorder) ClaimRange(ctx context.Context, n uint64) (generator.Range, e
 		return generator.Range{}, fmt.Errorf("record claim [%d, %d): %w", c.Start, c.End, err)
 	}
 	return rg, nil
+}
+
+// claimOf is the claim of g made now.
+func (r *Recorder) claimOf(g generator.Range) registry.Claim {
+	now := r.cfg.Now()
+	c := registry.Claim{
+		Shard: r.cfg.Shard, Start: g.Start, End: g.End, Instance: r.cfg.Instance,
+		Source: r.cfg.Kind, AtMS: now.UnixMilli(),
+	}
+	if r.cfg.Worker != nil {
+		if w, err := r.cfg.Worker.Worker(now); err == nil {
+			c.Worker = w
+		}
+	}
+	return c
+}
+
+// record writes c, retrying until ctx ends.
+func (r *Recorder) record(ctx context.Context, c registry.Claim) error {
+	for attempt := 0; ; attempt++ {
+		err := r.cfg.Ledger.RecordClaim(ctx, c)
+		if err == nil || errors.Is(err, registry.ErrBadClaim) {
+			return err
+		}
+		if !backoff.Sleep(ctx, backoff.Equal(attempt, 20*time.Millisecond, time.Second)) {
+			return err
+		}
+	}
 }
 
 func (r *Recorder) remember(c registry.Claim) {

@@ -22,6 +22,13 @@ type Claim struct {
 	Instance string `json:"instance"` // advertised name of the claimer
 	Source   string `json:"source"`   // SourceZooKeeper or SourceClockFloor
 	AtMS     int64  `json:"at_ms"`
+	// Unconfirmed marks the announcement of a claim about to be committed
+	// (generator.IntentSource), written before the commit; the confirmed
+	// claim of the same range follows once it is. An announcement that a
+	// confirmed claim overlaps was not committed, or was and is recorded;
+	// one that none overlaps may have been committed by a process that died
+	// before confirming it, and nothing of it was issued.
+	Unconfirmed bool `json:"unconfirmed,omitempty"`
 }
 
 // Range sources of a Claim. ZooKeeper hands out a shard's counter without
