@@ -14,7 +14,7 @@ MODULES := . tests infra
 
 COMPOSE ?= docker-compose -f docker-compose.yml -f docker-compose.offline.yml
 
-.PHONY: check check-service check-tests check-infra lint chaos images compose-test tools all build lambda build-GenerateFunction build-CompensateFunction run test deps bench fuzz fmt vet clean
+.PHONY: check check-service check-tests check-infra lint chaos images compose-test compose-monitoring-test tools all build lambda build-GenerateFunction build-CompensateFunction run test deps bench fuzz fmt vet clean
 
 all: build
 
@@ -107,15 +107,23 @@ tools:
 	cd tests && $(GO) build -trimpath -o ../bin/ ./cmd/idgen-bench ./cmd/idgen-chaos ./cmd/idgen-composetest
 
 # Every image of the docker-compose stack from local material only (no
-# registry needed): debootstrap base, Debian packages, the host's Go.
+# registry needed): debootstrap base, Debian packages, the host's Go, and
+# Jaeger for the monitoring profile from the Go module proxy.
 images:
 	bash scripts/images.sh
 
 # The compose stack on this machine: up, 10k IDs through the load balancer,
 # scale 3→5→2 under load, kill an instance, compensate through the stream,
-# down -v. .ci/run runs it whenever a Docker engine answers.
-compose-test: images tools
+# down -v. .ci/run runs it whenever a Docker engine answers. It runs no
+# monitoring profile, so it builds no Jaeger image.
+compose-test: tools
+	bash scripts/images.sh --no-jaeger
 	./bin/idgen-composetest -compose "$(COMPOSE)"
+
+# The same with the monitoring profile's Jaeger, the instances exporting
+# to it, and a last phase that finds the run's spans in Jaeger.
+compose-monitoring-test: images tools
+	./bin/idgen-composetest -compose "$(COMPOSE)" -traces
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

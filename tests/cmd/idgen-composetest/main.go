@@ -2,7 +2,10 @@
 // (`make compose-test`): it brings the stack up, sends IDs through the load
 // balancer, scales the instances up and down under load, kills one, sends a
 // failure event through the Redis Stream, and tears everything down. It
-// prints a summary and exits non-zero on any violation.
+// prints a summary and exits non-zero on any violation. With -traces
+// (`make compose-monitoring-test`) the stack runs the monitoring profile's
+// Jaeger, the instances export to it, and the run ends by finding its
+// spans there.
 package main
 
 import (
@@ -36,6 +39,7 @@ type config struct {
 	ids     int
 	conns   int
 	keep    bool
+	traces  bool
 	timeout time.Duration
 }
 
@@ -46,6 +50,7 @@ func main() {
 	flag.IntVar(&c.ids, "ids", 10000, "IDs to send through the load balancer in the first phase")
 	flag.IntVar(&c.conns, "conns", 16, "concurrent client connections")
 	flag.BoolVar(&c.keep, "keep", false, "leave the stack running at the end (default: down -v)")
+	flag.BoolVar(&c.traces, "traces", false, "run Jaeger of the monitoring profile, export to it ("+otlpEndpoint+") and check that the run's spans reach it")
 	flag.DurationVar(&c.timeout, "timeout", 15*time.Minute, "bound on the whole run")
 	flag.Parse()
 	c.compose = strings.Fields(*composeCmd)
@@ -69,10 +74,11 @@ func main() {
 }
 
 type run struct {
-	cfg   config
-	port  int
-	token string
-	http  *http.Client
+	cfg        config
+	port       int
+	jaegerPort int // with -traces: Jaeger's UI and query API on 127.0.0.1
+	token      string
+	http       *http.Client
 	// api is the project's Go client on the load balancer, one attempt a
 	// call: a request that fails counts as failed, never hidden by a retry.
 	api   *client.Client
@@ -103,12 +109,21 @@ func (r *run) main(ctx context.Context) error {
 		return err
 	}
 	r.port = port
+	if r.cfg.traces {
+		if r.jaegerPort, err = freePort(); err != nil {
+			return err
+		}
+	}
 	r.http = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
 		MaxIdleConnsPerHost: r.cfg.conns * 2, MaxConnsPerHost: r.cfg.conns * 2,
 	}}
 
 	t0 := time.Now()
-	if _, err := r.compose(ctx, "up", "-d", "--no-build"); err != nil {
+	up := []string{"up", "-d", "--no-build"}
+	if r.cfg.traces {
+		up = append(up, tracedServices...)
+	}
+	if _, err := r.compose(ctx, up...); err != nil {
 		return err
 	}
 	if err := r.waitHealthy(ctx, "idgen", 3, 4*time.Minute); err != nil {
@@ -215,6 +230,13 @@ func (r *run) main(ctx context.Context) error {
 	if d := r.dupes(); d > 0 {
 		return fmt.Errorf("%d duplicate IDs", d)
 	}
+
+	// 5. With -traces: the requests' and the worker's spans are in Jaeger.
+	if r.cfg.traces {
+		if err := r.traces(ctx); err != nil {
+			return fmt.Errorf("phase traces: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -247,9 +269,15 @@ func (r *run) summary(w io.Writer) {
 
 // compose runs the compose command of this project.
 func (r *run) compose(ctx context.Context, args ...string) (string, error) {
-	full := append(append([]string{}, r.cfg.compose[1:]...), append([]string{"-p", r.cfg.project}, args...)...)
+	global := []string{"-p", r.cfg.project}
+	env := append(os.Environ(), "IDGEN_HTTP_PORT="+strconv.Itoa(r.port))
+	if r.cfg.traces {
+		global = append(global, "--profile", "monitoring")
+		env = append(env, "IDGEN_OTLP_ENDPOINT="+otlpEndpoint, "JAEGER_UI_PORT="+strconv.Itoa(r.jaegerPort))
+	}
+	full := append(append(append([]string{}, r.cfg.compose[1:]...), global...), args...)
 	cmd := exec.CommandContext(ctx, r.cfg.compose[0], full...)
-	cmd.Env = append(os.Environ(), "IDGEN_HTTP_PORT="+strconv.Itoa(r.port))
+	cmd.Env = env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
