@@ -36,6 +36,7 @@ const (
 	vCheck        = "check_failed"        // a check could not be carried out
 	vRegistryRead = "registry_unreadable" // the registry could not be read at the end
 	vClient       = "client_disagrees"    // the Go client's result is not the answer on the wire
+	vReconcile    = "reconciliation"      // a counter of a claimed range not accounted for exactly once
 )
 
 // commit outcomes seen by the driver for one ID (bit set: retries may see

@@ -179,6 +179,9 @@ func printChecks(w io.Writer, s summary, l *Ledger, ev *eventSender) {
 		"%d quiet intervals (%d requests inside); %d direct streams checked for timestamp order\n",
 		s.registryReads, s.auditLines, s.tornAudit, deadlines, c200, c409, cUnknown, evConfirmed, evUnconfirmed, nulls, ev.sent.Load(), keys,
 		s.quiets, s.quietRequests, s.streams)
+	if s.reconciled != "" {
+		fmt.Fprintln(w, s.reconciled)
+	}
 	if s.commitUnaudited > 0 {
 		fmt.Fprintf(w, "note: %d committed IDs have no commit audit entry (HTTP commits answered 503 after the write landed, or cut by SIGKILL before the entry; not checked)\n", s.commitUnaudited)
 	}

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/idgen/idgen/functions/failurestream"
+	"github.com/idgen/idgen/shared/reconcile"
 	"github.com/idgen/idgen/shared/registry/redisstore"
 )
 
@@ -24,6 +25,7 @@ type summary struct {
 	commitUnaudited                                        int // committed IDs without a commit audit entry (not a violation)
 	auditRepeats                                           int // entries repeated in the crash window (not a violation)
 	quiets, quietRequests, streams                         int // extent of the wrong-200 and timestamp-order checks
+	reconciled                                             string
 	violations                                             []Violation
 }
 
@@ -92,6 +94,7 @@ func (r *run) verify(ctx context.Context) summary {
 		}
 	}
 	s.auditLines, s.tornAudit = a.lines, len(a.torn)
+	r.reconcile(ctx, &s)
 	for _, t := range a.torn {
 		r.logf("audit line that is not JSON (a write cut by SIGKILL?): %.200s", t)
 	}
@@ -224,4 +227,41 @@ func checkMonotonic(results []result) (out []Violation, groupsChecked int) {
 		}
 	}
 	return out, len(groups)
+}
+
+// reconcile accounts for every counter of every range claimed in the run,
+// once every instance has stopped (so their releases are written): each
+// violation of the report, an unaccounted counter, or an acknowledged ID
+// that the report does not count as issued is a violation of the run.
+func (r *run) reconcile(ctx context.Context, s *summary) {
+	octx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	store, err := redisstore.Open(octx, redisstore.Config{
+		Addrs: r.c.redis.SentinelAddrs(), MasterName: r.c.redis.MasterName(), Logger: zap.NewNop(),
+	})
+	if err != nil {
+		r.l.violate(vCheck, "open the registry to reconcile: %v", err)
+		return
+	}
+	defer store.Close()
+	t0 := time.Now()
+	rep, err := reconcile.Run(octx, store, 0, 0, time.Now().UnixMilli(), nil)
+	if err != nil {
+		r.l.violate(vCheck, "reconcile: %v", err)
+		return
+	}
+	for _, v := range rep.Violations {
+		r.l.violate(vReconcile, "%s [%d, %d) %s: %s", v.Kind, v.Start, v.End, v.ID, v.Detail)
+	}
+	t := rep.Totals
+	if t.Unaccounted != 0 {
+		r.l.violate(vReconcile, "%d counters counted more than once", -t.Unaccounted)
+	}
+	if acked := r.l.Count(); t.Issued < uint64(acked) {
+		r.l.violate(vReconcile, "%d counters issued in the recorded claims, fewer than the %d IDs acknowledged", t.Issued, acked)
+	}
+	s.reconciled = fmt.Sprintf("reconciliation (%v): %d claims, %d counters: %d issued (%d pending, %d committed, %d compensated by %v), %d tombstones, not issued %v; %d gaps, %d violations, %d unaccounted",
+		time.Since(t0).Round(time.Millisecond), len(rep.Claims), t.Size, t.Issued, t.Pending, t.Committed, t.Compensated, t.CompensatedBy, t.Tombstones, t.NotIssued,
+		len(rep.Gaps), len(rep.Violations), -t.Unaccounted)
+	r.logf("%s", s.reconciled)
 }
