@@ -291,7 +291,7 @@ func (s *Service) Handle(c *fasthttp.RequestCtx) {
 	log := s.reqs.Get().(*reqLog)
 	log.reset(s.log)
 	s.requestID(c, log)
-	if s.d.Tracer != nil {
+	if s.d.Tracer != nil && !untracedProbe(c) {
 		s.startSpan(c, log)
 	}
 	c.SetUserValue(maxBodyKey{}, s.maxBodyVal)

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 
 	"github.com/valyala/fasthttp"
@@ -39,6 +40,18 @@ func (s *Service) startSpan(c *fasthttp.RequestCtx, log *reqLog) {
 			attribute.String("url.path", string(c.URI().PathOriginal())),
 			attribute.String("idgen.request_id", log.requestID()),
 		))
+}
+
+// untracedProbe reports a request of a load balancer's or a scraper's
+// probe (/health, /health/live, /health/ready, /metrics) that carries no
+// traceparent: it starts no trace, so that probes several times a second
+// per instance do not crowd out the traces of transactions.
+func untracedProbe(c *fasthttp.RequestCtx) bool {
+	p := c.URI().PathOriginal()
+	if !bytes.HasPrefix(p, []byte("/health")) && !bytes.Equal(p, []byte("/metrics")) {
+		return false
+	}
+	return len(c.Request.Header.Peek("traceparent")) == 0
 }
 
 // endSpan names the span after its route, records the status (5xx is an

@@ -85,18 +85,33 @@ func TestTraceContinuesTheCallersTrace(t *testing.T) {
 	}
 }
 
-// Without a traceparent a request starts a trace of its own.
+// Without a traceparent a request starts a trace of its own; the probes
+// (/health, /health/live, /health/ready, /metrics) start none, and join the
+// caller's trace when it sends one.
 func TestTraceStartsATraceWithoutTraceparent(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := tracing.NewProvider(sdktrace.WithSpanProcessor(rec))
 	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
 	a := newAccessService(t, httpapi.Config{}, tp)
-	if r := a.do(t, "GET", "/health/live", ""); r.StatusCode() != 200 {
-		t.Fatalf("health: %d", r.StatusCode())
+	if r := a.do(t, "GET", "/openapi.json", ""); r.StatusCode() != 200 {
+		t.Fatalf("openapi.json: %d", r.StatusCode())
 	}
 	spans := rec.Ended()
-	if len(spans) != 1 || spans[0].Name() != "GET /health/live" || spans[0].Parent().IsValid() {
-		t.Fatalf("spans %v, want one root span GET /health/live", names(spans))
+	if len(spans) != 1 || spans[0].Name() != "GET /openapi.json" || spans[0].Parent().IsValid() {
+		t.Fatalf("spans %v, want one root span GET /openapi.json", names(spans))
+	}
+	for _, p := range []string{"/health", "/health/live", "/health/ready"} {
+		a.do(t, "GET", p, "")
+	}
+	if spans := rec.Ended(); len(spans) != 1 {
+		t.Fatalf("spans %v after the probes, want none of theirs", names(spans))
+	}
+	const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	if r := a.do(t, "GET", "/health/live", "", "traceparent", parent); r.StatusCode() != 200 {
+		t.Fatalf("health: %d", r.StatusCode())
+	}
+	if spans := rec.Ended(); len(spans) != 2 || spans[1].Name() != "GET /health/live" || spans[1].Parent().TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Fatalf("spans %v: want the probe's span in the caller's trace", names(spans))
 	}
 }
 
