@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -112,7 +113,7 @@ func (m *Serve) ParseFlags(args []string) error {
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 20*time.Second, "how long SIGTERM waits for in-flight requests")
 	fs.DurationVar(&c.DrainDelay, "drain-delay", 0, "on SIGTERM, answer /health/ready with 503 this long before closing the listener, so load balancers stop routing first")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", time.Second, "how often pending IDs past their deadline are compensated")
-	fs.StringVar(&c.Advertise, "advertise-addr", "", "address other instances and /instances show (default: the listen address)")
+	fs.StringVar(&c.Advertise, "advertise-addr", "", "address other instances and /instances show (default: the listen address, or the host name and its port when that is a wildcard such as [::]:8080)")
 	fs.StringVar(&c.StoreEngine, "store-engine", "pebble", "embedded store engine: pebble (one WAL fsync per group commit) or bbolt (one file, two fsyncs per commit)")
 	fs.StringVar(&c.MetadataKeyFile, "metadata-key-file", "", "AES-256 keys sealing metadata at rest: lines \"<key-id> <64 hex>\", first is primary (default: <data-dir>/metadata.key, created when missing)")
 	fs.Int64Var(&c.DiskMinFreeBytes, "disk-min-free-bytes", 0, "refuse new writes to the embedded store (503) while its filesystem has less free space than this or --disk-min-free-percent, whichever is larger (0 = 256 MiB, -1 = only the percentage)")
@@ -193,7 +194,7 @@ func (m *Serve) Run(ctx context.Context) (err error) {
 	addr := ln.Addr().String()
 	advertise := c.Advertise
 	if advertise == "" {
-		advertise = addr
+		advertise = defaultAdvertise(addr, os.Hostname)
 	}
 	st, err := buildStack(ctx, c, m.stderr, advertise)
 	if err != nil {
@@ -312,4 +313,23 @@ func newServer(svc *httpapi.Service, timeout time.Duration) *fasthttp.Server {
 		// answer during the drain instead of being cut.
 		CloseOnShutdown: true,
 	}
+}
+
+// defaultAdvertise is the address an instance shows when --advertise-addr
+// is not set: the listen address, or, when that is a wildcard (0.0.0.0,
+// ::), the host's name with its port, which tells instances apart in
+// /instances, the claim ledger and their traces (a container's host name
+// is its ID, resolvable on its network).
+func defaultAdvertise(listen string, hostname func() (string, error)) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+		return listen
+	}
+	if h, err := hostname(); err == nil && h != "" {
+		return net.JoinHostPort(h, port)
+	}
+	return listen
 }
