@@ -36,3 +36,17 @@ func applyEnv(fs *flag.FlagSet) error {
 func withEnvUsage(fs *flag.FlagSet) {
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " [$" + envName(f.Name) + "]" })
 }
+
+// parseFlags parses a command's flags the way every command does: each
+// flag's help names its environment variable, positional arguments are
+// refused, and flags not given are read from the environment.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	withEnvUsage(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	return applyEnv(fs)
+}

@@ -52,14 +52,7 @@ func reconcileCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	shard := fs.Uint("shard", 0, "shard to reconcile")
 	from := fs.String("from", "0", "claims made at or after this time (unix ms or RFC 3339)")
 	to := fs.String("to", "", "claims made at or before this time (unix ms or RFC 3339; default now)")
-	withEnvUsage(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	if err := applyEnv(fs); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *shard > 63 {

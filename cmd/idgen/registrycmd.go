@@ -38,14 +38,7 @@ func registryCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	c.Redis.register(fs)
 	yes := fs.Bool("yes", false, "confirm: the registry as it is now is the one to serve")
-	withEnvUsage(fs)
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	if err := applyEnv(fs); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	switch {

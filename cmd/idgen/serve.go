@@ -121,14 +121,7 @@ func (m *Serve) ParseFlags(args []string) error {
 	fs.Int64Var(&c.DiskBallastBytes, "disk-ballast-bytes", 0, "emergency ballast file beside the embedded store, deleted when the disk fills so the store can close cleanly (0 = 1% of the filesystem, at most 64 MiB; -1 = none)")
 	fs.DurationVar(&c.DiskStallTimeout, "disk-stall-timeout", 0, "a store commit in flight longer than this marks the instance not ready and refuses new writes (0 = 10s)")
 	fs.StringVar(&c.PprofListen, "pprof-listen", "", "serve Go pprof profiles on this address (loopback only; empty = off)")
-	withEnvUsage(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	if err := applyEnv(fs); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := c.Validate(); err != nil {

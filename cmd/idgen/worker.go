@@ -51,14 +51,7 @@ func parseCompensateFlags(args []string, stderr io.Writer) (compensateConfig, er
 	fs.IntVar(&c.MaxDeliveries, "max-deliveries", failurestream.DefaultMaxDeliveries, "an entry delivered more often is dead-lettered")
 	fs.DurationVar(&c.ClaimIdle, "claim-idle", failurestream.DefaultClaimIdle, "entries pending this long at another (dead) consumer are taken over")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "serve /metrics and /health on this address (empty = off)")
-	withEnvUsage(fs)
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	if err := applyEnv(fs); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return c, err
 	}
 	if c.Consumer == "" {
