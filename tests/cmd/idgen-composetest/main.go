@@ -231,7 +231,12 @@ func (r *run) main(ctx context.Context) error {
 		return fmt.Errorf("%d duplicate IDs", d)
 	}
 
-	// 5. With -traces: the requests' and the worker's spans are in Jaeger.
+	// 5. Every counter of every claimed range is accounted for.
+	if err := r.reconcile(ctx); err != nil {
+		return fmt.Errorf("phase reconcile: %w", err)
+	}
+
+	// 6. With -traces: the requests' and the worker's spans are in Jaeger.
 	if r.cfg.traces {
 		if err := r.traces(ctx); err != nil {
 			return fmt.Errorf("phase traces: %w", err)
