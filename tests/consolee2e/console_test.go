@@ -316,6 +316,16 @@ func TestConsoleDev(t *testing.T) {
 	if !strings.Contains(instanceRow, strings.TrimPrefix(in.base, "http://")) {
 		t.Errorf("the instance row %q does not name %s", instanceRow, in.base)
 	}
+	// The per-instance issuance table: one row, this instance, at least
+	// the IDs the load was answered, a rate once two samples were taken.
+	b.run(t, "the per-instance issuance row", until(`(() => {
+		const rows = document.querySelectorAll('#issuance-instances tr.issuance');
+		return rows.length === 1 && Number(rows[0].cells[1].textContent.replace(/,/g, '')) >= 25 && /^\d+\.\d$/.test(rows[0].cells[2].textContent);
+	})()`, 15*time.Second))
+	issuanceRow := get(t, b, "read the issuance row", chromedp.Text(chromedp.CSS(`#issuance-instances tr.issuance`)))
+	if !strings.Contains(issuanceRow, strings.TrimPrefix(in.base, "http://")) {
+		t.Errorf("the issuance row %q does not name %s", issuanceRow, in.base)
+	}
 
 	id := gen.IDs[3]
 	b.run(t, "look the ID up", chromedp.SetValue(chromedp.ID("lookup-id"), id),

@@ -15,6 +15,10 @@
   let scopes = new Set();
   let timer = 0;
   let lastMetrics = null; // {at, issued, generate: buckets, flush: buckets}
+  // The last sample of each instance that answered /metrics, by address:
+  // behind a load balancer each refresh may reach another one.
+  const perInstance = new Map(); // address → {at, sample, row}
+  const STALE_MS = 60000;
   const series = { rate: [], p99: [] };
   let shownID = '';
 
@@ -259,6 +263,20 @@
     text('latency', `${ms(p50)} / ${ms(p99)}`);
     text('headroom', num(sum(m, 'idgen_range_headroom')));
     text('claims', `${num(sum(m, 'idgen_range_claims_total'))} (${num(sum(m, 'idgen_range_claim_errors_total'))})`);
+    if (address) {
+      const prev = perInstance.get(address);
+      const since = prev ? prev.sample : null;
+      const r99 = quantile(gen, since && since.gen, 0.99);
+      const r50 = quantile(gen, since && since.gen, 0.5);
+      let irate = null;
+      if (since && issued !== null && at > since.at) irate = Math.max(0, (issued - since.issued) / ((at - since.at) / 1000));
+      perInstance.set(address, {
+        at, sample: { at, issued, gen },
+        row: [address, num(issued), irate === null ? (prev ? prev.row[2] : '–') : irate.toFixed(1), `${ms(r50)} / ${ms(r99)}`,
+          num(sum(m, 'idgen_range_headroom')), `${num(sum(m, 'idgen_range_claims_total'))} (${num(sum(m, 'idgen_range_claim_errors_total'))})`],
+      });
+    }
+    drawInstances(at);
     if (rate !== null) push('rate', rate);
     if (p99 !== null) push('p99', p99 * 1000);
     draw('chart-rate', series.rate, 'IDs/s');
@@ -290,6 +308,22 @@
       const why = m.has('idgen_compensate_stream_up') ? 'stream unreadable' : 'no Redis stream (embedded)';
       text('stream-lag', why);
       text('stream-dlq', why);
+    }
+  }
+
+  // drawInstances lists the last sample of every instance seen in the
+  // last STALE_MS, by address, with its age.
+  function drawInstances(now) {
+    const body = $('issuance-instances');
+    body.replaceChildren();
+    for (const [address, e] of [...perInstance.entries()].sort((a, b) => a[0].localeCompare(b[0]))) {
+      if (now - e.at > STALE_MS) {
+        perInstance.delete(address);
+        continue;
+      }
+      const tr = body.insertRow();
+      tr.className = 'issuance';
+      for (const v of [...e.row, `${Math.round((now - e.at) / 1000)} s`]) tr.insertCell().textContent = String(v);
     }
   }
 

@@ -61,6 +61,28 @@ func (r *run) console(ctx context.Context, instances int) error {
 	if err != nil {
 		return err
 	}
-	r.logf("phase console: page and assets served with CSP through the load balancer; Chromium lists %d instances", rows)
+	// An operator's token (ops:read) shows issuance per instance: the
+	// refreshes reach the instances the load balancer picks, so every
+	// instance gets a row of its own.
+	out, err := r.compose(ctx, "run", "--rm", "--no-deps", "-T", "idgen", "token",
+		"--hs256-secret-file", "/secrets/jwt-hs256.secret", "--sub", "compose-test-operator", "--scope", "ids:read ops:read", "--ttl", "10m")
+	if err != nil {
+		return err
+	}
+	err = chromedp.Do(bctx,
+		chromedp.Click(chromedp.ID("signout")),
+		chromedp.Poll[chromedp.Void](`!document.getElementById('login').hidden`, within),
+		chromedp.SetValue(chromedp.ID("token"), lastLine(out)),
+		chromedp.Click(chromedp.CSS("#login-form button")),
+		chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.querySelectorAll('#issuance-instances tr.issuance').length >= %d`, instances), within,
+			chromedp.WithPollingInterval(200*time.Millisecond)))
+	if err != nil {
+		return fmt.Errorf("the console through the load balancer did not show issuance of %d instances: %w", instances, err)
+	}
+	issuing, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll('#issuance-instances tr.issuance').length`))
+	if err != nil {
+		return err
+	}
+	r.logf("phase console: page and assets served with CSP through the load balancer; Chromium lists %d instances, issuance of %d", rows, issuing)
 	return nil
 }
