@@ -50,7 +50,7 @@ func TestReconcileBadInput(t *testing.T) {
 	s := startServer(t, serverOpts{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, q := range []string{"?from=yesterday", "?to=-5", "?from=10&to=5", "?shard=9", "?shard=x"} {
+	for _, q := range []string{"?from=yesterday", "?to=-5", "?to=1969-12-31T00:00:00Z", "?from=10&to=5", "?shard=9", "?shard=x"} {
 		code, b, err := s.api().do(ctx, http.MethodGet, "/reconcile"+q, "")
 		if err != nil || code != http.StatusBadRequest {
 			t.Errorf("GET /reconcile%s: %d %v %s, want 400", q, code, err, b)

@@ -81,7 +81,7 @@ func reconcileCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return oerr
 		}
 		defer rs.Close()
-		rep, err = reconcile.Run(ctx, rs, uint8(*shard), fromMS, toMS, nil)
+		rep, err = reconcile.Run(ctx, rs, reconcile.Query{Shard: uint8(*shard), FromMS: fromMS, ToMS: toMS, SharedLedger: true})
 	}
 	if err != nil {
 		return err
@@ -109,8 +109,8 @@ func parseMS(s string, def int64) (int64, error) {
 		return ms, nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not unix milliseconds or an RFC 3339 time", s)
+	if err != nil || t.UnixMilli() < 0 {
+		return 0, fmt.Errorf("%q is not unix milliseconds or an RFC 3339 time from 1970 on", s)
 	}
 	return t.UnixMilli(), nil
 }
@@ -153,9 +153,13 @@ func reconcileOverHTTP(ctx context.Context, base, tokenFile, caFile string, shar
 		return nil, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	const limit = 256 << 20
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		return nil, err
+	}
+	if len(b) > limit {
+		return nil, fmt.Errorf("%s: a report over %d MiB; ask for a shorter window (--from, --to)", u.Redacted(), limit>>20)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("%s answered %s: %s", u.Redacted(), resp.Status, strings.TrimSpace(string(b)))

@@ -200,7 +200,7 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		AccessLogEvery: c.AccessLogEvery, NoAccessLog: c.AccessLogEvery == 0}, httpapi.Deps{
 		IDs: gen, Registry: st.store, Logger: log, Logs: ring, Metrics: metrics, Membership: co.membership, Checks: checks, Sealer: sealer.NewVault(keys, st.store), Auth: verifier, Audit: st.audit,
 		CompensationMarks: compMarks, CommitMarks: commitMarks, Tracer: tp.Tracer("idgen/httpapi"),
-		Ledger: st.store, Shard: uint8(c.Shard),
+		Ledger: st.store, Shard: uint8(c.Shard), SharedLedger: c.Redis.Addr != "",
 	})
 	if err != nil {
 		return nil, err

@@ -25,6 +25,11 @@ func (s *Service) reconcileReport(c *fasthttp.RequestCtx, _ *reqLog) error {
 	if s.d.Ledger == nil {
 		return Errorf(api.CodeUnavailable, "this instance's registry keeps no claim ledger")
 	}
+	// One report at a time: each reads every record of its window.
+	if !s.reconciling.TryLock() {
+		return Errorf(api.CodeUnavailable, "a reconciliation is running on this instance; retry when it is done")
+	}
+	defer s.reconciling.Unlock()
 	args := c.QueryArgs()
 	if v := args.Peek("shard"); len(v) > 0 {
 		n, err := strconv.ParseUint(string(v), 10, 8)
@@ -56,7 +61,7 @@ func (s *Service) reconcileReport(c *fasthttp.RequestCtx, _ *reqLog) error {
 			live[m.Instance] = m.Instance != ""
 		}
 	}
-	rep, err := reconcile.Run(ctx, s.d.Ledger, s.d.Shard, from, to, func(i string) bool { return live[i] })
+	rep, err := reconcile.Run(ctx, s.d.Ledger, reconcile.Query{Shard: s.d.Shard, FromMS: from, ToMS: to, NowMS: now, SharedLedger: s.d.SharedLedger, Live: func(i string) bool { return live[i] }})
 	if err != nil {
 		return err
 	}
@@ -78,6 +83,9 @@ func msParam(v []byte, def int64) (int64, error) {
 	t, err := time.Parse(time.RFC3339Nano, string(v))
 	if err != nil {
 		return 0, errTimeSyntax
+	}
+	if t.UnixMilli() < 0 {
+		return 0, errNegativeTime
 	}
 	return t.UnixMilli(), nil
 }

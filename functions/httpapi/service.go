@@ -209,9 +209,12 @@ type Deps struct {
 	// trace context is made.
 	Tracer trace.Tracer
 	// Ledger is the registry's claim ledger that GET /reconcile reads, of
-	// shard Shard. Default nil: /reconcile answers 503.
-	Ledger reconcile.Reader
-	Shard  uint8
+	// shard Shard; SharedLedger says every instance of the shard records
+	// its claims there (reconcile.Query). Default nil: /reconcile answers
+	// 503.
+	Ledger       reconcile.Reader
+	Shard        uint8
+	SharedLedger bool
 }
 
 // Service handles the HTTP API. Safe for concurrent use.
@@ -223,7 +226,9 @@ type Service struct {
 	// is always finish and costs a stack walk per request.
 	access   *zap.Logger
 	draining atomic.Bool
-	reqSeq   atomic.Uint64
+	// reconciling is held by the GET /reconcile that runs.
+	reconciling sync.Mutex
+	reqSeq      atomic.Uint64
 	// accessSeq counts the answers below 500, for the access log's
 	// sampling.
 	accessSeq atomic.Uint64

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/saga"
@@ -56,6 +57,9 @@ const (
 	// OverlappingClaims: two recorded claims share counters (a counter
 	// handed out twice).
 	OverlappingClaims = "overlapping_claims"
+	// IssuedTwice: two records of one counter (two IDs differing in time
+	// or worker but not in shard and counter).
+	IssuedTwice = "issued_twice"
 	// ForeignRecord: a record in a claim's range that is not of the claim's
 	// shard and counter (a corrupt registry).
 	ForeignRecord = "foreign_record"
@@ -110,8 +114,19 @@ type ClaimReport struct {
 type Gap struct {
 	Start  uint64 `json:"start"`
 	End    uint64 `json:"end"`
-	Reason string `json:"reason"` // "clock_floor_skip" or UnrecordedClaim
+	Reason string `json:"reason"` // GapClockFloor, GapOtherLedger or UnrecordedClaim
 }
+
+// Reasons of a Gap that are no violation.
+const (
+	// GapClockFloor: an embedded store's clock floor skipped the counters
+	// at a start.
+	GapClockFloor = "clock_floor_skip"
+	// GapOtherLedger: ZooKeeper handed the counters to instances whose
+	// claims are in registries of their own (embedded stores sharing a
+	// ZooKeeper ensemble), not in this one.
+	GapOtherLedger = "other_instances_ledger"
+)
 
 // Violation is a breach of the invariants.
 type Violation struct {
@@ -156,36 +171,78 @@ func CompensatedBy(st registry.Step) string {
 	return ByClient
 }
 
-// Run accounts for every counter of the claims of shard made from fromMS
-// to toMS: which were issued and in what state each record is, which were
-// released and why, and which neither (live says whether an instance runs,
-// to tell Held from Abandoned; nil: none runs); and it reports the
-// violations of the package's invariants among them and in the gaps
-// between them. It reads the records of the claims' span in one scan.
-func Run(ctx context.Context, rd Reader, shard uint8, fromMS, toMS int64, live func(instance string) bool) (*Report, error) {
-	all, err := rd.Claims(ctx, fromMS, toMS)
+// Query says what Run accounts for.
+type Query struct {
+	Shard        uint8
+	FromMS, ToMS int64 // the claims made in this window (inclusive), by their own clock
+	// Live says whether an instance run is running, to tell Held from
+	// Abandoned (nil: none runs).
+	Live func(instance string) bool
+	// SharedLedger says the ledger holds every claim of the shard (a Redis
+	// registry, shared by every instance): a gap between two ZooKeeper
+	// claims is then a claim it never heard of. Without it (an embedded
+	// store, one instance's), such a gap is other instances' claims.
+	SharedLedger bool
+	// NowMS is the time of the report (0: the clock's).
+	NowMS int64
+}
+
+// Margins of the window. Claims are read pad beyond both ends of the
+// window, so that a claim made just outside it (another instance's clock
+// is skewed, or its record came late) still delimits the window's gaps and
+// settles its announcements; only claims inside the window are accounted
+// for. An announcement younger than inFlight that no confirmed claim
+// overlaps may still be confirmed: it is left to a later report.
+const (
+	pad      = int64(2 * time.Minute / time.Millisecond)
+	inFlight = int64(time.Minute / time.Millisecond)
+)
+
+// Run accounts for every counter of the claims of q.Shard made in the
+// window: which were issued and in what state each record is, which were
+// released and why, and which neither; and it reports the violations of
+// the package's invariants among them and in the gaps between them. It
+// reads the records of the window's counters in one scan.
+func Run(ctx context.Context, rd Reader, q Query) (*Report, error) {
+	if q.NowMS == 0 {
+		q.NowMS = time.Now().UnixMilli()
+	}
+	all, err := rd.Claims(ctx, max(q.FromMS-pad, 0), q.ToMS+pad)
 	if err != nil {
 		return nil, fmt.Errorf("reconcile: claims: %w", err)
 	}
-	claims := settle(all)
-	rep := &Report{Shard: shard, FromMS: fromMS, ToMS: toMS, Claims: []ClaimReport{}, Gaps: []Gap{}, Totals: newCounts(), Violations: []Violation{}}
-	if len(claims) == 0 {
+	claims := settle(all, q.NowMS)
+	rep := &Report{Shard: q.Shard, FromMS: q.FromMS, ToMS: q.ToMS, Claims: []ClaimReport{}, Gaps: []Gap{}, Totals: newCounts(), Violations: []Violation{}}
+	in := func(c registry.Claim) bool { return q.FromMS <= c.AtMS && c.AtMS <= q.ToMS }
+	// The span of counters the report reads: from the first to the last
+	// counter of the window's claims.
+	var lo, hi uint64
+	found := false
+	for _, ce := range claims {
+		if in(ce.Claim) {
+			if !found {
+				lo, hi, found = ce.Start, ce.End, true
+			}
+			lo, hi = min(lo, ce.Start), max(hi, ce.End)
+		}
+	}
+	if !found {
 		return rep, nil
 	}
 	accts := make([]*account, len(claims))
-	end := claims[0].End
+	var reach uint64 // the largest end of the claims before
 	for i, ce := range claims {
 		if i > 0 {
-			rep.between(claims[i-1].Claim, ce.Claim)
+			rep.between(claims[i-1].Claim, reach, ce.Claim, q.SharedLedger, lo, hi)
 		}
+		reach = max(reach, ce.End)
 		accts[i] = rep.newAccount(ce)
-		end = max(end, ce.End)
 	}
 	// The account of counter c: the last claim starting at or below it,
 	// when c is below its end.
 	find := func(c uint64) *account {
-		i, found := slices.BinarySearchFunc(claims, c, func(e registry.ClaimEntry, c uint64) int { return cmp.Compare(e.Start, c) })
-		if !found {
+		i, ok := slices.BinarySearchFunc(claims, c, func(e registry.ClaimEntry, c uint64) int { return cmp.Compare(e.Start, c) })
+		if !ok {
 			i--
 		}
 		if i >= 0 && claims[i].Contains(c) {
@@ -193,9 +250,9 @@ func Run(ctx context.Context, rd Reader, shard uint8, fromMS, toMS int64, live f
 		}
 		return nil
 	}
-	err = rd.ScanCounters(ctx, claims[0].Start, end, func(rec registry.Record) error {
+	err = rd.ScanCounters(ctx, lo, hi, func(rec registry.Record) error {
 		f := rec.ID.Decompose()
-		if f.Shard != shard {
+		if f.Shard != q.Shard {
 			rep.violate(Violation{Kind: ForeignRecord, ID: rec.ID.String(), Detail: "scanned a record of another shard"})
 			return nil
 		}
@@ -210,10 +267,13 @@ func Run(ctx context.Context, rd Reader, shard uint8, fromMS, toMS int64, live f
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reconcile: scan [%d, %d): %w", claims[0].Start, end, err)
+		return nil, fmt.Errorf("reconcile: scan [%d, %d): %w", lo, hi, err)
 	}
 	for _, a := range accts {
-		a.finish(live)
+		if !in(a.Claim) {
+			continue // read to settle the window's edges, accounted for in its own window
+		}
+		a.finish(rep, q.Live)
 		rep.Claims = append(rep.Claims, a.ClaimReport)
 		rep.Totals.add(a.Counts)
 	}
@@ -221,50 +281,82 @@ func Run(ctx context.Context, rd Reader, shard uint8, fromMS, toMS int64, live f
 }
 
 // settle returns the claims that count, in order of Start: every
-// confirmed claim, and each announcement (Claim.Unconfirmed) that no
-// confirmed claim overlaps, once: it may have been committed by a process
-// that died before confirming it (nothing of it was issued; its counters
-// are OutcomeUnknown). An announcement a confirmed claim overlaps was
-// either not committed (another claim took its counters) or is confirmed.
-func settle(all []registry.ClaimEntry) []registry.ClaimEntry {
-	var confirmed, out []registry.ClaimEntry
+// confirmed claim, and the announcements (Claim.Unconfirmed) that no
+// confirmed claim overlaps, merged where they overlap each other (two
+// instances racing for the same counters announce both; one committed at
+// most), except those younger than inFlight. Such an announcement may
+// have been committed by a process that died before confirming it:
+// nothing of it was issued (OutcomeUnknown). An announcement a confirmed
+// claim overlaps was either not committed (another claim took its
+// counters) or is confirmed.
+func settle(all []registry.ClaimEntry, nowMS int64) []registry.ClaimEntry {
+	var confirmed, announced []registry.ClaimEntry
 	for _, e := range all {
-		if !e.Unconfirmed {
+		if e.Unconfirmed {
+			announced = append(announced, e)
+		} else {
 			confirmed = append(confirmed, e)
 		}
 	}
-	overlapped := func(u registry.Claim) bool {
-		// The last confirmed claim starting below u's end is the only one
-		// that can overlap u (confirmed claims do not overlap each other;
-		// those that do are reported as such).
-		i, _ := slices.BinarySearchFunc(confirmed, u.End, func(e registry.ClaimEntry, end uint64) int { return cmp.Compare(e.Start, end) })
-		return i > 0 && confirmed[i-1].End > u.Start
-	}
-	seen := map[[2]uint64]bool{}
-	out = append(out, confirmed...)
-	for _, e := range all {
-		k := [2]uint64{e.Start, e.End}
-		if e.Unconfirmed && !overlapped(e.Claim) && !seen[k] {
-			seen[k] = true
-			out = append(out, e)
+	byStart := func(a, b registry.ClaimEntry) int { return cmp.Compare(a.Start, b.Start) }
+	slices.SortStableFunc(confirmed, byStart)
+	slices.SortStableFunc(announced, byStart)
+	// reach[i] is the largest end of confirmed[0..i].
+	reach := make([]uint64, len(confirmed))
+	for i, e := range confirmed {
+		reach[i] = e.End
+		if i > 0 {
+			reach[i] = max(reach[i], reach[i-1])
 		}
 	}
-	slices.SortStableFunc(out, func(a, b registry.ClaimEntry) int { return cmp.Compare(a.Start, b.Start) })
+	overlapped := func(u registry.Claim) bool {
+		i, _ := slices.BinarySearchFunc(confirmed, u.End, func(e registry.ClaimEntry, end uint64) int { return cmp.Compare(e.Start, end) })
+		return i > 0 && reach[i-1] > u.Start
+	}
+	out := confirmed
+	var cur *registry.ClaimEntry
+	for _, e := range announced {
+		if overlapped(e.Claim) || e.AtMS > nowMS-inFlight {
+			continue
+		}
+		if cur != nil && e.Start < cur.End {
+			cur.End = max(cur.End, e.End)
+			cur.AtMS = min(cur.AtMS, e.AtMS)
+			continue
+		}
+		if cur != nil {
+			out = append(out, *cur)
+		}
+		c := e
+		c.Releases = nil
+		cur = &c
+	}
+	if cur != nil {
+		out = append(out, *cur)
+	}
+	slices.SortStableFunc(out, byStart)
 	return out
 }
 
-// between checks the counters from claim a's end to claim b's start.
-func (rep *Report) between(a, b registry.Claim) {
+// between checks the counters from claim a's end (reach: the largest end
+// so far) to claim b's start, when they lie in [lo, hi).
+func (rep *Report) between(a registry.Claim, reach uint64, b registry.Claim, shared bool, lo, hi uint64) {
 	switch {
-	case b.Start < a.End:
-		rep.violate(Violation{Kind: OverlappingClaims, Start: b.Start, End: min(a.End, b.End),
-			Detail: fmt.Sprintf("claim [%d, %d) of %s and claim [%d, %d) of %s share counters", a.Start, a.End, a.Instance, b.Start, b.End, b.Instance)})
+	case b.Start < reach:
+		if b.Start >= hi || min(reach, b.End) <= lo {
+			return
+		}
+		rep.violate(Violation{Kind: OverlappingClaims, Start: b.Start, End: min(reach, b.End),
+			Detail: fmt.Sprintf("claim [%d, %d) of %s overlaps a claim before it (up to %d; the last one [%d, %d) of %s)", b.Start, b.End, b.Instance, reach, a.Start, a.End, a.Instance)})
 		return
-	case b.Start == a.End:
+	case b.Start == reach || reach >= hi || b.Start <= lo:
 		return
 	}
-	g := Gap{Start: a.End, End: b.Start, Reason: "clock_floor_skip"}
-	if b.Source == registry.SourceZooKeeper {
+	g := Gap{Start: reach, End: b.Start, Reason: GapClockFloor}
+	switch {
+	case b.Source == registry.SourceZooKeeper && !shared:
+		g.Reason = GapOtherLedger
+	case b.Source == registry.SourceZooKeeper:
 		g.Reason = UnrecordedClaim
 		rep.violate(Violation{Kind: UnrecordedClaim, Start: g.Start, End: g.End,
 			Detail: fmt.Sprintf("%d counters between two ZooKeeper claims are in no recorded claim", g.End-g.Start)})
@@ -274,41 +366,51 @@ func (rep *Report) between(a, b registry.Claim) {
 
 // account is one claim's account while the scan runs. Releases are
 // intervals (a shutdown releases up to millions of counters), so a
-// counter's release is found by binary search, never kept per counter.
+// counter's release is found by binary search, never kept per counter;
+// the issued counters are kept (8 bytes each) to find a counter issued
+// twice.
 type account struct {
 	ClaimReport
-	rels     []registry.Release // sorted by Start
+	rels     []registry.Release // sorted by Start, not overlapping
 	released uint64             // counters released once
+	issued   []uint64
 }
 
 func (rep *Report) newAccount(ce registry.ClaimEntry) *account {
 	a := &account{ClaimReport: ClaimReport{Claim: ce.Claim, Counts: newCounts()}}
 	a.Size = ce.Len()
 	if ce.Unconfirmed {
-		// Never handed out: an unconfirmed claim is never given to the
+		// Never handed out: an announcement is never given to the
 		// generator.
 		a.NotIssued[OutcomeUnknown] = a.Size
 		a.released = a.Size
 		return a
 	}
+	var rels []registry.Release
 	for _, rel := range ce.Releases {
 		if rel.Start < ce.Start || rel.End > ce.End || rel.Start >= rel.End {
 			rep.violate(Violation{Kind: ReleasedTwice, Start: rel.Start, End: rel.End, Detail: "a release outside its claim"})
 			continue
 		}
-		a.rels = append(a.rels, rel)
+		rels = append(rels, rel)
 	}
-	slices.SortFunc(a.rels, func(x, y registry.Release) int { return cmp.Compare(x.Start, y.Start) })
-	for i, rel := range a.rels {
-		n := rel.End - rel.Start
-		if i > 0 && rel.Start < a.rels[i-1].End {
-			over := min(a.rels[i-1].End, rel.End) - rel.Start
+	slices.SortFunc(rels, func(x, y registry.Release) int { return cmp.Compare(x.Start, y.Start) })
+	var reach uint64
+	for _, rel := range rels {
+		if rel.Start < reach {
+			over := min(reach, rel.End) - rel.Start
 			rep.violate(Violation{Kind: ReleasedTwice, Start: rel.Start, End: rel.Start + over,
-				Detail: fmt.Sprintf("released as %s and as %s", a.rels[i-1].Reason, rel.Reason)})
-			n -= over
+				Detail: fmt.Sprintf("released as %s and before", rel.Reason)})
+			a.Unaccounted -= int64(over)
+			if rel.End <= reach {
+				continue
+			}
+			rel.Start = reach // the rest of it is released once
 		}
-		a.NotIssued[rel.Reason] += n
-		a.released += n
+		reach = rel.End
+		a.rels = append(a.rels, rel)
+		a.NotIssued[rel.Reason] += rel.End - rel.Start
+		a.released += rel.End - rel.Start
 	}
 	return a
 }
@@ -335,16 +437,16 @@ func (a *account) record(rep *Report, rec registry.Record, c uint64) {
 		a.Tombstones++ // a null compensation: the counter stays not issued
 		return
 	}
+	a.issued = append(a.issued, c)
 	a.Issued++
-	if a.Unconfirmed {
+	switch {
+	case a.Unconfirmed:
 		rep.violate(Violation{Kind: OutsideClaim, Start: c, End: c + 1, ID: rec.ID.String(),
 			Detail: "a registered ID whose counter is only in an unconfirmed claim"})
-		a.NotIssued[OutcomeUnknown]--
-		a.released--
-	} else if rel, ok := a.releaseOf(c); ok {
-		rep.violate(Violation{Kind: IssuedAndReleased, Start: c, End: c + 1, ID: rec.ID.String(), Detail: "registered and released as " + rel.Reason})
-		a.NotIssued[rel.Reason]--
-		a.released--
+	default:
+		if rel, ok := a.releaseOf(c); ok {
+			rep.violate(Violation{Kind: IssuedAndReleased, Start: c, End: c + 1, ID: rec.ID.String(), Detail: "registered and released as " + rel.Reason})
+		}
 	}
 	switch rec.State {
 	case registry.Pending:
@@ -357,13 +459,35 @@ func (a *account) record(rep *Report, rec registry.Record, c uint64) {
 	}
 }
 
-// finish counts the rest, neither issued nor released: still held by a
-// running instance, or abandoned by one that stopped without releasing.
-func (a *account) finish(live func(string) bool) {
-	rest := int64(a.Size) - int64(a.Issued) - int64(a.released)
+// finish checks the issued counters for repeats and counts the rest,
+// neither issued nor released: still held by a running instance, or
+// abandoned by one that stopped without releasing.
+func (a *account) finish(rep *Report, live func(string) bool) {
+	slices.Sort(a.issued)
+	distinct := uint64(0)
+	for i, c := range a.issued {
+		if i > 0 && c == a.issued[i-1] {
+			rep.violate(Violation{Kind: IssuedTwice, Start: c, End: c + 1, Detail: "two registered IDs share this counter"})
+			a.Unaccounted--
+			continue
+		}
+		distinct++
+		// A counter issued and released (a violation listed by record)
+		// counts as issued only.
+		reason, both := OutcomeUnknown, a.Unconfirmed
+		if rel, ok := a.releaseOf(c); ok {
+			reason, both = rel.Reason, true
+		}
+		if both && a.NotIssued[reason] > 0 {
+			a.NotIssued[reason]--
+			a.released--
+		}
+	}
+	a.Issued, a.issued = distinct, nil
+	rest := int64(a.Size) - int64(distinct) - int64(a.released)
 	switch {
 	case rest < 0:
-		a.Unaccounted = rest // more counted than exist: each listed as a violation
+		a.Unaccounted += rest
 	case rest > 0 && live != nil && live(a.Instance):
 		a.NotIssued[Held] = uint64(rest)
 	case rest > 0:

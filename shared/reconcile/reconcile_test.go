@@ -126,7 +126,7 @@ func TestReconcileAccountsForEveryCounter(t *testing.T) {
 	change(ids[22], registry.Change{To: registry.Compensated, Actor: "svc"})
 	to := time.Now().UnixMilli()
 
-	rep, err := reconcile.Run(ctx, st, shard, from, to, func(name string) bool { return false })
+	rep, err := reconcile.Run(ctx, st, reconcile.Query{Shard: shard, FromMS: from, ToMS: to, Live: func(string) bool { return false }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestReconcileAccountsForEveryCounter(t *testing.T) {
 		}
 	}
 	// The crashed instance's rest counts as held while it is said to run.
-	if held, err := reconcile.Run(ctx, st, shard, from, to, func(name string) bool { return name == "c" }); err != nil ||
+	if held, err := reconcile.Run(ctx, st, reconcile.Query{Shard: shard, FromMS: from, ToMS: to, Live: func(name string) bool { return name == "c" }}); err != nil ||
 		held.Totals.NotIssued[reconcile.Held] != tot.NotIssued[reconcile.Abandoned] || held.Totals.NotIssued[reconcile.Abandoned] != 0 {
 		t.Fatalf("with c running: %v, %v", held.Totals.NotIssued, err)
 	}
@@ -214,7 +214,7 @@ func TestReconcileAccountsForEveryCounter(t *testing.T) {
 	if err := st.RecordRelease(ctx, zk.Start, registry.Release{Start: zk.Start + 5, End: zk.Start + 20, Reason: registry.ReleasedPrefetch, AtMS: to}); err != nil {
 		t.Fatal(err)
 	}
-	bad, err := reconcile.Run(ctx, st, shard, from, to, nil)
+	bad, err := reconcile.Run(ctx, st, reconcile.Query{Shard: shard, FromMS: from, ToMS: to, SharedLedger: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +307,7 @@ func TestUnconfirmedClaims(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rep, err := reconcile.Run(ctx, st, shard, 0, 100, nil)
+	rep, err := reconcile.Run(ctx, st, reconcile.Query{Shard: shard, FromMS: 0, ToMS: 100, SharedLedger: true, NowMS: 1 << 40})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +321,7 @@ func TestUnconfirmedClaims(t *testing.T) {
 	if _, err := st.Register(ctx, registry.Issue{Records: []registry.Record{{ID: id, State: registry.Pending, IssuedAtMS: 1, Subject: "x"}}}, 60_000, 1); err != nil {
 		t.Fatal(err)
 	}
-	if rep, err := reconcile.Run(ctx, st, shard, 0, 100, nil); err != nil || len(rep.Violations) != 1 || rep.Violations[0].Kind != reconcile.OutsideClaim {
+	if rep, err := reconcile.Run(ctx, st, reconcile.Query{Shard: shard, FromMS: 0, ToMS: 100, SharedLedger: true, NowMS: 1 << 40}); err != nil || len(rep.Violations) != 1 || rep.Violations[0].Kind != reconcile.OutsideClaim {
 		t.Fatalf("an ID in an unconfirmed claim: %+v, %v", rep, err)
 	}
 }

@@ -58,8 +58,9 @@ type Recorder struct {
 	idle    *sync.Cond       // broadcast when pending empties
 	wake    chan struct{}
 
-	stop chan struct{} // closed by Close: the writer gives up
-	done chan struct{} // closed when the writer returned
+	stop     chan struct{} // closed by Close: the writer gives up
+	stopOnce sync.Once
+	done     chan struct{} // closed when the writer returned
 }
 
 // write is one ledger write of the background writer: a claim, or a
@@ -79,8 +80,10 @@ func NewRecorder(cfg RecorderConfig) (*Recorder, error) {
 	if cfg.Source == nil || cfg.Ledger == nil {
 		return nil, errors.New("reconcile: a Recorder needs a Source and a Ledger")
 	}
-	if cfg.Kind != registry.SourceZooKeeper && cfg.Kind != registry.SourceClockFloor {
-		return nil, fmt.Errorf("reconcile: source kind %q", cfg.Kind)
+	// A claim the ledger refuses as malformed would stop every claim:
+	// its fields are checked once here.
+	if err := (registry.Claim{Shard: cfg.Shard, Start: 0, End: 1, Instance: cfg.Instance, Source: cfg.Kind}).Validate(); err != nil {
+		return nil, fmt.Errorf("reconcile: %w", err)
 	}
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
@@ -186,6 +189,13 @@ func (r *Recorder) Released(rg generator.Range, reason string) {
 }
 
 func (r *Recorder) enqueue(ws ...write) {
+	select {
+	case <-r.done:
+		r.cfg.Log.Error("claim ledger write after close, not written", zap.Int("writes", len(ws)),
+			zap.Uint64("claim_start", ws[0].claimStart), zap.String("reason", ws[0].rel.Reason))
+		return
+	default:
+	}
 	r.mu.Lock()
 	r.pending = append(r.pending, ws...)
 	r.mu.Unlock()
@@ -279,10 +289,14 @@ func (r *Recorder) Flush(ctx context.Context) error {
 }
 
 // Close flushes for at most ctx, then stops the writer; what is still
-// pending is logged, not written.
+// pending is logged, not written, and so is a release queued after it.
+// Close again returns nil.
 func (r *Recorder) Close(ctx context.Context) error {
-	err := r.Flush(ctx)
-	close(r.stop)
-	<-r.done
+	var err error
+	r.stopOnce.Do(func() {
+		err = r.Flush(ctx)
+		close(r.stop)
+		<-r.done
+	})
 	return err
 }

@@ -73,7 +73,9 @@ func (s *Store) trimClaims(ctx context.Context, cutoffMS int64) error {
 	var starts []string
 	for _, m := range old {
 		members = append(members, m)
-		if c, err := registry.DecodeClaim([]byte(m)); err == nil {
+		// Releases belong to the confirmed claim, recorded after its
+		// announcement: trimming only an announcement keeps them.
+		if c, err := registry.DecodeClaim([]byte(m)); err == nil && !c.Unconfirmed {
 			starts = append(starts, strconv.FormatUint(c.Start, 10))
 		}
 	}

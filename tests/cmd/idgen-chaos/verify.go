@@ -245,7 +245,7 @@ func (r *run) reconcile(ctx context.Context, s *summary) {
 	}
 	defer store.Close()
 	t0 := time.Now()
-	rep, err := reconcile.Run(octx, store, 0, 0, time.Now().UnixMilli(), nil)
+	rep, err := reconcile.Run(octx, store, reconcile.Query{ToMS: time.Now().UnixMilli(), SharedLedger: true})
 	if err != nil {
 		r.l.violate(vCheck, "reconcile: %v", err)
 		return

@@ -68,6 +68,9 @@ func (r *Registry) RecordRelease(ctx context.Context, claimStart uint64, rel reg
 // with their releases (registry.ClaimLedger).
 func (r *Registry) Claims(_ context.Context, fromMS, toMS int64) ([]registry.ClaimEntry, error) {
 	var out []registry.ClaimEntry
+	if toMS < 0 || toMS < fromMS {
+		return out, nil // no claim is made before 1970
+	}
 	err := r.read(func(rd Reader) error {
 		out = out[:0]
 		var keys [][]byte
@@ -117,30 +120,51 @@ func cmpUint64(a, b uint64) int {
 
 // ScanCounters calls fn with every record whose counter is in [start,
 // end) (registry.ClaimLedger). Records are keyed by ID, time first, so it
-// walks the whole table: a reconciliation's cost, not the request path's.
+// walks every key once (16 bytes kept per match), then reads the matches'
+// values in reads of scanChunk records each: a reconciliation's cost, not
+// the request path's. Records are never deleted, so reads apart see them
+// all.
 func (r *Registry) ScanCounters(_ context.Context, start, end uint64, fn func(registry.Record) error) error {
-	return r.read(func(rd Reader) error {
-		var ids []idcodec.ID
+	var ids []idcodec.ID
+	err := r.read(func(rd Reader) error {
 		// Every 16-byte key is below maxID followed by one more byte.
-		if err := rd.Scan(Records, append(maxID[:], 0), func(k []byte) bool {
+		return rd.Scan(Records, append(maxID[:], 0), func(k []byte) bool {
 			var id idcodec.ID
 			copy(id[:], k)
 			if f := id.Decompose(); f.Shard == r.shard && start <= f.Counter && f.Counter < end {
 				ids = append(ids, id)
 			}
 			return true
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), scanChunk)]
+		ids = ids[len(chunk):]
+		recs := make([]registry.Record, 0, len(chunk))
+		if err := r.read(func(rd Reader) error {
+			for _, id := range chunk {
+				rec, err := get(rd, id)
+				if err != nil {
+					return err
+				}
+				recs = append(recs, rec)
+			}
+			return nil
 		}); err != nil {
 			return err
 		}
-		for _, id := range ids {
-			rec, err := get(rd, id)
-			if err != nil {
-				return err
-			}
+		for _, rec := range recs {
 			if err := fn(rec); err != nil {
 				return err
 			}
 		}
-		return nil
-	})
+	}
+	return nil
 }
+
+// scanChunk bounds the records of one read of ScanCounters (a Pebble read
+// holds its values until it ends; a bbolt read holds the file's pages).
+const scanChunk = 1024
