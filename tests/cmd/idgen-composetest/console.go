@@ -64,15 +64,14 @@ func (r *run) console(ctx context.Context, instances int) error {
 	// An operator's token (ops:read) shows issuance per instance: the
 	// refreshes reach the instances the load balancer picks, so every
 	// instance gets a row of its own.
-	out, err := r.compose(ctx, "run", "--rm", "--no-deps", "-T", "idgen", "token",
-		"--hs256-secret-file", "/secrets/jwt-hs256.secret", "--sub", "compose-test-operator", "--scope", "ids:read ops:read", "--ttl", "10m")
+	operator, err := r.mintToken(ctx, "compose-test-operator", "ids:read ops:read", 10*time.Minute)
 	if err != nil {
 		return err
 	}
 	err = chromedp.Do(bctx,
 		chromedp.Click(chromedp.ID("signout")),
 		chromedp.Poll[chromedp.Void](`!document.getElementById('login').hidden`, within),
-		chromedp.SetValue(chromedp.ID("token"), lastLine(out)),
+		chromedp.SetValue(chromedp.ID("token"), operator),
 		chromedp.Click(chromedp.CSS("#login-form button")),
 		chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.querySelectorAll('#issuance-instances tr.issuance').length >= %d`, instances), within,
 			chromedp.WithPollingInterval(200*time.Millisecond)))

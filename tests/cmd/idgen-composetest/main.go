@@ -132,12 +132,9 @@ func (r *run) main(ctx context.Context) error {
 	if err := r.waitHealthy(ctx, "compensate", 1, 2*time.Minute); err != nil {
 		return err
 	}
-	out, err := r.compose(ctx, "run", "--rm", "--no-deps", "-T", "idgen", "token",
-		"--hs256-secret-file", "/secrets/jwt-hs256.secret", "--sub", "compose-test", "--ttl", "1h")
-	if err != nil {
+	if r.token, err = r.mintToken(ctx, "compose-test", "", time.Hour); err != nil {
 		return err
 	}
-	r.token = lastLine(out)
 	if r.api, err = client.New(client.Config{Endpoints: []string{r.url("")}, Token: client.StaticToken(r.token),
 		HTTPClient: r.http, Retry: client.RetryPolicy{MaxAttempts: 1}}); err != nil {
 		return err
@@ -243,6 +240,22 @@ func (r *run) main(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// mintToken mints a bearer token of subject sub with the scopes (empty:
+// idgen token's default ones) through the stack's own idgen and JWT
+// secret.
+func (r *run) mintToken(ctx context.Context, sub, scopes string, ttl time.Duration) (string, error) {
+	args := []string{"run", "--rm", "--no-deps", "-T", "idgen", "token",
+		"--hs256-secret-file", "/secrets/jwt-hs256.secret", "--sub", sub, "--ttl", ttl.String()}
+	if scopes != "" {
+		args = append(args, "--scope", scopes)
+	}
+	out, err := r.compose(ctx, args...)
+	if err != nil {
+		return "", err
+	}
+	return lastLine(out), nil
 }
 
 // scale sets the number of idgen instances. Only that service is touched
