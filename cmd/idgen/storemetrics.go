@@ -19,9 +19,16 @@ type diskStater interface{ DiskState() diskguard.State }
 // refuser is a Redis registry that refuses while it may have lost records.
 type refuser interface{ Refusing() []string }
 
+// durable is a Redis registry whose flushes may wait for replicas.
+type durable interface {
+	Stats() redisstore.Stats
+	WaitReplicas() int
+}
+
 // registerStoreMetrics exports the registry's guards: the embedded store's
 // disk (free space, threshold, ballast, refusing, stalled, failed) and the
-// Redis registry's reasons for refusing (idgen_registry_forgetful).
+// Redis registry's reasons for refusing (idgen_registry_forgetful) and, in
+// durable mode, the replicas its flushes were acknowledged by.
 func registerStoreMetrics(reg prometheus.Registerer, store any) {
 	b := func(v bool) float64 {
 		if v {
@@ -39,6 +46,16 @@ func registerStoreMetrics(reg prometheus.Registerer, store any) {
 		g("idgen_disk_guard_refusing", "1 while the embedded store refuses new writes for lack of free space.", func(s diskguard.State) float64 { return b(s.Refusing) })
 		g("idgen_disk_stalled", "1 while a store commit has been in flight past --disk-stall-timeout.", func(s diskguard.State) float64 { return b(s.Stalled) })
 		g("idgen_registry_failed", "1 once the embedded store met an error it cannot recover from; it refuses every request until restarted.", func(s diskguard.State) float64 { return b(s.Failed != nil) })
+	}
+	if d, ok := store.(durable); ok && d.WaitReplicas() > 0 {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "idgen_registry_replicas_acknowledged",
+			Help: "Replicas that acknowledged the last durable flush of the Redis registry (its WAIT); -1 before the first.",
+		}, func() float64 { return float64(d.Stats().ReplicasAcked) }))
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "idgen_registry_wait_failures_total",
+			Help: "Durable flushes of the Redis registry that failed because fewer replicas than --redis-wait-replicas acknowledged in time.",
+		}, func() float64 { return float64(d.Stats().WaitFailures) }))
 	}
 	if r, ok := store.(refuser); ok {
 		for _, reason := range redisstore.Reasons() {

@@ -318,6 +318,13 @@ func TestSentinelFailoverDurable(t *testing.T) {
 	lr, t0 := startLoadOK(ctx, t, d.client, insts)
 	defer lr.Stop()
 	time.Sleep(1500 * time.Millisecond)
+	// Under load each instance's last durable flush was acknowledged by
+	// the one replica (/metrics, shown by the console).
+	for _, in := range insts {
+		if n, err := metric(ctx, d.client, in, "idgen_registry_replicas_acknowledged"); err != nil || n != 1 {
+			t.Errorf("%s: idgen_registry_replicas_acknowledged %v, %v; want 1", in.name, n, err)
+		}
+	}
 
 	old, err := g.KillPrimary()
 	if err != nil {

@@ -284,7 +284,9 @@
 
     if (info) {
       const l = info.labels;
-      const durable = Number(l.wait_replicas || 0) > 0 ? `, durable: WAIT ${l.wait_replicas}` : '';
+      const acked = sum(m, 'idgen_registry_replicas_acknowledged');
+      const last = acked === null ? '' : acked < 0 ? ', no durable flush yet' : `, last flush acknowledged by ${acked}`;
+      const durable = Number(l.wait_replicas || 0) > 0 ? `, durable: WAIT ${l.wait_replicas}${last}` : '';
       text('reg-mode', `${l.mode}${l.engine ? ' (' + l.engine + ')' : ''}${durable}`);
     }
     text('flush', `${ms(quantile(flush, before && before.flush, 0.5))} / ${ms(quantile(flush, before && before.flush, 0.99))}`);

@@ -378,6 +378,9 @@ func (s *Store) pipeline(ctx context.Context, c redis.Cmdable, calls []*call, re
 		var werr error
 		if w != nil {
 			n, err := w.Int64()
+			if err == nil {
+				s.stats.replicasAcked.Store(n)
+			}
 			switch {
 			case err != nil:
 				werr = fmt.Errorf("%w: wait: %w", registry.ErrUnavailable, err)

@@ -35,6 +35,9 @@ func TestDurableWait(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if n := s.Stats().ReplicasAcked; n != 1 {
+		t.Fatalf("replicas acknowledged after a durable registration: %d, want 1", n)
+	}
 	replica := g.Replicas()[0]
 	key, field := s.bucket(id(1))
 	if v, err := raw(t, replica.Addr()).HGet(ctx, key, field).Result(); err != nil || v == "" {
@@ -64,8 +67,8 @@ func TestDurableWait(t *testing.T) {
 	if _, _, err := s.Transition(ctx, id(1), registry.Change{To: registry.Committed, NowMS: testMS}); !errors.Is(err, registry.ErrUnavailable) {
 		t.Fatalf("transition with the replica frozen: %v", err)
 	}
-	if st := s.Stats(); st.WaitFailures < 2 {
-		t.Fatalf("wait failures %d", st.WaitFailures)
+	if st := s.Stats(); st.WaitFailures < 2 || st.ReplicasAcked != 0 {
+		t.Fatalf("wait failures %d, replicas acknowledged %d; want ≥ 2 and 0", st.WaitFailures, st.ReplicasAcked)
 	}
 	if err := replica.Cont(); err != nil {
 		t.Fatal(err)

@@ -100,6 +100,9 @@ type Store struct {
 
 	stats struct {
 		batches, ops, roundTrips, collisions, waitFailures, replays, voided, casRetries atomic.Uint64
+		// replicasAcked is the answer of the last flush's WAIT (-1 before
+		// the first, and without durable mode).
+		replicasAcked atomic.Int64
 	}
 }
 
@@ -113,6 +116,10 @@ type Stats struct {
 	Replays      uint64 // registrations answered with an earlier entry
 	Voided       uint64 // Cluster: records of idempotency losers compensated
 	CASRetries   uint64 // transitions that lost a race and re-read
+	// ReplicasAcked is how many replicas acknowledged the last durable
+	// flush (its WAIT's answer); -1 before the first, and without durable
+	// mode.
+	ReplicasAcked int64
 }
 
 // Open connects (failing fast with registry.ErrUnavailable when Redis does
@@ -135,6 +142,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		wake:      make(chan struct{}, 1), checkStop: make(chan struct{}), checkDone: make(chan struct{}),
 		evicted: map[string]int64{},
 	}
+	s.stats.replicasAcked.Store(-1)
 	// registry.Gatherer closes the batches: an idle registry flushes at
 	// once; a busy one sends fewer, larger batches (fewer round trips per
 	// ID, less Redis CPU per ID), of at most maxFlushRecords records.
@@ -285,8 +293,14 @@ func (s *Store) Stats() Stats {
 		Replays:      s.stats.replays.Load(),
 		Voided:       s.stats.voided.Load(),
 		CASRetries:   s.stats.casRetries.Load(),
+
+		ReplicasAcked: s.stats.replicasAcked.Load(),
 	}
 }
+
+// WaitReplicas is the replicas each flush waits for (Config.WaitReplicas):
+// 0 without durable mode.
+func (s *Store) WaitReplicas() int { return s.cfg.WaitReplicas }
 
 // Cluster reports whether the Store runs in Cluster mode.
 func (s *Store) Cluster() bool { return s.cluster }
