@@ -5,10 +5,13 @@
 //
 // Invariants: a range reaches the generator only once its claim is
 // durable in the ledger, so every ID the registry holds of this source is
-// inside a recorded claim; every counter of a recorded claim is then
-// exactly one of issued (a record), released (with the generator's
-// reason), or neither because its instance still holds it or stopped
-// without releasing it (a crash). Anything else is a violation.
+// inside a recorded claim; a ZooKeeper claim is announced in the ledger
+// before its compare-and-set is sent, so every range that may have been
+// committed is in the ledger, confirmed or not. Every counter of a
+// confirmed claim is then exactly one of issued (a record), released (with
+// the generator's reason), or neither because its instance still holds it
+// or stopped without releasing it (a crash); no counter of an unconfirmed
+// claim is issued. Anything else is a violation.
 package reconcile
 
 import (
