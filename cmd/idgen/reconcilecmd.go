@@ -58,11 +58,11 @@ func reconcileCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *shard > 63 {
 		return fmt.Errorf("--shard %d: at most 63", *shard)
 	}
-	fromMS, err := parseMS(*from, 0)
+	fromMS, err := reconcile.ParseTime(*from, 0)
 	if err != nil {
 		return fmt.Errorf("--from: %w", err)
 	}
-	toMS, err := parseMS(*to, time.Now().UnixMilli())
+	toMS, err := reconcile.ParseTime(*to, time.Now().UnixMilli())
 	if err != nil {
 		return fmt.Errorf("--to: %w", err)
 	}
@@ -98,21 +98,6 @@ func reconcileCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("%d violations, %d counters unaccounted", len(rep.Violations), -t.Unaccounted)
 	}
 	return nil
-}
-
-// parseMS parses unix milliseconds or an RFC 3339 time; def when empty.
-func parseMS(s string, def int64) (int64, error) {
-	if s == "" {
-		return def, nil
-	}
-	if ms, err := strconv.ParseInt(s, 10, 64); err == nil && ms >= 0 {
-		return ms, nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil || t.UnixMilli() < 0 {
-		return 0, fmt.Errorf("%q is not unix milliseconds or an RFC 3339 time from 1970 on", s)
-	}
-	return t.UnixMilli(), nil
 }
 
 // reconcileOverHTTP asks the instance at base for its report.

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"time"
 
@@ -38,11 +37,11 @@ func (s *Service) reconcileReport(c *fasthttp.RequestCtx, _ *reqLog) error {
 		}
 	}
 	now := time.Now().UnixMilli()
-	from, err := msParam(args.Peek("from"), 0)
+	from, err := reconcile.ParseTime(string(args.Peek("from")), 0)
 	if err != nil {
 		return Errorf(api.CodeInvalidRequest, "from: %v", err)
 	}
-	to, err := msParam(args.Peek("to"), now)
+	to, err := reconcile.ParseTime(string(args.Peek("to")), now)
 	if err != nil {
 		return Errorf(api.CodeInvalidRequest, "to: %v", err)
 	}
@@ -67,30 +66,3 @@ func (s *Service) reconcileReport(c *fasthttp.RequestCtx, _ *reqLog) error {
 	}
 	return writeJSON(c, fasthttp.StatusOK, rep)
 }
-
-// msParam parses a time parameter: unix milliseconds or RFC 3339; def
-// when absent.
-func msParam(v []byte, def int64) (int64, error) {
-	if len(v) == 0 {
-		return def, nil
-	}
-	if ms, err := strconv.ParseInt(string(v), 10, 64); err == nil {
-		if ms < 0 {
-			return 0, errNegativeTime
-		}
-		return ms, nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, string(v))
-	if err != nil {
-		return 0, errTimeSyntax
-	}
-	if t.UnixMilli() < 0 {
-		return 0, errNegativeTime
-	}
-	return t.UnixMilli(), nil
-}
-
-var (
-	errNegativeTime = errors.New("a time before 1970")
-	errTimeSyntax   = errors.New("not unix milliseconds or an RFC 3339 time")
-)

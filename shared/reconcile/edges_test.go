@@ -176,3 +176,24 @@ func TestEdgeNegativeTo(t *testing.T) {
 		t.Errorf("Claims(-5000, -1000) = %d claims, want 0", len(es))
 	}
 }
+
+func TestParseTime(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"", 42, true},
+		{"1764000000000", 1764000000000, true},
+		{"2025-01-01T00:00:00Z", 1735689600000, true},
+		{"2025-01-01T00:00:00.5+01:00", 1735686000500, true},
+		{"-5", 0, false},
+		{"1969-12-31T00:00:00Z", 0, false},
+		{"yesterday", 0, false},
+	} {
+		got, err := reconcile.ParseTime(tc.in, 42)
+		if (err == nil) != tc.ok || (tc.ok && got != tc.want) {
+			t.Errorf("ParseTime(%q) = %d, %v; want %d (ok %v)", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -169,6 +170,27 @@ func CompensatedBy(st registry.Step) string {
 		return ByFailureEvent
 	}
 	return ByClient
+}
+
+// ParseTime parses a bound of a window, as GET /reconcile and
+// idgen reconcile take it: unix milliseconds or an RFC 3339 time, from 1970
+// on; def when s is empty.
+func ParseTime(s string, def int64) (int64, error) {
+	if s == "" {
+		return def, nil
+	}
+	ms, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		t, perr := time.Parse(time.RFC3339Nano, s)
+		if perr != nil {
+			return 0, fmt.Errorf("%q is not unix milliseconds or an RFC 3339 time", s)
+		}
+		ms = t.UnixMilli()
+	}
+	if ms < 0 {
+		return 0, fmt.Errorf("%q is before 1970", s)
+	}
+	return ms, nil
 }
 
 // Query says what Run accounts for.
