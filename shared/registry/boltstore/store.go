@@ -177,8 +177,8 @@ func (s *Store) commit(batch []*kvregistry.Op) {
 		var grew int64
 		s.guard.CommitStarted()
 		err = s.db.Update(func(tx *bbolt.Tx) error {
-			for _, o := range batch {
-				o.Run(kv{tx})
+			if err := kvregistry.RunBatch(kv{tx}, batch); err != nil {
+				return err
 			}
 			st := tx.Stats()
 			grew = st.GetPageAlloc()

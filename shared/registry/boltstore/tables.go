@@ -22,6 +22,7 @@ var buckets = [...][]byte{
 	kvregistry.AuditMarkTime: []byte("auditmarktime"),
 	kvregistry.Claims:        []byte("claims"),
 	kvregistry.Releases:      []byte("releases"),
+	kvregistry.StateMaps:     []byte("statemaps"),
 }
 
 // kv is a bbolt transaction as the registry's tables. bbolt keeps the key

@@ -29,6 +29,7 @@ var prefixes = [...][]byte{
 	kvregistry.AuditMarkTime: {'b'},
 	kvregistry.Claims:        {'l'},
 	kvregistry.Releases:      {'o'},
+	kvregistry.StateMaps:     {'s'},
 }
 
 const prefixRecord = 'r'
@@ -193,10 +194,10 @@ func (s *Store) commit(batch []*kvregistry.Op) {
 	err := s.log.guarded(func() error {
 		b := s.db.NewIndexedBatch()
 		t := kv{r: b, b: b, maxRecord: &s.maxRecord}
-		for _, o := range batch {
-			o.Run(&t)
+		err := kvregistry.RunBatch(&t, batch)
+		if t.err != nil {
+			err = t.err
 		}
-		err := t.err
 		if err == nil {
 			size = int64(t.b.Len())
 			err = t.b.Commit(s.writeOptions(batch))

@@ -40,6 +40,7 @@ type Store interface {
 	Ping(ctx context.Context) error
 	Close() error
 	registry.ClaimLedger
+	registry.StateMapper
 }
 
 // Opener opens a store on the records kept under dir, a directory the
@@ -141,6 +142,7 @@ func Run[S Store](t *testing.T, openS Opener[S], diffs ...Difference) {
 		{"PurgeKeepsReusedKey", func(t *testing.T) { purgeKeepsReusedKey(t, fresh(t), selfExpiring) }},
 		{"HighWater", func(t *testing.T) { highWater(t, fresh(t)) }},
 		{"ClaimLedger", func(t *testing.T) { claimLedger(t, fresh(t)) }},
+		{"StateMaps", func(t *testing.T) { stateMaps(t, fresh(t)) }},
 		{"KeyStore", func(t *testing.T) { KeyStore(t, fresh(t)) }},
 		{"CloseFlushesAndRefuses", func(t *testing.T) { closeFlushesAndRefuses(t, open) }},
 		{"RangesSurviveReopen", func(t *testing.T) { rangesSurviveReopen(t, open) }},

@@ -32,6 +32,7 @@ const (
 	AuditMarkTime                  // expiresMS BE[8] key → empty (purge index)
 	Claims                         // atMS BE[8] start BE[8] → registry.EncodeClaim
 	Releases                       // claim start BE[8] → registry.EncodeReleases
+	StateMaps                      // shard[1] bucket BE[8] → registry.StateMap.States[128]
 )
 
 // Reader reads the tables: the open store, or a write transaction (which

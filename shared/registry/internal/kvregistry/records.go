@@ -55,6 +55,9 @@ func register(tx Tx, iss registry.Issue, idemTTLMS, nowMS int64, buf []byte) (*r
 		if err := tx.Put(Records, r.ID[:], buf[start:len(buf):len(buf)]); err != nil {
 			return nil, buf, err
 		}
+		if err := setState(tx, r.ID, registered); err != nil {
+			return nil, buf, err
+		}
 		if r.DeadlineMS > 0 {
 			if err := tx.Put(Deadlines, DeadlineKey(r.DeadlineMS, r.ID), nil); err != nil {
 				return nil, buf, err
@@ -111,6 +114,12 @@ func transition(tx Tx, id idcodec.ID, ch registry.Change) (registry.Record, regi
 		}
 	}
 	if err := tx.Put(Records, id[:], rec.AppendBinary(nil)); err != nil {
+		return registry.Record{}, 0, err
+	}
+	st := registry.StateOf(&rec)
+	if err := setState(tx, id, func(old registry.CounterState) registry.CounterState {
+		return st | old&registry.CounterRepeated
+	}); err != nil {
 		return registry.Record{}, 0, err
 	}
 	return rec, out, nil

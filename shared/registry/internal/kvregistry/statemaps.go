@@ -1,0 +1,182 @@
+package kvregistry
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/registry"
+)
+
+var _ registry.StateMapper = (*Registry)(nil)
+
+// StateMapKey is the StateMaps key of a shard's bucket.
+func StateMapKey(shard uint8, bucket uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(make([]byte, 0, 9), shard), bucket)
+}
+
+type stateMapKey [9]byte
+
+// batchTx is the Tx of one group commit with the state maps its ops
+// changed, each written once when the batch's ops have run (RunBatch): a
+// batch of a thousand registrations in one bucket writes its map once.
+type batchTx struct {
+	Tx
+	maps map[stateMapKey]*[registry.StateMapSize]registry.CounterState
+}
+
+// RunBatch runs the ops of batch in tx, then writes the state maps they
+// changed. A backend's commit calls it in the transaction it commits; its
+// error (a failed write of a map) fails the whole batch, since the records
+// it wrote would otherwise go without their maps.
+func RunBatch(tx Tx, batch []*Op) error {
+	b := batchTx{Tx: tx}
+	for _, o := range batch {
+		o.Run(&b)
+	}
+	return b.flush()
+}
+
+// state returns the map of id's bucket as this batch sees it, and id's
+// index in it.
+func (b *batchTx) state(id idcodec.ID) (*[registry.StateMapSize]registry.CounterState, int, error) {
+	f := id.Decompose()
+	var k stateMapKey
+	copy(k[:], StateMapKey(f.Shard, registry.StateMapBucket(f.Counter)))
+	i := int(f.Counter & (registry.StateMapSize - 1))
+	if m, ok := b.maps[k]; ok {
+		return m, i, nil
+	}
+	v, err := b.Get(StateMaps, k[:])
+	if err != nil {
+		return nil, 0, err
+	}
+	m := new([registry.StateMapSize]registry.CounterState)
+	if err := decodeStateMap(v, m); err != nil {
+		return nil, 0, err
+	}
+	if b.maps == nil {
+		b.maps = map[stateMapKey]*[registry.StateMapSize]registry.CounterState{}
+	}
+	b.maps[k] = m
+	return m, i, nil
+}
+
+func (b *batchTx) flush() error {
+	for k, m := range b.maps {
+		v := make([]byte, registry.StateMapSize)
+		for i, st := range m {
+			v[i] = byte(st)
+		}
+		if err := b.Put(StateMaps, append([]byte(nil), k[:]...), v); err != nil {
+			return err
+		}
+	}
+	b.maps = nil
+	return nil
+}
+
+// setState sets the state of id's counter to f of its state before. A Tx
+// that is not a batch's (RunBatch) writes the map at once.
+func setState(tx Tx, id idcodec.ID, f func(registry.CounterState) registry.CounterState) error {
+	b, ok := tx.(*batchTx)
+	if !ok {
+		b = &batchTx{Tx: tx}
+		defer func() { _ = b.flush() }()
+	}
+	m, i, err := b.state(id)
+	if err != nil {
+		return err
+	}
+	m[i] = f(m[i])
+	if !ok {
+		return b.flush()
+	}
+	return nil
+}
+
+// registered is the state of a counter whose record was just registered:
+// pending, and CounterRepeated when another record of the counter was
+// registered before (another ID: another time or worker).
+func registered(old registry.CounterState) registry.CounterState {
+	st := registry.CounterPending | old&registry.CounterRepeated
+	if old.Issued() {
+		st |= registry.CounterRepeated
+	}
+	return st
+}
+
+// decodeStateMap decodes a stored map into m (absent: all free). Errors:
+// ErrCorrupt.
+func decodeStateMap(v []byte, m *[registry.StateMapSize]registry.CounterState) error {
+	if v == nil {
+		return nil
+	}
+	if len(v) != registry.StateMapSize {
+		return fmt.Errorf("%w: state map of %d bytes", registry.ErrCorrupt, len(v))
+	}
+	for i, c := range v {
+		if st := registry.CounterState(c); !st.Valid() {
+			return fmt.Errorf("%w: state %#x in a state map", registry.ErrCorrupt, c)
+		}
+		m[i] = registry.CounterState(c)
+	}
+	return nil
+}
+
+// StateMaps calls fn with the map of every bucket of the shard in [from,
+// to) that has one, in order of Bucket (registry.StateMapper). It walks
+// the map keys below to (one a bucket), then reads the maps in reads of
+// scanChunk each.
+func (r *Registry) StateMaps(ctx context.Context, from, to uint64, fn func(*registry.StateMap) error) error {
+	if from >= to {
+		return nil
+	}
+	var buckets []uint64
+	end := StateMapKey(r.shard, to)
+	err := r.read(func(rd Reader) error {
+		return rd.Scan(StateMaps, end, func(k []byte) bool {
+			if len(k) == 9 && k[0] == r.shard {
+				if b := binary.BigEndian.Uint64(k[1:]); b >= from {
+					buckets = append(buckets, b)
+				}
+			}
+			return true
+		})
+	})
+	if err != nil {
+		return err
+	}
+	maps := make([]registry.StateMap, 0, min(len(buckets), scanChunk))
+	for len(buckets) > 0 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		chunk := buckets[:min(len(buckets), scanChunk)]
+		buckets = buckets[len(chunk):]
+		maps = maps[:0]
+		if err := r.read(func(rd Reader) error {
+			for _, b := range chunk {
+				v, err := rd.Get(StateMaps, StateMapKey(r.shard, b))
+				if err != nil {
+					return err
+				}
+				m := registry.StateMap{Bucket: b}
+				if err := decodeStateMap(v, &m.States); err != nil {
+					return fmt.Errorf("bucket %d: %w", b, err)
+				}
+				maps = append(maps, m)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for i := range maps {
+			if err := fn(&maps[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
