@@ -21,13 +21,14 @@ import (
 	"github.com/idgen/idgen/shared/reconcile"
 )
 
-const reconcileUsage = `Usage: idgen reconcile (--url URL | Redis flags) [--shard N] [--from T] [--to T]
+const reconcileUsage = `Usage: idgen reconcile (--url URL | Redis flags) [--shard N] [--from T] [--to T] [--deep]
 
 Accounts for every counter of every range of the shard claimed from --from
 to --to (unix milliseconds or RFC 3339; default: all, until now): issued
 (pending, committed, compensated and by whom), or never issued and why.
 Prints the report as JSON and exits 1 when it lists a violation or an
-unaccounted counter.
+unaccounted counter. The report reads the registry's state maps (one byte a
+counter); --deep also reads every record and checks the maps against them.
 
 With --url it asks a running instance (GET /reconcile, which also tells the
 ranges of running instances from abandoned ones; an embedded store is only
@@ -52,6 +53,7 @@ func reconcileCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	shard := fs.Uint("shard", 0, "shard to reconcile")
 	from := fs.String("from", "0", "claims made at or after this time (unix ms or RFC 3339)")
 	to := fs.String("to", "", "claims made at or before this time (unix ms or RFC 3339; default now)")
+	deep := fs.Bool("deep", false, "also read every record and check the state maps against them")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -73,7 +75,7 @@ func reconcileCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	case (*base == "") == (c.Redis.Addr == ""):
 		return errors.New("give either --url or --redis-addr")
 	case *base != "":
-		rep, err = reconcileOverHTTP(ctx, *base, *tokenFile, *caFile, *shard, fromMS, toMS)
+		rep, err = reconcileOverHTTP(ctx, *base, *tokenFile, *caFile, *shard, fromMS, toMS, *deep)
 	default:
 		// Reading needs no persistence check (dev): nothing is written.
 		rs, oerr := c.Redis.open(ctx, true, uint8(*shard), nil, zap.NewNop())
@@ -81,7 +83,7 @@ func reconcileCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return oerr
 		}
 		defer rs.Close()
-		rep, err = reconcile.Run(ctx, rs, reconcile.Query{Shard: uint8(*shard), FromMS: fromMS, ToMS: toMS, SharedLedger: true})
+		rep, err = reconcile.Run(ctx, rs, reconcile.Query{Shard: uint8(*shard), FromMS: fromMS, ToMS: toMS, SharedLedger: true, Deep: *deep})
 	}
 	if err != nil {
 		return err
@@ -101,12 +103,12 @@ func reconcileCmd(ctx context.Context, args []string, stdout, stderr io.Writer) 
 }
 
 // reconcileOverHTTP asks the instance at base for its report.
-func reconcileOverHTTP(ctx context.Context, base, tokenFile, caFile string, shard uint, fromMS, toMS int64) (*reconcile.Report, error) {
+func reconcileOverHTTP(ctx context.Context, base, tokenFile, caFile string, shard uint, fromMS, toMS int64, deep bool) (*reconcile.Report, error) {
 	u, err := url.Parse(strings.TrimSuffix(base, "/") + "/reconcile")
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("--url %q: want http(s)://host[:port]", base)
 	}
-	u.RawQuery = url.Values{"shard": {strconv.FormatUint(uint64(shard), 10)}, "from": {strconv.FormatInt(fromMS, 10)}, "to": {strconv.FormatInt(toMS, 10)}}.Encode()
+	u.RawQuery = url.Values{"shard": {strconv.FormatUint(uint64(shard), 10)}, "from": {strconv.FormatInt(fromMS, 10)}, "to": {strconv.FormatInt(toMS, 10)}, "deep": {strconv.FormatBool(deep)}}.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, err

@@ -6,24 +6,24 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/idgen/idgen/shared/registry"
-	"github.com/idgen/idgen/shared/saga"
 )
 
-// Reader is what Run reads: the claim ledger and the records.
+// Reader is what Run reads: the claim ledger, the state maps (the tallies
+// of every report) and the records (a deep report's).
 type Reader interface {
 	Claims(ctx context.Context, fromMS, toMS int64) ([]registry.ClaimEntry, error)
+	registry.StateMapper
 	ScanCounters(ctx context.Context, start, end uint64, fn func(registry.Record) error) error
 }
 
 // Who compensated an ID (Counts.CompensatedBy).
 const (
-	ByClient       = "client"        // POST /compensate by a caller
-	ByFailureEvent = "failure_event" // the compensate worker (stream, SQS)
-	ByDeadline     = "deadline"      // the sweeper, or a commit after the deadline
+	ByClient       = registry.ByClient
+	ByFailureEvent = registry.ByFailureEvent
+	ByDeadline     = registry.ByDeadline
 )
 
 // Reasons of counters that are neither issued nor released
@@ -62,8 +62,11 @@ const (
 	// or worker but not in shard and counter).
 	IssuedTwice = "issued_twice"
 	// ForeignRecord: a record in a claim's range that is not of the claim's
-	// shard and counter (a corrupt registry).
+	// shard and counter (a corrupt registry; deep reports).
 	ForeignRecord = "foreign_record"
+	// StateMapMismatch: a counter whose state map does not say what its
+	// records are (deep reports).
+	StateMapMismatch = "state_map_mismatch"
 )
 
 // Counts account for counters.
@@ -161,17 +164,6 @@ func (r *Report) violate(v Violation) {
 	}
 }
 
-// CompensatedBy names who made the compensation step st.
-func CompensatedBy(st registry.Step) string {
-	switch {
-	case st.Actor == saga.ActorSystem:
-		return ByDeadline
-	case strings.HasPrefix(st.Actor, "compensate:"):
-		return ByFailureEvent
-	}
-	return ByClient
-}
-
 // ParseTime parses a bound of a window, as GET /reconcile and
 // idgen reconcile take it: unix milliseconds or an RFC 3339 time, from 1970
 // on; def when s is empty.
@@ -207,6 +199,10 @@ type Query struct {
 	SharedLedger bool
 	// NowMS is the time of the report (0: the clock's).
 	NowMS int64
+	// Deep also reads every record of the window's counters and checks
+	// that the state maps say what the records are (StateMapMismatch,
+	// ForeignRecord), naming the IDs; it costs a read of each record.
+	Deep bool
 }
 
 // Margins of the window. Claims are read pad beyond both ends of the
@@ -224,7 +220,9 @@ const (
 // window: which were issued and in what state each record is, which were
 // released and why, and which neither; and it reports the violations of
 // the package's invariants among them and in the gaps between them. It
-// reads the records of the window's counters in one scan.
+// reads the state maps of the window's counters, one byte a counter; a
+// deep report (q.Deep) also reads their records and checks the maps
+// against them.
 func Run(ctx context.Context, rd Reader, q Query) (*Report, error) {
 	if q.NowMS == 0 {
 		q.NowMS = time.Now().UnixMilli()
@@ -272,34 +270,99 @@ func Run(ctx context.Context, rd Reader, q Query) (*Report, error) {
 		}
 		return nil
 	}
-	err = rd.ScanCounters(ctx, lo, hi, func(rec registry.Record) error {
-		f := rec.ID.Decompose()
-		if f.Shard != q.Shard {
-			rep.violate(Violation{Kind: ForeignRecord, ID: rec.ID.String(), Detail: "scanned a record of another shard"})
-			return nil
-		}
-		if a := find(f.Counter); a != nil {
-			a.record(rep, rec, f.Counter)
-			return nil
-		}
-		if !rec.Tombstone { // a tombstone is a null compensation of an ID never issued here
-			rep.violate(Violation{Kind: OutsideClaim, Start: f.Counter, End: f.Counter + 1, ID: rec.ID.String(),
-				Detail: "a registered ID whose counter is in no recorded claim"})
+	var states map[uint64]registry.CounterState // deep: the maps' states, to check against the records
+	if q.Deep {
+		states = map[uint64]registry.CounterState{}
+	}
+	from, to := registry.StateMapBucket(lo), registry.StateMapBucket(hi-1)+1
+	err = rd.StateMaps(ctx, from, to, func(m *registry.StateMap) error {
+		base := m.Bucket << registry.StateMapBits
+		for i, st := range m.States {
+			c := base + uint64(i)
+			if st == registry.CounterFree || c < lo || c >= hi {
+				continue
+			}
+			if states != nil {
+				states[c] = st
+			}
+			if a := find(c); a != nil {
+				a.count(rep, st, c)
+				continue
+			}
+			if st.Issued() { // a tombstone is a null compensation of an ID never issued here
+				rep.violate(Violation{Kind: OutsideClaim, Start: c, End: c + 1,
+					Detail: "a registered ID whose counter is in no recorded claim"})
+			}
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reconcile: scan [%d, %d): %w", lo, hi, err)
+		return nil, fmt.Errorf("reconcile: state maps of buckets [%d, %d): %w", from, to, err)
+	}
+	if q.Deep {
+		if err := rep.verify(ctx, rd, q.Shard, lo, hi, states); err != nil {
+			return nil, err
+		}
 	}
 	for _, a := range accts {
 		if !in(a.Claim) {
 			continue // read to settle the window's edges, accounted for in its own window
 		}
-		a.finish(rep, q.Live)
+		a.finish(q.Live)
 		rep.Claims = append(rep.Claims, a.ClaimReport)
 		rep.Totals.add(a.Counts)
 	}
 	return rep, nil
+}
+
+// verify reads the records of the counters [lo, hi) and reports every
+// counter whose state map (states, the non-free ones) does not say what
+// its records are: one record's StateOf, CounterRepeated beside the
+// latest's for more than one.
+func (rep *Report) verify(ctx context.Context, rd Reader, shard uint8, lo, hi uint64, states map[uint64]registry.CounterState) error {
+	type seen struct {
+		n      int
+		id     string
+		latest int64
+		st     registry.CounterState
+	}
+	recs := map[uint64]*seen{}
+	err := rd.ScanCounters(ctx, lo, hi, func(rec registry.Record) error {
+		f := rec.ID.Decompose()
+		if f.Shard != shard {
+			rep.violate(Violation{Kind: ForeignRecord, ID: rec.ID.String(), Detail: "scanned a record of another shard"})
+			return nil
+		}
+		s := recs[f.Counter]
+		if s == nil {
+			s = &seen{}
+			recs[f.Counter] = s
+		}
+		s.n++
+		if s.n == 1 || int64(f.TimestampMS) >= s.latest {
+			s.id, s.latest, s.st = rec.ID.String(), int64(f.TimestampMS), registry.StateOf(&rec)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reconcile: scan [%d, %d): %w", lo, hi, err)
+	}
+	for c, s := range recs {
+		want := s.st
+		if s.n > 1 {
+			want |= registry.CounterRepeated
+		}
+		if got := states[c]; got != want {
+			rep.violate(Violation{Kind: StateMapMismatch, Start: c, End: c + 1, ID: s.id,
+				Detail: fmt.Sprintf("the state map says %d, %d record(s) say %d", got, s.n, want)})
+		}
+		delete(states, c)
+	}
+	for c, st := range states {
+		rep.violate(Violation{Kind: StateMapMismatch, Start: c, End: c + 1,
+			Detail: fmt.Sprintf("the state map says %d, no record holds the counter", st)})
+	}
+	return nil
 }
 
 // settle returns the claims that count, in order of Start: every
@@ -386,16 +449,13 @@ func (rep *Report) between(a registry.Claim, reach uint64, b registry.Claim, sha
 	rep.Gaps = append(rep.Gaps, g)
 }
 
-// account is one claim's account while the scan runs. Releases are
+// account is one claim's account while the maps are read. Releases are
 // intervals (a shutdown releases up to millions of counters), so a
-// counter's release is found by binary search, never kept per counter;
-// the issued counters are kept (8 bytes each) to find a counter issued
-// twice.
+// counter's release is found by binary search, never kept per counter.
 type account struct {
 	ClaimReport
 	rels     []registry.Release // sorted by Start, not overlapping
-	released uint64             // counters released once
-	issued   []uint64
+	released uint64             // counters released once and not issued
 }
 
 func (rep *Report) newAccount(ce registry.ClaimEntry) *account {
@@ -453,60 +513,52 @@ func (a *account) releaseOf(c uint64) (registry.Release, bool) {
 	return registry.Release{}, false
 }
 
-// record accounts for the record of counter c.
-func (a *account) record(rep *Report, rec registry.Record, c uint64) {
-	if rec.Tombstone {
+// count accounts for counter c in state st (not free). A counter issued
+// and released (a violation) counts as issued only.
+func (a *account) count(rep *Report, st registry.CounterState, c uint64) {
+	if !st.Issued() {
 		a.Tombstones++ // a null compensation: the counter stays not issued
 		return
 	}
-	a.issued = append(a.issued, c)
 	a.Issued++
+	if st&registry.CounterRepeated != 0 {
+		rep.violate(Violation{Kind: IssuedTwice, Start: c, End: c + 1, Detail: "two registered IDs share this counter"})
+		a.Unaccounted--
+	}
 	switch {
 	case a.Unconfirmed:
-		rep.violate(Violation{Kind: OutsideClaim, Start: c, End: c + 1, ID: rec.ID.String(),
+		rep.violate(Violation{Kind: OutsideClaim, Start: c, End: c + 1,
 			Detail: "a registered ID whose counter is only in an unconfirmed claim"})
+		a.NotIssued[OutcomeUnknown]--
+		a.released--
 	default:
 		if rel, ok := a.releaseOf(c); ok {
-			rep.violate(Violation{Kind: IssuedAndReleased, Start: c, End: c + 1, ID: rec.ID.String(), Detail: "registered and released as " + rel.Reason})
-		}
-	}
-	switch rec.State {
-	case registry.Pending:
-		a.Pending++
-	case registry.Committed:
-		a.Committed++
-	case registry.Compensated:
-		a.Compensated++
-		a.CompensatedBy[CompensatedBy(rec.Last())]++
-	}
-}
-
-// finish checks the issued counters for repeats and counts the rest,
-// neither issued nor released: still held by a running instance, or
-// abandoned by one that stopped without releasing.
-func (a *account) finish(rep *Report, live func(string) bool) {
-	slices.Sort(a.issued)
-	distinct := uint64(0)
-	for i, c := range a.issued {
-		if i > 0 && c == a.issued[i-1] {
-			rep.violate(Violation{Kind: IssuedTwice, Start: c, End: c + 1, Detail: "two registered IDs share this counter"})
-			a.Unaccounted--
-			continue
-		}
-		distinct++
-		// A counter issued and released (a violation listed by record)
-		// counts as issued only.
-		reason, both := OutcomeUnknown, a.Unconfirmed
-		if rel, ok := a.releaseOf(c); ok {
-			reason, both = rel.Reason, true
-		}
-		if both && a.NotIssued[reason] > 0 {
-			a.NotIssued[reason]--
+			rep.violate(Violation{Kind: IssuedAndReleased, Start: c, End: c + 1, Detail: "registered and released as " + rel.Reason})
+			a.NotIssued[rel.Reason]--
 			a.released--
 		}
 	}
-	a.Issued, a.issued = distinct, nil
-	rest := int64(a.Size) - int64(distinct) - int64(a.released)
+	switch st.Base() {
+	case registry.CounterPending:
+		a.Pending++
+	case registry.CounterCommitted:
+		a.Committed++
+	case registry.CounterCompensatedClient:
+		a.Compensated++
+		a.CompensatedBy[ByClient]++
+	case registry.CounterCompensatedEvent:
+		a.Compensated++
+		a.CompensatedBy[ByFailureEvent]++
+	case registry.CounterCompensatedDeadline:
+		a.Compensated++
+		a.CompensatedBy[ByDeadline]++
+	}
+}
+
+// finish counts the rest, neither issued nor released: still held by a
+// running instance, or abandoned by one that stopped without releasing.
+func (a *account) finish(live func(string) bool) {
+	rest := int64(a.Size) - int64(a.Issued) - int64(a.released)
 	switch {
 	case rest < 0:
 		a.Unaccounted += rest

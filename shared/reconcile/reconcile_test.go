@@ -2,6 +2,7 @@ package reconcile_test
 
 import (
 	"context"
+	"reflect"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -163,6 +164,12 @@ func TestReconcileAccountsForEveryCounter(t *testing.T) {
 	if len(rep.Gaps) != 2 {
 		t.Fatalf("gaps %+v: want the clock-floor skips before the 2nd and 3rd run", rep.Gaps)
 	}
+	// A deep report reads every record and finds the maps say what they
+	// are: the same account, no violation.
+	deep, err := reconcile.Run(ctx, st, reconcile.Query{Shard: shard, FromMS: from, ToMS: to, Live: func(string) bool { return false }, Deep: true})
+	if err != nil || !deep.OK() || !reflect.DeepEqual(deep.Claims, rep.Claims) || !reflect.DeepEqual(deep.Totals, rep.Totals) {
+		t.Fatalf("deep report %+v, %v\nwant the claims and totals of %+v", deep, err, rep)
+	}
 
 	// Tampering, one kind at a time.
 	last := rep.Claims[len(rep.Claims)-1]
@@ -323,5 +330,82 @@ func TestUnconfirmedClaims(t *testing.T) {
 	}
 	if rep, err := reconcile.Run(ctx, st, reconcile.Query{Shard: shard, FromMS: 0, ToMS: 100, SharedLedger: true, NowMS: 1 << 40}); err != nil || len(rep.Violations) != 1 || rep.Violations[0].Kind != reconcile.OutsideClaim {
 		t.Fatalf("an ID in an unconfirmed claim: %+v, %v", rep, err)
+	}
+}
+
+// mapTamper serves the store's state maps with counter c's state set to
+// st: a map that no longer says what the records are.
+type mapTamper struct {
+	*pebblestore.Store
+	c  uint64
+	st registry.CounterState
+}
+
+func (m mapTamper) StateMaps(ctx context.Context, from, to uint64, fn func(*registry.StateMap) error) error {
+	return m.Store.StateMaps(ctx, from, to, func(sm *registry.StateMap) error {
+		if registry.StateMapBucket(m.c) == sm.Bucket {
+			sm.States[m.c%registry.StateMapSize] = m.st
+		}
+		return fn(sm)
+	})
+}
+
+// TestDeepFindsTamperedMaps: the accounts come from the state maps alone;
+// a deep report reads the records too and names every counter whose map
+// says something else, with its ID.
+func TestDeepFindsTamperedMaps(t *testing.T) {
+	ctx := context.Background()
+	st, err := pebblestore.Open(pebblestore.Config{Dir: t.TempDir(), Shard: shard, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	from := time.Now().UnixMilli()
+	a := start(t, st, "a", 1)
+	ids := issue(t, st, a, 40, 1)
+	stop(t, a)
+	to := time.Now().UnixMilli()
+	c0, last := ids[0].Decompose().Counter, ids[len(ids)-1].Decompose().Counter
+	// An unissued counter in a bucket that has a map.
+	free := last + 1
+	if registry.StateMapBucket(free) != registry.StateMapBucket(last) {
+		free = c0 - 1
+	}
+	q := reconcile.Query{Shard: shard, FromMS: from, ToMS: to}
+	for _, tt := range []struct {
+		name string
+		c    uint64
+		st   registry.CounterState
+		id   string
+	}{
+		{"a committed map of a pending record", c0, registry.CounterCommitted, ids[0].String()},
+		{"a free map of a record", c0, registry.CounterFree, ids[0].String()},
+		{"a repeated map of one record", c0, registry.CounterPending | registry.CounterRepeated, ids[0].String()},
+		{"a pending map where no record is", free, registry.CounterPending, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rd := mapTamper{Store: st, c: tt.c, st: tt.st}
+			q.Deep = true
+			rep, err := reconcile.Run(ctx, rd, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, v := range rep.Violations {
+				if v.Kind == reconcile.StateMapMismatch {
+					n++
+					if v.Start != tt.c || v.ID != tt.id {
+						t.Fatalf("mismatch %+v, want counter %d, ID %s", v, tt.c, tt.id)
+					}
+				}
+			}
+			if n != 1 || rep.OK() {
+				t.Fatalf("deep report: %d mismatches of %+v, want 1", n, rep.Violations)
+			}
+			q.Deep = false
+			if rep, err := reconcile.Run(ctx, rd, q); err != nil || len(rep.Violations) > 0 && rep.Violations[0].Kind == reconcile.StateMapMismatch {
+				t.Fatalf("a report that is not deep: %+v, %v", rep, err)
+			}
+		})
 	}
 }

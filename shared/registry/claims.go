@@ -118,8 +118,8 @@ func (r Release) Validate(c Claim) error {
 var ErrBadClaim = errors.New("registry: malformed claim")
 
 // ClaimLedger is the registry's durable record of claims and releases,
-// and the read of its records in counter order that reconciliation
-// needs. Every backend implements it for the shard it serves.
+// and the reads of its state maps and records in counter order that
+// reconciliation needs. Every backend implements it for the shard it serves.
 type ClaimLedger interface {
 	// RecordClaim stores c (its Shard is the store's). Recording the same
 	// claim again changes nothing.
@@ -134,6 +134,8 @@ type ClaimLedger interface {
 	// is in [start, end), in no particular order, until fn returns an
 	// error, which it returns.
 	ScanCounters(ctx context.Context, start, end uint64, fn func(Record) error) error
+	// StateMapper reads the tallies of the records (state maps).
+	StateMapper
 }
 
 // EncodeClaim and DecodeClaim are the stored form of a claim (JSON: an

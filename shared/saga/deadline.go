@@ -1,5 +1,7 @@
 package saga
 
+import "github.com/idgen/idgen/shared/registry"
+
 // Deadline compensations. An ID issued with a deadline is compensated once
 // it passes, by whichever comes first: the deadline sweeper
 // (functions/sweeper, ReasonTimeout) or a commit that comes at or after the
@@ -15,5 +17,5 @@ const (
 	// ReasonTimeout is the reason of the sweeper's compensations.
 	ReasonTimeout = "timeout"
 	// ActorSystem is the actor of both.
-	ActorSystem = "system"
+	ActorSystem = registry.ActorSystem
 )

@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/registry"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -97,7 +98,7 @@ func (e Event) Actor() string {
 	if e.Caller != "" {
 		return e.Caller
 	}
-	return "compensate:" + e.source()
+	return registry.ActorEventPrefix + e.source()
 }
 
 func (e Event) source() string {

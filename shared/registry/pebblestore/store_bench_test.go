@@ -33,6 +33,10 @@ func BenchmarkRegisterParallel(b *testing.B) {
 		{"pebblestore", func(dir string, observe func(int, time.Duration)) (registrar, error) {
 			return Open(Config{Dir: dir, Observe: observe})
 		}},
+		// Without the WAL's fsync: the CPU of the commit path alone.
+		{"pebblestore-nosync", func(dir string, observe func(int, time.Duration)) (registrar, error) {
+			return Open(Config{Dir: dir, Observe: observe, NoSync: true})
+		}},
 		{"boltstore", func(dir string, observe func(int, time.Duration)) (registrar, error) {
 			return boltstore.Open(boltstore.Config{Dir: dir, Observe: observe})
 		}},

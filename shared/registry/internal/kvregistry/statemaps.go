@@ -43,7 +43,8 @@ func RunBatch(tx Tx, batch []*Op) error {
 func (b *batchTx) state(id idcodec.ID) (*[registry.StateMapSize]registry.CounterState, int, error) {
 	f := id.Decompose()
 	var k stateMapKey
-	copy(k[:], StateMapKey(f.Shard, registry.StateMapBucket(f.Counter)))
+	k[0] = f.Shard
+	binary.BigEndian.PutUint64(k[1:], registry.StateMapBucket(f.Counter))
 	i := int(f.Counter & (registry.StateMapSize - 1))
 	if m, ok := b.maps[k]; ok {
 		return m, i, nil
