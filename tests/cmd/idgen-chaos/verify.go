@@ -232,7 +232,9 @@ func checkMonotonic(results []result) (out []Violation, groupsChecked int) {
 // reconcile accounts for every counter of every range claimed in the run,
 // once every instance has stopped (so their releases are written): each
 // violation of the report, an unaccounted counter, or an acknowledged ID
-// that the report does not count as issued is a violation of the run.
+// that the report does not count as issued is a violation of the run. A
+// deep report follows, which checks the state maps against every record:
+// it must find no mismatch.
 func (r *run) reconcile(ctx context.Context, s *summary) {
 	octx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
@@ -264,4 +266,16 @@ func (r *run) reconcile(ctx context.Context, s *summary) {
 		time.Since(t0).Round(time.Millisecond), len(rep.Claims), t.Size, t.Issued, t.Pending, t.Committed, t.Compensated, t.CompensatedBy, t.Tombstones, t.NotIssued,
 		len(rep.Gaps), len(rep.Violations), -t.Unaccounted)
 	r.logf("%s", s.reconciled)
+	t0 = time.Now()
+	deep, err := reconcile.Run(octx, store, reconcile.Query{ToMS: rep.ToMS, SharedLedger: true, Deep: true})
+	if err != nil {
+		r.l.violate(vCheck, "deep reconcile: %v", err)
+		return
+	}
+	for _, v := range deep.Violations {
+		if v.Kind == reconcile.StateMapMismatch || v.Kind == reconcile.ForeignRecord {
+			r.l.violate(vReconcile, "deep: %s [%d, %d) %s: %s", v.Kind, v.Start, v.End, v.ID, v.Detail)
+		}
+	}
+	r.logf("deep reconciliation (%v): %d violations", time.Since(t0).Round(time.Millisecond), len(deep.Violations))
 }

@@ -15,7 +15,8 @@ import (
 // of every counter of every range claimed since the stack came up: no
 // violation, nothing unaccounted, and at least every ID the test was
 // answered counted as issued (a request cut by the kill may have been
-// registered without being answered).
+// registered without being answered). The report is deep: the state maps
+// it accounts from must say what every record is.
 func (r *run) reconcile(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
@@ -24,7 +25,7 @@ func (r *run) reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url("/reconcile"), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url("/reconcile?deep=true"), nil)
 	if err != nil {
 		return err
 	}

@@ -49,7 +49,8 @@ func (b *batchTx) state(id idcodec.ID) (*[registry.StateMapSize]registry.Counter
 	if m, ok := b.maps[k]; ok {
 		return m, i, nil
 	}
-	v, err := b.Get(StateMaps, k[:])
+	// A key of its own: k stays on the stack on the common path (a hit).
+	v, err := b.Get(StateMaps, append([]byte(nil), k[:]...))
 	if err != nil {
 		return nil, 0, err
 	}
