@@ -148,13 +148,18 @@ func TestRunInProcessOnly(t *testing.T) {
 	if err := run(context.Background(), cfg, io.Discard); err != nil {
 		t.Fatal(err)
 	}
+	model := readMachine("").CPU
+	dir := out + "/" + cpuDir(model)
 	for _, f := range []string{"results.md", "chart.svg", "profile-hotpath.txt"} {
-		b, err := os.ReadFile(out + "/" + f)
+		b, err := os.ReadFile(dir + "/" + f)
 		if err != nil || len(b) == 0 {
 			t.Errorf("%s: %v (%d bytes)", f, err, len(b))
 		}
 	}
-	md, _ := os.ReadFile(out + "/results.md")
+	if idx, err := os.ReadFile(out + "/README.md"); err != nil || !strings.Contains(string(idx), "| ["+model+"]("+cpuDir(model)+"/results.md) | ") {
+		t.Errorf("index: %v\n%s", err, idx)
+	}
+	md, _ := os.ReadFile(dir + "/results.md")
 	if !strings.Contains(string(md), "| hot path ≤ 1/5 of NewV7 (ns/ID, serial) |") || !strings.Contains(string(md), "**Quick run**") ||
 		!strings.Contains(string(md), "| hot path ≤ 1/5 of bwmarrin/snowflake (ns/ID, serial) | ") || !strings.Contains(string(md), "| hot path 0 allocs/ID | ") ||
 		!strings.Contains(string(md), "| p99 ≤ 5 ms at 32 connections: idgen + Redis | — | — | **not measured** |") || strings.Contains(string(md), "## Latency at") {

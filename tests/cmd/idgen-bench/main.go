@@ -28,9 +28,12 @@
 // equal).
 //
 // Every measurement alternates with the others, after a warm-up, and each
-// figure is the median of the rounds. The results go to <out>/results.md (with
-// each target, its measured ratio and PASS/MISS), <out>/chart.svg and
-// <out>/profile-*.txt.
+// figure is the median of the rounds. The results go to a directory of the
+// CPU model under <out> (<out>/<model>/results.md with each target, its
+// measured ratio and PASS/MISS, chart.svg and profile-*.txt), and
+// <out>/README.md lists the last results of every CPU model there: one
+// machine's figures are never read as another's, and a target holds only
+// where it holds on each.
 //
 // Invariants: the tool only signals processes it started; every server it
 // starts dies with it (process groups, Pdeathsig); a run with errors writes
@@ -68,6 +71,7 @@ type config struct {
 	skipIn      bool
 	coldStarts  int
 	profileSecs int
+	indexOnly   bool
 }
 
 // errRounds guards the spec: a median needs at least three rounds.
@@ -84,7 +88,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.latConns, "latency-connections", 32, "wrk connections of the extra idgen + Redis and durable runs the p99 targets are judged on (stated at 32); equal to -connections: the throughput runs are reused")
 	fs.DurationVar(&c.benchtime, "benchtime", time.Second, "duration of one in-process measurement")
 	fs.StringVar(&c.idgen, "idgen", "bin/idgen", "idgen binary (make build)")
-	fs.StringVar(&c.out, "out", "bench", "directory for results.md, chart.svg and profile-*.txt")
+	fs.BoolVar(&c.indexOnly, "index", false, "measure nothing: only write <out>/README.md from the results of every CPU model under <out> (after copying another machine's results there)")
+	fs.StringVar(&c.out, "out", "bench", "directory of the results: <out>/<CPU model>/results.md, chart.svg and profile-*.txt, and the index <out>/README.md")
 	fs.BoolVar(&c.quick, "quick", false, "short run: -duration 1s -warmup 1s -benchtime 50ms, 3 rounds (for development and tests; figures are rough)")
 	fs.BoolVar(&c.skipHTTP, "skip-http", false, "only the in-process benchmarks")
 	fs.BoolVar(&c.skipIn, "skip-inprocess", false, "only the HTTP benchmarks")
@@ -171,11 +176,17 @@ func fatal(err error) {
 
 // run measures everything cfg asks for and writes the results files.
 func run(ctx context.Context, cfg config, stdout io.Writer) error {
+	if cfg.indexOnly {
+		return writeIndex(cfg.out)
+	}
+	m := readMachine(cfg.idgen)
+	root := cfg.out
+	cfg.out = filepath.Join(root, cpuDir(m.CPU))
 	if err := os.MkdirAll(cfg.out, 0o755); err != nil {
 		return err
 	}
 	res := &results{
-		Machine: readMachine(cfg.idgen), Command: commandLine(), Started: time.Now().UTC(),
+		Machine: m, Command: commandLine(), Started: time.Now().UTC(),
 		Rounds: cfg.rounds, Duration: cfg.duration, Warmup: cfg.warmup, Connections: cfg.conns, LatencyConnections: cfg.latConns,
 		Benchtime: cfg.benchtime, Quick: cfg.quick,
 	}
@@ -213,7 +224,10 @@ func run(ctx context.Context, cfg config, stdout io.Writer) error {
 	}
 	fmt.Fprintln(stdout)
 	fmt.Fprint(stdout, b.String())
-	fmt.Fprintf(stdout, "\nwrote %s, %s\n", md, filepath.Join(cfg.out, "chart.svg"))
+	if err := writeIndex(root); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nwrote %s, %s, %s\n", md, filepath.Join(cfg.out, "chart.svg"), filepath.Join(root, "README.md"))
 	return nil
 }
 

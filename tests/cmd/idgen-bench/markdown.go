@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// writeMarkdown renders r as bench/results.md: the machine and command, the
+// writeMarkdown renders r as bench/<CPU model>/results.md: the machine and command, the
 // targets with PASS/MISS, then every table.
 func writeMarkdown(w io.Writer, r *results) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
