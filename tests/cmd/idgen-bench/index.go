@@ -38,7 +38,7 @@ type modelResults struct {
 	missed         []string
 }
 
-// readModel reads the rows the index needs from dir/results.md: the
+// readModel reads the rows the index needs from the results.md in dir: the
 // machine's CPU and date, and each target's result.
 func readModel(root, dir string) (modelResults, error) {
 	b, err := os.ReadFile(filepath.Join(root, dir, "results.md"))
@@ -69,7 +69,7 @@ func readModel(root, dir string) (modelResults, error) {
 	return r, nil
 }
 
-// writeIndex writes root/README.md: one row per CPU model whose results
+// writeIndex writes the README.md of root: one row per CPU model whose results
 // are under root, with the targets its last run met and missed.
 func writeIndex(root string) error {
 	entries, err := os.ReadDir(root)
