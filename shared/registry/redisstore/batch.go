@@ -43,6 +43,7 @@ type op struct {
 	old, new     []byte
 	ttl          int64
 	zkey, member string
+	state        registry.CounterState // the counter's byte in its state map after the write
 
 	// opRaise
 	hw string
@@ -116,11 +117,23 @@ func (c *call) key(k string) int {
 	return len(c.keys)
 }
 
+// bucket returns the 1-based KEYS index of the record bucket k, adding it
+// once, followed by the key of its state map: the script finds a bucket's
+// map at the next index.
+func (c *call) bucket(k string) int {
+	if i, ok := c.index[k]; ok {
+		return i
+	}
+	c.keys = append(c.keys, k, stateKeyOf(k))
+	c.index[k] = len(c.keys) - 1
+	return len(c.keys) - 1
+}
+
 func (c *call) register(p part, idem bool, recs []int, dls []deadline) {
 	o := p.o
 	if len(recs) == 1 && len(dls) == 0 && (!idem || o.idemVal == nil) {
 		i := recs[0]
-		c.args = append(c.args, "S", c.key(o.keys[i]), o.fields[i], o.vals[i])
+		c.args = append(c.args, "S", c.bucket(o.keys[i]), o.fields[i], o.vals[i])
 		c.parts = append(c.parts, p)
 		return
 	}
@@ -130,7 +143,7 @@ func (c *call) register(p part, idem bool, recs []int, dls []deadline) {
 	}
 	c.args = append(c.args, "R", ik, iv, o.idemTTL, o.nowMS, len(recs))
 	for _, i := range recs {
-		c.args = append(c.args, c.key(o.keys[i]), o.fields[i], o.vals[i])
+		c.args = append(c.args, c.bucket(o.keys[i]), o.fields[i], o.vals[i])
 	}
 	c.args = append(c.args, len(dls))
 	for _, d := range dls {
@@ -140,15 +153,18 @@ func (c *call) register(p part, idem bool, recs []int, dls []deadline) {
 }
 
 // cas adds a compare-and-set; key "" skips the hash part, zkey "" the ZREM.
-func (c *call) cas(p part, key, field string, old, new []byte, ttl int64, zkey, member string) {
+// state is the counter's byte in the bucket's state map once the field
+// holds new: registry.StateOf of the record new encodes, CounterFree for a
+// delete.
+func (c *call) cas(p part, key, field string, old, new []byte, ttl int64, zkey, member string, state registry.CounterState) {
 	k, zk := 0, 0
 	if key != "" {
-		k = c.key(key)
+		k = c.bucket(key)
 	}
 	if zkey != "" {
 		zk = c.key(zkey)
 	}
-	c.args = append(c.args, "C", k, field, old, new, ttl, zk, member)
+	c.args = append(c.args, "C", k, field, old, new, ttl, zk, member, uint8(state))
 	c.parts = append(c.parts, p)
 }
 
@@ -235,7 +251,7 @@ func (s *Store) addWhole(c *call, o *op) {
 		}
 		c.register(part{o: o, role: roleWhole}, true, all, o.dls)
 	case opCAS:
-		c.cas(part{o: o, role: roleWhole}, o.key, o.field, o.old, o.new, o.ttl, o.zkey, o.member)
+		c.cas(part{o: o, role: roleWhole}, o.key, o.field, o.old, o.new, o.ttl, o.zkey, o.member, o.state)
 	case opRaise:
 		c.raise(part{o: o, role: roleWhole}, s.highWaterKey(), o.hw)
 	}

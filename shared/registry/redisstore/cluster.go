@@ -48,7 +48,7 @@ func (s *Store) flushCluster(ctx context.Context, batch []*op) {
 				phase.at(o.keys[recs[0]]).register(part{o: o, role: roleRecords, recs: recs}, false, recs, nil)
 			}
 		case opCAS:
-			phase.at(o.key).cas(part{o: o, role: roleWhole}, o.key, o.field, o.old, o.new, o.ttl, "", "")
+			phase.at(o.key).cas(part{o: o, role: roleWhole}, o.key, o.field, o.old, o.new, o.ttl, "", "", o.state)
 		case opRaise:
 			phase.at(s.highWaterKey()).raise(part{o: o, role: roleWhole}, s.highWaterKey(), o.hw)
 		}
@@ -71,10 +71,10 @@ func (s *Store) flushCluster(ctx context.Context, batch []*op) {
 			}
 		case o.kind == opRegister:
 			for i := range o.keys {
-				phase.at(o.keys[i]).cas(part{o: o, role: roleCleanup}, o.keys[i], o.fields[i], o.vals[i], nil, 0, "", "")
+				phase.at(o.keys[i]).cas(part{o: o, role: roleCleanup}, o.keys[i], o.fields[i], o.vals[i], nil, 0, "", "", registry.CounterFree)
 			}
 		case o.kind == opCAS && o.err == nil && !o.mismatch && o.zkey != "":
-			phase.at(o.zkey).cas(part{o: o, role: roleCleanup}, "", "", nil, nil, 0, o.zkey, o.member)
+			phase.at(o.zkey).cas(part{o: o, role: roleCleanup}, "", "", nil, nil, 0, o.zkey, o.member, registry.CounterFree)
 		}
 	}
 	phase.run(ctx)
@@ -92,11 +92,11 @@ func (s *Store) flushCluster(ctx context.Context, batch []*op) {
 				continue
 			}
 			v := appendValue(nil, &rec, nonce)
-			phase.at(o.keys[i]).cas(part{o: o, role: roleCleanup}, o.keys[i], o.fields[i], o.vals[i], v, s.cfg.Retention.Milliseconds(), "", "")
+			phase.at(o.keys[i]).cas(part{o: o, role: roleCleanup}, o.keys[i], o.fields[i], o.vals[i], v, s.cfg.Retention.Milliseconds(), "", "", registry.StateOf(&rec))
 			s.stats.voided.Add(1)
 		}
 		for _, d := range o.dls {
-			phase.at(d.key).cas(part{o: o, role: roleCleanup}, "", "", nil, nil, 0, d.key, d.member)
+			phase.at(d.key).cas(part{o: o, role: roleCleanup}, "", "", nil, nil, 0, d.key, d.member, registry.CounterFree)
 		}
 	}
 	phase.run(ctx)

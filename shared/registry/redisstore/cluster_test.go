@@ -110,6 +110,10 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("state maps", func(t *testing.T) {
+		stateMapScenario(t, open(t, Config{Addrs: addrs, Shard: 3, Retention: time.Hour, TombstoneTTL: 2 * time.Hour}))
+	})
+
 	t.Run("conformance", func(t *testing.T) {
 		registrytest.Run(t, opener(Config{Addrs: addrs}), registrytest.IdempotencyExpiresByItself)
 	})

@@ -205,7 +205,7 @@ func (s *Store) completeEpoch(ctx context.Context, epoch string) error {
 
 // registryKeyKinds are the sub-prefixes of the registry's data keys (see
 // keys.go and keystore.go).
-var registryKeyKinds = []string{"r:{", "k:{", "deadlines:{", "hw:{", "key:{"}
+var registryKeyKinds = []string{"r:{", "s:{", "k:{", "deadlines:{", "hw:{", "key:{"}
 
 // scanRounds bounds the SCAN calls per master of registryKeysPresent:
 // a registry holds mostly its own keys, so a few thousand visited keys

@@ -15,15 +15,27 @@ import (
 // one script touches in Cluster mode is in one slot:
 //
 //	P r:{<shard>:<counter>>7>}  hash: field counter&127 → record value
+//	P s:{<shard>:<counter>>7>}  string: the bucket's state map, 128 bytes,
+//	                            byte i the registry.CounterState of field i
 //	P k:{<hex keyhash>}         string: idempotency entry, PX = its TTL
 //	P deadlines:{<shard>}       sorted set: score deadline ms, member id[16]
 //	P hw:{<shard>}              string: high-water mark, 16 hex digits
 //
 // A bucket holds at most 128 fields of small values, so it stays a listpack
 // (hash-max-listpack-entries 128, hash-max-listpack-value 64 by default).
+// A bucket and its state map share a hash tag, so one script call in one
+// slot writes both (see batchSource).
 
-// bucketBits is log2 of the fields per bucket.
-const bucketBits = 7
+// bucketBits is log2 of the fields per bucket: a bucket is the counters of
+// one state map.
+const bucketBits = registry.StateMapBits
+
+// stateKeyOf is the key of the state map of the bucket whose key is
+// bucketKey: "r:{" becomes "s:{" (the prefix holds no brace).
+func stateKeyOf(bucketKey string) string {
+	i := strings.IndexByte(bucketKey, '{')
+	return bucketKey[:i-2] + "s" + bucketKey[i-1:]
+}
 
 // bucketName is a bucket's key, remembered because consecutive IDs share it.
 type bucketName struct {

@@ -176,7 +176,7 @@ func (s *Store) transition(ctx context.Context, id idcodec.ID, ch registry.Chang
 		if out == registry.Replayed {
 			return rec, out, nil
 		}
-		o := &op{kind: opCAS, key: key, field: field, old: v, new: appendValue(nil, &rec, nonce), ttl: s.cfg.Retention.Milliseconds()}
+		o := &op{kind: opCAS, key: key, field: field, old: v, new: appendValue(nil, &rec, nonce), ttl: s.cfg.Retention.Milliseconds(), state: registry.StateOf(&rec)}
 		if out == registry.Tombstoned && s.cfg.TombstoneTTL > s.cfg.Retention {
 			o.ttl = s.cfg.TombstoneTTL.Milliseconds()
 		}

@@ -32,6 +32,10 @@
 //   - Storage: records live in hashes of 128 counters (listpack-encoded);
 //     a bucket lives at least Config.Retention after its last write, a
 //     bucket holding a tombstone at least Config.TombstoneTTL after it.
+//     Beside each bucket, in its slot, is its state map (one byte per
+//     counter, registry.StateOf its record), written by the same script
+//     call as the bucket's fields and living as long as the bucket (see
+//     batchSource, StateMaps).
 //     Redis must run with maxmemory-policy noeviction (CheckEvictionPolicy):
 //     a registry that evicts is lying.
 //   - A registry that forgets is noticed: a checker reads every master's
