@@ -7,6 +7,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"slices"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -146,6 +148,7 @@ func (s *Service) issue(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog
 		var ids []idcodec.ID
 		var recs []registry.Record
 		var hist []registry.Step
+		var bufs *batchBufs
 		if req.n == 1 {
 			// The request's own storage, unless an earlier attempt lent
 			// it to the registry: then one allocation instead of three.
@@ -155,7 +158,8 @@ func (s *Service) issue(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog
 			}
 			ids, recs, hist = one.id[:0], one.rec[:], one.step[:]
 		} else {
-			ids, recs = make([]idcodec.ID, 0, req.n), make([]registry.Record, req.n)
+			bufs = getBatchBufs(req.n)
+			ids, recs, hist = make([]idcodec.ID, 0, req.n), bufs.recs, bufs.steps
 		}
 		ids, err := s.d.IDs.NextN(ctx, req.n, ids)
 		if err != nil {
@@ -177,13 +181,8 @@ func (s *Service) issue(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog
 				ID: id, State: registry.Pending, IssuedAtMS: now.UnixMilli(), Subject: subject,
 				IdemKeyHash: keyHash, DeadlineMS: deadline, Metadata: sealed,
 			}
-			step := registry.Step{State: registry.Pending, AtMS: now.UnixMilli(), Actor: subject}
-			if hist != nil {
-				hist[0] = step
-				recs[i].History = hist[:1:1]
-			} else {
-				recs[i].History = []registry.Step{step}
-			}
+			hist[i] = registry.Step{State: registry.Pending, AtMS: now.UnixMilli(), Actor: subject}
+			recs[i].History = hist[i : i+1 : i+1]
 		}
 		if idem != nil {
 			idem.IDs, idem.CreatedMS = ids, now.UnixMilli()
@@ -206,6 +205,9 @@ func (s *Service) issue(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog
 		if own && err == nil {
 			log.lent = false
 		}
+		if bufs != nil && err == nil {
+			putBatchBufs(bufs)
+		}
 		if errors.Is(err, registry.ErrCollision) && attempt < maxCollisionRetries && ctx.Err() == nil {
 			s.d.Metrics.collisions.Inc()
 			log.L().Error("registry collision: IDs burnt, issuing fresh ones", zap.Error(err), zap.Int("count", len(ids)))
@@ -218,27 +220,63 @@ func (s *Service) issue(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog
 	}
 }
 
+// batchBufs are the records of a batch and their history steps (one each,
+// in one array). They go back to batchPool only after a Register that
+// answered nil, which is done with them; after any other answer a commit
+// still to come may read them, and they are left to the collector.
+type batchBufs struct {
+	recs  []registry.Record
+	steps []registry.Step
+}
+
+var batchPool = sync.Pool{New: func() any { return new(batchBufs) }}
+
+// getBatchBufs returns buffers of n records, cleared.
+func getBatchBufs(n int) *batchBufs {
+	b := batchPool.Get().(*batchBufs)
+	if cap(b.recs) < n {
+		b.recs, b.steps = make([]registry.Record, n), make([]registry.Step, n)
+	}
+	b.recs, b.steps = b.recs[:n], b.steps[:n]
+	return b
+}
+
+// putBatchBufs gives b back, its records cleared so that the pool holds
+// no subject, metadata or key hash of a finished request.
+func putBatchBufs(b *batchBufs) {
+	clear(b.recs)
+	clear(b.steps)
+	batchPool.Put(b)
+}
+
 // writeIDs writes {"id": ...} or {"ids": [...]} without reflection.
 func writeIDs(c *fasthttp.RequestCtx, ids []idcodec.ID, batch bool) {
-	var small [64]byte // a single ID's answer fits: no allocation (SetBody copies)
-	buf := small[:0]
 	if batch {
-		buf = make([]byte, 0, 16+len(ids)*(idcodec.TextLen+3))
-		buf = append(buf, `{"ids":[`...)
-		for i, id := range ids {
-			if i > 0 {
-				buf = append(buf, ',')
-			}
-			buf = append(buf, '"')
-			buf = id.AppendText(buf)
-			buf = append(buf, '"')
-		}
-		buf = append(buf, "]}"...)
-	} else {
-		buf = append(buf, `{"id":"`...)
-		buf = ids[0].AppendText(buf)
-		buf = append(buf, `"}`...)
+		writeBatch(c, ids)
+		return
 	}
+	var small [64]byte // a single ID's answer fits: no allocation (SetBody copies)
+	buf := append(small[:0], `{"id":"`...)
+	buf = ids[0].AppendText(buf)
+	buf = append(buf, `"}`...)
 	c.Response.Header.SetContentType("application/json")
 	c.SetBody(buf)
+}
+
+// writeBatch writes {"ids": [...]} into the response's own body buffer,
+// which fasthttp keeps from one request of a connection to the next.
+func writeBatch(c *fasthttp.RequestCtx, ids []idcodec.ID) {
+	buf := slices.Grow(c.Response.SwapBody(nil)[:0], 16+len(ids)*(idcodec.TextLen+3))
+	buf = append(buf, `{"ids":[`...)
+	for i, id := range ids {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, '"')
+		buf = id.AppendText(buf)
+		buf = append(buf, '"')
+	}
+	buf = append(buf, "]}"...)
+	c.Response.Header.SetContentType("application/json")
+	c.Response.SwapBody(buf)
 }
