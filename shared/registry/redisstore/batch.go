@@ -1,9 +1,11 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -97,6 +99,58 @@ type call struct {
 	index map[string]int
 	args  []any
 	parts []part
+	// marks are the fields the call's registrations write, as state map
+	// bucket index and offset; seal turns them into 'M' runs.
+	marks  []mark
+	sealed bool
+}
+
+// mark is a registration's field: its bucket's KEYS index and its offset
+// in the bucket (the field, 0..127).
+type mark struct {
+	b   int
+	off int
+}
+
+// fieldOffset is the offset a bucket's field (decimal, 0..127) names.
+func fieldOffset(f string) int {
+	n := 0
+	for i := 0; i < len(f); i++ {
+		n = n*10 + int(f[i]-'0')
+	}
+	return n
+}
+
+// seal appends the state map runs of the call's registrations ('M': bucket
+// index, first offset, length), each offset once, after every
+// sub-operation. It is called once, before the call is first sent.
+func (c *call) seal() {
+	if c.sealed {
+		return
+	}
+	c.sealed = true
+	if len(c.marks) == 0 {
+		return
+	}
+	slices.SortFunc(c.marks, func(x, y mark) int {
+		if x.b != y.b {
+			return cmp.Compare(x.b, y.b)
+		}
+		return cmp.Compare(x.off, y.off)
+	})
+	c.args[2] = len(c.args) + 1 // 1-based, as ARGV
+	b, lo, hi := c.marks[0].b, c.marks[0].off, c.marks[0].off+1
+	for _, m := range c.marks[1:] {
+		switch {
+		case m.b == b && m.off < hi: // the same field again
+		case m.b == b && m.off == hi:
+			hi++
+		default:
+			c.args = append(c.args, "M", b, lo, hi-lo)
+			b, lo, hi = m.b, m.off, m.off+1
+		}
+	}
+	c.args = append(c.args, "M", b, lo, hi-lo)
 }
 
 func newCall(durable bool, bucketTTL int64) *call {
@@ -104,7 +158,8 @@ func newCall(durable bool, bucketTTL int64) *call {
 	if durable {
 		d = "1"
 	}
-	return &call{index: map[string]int{}, args: []any{d, bucketTTL}}
+	// ARGV[3], the index of the first 'M', is set by seal.
+	return &call{index: map[string]int{}, args: []any{d, bucketTTL, 0}}
 }
 
 // key returns the 1-based KEYS index of k, adding it once.
@@ -133,7 +188,9 @@ func (c *call) register(p part, idem bool, recs []int, dls []deadline) {
 	o := p.o
 	if len(recs) == 1 && len(dls) == 0 && (!idem || o.idemVal == nil) {
 		i := recs[0]
-		c.args = append(c.args, "S", c.bucket(o.keys[i]), o.fields[i], o.vals[i])
+		b := c.bucket(o.keys[i])
+		c.args = append(c.args, "S", b, o.fields[i], o.vals[i])
+		c.marks = append(c.marks, mark{b, fieldOffset(o.fields[i])})
 		c.parts = append(c.parts, p)
 		return
 	}
@@ -143,7 +200,9 @@ func (c *call) register(p part, idem bool, recs []int, dls []deadline) {
 	}
 	c.args = append(c.args, "R", ik, iv, o.idemTTL, o.nowMS, len(recs))
 	for _, i := range recs {
-		c.args = append(c.args, c.bucket(o.keys[i]), o.fields[i], o.vals[i])
+		b := c.bucket(o.keys[i])
+		c.args = append(c.args, b, o.fields[i], o.vals[i])
+		c.marks = append(c.marks, mark{b, fieldOffset(o.fields[i])})
 	}
 	c.args = append(c.args, len(dls))
 	for _, d := range dls {
@@ -320,6 +379,9 @@ func (s *Store) exec(ctx context.Context, calls []*call) []result {
 	res := make([]result, len(calls))
 	if len(calls) == 0 {
 		return res
+	}
+	for _, c := range calls {
+		c.seal()
 	}
 	s.stats.roundTrips.Add(1)
 	if !s.cluster || s.cfg.WaitReplicas == 0 {

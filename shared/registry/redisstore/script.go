@@ -30,85 +30,128 @@ import "github.com/redis/go-redis/v9"
 // ARGV[1] is '1' in durable mode: a replay then rewrites the entry it
 // answers (same value, same TTL) so that the WAIT after the script covers
 // it. ARGV[2] is the record buckets' TTL in ms. A bucket's TTL is only ever
-// extended (a tombstone's longer TTL survives later writes).
+// extended (a tombstone's longer TTL survives later writes), and when it is,
+// to 1 % more than asked, so that the calls that write the same bucket
+// next (a bucket holds 128 sequential IDs) leave it as it is.
 //
 // State maps: a bucket key index b names the bucket KEYS[b] and its state
-// map KEYS[b+1] (call.bucket adds both). Every field the script writes or
-// deletes sets its byte of the map: CounterPending for a field a
-// registration writes (a resend, which finds its own value, writes
-// nothing), the 'C' state for a compare-and-set, CounterFree for a delete
-// (and for a registration's field undone by a collision). The bytes are
-// gathered per map and written after the last sub-operation, one SETRANGE
-// per run of consecutive counters, so that a batch of sequential IDs costs
-// a few commands per bucket and none per record. A map the script creates
-// is padded with zero bytes to registry.StateMapSize; a map's TTL follows its
-// bucket's (extended whenever the bucket's is, never shortened); the map
-// of a bucket that a delete emptied (and so Redis removed) is removed
-// with it. The maps are written even when a sub-operation fails with an
-// error reply (a key of the wrong type), so that what the sub-operations
-// before it wrote has its map when the error is returned.
+// map KEYS[b+1] (call.bucket adds both). A registration's fields are marked
+// pending by 'M' sub-operations that the Go side appends after every other
+// (call.seal), one a run of consecutive fields of one bucket:
+//
+//	'M' bucket key index, first offset, length → no result.
+//
+// so that a batch of sequential IDs costs one SETRANGE per bucket and no
+// work per record in the script. A registration that wrote nothing (a
+// collision, a replay) records its fields as skipped, and 'M' leaves them
+// as they are; a resend, which finds its own value, is marked pending
+// again, as it already is. A compare-and-set writes its byte (the state
+// of the new value, CounterFree for a delete) when it writes the field.
+// After the last sub-operation each map the call wrote is padded with
+// zero bytes to registry.StateMapSize and given its bucket's TTL, or
+// deleted with its bucket when a delete emptied it. ARGV[3] is the index
+// of the first 'M' (0: none): when a sub-operation fails with an error
+// reply (a key of the wrong type), the fields the 'M' runs name that exist
+// and whose byte is free are marked pending, so that what was written
+// before the error has its map.
 //
 // The shebang makes Redis refuse the whole script up front under OOM or
 // min-replicas-to-write, instead of failing at its first write.
 const batchSource = `#!lua
 local durable = ARGV[1] == '1'
 local rttl = tonumber(ARGV[2])
+local mstart = tonumber(ARGV[3])
 local out = {}
-local p = 3
+local p = 4
 -- buckets (by key index) whose TTL this call already extended to rttl
 -- (TTLs only grow)
 local seen = {}
-local function keep(k, ttl)
-  if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, ttl) end
+-- the TTL of each bucket this call kept and whether it extended it, the
+-- length of each map it wrote (by bucket key index), and the fields of
+-- registrations that wrote nothing (bucket index -> offset -> true)
+local bttl, extended, fresh, maplen, skip = {}, {}, {}, {}, {}
+-- keep extends a bucket's TTL to at least ttl: to ttl and 1 % more, so
+-- that the next writes of the bucket (a bucket is written by a few calls
+-- in a row) find it long enough and extend nothing
+local function keep(b, ttl)
+  local cur = redis.call('PTTL', KEYS[b])
+  -- no TTL: made by this call (every bucket gets one), so its map is to
+  -- be made too
+  if cur == -1 then fresh[b] = true end
+  if cur < ttl then
+    cur = ttl + math.floor(ttl / 100)
+    redis.call('PEXPIRE', KEYS[b], cur)
+    extended[b] = true
+  end
+  bttl[b] = cur
 end
 local function expiry(v)
   local e = 0
   for i = 1, 8 do e = e * 256 + string.byte(v, i) end
   return e
 end
--- state maps, by bucket key index: offset -> state to write, the buckets
--- in first-touch order, the longest TTL a bucket was kept to in this call,
--- and the buckets a field was deleted from
-local maps, order, ttls, emptied = {}, {}, {}, {}
-local function touch(b)
-  local m = maps[b]
-  if not m then
-    m = {}
-    maps[b] = m
-    order[#order+1] = b
+-- tail: a write of this call reached the map's last byte (its answer, 128,
+-- does not tell whether the map was there before)
+local tail = {}
+local function setmap(b, off, bytes)
+  local n = redis.call('SETRANGE', KEYS[b+1], off, bytes)
+  if not maplen[b] or maplen[b] < n then maplen[b] = n end
+  if off + #bytes == 128 then tail[b] = true end
+end
+local function skipped(b, f)
+  local t = skip[b]
+  if not t then
+    t = {}
+    skip[b] = t
   end
-  return m
+  t[tonumber(f)] = true
 end
-local function hold(b, ttl)
-  touch(b)
-  keep(KEYS[b], ttl)
-  if not ttls[b] or ttls[b] < ttl then ttls[b] = ttl end
+local one, zero = string.char(1), string.char(0)
+local function mark(b, lo, n)
+  local t = skip[b]
+  if not t and fresh[b] and not maplen[b] then
+    -- the whole map in one write
+    setmap(b, 0, string.rep(zero, lo) .. string.rep(one, n) .. string.rep(zero, 128 - lo - n))
+    return
+  end
+  if not t then
+    setmap(b, lo, string.rep(one, n))
+    return
+  end
+  for o = lo, lo + n - 1 do
+    if not t[o] then setmap(b, o, one) end
+  end
 end
-local function writeMaps()
-  for _, b in ipairs(order) do
-    local mk, ttl = KEYS[b+1], ttls[b]
-    if emptied[b] and redis.call('EXISTS', KEYS[b]) == 0 then
+local function finishMaps()
+  for b, n in pairs(maplen) do
+    local mk = KEYS[b+1]
+    local ttl = bttl[b] or redis.call('PTTL', KEYS[b])
+    if ttl == -2 then
       redis.call('DEL', mk)
-    elseif ttl or redis.call('EXISTS', mk) == 1 then
-      local m, n, o = maps[b], 0, 0
-      while o < 128 do
-        if m[o] then
-          local run, from = {}, o
-          while m[o] do
-            run[#run+1] = m[o]
-            o = o + 1
-          end
-          n = redis.call('SETRANGE', mk, from, string.char(unpack(run)))
-        else
-          o = o + 1
-        end
-      end
-      if n > 0 and n < 128 then
-        redis.call('SETRANGE', mk, n, string.rep(string.char(0), 128 - n))
-      end
-      -- GT leaves a key without a TTL alone: a map made by this call
-      if ttl and redis.call('PEXPIRE', mk, ttl, 'GT') == 0 and redis.call('PTTL', mk) == -1 then
+    else
+      if n < 128 then redis.call('SETRANGE', mk, n, string.rep(zero, 128 - n)) end
+      -- the bucket's TTL when this call set it; else a map that this call
+      -- may have made (shorter than 128 bytes before, or as long as the
+      -- bytes written up to the last offset) gets it unless it has one: an
+      -- older map's TTL was set with its bucket's
+      if ttl > 0 and extended[b] then
         redis.call('PEXPIRE', mk, ttl)
+      elseif ttl > 0 and (n < 128 or tail[b]) then
+        redis.call('PEXPIRE', mk, ttl, 'NX')
+      end
+    end
+  end
+end
+-- after an error reply: mark pending the fields of the 'M' runs that
+-- exist and whose byte is free
+local function recoverMarks()
+  if mstart == 0 then return end
+  for q = mstart, #ARGV, 4 do
+    local b, lo, n = tonumber(ARGV[q+1]), tonumber(ARGV[q+2]), tonumber(ARGV[q+3])
+    for o = lo, lo + n - 1 do
+      if redis.call('HEXISTS', KEYS[b], tostring(o)) == 1 then
+        local cur = redis.call('GETRANGE', KEYS[b+1], o, o)
+        if cur == '' or cur == string.char(0) then setmap(b, o, one) end
       end
     end
   end
@@ -121,14 +164,13 @@ local function run()
       local k, f, v = KEYS[b], ARGV[p+2], ARGV[p+3]
       p = p + 4
       local res = 0
-      if redis.call('HSETNX', k, f, v) == 1 then
-        (maps[b] or touch(b))[tonumber(f)] = 1
-      elseif redis.call('HGET', k, f) ~= v then
+      if redis.call('HSETNX', k, f, v) == 0 and redis.call('HGET', k, f) ~= v then
         res = 1
+        skipped(b, f)
       end
       if res == 0 and not seen[b] then
         seen[b] = true
-        hold(b, rttl)
+        keep(b, rttl)
       end
       out[#out+1] = res
     elseif kind == 'R' then
@@ -150,23 +192,17 @@ local function run()
       if res == 0 then
         -- HSETNX writes the common case in one call; a field already there
         -- is ours (a resend: same value) or a collision, which undoes what
-        -- this op wrote (nobody saw it: the script is atomic). A field is
-        -- marked pending as soon as it is written (an error reply further
-        -- on leaves it written) and free again when it is undone.
+        -- this op wrote (nobody saw it: the script is atomic).
         for i = 0, nrec - 1 do
           local q = rp + 3*i
-          local b = tonumber(ARGV[q])
-          local k, f, v = KEYS[b], ARGV[q+1], ARGV[q+2]
+          local k, f, v = KEYS[tonumber(ARGV[q])], ARGV[q+1], ARGV[q+2]
           if redis.call('HSETNX', k, f, v) == 0 then
             if redis.call('HGET', k, f) ~= v then
               res = i + 1
               for j = 0, i - 1 do
                 if wrote[j] then
                   local u = rp + 3*j
-                  local bj = tonumber(ARGV[u])
-                  redis.call('HDEL', KEYS[bj], ARGV[u+1])
-                  touch(bj)[tonumber(ARGV[u+1])] = 0
-                  emptied[bj] = true
+                  redis.call('HDEL', KEYS[tonumber(ARGV[u])], ARGV[u+1])
                 end
               end
               break
@@ -174,16 +210,23 @@ local function run()
             wrote[i] = false
           else
             wrote[i] = true
-            touch(b)[tonumber(f)] = 1
           end
         end
       end
-      if res == 0 then
+      if res ~= 0 then
+        -- nothing of it is written: its fields keep the bytes they have
+        -- (a bucket a rollback emptied has no map to keep: Redis removed
+        -- the bucket, and its map is removed with it below)
+        for i = 0, nrec - 1 do
+          local q = rp + 3*i
+          skipped(tonumber(ARGV[q]), ARGV[q+1])
+        end
+      else
         for i = 0, nrec - 1 do
           local b = tonumber(ARGV[rp + 3*i])
           if not seen[b] then
             seen[b] = true
-            hold(b, rttl)
+            keep(b, rttl)
           end
         end
         for i = 0, ndl - 1 do
@@ -207,16 +250,19 @@ local function run()
           res = -1
         elseif new == '' then
           redis.call('HDEL', key, f)
-          touch(b)[tonumber(f)] = 0
-          emptied[b] = true
+          setmap(b, tonumber(f), string.char(0))
+          bttl[b] = nil -- the delete may have emptied the bucket
         else
           redis.call('HSET', key, f, new)
-          touch(b)[tonumber(f)] = st
-          hold(b, ttl)
+          setmap(b, tonumber(f), string.char(st))
+          keep(b, ttl)
         end
       end
       if res == 0 and zk > 0 then redis.call('ZREM', KEYS[zk], m) end
       out[#out+1] = res
+    elseif kind == 'M' then
+      mark(tonumber(ARGV[p+1]), tonumber(ARGV[p+2]), tonumber(ARGV[p+3]))
+      p = p + 4
     elseif kind == 'H' then
       local k, v = KEYS[tonumber(ARGV[p+1])], ARGV[p+2]
       p = p + 3
@@ -229,7 +275,8 @@ local function run()
   end
 end
 local ok, res = pcall(run)
-writeMaps()
+if not ok then recoverMarks() end
+finishMaps()
 if not ok then
   if type(res) == 'table' and res.err then return res end
   return redis.error_reply('ERR idgen batch: ' .. tostring(res))
