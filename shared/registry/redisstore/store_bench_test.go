@@ -2,6 +2,8 @@ package redisstore
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,13 +17,25 @@ import (
 // goroutines, so that group commits form as under concurrent HTTP clients.
 // The baseline, measured in the same run, is what a registry without group
 // commit would do: one HSETNX round trip per ID from the client pool.
-// ops/roundtrip is the mean group size.
+// ops/roundtrip is the mean group size. The group commit on the shared
+// server also reports its CPU (redis-cpu-ns/op, from INFO cpu) and the time
+// of the batch script (evalsha-ns/op, from INFO commandstats) per
+// registration: the cost of the script, the state maps included.
 func BenchmarkRegisterParallel(b *testing.B) {
 	ctx := context.Background()
 	var seq atomic.Uint64
 	run := func(b *testing.B, s *Store) {
 		b.ReportAllocs()
 		b.SetParallelism(32)
+		var srv *redis.Client
+		if s.cfg.WaitReplicas == 0 { // the shared server, used by this benchmark alone
+			srv = redis.NewClient(&redis.Options{Addr: shared.Addr(), DisableIdentity: true})
+			defer srv.Close()
+			if err := srv.ConfigResetStat(ctx).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		cpu0 := serverCPU(b, srv)
 		st0 := s.Stats()
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
@@ -36,6 +50,10 @@ func BenchmarkRegisterParallel(b *testing.B) {
 		st := s.Stats()
 		if rt := st.RoundTrips - st0.RoundTrips; rt > 0 {
 			b.ReportMetric(float64(st.Ops-st0.Ops)/float64(rt), "ops/roundtrip")
+		}
+		if srv != nil {
+			b.ReportMetric(float64(serverCPU(b, srv)-cpu0)/float64(b.N), "redis-cpu-ns/op")
+			b.ReportMetric(evalshaNanos(b, srv)/float64(b.N), "evalsha-ns/op")
 		}
 	}
 	b.Run("groupcommit", func(b *testing.B) {
@@ -64,4 +82,52 @@ func BenchmarkRegisterParallel(b *testing.B) {
 		})
 		b.ReportMetric(1, "ops/roundtrip")
 	})
+}
+
+// serverCPU is the CPU time the server has used (user and system), or 0
+// without a client.
+func serverCPU(b *testing.B, c *redis.Client) time.Duration {
+	if c == nil {
+		return 0
+	}
+	info, err := c.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sec float64
+	for line := range strings.SplitSeq(info, "\r\n") {
+		for _, f := range []string{"used_cpu_user:", "used_cpu_sys:"} {
+			if v, ok := strings.CutPrefix(line, f); ok {
+				x, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					b.Fatalf("INFO cpu %q: %v", line, err)
+				}
+				sec += x
+			}
+		}
+	}
+	return time.Duration(sec * float64(time.Second))
+}
+
+// evalshaNanos is the time the server spent in EVALSHA since its last
+// CONFIG RESETSTAT.
+func evalshaNanos(b *testing.B, c *redis.Client) float64 {
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.SplitSeq(info, "\r\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_evalsha:"); ok {
+			for kv := range strings.SplitSeq(rest, ",") {
+				if v, ok := strings.CutPrefix(kv, "usec="); ok {
+					us, err := strconv.ParseFloat(v, 64)
+					if err != nil {
+						b.Fatalf("INFO commandstats %q: %v", line, err)
+					}
+					return us * 1000
+				}
+			}
+		}
+	}
+	return 0
 }
