@@ -177,13 +177,14 @@ func (s *Store) commit(batch []*kvregistry.Op) {
 		var grew int64
 		s.guard.CommitStarted()
 		err = s.db.Update(func(tx *bbolt.Tx) error {
-			if err := kvregistry.RunBatch(kv{tx}, batch); err != nil {
+			if err := s.c.RunBatch(kv{tx}, batch); err != nil {
 				return err
 			}
 			st := tx.Stats()
 			grew = st.GetPageAlloc()
 			return nil
 		})
+		s.c.Committed(err)
 		s.guard.CommitDone(grew, err)
 		if !errors.Is(err, syscall.ENOSPC) || try > 0 {
 			break

@@ -194,7 +194,7 @@ func (s *Store) commit(batch []*kvregistry.Op) {
 	err := s.log.guarded(func() error {
 		b := s.db.NewIndexedBatch()
 		t := kv{r: b, b: b, maxRecord: &s.maxRecord}
-		err := kvregistry.RunBatch(&t, batch)
+		err := s.c.RunBatch(&t, batch)
 		if t.err != nil {
 			err = t.err
 		}
@@ -202,6 +202,7 @@ func (s *Store) commit(batch []*kvregistry.Op) {
 			size = int64(t.b.Len())
 			err = t.b.Commit(s.writeOptions(batch))
 		}
+		s.c.Committed(err)
 		// Not reached after a Fatalf: that batch is Pebble's to keep.
 		_ = t.b.Close()
 		return err

@@ -36,6 +36,10 @@ type Committer struct {
 	// been received: then no commit holds it any more, and its channel
 	// is empty.
 	ops sync.Pool
+	// maps and staged belong to the commit goroutine (RunBatch,
+	// Committed).
+	maps   mapCache
+	staged map[stateMapKey]*stateMap
 }
 
 // NewCommitter returns the group commit of a backend: batches of at most

@@ -3,6 +3,7 @@ package kvregistry
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/idgen/idgen/shared/idcodec"
@@ -18,29 +19,73 @@ func StateMapKey(shard uint8, bucket uint64) []byte {
 
 type stateMapKey [9]byte
 
+type stateMap = [registry.StateMapSize]registry.CounterState
+
+// mapCache holds the state maps of the last buckets the commits wrote, as
+// committed: only the group commit writes maps, one batch at a time, so a
+// cached map is the stored one and a batch reads no map of the buckets it
+// keeps writing (sequential IDs fill a bucket over a few batches). A
+// failed commit empties it.
+type mapCache struct {
+	maps  map[stateMapKey]*stateMap
+	order []stateMapKey // oldest first, at most mapCacheSize
+}
+
+// mapCacheSize bounds the buckets mapCache holds.
+const mapCacheSize = 8
+
 // batchTx is the Tx of one group commit with the state maps its ops
 // changed, each written once when the batch's ops have run (RunBatch): a
 // batch of a thousand registrations in one bucket writes its map once.
 type batchTx struct {
 	Tx
-	maps map[stateMapKey]*[registry.StateMapSize]registry.CounterState
+	cache *mapCache
+	maps  map[stateMapKey]*stateMap
 }
 
 // RunBatch runs the ops of batch in tx, then writes the state maps they
-// changed. A backend's commit calls it in the transaction it commits; its
-// error (a failed write of a map) fails the whole batch, since the records
-// it wrote would otherwise go without their maps.
-func RunBatch(tx Tx, batch []*Op) error {
-	b := batchTx{Tx: tx}
+// changed. A backend's commit calls it in the transaction it commits, and
+// Committed with the commit's outcome; its error (a failed write of a
+// map) fails the whole batch, since the records it wrote would otherwise
+// go without their maps.
+func (c *Committer) RunBatch(tx Tx, batch []*Op) error {
+	b := batchTx{Tx: tx, cache: &c.maps}
 	for _, o := range batch {
 		o.Run(&b)
 	}
+	c.staged = b.maps
 	return b.flush()
+}
+
+// Committed tells c whether the transaction of the last RunBatch was
+// committed (err nil): the maps it wrote become the cached ones, or the
+// cache is emptied.
+func (c *Committer) Committed(err error) {
+	staged := c.staged
+	c.staged = nil
+	m := &c.maps
+	if err != nil {
+		m.maps, m.order = nil, m.order[:0]
+		return
+	}
+	for k, v := range staged {
+		if m.maps == nil {
+			m.maps = map[stateMapKey]*stateMap{}
+		}
+		if _, ok := m.maps[k]; !ok {
+			if len(m.order) == mapCacheSize {
+				delete(m.maps, m.order[0])
+				m.order = append(m.order[:0], m.order[1:]...)
+			}
+			m.order = append(m.order, k)
+		}
+		m.maps[k] = v
+	}
 }
 
 // state returns the map of id's bucket as this batch sees it, and id's
 // index in it.
-func (b *batchTx) state(id idcodec.ID) (*[registry.StateMapSize]registry.CounterState, int, error) {
+func (b *batchTx) state(id idcodec.ID) (*stateMap, int, error) {
 	f := id.Decompose()
 	var k stateMapKey
 	k[0] = f.Shard
@@ -49,17 +94,21 @@ func (b *batchTx) state(id idcodec.ID) (*[registry.StateMapSize]registry.Counter
 	if m, ok := b.maps[k]; ok {
 		return m, i, nil
 	}
-	// A key of its own: k stays on the stack on the common path (a hit).
-	v, err := b.Get(StateMaps, append([]byte(nil), k[:]...))
-	if err != nil {
-		return nil, 0, err
-	}
-	m := new([registry.StateMapSize]registry.CounterState)
-	if err := decodeStateMap(v, m); err != nil {
-		return nil, 0, err
+	m := new(stateMap)
+	if c, ok := b.cache.maps[k]; ok {
+		*m = *c // the batch's copy: the cache keeps what is committed
+	} else {
+		// A key of its own: k stays on the stack on the common path.
+		v, err := b.Get(StateMaps, append([]byte(nil), k[:]...))
+		if err != nil {
+			return nil, 0, err
+		}
+		if err := decodeStateMap(v, m); err != nil {
+			return nil, 0, err
+		}
 	}
 	if b.maps == nil {
-		b.maps = map[stateMapKey]*[registry.StateMapSize]registry.CounterState{}
+		b.maps = map[stateMapKey]*stateMap{}
 	}
 	b.maps[k] = m
 	return m, i, nil
@@ -75,26 +124,24 @@ func (b *batchTx) flush() error {
 			return err
 		}
 	}
-	b.maps = nil
 	return nil
 }
 
-// setState sets the state of id's counter to f of its state before. A Tx
-// that is not a batch's (RunBatch) writes the map at once.
+// errOutsideBatch: a registration or a transition ran in a transaction
+// that is not a group commit's (RunBatch), which alone writes state maps.
+var errOutsideBatch = errors.New("kvregistry: a write outside the group commit")
+
+// setState sets the state of id's counter to f of its state before.
 func setState(tx Tx, id idcodec.ID, f func(registry.CounterState) registry.CounterState) error {
 	b, ok := tx.(*batchTx)
 	if !ok {
-		b = &batchTx{Tx: tx}
-		defer func() { _ = b.flush() }()
+		return errOutsideBatch
 	}
 	m, i, err := b.state(id)
 	if err != nil {
 		return err
 	}
 	m[i] = f(m[i])
-	if !ok {
-		return b.flush()
-	}
 	return nil
 }
 
