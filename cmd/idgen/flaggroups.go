@@ -56,7 +56,7 @@ func (r *redisFlags) register(fs *flag.FlagSet) {
 // registerDurability adds the settings of the commands that write records.
 func (r *redisFlags) registerDurability(fs *flag.FlagSet) {
 	fs.IntVar(&r.WaitReplicas, "redis-wait-replicas", 0, "durable mode: a write is answered only after N replicas acknowledged it (WAIT)")
-	fs.DurationVar(&r.Retention, "redis-retention", 30*24*time.Hour, "how long registry records live in Redis after their last write")
+	fs.DurationVar(&r.Retention, "redis-retention", 30*24*time.Hour, "how long registry records live in Redis after their last write (at least: up to 1 % more)")
 }
 
 func (r redisFlags) validate() error {

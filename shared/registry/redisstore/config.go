@@ -58,7 +58,8 @@ type Config struct {
 	WaitTimeout time.Duration
 
 	// Retention: a record bucket (128 consecutive counters of one shard)
-	// lives at least Retention after its last write. Default 30 days.
+	// and its state map live at least Retention after the bucket's last
+	// write, and at most 1 % longer (see batchSource). Default 30 days.
 	Retention time.Duration
 	// TombstoneTTL is the minimum life of a null-compensation tombstone;
 	// it should exceed the longest upstream retry horizon. Default 14 days.
