@@ -355,11 +355,7 @@ func (m mapTamper) StateMaps(ctx context.Context, from, to uint64, fn func(*regi
 // says something else, with its ID.
 func TestDeepFindsTamperedMaps(t *testing.T) {
 	ctx := context.Background()
-	st, err := pebblestore.Open(pebblestore.Config{Dir: t.TempDir(), Shard: shard, NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := edgeStore(t)
 	from := time.Now().UnixMilli()
 	a := start(t, st, "a", 1)
 	ids := issue(t, st, a, 40, 1)
