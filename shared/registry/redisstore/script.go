@@ -69,15 +69,16 @@ local seen = {}
 -- the TTL of each bucket this call kept and whether it extended it, the
 -- length of each map it wrote (by bucket key index), and the fields of
 -- registrations that wrote nothing (bucket index -> offset -> true)
-local bttl, extended, fresh, maplen, skip = {}, {}, {}, {}, {}
+local bttl, extended, fresh, maplen, skip, cwrote = {}, {}, {}, {}, {}, {}
 -- keep extends a bucket's TTL to at least ttl: to ttl and 1 % more, so
 -- that the next writes of the bucket (a bucket is written by a few calls
 -- in a row) find it long enough and extend nothing
 local function keep(b, ttl)
   local cur = redis.call('PTTL', KEYS[b])
   -- no TTL: made by this call (every bucket gets one), so its map is to
-  -- be made too
-  if cur == -1 then fresh[b] = true end
+  -- be made too, unless one is there (a bucket left without a TTL by an
+  -- older failed call)
+  if cur == -1 and redis.call('EXISTS', KEYS[b+1]) == 0 then fresh[b] = true end
   if cur < ttl then
     cur = ttl + math.floor(ttl / 100)
     redis.call('PEXPIRE', KEYS[b], cur)
@@ -98,31 +99,58 @@ local function setmap(b, off, bytes)
   if not maplen[b] or maplen[b] < n then maplen[b] = n end
   if off + #bytes == 128 then tail[b] = true end
 end
-local function skipped(b, f)
-  local t = skip[b]
+local function flag(tables, b, f)
+  local t = tables[b]
   if not t then
     t = {}
-    skip[b] = t
+    tables[b] = t
   end
   t[tonumber(f)] = true
 end
+local function skipped(b, f) flag(skip, b, f) end
+local function cwritten(b, f) flag(cwrote, b, f) end
 local one, zero = string.char(1), string.char(0)
+-- byte is the map byte of field o of bucket b, '' for none
+local function byte(b, o)
+  return redis.call('GETRANGE', KEYS[b+1], o, o)
+end
+-- mark marks pending the fields lo..lo+n-1 of bucket b, which
+-- registrations of this call wrote or found as theirs (a resend), except
+-- the fields a compare-and-set of this call wrote (its byte is the
+-- field's last state) and the fields of registrations that wrote nothing
+-- (a collision, a replay): such a field is pending when another
+-- registration of this call wrote it (it exists, and its byte is still
+-- free), and keeps its byte otherwise.
 local function mark(b, lo, n)
-  local t = skip[b]
-  if not t and fresh[b] and not maplen[b] then
+  local t, w = skip[b], cwrote[b]
+  if not t and not w and fresh[b] and not maplen[b] then
     -- the whole map in one write
     setmap(b, 0, string.rep(zero, lo) .. string.rep(one, n) .. string.rep(zero, 128 - lo - n))
     return
   end
-  if not t then
+  if not t and not w then
     setmap(b, lo, string.rep(one, n))
     return
   end
   for o = lo, lo + n - 1 do
-    if not t[o] then setmap(b, o, one) end
+    if w and w[o] then
+      -- written by a compare-and-set
+    elseif t and t[o] then
+      if redis.call('HEXISTS', KEYS[b], tostring(o)) == 1 then
+        local cur = byte(b, o)
+        if cur == '' or cur == zero then setmap(b, o, one) end
+      end
+    else
+      setmap(b, o, one)
+    end
   end
 end
 local function finishMaps()
+  -- a bucket whose TTL this call extended and whose map it did not write
+  -- (its marks all kept their bytes) still extends its map's
+  for b in pairs(extended) do
+    if not maplen[b] then maplen[b] = 128 end
+  end
   for b, n in pairs(maplen) do
     local mk = KEYS[b+1]
     local ttl = bttl[b] or redis.call('PTTL', KEYS[b])
@@ -148,10 +176,18 @@ local function recoverMarks()
   if mstart == 0 then return end
   for q = mstart, #ARGV, 4 do
     local b, lo, n = tonumber(ARGV[q+1]), tonumber(ARGV[q+2]), tonumber(ARGV[q+3])
+    local kept = false
     for o = lo, lo + n - 1 do
       if redis.call('HEXISTS', KEYS[b], tostring(o)) == 1 then
-        local cur = redis.call('GETRANGE', KEYS[b+1], o, o)
-        if cur == '' or cur == string.char(0) then setmap(b, o, one) end
+        local cur = byte(b, o)
+        if cur == '' or cur == zero then setmap(b, o, one) end
+        -- the failed op wrote the field before its keep: the bucket gets
+        -- its TTL here
+        if not kept and not seen[b] then
+          kept = true
+          seen[b] = true
+          keep(b, rttl)
+        end
       end
     end
   end
@@ -251,10 +287,12 @@ local function run()
         elseif new == '' then
           redis.call('HDEL', key, f)
           setmap(b, tonumber(f), string.char(0))
+          cwritten(b, f)
           bttl[b] = nil -- the delete may have emptied the bucket
         else
           redis.call('HSET', key, f, new)
           setmap(b, tonumber(f), string.char(st))
+          cwritten(b, f)
           keep(b, ttl)
         end
       end
