@@ -42,17 +42,20 @@ import "github.com/redis/go-redis/v9"
 //	'M' bucket key index, first offset, length → no result.
 //
 // so that a batch of sequential IDs costs one SETRANGE per bucket and no
-// work per record in the script. A registration that wrote nothing (a
-// collision, a replay) records its fields as skipped, and 'M' leaves them
-// as they are; a resend, which finds its own value, is marked pending
-// again, as it already is. A compare-and-set writes its byte (the state
-// of the new value, CounterFree for a delete) when it writes the field.
-// After the last sub-operation each map the call wrote is padded with
-// zero bytes to registry.StateMapSize and given its bucket's TTL, or
-// deleted with its bucket when a delete emptied it. ARGV[3] is the index
-// of the first 'M' (0: none): when a sub-operation fails with an error
-// reply (a key of the wrong type), the fields the 'M' runs name that exist
-// and whose byte is free are marked pending, so that what was written
+// work per record in the script. A resend, which finds its own value, is
+// marked pending again, as it already is. A compare-and-set writes its
+// byte (the state of the new value, CounterFree for a delete) when it
+// writes the field, and 'M' leaves that field. A registration that wrote
+// nothing (a collision, a replay) records its fields as skipped: 'M'
+// marks such a field pending only when it exists with a free byte
+// (another registration of the call wrote it), and leaves it otherwise.
+// After the last sub-operation each map the call wrote, or whose bucket's
+// TTL it extended, is padded with zero bytes to registry.StateMapSize and
+// given its bucket's TTL, or deleted with its bucket when a delete emptied
+// it. ARGV[3] is the index of the first 'M' (0: none): when a
+// sub-operation fails with an error reply (a key of the wrong type), the
+// fields the 'M' runs name that exist and whose byte is free are marked
+// pending and their buckets get their TTL, so that what was written
 // before the error has its map.
 //
 // The shebang makes Redis refuse the whole script up front under OOM or
