@@ -197,3 +197,82 @@ func TestParseTime(t *testing.T) {
 		}
 	}
 }
+
+// Tombstones of other IDs and second records of a counter on an embedded
+// store (records keyed by ID hold both): a null compensation of another
+// ID of an issued counter leaves it issued in its record's state; a
+// registration over another ID's tombstone is issued once; a second
+// registered record is issued twice, whichever of the two a transition
+// changes. Each report is deep, and finds the maps saying what the
+// records are.
+func TestEdgeTombstonesAndRepeats(t *testing.T) {
+	ctx := context.Background()
+	const ms = 1_764_000_000_000
+	other := func(c uint64) idcodec.ID {
+		return idcodec.MustCompose(idcodec.Fields{TimestampMS: ms + 1, Worker: 2, Shard: shard, Counter: c})
+	}
+	own := func(c uint64) idcodec.ID {
+		return idcodec.MustCompose(idcodec.Fields{TimestampMS: ms, Worker: 1, Shard: shard, Counter: c})
+	}
+	null := registry.Change{To: registry.Compensated, Reason: "lost", Actor: "svc", NowMS: ms + 5}
+	commit := registry.Change{To: registry.Committed, Actor: "svc", NowMS: ms + 5}
+	for _, tt := range []struct {
+		name                                  string
+		steps                                 func(t *testing.T, st *pebblestore.Store)
+		issued, pending, committed, tombstone uint64
+		twice                                 int
+	}{
+		{"null compensation of another ID of an issued counter", func(t *testing.T, st *pebblestore.Store) {
+			reg(t, st, ms, 5)
+			mustTransition(t, st, other(5), null)
+		}, 1, 1, 0, 0, 0},
+		{"registration over another ID's tombstone", func(t *testing.T, st *pebblestore.Store) {
+			mustTransition(t, st, other(5), null)
+			reg(t, st, ms, 5)
+		}, 1, 1, 0, 0, 0},
+		{"a tombstone alone", func(t *testing.T, st *pebblestore.Store) {
+			mustTransition(t, st, other(5), null)
+		}, 0, 0, 0, 1, 0},
+		{"two records, the older committed", func(t *testing.T, st *pebblestore.Store) {
+			reg(t, st, ms, 5)
+			reg(t, st, ms+1, 5)
+			mustTransition(t, st, own(5), commit)
+		}, 1, 0, 1, 0, 1},
+		{"two records, the newer committed", func(t *testing.T, st *pebblestore.Store) {
+			reg(t, st, ms, 5)
+			reg(t, st, ms+1, 5)
+			mustTransition(t, st, idcodec.MustCompose(idcodec.Fields{TimestampMS: ms + 1, Worker: 1, Shard: shard, Counter: 5}), commit)
+		}, 1, 0, 1, 0, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			st := edgeStore(t)
+			put(t, st, zkc(0, 100, ms, "a", false))
+			tt.steps(t, st)
+			rep, err := reconcile.Run(ctx, st, reconcile.Query{Shard: shard, FromMS: ms, ToMS: ms, NowMS: ms + 10, Deep: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := rep.Totals
+			twice := 0
+			for _, v := range rep.Violations {
+				switch v.Kind {
+				case reconcile.IssuedTwice:
+					twice++
+				default:
+					t.Errorf("violation %+v", v)
+				}
+			}
+			if got.Issued != tt.issued || got.Pending != tt.pending || got.Committed != tt.committed || got.Tombstones != tt.tombstone || twice != tt.twice {
+				t.Fatalf("issued %d pending %d committed %d tombstones %d, issued twice %d; want %d %d %d %d, %d",
+					got.Issued, got.Pending, got.Committed, got.Tombstones, twice, tt.issued, tt.pending, tt.committed, tt.tombstone, tt.twice)
+			}
+		})
+	}
+}
+
+func mustTransition(t *testing.T, st *pebblestore.Store, id idcodec.ID, ch registry.Change) {
+	t.Helper()
+	if _, _, err := st.Transition(context.Background(), id, ch); err != nil {
+		t.Fatal(err)
+	}
+}

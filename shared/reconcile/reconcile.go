@@ -317,14 +317,15 @@ func Run(ctx context.Context, rd Reader, q Query) (*Report, error) {
 
 // verify reads the records of the counters [lo, hi) and reports every
 // counter whose state map (states, the non-free ones) does not say what
-// its records are: one record's StateOf, CounterRepeated beside the
-// latest's for more than one.
+// its records are: the state of its one registered record; for more than
+// one, CounterRepeated beside the state of one of them (the one written
+// last, which the records do not tell); for tombstones alone,
+// CounterTombstone.
 func (rep *Report) verify(ctx context.Context, rd Reader, shard uint8, lo, hi uint64, states map[uint64]registry.CounterState) error {
 	type seen struct {
-		n      int
-		id     string
-		latest int64
-		st     registry.CounterState
+		issued, tombs int
+		id            string
+		bases         []registry.CounterState // of the registered records
 	}
 	recs := map[uint64]*seen{}
 	err := rd.ScanCounters(ctx, lo, hi, func(rec registry.Record) error {
@@ -335,26 +336,39 @@ func (rep *Report) verify(ctx context.Context, rd Reader, shard uint8, lo, hi ui
 		}
 		s := recs[f.Counter]
 		if s == nil {
-			s = &seen{}
+			s = &seen{id: rec.ID.String()}
 			recs[f.Counter] = s
 		}
-		s.n++
-		if s.n == 1 || int64(f.TimestampMS) >= s.latest {
-			s.id, s.latest, s.st = rec.ID.String(), int64(f.TimestampMS), registry.StateOf(&rec)
+		if rec.Tombstone {
+			s.tombs++
+			return nil
 		}
+		if s.issued == 0 {
+			s.id = rec.ID.String()
+		}
+		s.issued++
+		s.bases = append(s.bases, registry.StateOf(&rec))
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("reconcile: scan [%d, %d): %w", lo, hi, err)
 	}
 	for c, s := range recs {
-		want := s.st
-		if s.n > 1 {
-			want |= registry.CounterRepeated
+		got := states[c]
+		var ok bool
+		var want string
+		switch {
+		case s.issued == 0:
+			ok, want = got == registry.CounterTombstone, fmt.Sprint(uint8(registry.CounterTombstone))
+		case s.issued == 1:
+			ok, want = got == s.bases[0], fmt.Sprint(uint8(s.bases[0]))
+		default:
+			ok = got&registry.CounterRepeated != 0 && slices.Contains(s.bases, got.Base())
+			want = fmt.Sprintf("%d (repeated) with one of the states %v", registry.CounterRepeated, s.bases)
 		}
-		if got := states[c]; got != want {
+		if !ok {
 			rep.violate(Violation{Kind: StateMapMismatch, Start: c, End: c + 1, ID: s.id,
-				Detail: fmt.Sprintf("the state map says %d, %d record(s) say %d", got, s.n, want)})
+				Detail: fmt.Sprintf("the state map says %d, %d registered record(s) and %d tombstone(s) say %s", got, s.issued, s.tombs, want)})
 		}
 		delete(states, c)
 	}

@@ -12,7 +12,10 @@ import (
 // describes (the group commit of a registration, the compare-and-set of a
 // transition), so a map always says what the bucket's records are, and
 // reconciliation tallies a range from its maps (one byte a counter)
-// instead of reading its records.
+// instead of reading its records. A counter with a registered record and
+// tombstones of other IDs (null compensations of IDs never issued; the
+// embedded stores key records by ID, so they hold both) has its registered
+// record's state: the tombstones do not change whether it was issued.
 const (
 	StateMapBits = 7
 	StateMapSize = 1 << StateMapBits
@@ -35,7 +38,8 @@ const (
 	CounterTombstone
 	// CounterRepeated is set beside the state when a second record of the
 	// counter (another ID: another time or worker) was registered: a
-	// counter issued twice. The state is the latest record's.
+	// counter issued twice. The state is that of the registered record
+	// written last.
 	CounterRepeated CounterState = 0x80
 )
 

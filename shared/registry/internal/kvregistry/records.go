@@ -116,8 +116,13 @@ func transition(tx Tx, id idcodec.ID, ch registry.Change) (registry.Record, regi
 	if err := tx.Put(Records, id[:], rec.AppendBinary(nil)); err != nil {
 		return registry.Record{}, 0, err
 	}
-	st := registry.StateOf(&rec)
+	st, tomb := registry.StateOf(&rec), rec.Tombstone
 	if err := setState(tx, id, func(old registry.CounterState) registry.CounterState {
+		if tomb && old.Issued() {
+			// A null compensation of another ID of an issued counter:
+			// the counter stays issued, in its record's state.
+			return old
+		}
 		return st | old&registry.CounterRepeated
 	}); err != nil {
 		return registry.Record{}, 0, err
