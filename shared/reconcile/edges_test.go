@@ -10,7 +10,7 @@ import (
 	"github.com/idgen/idgen/shared/registry/pebblestore"
 )
 
-func edgeStore(t *testing.T) *pebblestore.Store {
+func edgeStore(t testing.TB) *pebblestore.Store {
 	st, err := pebblestore.Open(pebblestore.Config{Dir: t.TempDir(), Shard: shard, NoSync: true})
 	if err != nil {
 		t.Fatal(err)
@@ -23,7 +23,7 @@ func zkc(start, end uint64, ms int64, inst string, unconfirmed bool) registry.Cl
 	return registry.Claim{Shard: shard, Start: start, End: end, Instance: inst, Source: registry.SourceZooKeeper, AtMS: ms, Unconfirmed: unconfirmed}
 }
 
-func put(t *testing.T, st *pebblestore.Store, cs ...registry.Claim) {
+func put(t testing.TB, st *pebblestore.Store, cs ...registry.Claim) {
 	for _, c := range cs {
 		if err := st.RecordClaim(context.Background(), c); err != nil {
 			t.Fatal(err)
