@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -74,7 +75,7 @@ func BenchmarkGenerateHandler(b *testing.B) {
 			}
 			gen := newGenerator(b, &generatortest.Source{}, generator.Config{InitialStep: 1 << 22, MinStep: 1 << 22, MaxStep: 1 << 22, Tracer: tp.Tracer("generator")})
 			reg := newMemRegistry()
-			benchGenerate(b, gen, reg, v.cfg, tp, v.stream(b), nil)
+			benchGenerate(b, gen, reg, v.cfg, tp, v.stream(b), 1)
 			if got := reg.records.Load(); got != int64(b.N) {
 				b.Errorf("%d records registered for %d requests", got, b.N)
 			}
@@ -83,7 +84,7 @@ func BenchmarkGenerateHandler(b *testing.B) {
 	b.Run("memregistry-batch1000", func(b *testing.B) {
 		gen := newGenerator(b, &generatortest.Source{}, generator.Config{InitialStep: 1 << 22, MinStep: 1 << 22, MaxStep: 1 << 22})
 		reg := newMemRegistry()
-		benchGenerate(b, gen, reg, httpapi.Config{NoAccessLog: true}, nil, discard(b), []byte(`{"count":1000}`))
+		benchGenerate(b, gen, reg, httpapi.Config{NoAccessLog: true}, nil, discard(b), 1000)
 		if got := reg.records.Load(); got != 1000*int64(b.N) {
 			b.Errorf("%d records registered for %d requests of 1,000", got, b.N)
 		}
@@ -91,13 +92,17 @@ func BenchmarkGenerateHandler(b *testing.B) {
 	b.Run("pebblestore", func(b *testing.B) {
 		store := openPebble(b, pebblestore.Config{})
 		gen := newGenerator(b, store, generator.Config{})
-		benchGenerate(b, gen, store, httpapi.Config{}, nil, discard(b), nil)
+		benchGenerate(b, gen, store, httpapi.Config{}, nil, discard(b), 1)
 	})
 }
 
-// benchGenerate serves POST /generate (with body, when set) from svc's
-// parallel goroutines.
-func benchGenerate(b *testing.B, gen *generator.Generator, reg benchRegistry, cfg httpapi.Config, tp *tracing.Provider, stream zapcore.WriteSyncer, body []byte) {
+// benchGenerate serves POST /generate of n IDs a request (a body
+// {"count":n} when n > 1) from svc's parallel goroutines.
+func benchGenerate(b *testing.B, gen *generator.Generator, reg benchRegistry, cfg httpapi.Config, tp *tracing.Provider, stream zapcore.WriteSyncer, n int) {
+	var body []byte
+	if n > 1 {
+		body = fmt.Appendf(nil, `{"count":%d}`, n)
+	}
 	svc := newBenchService(b, gen, reg, cfg, tp, stream)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -112,8 +117,8 @@ func benchGenerate(b *testing.B, gen *generator.Generator, reg benchRegistry, cf
 	defer func() {
 		cpu := float64(processCPU(b) - cpu0)
 		b.ReportMetric(cpu/float64(b.N), "cpu-ns/op")
-		if body != nil {
-			b.ReportMetric(cpu/float64(b.N)/1000, "cpu-ns/id")
+		if n > 1 {
+			b.ReportMetric(cpu/float64(b.N)/float64(n), "cpu-ns/id")
 		}
 	}()
 	b.RunParallel(func(pb *testing.PB) {

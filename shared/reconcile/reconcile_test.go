@@ -90,11 +90,7 @@ func stop(t *testing.T, in *instance) {
 // tampering is reported.
 func TestReconcileAccountsForEveryCounter(t *testing.T) {
 	ctx := context.Background()
-	st, err := pebblestore.Open(pebblestore.Config{Dir: t.TempDir(), Shard: shard, NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := edgeStore(t)
 	from := time.Now().UnixMilli()
 
 	a := start(t, st, "a", 1)
@@ -245,11 +241,7 @@ func TestReconcileAccountsForEveryCounter(t *testing.T) {
 // answers again.
 func TestRecorderHoldsBackUnrecordedClaims(t *testing.T) {
 	ctx := context.Background()
-	st, err := pebblestore.Open(pebblestore.Config{Dir: t.TempDir(), Shard: shard, NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := edgeStore(t)
 	fl := &flaky{Store: st}
 	fl.down.Store(true)
 	rec, err := reconcile.NewRecorder(reconcile.RecorderConfig{
@@ -295,11 +287,7 @@ func (f *flaky) RecordClaim(ctx context.Context, c registry.Claim) error {
 // in it is a violation.
 func TestUnconfirmedClaims(t *testing.T) {
 	ctx := context.Background()
-	st, err := pebblestore.Open(pebblestore.Config{Dir: t.TempDir(), Shard: shard, NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := edgeStore(t)
 	zk := func(start, end uint64, ms int64, unconfirmed bool) registry.Claim {
 		return registry.Claim{Shard: shard, Start: start, End: end, Instance: "i", Source: registry.SourceZooKeeper, AtMS: ms, Unconfirmed: unconfirmed}
 	}
