@@ -97,15 +97,7 @@ func LoadSigningKey(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	k, err := x509.ParsePKCS8PrivateKey(der)
-	if err != nil {
-		return nil, fmt.Errorf("audit: %s: %w", path, err)
-	}
-	key, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("audit: %s: not an Ed25519 key", path)
-	}
-	return key, nil
+	return parseKey[ed25519.PrivateKey](path, der, x509.ParsePKCS8PrivateKey)
 }
 
 // LoadPublicKey reads an Ed25519 public key from a PEM PKIX file, or
@@ -113,21 +105,28 @@ func LoadSigningKey(path string) (ed25519.PrivateKey, error) {
 // holds no such key.
 func LoadPublicKey(path string) (ed25519.PublicKey, error) {
 	if der, err := readPEM(path, "PUBLIC KEY"); err == nil {
-		k, err := x509.ParsePKIXPublicKey(der)
-		if err != nil {
-			return nil, fmt.Errorf("audit: %s: %w", path, err)
-		}
-		pub, ok := k.(ed25519.PublicKey)
-		if !ok {
-			return nil, fmt.Errorf("audit: %s: not an Ed25519 key", path)
-		}
-		return pub, nil
+		return parseKey[ed25519.PublicKey](path, der, x509.ParsePKIXPublicKey)
 	}
 	key, err := LoadSigningKey(path)
 	if err != nil {
 		return nil, err
 	}
 	return key.Public().(ed25519.PublicKey), nil
+}
+
+// parseKey is the key that parse reads from der, a block of the file at
+// path, if it is a K (an Ed25519 key of the kind the caller loads).
+func parseKey[K any](path string, der []byte, parse func([]byte) (any, error)) (K, error) {
+	var zero K
+	k, err := parse(der)
+	if err != nil {
+		return zero, fmt.Errorf("audit: %s: %w", path, err)
+	}
+	key, ok := k.(K)
+	if !ok {
+		return zero, fmt.Errorf("audit: %s: not an Ed25519 key", path)
+	}
+	return key, nil
 }
 
 // readPEM is the first block of type typ in the file at path.
