@@ -175,14 +175,7 @@ func (e *Violation) Unwrap() error { return e.Err }
 // Check returns a *Violation when x's answer is not one the document
 // describes for its request, else nil.
 func (v *Validator) Check(x Exchange) error {
-	u, err := url.ParseRequestURI(x.Target)
-	if err != nil {
-		// No client sends such a target: the HTTP server refuses it.
-		u = &url.URL{Path: "/"}
-		x.Method = "\x00unparsable"
-	}
-	req := &http.Request{Method: x.Method, URL: u, Header: http.Header{}, Host: "idgen.test"}
-	label := x.Method + " " + u.EscapedPath()
+	req, label := request(x)
 	route, _, err := v.router.FindRoute(req)
 	op := v.notFound
 	switch {
@@ -212,12 +205,26 @@ func (v *Validator) Check(x Exchange) error {
 		err = errors.New("response has not been resolved")
 	default:
 		// A HEAD answer has no body: its status and headers are checked.
-		err = v.checkResponse(r.Value, x, x.Method == http.MethodHead)
+		err = v.checkResponse(r.Value, x, req.Method == http.MethodHead)
 	}
 	if err != nil {
 		return &Violation{Route: label, Status: x.Status, Err: err}
 	}
 	return nil
+}
+
+// request is the request x answers, to find its operation by, and the
+// label of its route while the document names none: its method and path.
+// A target no client sends (the HTTP server refuses it) is a request for
+// "/" with a method no operation has.
+func request(x Exchange) (*http.Request, string) {
+	method := x.Method
+	u, err := url.ParseRequestURI(x.Target)
+	if err != nil {
+		u, method = &url.URL{Path: "/"}, "\x00unparsable"
+	}
+	req := &http.Request{Method: method, URL: u, Header: http.Header{}, Host: "idgen.test"}
+	return req, method + " " + u.EscapedPath()
 }
 
 // Check checks x with the Validator of api.Document.

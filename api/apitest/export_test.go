@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
@@ -15,19 +14,13 @@ import (
 // (openapi3filter.ValidateResponse, which compiles each schema at each
 // use): the tests hold Check to its verdicts.
 func (v *Validator) ReferenceCheck(x Exchange) error {
-	u, err := url.ParseRequestURI(x.Target)
-	if err != nil {
-		u = &url.URL{Path: "/"}
-		x.Method = "\x00unparsable"
-	}
-	req := &http.Request{Method: x.Method, URL: u, Header: http.Header{}, Host: "idgen.test"}
-	label := x.Method + " " + u.EscapedPath()
+	req, label := request(x)
 	route, params, err := v.router.FindRoute(req)
 	switch {
 	case errors.Is(err, routers.ErrPathNotFound):
-		route = &routers.Route{Spec: v.doc, Path: u.EscapedPath(), Method: x.Method, Operation: v.notFound}
+		route = &routers.Route{Spec: v.doc, Path: req.URL.EscapedPath(), Method: req.Method, Operation: v.notFound}
 	case errors.Is(err, routers.ErrMethodNotAllowed):
-		route = &routers.Route{Spec: v.doc, Path: u.EscapedPath(), Method: x.Method, Operation: v.notAllowed}
+		route = &routers.Route{Spec: v.doc, Path: req.URL.EscapedPath(), Method: req.Method, Operation: v.notAllowed}
 	case err != nil:
 		return &Violation{Route: label, Status: x.Status, Err: fmt.Errorf("find the operation: %w", err)}
 	default:
@@ -41,7 +34,7 @@ func (v *Validator) ReferenceCheck(x Exchange) error {
 		Options:                opts,
 	}
 	in.SetBodyBytes(x.Body)
-	if x.Method == http.MethodHead {
+	if req.Method == http.MethodHead {
 		req.Method, opts.ExcludeResponseBody = http.MethodGet, true
 	}
 	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
