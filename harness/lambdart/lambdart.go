@@ -33,6 +33,7 @@ package lambdart
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -84,24 +85,12 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.FunctionName == "" {
-		o.FunctionName = "idgen-test"
-	}
-	if o.Region == "" {
-		o.Region = "us-east-1"
-	}
-	if o.AccountID == "" {
-		o.AccountID = "000000000000"
-	}
-	if o.MemoryMB == 0 {
-		o.MemoryMB = 128
-	}
-	if o.Version == "" {
-		o.Version = "$LATEST"
-	}
-	if o.MaxResponse == 0 {
-		o.MaxResponse = 6 << 20
-	}
+	o.FunctionName = cmp.Or(o.FunctionName, "idgen-test")
+	o.Region = cmp.Or(o.Region, "us-east-1")
+	o.AccountID = cmp.Or(o.AccountID, "000000000000")
+	o.MemoryMB = cmp.Or(o.MemoryMB, 128)
+	o.Version = cmp.Or(o.Version, "$LATEST")
+	o.MaxResponse = cmp.Or(o.MaxResponse, 6<<20)
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}

@@ -37,6 +37,7 @@
 package redisharness
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"regexp"
@@ -123,18 +124,10 @@ var maxmemoryPolicies = []string{
 }
 
 func (o Options) withDefaults() Options {
-	if o.MaxmemoryPolicy == "" {
-		o.MaxmemoryPolicy = "noeviction"
-	}
-	if o.RedisServer == "" {
-		o.RedisServer = "redis-server"
-	}
-	if o.RedisSentinel == "" {
-		o.RedisSentinel = "redis-sentinel"
-	}
-	if o.RedisCLI == "" {
-		o.RedisCLI = "redis-cli"
-	}
+	o.MaxmemoryPolicy = cmp.Or(o.MaxmemoryPolicy, "noeviction")
+	o.RedisServer = cmp.Or(o.RedisServer, "redis-server")
+	o.RedisSentinel = cmp.Or(o.RedisSentinel, "redis-sentinel")
+	o.RedisCLI = cmp.Or(o.RedisCLI, "redis-cli")
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}

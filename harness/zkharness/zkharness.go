@@ -24,6 +24,7 @@
 package zkharness
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strings"
@@ -102,18 +103,10 @@ type Options struct {
 const maxServers = 15
 
 func (o Options) withDefaults() Options {
-	if o.Servers == 0 {
-		o.Servers = 1
-	}
-	if o.TickTime == 0 {
-		o.TickTime = 200 * time.Millisecond
-	}
-	if o.JVMHeap == "" {
-		o.JVMHeap = "-Xmx256m"
-	}
-	if o.Java == "" {
-		o.Java = "java"
-	}
+	o.Servers = cmp.Or(o.Servers, 1)
+	o.TickTime = cmp.Or(o.TickTime, 200*time.Millisecond)
+	o.JVMHeap = cmp.Or(o.JVMHeap, "-Xmx256m")
+	o.Java = cmp.Or(o.Java, "java")
 	if len(o.ClassPath) == 0 {
 		o.ClassPath = defaultClassPath()
 	}
