@@ -9,31 +9,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idgen/idgen/harness/optionstest"
 	"github.com/idgen/idgen/harness/proc"
 )
 
 func TestOptionsValidate(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		opts Options
-		ok   bool
-	}{
-		{"zero", Options{}, true},
-		{"full", Options{Password: "p w", ACLUser: "idgen", ACLPassword: "x", AppendFsyncAlways: true, MinReplicasToWrite: 1, MaxmemoryPolicy: "volatile-ttl", TLS: true}, true},
-		{"password with newline", Options{Password: "a\nb"}, false},
-		{"acl user without password", Options{ACLUser: "idgen"}, false},
-		{"acl password without user", Options{ACLPassword: "x"}, false},
-		{"acl user with space", Options{ACLUser: "a b", ACLPassword: "x"}, false},
-		{"acl user default", Options{ACLUser: "default", ACLPassword: "x"}, false},
-		{"negative min replicas", Options{MinReplicasToWrite: -1}, false},
-		{"unknown policy", Options{MaxmemoryPolicy: "lru"}, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if err := tc.opts.Validate(); (err == nil) != tc.ok {
-				t.Fatalf("Validate() = %v, want ok=%v", err, tc.ok)
-			}
-		})
-	}
+	optionstest.Run(t, []optionstest.Case[Options]{
+		{Name: "zero", Opts: Options{}, OK: true},
+		{Name: "full", Opts: Options{Password: "p w", ACLUser: "idgen", ACLPassword: "x", AppendFsyncAlways: true, MinReplicasToWrite: 1, MaxmemoryPolicy: "volatile-ttl", TLS: true}, OK: true},
+		{Name: "password with newline", Opts: Options{Password: "a\nb"}, OK: false},
+		{Name: "acl user without password", Opts: Options{ACLUser: "idgen"}, OK: false},
+		{Name: "acl password without user", Opts: Options{ACLPassword: "x"}, OK: false},
+		{Name: "acl user with space", Opts: Options{ACLUser: "a b", ACLPassword: "x"}, OK: false},
+		{Name: "acl user default", Opts: Options{ACLUser: "default", ACLPassword: "x"}, OK: false},
+		{Name: "negative min replicas", Opts: Options{MinReplicasToWrite: -1}, OK: false},
+		{Name: "unknown policy", Opts: Options{MaxmemoryPolicy: "lru"}, OK: false},
+	})
 }
 
 func TestQuote(t *testing.T) {

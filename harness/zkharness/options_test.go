@@ -10,29 +10,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idgen/idgen/harness/optionstest"
 	"github.com/idgen/idgen/harness/proc"
 )
 
 func TestOptionsValidate(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		opts Options
-		ok   bool
-	}{
-		{"zero", Options{}, true},
-		{"three", Options{Servers: 3, TickTime: 100 * time.Millisecond}, true},
-		{"negative servers", Options{Servers: -1}, false},
-		{"too many servers", Options{Servers: maxServers + 1}, false},
-		{"sub-millisecond tick", Options{TickTime: 1500 * time.Microsecond}, false},
-		{"negative tick", Options{TickTime: -time.Second}, false},
-		{"heap without dash", Options{JVMHeap: "256m"}, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if err := tc.opts.Validate(); (err == nil) != tc.ok {
-				t.Fatalf("Validate() = %v, want ok=%v", err, tc.ok)
-			}
-		})
-	}
+	optionstest.Run(t, []optionstest.Case[Options]{
+		{Name: "zero", Opts: Options{}, OK: true},
+		{Name: "three", Opts: Options{Servers: 3, TickTime: 100 * time.Millisecond}, OK: true},
+		{Name: "negative servers", Opts: Options{Servers: -1}, OK: false},
+		{Name: "too many servers", Opts: Options{Servers: maxServers + 1}, OK: false},
+		{Name: "sub-millisecond tick", Opts: Options{TickTime: 1500 * time.Microsecond}, OK: false},
+		{Name: "negative tick", Opts: Options{TickTime: -time.Second}, OK: false},
+		{Name: "heap without dash", Opts: Options{JVMHeap: "256m"}, OK: false},
+	})
 }
 
 func TestStartNotInstalled(t *testing.T) {
