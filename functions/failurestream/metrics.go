@@ -43,21 +43,13 @@ func NewMetrics() *Metrics {
 			Name: "idgen_compensate_processed_total",
 			Help: "Stream entries finished, by outcome: applied, replayed, null_compensation, dead_lettered.",
 		}, []string{"outcome"}),
-		retried: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "idgen_compensate_retried_total", Help: "Attempts that failed transiently and were retried (the entry stayed pending).",
-		}),
+		retried: newCounter("idgen_compensate_retried_total", "Attempts that failed transiently and were retried (the entry stayed pending)."),
 		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "idgen_compensate_dead_lettered_total", Help: "Entries moved to the dead-letter stream, by cause: malformed, max_deliveries, permanent.",
 		}, []string{"cause"}),
-		reclaimed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "idgen_compensate_reclaimed_total", Help: "Entries taken over from other consumers after --claim-idle (XAUTOCLAIM).",
-		}),
-		auditRecovered: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "idgen_compensate_audit_recovered_total", Help: "Audit entries written on redelivery for effects whose first attempt died before auditing.",
-		}),
-		trimmed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "idgen_compensate_trimmed_total", Help: "Entries removed from the failure stream after every consumer group acknowledged them (XTRIM MINID).",
-		}),
+		reclaimed:      newCounter("idgen_compensate_reclaimed_total", "Entries taken over from other consumers after --claim-idle (XAUTOCLAIM)."),
+		auditRecovered: newCounter("idgen_compensate_audit_recovered_total", "Audit entries written on redelivery for effects whose first attempt died before auditing."),
+		trimmed:        newCounter("idgen_compensate_trimmed_total", "Entries removed from the failure stream after every consumer group acknowledged them (XTRIM MINID)."),
 	}
 	for _, o := range []string{registry.Applied.String(), registry.Replayed.String(), registry.Tombstoned.String(), "dead_lettered"} {
 		m.processed.WithLabelValues(o)
@@ -68,6 +60,11 @@ func NewMetrics() *Metrics {
 	m.Registry.MustRegister(m.processed, m.retried, m.deadLettered, m.reclaimed, m.auditRecovered, m.trimmed, streamCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// newCounter is one of the worker's counters without labels.
+func newCounter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 }
 
 // watch makes w's group the subject of the stream gauges (the first

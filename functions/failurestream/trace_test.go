@@ -16,6 +16,15 @@ import (
 	"github.com/idgen/idgen/shared/saga/sagatest"
 )
 
+// recordingTracer is the tracer "compensate" of a provider whose ended
+// spans rec keeps; the provider shuts down when t ends.
+func recordingTracer(t *testing.T) (rec *tracetest.SpanRecorder, tracer trace.Tracer) {
+	rec = tracetest.NewSpanRecorder()
+	tp := tracing.NewProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
+	return rec, tp.Tracer("compensate")
+}
+
 // A failure event that carries a W3C traceparent is compensated in a span
 // of that trace (the publisher's span is its parent), and the audit entry
 // of the compensation carries the trace ID; an event without one starts a
@@ -28,10 +37,8 @@ func TestCompensationContinuesTheEventsTrace(t *testing.T) {
 	e := newEnv(t)
 	store := e.Store()
 	aud, path := e.AuditLog("w1")
-	rec := tracetest.NewSpanRecorder()
-	tp := tracing.NewProvider(sdktrace.WithSpanProcessor(rec))
-	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
-	w := e.worker("w1", failurestream.Config{Tracer: tp.Tracer("compensate")}, e.Core(store, aud, e.RDB), aud, e.RDB)
+	rec, tracer := recordingTracer(t)
+	w := e.worker("w1", failurestream.Config{Tracer: tracer}, e.Core(store, aud, e.RDB), aud, e.RDB)
 
 	ids := sagatest.PendingIDs(t, store, 2)
 	traced := failure(ids[0], "payment declined")
@@ -76,10 +83,8 @@ func TestLambdaCompensationContinuesTheEventsTrace(t *testing.T) {
 	e := newEnv(t)
 	store := e.Store()
 	aud, _ := e.AuditLog("lambda")
-	rec := tracetest.NewSpanRecorder()
-	tp := tracing.NewProvider(sdktrace.WithSpanProcessor(rec))
-	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
-	h := failurestream.LambdaHandler{Core: e.Core(store, aud, e.RDB), Logger: zaptest.NewLogger(t), Tracer: tp.Tracer("compensate")}
+	rec, tracer := recordingTracer(t)
+	h := failurestream.LambdaHandler{Core: e.Core(store, aud, e.RDB), Logger: zaptest.NewLogger(t), Tracer: tracer}
 	ids := sagatest.PendingIDs(t, store, 2)
 	parent := "00-" + traceID + "-b7ad6b7169203331-01"
 
