@@ -8,16 +8,26 @@ import (
 	"time"
 )
 
+// mdLines returns the writers of a Markdown report to w: line writes one
+// line (format and args as for fmt.Printf), para one ending a block (a
+// heading, a paragraph) and the blank line Markdown needs after it.
+func mdLines(w io.Writer) (line, para func(format string, args ...any)) {
+	line = func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	para = func(format string, args ...any) {
+		line(format, args...)
+		line("")
+	}
+	return line, para
+}
+
 // writeMarkdown renders r as bench/<CPU model>/results.md: the machine and command, the
 // targets with PASS/MISS, then every table.
 func writeMarkdown(w io.Writer, r *results) {
-	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	p, para := mdLines(w)
 	m := r.Machine
-	p("# idgen bench results")
-	p("")
+	para("# idgen bench results")
 	if r.Quick {
-		p("> **Quick run** (`-quick`): short runs, rough figures; not the published results.")
-		p("")
+		para("> **Quick run** (`-quick`): short runs, rough figures; not the published results.")
 	}
 	p("| | |")
 	p("|---|---|")
@@ -28,15 +38,12 @@ func writeMarkdown(w io.Writer, r *results) {
 	p("| tools | %s; %s; ZooKeeper from the Debian package (harness/zkharness) |", orDash(m.Wrk), orDash(m.Redis))
 	p("| date | %s (took %v) |", r.Started.Format("2006-01-02 15:04 MST"), r.Elapsed)
 	p("| command | `%s` |", r.Command)
-	p("| method | %d rounds, alternating, median reported; wrk %v per run after a %v warm-up, %d connections%s; in-process %v per measurement |",
+	para("| method | %d rounds, alternating, median reported; wrk %v per run after a %v warm-up, %d connections%s; in-process %v per measurement |",
 		r.Rounds, r.Duration, r.Warmup, r.Connections, latencyMethod(r), r.Benchtime)
-	p("")
-	p("![throughput ratios and latency percentiles](chart.svg)")
-	p("")
+	para("![throughput ratios and latency percentiles](chart.svg)")
 
 	gs := r.goals()
-	p("## Targets")
-	p("")
+	para("## Targets")
 	p("| target | measured | ratio to target (≥ 1 meets it) | result |")
 	p("|---|---|---:|---|")
 	for _, g := range gs {
@@ -58,10 +65,8 @@ func writeMarkdown(w io.Writer, r *results) {
 	writeMisses(w, r, gs)
 
 	if len(r.InProcess) > 0 {
-		p("## In-process: one ID per call")
-		p("")
-		p("Binary IDs as each library returns them (no text formatting). Ratio = peer ÷ idgen (higher: idgen is cheaper).")
-		p("")
+		para("## In-process: one ID per call")
+		para("Binary IDs as each library returns them (no text formatting). Ratio = peer ÷ idgen (higher: idgen is cheaper).")
 		p("| generator | serial ns/ID | allocs/ID | parallel ns/ID (%d goroutines) | serial ratio | parallel ratio | note |", m.GOMAXPROCS)
 		p("|---|---:|---:|---:|---:|---:|---|")
 		base := r.InProcess[0]
@@ -75,14 +80,12 @@ func writeMarkdown(w io.Writer, r *results) {
 	ceil, hasCeil := r.http("ceiling")
 	single, batch := r.httpSplit()
 	if len(single) > 0 {
-		p("## HTTP: one ID per request")
-		p("")
-		p("`wrk -t2 -c%d --latency`, POST /generate. Ratio to the ceiling = the median, over the rounds, of requests/s ÷ the ceiling's requests/s in the same round "+
+		para("## HTTP: one ID per request")
+		para("`wrk -t2 -c%d --latency`, POST /generate. Ratio to the ceiling = the median, over the rounds, of requests/s ÷ the ceiling's requests/s in the same round "+
 			"(each round runs the ceiling first and every target within about a minute after it, so a change of the machine's speed from one round to the next cancels out); "+
 			"the requests/s columns are medians. Refused: 503 answers summed over the rounds; only the naive design may give them (a request that fails "+
 			"within its %v timeout, for instance by losing the counter's compare-and-set to the other connections until then), and its requests/s counts issued IDs only; "+
 			"any non-2xx answer from idgen fails the bench.", r.Connections, naiveTimeout)
-		p("")
 		p("| target | requests/s | ratio to ceiling | p50 | p99 | p99.9 | socket errors | refused (503) | requests/s per round |")
 		p("|---|---:|---:|---:|---:|---:|---:|---:|---|")
 		for _, h := range single {
@@ -93,8 +96,7 @@ func writeMarkdown(w io.Writer, r *results) {
 	writeLatency(w, r)
 	writeSecurity(w, r)
 	if len(batch) > 0 {
-		p("## Batches: count=1000 per request, one instance")
-		p("")
+		para("## Batches: count=1000 per request, one instance")
 		p("| instance | requests/s | IDs/s | IDs/s ÷ ceiling requests/s | p50 | p99 | p99.9 |")
 		p("|---|---:|---:|---:|---:|---:|---:|")
 		for _, h := range batch {
@@ -103,14 +105,12 @@ func writeMarkdown(w io.Writer, r *results) {
 		p("")
 	}
 	if len(r.Coord) > 0 {
-		p("## Coordination cost")
-		p("")
-		p("Deltas over the measured runs of each target. ZooKeeper writes: the server's zxid delta (every write request, failed compare-and-sets included). " +
+		para("## Coordination cost")
+		para("Deltas over the measured runs of each target. ZooKeeper writes: the server's zxid delta (every write request, failed compare-and-sets included). " +
 			"Registry writes: group commits (embedded) or Redis round trips, from the server's own metrics. Redis commands: the server's `total_commands_processed`. " +
 			"Registry bytes: growth of Redis `used_memory` per ID (per copy; the durable replica holds another). " +
 			"Flush latency: one registry flush (group commit with its WAL sync, or Redis round trip, with WAIT when durable) from the server's `idgen_registry_flush_seconds` histogram: " +
 			"the mean, and the upper bound of the bucket holding the 99th percentile.")
-		p("")
 		p("| target | IDs | ZooKeeper writes per 1M IDs | range claims per 1M IDs | CAS conflicts per ID | registry writes per ID | Redis round trips per ID | Redis commands per ID | registry bytes per ID | flush latency mean | flush latency p99 ≤ |")
 		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 		for _, c := range r.Coord {
@@ -120,10 +120,8 @@ func writeMarkdown(w io.Writer, r *results) {
 		p("")
 	}
 	if len(r.ColdStart) > 0 {
-		p("## Cold start to first ID")
-		p("")
-		p("From exec of the server to the first 200 answer of POST /generate (fresh data directory; ZooKeeper and Redis already running), %d starts each.", r.Rounds)
-		p("")
+		para("## Cold start to first ID")
+		para("From exec of the server to the first 200 answer of POST /generate (fresh data directory; ZooKeeper and Redis already running), %d starts each.", r.Rounds)
 		p("| mode | median | min | max |")
 		p("|---|---:|---:|---:|")
 		for _, c := range r.ColdStart {
@@ -132,12 +130,9 @@ func writeMarkdown(w io.Writer, r *results) {
 		p("")
 	}
 	if len(r.HTTP) > 0 {
-		p("## CPU during the runs")
-		p("")
-		p("Cores used (CPU seconds per second, median of the rounds) out of %d. \"Rest\" is the rest of the machine: other work running on it and the idle servers.", m.Cores)
-		p("")
-		p("Server-side CPU = server + Redis + ZooKeeper, per request and per ID.")
-		p("")
+		para("## CPU during the runs")
+		para("Cores used (CPU seconds per second, median of the rounds) out of %d. \"Rest\" is the rest of the machine: other work running on it and the idle servers.", m.Cores)
+		para("Server-side CPU = server + Redis + ZooKeeper, per request and per ID.")
 		p("| target | server | Redis | ZooKeeper | wrk | rest | total | server-side µs CPU per request | per ID |")
 		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 		for _, h := range r.HTTP {
@@ -148,18 +143,13 @@ func writeMarkdown(w io.Writer, r *results) {
 		p("")
 	}
 	if len(r.Profiles) > 0 {
-		p("## CPU profiles")
-		p("")
+		para("## CPU profiles")
 		for _, pr := range r.Profiles {
-			p("### %s: [%s](%s)", pr.Name, pr.File, pr.File)
-			p("")
-			p("%s The profile saw %.2f cores.", pr.Context, pr.Cores)
-			p("")
-			p("Cost by category (flat CPU): %s.", categoryList(pr.Categories, 0))
-			p("")
+			para("### %s: [%s](%s)", pr.Name, pr.File, pr.File)
+			para("%s The profile saw %.2f cores.", pr.Context, pr.Cores)
+			para("Cost by category (flat CPU): %s.", categoryList(pr.Categories, 0))
 			if len(pr.Cum) > 0 {
-				p("Where it goes (cumulative, callees included, so shares overlap): %s.", cumList(pr.Cum, 0))
-				p("")
+				para("Where it goes (cumulative, callees included, so shares overlap): %s.", cumList(pr.Cum, 0))
 			}
 			p("| function | flat | cum |")
 			p("|---|---:|---:|")
@@ -170,8 +160,7 @@ func writeMarkdown(w io.Writer, r *results) {
 		}
 	}
 	if len(r.Notes) > 0 {
-		p("## Notes")
-		p("")
+		para("## Notes")
 		for _, n := range r.Notes {
 			p("- %s", n)
 		}
@@ -289,9 +278,8 @@ func writeLatency(w io.Writer, r *results) {
 	if len(r.Latency) == 0 {
 		return
 	}
-	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
-	p("## Latency at %d connections", r.LatencyConnections)
-	p("")
+	p, para := mdLines(w)
+	para("## Latency at %d connections", r.LatencyConnections)
 	if r.LatencyReused {
 		p("The p99 targets are stated at %d connections and judged on these runs: the throughput runs above (`-latency-connections` equals `-connections`).", statedLatConns)
 	} else {

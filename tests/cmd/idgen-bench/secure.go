@@ -160,32 +160,27 @@ func (r *results) auth(name string) (authResult, bool) {
 // writeSecurity renders the TLS + JWT comparison and the verification
 // costs; nothing when neither was measured.
 func writeSecurity(w io.Writer, r *results) {
-	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	p, para := mdLines(w)
 	plain, okP := r.http(plainKey)
 	sec, okS := r.http(secureKey)
 	if !(okP && okS) && len(r.Auth) == 0 {
 		return
 	}
-	p("## Cost of TLS + JWT")
-	p("")
+	para("## Cost of TLS + JWT")
 	if okP && okS {
-		p("The embedded instance (pebble) plain (`--dev`: HTTP, no authentication) and with `--tls-cert`/`--tls-key` (TLS 1.2+, ECDSA P-256 certificate) " +
+		para("The embedded instance (pebble) plain (`--dev`: HTTP, no authentication) and with `--tls-cert`/`--tls-key` (TLS 1.2+, ECDSA P-256 certificate) " +
 			"plus `--jwt-public-key` (ES256, `--jwt-issuer`, `--jwt-audience`), measured in the same rounds, alternating. wrk speaks HTTPS over keep-alive " +
 			"connections (one handshake per connection) and sends one token on every request (`-H \"Authorization: Bearer …\"`), so each request pays " +
 			"TLS record encryption and a verified-token cache hit, not a signature check.")
-		p("")
 		p("| comparison | requests/s TLS + JWT | requests/s plain | ratio | p50 (TLS + JWT / plain) | p99 (TLS + JWT / plain) | server µs CPU per request (TLS + JWT / plain) |")
 		p("|---|---:|---:|---:|---:|---:|---:|")
-		p("| idgen embedded (pebble): TLS + JWT ÷ plain | %s | %s | **%s** | %s / %s | %s / %s | %.1f / %.1f |",
+		para("| idgen embedded (pebble): TLS + JWT ÷ plain | %s | %s | **%s** | %s / %s | %s / %s | %.1f / %.1f |",
 			fmtNum(sec.RPS), fmtNum(plain.RPS), ratioTo(sec.RPS, plain.RPS, true), fmtDur(sec.P50), fmtDur(plain.P50), fmtDur(sec.P99), fmtDur(plain.P99),
 			sec.serverCPUPerReq(), plain.serverCPUPerReq())
-		p("")
-		p("Requests/s per round: TLS + JWT %s; plain %s.%s", roundsList(sec.RoundsRPS), roundsList(plain.RoundsRPS), pairedRatios(sec.RoundsRPS, plain.RoundsRPS))
-		p("")
+		para("Requests/s per round: TLS + JWT %s; plain %s.%s", roundsList(sec.RoundsRPS), roundsList(plain.RoundsRPS), pairedRatios(sec.RoundsRPS, plain.RoundsRPS))
 	}
 	if len(r.Auth) > 0 {
-		p("Verifying a token per request, key loaded once (shared/platform/auth `BenchmarkVerify`, the same functions via testing.Benchmark, %v each, median of %d rounds):", r.Benchtime, r.Rounds)
-		p("")
+		para("Verifying a token per request, key loaded once (shared/platform/auth `BenchmarkVerify`, the same functions via testing.Benchmark, %v each, median of %d rounds):", r.Benchtime, r.Rounds)
 		p("| token | baseline: claims decoded unverified ns (allocs) | first use: signature + claims ns (allocs) | cached ns (allocs) | cached, %d goroutines ns (allocs) |", r.Machine.GOMAXPROCS)
 		p("|---|---:|---:|---:|---:|")
 		for _, a := range r.Auth {
@@ -194,15 +189,13 @@ func writeSecurity(w io.Writer, r *results) {
 		}
 		p("")
 		if es, ok := r.auth("ES256"); ok && okP && okS && sec.serverCPUPerReq() > 0 {
-			p("A TLS + JWT request took %.1f µs of server CPU against %.1f µs plain (%+.1f µs). Of that, the token check (cached ES256) is %.2f µs (%.1f%% of the request); "+
+			para("A TLS + JWT request took %.1f µs of server CPU against %.1f µs plain (%+.1f µs). Of that, the token check (cached ES256) is %.2f µs (%.1f%% of the request); "+
 				"the rest is TLS (record encryption, one handshake per connection) and the authenticated middleware. A caller's first request with a new token pays %.0f µs once.",
 				sec.serverCPUPerReq(), plain.serverCPUPerReq(), sec.serverCPUPerReq()-plain.serverCPUPerReq(), es.CachedNs/1e3, 100*es.CachedNs/1e3/sec.serverCPUPerReq(), es.FirstNs/1e3)
-			p("")
 		}
 	}
 	if r.Machine.LoadAvg != "" {
-		p("Load average when the run started: %s (%d cores); other work on the machine shows in both columns alike, since the rounds alternate.", r.Machine.LoadAvg, r.Machine.Cores)
-		p("")
+		para("Load average when the run started: %s (%d cores); other work on the machine shows in both columns alike, since the rounds alternate.", r.Machine.LoadAvg, r.Machine.Cores)
 	}
 }
 
