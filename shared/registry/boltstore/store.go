@@ -21,7 +21,6 @@
 package boltstore
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -32,7 +31,6 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
-	"go.uber.org/zap"
 
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/registry"
@@ -47,39 +45,17 @@ const FileName = "idgen.db"
 const BallastName = FileName + ".ballast"
 
 // Config of a Store; the zero value means the documented defaults.
-type Config struct {
-	// Dir is the data directory, created if missing. Default "./data".
-	Dir string
-	// Shard whose counter ClaimRange advances. Default 0.
-	Shard uint8
-	// MaxBatch bounds the operations of one write transaction. Default 4096.
-	MaxBatch int
-	// OpenTimeout bounds waiting for the file lock held by another process.
-	// Default 2s.
-	OpenTimeout time.Duration
-	// NoSync skips fsync (tests of other packages only; never in service).
-	NoSync bool
-	// Observe, when set, is told the size and duration of every committed
-	// batch (metrics).
-	Observe func(ops int, d time.Duration)
-	// Logger receives the disk guard's changes of state. Default: none.
-	Logger *zap.Logger
-	// Disk configures the free-space and stall guard; its zero value means
-	// its documented defaults. Disk.Logger defaults to Logger.
-	Disk diskguard.Config
-	// CloseTimeout bounds Close when a commit does not return (a stalled
-	// disk): Close then returns an error and leaves it to the process exit.
-	// Default 30s.
-	CloseTimeout time.Duration
-}
+type Config = kvregistry.Config[Engine]
 
-// Validate reports a configuration that cannot work.
-func (c Config) Validate() error {
-	if c.CloseTimeout < 0 {
-		return errors.New("boltstore: negative close timeout")
-	}
-	return kvregistry.Validate("boltstore", c.Shard, c.MaxBatch, c.Disk)
-}
+// Engine holds the options of bbolt a Config adds to those every embedded
+// store shares: none.
+type Engine struct{}
+
+// Name is the prefix of the package's errors.
+func (Engine) Name() string { return "boltstore" }
+
+// Validate accepts every Engine.
+func (Engine) Validate() error { return nil }
 
 // registryOps are the registry's operations over the file (kvregistry).
 type registryOps = kvregistry.Registry
@@ -106,25 +82,7 @@ var (
 // and the needed bytes) when the filesystem is below the free-space
 // threshold.
 func Open(cfg Config) (*Store, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	cfg.Dir = cmp.Or(cfg.Dir, "./data")
-	cfg.MaxBatch = cmp.Or(cfg.MaxBatch, 4096)
-	cfg.OpenTimeout = cmp.Or(cfg.OpenTimeout, 2*time.Second)
-	cfg.CloseTimeout = cmp.Or(cfg.CloseTimeout, 30*time.Second)
-	cfg.Disk.Logger = cmp.Or(cfg.Disk.Logger, cfg.Logger)
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("boltstore: %w", err)
-	}
-	s, err := kvregistry.Guarded("boltstore", cfg.Disk, cfg.Dir, BallastName, func(guard *diskguard.Guard) (*Store, error) {
-		return openDB(cfg, guard)
-	})
-	if err != nil {
-		return nil, err
-	}
-	go s.flusher()
-	return s, nil
+	return kvregistry.Open(cfg, BallastName, os.MkdirAll, openDB)
 }
 
 func openDB(cfg Config, guard *diskguard.Guard) (*Store, error) {
@@ -152,6 +110,7 @@ func openDB(cfg Config, guard *diskguard.Guard) (*Store, error) {
 	}
 	s := &Store{cfg: cfg, db: db, guard: guard, c: kvregistry.NewCommitter(cfg.MaxBatch, guard.Check)}
 	s.registryOps = kvregistry.New("boltstore", cfg.Shard, s.write, s.read)
+	go s.flusher()
 	return s, nil
 }
 

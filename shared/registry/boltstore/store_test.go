@@ -32,5 +32,6 @@ func TestSecondOpenTimesOut(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	registrytest.ValidateConfig(t, func(shard uint8, maxBatch int) Config { return Config{Shard: shard, MaxBatch: maxBatch} },
-		registrytest.ConfigCase[Config]{Name: "negative close timeout", Cfg: Config{CloseTimeout: -1}})
+		registrytest.ConfigCase[Config]{Name: "negative close timeout", Cfg: Config{CloseTimeout: -1}},
+		registrytest.ConfigCase[Config]{Name: "negative open timeout", Cfg: Config{OpenTimeout: -1}})
 }

@@ -53,7 +53,7 @@ func TestWALErrorFailsStoreWithoutPanic(t *testing.T) {
 		return nil
 	}))
 	dir := t.TempDir()
-	s, err := Open(Config{Dir: dir, FS: fs, Logger: zaptest.NewLogger(t)})
+	s, err := Open(Config{Dir: dir, Engine: Engine{FS: fs}, Logger: zaptest.NewLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestWALENOSPCReleasesBallast(t *testing.T) {
 	}))
 	core, logs := observer.New(zap.InfoLevel)
 	dir := t.TempDir()
-	s, err := Open(Config{Dir: dir, FS: fs, Logger: zap.New(core), Disk: diskguard.Config{MinFreeBytes: 1 << 20, MinFreePercent: -1, BallastBytes: 1 << 20}})
+	s, err := Open(Config{Dir: dir, Engine: Engine{FS: fs}, Logger: zap.New(core), Disk: diskguard.Config{MinFreeBytes: 1 << 20, MinFreePercent: -1, BallastBytes: 1 << 20}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func (f *stallFile) SyncTo(n int64) (bool, error) {
 func TestStalledSyncFailsFast(t *testing.T) {
 	fs := &stallFS{FS: vfs.Default}
 	const bound = 200 * time.Millisecond
-	s, err := Open(Config{Dir: t.TempDir(), FS: fs, Logger: zaptest.NewLogger(t), Disk: diskguard.Config{StallTimeout: bound, PollInterval: 20 * time.Millisecond, MinFreeBytes: 1 << 20, MinFreePercent: -1}})
+	s, err := Open(Config{Dir: t.TempDir(), Engine: Engine{FS: fs}, Logger: zaptest.NewLogger(t), Disk: diskguard.Config{StallTimeout: bound, PollInterval: 20 * time.Millisecond, MinFreeBytes: 1 << 20, MinFreePercent: -1}})
 	if err != nil {
 		t.Fatal(err)
 	}

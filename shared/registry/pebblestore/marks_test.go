@@ -24,7 +24,7 @@ func TestAuditMarkUnsynced(t *testing.T) {
 		return nil
 	}))
 	dir := t.TempDir()
-	s, err := Open(Config{Dir: dir, FS: fs})
+	s, err := Open(Config{Dir: dir, Engine: Engine{FS: fs}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,6 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"go.uber.org/zap"
 
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/registry"
@@ -61,55 +60,36 @@ const DirName = "idgen.pebble"
 // other value, Ping reports its absence as corruption.
 const formatValue = "idgen-pebblestore/1"
 
-// Config of a Store; the zero value means the documented defaults.
-type Config struct {
-	// Dir is the data directory, created if missing. Default "./data".
-	Dir string
-	// Shard whose counter ClaimRange advances. Default 0.
-	Shard uint8
-	// MaxBatch bounds the operations of one group commit. Default 4096.
-	MaxBatch int
-	// OpenTimeout bounds waiting for the directory lock held by another
-	// process (or another Store of this process). Default 2s.
-	OpenTimeout time.Duration
-	// NoSync skips the WAL fsync (tests of other packages only; never in
-	// service).
-	NoSync bool
-	// Observe, when set, is told the size and duration of every committed
-	// batch (metrics).
-	Observe func(ops int, d time.Duration)
-	// Logger receives Pebble's own messages (info as debug, errors at most
-	// once per ErrorLogInterval for each kind, with a count of the ones left
-	// out) and the guard's changes of state. Default: none are logged.
-	Logger *zap.Logger
+// Config of a Store; the zero value means the documented defaults. Its
+// Logger receives Pebble's own messages too (info as debug, errors at most
+// once per Engine.ErrorLogInterval for each kind, with a count of the ones
+// left out).
+type Config = kvregistry.Config[Engine]
+
+// Engine holds the options of Pebble a Config adds to those every embedded
+// store shares.
+type Engine struct {
 	// ErrorLogInterval bounds how often one kind of Pebble error is logged.
 	// Default 10s.
 	ErrorLogInterval time.Duration
 	// FS is the filesystem Pebble writes through (tests inject faults with
 	// vfs/errorfs). Default vfs.Default.
 	FS vfs.FS
-	// Disk configures the free-space and stall guard; its zero value means
-	// its documented defaults. Disk.Logger defaults to Logger.
-	Disk diskguard.Config
-	// CloseTimeout bounds Close when a commit or Pebble itself does not
-	// return (a stalled disk, a failed store): Close then returns an error
-	// and leaves them to the process exit. Default 30s.
-	CloseTimeout time.Duration
+}
+
+// Name is the prefix of the package's errors.
+func (Engine) Name() string { return "pebblestore" }
+
+// Validate reports options that cannot work.
+func (e Engine) Validate() error {
+	if e.ErrorLogInterval < 0 {
+		return errors.New("pebblestore: negative interval")
+	}
+	return nil
 }
 
 // BallastName is the disk ballast file inside the data directory.
 const BallastName = DirName + ".ballast"
-
-// Validate reports a configuration that cannot work.
-func (c Config) Validate() error {
-	if c.OpenTimeout < 0 {
-		return errors.New("pebblestore: negative open timeout")
-	}
-	if c.ErrorLogInterval < 0 || c.CloseTimeout < 0 {
-		return errors.New("pebblestore: negative interval")
-	}
-	return kvregistry.Validate("pebblestore", c.Shard, c.MaxBatch, c.Disk)
-}
 
 // registryOps are the registry's operations over the directory
 // (kvregistry).
@@ -144,40 +124,21 @@ var _ generator.RangeSource = (*Store)(nil)
 // directory, the free and the needed bytes) when the filesystem is below
 // the free-space threshold.
 func Open(cfg Config) (*Store, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	cfg.Dir = cmp.Or(cfg.Dir, "./data")
-	cfg.MaxBatch = cmp.Or(cfg.MaxBatch, 4096)
-	cfg.OpenTimeout = cmp.Or(cfg.OpenTimeout, 2*time.Second)
-	cfg.ErrorLogInterval = cmp.Or(cfg.ErrorLogInterval, 10*time.Second)
-	cfg.CloseTimeout = cmp.Or(cfg.CloseTimeout, 30*time.Second)
-	cfg.FS = cmp.Or(cfg.FS, vfs.Default)
-	cfg.Logger = cmp.Or(cfg.Logger, zap.NewNop())
-	cfg.Disk.Logger = cmp.Or(cfg.Disk.Logger, cfg.Logger)
-	if err := cfg.FS.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("pebblestore: %w", err)
-	}
-	s, err := kvregistry.Guarded("pebblestore", cfg.Disk, cfg.Dir, BallastName, func(guard *diskguard.Guard) (*Store, error) {
-		return openDB(cfg, guard)
-	})
-	if err != nil {
-		return nil, err
-	}
-	go s.flusher()
-	return s, nil
+	cfg.Engine.ErrorLogInterval = cmp.Or(cfg.Engine.ErrorLogInterval, 10*time.Second)
+	cfg.Engine.FS = cmp.Or(cfg.Engine.FS, vfs.Default)
+	return kvregistry.Open(cfg, BallastName, cfg.Engine.FS.MkdirAll, openDB)
 }
 
 func openDB(cfg Config, guard *diskguard.Guard) (*Store, error) {
 	path := filepath.Join(cfg.Dir, DirName)
-	if err := cfg.FS.MkdirAll(path, 0o700); err != nil {
+	if err := cfg.Engine.FS.MkdirAll(path, 0o700); err != nil {
 		return nil, fmt.Errorf("pebblestore: %w", err)
 	}
-	lock, err := lockDir(cfg.FS, path, cfg.OpenTimeout)
+	lock, err := lockDir(cfg.Engine.FS, path, cfg.OpenTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("pebblestore: lock %s: %w", path, err)
 	}
-	log := &pebbleLogger{z: cfg.Logger, limit: newLogLimiter(cfg.ErrorLogInterval), onFatal: func(err error) { guard.Fail(err) }}
+	log := &pebbleLogger{z: cfg.Logger, limit: newLogLimiter(cfg.Engine.ErrorLogInterval), onFatal: func(err error) { guard.Fail(err) }}
 	s := &Store{
 		cfg: cfg, lock: lock, guard: guard, log: log, wo: pebble.Sync,
 		c: kvregistry.NewCommitter(cfg.MaxBatch, guard.Check),
@@ -207,6 +168,7 @@ func openDB(cfg Config, guard *diskguard.Guard) (*Store, error) {
 		_ = lock.Close()
 		return nil, err
 	}
+	go s.flusher()
 	return s, nil
 }
 
@@ -241,7 +203,7 @@ func options(cfg Config, lock *pebble.Lock, log *pebbleLogger, guard *diskguard.
 		MaxOpenFiles:                256,
 		Logger:                      log,
 		EventListener:               log.eventListener(),
-		FS:                          vfs.OnDiskFull(cfg.FS, guard.DiskFull),
+		FS:                          vfs.OnDiskFull(cfg.Engine.FS, guard.DiskFull),
 	}
 	o.WithFSDefaults() // disk-health checks: DiskSlow events
 	for i := range o.Levels {

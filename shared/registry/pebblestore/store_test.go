@@ -58,7 +58,9 @@ func TestSecondOpenFails(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	registrytest.ValidateConfig(t, func(shard uint8, maxBatch int) Config { return Config{Shard: shard, MaxBatch: maxBatch} },
-		registrytest.ConfigCase[Config]{Name: "negative timeout", Cfg: Config{OpenTimeout: -1}})
+		registrytest.ConfigCase[Config]{Name: "negative timeout", Cfg: Config{OpenTimeout: -1}},
+		registrytest.ConfigCase[Config]{Name: "negative close timeout", Cfg: Config{CloseTimeout: -1}},
+		registrytest.ConfigCase[Config]{Name: "negative error log interval", Cfg: Config{Engine: Engine{ErrorLogInterval: -1}}})
 }
 
 // TestRecordProbeAcrossReopen: registering skips the existence probe only
