@@ -205,22 +205,19 @@ func appendAddr(b []byte, a net.Addr) []byte {
 	return append(b, a.String()...)
 }
 
-// method returns m as a string, without allocating for the methods the
-// API serves.
+// servedMethods are the methods the API serves, as constant strings.
+var servedMethods = [...]string{
+	fasthttp.MethodGet, fasthttp.MethodPost, fasthttp.MethodHead,
+	fasthttp.MethodPut, fasthttp.MethodDelete, fasthttp.MethodOptions,
+}
+
+// method returns m as a string, without allocating for servedMethods:
+// the comparison string(m) == k converts nothing.
 func method(m []byte) string {
-	switch string(m) {
-	case fasthttp.MethodGet:
-		return fasthttp.MethodGet
-	case fasthttp.MethodPost:
-		return fasthttp.MethodPost
-	case fasthttp.MethodHead:
-		return fasthttp.MethodHead
-	case fasthttp.MethodPut:
-		return fasthttp.MethodPut
-	case fasthttp.MethodDelete:
-		return fasthttp.MethodDelete
-	case fasthttp.MethodOptions:
-		return fasthttp.MethodOptions
+	for _, k := range servedMethods {
+		if string(m) == k {
+			return k
+		}
 	}
 	return string(m)
 }
