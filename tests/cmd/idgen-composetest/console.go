@@ -47,17 +47,25 @@ func (r *run) console(ctx context.Context, instances int) error {
 	bctx, cancel := context.WithTimeout(bctx, time.Minute)
 	defer cancel()
 	within := chromedp.WithPollingTimeout(45 * time.Second)
-	err = chromedp.Do(bctx,
-		chromedp.Navigate(r.url("/")),
-		chromedp.Poll[chromedp.Void](`!document.getElementById('login').hidden`, within),
-		chromedp.SetValue(chromedp.ID("token"), r.token),
-		chromedp.Click(chromedp.CSS("#login-form button")),
-		chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.querySelectorAll('#instances tr.instance').length >= %d`, instances), within,
-			chromedp.WithPollingInterval(200*time.Millisecond)))
-	if err != nil {
-		return fmt.Errorf("the console through the load balancer did not list %d instances: %w", instances, err)
+	// signIn brings up the login form with first (loading the page, or
+	// signing out), signs in with token, waits until the page has at least
+	// one row per instance matching sel, and counts those rows. what is
+	// what the page failed to do in the error ("list").
+	signIn := func(first chromedp.Action[chromedp.Void], token, sel, what string) (int, error) {
+		count := fmt.Sprintf(`document.querySelectorAll('%s').length`, sel)
+		err := chromedp.Do(bctx,
+			first,
+			chromedp.Poll[chromedp.Void](`!document.getElementById('login').hidden`, within),
+			chromedp.SetValue(chromedp.ID("token"), token),
+			chromedp.Click(chromedp.CSS("#login-form button")),
+			chromedp.Poll[chromedp.Void](fmt.Sprintf(`%s >= %d`, count, instances), within,
+				chromedp.WithPollingInterval(200*time.Millisecond)))
+		if err != nil {
+			return 0, fmt.Errorf("the console through the load balancer did not %s %d instances: %w", what, instances, err)
+		}
+		return chromedp.Run(bctx, chromedp.Evaluate[int](count))
 	}
-	rows, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll('#instances tr.instance').length`))
+	rows, err := signIn(chromedp.Navigate(r.url("/")), r.token, "#instances tr.instance", "list")
 	if err != nil {
 		return err
 	}
@@ -68,17 +76,7 @@ func (r *run) console(ctx context.Context, instances int) error {
 	if err != nil {
 		return err
 	}
-	err = chromedp.Do(bctx,
-		chromedp.Click(chromedp.ID("signout")),
-		chromedp.Poll[chromedp.Void](`!document.getElementById('login').hidden`, within),
-		chromedp.SetValue(chromedp.ID("token"), operator),
-		chromedp.Click(chromedp.CSS("#login-form button")),
-		chromedp.Poll[chromedp.Void](fmt.Sprintf(`document.querySelectorAll('#issuance-instances tr.issuance').length >= %d`, instances), within,
-			chromedp.WithPollingInterval(200*time.Millisecond)))
-	if err != nil {
-		return fmt.Errorf("the console through the load balancer did not show issuance of %d instances: %w", instances, err)
-	}
-	issuing, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll('#issuance-instances tr.issuance').length`))
+	issuing, err := signIn(chromedp.Click(chromedp.ID("signout")), operator, "#issuance-instances tr.issuance", "show issuance of")
 	if err != nil {
 		return err
 	}
