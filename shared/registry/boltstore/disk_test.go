@@ -22,9 +22,7 @@ import (
 
 // TestDisk runs the suite's disk-guard tests.
 func TestDisk(t *testing.T) {
-	registrytest.RunDisk(t, func(dir string, disk diskguard.Config, log *zap.Logger) (*Store, error) {
-		return Open(Config{Dir: dir, Disk: disk, Logger: log})
-	}, BallastName)
+	registrytest.RunDisk(t, Open, BallastName)
 }
 
 // TestENOSPCReleasesBallast, on a real 8 MiB tmpfs with the threshold off:
@@ -85,14 +83,7 @@ func TestENOSPCReleasesBallast(t *testing.T) {
 // TestStalledCommitFailsFast: the suite's stall test, with a write
 // transaction that does not end standing for a commit stuck in the disk.
 func TestStalledCommitFailsFast(t *testing.T) {
-	const bound = 200 * time.Millisecond
-	s, err := Open(Config{Dir: t.TempDir(), Logger: zaptest.NewLogger(t),
-		Disk: diskguard.Config{StallTimeout: bound, PollInterval: 20 * time.Millisecond, MinFreeBytes: 1 << 20, MinFreePercent: -1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	registrytest.StalledCommitFailsFast(t, s, bound, func() (func() error, func()) {
+	registrytest.StalledCommitFailsFast(t, Open, Config{}, func(s *Store) (func() error, func()) {
 		release, stalled := make(chan struct{}), make(chan error, 1)
 		go func() {
 			stalled <- s.write(context.Background(), false, func(kvregistry.Tx) error { <-release; return nil })

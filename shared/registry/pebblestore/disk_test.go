@@ -25,9 +25,7 @@ import (
 
 // TestDisk runs the suite's disk-guard tests.
 func TestDisk(t *testing.T) {
-	registrytest.RunDisk(t, func(dir string, disk diskguard.Config, log *zap.Logger) (*Store, error) {
-		return Open(Config{Dir: dir, Disk: disk, Logger: log})
-	}, BallastName)
+	registrytest.RunDisk(t, Open, BallastName)
 }
 
 // walWrite matches the writes and syncs of WAL files.
@@ -210,14 +208,7 @@ func (f *stallFile) SyncTo(n int64) (bool, error) {
 // does not return (the stalled write is acknowledged once it does).
 func TestStalledSyncFailsFast(t *testing.T) {
 	fs := &stallFS{FS: vfs.Default}
-	const bound = 200 * time.Millisecond
-	s, err := Open(Config{Dir: t.TempDir(), Engine: Engine{FS: fs}, Logger: zaptest.NewLogger(t), Disk: diskguard.Config{StallTimeout: bound, PollInterval: 20 * time.Millisecond, MinFreeBytes: 1 << 20, MinFreePercent: -1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	defer fs.open()
-	registrytest.StalledCommitFailsFast(t, s, bound, func() (func() error, func()) {
+	registrytest.StalledCommitFailsFast(t, Open, Config{Engine: Engine{FS: fs}}, func(s *Store) (func() error, func()) {
 		fs.shut()
 		stalled := make(chan error, 1)
 		go func() {

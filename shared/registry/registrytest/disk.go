@@ -19,6 +19,7 @@ import (
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/diskguard"
 	"github.com/idgen/idgen/shared/registry/diskguard/diskguardtest"
+	"github.com/idgen/idgen/shared/registry/internal/kvregistry"
 )
 
 // DiskStore is a Store with a disk guard: the embedded backends.
@@ -27,17 +28,14 @@ type DiskStore interface {
 	DiskState() diskguard.State
 }
 
-// DiskOpener opens a store in dir with the disk guard configured by disk
-// and logging to log, or returns Open's error.
-type DiskOpener[S DiskStore] func(dir string, disk diskguard.Config, log *zap.Logger) (S, error)
-
-// RunDisk runs the disk-guard tests of the suite against stores of open,
-// on real tmpfs mounts (diskguardtest: they need root). ballast is the
-// name of the store's ballast file in its directory.
-func RunDisk[S DiskStore](t *testing.T, open DiskOpener[S], ballast string) {
+// RunDisk runs the disk-guard tests of the suite against stores of open
+// (an embedded backend's Open), on real tmpfs mounts (diskguardtest: they
+// need root). ballast is the name of the store's ballast file in its
+// directory.
+func RunDisk[E kvregistry.Engine, S DiskStore](t *testing.T, open func(kvregistry.Config[E]) (S, error), ballast string) {
 	// opened closes a store at the end of its test (Close again is nil).
 	opened := func(t *testing.T, dir string, disk diskguard.Config) (DiskStore, error) {
-		s, err := open(dir, disk, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+		s, err := open(kvregistry.Config[E]{Dir: dir, Disk: disk, Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))})
 		if err != nil {
 			return nil, err
 		}
@@ -223,15 +221,25 @@ func openOnFullDisk(t *testing.T, open diskOpener, ballast string) {
 	}
 }
 
-// StalledCommitFailsFast: while a commit does not return, Ping fails with
-// ErrStalled within bound (the store's StallTimeout) and a new write fails
-// at once instead of queueing; once the commit returns, the stalled write
-// succeeds and the store is ready again. stall starts a write whose commit
-// does not return until release is called; wait returns that write's
-// error. How to stall a commit is the backend's own.
-func StalledCommitFailsFast(t *testing.T, s DiskStore, bound time.Duration, stall func() (wait func() error, release func())) {
+// StalledCommitFailsFast opens a store with open (an embedded backend's
+// Open) from cfg (the engine's options) with a stall bound of 200ms, then
+// checks that while a commit does not return, Ping fails with ErrStalled
+// within the bound and a new write fails at once instead of queueing; once
+// the commit returns, the stalled write succeeds and the store is ready
+// again. stall starts a write in the store whose commit does not return
+// until release is called; wait returns that write's error. How to stall a
+// commit is the backend's own.
+func StalledCommitFailsFast[E kvregistry.Engine, S DiskStore](t *testing.T, open func(kvregistry.Config[E]) (S, error), cfg kvregistry.Config[E], stall func(S) (wait func() error, release func())) {
+	const bound = 200 * time.Millisecond
+	cfg.Dir, cfg.Logger = t.TempDir(), zaptest.NewLogger(t)
+	cfg.Disk = diskguard.Config{StallTimeout: bound, PollInterval: 20 * time.Millisecond, MinFreeBytes: 1 << 20, MinFreePercent: -1}
+	s, err := open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
 	ctx := context.Background()
-	wait, release := stall()
+	wait, release := stall(s)
 	released := sync.OnceFunc(release)
 	defer released()
 	t0 := time.Now()
