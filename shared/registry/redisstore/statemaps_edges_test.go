@@ -24,26 +24,30 @@ func otherID(c uint64) idcodec.ID {
 	return idcodec.MustCompose(idcodec.Fields{TimestampMS: testMS + 1, Worker: 7, Shard: 3, Counter: c})
 }
 
-// Two registrations of one counter in one call: the first is written, the
-// second collides; the map says the first's record is pending.
-func TestStateMapCollisionInOneCall(t *testing.T) {
-	s := open(t, Config{Shard: 3, Retention: time.Hour})
-	batch := []*op{edgeOp(s, pending(id(5))), edgeOp(s, pending(otherID(5)))}
+// flushColliding flushes in one call a registration of id(5), then second,
+// which holds another ID of counter 5: the first is written, the second
+// fails with ErrCollision.
+func flushColliding(t *testing.T, s *Store, second registry.Issue) {
+	t.Helper()
+	batch := []*op{edgeOp(s, pending(id(5))), edgeOp(s, second)}
 	s.flush(batch)
 	if batch[0].err != nil || !errors.Is(batch[1].err, registry.ErrCollision) {
 		t.Fatalf("errors %v / %v", batch[0].err, batch[1].err)
 	}
+}
+
+// Two registrations of one counter in one call: the first is written, the
+// second collides; the map says the first's record is pending.
+func TestStateMapCollisionInOneCall(t *testing.T) {
+	s := open(t, Config{Shard: 3, Retention: time.Hour})
+	flushColliding(t, s, pending(otherID(5)))
 	checkStateMaps(t, s, 0, 1)
 }
 
 // The same, a batch registration ('R') colliding with a one-record one.
 func TestStateMapBatchCollisionInOneCall(t *testing.T) {
 	s := open(t, Config{Shard: 3, Retention: time.Hour})
-	batch := []*op{edgeOp(s, pending(id(5))), edgeOp(s, pending(id(6), otherID(5)))}
-	s.flush(batch)
-	if batch[0].err != nil || !errors.Is(batch[1].err, registry.ErrCollision) {
-		t.Fatalf("errors %v / %v", batch[0].err, batch[1].err)
-	}
+	flushColliding(t, s, pending(id(6), otherID(5)))
 	checkStateMaps(t, s, 0, 1)
 }
 
@@ -62,11 +66,7 @@ func TestStateMapTTLFollowsBucketOnCollision(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	batch := []*op{edgeOp(s, pending(id(5))), edgeOp(s, pending(otherID(5)))}
-	s.flush(batch)
-	if batch[0].err != nil || !errors.Is(batch[1].err, registry.ErrCollision) {
-		t.Fatalf("errors %v / %v", batch[0].err, batch[1].err)
-	}
+	flushColliding(t, s, pending(otherID(5)))
 	mttl, bttl := s.client.PTTL(ctx, mk).Val(), s.client.PTTL(ctx, bk).Val()
 	if mttl < bttl {
 		t.Fatalf("map TTL %v < bucket TTL %v", mttl, bttl)
