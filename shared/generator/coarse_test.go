@@ -18,11 +18,7 @@ func coarseRunning(g *Generator) bool {
 // that stopped refreshing, not scheduling noise under -race), never going
 // back; the ticker runs while IDs are issued.
 func TestCoarseClockFollowsTheClock(t *testing.T) {
-	g, err := New(&memSource{}, FixedWorker(7), Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := newGen(t, &memSource{}, FixedWorker(7), Config{})
 	ctx := context.Background()
 	const slack = 100 // ms
 	var last uint64

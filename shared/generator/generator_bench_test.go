@@ -17,11 +17,7 @@ import (
 // sonyflake, xid) are peers of make bench (tests/cmd/idgen-bench), so that
 // the service's module does not depend on them.
 func BenchmarkHotPath(b *testing.B) {
-	g, err := New(&memSource{}, FixedWorker(1), Config{InitialStep: 1 << 22, MinStep: 1 << 22, MaxStep: 1 << 22})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer g.Close()
+	g := newGen(b, &memSource{}, FixedWorker(1), Config{InitialStep: 1 << 22, MinStep: 1 << 22, MaxStep: 1 << 22})
 	ctx := context.Background()
 	if err := g.Warm(ctx); err != nil {
 		b.Fatal(err)
@@ -66,11 +62,7 @@ func BenchmarkHotPath(b *testing.B) {
 
 // BenchmarkBatch1000 is the batch path: one atomic add for 1000 IDs.
 func BenchmarkBatch1000(b *testing.B) {
-	g, err := New(&memSource{}, FixedWorker(1), Config{InitialStep: 1 << 22, MinStep: 1 << 22, MaxStep: 1 << 22})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer g.Close()
+	g := newGen(b, &memSource{}, FixedWorker(1), Config{InitialStep: 1 << 22, MinStep: 1 << 22, MaxStep: 1 << 22})
 	buf := make([]idcodec.ID, 0, 1000)
 	b.ReportAllocs()
 	for b.Loop() {

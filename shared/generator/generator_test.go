@@ -63,19 +63,20 @@ func (s *memSource) claimCount() int {
 	return len(s.claims)
 }
 
-func newGen(t *testing.T, src RangeSource, cfg Config) *Generator {
-	t.Helper()
-	g, err := New(src, FixedWorker(3), cfg)
+// newGen returns a generator of New, closed with the test.
+func newGen(tb testing.TB, src RangeSource, worker WorkerSource, cfg Config) *Generator {
+	tb.Helper()
+	g, err := New(src, worker, cfg)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(g.Close)
+	tb.Cleanup(g.Close)
 	return g
 }
 
 func TestParallelUniqueness(t *testing.T) {
 	src := &memSource{}
-	g := newGen(t, src, Config{Shard: 5})
+	g := newGen(t, src, FixedWorker(3), Config{Shard: 5})
 	const workers, per = 8, 5000
 	out := make([][]idcodec.ID, workers)
 	var wg sync.WaitGroup
@@ -128,7 +129,7 @@ func TestParallelUniqueness(t *testing.T) {
 }
 
 func TestBatchIsContiguousAndOrdered(t *testing.T) {
-	g := newGen(t, &memSource{}, Config{})
+	g := newGen(t, &memSource{}, FixedWorker(3), Config{})
 	for round := 0; round < 50; round++ {
 		ids, err := g.NextN(context.Background(), 1000, nil)
 		if err != nil {
@@ -155,7 +156,7 @@ func TestClockStepsBack(t *testing.T) {
 	var mu sync.Mutex
 	now := time.UnixMilli(1_764_000_000_000)
 	clock := &idcodec.Clock{Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }}
-	g := newGen(t, &memSource{}, Config{Clock: clock})
+	g := newGen(t, &memSource{}, FixedWorker(3), Config{Clock: clock})
 	var prev idcodec.ID
 	seen := map[idcodec.ID]bool{}
 	for i := 0; i < 5000; i++ {
@@ -185,7 +186,7 @@ func TestClockStepsBack(t *testing.T) {
 // current one runs out, so the hot path does not wait.
 func TestPrefetch(t *testing.T) {
 	src := &memSource{}
-	g := newGen(t, src, Config{InitialStep: 1000, MinStep: 1000, PrefetchRatio: 0.5})
+	g := newGen(t, src, FixedWorker(3), Config{InitialStep: 1000, MinStep: 1000, PrefetchRatio: 0.5})
 	if err := g.Warm(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +219,7 @@ func TestPrefetch(t *testing.T) {
 
 func TestAdaptiveStep(t *testing.T) {
 	src := &memSource{}
-	g := newGen(t, src, Config{InitialStep: 1000, MinStep: 1000, MaxStep: 16000, TargetLifetime: time.Hour})
+	g := newGen(t, src, FixedWorker(3), Config{InitialStep: 1000, MinStep: 1000, MaxStep: 16000, TargetLifetime: time.Hour})
 	ctx := context.Background()
 	// Fast consumption: ranges claimed much sooner than the target lifetime
 	// make the step grow, up to MaxStep.
@@ -240,7 +241,7 @@ func TestAdaptiveStep(t *testing.T) {
 		}
 	}
 	// Slow consumption shrinks it again.
-	g2 := newGen(t, &memSource{}, Config{InitialStep: 8000, MinStep: 1000, MaxStep: 16000, TargetLifetime: time.Millisecond})
+	g2 := newGen(t, &memSource{}, FixedWorker(3), Config{InitialStep: 8000, MinStep: 1000, MaxStep: 16000, TargetLifetime: time.Millisecond})
 	for i := 0; i < 40; i++ {
 		if _, err := g2.NextN(ctx, 1000, nil); err != nil {
 			t.Fatal(err)
@@ -253,7 +254,7 @@ func TestAdaptiveStep(t *testing.T) {
 func TestSourceDownThenBack(t *testing.T) {
 	src := &memSource{}
 	src.fail.Store(true)
-	g := newGen(t, src, Config{RetryAfter: 50 * time.Millisecond})
+	g := newGen(t, src, FixedWorker(3), Config{RetryAfter: 50 * time.Millisecond})
 	_, err := g.Next(context.Background())
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
@@ -286,11 +287,7 @@ func (w *fencedWorker) Worker(time.Time) (uint16, error) {
 
 func TestFencedWorkerRefuses(t *testing.T) {
 	w := &fencedWorker{}
-	g, err := New(&memSource{}, w, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := newGen(t, &memSource{}, w, Config{})
 	if id, err := g.Next(context.Background()); err != nil || id.Decompose().Worker != 9 {
 		t.Fatalf("id %v err %v", id, err)
 	}
@@ -312,7 +309,7 @@ func TestFencedWorkerRefuses(t *testing.T) {
 func TestContextWhileWaiting(t *testing.T) {
 	src := &memSource{block: make(chan struct{})}
 	defer close(src.block)
-	g := newGen(t, src, Config{})
+	g := newGen(t, src, FixedWorker(3), Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if _, err := g.Next(ctx); !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
@@ -381,11 +378,7 @@ func (w *countingWorker) Worker(time.Time) (uint16, error) {
 func TestLeaseCheckedAgainAfterWait(t *testing.T) {
 	src := &memSource{}
 	w := &countingWorker{}
-	g, err := New(src, w, Config{InitialStep: 1000, MinStep: 1000, MaxStep: 1000, MaxBatch: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := newGen(t, src, w, Config{InitialStep: 1000, MinStep: 1000, MaxStep: 1000, MaxBatch: 1000})
 	ctx := context.Background()
 	if err := g.Warm(ctx); err != nil {
 		t.Fatal(err)
@@ -438,7 +431,7 @@ func TestLeaseCheckedAgainAfterWait(t *testing.T) {
 // nothing to hand out is retried in the background until one succeeds.
 func TestEmptyRecoversWithoutCallers(t *testing.T) {
 	src := &memSource{failAfter: 1} // the first range, then the source is down
-	g := newGen(t, src, Config{InitialStep: 1000, RetryAfter: 20 * time.Millisecond})
+	g := newGen(t, src, FixedWorker(3), Config{InitialStep: 1000, RetryAfter: 20 * time.Millisecond})
 	ctx := context.Background()
 	if _, err := g.NextN(ctx, 1000, nil); err != nil { // the whole first range
 		t.Fatal(err)
