@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/ed25519"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 
@@ -24,9 +23,7 @@ func auditCmd(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, auditUsage)
 		return errors.New("want the subcommand verify")
 	}
-	fs := flag.NewFlagSet("idgen audit verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, auditUsage); fs.PrintDefaults() }
+	fs := newFlagSet("idgen audit verify", auditUsage, stderr)
 	pubFile := fs.String("public-key", "", "PEM Ed25519 public key (idgen keygen: audit-signing.pub) or the signing key itself: check checkpoint signatures")
 	var kept []string
 	fs.Func("checkpoints", "file of checkpoints kept in a second place (JSON lines of checkpoints, or a shipped copy of the log); repeatable", func(s string) error {

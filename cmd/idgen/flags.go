@@ -3,9 +3,22 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 )
+
+// newFlagSet is the flag set of the command name: it writes its errors and
+// help to stderr, and its help is usage followed by the flags.
+func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
 
 // envName maps a flag name to its environment variable: redis-addr →
 // IDGEN_REDIS_ADDR.

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -40,12 +39,7 @@ registry itself, and counts every unreleased rest as abandoned.
 // reconcileCmd runs `idgen reconcile`.
 func reconcileCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c ServeConfig
-	fs := flag.NewFlagSet("idgen reconcile", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), reconcileUsage)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("idgen reconcile", reconcileUsage, stderr)
 	c.Redis.register(fs)
 	base := fs.String("url", "", "base URL of a running instance (http://host:8080)")
 	tokenFile := fs.String("token-file", "", "file holding a bearer token with scope ops:read (--url; or IDGEN_TOKEN)")

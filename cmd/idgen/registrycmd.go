@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -30,12 +29,7 @@ func registryCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return errors.New("want the verb reset-epoch")
 	}
 	var c ServeConfig
-	fs := flag.NewFlagSet("idgen registry reset-epoch", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), registryUsage)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("idgen registry reset-epoch", registryUsage, stderr)
 	c.Redis.register(fs)
 	yes := fs.Bool("yes", false, "confirm: the registry as it is now is the one to serve")
 	if err := parseFlags(fs, args[1:]); err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -34,14 +33,16 @@ type compensateConfig struct {
 	MetricsListen string
 }
 
+const compensateUsage = `Usage: idgen compensate [flags]
+
+Consumes failure events {id, reason, event_id} from a Redis Stream (consumer group "compensate")
+and compensates their IDs in the registry; entries that keep failing go to <stream>:dlq.
+
+`
+
 func parseCompensateFlags(args []string, stderr io.Writer) (compensateConfig, error) {
 	var c compensateConfig
-	fs := flag.NewFlagSet("idgen compensate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "Usage: idgen compensate [flags]\n\nConsumes failure events {id, reason, event_id} from a Redis Stream (consumer group \"compensate\")\nand compensates their IDs in the registry; entries that keep failing go to <stream>:dlq.\n\n")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("idgen compensate", compensateUsage, stderr)
 	c.Redis.register(fs)
 	c.Redis.registerDurability(fs)
 	c.Audit.register(fs)
