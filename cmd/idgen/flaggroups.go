@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -35,9 +37,7 @@ type redisFlags struct {
 	Cluster      bool
 	Username     string
 	PasswordFile string
-	TLSCA        string
-	TLSCert      string
-	TLSKey       string
+	TLS          clientTLSFlags
 	WaitReplicas int
 	Retention    time.Duration
 }
@@ -48,9 +48,7 @@ func (r *redisFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&r.Cluster, "redis-cluster", false, "--redis-addr lists Redis Cluster nodes")
 	fs.StringVar(&r.Username, "redis-username", "", "Redis ACL user")
 	fs.StringVar(&r.PasswordFile, "redis-password-file", "", "file holding the Redis password (or set IDGEN_REDIS_PASSWORD); also used for Sentinels")
-	fs.StringVar(&r.TLSCA, "redis-tls-ca", "", "PEM CA file: connect to Redis with TLS")
-	fs.StringVar(&r.TLSCert, "redis-tls-cert", "", "PEM client certificate for Redis TLS")
-	fs.StringVar(&r.TLSKey, "redis-tls-key", "", "PEM client key for Redis TLS")
+	r.TLS.register(fs, "redis", "Redis", "connect to Redis with TLS")
 }
 
 // registerDurability adds the settings of the commands that write records.
@@ -85,7 +83,7 @@ func (r redisFlags) config(dev bool, shard uint8, observe func(int, time.Duratio
 	if err != nil {
 		return redisstore.Config{}, err
 	}
-	tlsCfg, err := clientTLS("--redis-tls", r.TLSCA, r.TLSCert, r.TLSKey)
+	tlsCfg, err := r.TLS.config()
 	if err != nil {
 		return redisstore.Config{}, err
 	}
@@ -251,9 +249,7 @@ type zkFlags struct {
 	Servers        string
 	Root           string
 	SessionTimeout time.Duration
-	TLSCA          string
-	TLSCert        string
-	TLSKey         string
+	TLS            clientTLSFlags
 	User           string
 	PasswordFile   string
 }
@@ -262,9 +258,7 @@ func (z *zkFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&z.Servers, "zookeeper", "", "comma-separated ZooKeeper servers; enables the distributed allocator")
 	fs.StringVar(&z.Root, "zookeeper-root", "/idgen", "znode under which idgen keeps its state")
 	fs.DurationVar(&z.SessionTimeout, "zookeeper-session-timeout", 10*time.Second, "ZooKeeper session timeout; the worker slot lease is 2/3 of it")
-	fs.StringVar(&z.TLSCA, "zookeeper-tls-ca", "", "PEM CA file: dial ZooKeeper with TLS (secureClientPort)")
-	fs.StringVar(&z.TLSCert, "zookeeper-tls-cert", "", "PEM client certificate for ZooKeeper TLS")
-	fs.StringVar(&z.TLSKey, "zookeeper-tls-key", "", "PEM client key for ZooKeeper TLS")
+	z.TLS.register(fs, "zookeeper", "ZooKeeper", "dial ZooKeeper with TLS (secureClientPort)")
 	fs.StringVar(&z.User, "zookeeper-user", "", "ZooKeeper digest user; znodes idgen creates get its ACL")
 	fs.StringVar(&z.PasswordFile, "zookeeper-password-file", "", "file holding the ZooKeeper digest password")
 }
@@ -277,4 +271,54 @@ func (z zkFlags) validate() error {
 		return errors.New("--zookeeper-user and --zookeeper-password-file go together")
 	}
 	return nil
+}
+
+// clientTLSFlags are the TLS settings of a connection idgen dials to a
+// server: --<name>-tls-ca, --<name>-tls-cert and --<name>-tls-key.
+type clientTLSFlags struct {
+	CA   string
+	Cert string
+	Key  string
+
+	prefix string // "--<name>-tls", which the errors name
+}
+
+// register adds the flags of the server named name (server in the help
+// texts); caUse tells what a CA file turns on.
+func (t *clientTLSFlags) register(fs *flag.FlagSet, name, server, caUse string) {
+	t.prefix = "--" + name + "-tls"
+	fs.StringVar(&t.CA, name+"-tls-ca", "", "PEM CA file: "+caUse)
+	fs.StringVar(&t.Cert, name+"-tls-cert", "", "PEM client certificate for "+server+" TLS")
+	fs.StringVar(&t.Key, name+"-tls-key", "", "PEM client key for "+server+" TLS")
+}
+
+// config builds the client TLS config from the PEM files (CA, optional
+// client certificate); nil when none is given.
+func (t clientTLSFlags) config() (*tls.Config, error) {
+	if t.CA == "" && t.Cert == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.CA != "" {
+		pem, err := os.ReadFile(t.CA)
+		if err != nil {
+			return nil, fmt.Errorf("%s-ca: %w", t.prefix, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s-ca %s: no PEM certificate", t.prefix, t.CA)
+		}
+		cfg.RootCAs = pool
+	}
+	if (t.Cert == "") != (t.Key == "") {
+		return nil, fmt.Errorf("%s-cert and %s-key go together", t.prefix, t.prefix)
+	}
+	if t.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, fmt.Errorf("%s-cert: %w", t.prefix, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }

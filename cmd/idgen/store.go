@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -94,35 +92,4 @@ func openStore(c ServeConfig, observe func(int, time.Duration), log *zap.Logger)
 		return nil, nil, err
 	}
 	return s, dir, nil
-}
-
-// clientTLS builds a client TLS config from PEM files (CA, optional client
-// certificate); nil when none is given.
-func clientTLS(flag, caFile, certFile, keyFile string) (*tls.Config, error) {
-	if caFile == "" && certFile == "" {
-		return nil, nil
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("%s-ca: %w", flag, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s-ca %s: no PEM certificate", flag, caFile)
-		}
-		cfg.RootCAs = pool
-	}
-	if (certFile == "") != (keyFile == "") {
-		return nil, fmt.Errorf("%s-cert and %s-key go together", flag, flag)
-	}
-	if certFile != "" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("%s-cert: %w", flag, err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -14,11 +13,6 @@ import (
 	"github.com/idgen/idgen/allocator"
 	"github.com/idgen/idgen/functions/httpapi"
 )
-
-// zkTLS builds the client TLS config for ZooKeeper's secureClientPort.
-func zkTLS(c ServeConfig) (*tls.Config, error) {
-	return clientTLS("--zookeeper-tls", c.ZK.TLSCA, c.ZK.TLSCert, c.ZK.TLSKey)
-}
 
 // zkAuth reads the digest password from a file (never a flag value).
 func zkAuth(c ServeConfig) (*allocator.DigestAuth, error) {
@@ -38,7 +32,7 @@ func zkAuth(c ServeConfig) (*allocator.DigestAuth, error) {
 // openAllocator joins the ZooKeeper ensemble: session, worker slot, member
 // znode.
 func openAllocator(ctx context.Context, c ServeConfig, log *zap.Logger, clock func() time.Time, advertise string) (*allocator.Allocator, error) {
-	tlsCfg, err := zkTLS(c)
+	tlsCfg, err := c.ZK.TLS.config() // TLS to the secureClientPort
 	if err != nil {
 		return nil, err
 	}
