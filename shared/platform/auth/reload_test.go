@@ -18,20 +18,9 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/idgen/idgen/shared/platform/clocktest"
 )
-
-// fakeClock is a Verifier clock the test moves.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // rotation is a JWKS file and the key pairs that may appear in it.
 type rotation struct {
@@ -104,17 +93,17 @@ func TestJWKSRotation(t *testing.T) {
 	const interval = 10 * time.Second
 	r := newRotation(t)
 	r.publish("a")
-	clk := &fakeClock{t: time.Now()}
+	clk := clocktest.New(time.Now())
 	var evs events
 	v, err := NewVerifier(Config{PublicKeyFile: r.path, ReloadInterval: interval, OnReload: evs.add})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v.now = clk.now
-	v.scheduleCheck(clk.now())
+	v.now = clk.Now
+	v.scheduleCheck(clk.Now())
 	toks := map[string]string{}
 	for kid := range r.pairs {
-		toks[kid] = r.token(kid, clk.now())
+		toks[kid] = r.token(kid, clk.Now())
 	}
 	// expect checks which kids verify now; each is verified twice, so the
 	// second answer of an accepted token comes from the cache.
@@ -171,17 +160,17 @@ func TestJWKSRotation(t *testing.T) {
 	// A new kid is published; until the interval has passed the file is
 	// not read again.
 	r.publish("a", "b")
-	clk.add(interval / 2)
+	clk.Add(interval / 2)
 	expect("b published, check not due", "a")
 	noEvent("check not due")
-	clk.add(interval / 2)
+	clk.Add(interval / 2)
 	expect("b published, checked", "a", "b")
 	event("b added", true, []string{"a", "b"}, "")
 
 	// The old kid is removed: its token, cached a moment ago, is refused
 	// from the first check on.
 	r.publish("b")
-	clk.add(interval)
+	clk.Add(interval)
 	expect("a removed", "b")
 	event("a removed", true, []string{"b"}, "")
 
@@ -194,11 +183,11 @@ func TestJWKSRotation(t *testing.T) {
 		{"empty file", ``, "no PEM block"},
 	} {
 		r.writeRaw([]byte(bad.content))
-		clk.add(interval)
+		clk.Add(interval)
 		expect(bad.name, "b")
 		event(bad.name, false, []string{"b"}, bad.err)
 		status(bad.name, []string{"b"}, bad.err)
-		clk.add(interval)
+		clk.Add(interval)
 		expect(bad.name+", again", "b")
 		noEvent(bad.name + ", again")
 	}
@@ -206,23 +195,23 @@ func TestJWKSRotation(t *testing.T) {
 	if err := os.Remove(r.path); err != nil {
 		t.Fatal(err)
 	}
-	clk.add(interval)
+	clk.Add(interval)
 	expect("file missing", "b")
 	event("file missing", false, []string{"b"}, "no such file")
-	clk.add(interval)
+	clk.Add(interval)
 	expect("file still missing", "b")
 	noEvent("file still missing")
 
 	// The content in use comes back: no new key set, the error clears.
 	r.publish("b")
-	clk.add(interval)
+	clk.Add(interval)
 	expect("file back", "b")
 	event("file back", false, []string{"b"}, "")
 	status("file back", []string{"b"}, "")
 
 	// The next rotation works after all that.
 	r.publish("b", "c", "d")
-	clk.add(interval)
+	clk.Add(interval)
 	expect("c and d added", "b", "c", "d")
 	event("c and d added", true, []string{"b", "c", "d"}, "")
 }
@@ -297,15 +286,15 @@ func TestReloadPEMAndSecret(t *testing.T) {
 	t.Run("HS256", func(t *testing.T) {
 		path := write(t, "secret", []byte(strings.Repeat("s", 40)))
 		other := write(t, "other", []byte(strings.Repeat("o", 40)))
-		clk := &fakeClock{t: time.Now()}
+		clk := clocktest.New(time.Now())
 		v, err := NewVerifier(Config{HS256SecretFile: path, ReloadInterval: time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
-		v.now = clk.now
-		v.scheduleCheck(clk.now())
-		oldTok, _ := Mint(MintConfig{HS256SecretFile: path, Subject: "s", Now: clk.now()})
-		newTok, _ := Mint(MintConfig{HS256SecretFile: other, Subject: "s", Now: clk.now()})
+		v.now = clk.Now
+		v.scheduleCheck(clk.Now())
+		oldTok, _ := Mint(MintConfig{HS256SecretFile: path, Subject: "s", Now: clk.Now()})
+		newTok, _ := Mint(MintConfig{HS256SecretFile: other, Subject: "s", Now: clk.Now()})
 		if _, err := v.Verify(oldTok); err != nil {
 			t.Fatal(err)
 		}
@@ -313,12 +302,12 @@ func TestReloadPEMAndSecret(t *testing.T) {
 		if err := os.WriteFile(path, []byte("short"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		clk.add(time.Second)
+		clk.Add(time.Second)
 		if _, err := v.Verify(oldTok); err != nil {
 			t.Fatalf("secret lost to a short one: %v", err)
 		}
 		copyFile(t, other, path)
-		clk.add(time.Second)
+		clk.Add(time.Second)
 		if _, err := v.Verify(oldTok); !errors.Is(err, ErrInvalidToken) {
 			t.Fatalf("old secret after rotation: %v", err)
 		}
