@@ -21,7 +21,7 @@ import (
 func TestRedisCluster(t *testing.T) {
 	cl := redisharness.StartClusterT(t, redisharness.Options{}, 3)
 	d := newDeployment(t, "--redis-cluster", "--redis-addr", strings.Join(cl.Addrs(), ","))
-	insts := []*instance{d.start("idgen-a", nil), d.start("idgen-b", nil)}
+	insts := d.startTwo()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 

@@ -232,9 +232,8 @@ func checkAnswers(t testing.TB, l *ledger) {
 // restarts, both instances answer 200 again within 30 s without being
 // touched; every ID ever answered 200 is in the restarted Redis.
 func TestRedisKilledMidLoad(t *testing.T) {
-	srv := redisharness.StartStandaloneT(t, redisharness.Options{AppendFsyncAlways: true})
-	d := newDeployment(t, "--redis-addr", srv.Addr())
-	insts := []*instance{d.start("idgen-a", nil), d.start("idgen-b", nil)}
+	srv, d := standaloneDeployment(t, redisharness.Options{AppendFsyncAlways: true})
+	insts := d.startTwo()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -311,7 +310,7 @@ func TestRedisKilledMidLoad(t *testing.T) {
 func TestSentinelFailoverDurable(t *testing.T) {
 	g := redisharness.StartReplicatedT(t, redisharness.Options{AppendFsyncAlways: true, MinReplicasToWrite: 1}, 1, 3)
 	d := newDeployment(t, "--redis-master", g.MasterName(), "--redis-addr", strings.Join(g.SentinelAddrs(), ","), "--redis-wait-replicas", "1")
-	insts := []*instance{d.start("idgen-a", nil), d.start("idgen-b", nil)}
+	insts := d.startTwo()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 

@@ -64,8 +64,7 @@ func refusing(ctx context.Context, c *http.Client, in *instance, reason string) 
 // again makes it serve, without a restart, with every ID it acknowledged
 // readable.
 func TestRedisEvictionPolicyChanged(t *testing.T) {
-	srv := redisharness.StartStandaloneT(t, redisharness.Options{AppendFsyncAlways: true})
-	d := newDeployment(t, "--redis-addr", srv.Addr())
+	srv, d := standaloneDeployment(t, redisharness.Options{AppendFsyncAlways: true})
 	in := d.start("idgen", nil)
 	admin := rawClient(t, srv.Addr(), redisOpts{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -119,8 +118,7 @@ func TestRedisEvictionPolicyChanged(t *testing.T) {
 // --yes` does not revive the instance that saw the loss; a restarted one
 // serves, and hands out no ID twice.
 func TestRedisRestartedEmpty(t *testing.T) {
-	srv := redisharness.StartStandaloneT(t, redisharness.Options{})
-	d := newDeployment(t, "--redis-addr", srv.Addr())
+	srv, d := standaloneDeployment(t, redisharness.Options{})
 	in := d.start("idgen-a", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -222,8 +220,7 @@ func TestRedisRestartedEmpty(t *testing.T) {
 // TestRedisWithoutPersistenceRefused: `idgen serve` without --dev refuses a
 // Redis that has neither an append-only file nor save points, in one line.
 func TestRedisWithoutPersistenceRefused(t *testing.T) {
-	srv := redisharness.StartStandaloneT(t, redisharness.Options{})
-	d := newDeployment(t, "--redis-addr", srv.Addr())
+	_, d := standaloneDeployment(t, redisharness.Options{})
 	secret := filepath.Join(t.TempDir(), "jwt.secret")
 	if err := os.WriteFile(secret, []byte(strings.Repeat("s3cret-", 8)), 0o600); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/idgen/idgen/tests/internal/apicheck"
 
 	"github.com/idgen/idgen/harness/proc"
+	"github.com/idgen/idgen/harness/redisharness"
 	"github.com/idgen/idgen/tests/internal/idgenproc"
 )
 
@@ -43,6 +44,14 @@ func newDeployment(t testing.TB, redisArgs ...string) *deployment {
 		redisArgs: redisArgs,
 		client:    checkedClient(t, proc.NewClient(64, requestTimeout)),
 	}
+}
+
+// standaloneDeployment starts a standalone Redis with o for the test and
+// prepares instances using it (--redis-addr).
+func standaloneDeployment(t testing.TB, o redisharness.Options) (*redisharness.Server, *deployment) {
+	t.Helper()
+	srv := redisharness.StartStandaloneT(t, o)
+	return srv, newDeployment(t, "--redis-addr", srv.Addr())
 }
 
 // checkedClient is c with every answer checked against api/openapi.json
@@ -101,6 +110,12 @@ func (d *deployment) start(name string, env []string, extra ...string) *instance
 	in := &instance{name: name, url: c.URL, args: c.Args, dataDir: c.DataDir, p: c.Proc, c: c}
 	d.t.Cleanup(func() { in.stop(d.t) })
 	return in
+}
+
+// startTwo starts idgen-a and idgen-b (start), both with extra flags.
+func (d *deployment) startTwo(extra ...string) []*instance {
+	d.t.Helper()
+	return []*instance{d.start("idgen-a", nil, extra...), d.start("idgen-b", nil, extra...)}
 }
 
 // stop sends SIGTERM, expects exit code 0 within the shutdown grace, and

@@ -29,9 +29,8 @@ import (
 // through GET /ids on the instance that did not issue it; at most 64 bytes
 // of Redis memory per ID.
 func TestTwoInstancesShareRegistry(t *testing.T) {
-	srv := redisharness.StartStandaloneT(t, redisharness.Options{})
-	d := newDeployment(t, "--redis-addr", srv.Addr())
-	insts := []*instance{d.start("idgen-a", nil), d.start("idgen-b", nil)}
+	srv, d := standaloneDeployment(t, redisharness.Options{})
+	insts := d.startTwo()
 	admin := rawClient(t, srv.Addr(), redisOpts{})
 	before := usedMemory(t, admin)
 
@@ -135,9 +134,8 @@ func firstBucket(ids []idcodec.ID) string {
 // ID set, 31 answers marked Idempotent-Replayed. Repeated with a batch body;
 // the same key with another body is 422.
 func TestIdempotencyAcrossInstances(t *testing.T) {
-	srv := redisharness.StartStandaloneT(t, redisharness.Options{})
-	d := newDeployment(t, "--redis-addr", srv.Addr())
-	insts := []*instance{d.start("idgen-a", nil), d.start("idgen-b", nil)}
+	srv, d := standaloneDeployment(t, redisharness.Options{})
+	insts := d.startTwo()
 	admin := rawClient(t, srv.Addr(), redisOpts{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -239,8 +237,7 @@ func foreignValue(counter uint64) []byte {
 // never overwritten, every ID answered is registered under its own value,
 // and /metrics counts the collisions.
 func TestCollisionInjection(t *testing.T) {
-	srv := redisharness.StartStandaloneT(t, redisharness.Options{})
-	d := newDeployment(t, "--redis-addr", srv.Addr())
+	srv, d := standaloneDeployment(t, redisharness.Options{})
 	admin := rawClient(t, srv.Addr(), redisOpts{})
 	adoptRegistry(t, srv.Addr())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -323,8 +320,7 @@ func TestCollisionInjection(t *testing.T) {
 // still get the contract's retryable refusal (503 with Retry-After), never
 // a 500, and the service must get past the run.
 func TestCollisionRunLongerThanRetryBudget(t *testing.T) {
-	srv := redisharness.StartStandaloneT(t, redisharness.Options{})
-	d := newDeployment(t, "--redis-addr", srv.Addr())
+	srv, d := standaloneDeployment(t, redisharness.Options{})
 	admin := rawClient(t, srv.Addr(), redisOpts{})
 	adoptRegistry(t, srv.Addr())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -366,9 +362,8 @@ func TestCollisionRunLongerThanRetryBudget(t *testing.T) {
 // key), not in the append-only file on disk; the other instance, sharing
 // the key file, returns it.
 func TestMetadataSealedAtRest(t *testing.T) {
-	srv := redisharness.StartStandaloneT(t, redisharness.Options{AppendFsyncAlways: true})
-	d := newDeployment(t, "--redis-addr", srv.Addr())
-	insts := []*instance{d.start("idgen-a", nil), d.start("idgen-b", nil)}
+	srv, d := standaloneDeployment(t, redisharness.Options{AppendFsyncAlways: true})
+	insts := d.startTwo()
 	admin := rawClient(t, srv.Addr(), redisOpts{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -21,9 +21,8 @@ import (
 // both audit logs, and the deadline index is empty afterwards. One ID
 // committed in time is left alone.
 func TestDeadlinesSweptOnceAcrossInstances(t *testing.T) {
-	srv := redisharness.StartStandaloneT(t, redisharness.Options{})
-	d := newDeployment(t, "--redis-addr", srv.Addr())
-	insts := []*instance{d.start("idgen-a", nil, "--sweep-interval", "200ms"), d.start("idgen-b", nil, "--sweep-interval", "200ms")}
+	srv, d := standaloneDeployment(t, redisharness.Options{})
+	insts := d.startTwo("--sweep-interval", "200ms")
 	admin := rawClient(t, srv.Addr(), redisOpts{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -91,8 +90,7 @@ func TestDeadlinesSweptOnceAcrossInstances(t *testing.T) {
 // restored from an old snapshot) refuses to start instead of handing out
 // counters again.
 func TestZooKeeperBehindRegistryRefused(t *testing.T) {
-	srv := redisharness.StartStandaloneT(t, redisharness.Options{})
-	d := newDeployment(t, "--redis-addr", srv.Addr())
+	srv, d := standaloneDeployment(t, redisharness.Options{})
 	a := d.start("idgen-a", nil)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -114,8 +112,7 @@ func TestZooKeeperBehindRegistryRefused(t *testing.T) {
 // past their deadline; once ZooKeeper expires its session the other
 // instance is elected and compensates them, each audited once.
 func TestSweeperTakesOver(t *testing.T) {
-	srv := redisharness.StartStandaloneT(t, redisharness.Options{})
-	d := newDeployment(t, "--redis-addr", srv.Addr())
+	srv, d := standaloneDeployment(t, redisharness.Options{})
 	flags := []string{"--sweep-interval", "200ms", "--zookeeper-session-timeout", "2s"}
 	a := d.start("idgen-a", nil, flags...)
 	b := d.start("idgen-b", nil, flags...)
