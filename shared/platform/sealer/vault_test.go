@@ -6,43 +6,16 @@ import (
 	"errors"
 	"sync"
 	"testing"
+
+	"github.com/idgen/idgen/shared/platform/sealer/sealertest"
 )
 
-// memKeys is an in-memory KeyStore for pure unit tests.
-type memKeys struct {
-	mu sync.Mutex
-	m  map[string][]byte
-}
-
-var _ KeyStore = (*memKeys)(nil)
-
-func (k *memKeys) GetKey(_ context.Context, n string) ([]byte, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.m[n], nil
-}
-
-func (k *memKeys) PutKeyIfAbsent(_ context.Context, n string, v []byte) ([]byte, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if old, ok := k.m[n]; ok {
-		return old, nil
-	}
-	k.m[n] = v
-	return v, nil
-}
-
-func (k *memKeys) DeleteKey(_ context.Context, n string) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	delete(k.m, n)
-	return nil
-}
+var _ KeyStore = (*sealertest.Keys)(nil)
 
 func TestVaultPerSubjectErase(t *testing.T) {
 	ctx := context.Background()
 	ring, _ := NewRing("k1", map[string][]byte{"k1": key(1)})
-	store := &memKeys{m: map[string][]byte{}}
+	store := &sealertest.Keys{}
 	a, b := NewVault(ring, store), NewVault(ring, store) // two instances
 	id := []byte("0123456789abcdef")
 	sa, err := a.Seal(ctx, "alice", id, []byte("alice-secret"))
@@ -56,7 +29,7 @@ func TestVaultPerSubjectErase(t *testing.T) {
 	if _, err := b.Open(ctx, "bob", id, sa); err == nil {
 		t.Fatal("alice's metadata opened with bob's key")
 	}
-	for _, v := range store.m {
+	for _, v := range store.Values() {
 		if bytes.Contains(v, []byte("secret")) {
 			t.Fatal("plaintext in the key store")
 		}
@@ -79,7 +52,7 @@ func TestVaultPerSubjectErase(t *testing.T) {
 func TestVaultConcurrentCreateOneKey(t *testing.T) {
 	ctx := context.Background()
 	ring, _ := NewRing("k1", map[string][]byte{"k1": key(1)})
-	store := &memKeys{m: map[string][]byte{}}
+	store := &sealertest.Keys{}
 	id := []byte("id")
 	var wg sync.WaitGroup
 	sealed := make([][]byte, 16)
