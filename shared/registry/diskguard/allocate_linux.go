@@ -6,18 +6,12 @@ import (
 	"syscall"
 )
 
-// allocate creates path with size bytes allocated on disk and synced.
-func allocate(path string, size int64) error {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	err = syscall.Fallocate(int(f.Fd()), 0, 0, size)
+// fill allocates size bytes of f with fallocate, or by writing them where
+// the filesystem or kernel has no fallocate.
+func fill(f *os.File, size int64) error {
+	err := syscall.Fallocate(int(f.Fd()), 0, 0, size)
 	if errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.ENOSYS) {
-		err = writeZeros(f, size)
+		return writeZeros(f, size)
 	}
-	if err == nil {
-		err = f.Sync()
-	}
-	return errors.Join(err, f.Close())
+	return err
 }

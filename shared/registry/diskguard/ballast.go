@@ -52,6 +52,20 @@ func (g *Guard) releaseLocked(why string) {
 	g.st.BallastBytes = 0
 }
 
+// allocate creates path with size bytes allocated on disk (fill) and
+// synced.
+func allocate(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	err = fill(f, size)
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
+}
+
 // writeZeros allocates by writing: the fallback where fallocate is missing.
 func writeZeros(f *os.File, size int64) error {
 	buf := make([]byte, min(size, 1<<20))
