@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -96,15 +95,6 @@ func loadComposeTracing(t *testing.T) *composeTracing {
 	}
 	b.Dockerfile = readText(t, filepath.Join("jaeger", "Dockerfile"))
 	return &b
-}
-
-func readText(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 // tracingProblems returns every broken invariant of b.

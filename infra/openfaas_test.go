@@ -5,7 +5,6 @@ package infra
 // its base images as build args and runs the watchdog as non-root.
 
 import (
-	"os"
 	"strings"
 	"testing"
 )
@@ -14,15 +13,6 @@ const (
 	ofStackPath      = "openfaas/stack.yml"
 	ofDockerfilePath = "openfaas/Dockerfile"
 )
-
-func ofRead(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
 
 // ofCheck runs every check of the two files and returns the problems.
 func ofCheck(stackSrc, dockerSrc string) []string {
@@ -44,7 +34,7 @@ func ofCheck(stackSrc, dockerSrc string) []string {
 
 func TestOpenFaaS(t *testing.T) {
 	t.Parallel()
-	stackSrc, dockerSrc := ofRead(t, ofStackPath), ofRead(t, ofDockerfilePath)
+	stackSrc, dockerSrc := readText(t, ofStackPath), readText(t, ofDockerfilePath)
 	for _, p := range ofCheck(stackSrc, dockerSrc) {
 		t.Error(p)
 	}
@@ -59,7 +49,7 @@ func TestOpenFaaS(t *testing.T) {
 // at a time and expects the checks to name the break.
 func TestOpenFaaSChecksCatchBreakage(t *testing.T) {
 	t.Parallel()
-	stackSrc, dockerSrc := ofRead(t, ofStackPath), ofRead(t, ofDockerfilePath)
+	stackSrc, dockerSrc := readText(t, ofStackPath), readText(t, ofDockerfilePath)
 	cases := []struct {
 		name       string
 		dockerfile bool // the break is in the Dockerfile, not stack.yml
