@@ -375,33 +375,33 @@ func k8sCtr(t *testing.T, b *k8sBundle, workload, name string) *corev1.Container
 
 func k8sVol(t *testing.T, spec *corev1.PodSpec, name string) *corev1.Volume {
 	t.Helper()
-	for i := range spec.Volumes {
-		if spec.Volumes[i].Name == name {
-			return &spec.Volumes[i]
-		}
+	i := slices.IndexFunc(spec.Volumes, func(v corev1.Volume) bool { return v.Name == name })
+	if i < 0 {
+		t.Fatalf("no volume %s", name)
 	}
-	t.Fatalf("no volume %s", name)
-	return nil
+	return &spec.Volumes[i]
 }
 
 func k8sEnvVar(t *testing.T, c *corev1.Container, name string) *corev1.EnvVar {
 	t.Helper()
-	for i := range c.Env {
-		if c.Env[i].Name == name {
-			return &c.Env[i]
-		}
+	i := k8sEnvIndex(c, name)
+	if i < 0 {
+		t.Fatalf("container %s has no %s", c.Name, name)
 	}
-	t.Fatalf("container %s has no %s", c.Name, name)
-	return nil
+	return &c.Env[i]
 }
 
 // k8sSetEnv sets a literal variable, replacing one of the same name.
 func k8sSetEnv(c *corev1.Container, name, value string) {
-	for i := range c.Env {
-		if c.Env[i].Name == name {
-			c.Env[i] = corev1.EnvVar{Name: name, Value: value}
-			return
-		}
+	v := corev1.EnvVar{Name: name, Value: value}
+	if i := k8sEnvIndex(c, name); i >= 0 {
+		c.Env[i] = v
+	} else {
+		c.Env = append(c.Env, v)
 	}
-	c.Env = append(c.Env, corev1.EnvVar{Name: name, Value: value})
+}
+
+// k8sEnvIndex is the index of variable name in c.Env, or -1.
+func k8sEnvIndex(c *corev1.Container, name string) int {
+	return slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == name })
 }
