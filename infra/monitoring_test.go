@@ -3,11 +3,12 @@ package infra
 import (
 	"encoding/json"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 
@@ -378,21 +379,18 @@ func dashboardExprs(t *testing.T, dash map[string]any) map[string]string {
 			out[pm["title"].(string)+"/"+tm["refId"].(string)] = expr
 		}
 	}
-	if tmpl, ok := dash["templating"].(map[string]any); ok {
-		list, _ := tmpl["list"].([]any)
-		for _, v := range list {
-			vm := v.(map[string]any)
-			if q, ok := vm["definition"].(string); ok {
-				out["variable "+vm["name"].(string)] = q
-			}
-		}
-	}
-	if ann, ok := dash["annotations"].(map[string]any); ok {
-		list, _ := ann["list"].([]any)
-		for _, a := range list {
-			am := a.(map[string]any)
-			if e, ok := am["expr"].(string); ok {
-				out["annotation "+am["name"].(string)] = e
+	// Template variables and annotations: a list of named entries each,
+	// with the expression in a field of its own.
+	for _, s := range []struct{ section, field, kind string }{
+		{"templating", "definition", "variable"},
+		{"annotations", "expr", "annotation"},
+	} {
+		sec, _ := dash[s.section].(map[string]any)
+		list, _ := sec["list"].([]any)
+		for _, e := range list {
+			em := e.(map[string]any)
+			if expr, ok := em[s.field].(string); ok {
+				out[s.kind+" "+em["name"].(string)] = expr
 			}
 		}
 	}
@@ -450,12 +448,7 @@ func TestMonitoringMetricNames(t *testing.T) {
 		return false
 	}
 	used := map[string]bool{}
-	keys := make([]string, 0, len(exprs))
-	for k := range exprs {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, where := range keys {
+	for _, where := range slices.Sorted(maps.Keys(exprs)) {
 		for _, id := range exprMetrics(exprs[where]) {
 			used[id] = true
 			switch {

@@ -7,9 +7,11 @@ package infra
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -425,12 +427,7 @@ func ofCheckStack(s *ofStack, src string, img ofImage, flags map[string]map[stri
 	docs := ofSecretDocs(src)
 	usedDocs := map[string]bool{}
 	images := map[string]bool{}
-	names := make([]string, 0, len(ofFunctions))
-	for n := range ofFunctions {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(ofFunctions)) {
 		command := ofFunctions[name]
 		fn, ok := s.Functions[name]
 		if !ok {
