@@ -161,13 +161,9 @@ region=us-east-1
 svc=$1 op=$2
 shift 2
 case "$svc $op" in
-"sqs get-queue-url")
+"sqs get-queue-url" | "sqs create-queue")
 	n=$(arg --queue-name "$@")
-	found "queue-$n" "NonExistentQueue $n"
-	echo "http://localhost:4566/$acct/$n" ;;
-"sqs create-queue")
-	n=$(arg --queue-name "$@")
-	create "queue-$n" "queue $n exists"
+	if [ "$op" = create-queue ]; then create "queue-$n" "queue $n exists"; else found "queue-$n" "NonExistentQueue $n"; fi
 	echo "http://localhost:4566/$acct/$n" ;;
 "sqs get-queue-attributes")
 	u=$(arg --queue-url "$@")
@@ -175,11 +171,8 @@ case "$svc $op" in
 "sqs set-queue-attributes")
 	u=$(arg --queue-url "$@")
 	arg --attributes "$@" >>"$state/attributes-${u##*/}" ;;
-"iam get-role")
-	found role
-	echo "arn:aws:iam::$acct:role/idgen-lambda" ;;
-"iam create-role")
-	create role
+"iam get-role" | "iam create-role")
+	if [ "$op" = create-role ]; then create role; else found role; fi
 	echo "arn:aws:iam::$acct:role/idgen-lambda" ;;
 "lambda get-function")
 	n=$(arg --function-name "$@")
