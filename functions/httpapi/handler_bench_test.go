@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -24,6 +23,7 @@ import (
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/platform/logring"
 	"github.com/idgen/idgen/shared/platform/sealer"
+	"github.com/idgen/idgen/shared/platform/sealer/sealertest"
 	"github.com/idgen/idgen/shared/platform/tracing"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/pebblestore"
@@ -206,17 +206,15 @@ type benchRegistry interface {
 }
 
 // memRegistry counts the records registered and keeps nothing but the
-// data keys: a stand-in for the store that allocates nothing of its own
-// and costs next to nothing, so that the benchmark measures the handler.
+// data keys (sealertest.Keys): a stand-in for the store that allocates
+// nothing of its own and costs next to nothing, so that the benchmark
+// measures the handler.
 type memRegistry struct {
 	records atomic.Int64
-	mu      sync.Mutex
-	keys    map[string][]byte
+	sealertest.Keys
 }
 
-func newMemRegistry() *memRegistry {
-	return &memRegistry{keys: map[string][]byte{}}
-}
+func newMemRegistry() *memRegistry { return &memRegistry{} }
 
 func (m *memRegistry) Register(_ context.Context, iss registry.Issue, _, _ int64) (*registry.IdemEntry, error) {
 	m.records.Add(int64(len(iss.Records)))
@@ -229,29 +227,6 @@ func (m *memRegistry) Get(context.Context, idcodec.ID) (registry.Record, error) 
 
 func (m *memRegistry) Transition(context.Context, idcodec.ID, registry.Change) (registry.Record, registry.Outcome, error) {
 	return registry.Record{}, 0, registry.ErrNotFound
-}
-
-func (m *memRegistry) GetKey(_ context.Context, name string) ([]byte, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.keys[name], nil
-}
-
-func (m *memRegistry) PutKeyIfAbsent(_ context.Context, name string, v []byte) ([]byte, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if old, ok := m.keys[name]; ok {
-		return old, nil
-	}
-	m.keys[name] = v
-	return v, nil
-}
-
-func (m *memRegistry) DeleteKey(_ context.Context, name string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.keys, name)
-	return nil
 }
 
 var (
