@@ -30,6 +30,7 @@ package diskguard
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -39,6 +40,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 
+	"github.com/idgen/idgen/shared/platform/ticker"
 	"github.com/idgen/idgen/shared/registry"
 )
 
@@ -191,9 +193,8 @@ type Guard struct {
 	written     atomic.Int64 // bytes written since the last measure
 	headroom    atomic.Int64 // free minus threshold at the last measure
 
-	quit chan struct{}
-	done chan struct{}
-	once sync.Once
+	stop context.CancelFunc // ends poll
+	done chan struct{}      // closed when poll has returned
 }
 
 // New measures dir's filesystem, refuses to start below the threshold
@@ -205,7 +206,7 @@ func New(cfg Config, dir, ballastPath string) (*Guard, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	g := &Guard{cfg: cfg, dir: dir, ballast: ballastPath, quit: make(chan struct{}), done: make(chan struct{})}
+	g := &Guard{cfg: cfg, dir: dir, ballast: ballastPath, done: make(chan struct{})}
 	g.st.Dir = dir
 	u, err := cfg.Usage(dir)
 	if err != nil {
@@ -232,16 +233,16 @@ func New(cfg Config, dir, ballastPath string) (*Guard, error) {
 	}
 	g.measureLocked()
 	g.mu.Unlock()
-	go g.poll()
+	ctx, stop := context.WithCancel(context.Background())
+	g.stop = stop
+	go g.poll(ctx)
 	return g, nil
 }
 
 // Close stops polling. The ballast stays on disk for the next start.
 func (g *Guard) Close() {
-	g.once.Do(func() {
-		close(g.quit)
-		<-g.done
-	})
+	g.stop()
+	<-g.done
 }
 
 // Check is asked before every write: nil, or an error wrapping
@@ -330,16 +331,10 @@ func (g *Guard) State() State {
 	return st
 }
 
-func (g *Guard) poll() {
+// poll measures every PollInterval, and logs a stall once, until ctx ends.
+func (g *Guard) poll(ctx context.Context) {
 	defer close(g.done)
-	t := time.NewTicker(g.cfg.PollInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-g.quit:
-			return
-		case <-t.C:
-		}
+	ticker.Every(ctx, g.cfg.PollInterval, func() {
 		g.mu.Lock()
 		g.measureLocked()
 		g.mu.Unlock()
@@ -347,7 +342,7 @@ func (g *Guard) poll() {
 			g.cfg.Logger.Error("disk stalled: a commit is in flight past the bound; refusing writes and reporting not ready",
 				zap.String("dir", g.dir), zap.Duration("for", st.StalledFor), zap.Duration("bound", g.cfg.StallTimeout))
 		}
-	}
+	})
 }
 
 // measureLocked measures the filesystem and moves between admitting and
