@@ -220,17 +220,9 @@ func TestFrozenInstanceFenced(t *testing.T) {
 	fr := startFenceRun(ctx, t, c, e.Addrs(), root, ps, frozen, 25*time.Millisecond, "the freeze")
 	l, wOld := fr.l, fr.slot
 
-	tStop := time.Now()
-	if err := ps[frozen].signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	cont := sync.OnceFunc(func() { _ = ps[frozen].signal(syscall.SIGCONT) })
-	defer cont()
-	waited, msg, expired := fr.waitSlotLost()
-	if !expired {
-		t.Fatalf("session of the frozen process not expired %v after SIGSTOP: %s", waited, msg)
-	}
-	t.Logf("frozen process's session expired %v after SIGSTOP (timeout %v)", waited.Round(time.Millisecond), sessionTimeout)
+	tStop, cont := fr.fault(t, "frozen process", "SIGSTOP",
+		func() error { return ps[frozen].signal(syscall.SIGSTOP) },
+		func() { _ = ps[frozen].signal(syscall.SIGCONT) })
 
 	// A new process takes the lowest free slot: the frozen one's.
 	const newcomer = 3
@@ -519,16 +511,9 @@ func TestPartitionedInstanceFenced(t *testing.T) {
 	fr := startFenceRun(ctx, t, c, e.Addrs(), root, ps, isolated, 20*time.Millisecond, "the partition")
 	l, wOld := fr.l, fr.slot
 
-	tPart := time.Now()
-	proxy.partition()
-	healOnce := sync.OnceFunc(proxy.heal)
-	defer healOnce()
-	waited, msg, expired := fr.waitSlotLost()
-	if !expired {
-		t.Fatalf("session of the cut-off process not expired %v after the partition: %s", waited, msg)
-	}
+	tPart, healOnce := fr.fault(t, "cut-off process", "the partition",
+		func() error { proxy.partition(); return nil }, proxy.heal)
 	tExpired := time.Now()
-	t.Logf("cut-off process's session expired %v after the partition", waited.Round(time.Millisecond))
 
 	// Its lease ran out long ago: it cannot stamp anything, whatever ranges
 	// it holds, so it must refuse at once, not wait for a range claim that

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,16 +72,41 @@ func startFenceRun(ctx context.Context, t *testing.T, c *http.Client, zkAddrs []
 // stop ends the load on every process (again is a no-op).
 func (fr *fenceRun) stop() { stopAll(fr.loads) }
 
+// fault starts the victim's fault (inject; an error fails t) and waits
+// until it cost the victim its slot (waitSlotLost). It returns when the
+// fault started and end, which ends it (undo) on its first call only; t's
+// cleanup calls end too, so the fault never outlives the test. victim and
+// name say who and what in the log ("frozen process", "SIGSTOP").
+func (fr *fenceRun) fault(t *testing.T, victim, name string, inject func() error, undo func()) (time.Time, func()) {
+	t.Helper()
+	start := time.Now()
+	if err := inject(); err != nil {
+		t.Fatal(err)
+	}
+	end := sync.OnceFunc(undo)
+	t.Cleanup(end)
+	fr.waitSlotLost(t, victim, name)
+	return start, end
+}
+
 // waitSlotLost waits up to 30s until ZooKeeper expired the session that
-// owned the victim's slot: the znode is gone, or another session owns it.
-func (fr *fenceRun) waitSlotLost() (time.Duration, string, bool) {
-	return waitFor(30*time.Second, 100*time.Millisecond, func() (bool, string) {
+// owned the victim's slot (the znode is gone, or another session owns it)
+// and logs how long that took; it fails t when the session outlived the
+// wait. victim and fault name the process and what befell it in those
+// lines.
+func (fr *fenceRun) waitSlotLost(t *testing.T, victim, fault string) {
+	t.Helper()
+	waited, msg, expired := waitFor(30*time.Second, 100*time.Millisecond, func() (bool, string) {
 		ok, st, err := fr.zc.Exists(fr.path)
 		if err != nil {
 			return false, err.Error()
 		}
 		return !ok || st.EphemeralOwner != fr.session, fmt.Sprintf("exists=%v owner=%x", ok, st.EphemeralOwner)
 	})
+	if !expired {
+		t.Fatalf("session of the %s not expired %v after %s: %s", victim, waited, fault, msg)
+	}
+	t.Logf("%s's session expired %v after %s (timeout %v)", victim, waited.Round(time.Millisecond), fault, sessionTimeout)
 }
 
 // newcomer starts idgen-d on root (startNewcomer) as target newcomer, puts
