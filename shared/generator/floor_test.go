@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/idgen/idgen/shared/platform/clocktest"
 )
 
 // memCounter is a CounterStore in memory whose counter can be set back, as
@@ -31,29 +33,11 @@ func (m *memCounter) Counter() (uint64, error) {
 	return m.next, nil
 }
 
-// fakeNow is a wall clock the test moves.
-type fakeNow struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (f *fakeNow) now() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.t
-}
-
-func (f *fakeNow) add(d time.Duration) {
-	f.mu.Lock()
-	f.t = f.t.Add(d)
-	f.mu.Unlock()
-}
-
 // TestClockFloorRestore: a store set back to an earlier counter (a restored
 // backup) and opened again never hands out a counter of the earlier runs.
 func TestClockFloorRestore(t *testing.T) {
 	ctx := context.Background()
-	clock := &fakeNow{t: time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)}
+	clock := clocktest.New(time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC))
 	store := &memCounter{}
 	seen := map[uint64]bool{}
 	take := func(f *ClockFloor, claims int, n uint64) {
@@ -65,13 +49,13 @@ func TestClockFloorRestore(t *testing.T) {
 			t.Fatal(err)
 		}
 		for range claims {
-			clock.add(time.Millisecond)
+			clock.Add(time.Millisecond)
 			r, err := f.ClaimRange(ctx, n)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r.End > Floor(clock.now()) {
-				t.Fatalf("range %v ends above the floor %d", r, Floor(clock.now()))
+			if r.End > Floor(clock.Now()) {
+				t.Fatalf("range %v ends above the floor %d", r, Floor(clock.Now()))
 			}
 			for c := r.Start; c < r.End; c++ {
 				if seen[c] {
@@ -81,13 +65,13 @@ func TestClockFloorRestore(t *testing.T) {
 			}
 		}
 	}
-	take(NewClockFloor(store, clock.now), 3, 100)
+	take(NewClockFloor(store, clock.Now), 3, 100)
 	backup, _ := store.Counter()
-	clock.add(time.Second)
-	take(NewClockFloor(store, clock.now), 50, 1000)
+	clock.Add(time.Second)
+	take(NewClockFloor(store, clock.Now), 50, 1000)
 	store.next = backup // the restore
-	clock.add(time.Second)
-	take(NewClockFloor(store, clock.now), 50, 1000)
+	clock.Add(time.Second)
+	take(NewClockFloor(store, clock.Now), 50, 1000)
 	if len(seen) != 300+2*50*1000 {
 		t.Errorf("%d counters seen", len(seen))
 	}
@@ -96,8 +80,8 @@ func TestClockFloorRestore(t *testing.T) {
 // TestClockFloorWaitsForTheClock: a claim that would end above the floor
 // waits until the clock reaches it, and gives up with the context.
 func TestClockFloorWaitsForTheClock(t *testing.T) {
-	clock := &fakeNow{t: time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)}
-	f := NewClockFloor(&memCounter{}, clock.now)
+	clock := clocktest.New(time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC))
+	f := NewClockFloor(&memCounter{}, clock.Now)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if _, err := f.ClaimRange(ctx, FloorRate*1000); !errors.Is(err, ErrAheadOfClock) || !errors.Is(err, context.DeadlineExceeded) {
@@ -113,7 +97,7 @@ func TestClockFloorWaitsForTheClock(t *testing.T) {
 		t.Fatalf("claim returned %v before the clock moved", err)
 	case <-time.After(20 * time.Millisecond):
 	}
-	clock.add(time.Millisecond)
+	clock.Add(time.Millisecond)
 	select {
 	case err := <-done:
 		if err != nil {

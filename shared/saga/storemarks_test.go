@@ -3,13 +3,13 @@ package saga_test
 import (
 	"context"
 	"errors"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/platform/audit"
+	"github.com/idgen/idgen/shared/platform/clocktest"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/boltstore"
 	"github.com/idgen/idgen/shared/registry/diskguard"
@@ -83,25 +83,8 @@ func forEngines(t *testing.T, test func(t *testing.T, open openFunc)) {
 	}
 }
 
-// clock is a settable clock for StoreMarks.Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.UnixMilli(sagatest.TestMS)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// newClock is a settable clock for StoreMarks.Now, at sagatest.TestMS.
+func newClock() *clocktest.Clock { return clocktest.New(time.UnixMilli(sagatest.TestMS)) }
 
 // TestMarkerConformance: RedisMarks and StoreMarks over both embedded
 // engines answer every case of sagatest.TestMarker alike.

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/idgen/idgen/shared/platform/clocktest"
 	"github.com/idgen/idgen/shared/registry"
 )
 
@@ -35,27 +36,14 @@ func (d *fakeDisk) usage(string) (Usage, error) {
 	return Usage{FreeBytes: d.free - ballastSize(d.ballast), TotalBytes: 1 << 30}, nil
 }
 
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *fakeClock) add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 // newGuard returns a guard on a fake 1 GiB disk: threshold 100 MiB, a
 // 10 MiB ballast (a real file in a temporary directory), no polling (the
 // test measures by hand).
-func newGuard(t *testing.T, free int64) (*Guard, *fakeDisk, *fakeClock) {
+func newGuard(t *testing.T, free int64) (*Guard, *fakeDisk, *clocktest.Clock) {
 	t.Helper()
 	dir := t.TempDir()
 	disk := &fakeDisk{free: free, ballast: filepath.Join(dir, "ballast")}
-	clock := &fakeClock{now: time.Unix(1_764_000_000, 0)}
+	clock := clocktest.New(time.Unix(1_764_000_000, 0))
 	g, err := New(Config{MinFreeBytes: 100 * mib, BallastBytes: 10 * mib, PollInterval: time.Hour, Usage: disk.usage, Now: clock.Now, Logger: zaptest.NewLogger(t)}, dir, disk.ballast)
 	if err != nil {
 		t.Fatal(err)
@@ -146,11 +134,11 @@ func TestDiskFull(t *testing.T) {
 func TestStall(t *testing.T) {
 	g, _, clock := newGuard(t, 500*mib)
 	g.CommitStarted()
-	clock.add(DefaultStallTimeout)
+	clock.Add(DefaultStallTimeout)
 	if err := g.Check(); err != nil {
 		t.Fatalf("at the bound: %v", err)
 	}
-	clock.add(time.Millisecond)
+	clock.Add(time.Millisecond)
 	err := g.Check()
 	if !errors.Is(err, ErrStalled) || !errors.Is(err, registry.ErrUnavailable) {
 		t.Fatalf("past the bound: %v, want ErrStalled", err)
