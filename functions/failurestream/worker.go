@@ -15,6 +15,7 @@
 package failurestream
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -114,30 +115,16 @@ func (c Config) Validate() error {
 }
 
 func (c Config) withDefaults() Config {
-	def := func(p *string, v string) {
-		if *p == "" {
-			*p = v
-		}
-	}
-	def(&c.Stream, DefaultStream)
-	def(&c.Group, DefaultGroup)
-	def(&c.Source, DefaultStreamSource)
-	dur := func(p *time.Duration, v time.Duration) {
-		if *p == 0 {
-			*p = v
-		}
-	}
-	dur(&c.ClaimIdle, DefaultClaimIdle)
-	dur(&c.Block, DefaultBlock)
-	dur(&c.BackoffBase, DefaultBackoffBase)
-	dur(&c.BackoffMax, DefaultBackoffMax)
-	dur(&c.DrainTimeout, DefaultDrainTimeout)
-	if c.MaxDeliveries == 0 {
-		c.MaxDeliveries = DefaultMaxDeliveries
-	}
-	if c.Count == 0 {
-		c.Count = DefaultCount
-	}
+	c.Stream = cmp.Or(c.Stream, DefaultStream)
+	c.Group = cmp.Or(c.Group, DefaultGroup)
+	c.Source = cmp.Or(c.Source, DefaultStreamSource)
+	c.ClaimIdle = cmp.Or(c.ClaimIdle, DefaultClaimIdle)
+	c.Block = cmp.Or(c.Block, DefaultBlock)
+	c.BackoffBase = cmp.Or(c.BackoffBase, DefaultBackoffBase)
+	c.BackoffMax = cmp.Or(c.BackoffMax, DefaultBackoffMax)
+	c.DrainTimeout = cmp.Or(c.DrainTimeout, DefaultDrainTimeout)
+	c.MaxDeliveries = cmp.Or(c.MaxDeliveries, DefaultMaxDeliveries)
+	c.Count = cmp.Or(c.Count, DefaultCount)
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
