@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/harness/redisharness"
@@ -29,6 +28,7 @@ import (
 	"github.com/idgen/idgen/shared/platform/audit"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/redisstore"
+	"github.com/idgen/idgen/shared/registry/redisstore/redisstoretest"
 	"github.com/idgen/idgen/shared/saga"
 )
 
@@ -78,14 +78,7 @@ func (e *Env) Client() *redis.Client {
 // Store opens a registry (one per simulated instance).
 func (e *Env) Store() *redisstore.Store {
 	e.T.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s, err := redisstore.Open(ctx, redisstore.Config{Addrs: []string{e.Addr}, Prefix: e.Prefix, Logger: zaptest.NewLogger(e.T)})
-	if err != nil {
-		e.T.Fatal(err)
-	}
-	e.T.Cleanup(func() { _ = s.Close() })
-	return s
+	return redisstoretest.Open(e.T, redisstore.Config{Addrs: []string{e.Addr}, Prefix: e.Prefix})
 }
 
 // AuditLog opens an audit file of its own and returns it with its path.
