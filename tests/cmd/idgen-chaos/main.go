@@ -41,6 +41,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -129,15 +130,11 @@ func chaos(sig context.Context, cfg *Config, stdout, stderr io.Writer) int {
 			keep = true
 			return 1
 		}
-		closed := false
-		closeOps := func() {
-			if !closed {
-				closed = true
-				if err := p.Close(); err != nil {
-					logf("close the embedded phase: %v", err)
-				}
+		closeOps := sync.OnceFunc(func() {
+			if err := p.Close(); err != nil {
+				logf("close the embedded phase: %v", err)
 			}
-		}
+		})
 		defer closeOps() // before the directory is removed: it unmounts
 		logf("embedded load: %.0f IDs/s to each of %d instances", cfg.OpsRate, len(p.insts))
 		p.execute(ctx)
@@ -187,15 +184,11 @@ func runCluster(ctx, sig context.Context, cfg *Config, dir string, stdout io.Wri
 		logf("idgen-chaos: start: %v", err)
 		return summary{}, nil, 1
 	}
-	closed := false
-	closeCluster := func() {
-		if !closed {
-			closed = true
-			if err := c.Close(); err != nil {
-				logf("close: %v", err)
-			}
+	closeCluster := sync.OnceFunc(func() {
+		if err := c.Close(); err != nil {
+			logf("close: %v", err)
 		}
-	}
+	})
 	defer closeCluster()
 
 	l := newLedger()

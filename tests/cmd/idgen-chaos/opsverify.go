@@ -57,15 +57,7 @@ func (p *opsPhase) verify(ctx context.Context) opsSummary {
 	for _, v := range qv {
 		p.violate(v.Kind, "%s", v.Detail)
 	}
-	for _, w := range p.wins {
-		if w.n == 0 {
-			continue
-		}
-		s.faultsRun++
-		if !w.failed {
-			s.faultsRecovered++
-		}
-	}
+	s.faultsRun, s.faultsRecovered = faultCounts(p.wins)
 	if p.cfg.runs(14) && s.resumes < len(p.insts) {
 		p.violate(vFault, "fault 14: %d audit.resume lines across %d instances: an audit log never reported its outage", s.resumes, len(p.insts))
 	}

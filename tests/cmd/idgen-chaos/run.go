@@ -26,6 +26,21 @@ type window struct {
 	mu       sync.Mutex
 }
 
+// faultCounts counts the fault windows of wins (the steady state is none)
+// and those whose fault was injected and recovered.
+func faultCounts(wins []*window) (run, recovered int) {
+	for _, w := range wins {
+		if w.n == 0 {
+			continue
+		}
+		run++
+		if !w.failed {
+			recovered++
+		}
+	}
+	return run, recovered
+}
+
 // note adds a note; a fault that acts on several instances at once notes
 // from each.
 func (w *window) note(format string, args ...any) {

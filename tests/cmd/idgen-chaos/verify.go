@@ -109,13 +109,10 @@ func (r *run) verify(ctx context.Context) summary {
 		r.l.violate(v.Kind, "%s", v.Detail)
 	}
 	s.quiets, s.quietRequests, s.streams = len(r.quiets), inside, streams
+	s.faultsRun, s.faultsRecovered = faultCounts(r.wins)
 	for _, w := range r.wins {
 		if w.n == 0 {
 			continue
-		}
-		s.faultsRun++
-		if !w.failed {
-			s.faultsRecovered++
 		}
 		st := statsOf(results, w.from, w.to)
 		if w.floor > 0 && st.lbRequests >= 20 && st.lbAvail() < w.floor {
