@@ -162,12 +162,8 @@ func (c *Cluster) Dir() string { return c.env.dir }
 // Close kills every node, waits for them, and removes the working directory
 // if StartCluster created it. It is idempotent.
 func (c *Cluster) Close() error {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
+	if !proc.MarkClosed(&c.mu, &c.closed) {
 		return nil
 	}
-	c.closed = true
-	c.mu.Unlock()
 	return errors.Join(each(c.nodes, (*Server).Close), c.env.removeDir())
 }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+
+	"github.com/idgen/idgen/harness/proc"
 )
 
 // masterName is the name the Sentinels monitor the primary under.
@@ -351,13 +353,9 @@ func (g *Group) WaitFailover(ctx context.Context, oldAddr string) (string, error
 // Close kills every process of the group, waits for them, and removes the
 // working directory if StartReplicated created it. It is idempotent.
 func (g *Group) Close() error {
-	g.mu.Lock()
-	if g.closed {
-		g.mu.Unlock()
+	if !proc.MarkClosed(&g.mu, &g.closed) {
 		return nil
 	}
-	g.closed = true
-	g.mu.Unlock()
 	err := each(append(slices.Clone(g.data), g.sentinels...), (*Server).Close)
 	return errors.Join(err, g.env.removeDir())
 }

@@ -230,13 +230,9 @@ func (e *Ensemble) killServer(i int) (*server, error) {
 // and removes the working directory if Start created it. It is idempotent;
 // later calls return nil and every other method returns ErrClosed.
 func (e *Ensemble) Close() error {
-	e.mu.Lock()
-	if e.closed {
-		e.mu.Unlock()
+	if !proc.MarkClosed(&e.mu, &e.closed) {
 		return nil
 	}
-	e.closed = true
-	e.mu.Unlock()
 	err := e.killAll()
 	if e.ownDir {
 		if rerr := os.RemoveAll(e.dir); rerr != nil {
