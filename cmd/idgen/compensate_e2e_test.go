@@ -17,7 +17,6 @@ import (
 	"github.com/idgen/idgen/shared/saga/sagatest"
 
 	"github.com/redis/go-redis/v9"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/harness/redisharness"
@@ -25,6 +24,7 @@ import (
 	"github.com/idgen/idgen/shared/platform/audit"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/redisstore"
+	"github.com/idgen/idgen/shared/registry/redisstore/redisstoretest"
 )
 
 // compensateBin returns the binary under test; main.go dispatches `idgen
@@ -73,13 +73,7 @@ func newCompensateEnv(t *testing.T) *compensateEnv {
 	t.Helper()
 	// idgen compensate refuses a Redis that a restart would empty.
 	srv := redisharness.StartStandaloneT(t, redisharness.Options{AppendFsyncAlways: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	store, err := redisstore.Open(ctx, redisstore.Config{Addrs: []string{srv.Addr()}, Logger: zaptest.NewLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
+	store := redisstoretest.Open(t, redisstore.Config{Addrs: []string{srv.Addr()}})
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), DisableIdentity: true})
 	t.Cleanup(func() { _ = rdb.Close() })
 	return &compensateEnv{t: t, redis: srv, store: store, rdb: rdb}

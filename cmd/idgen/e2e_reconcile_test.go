@@ -8,12 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap/zaptest"
-
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/reconcile"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/redisstore"
+	"github.com/idgen/idgen/shared/registry/redisstore/redisstoretest"
 )
 
 // reconciled answers GET /reconcile of every claim so far and fails t
@@ -81,11 +80,7 @@ func TestReconcileCommand(t *testing.T) {
 
 	e := newCompensateEnv(t)
 	now := time.Now().UnixMilli()
-	ledger, err := redisstore.Open(ctx, redisstore.Config{Addrs: []string{e.redis.Addr()}, Shard: 2, Logger: zaptest.NewLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ledger.Close()
+	ledger := redisstoretest.Open(t, redisstore.Config{Addrs: []string{e.redis.Addr()}, Shard: 2})
 	if err := ledger.RecordClaim(ctx, registry.Claim{Shard: 2, Start: 1, End: 1001, Worker: 3, Instance: "i", Source: registry.SourceZooKeeper, AtMS: now}); err != nil {
 		t.Fatal(err)
 	}

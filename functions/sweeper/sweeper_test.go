@@ -18,6 +18,7 @@ import (
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/pebblestore"
 	"github.com/idgen/idgen/shared/registry/redisstore"
+	"github.com/idgen/idgen/shared/registry/redisstore/redisstoretest"
 	"github.com/idgen/idgen/shared/saga"
 	"github.com/idgen/idgen/shared/saga/sagatest"
 )
@@ -85,11 +86,7 @@ func newRedisEnv(t *testing.T, n int) *env {
 	g := redisharness.StartReplicatedT(t, redisharness.Options{}, 1, 0)
 	e := &env{t: t, g: g}
 	for range n {
-		store, err := redisstore.Open(context.Background(), redisstore.Config{Addrs: []string{g.Primary().Addr()}, WaitReplicas: 1, Logger: zaptest.NewLogger(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = store.Close() })
+		store := redisstoretest.Open(t, redisstore.Config{Addrs: []string{g.Primary().Addr()}, WaitReplicas: 1})
 		rdb := redis.NewClient(&redis.Options{Addr: g.Primary().Addr(), DisableIdentity: true})
 		t.Cleanup(func() { _ = rdb.Close() })
 		e.reg = store
