@@ -86,16 +86,3 @@ func usedMemory(t testing.TB, c *redis.Client) int64 {
 	t.Fatal("no used_memory in INFO memory")
 	return 0
 }
-
-// openStore opens the registry as idgen does, as a client for the test.
-func openStore(t testing.TB, cfg redisstore.Config) *redisstore.Store {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s, err := redisstore.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
-}

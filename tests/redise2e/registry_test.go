@@ -20,6 +20,7 @@ import (
 	"github.com/idgen/idgen/shared/idcodec"
 	"github.com/idgen/idgen/shared/registry"
 	"github.com/idgen/idgen/shared/registry/redisstore"
+	"github.com/idgen/idgen/shared/registry/redisstore/redisstoretest"
 	"github.com/idgen/idgen/tests/internal/idgenapi"
 )
 
@@ -99,7 +100,7 @@ func TestTwoInstancesShareRegistry(t *testing.T) {
 
 	// The other instance finds a sample through the API; the registry's
 	// own decoder reads them as pending records of the dev subject.
-	store := openStore(t, redisstore.Config{Addrs: []string{srv.Addr()}})
+	store := redisstoretest.Open(t, redisstore.Config{Addrs: []string{srv.Addr()}})
 	for i, j := range sampleIdx(len(ids), 400) {
 		id, other := ids[j], 1-from[j]
 		status, v, err := getID(ctx, d.client, insts[other], id)
@@ -445,7 +446,7 @@ func TestMetadataSealedAtRest(t *testing.T) {
 	}
 	// The records carry sealed metadata (so the test looked at the right
 	// place).
-	store := openStore(t, redisstore.Config{Addrs: []string{srv.Addr()}})
+	store := redisstoretest.Open(t, redisstore.Config{Addrs: []string{srv.Addr()}})
 	for _, id := range ids {
 		rec, err := store.Get(ctx, id)
 		if err != nil {

@@ -20,13 +20,13 @@ import (
 	"github.com/go-zookeeper/zk"
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/harness/redisharness"
 	"github.com/idgen/idgen/harness/testpki"
 	"github.com/idgen/idgen/harness/zkharness"
 	"github.com/idgen/idgen/shared/registry/redisstore"
+	"github.com/idgen/idgen/shared/registry/redisstore/redisstoretest"
 	"github.com/idgen/idgen/tests/internal/idgenproc"
 )
 
@@ -242,15 +242,8 @@ func (s *stack) rawRedis() *redis.Client {
 // registry opens the registry as idgen does (read side of the test).
 func (s *stack) registry() *redisstore.Store {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	st, err := redisstore.Open(ctx, redisstore.Config{Addrs: []string{s.redis.Addr()}, Username: redisUser, Password: redisPassword,
-		TLS: s.redisTLSConfig(), Logger: zaptest.NewLogger(s.t)})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	s.t.Cleanup(func() { _ = st.Close() })
-	return st
+	return redisstoretest.Open(s.t, redisstore.Config{Addrs: []string{s.redis.Addr()}, Username: redisUser, Password: redisPassword,
+		TLS: s.redisTLSConfig()})
 }
 
 // zkConn opens a ZooKeeper session over TLS (the harness's client
