@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -198,12 +199,26 @@ func (c *call) register(p part, idem bool, recs []int, dls []deadline) {
 	if idem && o.idemVal != nil {
 		ik, iv = c.key(o.idemKey), o.idemVal
 	}
-	c.args = append(c.args, "R", ik, iv, o.idemTTL, o.nowMS, len(recs))
-	for _, i := range recs {
-		b := c.bucket(o.keys[i])
-		c.args = append(c.args, b, o.fields[i], o.vals[i])
-		c.marks = append(c.marks, mark{b, fieldOffset(o.fields[i])})
+	c.args = append(c.args, "R", ik, iv, o.idemTTL, o.nowMS, 0)
+	ng := len(c.args) - 1
+	// Groups: runs of records in consecutive fields of one bucket with the
+	// same value (bucket index, first offset, count, value).
+	groups, n := 0, 0
+	for j, i := range recs {
+		b, off := c.bucket(o.keys[i]), fieldOffset(o.fields[i])
+		c.marks = append(c.marks, mark{b, off})
+		if j > 0 {
+			prev := recs[j-1]
+			if o.keys[prev] == o.keys[i] && fieldOffset(o.fields[prev])+1 == off && bytes.Equal(o.vals[prev], o.vals[i]) {
+				n++
+				c.args[len(c.args)-2] = n
+				continue
+			}
+		}
+		groups, n = groups+1, 1
+		c.args = append(c.args, b, off, 1, o.vals[i])
 	}
+	c.args[ng] = groups
 	c.args = append(c.args, len(dls))
 	for _, d := range dls {
 		c.args = append(c.args, c.key(d.key), d.score, d.member)

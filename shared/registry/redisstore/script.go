@@ -8,8 +8,12 @@ import "github.com/redis/go-redis/v9"
 // sub-operation:
 //
 //	'R' register: idem key index (0 = none), idem value, idem TTL ms, now ms,
-//	    n, n × (bucket key index, field, value), m, m × (zset key index,
-//	    score, member).
+//	    g, g × (bucket key index, first offset, count, value), m, m × (zset
+//	    key index, score, member). Each of the g groups is count records of
+//	    one bucket with the same value in the consecutive fields first
+//	    offset..first offset+count-1 (a batch of IDs stamped in the same
+//	    millisecond is a group per bucket); records are numbered across
+//	    the groups in order, from 1.
 //	    → 0 written (or already written by this very call: a retry);
 //	      the idempotency value of a live entry of another call (a replay:
 //	      nothing written); i > 0 when record i is held by another value
@@ -57,6 +61,13 @@ import "github.com/redis/go-redis/v9"
 // fields the 'M' runs name that exist and whose byte is free are marked
 // pending and their buckets get their TTL, so that what was written
 // before the error has its map.
+//
+// A group whose fields are all free is written by one HSET: a field is
+// free when the bucket's map (complete, 128 bytes, when the call first
+// touches the bucket) has a zero byte for it, or the bucket did not exist
+// then, and no sub-operation of this call has written it (the call's own
+// writes reach the map only at its end). Any other group is written field
+// by field with HSETNX, which finds a resend's own values and collisions.
 //
 // The shebang makes Redis refuse the whole script up front under OOM or
 // min-replicas-to-write, instead of failing at its first write.
@@ -113,6 +124,45 @@ end
 local function skipped(b, f) flag(skip, b, f) end
 local function cwritten(b, f) flag(cwrote, b, f) end
 local one, zero = string.char(1), string.char(0)
+-- auth[b]: whether the map of bucket b tells which fields were free when
+-- this call first touched the bucket ('map': a complete map; 'empty': no
+-- bucket; false: neither); wset[b]: the offsets this call wrote since
+local auth, wset = {}, {}
+local function touch(b)
+  if auth[b] ~= nil then return end
+  local ml = redis.call('STRLEN', KEYS[b+1])
+  if ml == 128 then
+    auth[b] = 'map'
+  elseif ml == 0 and redis.call('EXISTS', KEYS[b]) == 0 then
+    auth[b] = 'empty'
+  else
+    auth[b] = false
+  end
+end
+local function written(b, o)
+  local w = wset[b]
+  if not w then
+    w = {}
+    wset[b] = w
+  end
+  w[o] = true
+end
+-- allfree: whether the fields lo..lo+n-1 of bucket b are free (see above)
+local function allfree(b, lo, n)
+  touch(b)
+  local a = auth[b]
+  if not a then return false end
+  if a == 'map' and redis.call('GETRANGE', KEYS[b+1], lo, lo + n - 1) ~= string.rep(zero, n) then
+    return false
+  end
+  local w = wset[b]
+  if w then
+    for o = lo, lo + n - 1 do
+      if w[o] then return false end
+    end
+  end
+  return true
+end
 -- byte is the map byte of field o of bucket b, '' for none
 local function byte(b, o)
   return redis.call('GETRANGE', KEYS[b+1], o, o)
@@ -203,9 +253,14 @@ local function run()
       local k, f, v = KEYS[b], ARGV[p+2], ARGV[p+3]
       p = p + 4
       local res = 0
-      if redis.call('HSETNX', k, f, v) == 0 and redis.call('HGET', k, f) ~= v then
-        res = 1
-        skipped(b, f)
+      touch(b)
+      if redis.call('HSETNX', k, f, v) == 0 then
+        if redis.call('HGET', k, f) ~= v then
+          res = 1
+          skipped(b, f)
+        end
+      else
+        written(b, tonumber(f))
       end
       if res == 0 and not seen[b] then
         seen[b] = true
@@ -214,12 +269,13 @@ local function run()
       out[#out+1] = res
     elseif kind == 'R' then
       local ik, iv, ittl, now = tonumber(ARGV[p+1]), ARGV[p+2], tonumber(ARGV[p+3]), tonumber(ARGV[p+4])
-      local nrec = tonumber(ARGV[p+5])
+      local ngr = tonumber(ARGV[p+5])
       local rp = p + 6
-      local ndl = tonumber(ARGV[rp + 3*nrec])
-      local dp = rp + 3*nrec + 1
+      local ndl = tonumber(ARGV[rp + 4*ngr])
+      local dp = rp + 4*ngr + 1
       p = dp + 3*ndl
       local res = 0
+      -- wrote[g] lists the offsets group g wrote (for a rollback)
       local wrote = {}
       if ik > 0 then
         local cur = redis.call('GET', KEYS[ik])
@@ -229,26 +285,48 @@ local function run()
         end
       end
       if res == 0 then
-        -- HSETNX writes the common case in one call; a field already there
-        -- is ours (a resend: same value) or a collision, which undoes what
-        -- this op wrote (nobody saw it: the script is atomic).
-        for i = 0, nrec - 1 do
-          local q = rp + 3*i
-          local k, f, v = KEYS[tonumber(ARGV[q])], ARGV[q+1], ARGV[q+2]
-          if redis.call('HSETNX', k, f, v) == 0 then
-            if redis.call('HGET', k, f) ~= v then
-              res = i + 1
-              for j = 0, i - 1 do
-                if wrote[j] then
-                  local u = rp + 3*j
-                  redis.call('HDEL', KEYS[tonumber(ARGV[u])], ARGV[u+1])
-                end
-              end
-              break
+        -- A group of free fields is one HSET. Otherwise HSETNX writes a
+        -- field in one call; a field already there is ours (a resend: same
+        -- value) or a collision, which undoes what this op wrote (nobody
+        -- saw it: the script is atomic).
+        local i = 0
+        for g = 0, ngr - 1 do
+          local q = rp + 4*g
+          local b, lo, n, v = tonumber(ARGV[q]), tonumber(ARGV[q+1]), tonumber(ARGV[q+2]), ARGV[q+3]
+          local k, w = KEYS[b], {}
+          wrote[g] = w
+          if n > 1 and allfree(b, lo, n) then
+            local a = {}
+            for o = lo, lo + n - 1 do
+              a[#a+1] = tostring(o)
+              a[#a+1] = v
+              w[#w+1] = o
+              written(b, o)
             end
-            wrote[i] = false
+            redis.call('HSET', k, unpack(a))
+            i = i + n
           else
-            wrote[i] = true
+            touch(b)
+            for o = lo, lo + n - 1 do
+              i = i + 1
+              local f = tostring(o)
+              if redis.call('HSETNX', k, f, v) == 0 then
+                if redis.call('HGET', k, f) ~= v then
+                  res = i
+                  break
+                end
+              else
+                w[#w+1] = o
+                written(b, o)
+              end
+            end
+          end
+          if res ~= 0 then
+            for h = 0, g do
+              local u = KEYS[tonumber(ARGV[rp + 4*h])]
+              for _, o in ipairs(wrote[h]) do redis.call('HDEL', u, tostring(o)) end
+            end
+            break
           end
         end
       end
@@ -256,13 +334,14 @@ local function run()
         -- nothing of it is written: its fields keep the bytes they have
         -- (a bucket a rollback emptied has no map to keep: Redis removed
         -- the bucket, and its map is removed with it below)
-        for i = 0, nrec - 1 do
-          local q = rp + 3*i
-          skipped(tonumber(ARGV[q]), ARGV[q+1])
+        for g = 0, ngr - 1 do
+          local q = rp + 4*g
+          local b, lo = tonumber(ARGV[q]), tonumber(ARGV[q+1])
+          for o = lo, lo + tonumber(ARGV[q+2]) - 1 do skipped(b, o) end
         end
       else
-        for i = 0, nrec - 1 do
-          local b = tonumber(ARGV[rp + 3*i])
+        for g = 0, ngr - 1 do
+          local b = tonumber(ARGV[rp + 4*g])
           if not seen[b] then
             seen[b] = true
             keep(b, rttl)
@@ -282,6 +361,7 @@ local function run()
       local res = 0
       if b > 0 then
         local key = KEYS[b]
+        touch(b)
         local cur = redis.call('HGET', key, f)
         if new ~= '' and cur == new then
           res = 0
@@ -294,6 +374,7 @@ local function run()
           bttl[b] = nil -- the delete may have emptied the bucket
         else
           redis.call('HSET', key, f, new)
+          written(b, tonumber(f))
           setmap(b, tonumber(f), string.char(st))
           cwritten(b, f)
           keep(b, ttl)

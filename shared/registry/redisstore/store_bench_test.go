@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/idgen/idgen/harness/redisharness"
+	"github.com/idgen/idgen/shared/idcodec"
 )
 
 // BenchmarkRegisterParallel: one pending record per op from 32×GOMAXPROCS
@@ -130,4 +131,43 @@ func evalshaNanos(b *testing.B, c *redis.Client) float64 {
 		}
 	}
 	return 0
+}
+
+// BenchmarkRegisterBatch: one issue of 1000 pending records of one
+// millisecond per op (a POST /generate with count=1000) from 4×GOMAXPROCS
+// goroutines, on the shared server. It reports per ID the server's CPU
+// (redis-cpu-ns/id, from INFO cpu) and the time of the batch script
+// (evalsha-ns/id), and the IDs registered per second.
+func BenchmarkRegisterBatch(b *testing.B) {
+	const n = 1000
+	ctx := context.Background()
+	s := open(b, Config{})
+	srv := redis.NewClient(&redis.Options{Addr: shared.Addr(), DisableIdentity: true})
+	defer srv.Close()
+	if err := srv.ConfigResetStat(ctx).Err(); err != nil {
+		b.Fatal(err)
+	}
+	var seq atomic.Uint64
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	cpu0 := serverCPU(b, srv)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		batch := make([]idcodec.ID, n)
+		for pb.Next() {
+			first := seq.Add(n) - n + 1
+			for i := range batch {
+				batch[i] = id(first + uint64(i))
+			}
+			if _, err := s.Register(ctx, pending(batch...), 0, testMS); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	ids := float64(b.N) * n
+	b.ReportMetric(float64(serverCPU(b, srv)-cpu0)/ids, "redis-cpu-ns/id")
+	b.ReportMetric(evalshaNanos(b, srv)/ids, "evalsha-ns/id")
+	b.ReportMetric(ids/b.Elapsed().Seconds(), "ids/s")
 }
