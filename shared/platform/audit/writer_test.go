@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idgen/idgen/harness/optionstest"
 	"github.com/idgen/idgen/harness/proc"
 )
 
@@ -282,23 +283,13 @@ func TestBacklogFull(t *testing.T) {
 }
 
 func TestSettingsValidate(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		s    Settings
-		ok   bool
-	}{
-		{"zero", Settings{}, true},
-		{"set", Settings{RetryInterval: time.Second, Wait: 2 * time.Second, MaxBacklog: 10}, true},
-		{"negative interval", Settings{RetryInterval: -1}, false},
-		{"negative wait", Settings{Wait: -1}, false},
-		{"negative backlog", Settings{MaxBacklog: -1}, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if err := tc.s.Validate(); (err == nil) != tc.ok {
-				t.Fatalf("Validate() = %v, want ok %v", err, tc.ok)
-			}
-		})
-	}
+	optionstest.Run(t, []optionstest.Case[Settings]{
+		{Name: "zero", Opts: Settings{}, OK: true},
+		{Name: "set", Opts: Settings{RetryInterval: time.Second, Wait: 2 * time.Second, MaxBacklog: 10}, OK: true},
+		{Name: "negative interval", Opts: Settings{RetryInterval: -1}},
+		{Name: "negative wait", Opts: Settings{Wait: -1}},
+		{Name: "negative backlog", Opts: Settings{MaxBacklog: -1}},
+	})
 	if d := (Settings{}).withDefaults(); d.RetryInterval != DefaultRetryInterval || d.Wait != DefaultWait || d.MaxBacklog != DefaultMaxBacklog {
 		t.Fatalf("zero Settings mean %+v, want the defaults", d)
 	}
