@@ -105,38 +105,40 @@ func TestGroupOverlapInOneCall(t *testing.T) {
 	checkStateMaps(t, s, 0, 1)
 }
 
-// A batch across buckets over a field already held: nothing of it stays,
-// neither the bucket written whole before the collision nor the fields of
-// the colliding bucket before the held one.
-func TestGroupCollisionRollsBackEveryBucket(t *testing.T) {
-	s := open(t, Config{Shard: 3, Retention: time.Hour})
-	ctx := context.Background()
-	if _, err := s.Register(ctx, issuedBy("b", ids(150, 151)), 0, testMS); err != nil {
-		t.Fatal(err)
+// A batch over a field already held collides and leaves nothing: across
+// buckets, neither the bucket written whole before the collision nor the
+// fields of the colliding bucket before the held one stay; a bucket
+// without a map (written by an idgen before state maps) is written field
+// by field, so a held field is a collision, never overwritten.
+func TestGroupCollision(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		held, lo, hi uint64 // the counter held by "b"; the batch of "a"
+		dropMap      bool
+	}{
+		{name: "across buckets", held: 150, lo: 100, hi: 201},
+		{name: "bucket without map", held: 20, lo: 10, hi: 30, dropMap: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t, Config{Shard: 3, Retention: time.Hour})
+			ctx := context.Background()
+			if _, err := s.Register(ctx, issuedBy("b", ids(tc.held, tc.held+1)), 0, testMS); err != nil {
+				t.Fatal(err)
+			}
+			if tc.dropMap {
+				if err := s.client.Del(ctx, s.stateKey(tc.held>>bucketBits)).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := s.Register(ctx, issuedBy("a", ids(tc.lo, tc.hi)), 0, testMS); !errors.Is(err, registry.ErrCollision) {
+				t.Fatalf("want a collision, got %v", err)
+			}
+			wantRecords(t, s, "", ids(tc.lo, tc.held))
+			wantRecords(t, s, "b", ids(tc.held, tc.held+1))
+			wantRecords(t, s, "", ids(tc.held+1, tc.hi))
+			if !tc.dropMap {
+				checkStateMaps(t, s, tc.lo>>bucketBits, tc.hi>>bucketBits+1)
+			}
+		})
 	}
-	if _, err := s.Register(ctx, issuedBy("a", ids(100, 201)), 0, testMS); !errors.Is(err, registry.ErrCollision) {
-		t.Fatalf("want a collision, got %v", err)
-	}
-	wantRecords(t, s, "", ids(100, 150))
-	wantRecords(t, s, "b", ids(150, 151))
-	wantRecords(t, s, "", ids(151, 201))
-	checkStateMaps(t, s, 0, 2)
-}
-
-// A bucket without a map (written by an idgen before state maps) is
-// written field by field: a held field is a collision, never overwritten.
-func TestGroupBucketWithoutMap(t *testing.T) {
-	s := open(t, Config{Shard: 3, Retention: time.Hour})
-	ctx := context.Background()
-	if _, err := s.Register(ctx, issuedBy("b", ids(20, 21)), 0, testMS); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.client.Del(ctx, s.stateKey(0)).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Register(ctx, issuedBy("a", ids(10, 30)), 0, testMS); !errors.Is(err, registry.ErrCollision) {
-		t.Fatalf("want a collision, got %v", err)
-	}
-	wantRecords(t, s, "b", ids(20, 21))
-	wantRecords(t, s, "", ids(10, 20))
 }
