@@ -90,11 +90,9 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 	}
 	log := st.log
 	st.onClose(func() error { _ = log.Sync(); return nil })
-	tp, err := c.Log.tracing(ctx, advertise, log, st.onClose)
-	if err != nil {
+	if st.tp, err = c.Log.tracing(ctx, advertise, log, st.onClose); err != nil {
 		return nil, err
 	}
-	st.tp = tp
 	if c.Dev {
 		log.Warn("DEVELOPMENT MODE: authentication is OFF; every caller can issue, commit and compensate IDs. Never run --dev in production.")
 	}
@@ -108,10 +106,40 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 			metrics.ObserveFlush(n, d.Seconds())
 		}
 	}
-	// The ZooKeeper handshake overlaps opening the registry.
+	instance := fmt.Sprintf("%s/%s", advertise, st.started.UTC().Format("20060102T150405.000"))
+	co, err := st.coordinate(ctx, c, clock, observe, instance, advertise)
+	if err != nil {
+		return nil, err
+	}
+	gen, err := st.newGenerator(c, co, clock)
+	if err != nil {
+		return nil, err
+	}
+	metrics = st.newMetrics(c, gen, co.alloc, advertise)
+	if err := st.newService(c, co, gen, metrics, ring, instance); err != nil {
+		return nil, err
+	}
+	// The first range is claimed in the background: the listener opens
+	// meanwhile, and a request that arrives first waits for the claim (a
+	// Lambda cold start or a scaled-out instance answers sooner).
+	go func() {
+		if err := gen.Warm(ctx); err != nil {
+			log.Warn("first range claim failed; requests will retry it", zap.Error(err))
+		}
+	}()
+	return st, nil
+}
+
+// coordinate opens the registry and the coordination of c: with
+// ZooKeeper, the allocator (its handshake overlaps opening the registry),
+// checked against the data directory and the registry's high-water mark;
+// without, the embedded clock floor of worker 0. It sets st.leads and
+// st.mode.
+func (st *stack) coordinate(ctx context.Context, c ServeConfig, clock *idcodec.Clock, observe func(int, time.Duration), instance, advertise string) (coordination, error) {
+	log := st.log
 	var allocCh <-chan allocOpened
 	if c.ZK.Servers != "" {
-		// The handshake's context ends with buildStack: a refused start
+		// The handshake's context ends with coordinate: a refused start
 		// does not wait for it, and the allocator keeps none of it.
 		actx, cancel := context.WithCancel(ctx)
 		defer cancel()
@@ -127,9 +155,8 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 	}
 	reg, err := st.openRegistry(ctx, c, observe, log)
 	if err != nil {
-		return nil, err
+		return coordination{}, err
 	}
-	instance := fmt.Sprintf("%s/%s", advertise, st.started.UTC().Format("20060102T150405.000"))
 	co := coordination{
 		src: reg.src, worker: generator.FixedWorker(0), kind: registry.SourceClockFloor, run: instance,
 		membership: httpapi.StaticMembership{httpapi.Member{Worker: 0, Shard: uint8(c.Shard), Address: advertise, Version: version, StartedAt: st.started.UTC(), Instance: instance}},
@@ -139,11 +166,11 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		r := <-allocCh
 		allocCh = nil
 		if r.err != nil {
-			return nil, r.err
+			return coordination{}, r.err
 		}
 		st.onClose(r.a.Close)
 		if co, err = zkCoordination(ctx, c, r.a, reg, clock, log); err != nil {
-			return nil, err
+			return coordination{}, err
 		}
 		co.run = zkRunName(advertise, r.a.InstanceID())
 		st.mode = "zookeeper"
@@ -152,15 +179,21 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		st.mode += "+redis"
 	}
 	st.leads = co.leads
-	// Each claim is in the registry's claim ledger before its range is
-	// used; what the generator gives up is recorded as released.
+	return co, nil
+}
+
+// newGenerator makes the generator of co's ranges. Each claim is in the
+// registry's claim ledger before its range is used; what the generator
+// gives up is recorded as released, also at shutdown.
+func (st *stack) newGenerator(c ServeConfig, co coordination, clock *idcodec.Clock) (*generator.Generator, error) {
+	log := st.log
 	claims, err := reconcile.NewRecorder(reconcile.RecorderConfig{
 		Source: co.src, Ledger: st.store, Kind: co.kind, Shard: uint8(c.Shard), Instance: co.run, Worker: co.worker, Log: log.Named("claims"),
 	})
 	if err != nil {
 		return nil, err
 	}
-	gen, err := generator.New(claims, co.worker, generator.Config{Shard: uint8(c.Shard), Clock: clock, Tracer: tp.Tracer("idgen/generator"), Released: claims.Released})
+	gen, err := generator.New(claims, co.worker, generator.Config{Shard: uint8(c.Shard), Clock: clock, Tracer: st.tp.Tracer("idgen/generator"), Released: claims.Released})
 	if err != nil {
 		_ = claims.Close(context.Background())
 		return nil, err
@@ -174,20 +207,25 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 		}
 		return nil
 	})
-	metrics = st.newMetrics(c, gen, co.alloc, advertise)
+	return gen, nil
+}
+
+// newService makes the HTTP API of gen (st.svc) with its health checks,
+// metadata keys, audit log, token verifier and audit marks.
+func (st *stack) newService(c ServeConfig, co coordination, gen *generator.Generator, metrics *httpapi.Metrics, ring *logring.Ring, instance string) error {
+	log := st.log
 	checks := append([]httpapi.Check{{Name: "registry", Critical: true, Run: st.store.Ping}}, co.checks...)
 	checks = append(checks, httpapi.RangeCheck(gen))
-
 	keys, err := loadMetadataKeys(c)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := st.openAudit(c, instance, metrics); err != nil {
-		return nil, err
+		return err
 	}
 	verifier, authChecks, err := openVerifier(c, log)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	checks = append(checks, authChecks...)
 	compMarks, commitMarks := st.marks(saga.DefaultMarkPrefix), st.marks(commitMarkPrefix)
@@ -199,21 +237,10 @@ func buildStack(ctx context.Context, c ServeConfig, stderr io.Writer, advertise 
 	st.svc, err = httpapi.New(httpapi.Config{Dev: c.Dev, RequestTimeout: c.RequestTimeout, AuditFailOpen: c.AuditFailOpen, Instance: instance, RateLimit: c.RateLimit, RateBurst: c.RateBurst,
 		AccessLogEvery: c.AccessLogEvery, NoAccessLog: c.AccessLogEvery == 0}, httpapi.Deps{
 		IDs: gen, Registry: st.store, Logger: log, Logs: ring, Metrics: metrics, Membership: co.membership, Checks: checks, Sealer: sealer.NewVault(keys, st.store), Auth: verifier, Audit: st.audit,
-		CompensationMarks: compMarks, CommitMarks: commitMarks, Tracer: tp.Tracer("idgen/httpapi"),
+		CompensationMarks: compMarks, CommitMarks: commitMarks, Tracer: st.tp.Tracer("idgen/httpapi"),
 		Ledger: st.store, Shard: uint8(c.Shard), SharedLedger: c.Redis.Addr != "",
 	})
-	if err != nil {
-		return nil, err
-	}
-	// The first range is claimed in the background: the listener opens
-	// meanwhile, and a request that arrives first waits for the claim (a
-	// Lambda cold start or a scaled-out instance answers sooner).
-	go func() {
-		if err := gen.Warm(ctx); err != nil {
-			log.Warn("first range claim failed; requests will retry it", zap.Error(err))
-		}
-	}()
-	return st, nil
+	return err
 }
 
 // newMetrics makes the service's metrics (those of the generator) and adds
