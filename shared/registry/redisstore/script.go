@@ -126,8 +126,11 @@ local function cwritten(b, f) flag(cwrote, b, f) end
 local one, zero = string.char(1), string.char(0)
 -- auth[b]: whether the map of bucket b tells which fields were free when
 -- this call first touched the bucket ('map': a complete map; 'empty': no
--- bucket; false: neither); wset[b]: the offsets this call wrote since
+-- bucket; false: neither); wset[b]: the offsets this call wrote since,
+-- as ranges {lo, hi}
 local auth, wset = {}, {}
+-- names[o]: the field name of offset o, made once per call
+local names = {}
 local function touch(b)
   if auth[b] ~= nil then return end
   local ml = redis.call('STRLEN', KEYS[b+1])
@@ -139,13 +142,23 @@ local function touch(b)
     auth[b] = false
   end
 end
-local function written(b, o)
+-- addrange adds lo..hi to the ranges t, joining it to the last one when
+-- they meet
+local function addrange(t, lo, hi)
+  local last = t[#t]
+  if last and last[2] == lo - 1 then
+    last[2] = hi
+  else
+    t[#t+1] = {lo, hi}
+  end
+end
+local function written(b, lo, hi)
   local w = wset[b]
   if not w then
     w = {}
     wset[b] = w
   end
-  w[o] = true
+  addrange(w, lo, hi)
 end
 -- allfree: whether the fields lo..lo+n-1 of bucket b are free (see above)
 local function allfree(b, lo, n)
@@ -155,10 +168,10 @@ local function allfree(b, lo, n)
   if a == 'map' and redis.call('GETRANGE', KEYS[b+1], lo, lo + n - 1) ~= string.rep(zero, n) then
     return false
   end
-  local w = wset[b]
+  local w, hi = wset[b], lo + n - 1
   if w then
-    for o = lo, lo + n - 1 do
-      if w[o] then return false end
+    for _, r in ipairs(w) do
+      if r[1] <= hi and r[2] >= lo then return false end
     end
   end
   return true
@@ -260,7 +273,8 @@ local function run()
           skipped(b, f)
         end
       else
-        written(b, tonumber(f))
+        local o = tonumber(f)
+        written(b, o, o)
       end
       if res == 0 and not seen[b] then
         seen[b] = true
@@ -296,14 +310,19 @@ local function run()
           local k, w = KEYS[b], {}
           wrote[g] = w
           if n > 1 and allfree(b, lo, n) then
-            local a = {}
+            local a, j = {}, 0
             for o = lo, lo + n - 1 do
-              a[#a+1] = tostring(o)
-              a[#a+1] = v
-              w[#w+1] = o
-              written(b, o)
+              local f = names[o]
+              if not f then
+                f = tostring(o)
+                names[o] = f
+              end
+              a[j+1], a[j+2] = f, v
+              j = j + 2
             end
             redis.call('HSET', k, unpack(a))
+            addrange(w, lo, lo + n - 1)
+            written(b, lo, lo + n - 1)
             i = i + n
           else
             touch(b)
@@ -316,15 +335,17 @@ local function run()
                   break
                 end
               else
-                w[#w+1] = o
-                written(b, o)
+                addrange(w, o, o)
+                written(b, o, o)
               end
             end
           end
           if res ~= 0 then
             for h = 0, g do
               local u = KEYS[tonumber(ARGV[rp + 4*h])]
-              for _, o in ipairs(wrote[h]) do redis.call('HDEL', u, tostring(o)) end
+              for _, r in ipairs(wrote[h]) do
+                for o = r[1], r[2] do redis.call('HDEL', u, tostring(o)) end
+              end
             end
             break
           end
@@ -374,7 +395,8 @@ local function run()
           bttl[b] = nil -- the delete may have emptied the bucket
         else
           redis.call('HSET', key, f, new)
-          written(b, tonumber(f))
+          local o = tonumber(f)
+          written(b, o, o)
           setmap(b, tonumber(f), string.char(st))
           cwritten(b, f)
           keep(b, ttl)
