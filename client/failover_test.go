@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/idgen/idgen/client"
+	"github.com/idgen/idgen/harness/proc"
 )
 
 // TestFailover: with a first endpoint that fails, calls succeed on the
@@ -21,7 +22,7 @@ func TestFailover(t *testing.T) {
 		// requests or connections reached it.
 		bad func(t *testing.T) (url string, hits func() int)
 	}{
-		{"connection refused", func(t *testing.T) (string, func() int) { return deadURL(t), nil }},
+		{"connection refused", func(t *testing.T) (string, func() int) { return proc.DeadURL(t), nil }},
 		{"connection reset", func(t *testing.T) (string, func() int) {
 			l := newResetListener(t)
 			return "http://" + l.ln.Addr().String(), l.Accepted

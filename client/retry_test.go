@@ -230,20 +230,11 @@ func TestDeadline(t *testing.T) {
 		}
 	})
 	t.Run("every endpoint refuses connections", func(t *testing.T) {
-		a, b := deadURL(t), deadURL(t)
+		a, b := proc.DeadURL(t), proc.DeadURL(t)
 		c := newClient(t, client.Config{Endpoints: []string{a, b}, Retry: client.RetryPolicy{MaxAttempts: 3, BaseBackoff: time.Millisecond}})
 		_, err := c.Generate(testContext(t), client.GenerateRequest{})
 		if !errors.Is(err, syscall.ECONNREFUSED) || !strings.Contains(err.Error(), "3 attempts") {
 			t.Fatalf("Generate = %v, want connection refused after 3 attempts", err)
 		}
 	})
-}
-
-// deadURL is the base URL of a loopback port nobody listens on.
-func deadURL(t *testing.T) string {
-	addr, err := proc.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return "http://" + addr
 }

@@ -24,7 +24,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // when the first endpoint refuses connections.
 func TestRun(t *testing.T) {
 	url := startIdgen(t)
-	dead := deadURL(t)
+	dead := proc.DeadURL(t)
 	tests := []struct {
 		name  string
 		args  []string
@@ -122,13 +122,4 @@ func startIdgen(t *testing.T) string {
 		}
 		t.Fatalf("idgen serve not ready: %v", err)
 	}
-}
-
-// deadURL is the base URL of a loopback port nobody listens on.
-func deadURL(t *testing.T) string {
-	addr, err := proc.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return "http://" + addr
 }

@@ -33,6 +33,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -282,6 +283,18 @@ func FreeAddr() (string, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
+}
+
+// DeadURL is the base URL (http://host:port) of a loopback port nobody
+// listens on: a server that refuses connections. A failure to find a port
+// fails tb.
+func DeadURL(tb testing.TB) string {
+	tb.Helper()
+	addr, err := FreeAddr()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return "http://" + addr
 }
 
 // Retry runs once until it returns nil, at most attempts times. It tries
