@@ -166,12 +166,9 @@ func TestLeaderKilledDuringClaims(t *testing.T) {
 		})
 	}
 	proc.Eventually(t, 30*time.Second, "claims before the kill", func() bool { return l.len() >= 40 })
-	lead, err := e.Leader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	before := l.len()
-	if err := e.Kill(lead); err != nil {
+	lead, err := e.KillLeader(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()

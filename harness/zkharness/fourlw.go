@@ -97,6 +97,16 @@ func (e *Ensemble) Leader(ctx context.Context) (int, error) {
 	return -1, errors.Join(append([]error{ErrNoLeader}, errs...)...)
 }
 
+// KillLeader SIGKILLs the server Leader names and returns its index.
+// Errors: Leader's, Kill's.
+func (e *Ensemble) KillLeader(ctx context.Context) (int, error) {
+	leader, err := e.Leader(ctx)
+	if err != nil {
+		return -1, err
+	}
+	return leader, e.Kill(leader)
+}
+
 // WaitServing polls until every server in idx (default: every running one)
 // answers `srvr` with a Mode line. Errors: ErrNotRunning at once if a given
 // server is killed or frozen, the exit of a server while waiting, ctx's

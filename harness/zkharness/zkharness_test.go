@@ -134,8 +134,8 @@ func TestEnsembleFailover(t *testing.T) {
 	conn := connect(t, strings.Split(e.ConnectString(), ","), nil)
 	mustCreate(t, conn, "/survives", "failover")
 
-	if err := e.Kill(leader); err != nil {
-		t.Fatalf("Kill(%d): %v", leader, err)
+	if killed, err := e.KillLeader(ctx); err != nil || killed != leader {
+		t.Fatalf("KillLeader = %d, %v; want %d", killed, err, leader)
 	}
 	if err := e.WaitQuorum(ctx); err != nil {
 		t.Fatalf("WaitQuorum after killing the leader: %v", err)

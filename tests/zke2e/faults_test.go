@@ -95,12 +95,9 @@ func TestZKLeaderKilledUnderLoad(t *testing.T) {
 	defer stopAll(loads)
 
 	time.Sleep(4 * time.Second) // the adaptive step settles on the rate
-	leader, err := e.Leader(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	tKill := time.Now()
-	if err := e.Kill(leader); err != nil {
+	leader, err := e.KillLeader(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("ZooKeeper leader (server %d) SIGKILLed with %d IDs issued", leader, l.count())
