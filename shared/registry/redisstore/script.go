@@ -113,14 +113,16 @@ local function setmap(b, off, bytes)
   if not maplen[b] or maplen[b] < n then maplen[b] = n end
   if off + #bytes == 128 then tail[b] = true end
 end
-local function flag(tables, b, f)
+-- sub returns tables[b], made empty on first use
+local function sub(tables, b)
   local t = tables[b]
   if not t then
     t = {}
     tables[b] = t
   end
-  t[tonumber(f)] = true
+  return t
 end
+local function flag(tables, b, f) sub(tables, b)[tonumber(f)] = true end
 local function skipped(b, f) flag(skip, b, f) end
 local function cwritten(b, f) flag(cwrote, b, f) end
 local one, zero = string.char(1), string.char(0)
@@ -152,14 +154,7 @@ local function addrange(t, lo, hi)
     t[#t+1] = {lo, hi}
   end
 end
-local function written(b, lo, hi)
-  local w = wset[b]
-  if not w then
-    w = {}
-    wset[b] = w
-  end
-  addrange(w, lo, hi)
-end
+local function written(b, lo, hi) addrange(sub(wset, b), lo, hi) end
 -- allfree: whether the fields lo..lo+n-1 of bucket b are free (see above)
 local function allfree(b, lo, n)
   touch(b)
