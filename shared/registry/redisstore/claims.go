@@ -206,19 +206,22 @@ func (s *Store) ScanCounters(ctx context.Context, start, end uint64, fn func(reg
 		}
 		for i, cmd := range cmds {
 			num := b + uint64(i)
-			for f, v := range cmd.Val() {
-				low, err := strconv.ParseUint(f, 10, 8)
-				if err != nil || low >= 1<<bucketBits || len(v) < valueHeader {
-					return fmt.Errorf("redisstore: scan: bucket %d field %q: %w", num, f, registry.ErrCorrupt)
+			vals, err := BucketValues(cmd.Val())
+			if err != nil {
+				return fmt.Errorf("redisstore: scan: bucket %d: %w", num, err)
+			}
+			for low, v := range vals {
+				if len(v) < valueHeader {
+					return fmt.Errorf("redisstore: scan: bucket %d counter %d: %w: %d-byte value", num, low, registry.ErrCorrupt, len(v))
 				}
-				counter := num<<bucketBits | low
+				counter := num<<bucketBits | uint64(low)
 				if counter < start || counter >= end {
 					continue
 				}
 				var id idcodec.ID
 				copy(id[:8], v[:8])
 				binary.BigEndian.PutUint64(id[8:], uint64(0b10)<<62|uint64(s.cfg.Shard)<<56|counter)
-				rec, err := decodeValue(id, []byte(v))
+				rec, err := decodeValue(id, v)
 				if err != nil {
 					return fmt.Errorf("redisstore: scan %s: %w", id, err)
 				}

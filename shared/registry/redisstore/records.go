@@ -97,20 +97,32 @@ func (s *Store) Get(ctx context.Context, id idcodec.ID) (registry.Record, error)
 	return rec, err
 }
 
-// load returns the raw value of id's field, nil when absent.
-// A record found absent while the Store started refusing (a concurrent
-// reconnect found the marker gone) answers the refusal, never not-found.
+// load returns the raw value of id's record (its field, else the run that
+// covers it: FieldValue), nil when absent. A record found absent while the
+// Store started refusing (a concurrent reconnect found the marker gone)
+// answers the refusal, never not-found.
 func (s *Store) load(ctx context.Context, id idcodec.ID) ([]byte, error) {
 	if err := s.readable(); err != nil {
 		return nil, err
 	}
 	key, field := s.bucket(id)
-	v, err := s.client.HGet(ctx, key, field).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, s.guard.refusal()
-	}
+	vals, err := s.client.HMGet(ctx, key, field, RunsField).Result()
 	if err != nil {
 		return nil, s.readErr(err)
+	}
+	var f, r []byte
+	if v, ok := vals[0].(string); ok {
+		f = []byte(v)
+	}
+	if v, ok := vals[1].(string); ok {
+		r = []byte(v)
+	}
+	v, err := FieldValue(fieldOffset(field), f, r)
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return nil, s.guard.refusal()
 	}
 	return v, nil
 }

@@ -62,12 +62,21 @@ import "github.com/redis/go-redis/v9"
 // pending and their buckets get their TTL, so that what was written
 // before the error has its map.
 //
-// A group whose fields are all free is written by one HSET: a field is
-// free when the bucket's map (complete, 128 bytes, when the call first
-// touches the bucket) has a zero byte for it, or the bucket did not exist
-// then, and no sub-operation of this call has written it (the call's own
-// writes reach the map only at its end). Any other group is written field
-// by field with HSETNX, which finds a resend's own values and collisions.
+// A group whose fields are all free is written as one run-length record
+// (a run: first offset, count, value) appended to the bucket's field 'r'
+// (RunsField), instead of count fields: a field is free when the bucket's
+// map (complete, 128 bytes, when the call first touches the bucket) has a
+// zero byte for it, or the bucket did not exist then, and no
+// sub-operation of this call has written it (the call's own writes reach
+// the map only at its end). Any other group is written field by field with
+// HSETNX, which finds a resend's own values and collisions.
+//
+// A counter is held when its field exists or a run covers it; its value is
+// the field's when there is one (a compare-and-set over a run writes the
+// field), else the run's. Every check of a field (HSETNX, the
+// compare-and-set, the marks) reads both, and a delete also takes the
+// counter out of its run (splitting it). A collision's rollback restores
+// the runs as they were before the op.
 //
 // The shebang makes Redis refuse the whole script up front under OOM or
 // min-replicas-to-write, instead of failing at its first write.
@@ -133,6 +142,94 @@ local one, zero = string.char(1), string.char(0)
 local auth, wset = {}, {}
 -- names[o]: the field name of offset o, made once per call
 local names = {}
+-- Runs: the field 'r' of a bucket holds its run-length records, entries
+-- of first offset (1 byte), count (1 byte), value length (2 bytes,
+-- big-endian) and value. rraw[b] is that field as this call last read or
+-- wrote it (false: absent), rlist[b] its entries {lo, hi, value}.
+local rraw, rlist = {}, {}
+local function runs(b)
+  local t = rlist[b]
+  if t then return t end
+  local s = rraw[b]
+  if s == nil then
+    s = redis.call('HGET', KEYS[b], 'r')
+    rraw[b] = s
+  end
+  t = {}
+  if s then
+    local i = 1
+    while i <= #s do
+      local lo, n, l1, l2 = string.byte(s, i, i + 3)
+      local l = l1 * 256 + l2
+      t[#t+1] = {lo, lo + n - 1, string.sub(s, i + 4, i + 3 + l)}
+      i = i + 4 + l
+    end
+  end
+  rlist[b] = t
+  return t
+end
+local function encrun(lo, hi, v)
+  return string.char(lo, hi - lo + 1, math.floor(#v / 256), #v % 256) .. v
+end
+-- putruns stores s as the runs of bucket b ('' or false: none)
+local function putruns(b, s)
+  if s and s ~= '' then
+    redis.call('HSET', KEYS[b], 'r', s)
+  else
+    redis.call('HDEL', KEYS[b], 'r')
+    s = false
+  end
+  rraw[b], rlist[b] = s, nil
+end
+local function addrun(b, lo, n, v)
+  runs(b)
+  putruns(b, (rraw[b] or '') .. encrun(lo, lo + n - 1, v))
+end
+-- runvalue is the value of the run of bucket b that covers offset o,
+-- false when none does
+local function runvalue(b, o)
+  for _, r in ipairs(runs(b)) do
+    if r[1] <= o and o <= r[2] then return r[3] end
+  end
+  return false
+end
+-- unrun takes offset o out of the run of bucket b that covers it
+local function unrun(b, o)
+  local parts, hit = {}, false
+  for _, r in ipairs(runs(b)) do
+    if r[1] <= o and o <= r[2] then
+      hit = true
+      if r[1] < o then parts[#parts+1] = encrun(r[1], o - 1, r[3]) end
+      if o < r[2] then parts[#parts+1] = encrun(o + 1, r[2], r[3]) end
+    else
+      parts[#parts+1] = encrun(r[1], r[2], r[3])
+    end
+  end
+  if hit then putruns(b, table.concat(parts)) end
+end
+-- held is the value of field f (offset o) of bucket b: the field's own (a
+-- record of its own, or a later write over a run), else its run's, false
+-- when neither holds it
+local function held(b, f, o)
+  local v = redis.call('HGET', KEYS[b], f)
+  if v then return v end
+  return runvalue(b, o)
+end
+-- setnx writes v into field f (offset o) of bucket b unless it is held:
+-- 1 written, 0 held by v (a resend), -1 held by another value
+local function setnx(b, f, o, v)
+  local k = KEYS[b]
+  if redis.call('HSETNX', k, f, v) == 1 then
+    local rv = runvalue(b, o)
+    if not rv then return 1 end
+    -- a run holds it: the field goes again
+    redis.call('HDEL', k, f)
+    if rv == v then return 0 end
+    return -1
+  end
+  if redis.call('HGET', k, f) == v then return 0 end
+  return -1
+end
 local function touch(b)
   if auth[b] ~= nil then return end
   local ml = redis.call('STRLEN', KEYS[b+1])
@@ -197,7 +294,7 @@ local function mark(b, lo, n)
     if w and w[o] then
       -- written by a compare-and-set
     elseif t and t[o] then
-      if redis.call('HEXISTS', KEYS[b], tostring(o)) == 1 then
+      if held(b, tostring(o), o) then
         local cur = byte(b, o)
         if cur == '' or cur == zero then setmap(b, o, one) end
       end
@@ -239,7 +336,7 @@ local function recoverMarks()
     local b, lo, n = tonumber(ARGV[q+1]), tonumber(ARGV[q+2]), tonumber(ARGV[q+3])
     local kept = false
     for o = lo, lo + n - 1 do
-      if redis.call('HEXISTS', KEYS[b], tostring(o)) == 1 then
+      if held(b, tostring(o), o) then
         local cur = byte(b, o)
         if cur == '' or cur == zero then setmap(b, o, one) end
         -- the failed op wrote the field before its keep: the bucket gets
@@ -258,18 +355,16 @@ local function run()
     local kind = ARGV[p]
     if kind == 'S' then
       local b = tonumber(ARGV[p+1])
-      local k, f, v = KEYS[b], ARGV[p+2], ARGV[p+3]
+      local f, v = ARGV[p+2], ARGV[p+3]
       p = p + 4
-      local res = 0
+      local res, o = 0, tonumber(f)
       touch(b)
-      if redis.call('HSETNX', k, f, v) == 0 then
-        if redis.call('HGET', k, f) ~= v then
-          res = 1
-          skipped(b, f)
-        end
-      else
-        local o = tonumber(f)
+      local w = setnx(b, f, o, v)
+      if w == 1 then
         written(b, o, o)
+      elseif w == -1 then
+        res = 1
+        skipped(b, f)
       end
       if res == 0 and not seen[b] then
         seen[b] = true
@@ -284,8 +379,10 @@ local function run()
       local dp = rp + 4*ngr + 1
       p = dp + 3*ndl
       local res = 0
-      -- wrote[g] lists the offsets group g wrote (for a rollback)
-      local wrote = {}
+      -- wrote[g] lists the offsets group g wrote field by field, and
+      -- before[b] the runs of bucket b before this op added one (for a
+      -- rollback)
+      local wrote, before = {}, {}
       if ik > 0 then
         local cur = redis.call('GET', KEYS[ik])
         if cur and cur ~= iv and #cur >= 8 and expiry(cur) > now then
@@ -294,42 +391,38 @@ local function run()
         end
       end
       if res == 0 then
-        -- A group of free fields is one HSET. Otherwise HSETNX writes a
-        -- field in one call; a field already there is ours (a resend: same
+        -- A group of free fields is one run. Otherwise each field is
+        -- written on its own; a field already held is ours (a resend: same
         -- value) or a collision, which undoes what this op wrote (nobody
         -- saw it: the script is atomic).
         local i = 0
         for g = 0, ngr - 1 do
           local q = rp + 4*g
           local b, lo, n, v = tonumber(ARGV[q]), tonumber(ARGV[q+1]), tonumber(ARGV[q+2]), ARGV[q+3]
-          local k, w = KEYS[b], {}
+          local w = {}
           wrote[g] = w
           if n > 1 and allfree(b, lo, n) then
-            local a, j = {}, 0
-            for o = lo, lo + n - 1 do
-              local f = names[o]
-              if not f then
-                f = tostring(o)
-                names[o] = f
-              end
-              a[j+1], a[j+2] = f, v
-              j = j + 2
+            if before[b] == nil then
+              runs(b)
+              before[b] = rraw[b]
             end
-            redis.call('HSET', k, unpack(a))
-            addrange(w, lo, lo + n - 1)
+            addrun(b, lo, n, v)
             written(b, lo, lo + n - 1)
             i = i + n
           else
             touch(b)
             for o = lo, lo + n - 1 do
               i = i + 1
-              local f = tostring(o)
-              if redis.call('HSETNX', k, f, v) == 0 then
-                if redis.call('HGET', k, f) ~= v then
-                  res = i
-                  break
-                end
-              else
+              local f = names[o]
+              if not f then
+                f = tostring(o)
+                names[o] = f
+              end
+              local r = setnx(b, f, o, v)
+              if r == -1 then
+                res = i
+                break
+              elseif r == 1 then
                 addrange(w, o, o)
                 written(b, o, o)
               end
@@ -339,9 +432,10 @@ local function run()
             for h = 0, g do
               local u = KEYS[tonumber(ARGV[rp + 4*h])]
               for _, r in ipairs(wrote[h]) do
-                for o = r[1], r[2] do redis.call('HDEL', u, tostring(o)) end
+                for o = r[1], r[2] do redis.call('HDEL', u, names[o]) end
               end
             end
+            for ub, s in pairs(before) do putruns(ub, s) end
             break
           end
         end
@@ -376,23 +470,23 @@ local function run()
       p = p + 9
       local res = 0
       if b > 0 then
-        local key = KEYS[b]
+        local key, o = KEYS[b], tonumber(f)
         touch(b)
-        local cur = redis.call('HGET', key, f)
+        local cur = held(b, f, o)
         if new ~= '' and cur == new then
           res = 0
         elseif (old == '' and cur) or (old ~= '' and cur ~= old) then
           res = -1
         elseif new == '' then
           redis.call('HDEL', key, f)
-          setmap(b, tonumber(f), string.char(0))
+          unrun(b, o)
+          setmap(b, o, string.char(0))
           cwritten(b, f)
           bttl[b] = nil -- the delete may have emptied the bucket
         else
           redis.call('HSET', key, f, new)
-          local o = tonumber(f)
           written(b, o, o)
-          setmap(b, tonumber(f), string.char(st))
+          setmap(b, o, string.char(st))
           cwritten(b, f)
           keep(b, ttl)
         end
