@@ -24,6 +24,7 @@ import (
 	"github.com/idgen/idgen/harness/redisharness"
 	"github.com/idgen/idgen/harness/zkharness"
 	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/registry/redisstore"
 )
 
 // TestKilledMidLoad: two instances share ZooKeeper and a Redis registry; a
@@ -383,15 +384,18 @@ func readRegistry(t *testing.T, ctx context.Context, addr string) (map[idcodec.I
 		if err != nil {
 			t.Fatal(err)
 		}
-		for f, v := range fields {
-			low, err := strconv.ParseUint(f, 10, 8)
-			if err != nil || len(v) < 8 {
-				t.Fatalf("registry %s field %q: %v (%d-byte value)", key, f, err, len(v))
+		vals, err := redisstore.BucketValues(fields)
+		if err != nil {
+			t.Fatalf("registry %s: %v", key, err)
+		}
+		for low, v := range vals {
+			if len(v) < 8 {
+				t.Fatalf("registry %s counter %d: %d-byte value", key, low, len(v))
 			}
-			hi := binary.BigEndian.Uint64([]byte(v[:8]))
-			id, err := idcodec.Compose(idcodec.Fields{TimestampMS: hi >> 16, Worker: uint16(hi & idcodec.MaxWorker), Shard: uint8(shard), Counter: bucket<<7 | low})
+			hi := binary.BigEndian.Uint64(v[:8])
+			id, err := idcodec.Compose(idcodec.Fields{TimestampMS: hi >> 16, Worker: uint16(hi & idcodec.MaxWorker), Shard: uint8(shard), Counter: bucket<<7 | uint64(low)})
 			if err != nil {
-				t.Fatalf("registry %s field %s: %v", key, f, err)
+				t.Fatalf("registry %s counter %d: %v", key, low, err)
 			}
 			ids[id] = true
 		}

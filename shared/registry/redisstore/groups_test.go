@@ -66,10 +66,11 @@ func commandCalls(t *testing.T, s *Store, cmd string) int64 {
 	return 0 // never called
 }
 
-// A batch of IDs of one millisecond into free fields is one HSET per bucket
-// and no HSETNX; a resend of it finds its own values; records and maps
-// are those of record-by-record writes.
-func TestGroupIsOneHSETPerBucket(t *testing.T) {
+// A batch of IDs of one millisecond into free fields is one run per bucket
+// (one HSET of RunsField, no field per counter, no HSETNX); a resend of it
+// finds its own values; records and maps are those of record-by-record
+// writes.
+func TestGroupIsOneRunPerBucket(t *testing.T) {
 	s := open(t, Config{Addrs: []string{redisharnessStandalone(t, "noeviction")}, Shard: 3, Retention: time.Hour})
 	ctx := context.Background()
 	if err := raw(t, s.cfg.Addrs[0]).ConfigResetStat(ctx).Err(); err != nil {
@@ -81,6 +82,12 @@ func TestGroupIsOneHSETPerBucket(t *testing.T) {
 	}
 	if n, m := commandCalls(t, s, "hset"), commandCalls(t, s, "hsetnx"); n != 3 || m != 0 {
 		t.Fatalf("%d HSET, %d HSETNX calls; want 3 and 0", n, m)
+	}
+	for b := range uint64(3) {
+		key, _ := s.bucket(id(b << bucketBits))
+		if f, err := s.client.HKeys(ctx, key).Result(); err != nil || len(f) != 1 || f[0] != RunsField {
+			t.Fatalf("bucket %d fields %q (%v), want only %q", b, f, err, RunsField)
+		}
 	}
 	if _, err := s.Register(ctx, pending(batch...), 0, testMS); err != nil {
 		t.Fatalf("resend: %v", err)
