@@ -209,7 +209,7 @@ func (c *call) register(p part, idem bool, recs []int, dls []deadline) {
 		c.marks = append(c.marks, mark{b, off})
 		if j > 0 {
 			prev := recs[j-1]
-			if o.keys[prev] == o.keys[i] && fieldOffset(o.fields[prev])+1 == off && bytes.Equal(o.vals[prev], o.vals[i]) {
+			if o.keys[prev] == o.keys[i] && fieldOffset(o.fields[prev])+1 == off && sameBytes(o.vals[prev], o.vals[i]) {
 				n++
 				c.args[len(c.args)-2] = n
 				continue
@@ -224,6 +224,15 @@ func (c *call) register(p part, idem bool, recs []int, dls []deadline) {
 		c.args = append(c.args, c.key(d.key), d.score, d.member)
 	}
 	c.parts = append(c.parts, p)
+}
+
+// sameBytes reports whether a and b hold the same bytes: at once when they
+// are the same slice (Register shares one value among a batch's records).
+func sameBytes(a, b []byte) bool {
+	if len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0]) {
+		return true
+	}
+	return bytes.Equal(a, b)
 }
 
 // cas adds a compare-and-set; key "" skips the hash part, zkey "" the ZREM.

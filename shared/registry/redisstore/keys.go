@@ -37,6 +37,14 @@ func stateKeyOf(bucketKey string) string {
 	return bucketKey[:i-2] + "s" + bucketKey[i-1:]
 }
 
+// fieldNames are the names of a bucket's fields, "0" to "127", made once.
+var fieldNames = func() (n [1 << bucketBits]string) {
+	for i := range n {
+		n[i] = strconv.Itoa(i)
+	}
+	return n
+}()
+
 // bucketName is a bucket's key, remembered because consecutive IDs share it.
 type bucketName struct {
 	shard, num uint64
@@ -47,7 +55,7 @@ func (s *Store) bucket(id idcodec.ID) (key, field string) {
 	lo := binary.BigEndian.Uint64(id[8:])
 	shard := lo >> 56 & idcodec.MaxShard
 	counter := lo & idcodec.MaxCounter
-	field = strconv.FormatUint(counter&(1<<bucketBits-1), 10)
+	field = fieldNames[counter&(1<<bucketBits-1)]
 	if last := s.lastBucket.Load(); last != nil && last.shard == shard && last.num == counter>>bucketBits {
 		return last.key, field
 	}

@@ -725,3 +725,65 @@ func TestRunsConcurrentOverlap(t *testing.T) {
 	}
 	checkStateMaps(t, s, 0, 24*40>>bucketBits+1)
 }
+
+// A bucket that holds records without a map gets no map from a later call
+// (one with only that call's bytes would tell the other held counters
+// free): after a collision on it, a registration over its run still
+// collides.
+func TestRunsMaplessBucketCollision(t *testing.T) {
+	a := runsStore(t, nil)
+	b := runsStore(t, a)
+	ctx := context.Background()
+	runsRegister(t, a, pending(ids(40, 60)...))
+	if err := a.client.Del(ctx, a.stateKey(0)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Register(ctx, pending(ids(30, 41)...), 0, testMS); !errors.Is(err, registry.ErrCollision) {
+		t.Fatalf("first: %v", err)
+	}
+	t.Logf("map after the first collision: %s", runsMapBytes(a.client.Get(ctx, a.stateKey(0)).Val()))
+	if _, err := b.Register(ctx, pending(ids(45, 50)...), 0, testMS); !errors.Is(err, registry.ErrCollision) {
+		t.Fatalf("second registration over a's run: want ErrCollision, got %v; bucket %s", err, runsDescribe(a.client.HGetAll(ctx, a.bucketKey(0)).Val()))
+	}
+}
+
+// The same with a bucket of fields without a map (written record by record
+// by an idgen before state maps) and an unrelated registration into it.
+func TestRunsLegacyBucket(t *testing.T) {
+	a := runsStore(t, nil)
+	b := runsStore(t, a)
+	ctx := context.Background()
+	for c := uint64(40); c < 50; c++ {
+		runsRegister(t, a, pending(id(c))) // one field each
+	}
+	if err := a.client.Del(ctx, a.stateKey(0)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	runsRegister(t, b, pending(id(100))) // the bucket gets a map: {100}
+	t.Logf("map after an unrelated registration: %s", runsMapBytes(a.client.Get(ctx, a.stateKey(0)).Val()))
+	if _, err := b.Register(ctx, pending(ids(40, 50)...), 0, testMS); !errors.Is(err, registry.ErrCollision) {
+		t.Fatalf("registration over a's fields: want ErrCollision, got %v; bucket %s", err, runsDescribe(a.client.HGetAll(ctx, a.bucketKey(0)).Val()))
+	}
+}
+
+// A group whose value is 65536 bytes or more cannot be a run (a run's
+// value length is 2 bytes): it is written field by field.
+func TestRunsLongValue(t *testing.T) {
+	s := runsStore(t, nil)
+	ctx := context.Background()
+	iss := pending(id(1), id(2))
+	for i := range iss.Records {
+		iss.Records[i].Metadata = make([]byte, 70_000)
+	}
+	if _, err := s.Register(ctx, pending(id(3)), 0, testMS); err != nil {
+		t.Fatal(err)
+	}
+	one := pending(id(5))
+	one.Records[0].Metadata = make([]byte, 70_000)
+	if _, err := s.Register(ctx, one, 0, testMS); err != nil {
+		t.Fatalf("one record with 70 kB of metadata: %v", err)
+	}
+	if _, err := s.Register(ctx, iss, 0, testMS); err != nil {
+		t.Fatalf("two records with 70 kB of metadata: %v", err)
+	}
+}

@@ -60,7 +60,11 @@ import "github.com/redis/go-redis/v9"
 // sub-operation fails with an error reply (a key of the wrong type), the
 // fields the 'M' runs name that exist and whose byte is free are marked
 // pending and their buckets get their TTL, so that what was written
-// before the error has its map.
+// before the error has its map. A call writes map bytes only for a bucket
+// that had a complete map, or did not exist, when the call first touched
+// it: a bucket holding records without a complete map (written before
+// state maps, or its map lost) keeps what it has, since a map of this
+// call's bytes alone would tell its other held counters free.
 //
 // A group whose fields are all free is written as one run-length record
 // (a run: first offset, count, value) appended to the bucket's field 'r'
@@ -117,7 +121,15 @@ end
 -- tail: a write of this call reached the map's last byte (its answer, 128,
 -- does not tell whether the map was there before)
 local tail = {}
+-- auth[b]: whether the map of bucket b tells which fields were free when
+-- this call first touched the bucket ('map': a complete map; 'empty': no
+-- bucket; false: neither); wset[b]: the offsets this call wrote since,
+-- as ranges {lo, hi}
+local auth, wset = {}, {}
 local function setmap(b, off, bytes)
+  -- a bucket that held records without a complete map keeps the map it
+  -- has: bytes for this call's fields alone would tell the others free
+  if auth[b] ~= 'map' and auth[b] ~= 'empty' then return end
   local n = redis.call('SETRANGE', KEYS[b+1], off, bytes)
   if not maplen[b] or maplen[b] < n then maplen[b] = n end
   if off + #bytes == 128 then tail[b] = true end
@@ -135,11 +147,6 @@ local function flag(tables, b, f) sub(tables, b)[tonumber(f)] = true end
 local function skipped(b, f) flag(skip, b, f) end
 local function cwritten(b, f) flag(cwrote, b, f) end
 local one, zero = string.char(1), string.char(0)
--- auth[b]: whether the map of bucket b tells which fields were free when
--- this call first touched the bucket ('map': a complete map; 'empty': no
--- bucket; false: neither); wset[b]: the offsets this call wrote since,
--- as ranges {lo, hi}
-local auth, wset = {}, {}
 -- names[o]: the field name of offset o, made once per call
 local names = {}
 -- Runs: the field 'r' of a bucket holds its run-length records, entries
@@ -330,24 +337,28 @@ local function finishMaps()
 end
 -- after an error reply: mark pending the fields of the 'M' runs that
 -- exist and whose byte is free
+local function recoverRun(b, lo, n)
+  local kept = false
+  for o = lo, lo + n - 1 do
+    if held(b, tostring(o), o) then
+      local cur = byte(b, o)
+      if cur == '' or cur == zero then setmap(b, o, one) end
+      -- the failed op wrote the field before its keep: the bucket gets
+      -- its TTL here
+      if not kept and not seen[b] then
+        kept = true
+        seen[b] = true
+        keep(b, rttl)
+      end
+    end
+  end
+end
+-- a bucket that fails again (the key of the wrong type that failed the
+-- call) is passed over, so that the other buckets' maps are completed
 local function recoverMarks()
   if mstart == 0 then return end
   for q = mstart, #ARGV, 4 do
-    local b, lo, n = tonumber(ARGV[q+1]), tonumber(ARGV[q+2]), tonumber(ARGV[q+3])
-    local kept = false
-    for o = lo, lo + n - 1 do
-      if held(b, tostring(o), o) then
-        local cur = byte(b, o)
-        if cur == '' or cur == zero then setmap(b, o, one) end
-        -- the failed op wrote the field before its keep: the bucket gets
-        -- its TTL here
-        if not kept and not seen[b] then
-          kept = true
-          seen[b] = true
-          keep(b, rttl)
-        end
-      end
-    end
+    pcall(recoverRun, tonumber(ARGV[q+1]), tonumber(ARGV[q+2]), tonumber(ARGV[q+3]))
   end
 end
 local function run()
@@ -401,7 +412,7 @@ local function run()
           local b, lo, n, v = tonumber(ARGV[q]), tonumber(ARGV[q+1]), tonumber(ARGV[q+2]), ARGV[q+3]
           local w = {}
           wrote[g] = w
-          if n > 1 and allfree(b, lo, n) then
+          if n > 1 and #v < 65536 and allfree(b, lo, n) then
             if before[b] == nil then
               runs(b)
               before[b] = rraw[b]
