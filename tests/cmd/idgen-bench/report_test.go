@@ -59,6 +59,7 @@ func sampleResults() *results {
 		Coord: []coordResult{
 			{Key: "redis", Name: "idgen + Redis (ZooKeeper, no WAIT)", IDs: 900000, ZKWritesPer1M: 1.1, RangeClaimsPer1M: 1.1, CASConflictsPerID: 0, RegistryWritesPerID: 0.05, RedisRTPerID: 0.05, RedisCmdsPerID: 0.06, BytesPerID: 42},
 			{Key: "pebble", Name: "idgen embedded (pebble)", IDs: 1000, ZKWritesPer1M: nan, RangeClaimsPer1M: 0, CASConflictsPerID: nan, RegistryWritesPerID: 0.1, RedisRTPerID: nan, RedisCmdsPerID: nan, BytesPerID: nan},
+			{Key: "redis-batch", Name: "idgen + Redis (ZooKeeper, no WAIT), count=1000", IDs: 7e6, ZKWritesPer1M: 0.1, RangeClaimsPer1M: 0.1, CASConflictsPerID: 0, RegistryWritesPerID: 0.0001, RedisRTPerID: 0.0001, RedisCmdsPerID: 0.07, BytesPerID: 4.5},
 		},
 		ColdStart: []coldResult{{Key: "redis", Name: "idgen + Redis (ZooKeeper, no WAIT)", Median: 40 * ms, Min: 30 * ms, Max: 60 * ms}},
 		Profiles: []profileResult{{Key: "durable", Name: "idgen + ZooKeeper + Redis durable (WAIT 1)", File: "profile-durable.txt", Context: "during a run.", Cores: 0.9,
@@ -83,6 +84,7 @@ func TestGoals(t *testing.T) {
 		{"p99 ≤ 5 ms at 32 connections: durable (WAIT 1)", false},
 		{"Redis round trips per ID at saturation ≤ 0.05", true},
 		{"≥ 2M IDs/s in batches (idgen + Redis, count=1000, one instance)", false},
+		{"≤ 4 registry bytes per ID in batches (idgen + Redis, count=1000)", false},
 		{"≥ 20× the naive design (idgen + Redis ÷ naive, requests/s)", true},
 		{"hot path ≤ 1/5 of NewV7 (ns/ID, serial)", true},
 		{"hot path ≤ 1/5 of bwmarrin/snowflake (ns/ID, serial)", false},

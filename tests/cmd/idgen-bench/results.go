@@ -350,6 +350,10 @@ func (r *results) goals() []goal {
 		okRC, "profile-redis.txt"), red, okR))
 
 	gs = append(gs, on(atLeast("≥ 2M IDs/s in batches (idgen + Redis, count=1000, one instance)", redB.IDsPerSec(), 2e6, fmtNum(redB.IDsPerSec())+" IDs/s", okRB, "profile-redis-batch.txt"), redB, okRB))
+	rbc, okRBC := r.coord("redis-batch")
+	okRBC = okRBC && okRB && rbc.IDs > 0 && !math.IsNaN(rbc.BytesPerID)
+	gs = append(gs, on(atMost("≤ 4 registry bytes per ID in batches (idgen + Redis, count=1000)", rbc.BytesPerID, 4,
+		fmt.Sprintf("%s bytes/ID (growth of Redis used_memory over %s IDs)", fmtF(rbc.BytesPerID, 1), fmtNum(rbc.IDs)), okRBC, "profile-redis-batch.txt"), redB, okRB))
 	nr := 0.0
 	if okN && okR && naive.RPS > 0 {
 		nr = red.RPS / naive.RPS
