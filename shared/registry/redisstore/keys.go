@@ -14,15 +14,19 @@ import (
 // Key layout (P = Config.Prefix). Every key carries a hash tag, so that what
 // one script touches in Cluster mode is in one slot:
 //
-//	P r:{<shard>:<counter>>7>}  hash: field counter&127 → record value
+//	P r:{<shard>:<counter>>7>}  hash: field counter&127 → record value;
+//	                            field r (RunsField) → the bucket's runs
 //	P s:{<shard>:<counter>>7>}  string: the bucket's state map, 128 bytes,
 //	                            byte i the registry.CounterState of field i
 //	P k:{<hex keyhash>}         string: idempotency entry, PX = its TTL
 //	P deadlines:{<shard>}       sorted set: score deadline ms, member id[16]
 //	P hw:{<shard>}              string: high-water mark, 16 hex digits
 //
-// A bucket holds at most 128 fields of small values, so it stays a listpack
-// (hash-max-listpack-entries 128, hash-max-listpack-value 64 by default).
+// A bucket written record by record holds at most 128 fields of small
+// values, so it stays a listpack (hash-max-listpack-entries 128,
+// hash-max-listpack-value 64 by default); a batch's records are one run
+// (about 60 bytes) per bucket, and a bucket whose runs pass 64 bytes
+// becomes a small hash table of a few fields.
 // A bucket and its state map share a hash tag, so one script call in one
 // slot writes both (see batchSource).
 

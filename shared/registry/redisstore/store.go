@@ -29,7 +29,9 @@
 //     read-modify-write race across instances (see Transition).
 //   - Idempotency: the first live entry of a key wins; a loser writes nothing
 //     (Cluster: its records are voided) and answers the winner's IDs.
-//   - Storage: records live in hashes of 128 counters (listpack-encoded);
+//   - Storage: records live in hashes of 128 counters, a field per record
+//     or, for a batch's records of one millisecond, one run-length record
+//     (RunsField) per bucket;
 //     a bucket lives at least Config.Retention after its last write, a
 //     bucket holding a tombstone at least Config.TombstoneTTL after it.
 //     Beside each bucket, in its slot, is its state map (one byte per
