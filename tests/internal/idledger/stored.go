@@ -16,8 +16,9 @@ import (
 // BucketOf is where the Redis registry (redisstore, default prefix) holds
 // id, read from the outside (shared/registry/redisstore/keys.go): a record
 // lives in the hash "idgen:r:{<shard>:<counter>>7>}" under the field
-// "<counter&127>"; its value starts with the ID's first 8 bytes
-// (timestamp, version, worker), then a 4-byte writer nonce.
+// "<counter&127>", or in a run of the hash's field redisstore.RunsField;
+// its value starts with the ID's first 8 bytes (timestamp, version,
+// worker), then a 4-byte writer nonce.
 func BucketOf(id idcodec.ID) (key, field string) {
 	f := id.Decompose()
 	return redisstore.DefaultPrefix + "r:{" + strconv.Itoa(int(f.Shard)) + ":" + strconv.FormatUint(f.Counter>>7, 10) + "}",
