@@ -332,6 +332,32 @@ func (r *results) goals() []goal {
 	gs = append(gs, on(atLeast(fmt.Sprintf("idgen embedded (pebble) ≥ 0.5× the ceiling (requests/s, %d connections)", statedConns), pr, 0.5,
 		vsCeil(peb, pr), okC && okP, profileOf("pebble")), peb, okP))
 
+	dur, okD := r.http("durable")
+	dr := toCeil(dur, okD)
+	gs = append(gs, on(atLeast(fmt.Sprintf("durable (WAIT 1) ≥ 0.3× the ceiling (requests/s, %d connections)", statedConns), dr, 0.3,
+		vsCeil(dur, dr), okC && okD, profileOf("durable")), dur, okD))
+	// cpuVsCeil is the server-side CPU per request of h over the
+	// ceiling's, in the same runs' medians.
+	cpuVsCeil := func(name string, h httpResult, ok bool, profile string) goal {
+		ok = ok && okC && h.serverCPUPerReq() > 0 && ceil.serverCPUPerReq() > 0
+		x := 0.0
+		if ok {
+			x = h.serverCPUPerReq() / ceil.serverCPUPerReq()
+		}
+		return on(atMost("server CPU per request ≤ 2× the ceiling's: "+name, x, 2,
+			fmt.Sprintf("%.2f× (%.1f vs %.1f µs)", x, h.serverCPUPerReq(), ceil.serverCPUPerReq()), ok, profile), h, ok)
+	}
+	gs = append(gs, cpuVsCeil("idgen + Redis", red, okR, "profile-redis.txt"))
+	gs = append(gs, cpuVsCeil("idgen embedded (pebble)", peb, okP, profileOf("pebble")))
+	sec, okS := r.http(secureKey)
+	okTLS := okP && okS && peb.RPS > 0
+	tr := 0.0
+	if okTLS {
+		tr = sec.ratioTo(peb)
+	}
+	gs = append(gs, on(atLeast("TLS + JWT ≥ 0.85× of plain (idgen embedded (pebble), requests/s)", tr, 0.85,
+		fmt.Sprintf("%.2f× (medians %s vs %s req/s)", tr, fmtNum(sec.RPS), fmtNum(peb.RPS)), okTLS, ""), sec, okS))
+
 	p99 := func(name string, h httpResult, ok bool, profile string) goal {
 		ok = ok && h.P99 > 0
 		if h.Conns == 0 {
