@@ -34,11 +34,19 @@ import (
 //
 // Values (one line of ASCII):
 //
-//	idgen-epoch v1 <32 hex>        the epoch
-//	idgen-epoch v1 <32 hex> init   root only: the other slots are being written
+//	idgen-epoch v2 <32 hex>        the epoch
+//	idgen-epoch v2 <32 hex> init   root only: the other slots are being written
 //	idgen-epoch lost <32 hex> <unix ms> <reason>
 //	                               root only: an instance found this epoch's
 //	                               marker missing; every Store refuses
+//
+// The version names the layout of the records: v2 registries hold runs
+// (RunsField), which an idgen that writes v1 reads as absent records. A
+// Store reads v1 markers as its own epoch and, when it opens on one,
+// rewrites every v1 marker of the epoch as v2 (upgradeMarkers): from then
+// on a v1 idgen still running against the registry finds its marker
+// unreadable within its check interval and refuses every operation
+// (ReasonEpochChanged), instead of taking a run's counters for free ones.
 //
 // Invariants:
 //   - Stores opening at once on a fresh registry agree on one epoch: the
@@ -61,7 +69,8 @@ import (
 // any registration that follows it on the same connection.
 const (
 	markerMagic   = "idgen-epoch"
-	markerVersion = "v1"
+	markerVersion = "v2"
+	markerV1      = "v1" // read, and rewritten as markerVersion
 	markerLost    = "lost"
 	markerInit    = "init"
 )
@@ -71,16 +80,22 @@ type marker struct {
 	epoch string
 	init  bool
 	lost  bool
+	v1    bool // written by an idgen of the v1 layout
 }
 
 func (m marker) String() string {
 	switch {
 	case m.lost:
 		return markerMagic + " " + markerLost + " " + m.epoch
-	case m.init:
-		return markerMagic + " " + markerVersion + " " + m.epoch + " " + markerInit
 	}
-	return markerMagic + " " + markerVersion + " " + m.epoch
+	v := markerVersion
+	if m.v1 {
+		v = markerV1
+	}
+	if m.init {
+		return markerMagic + " " + v + " " + m.epoch + " " + markerInit
+	}
+	return markerMagic + " " + v + " " + m.epoch
 }
 
 func parseMarker(v string) (marker, error) {
@@ -88,10 +103,10 @@ func parseMarker(v string) (marker, error) {
 	switch {
 	case len(f) >= 3 && f[0] == markerMagic && f[1] == markerLost:
 		return marker{epoch: f[2], lost: true}, nil
-	case len(f) == 3 && f[0] == markerMagic && f[1] == markerVersion && validEpoch(f[2]):
-		return marker{epoch: f[2]}, nil
-	case len(f) == 4 && f[0] == markerMagic && f[1] == markerVersion && validEpoch(f[2]) && f[3] == markerInit:
-		return marker{epoch: f[2], init: true}, nil
+	case len(f) == 3 && f[0] == markerMagic && (f[1] == markerVersion || f[1] == markerV1) && validEpoch(f[2]):
+		return marker{epoch: f[2], v1: f[1] == markerV1}, nil
+	case len(f) == 4 && f[0] == markerMagic && (f[1] == markerVersion || f[1] == markerV1) && validEpoch(f[2]) && f[3] == markerInit:
+		return marker{epoch: f[2], init: true, v1: f[1] == markerV1}, nil
 	}
 	return marker{}, fmt.Errorf("unreadable epoch marker %.64q", v)
 }
@@ -182,6 +197,13 @@ func (s *Store) initEpoch(ctx context.Context) error {
 			return fmt.Errorf("redisstore: epoch: %w: %w", registry.ErrUnavailable, err)
 		}
 	}
+	if m.v1 {
+		if err := s.upgradeMarkers(ctx, m.epoch); err != nil {
+			return fmt.Errorf("redisstore: epoch: %w: %w", registry.ErrUnavailable, err)
+		}
+		s.cfg.Logger.Warn("registry markers rewritten for the v2 record layout; idgen instances of the v1 layout refuse from now on",
+			zap.String("epoch", m.epoch))
+	}
 	s.epoch.Store(&m.epoch)
 	s.cfg.Logger.Info("registry epoch", zap.String("epoch", m.epoch), zap.String("marker", root))
 	return nil
@@ -201,6 +223,31 @@ func (s *Store) completeEpoch(ctx context.Context, epoch string) error {
 		}
 	}
 	return s.client.Set(ctx, s.rootKey(), v, 0).Err()
+}
+
+// upgradeSource rewrites KEYS[1] as ARGV[2] when it holds ARGV[1].
+const upgradeSource = `if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) end return 0`
+
+// upgradeMarkers rewrites every v1 marker of epoch as v2, the root first:
+// a marker holding anything else is left to the checks.
+func (s *Store) upgradeMarkers(ctx context.Context, epoch string) error {
+	keys := []string{s.rootKey()}
+	if s.cluster {
+		for sl := 1; sl < clusterSlots; sl++ {
+			keys = append(keys, s.markerKey(sl))
+		}
+	}
+	for _, init := range []bool{false, true} {
+		from, to := marker{epoch: epoch, init: init, v1: true}.String(), marker{epoch: epoch, init: init}.String()
+		p := s.client.Pipeline()
+		for _, k := range keys {
+			p.Eval(ctx, upgradeSource, []string{k}, from, to)
+		}
+		if _, err := p.Exec(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // registryKeyKinds are the sub-prefixes of the registry's data keys (see

@@ -383,8 +383,11 @@ func TestParseMarker(t *testing.T) {
 		{marker{epoch: e}.String(), marker{epoch: e}, true},
 		{marker{epoch: e, init: true}.String(), marker{epoch: e, init: true}, true},
 		{"idgen-epoch lost " + e + " 1764000000000 epoch_missing", marker{epoch: e, lost: true}, true},
+		{"idgen-epoch v1 " + e, marker{epoch: e, v1: true}, true},
+		{"idgen-epoch v1 " + e + " init", marker{epoch: e, init: true, v1: true}, true},
+		{"idgen-epoch v2 " + e, marker{epoch: e}, true},
 		{"idgen-epoch v1 " + e[:30], marker{}, false},
-		{"idgen-epoch v2 " + e, marker{}, false},
+		{"idgen-epoch v3 " + e, marker{}, false},
 		{"", marker{}, false},
 		{"OK", marker{}, false},
 	} {
@@ -393,4 +396,72 @@ func TestParseMarker(t *testing.T) {
 			t.Errorf("parseMarker(%q) = %+v, %v", tc.v, got, err)
 		}
 	}
+}
+
+// TestV1MarkersUpgraded: a Store opening on a registry whose markers are of
+// the v1 record layout adopts their epoch and rewrites them as v2 (the root
+// and, in Cluster mode, every slot's), so that idgen instances of the v1
+// layout, which read a v2 marker as unreadable, refuse; a Store already
+// open keeps serving across the rewrite.
+func TestV1MarkersUpgraded(t *testing.T) {
+	t.Run("standalone", func(t *testing.T) {
+		addr := redisharnessStandalone(t, "noeviction")
+		ctx := context.Background()
+		first := open(t, Config{Addrs: []string{addr}})
+		if _, err := first.Register(ctx, pending(id(1)), 0, testMS); err != nil {
+			t.Fatal(err)
+		}
+		e := first.Epoch()
+		admin := raw(t, addr)
+		if err := admin.Set(ctx, first.rootKey(), "idgen-epoch v1 "+e, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		second := open(t, Config{Addrs: []string{addr}, Prefix: first.cfg.Prefix})
+		if second.Epoch() != e || second.Refusing() != nil {
+			t.Fatalf("epoch %q (want %q), refusing %v", second.Epoch(), e, second.Refusing())
+		}
+		if v := admin.Get(ctx, first.rootKey()).Val(); v != "idgen-epoch v2 "+e {
+			t.Fatalf("root marker %q after the upgrade", v)
+		}
+		first.check()
+		for _, s := range []*Store{first, second} {
+			if r := s.Refusing(); r != nil {
+				t.Fatalf("refusing %v", r)
+			}
+			if _, err := s.Get(ctx, id(1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	t.Run("cluster", func(t *testing.T) {
+		c := redisharness.StartClusterT(t, redisharness.Options{}, 3)
+		ctx := context.Background()
+		first := open(t, Config{Addrs: c.Addrs()[:1]})
+		e := first.Epoch()
+		p := first.client.Pipeline()
+		p.Set(ctx, first.rootKey(), "idgen-epoch v1 "+e, 0)
+		for sl := 1; sl < clusterSlots; sl += 2 { // half of them: a mix
+			p.Set(ctx, first.markerKey(sl), "idgen-epoch v1 "+e, 0)
+		}
+		if _, err := p.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		second := open(t, Config{Addrs: c.Addrs()[:1], Prefix: first.cfg.Prefix})
+		if second.Epoch() != e || second.Refusing() != nil {
+			t.Fatalf("epoch %q (want %q), refusing %v", second.Epoch(), e, second.Refusing())
+		}
+		p = first.client.Pipeline()
+		cmds := make([]*redis.StringCmd, clusterSlots)
+		for sl := range clusterSlots {
+			cmds[sl] = p.Get(ctx, first.markerKey(sl))
+		}
+		if _, err := p.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for sl, cmd := range cmds {
+			if v := cmd.Val(); v != "idgen-epoch v2 "+e {
+				t.Fatalf("slot %d marker %q after the upgrade", sl, v)
+			}
+		}
+	})
 }
