@@ -365,8 +365,9 @@ func checkStored(t *testing.T, ctx context.Context, c *client.Client, ids map[st
 }
 
 // readRegistry reads the IDs of every record in the Redis registry at addr
-// (keys "idgen:r:{shard:bucket}", field counter&127, value beginning with
-// the ID's first 8 bytes) and counts its idempotency entries
+// (keys "idgen:r:{shard:bucket}", field counter&127 or a run of the field
+// redisstore.RunsField, value beginning with the ID's first 8 bytes) and
+// counts its idempotency entries
 // ("idgen:k:{...}").
 func readRegistry(t *testing.T, ctx context.Context, addr string) (map[idcodec.ID]bool, int) {
 	t.Helper()

@@ -26,7 +26,8 @@ import (
 // values, so it stays a listpack (hash-max-listpack-entries 128,
 // hash-max-listpack-value 64 by default); a batch's records are one run
 // (about 60 bytes) per bucket, and a bucket whose runs pass 64 bytes
-// becomes a small hash table of a few fields.
+// becomes a small hash table of a few fields, as does one whose run
+// members all got fields of their own (commits: 128 fields and the runs).
 // A bucket and its state map share a hash tag, so one script call in one
 // slot writes both (see batchSource).
 

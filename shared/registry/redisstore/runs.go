@@ -62,7 +62,8 @@ func FieldValue(off int, field, runs []byte) ([]byte, error) {
 }
 
 // BucketValues is every record of a bucket read whole (HGETALL): offset →
-// value, a field over the run that covers the same offset. A field that
+// value, a field over the run that covers the same offset, the first run
+// over a later one (as FieldValue and the batch script read). A field that
 // is neither an offset (0..127) nor RunsField, or a malformed RunsField,
 // is registry.ErrCorrupt.
 func BucketValues(h map[string]string) (map[int][]byte, error) {
@@ -74,7 +75,9 @@ func BucketValues(h map[string]string) (map[int][]byte, error) {
 		}
 		for _, r := range rs {
 			for o := r.lo; o < r.lo+r.n; o++ {
-				out[o] = r.val
+				if _, ok := out[o]; !ok {
+					out[o] = r.val
+				}
 			}
 		}
 	}

@@ -787,3 +787,47 @@ func TestRunsLongValue(t *testing.T) {
 		t.Fatalf("two records with 70 kB of metadata: %v", err)
 	}
 }
+
+// A complete map that tells held counters free (all zero bytes: what an
+// older idgen left when it padded a map it made for a bucket of older
+// records) never lets a group be written over them: a group the map
+// passes is checked against the bucket's fields and runs, and collides.
+func TestRunsWrongMap(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		held registry.Issue // a's records, in counters 40..59
+	}{
+		{"fields", pending(id(40), id(45), id(59))},
+		{"run", pending(ids(40, 60)...)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := runsStore(t, nil)
+			b := runsStore(t, a)
+			ctx := context.Background()
+			if tc.name == "run" {
+				runsRegister(t, a, tc.held)
+			} else {
+				for _, r := range tc.held.Records {
+					runsRegister(t, a, registry.Issue{Records: []registry.Record{r}})
+				}
+			}
+			if err := a.client.Set(ctx, a.stateKey(0), strings.Repeat("\x00", registry.StateMapSize), 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			before := a.client.HGetAll(ctx, a.bucketKey(0)).Val()
+			for _, batch := range [][2]uint64{{30, 41}, {45, 50}, {55, 70}} {
+				if _, err := b.Register(ctx, pending(ids(batch[0], batch[1])...), 0, testMS+1); !errors.Is(err, registry.ErrCollision) {
+					t.Fatalf("batch %d..%d over a's records: want ErrCollision, got %v", batch[0], batch[1]-1, err)
+				}
+			}
+			if after := a.client.HGetAll(ctx, a.bucketKey(0)).Val(); !maps.Equal(before, after) {
+				t.Fatalf("bucket changed by collisions:\nbefore %q\nafter  %q", before, after)
+			}
+			for _, r := range tc.held.Records {
+				if got, err := a.Get(ctx, r.ID); err != nil || got.State != registry.Pending {
+					t.Fatalf("%s: %+v, %v", r.ID, got, err)
+				}
+			}
+		})
+	}
+}

@@ -51,14 +51,14 @@ import "github.com/redis/go-redis/v9"
 // byte (the state of the new value, CounterFree for a delete) when it
 // writes the field, and 'M' leaves that field. A registration that wrote
 // nothing (a collision, a replay) records its fields as skipped: 'M'
-// marks such a field pending only when it exists with a free byte
+// marks such a field pending only when it is held with a free byte
 // (another registration of the call wrote it), and leaves it otherwise.
 // After the last sub-operation each map the call wrote, or whose bucket's
 // TTL it extended, is padded with zero bytes to registry.StateMapSize and
 // given its bucket's TTL, or deleted with its bucket when a delete emptied
 // it. ARGV[3] is the index of the first 'M' (0: none): when a
 // sub-operation fails with an error reply (a key of the wrong type), the
-// fields the 'M' runs name that exist and whose byte is free are marked
+// fields the 'M' runs name that are held and whose byte is free are marked
 // pending and their buckets get their TTL, so that what was written
 // before the error has its map. A call writes map bytes only for a bucket
 // that had a complete map, or did not exist, when the call first touched
@@ -70,9 +70,10 @@ import "github.com/redis/go-redis/v9"
 // (a run: first offset, count, value) appended to the bucket's field 'r'
 // (RunsField), instead of count fields: a field is free when the bucket's
 // map (complete, 128 bytes, when the call first touches the bucket) has a
-// zero byte for it, or the bucket did not exist then, and no
-// sub-operation of this call has written it (the call's own writes reach
-// the map only at its end). Any other group is written field by field with
+// zero byte for it, or the bucket did not exist then, no sub-operation of
+// this call has written it (the call's own writes reach the map only at
+// its end), and the bucket itself holds it neither as a field nor in a
+// run (so a map that is wrong never lets a run over a held counter). Any other group is written field by field with
 // HSETNX, which finds a resend's own values and collisions.
 //
 // A counter is held when its field exists or a run covers it; its value is
@@ -259,7 +260,12 @@ local function addrange(t, lo, hi)
   end
 end
 local function written(b, lo, hi) addrange(sub(wset, b), lo, hi) end
--- allfree: whether the fields lo..lo+n-1 of bucket b are free (see above)
+-- allfree: whether the fields lo..lo+n-1 of bucket b are free (see
+-- above). The map and the call's own writes answer most groups that are
+-- not; a group they pass is checked against the bucket itself (no run
+-- covers a field of it, and no field of it exists), so that a map that
+-- tells a held counter free (one padded by an older idgen, say) never
+-- lets a run be written over it.
 local function allfree(b, lo, n)
   touch(b)
   local a = auth[b]
@@ -271,6 +277,25 @@ local function allfree(b, lo, n)
   if w then
     for _, r in ipairs(w) do
       if r[1] <= hi and r[2] >= lo then return false end
+    end
+  end
+  for _, r in ipairs(runs(b)) do
+    if r[1] <= hi and r[2] >= lo then return false end
+  end
+  local nf = redis.call('HLEN', KEYS[b])
+  if rraw[b] then nf = nf - 1 end
+  if nf > 0 then
+    local f = {}
+    for o = lo, hi do
+      local name = names[o]
+      if not name then
+        name = tostring(o)
+        names[o] = name
+      end
+      f[#f+1] = name
+    end
+    for _, v in ipairs(redis.call('HMGET', KEYS[b], unpack(f))) do
+      if v then return false end
     end
   end
   return true

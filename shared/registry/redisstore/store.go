@@ -25,7 +25,8 @@
 //     ErrUnavailable), never a collision; the same record from another
 //     Store is one.
 //   - Transitions run registry.Apply in Go and store its result with a
-//     compare-and-set of the whole field value in a script: no
+//     compare-and-set of the record's whole value (its field, or its
+//     run's) in a script: no
 //     read-modify-write race across instances (see Transition).
 //   - Idempotency: the first live entry of a key wins; a loser writes nothing
 //     (Cluster: its records are voided) and answers the winner's IDs.
@@ -36,8 +37,9 @@
 //     bucket holding a tombstone at least Config.TombstoneTTL after it.
 //     Beside each bucket, in its slot, is its state map (one byte per
 //     counter, registry.StateOf its record), written by the same script
-//     call as the bucket's fields and living as long as the bucket (see
-//     batchSource, StateMaps).
+//     call as the bucket's records and living as long as the bucket (see
+//     batchSource, StateMaps); a bucket that held records without a
+//     complete map gets none.
 //     Redis must run with maxmemory-policy noeviction (CheckEvictionPolicy):
 //     a registry that evicts is lying.
 //   - A registry that forgets is noticed: a checker reads every master's
