@@ -20,18 +20,11 @@ import (
 // Drain returns.
 func TestEveryCounterIssuedOrReleased(t *testing.T) {
 	var (
-		src      generatortest.Source
 		mu       sync.Mutex
 		released = map[uint64]string{}
 		claimed  uint64
 	)
-	counting := sourceFunc(func(ctx context.Context, n uint64) (generator.Range, error) {
-		r, err := src.ClaimRange(ctx, n)
-		mu.Lock()
-		claimed = max(claimed, r.End)
-		mu.Unlock()
-		return r, err
-	})
+	counting := watched(&mu, func(r generator.Range) { claimed = max(claimed, r.End) })
 	g, err := generator.New(counting, generator.FixedWorker(1), generator.Config{
 		InitialStep: 1000, MinStep: 1000, MaxStep: 1000, MaxBatch: 700,
 		Released: func(r generator.Range, reason string) {
@@ -145,18 +138,11 @@ func TestEveryCounterIssuedOrReleased(t *testing.T) {
 // prefetched range (ReleasePrefetch), and nothing else.
 func TestDrainReleasesTheRest(t *testing.T) {
 	var (
-		src    generatortest.Source
 		mu     sync.Mutex
 		claims []generator.Range
 		told   = map[string][]generator.Range{}
 	)
-	counting := sourceFunc(func(ctx context.Context, n uint64) (generator.Range, error) {
-		r, err := src.ClaimRange(ctx, n)
-		mu.Lock()
-		claims = append(claims, r)
-		mu.Unlock()
-		return r, err
-	})
+	counting := watched(&mu, func(r generator.Range) { claims = append(claims, r) })
 	g, err := generator.New(counting, generator.FixedWorker(1), generator.Config{
 		InitialStep: 1000, MinStep: 1000, MaxStep: 1000, PrefetchRatio: 0.5,
 		Released: func(r generator.Range, reason string) {
@@ -203,6 +189,19 @@ func TestDrainReleasesTheRest(t *testing.T) {
 	}
 	if len(told) != 2 {
 		t.Errorf("released %v, want only the shutdown and prefetch releases", told)
+	}
+}
+
+// watched is a source of consecutive ranges from memory that calls seen,
+// holding mu, with each range it hands out.
+func watched(mu *sync.Mutex, seen func(generator.Range)) sourceFunc {
+	var src generatortest.Source
+	return func(ctx context.Context, n uint64) (generator.Range, error) {
+		r, err := src.ClaimRange(ctx, n)
+		mu.Lock()
+		seen(r)
+		mu.Unlock()
+		return r, err
 	}
 }
 

@@ -45,6 +45,14 @@ func runsStore(t *testing.T, like *Store) *Store {
 	return open(t, cfg)
 }
 
+// runsStores opens two Stores (two nonces: each one's records collide with
+// the other's) on one fresh registry.
+func runsStores(t *testing.T) (a, b *Store) {
+	t.Helper()
+	a = runsStore(t, nil)
+	return a, runsStore(t, a)
+}
+
 // runsRegister registers iss on s, failing t on any error.
 func runsRegister(t *testing.T, s *Store, iss registry.Issue) {
 	t.Helper()
@@ -278,8 +286,7 @@ func TestRunsBatchIsRunsOnly(t *testing.T) {
 // one filling a bucket, for an issue holding two IDs of one counter, and
 // for the null compensation of another ID of a held counter.
 func TestRunsNeverDuplicate(t *testing.T) {
-	a := runsStore(t, nil)
-	b := runsStore(t, a)
+	a, b := runsStores(t)
 	ctx := context.Background()
 	runsRegister(t, a, pending(ids(40, 60)...))   // the middle of bucket 0
 	runsRegister(t, a, pending(ids(128, 256)...)) // all of bucket 1
@@ -342,8 +349,7 @@ func TestRunsNeverDuplicate(t *testing.T) {
 // registration over a run's counters collides and adds no field and no
 // run, whichever counter of the run it meets first.
 func TestRunsCollideWithoutMap(t *testing.T) {
-	a := runsStore(t, nil)
-	b := runsStore(t, a)
+	a, b := runsStores(t)
 	ctx := context.Background()
 	runsRegister(t, a, pending(ids(40, 60)...))
 	for _, iss := range []registry.Issue{pending(ids(30, 41)...), pending(ids(59, 70)...), pending(id(50)), pending(laterIDs(45, 50)...), pending(ids(0, 128)...)} {
@@ -458,8 +464,7 @@ func TestRunsTransitionOverlay(t *testing.T) {
 // neighbours still collide. A delete that finds another value deletes
 // nothing; one that empties the bucket removes the bucket and its map.
 func TestRunsDelete(t *testing.T) {
-	a := runsStore(t, nil)
-	b := runsStore(t, a)
+	a, b := runsStores(t)
 	ctx := context.Background()
 	runsRegister(t, a, pending(ids(5, 16)...))
 	wantRunSpans(t, a, 0, "5..15")
@@ -598,8 +603,7 @@ func TestRunsRollback(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			a := runsStore(t, nil)
-			b := runsStore(t, a)
+			a, b := runsStores(t)
 			ctx := context.Background()
 			for _, iss := range tc.setup {
 				runsRegister(t, a, iss)
@@ -731,8 +735,7 @@ func TestRunsConcurrentOverlap(t *testing.T) {
 // free): after a collision on it, a registration over its run still
 // collides.
 func TestRunsMaplessBucketCollision(t *testing.T) {
-	a := runsStore(t, nil)
-	b := runsStore(t, a)
+	a, b := runsStores(t)
 	ctx := context.Background()
 	runsRegister(t, a, pending(ids(40, 60)...))
 	if err := a.client.Del(ctx, a.stateKey(0)).Err(); err != nil {
@@ -750,8 +753,7 @@ func TestRunsMaplessBucketCollision(t *testing.T) {
 // The same with a bucket of fields without a map (written record by record
 // by an idgen before state maps) and an unrelated registration into it.
 func TestRunsLegacyBucket(t *testing.T) {
-	a := runsStore(t, nil)
-	b := runsStore(t, a)
+	a, b := runsStores(t)
 	ctx := context.Background()
 	for c := uint64(40); c < 50; c++ {
 		runsRegister(t, a, pending(id(c))) // one field each
@@ -801,8 +803,7 @@ func TestRunsWrongMap(t *testing.T) {
 		{"run", pending(ids(40, 60)...)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := runsStore(t, nil)
-			b := runsStore(t, a)
+			a, b := runsStores(t)
 			ctx := context.Background()
 			if tc.name == "run" {
 				runsRegister(t, a, tc.held)
