@@ -148,8 +148,16 @@ local function flag(tables, b, f) sub(tables, b)[tonumber(f)] = true end
 local function skipped(b, f) flag(skip, b, f) end
 local function cwritten(b, f) flag(cwrote, b, f) end
 local one, zero = string.char(1), string.char(0)
--- names[o]: the field name of offset o, made once per call
+-- names[o]: the field name of offset o, made once per call (name)
 local names = {}
+local function name(o)
+  local f = names[o]
+  if not f then
+    f = tostring(o)
+    names[o] = f
+  end
+  return f
+end
 -- Runs: the field 'r' of a bucket holds its run-length records, entries
 -- of first offset (1 byte), count (1 byte), value length (2 bytes,
 -- big-endian) and value. rraw[b] is that field as this call last read or
@@ -286,14 +294,7 @@ local function allfree(b, lo, n)
   if rraw[b] then nf = nf - 1 end
   if nf > 0 then
     local f = {}
-    for o = lo, hi do
-      local name = names[o]
-      if not name then
-        name = tostring(o)
-        names[o] = name
-      end
-      f[#f+1] = name
-    end
+    for o = lo, hi do f[#f+1] = name(o) end
     for _, v in ipairs(redis.call('HMGET', KEYS[b], unpack(f))) do
       if v then return false end
     end
@@ -449,12 +450,7 @@ local function run()
             touch(b)
             for o = lo, lo + n - 1 do
               i = i + 1
-              local f = names[o]
-              if not f then
-                f = tostring(o)
-                names[o] = f
-              end
-              local r = setnx(b, f, o, v)
+              local r = setnx(b, name(o), o, v)
               if r == -1 then
                 res = i
                 break
