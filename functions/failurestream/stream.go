@@ -24,16 +24,6 @@ const (
 	causePermanent     = "permanent"
 )
 
-// Stream entry fields of the failure envelope: compensation's field names,
-// repeated here for the stream's producers.
-const (
-	FieldID         = saga.FieldID
-	FieldReason     = saga.FieldReason
-	FieldEventID    = saga.FieldEventID
-	FieldOccurredAt = saga.FieldOccurredAt
-	FieldSource     = saga.FieldSource
-)
-
 // Fields a dead-letter entry adds to the original ones.
 const (
 	FieldError      = "error"

@@ -7,7 +7,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/idgen/idgen/shared/idcodec"
-	"github.com/idgen/idgen/shared/registry"
 )
 
 // Config of a Generator. The zero value means the documented defaults.
@@ -44,28 +43,11 @@ type Config struct {
 	Tracer trace.Tracer
 	// Released, when set, is told of every part of a claimed range the
 	// Generator gives up without handing it out, with the reason (one of
-	// the Release* constants), exactly once per counter: the claim ledger's
+	// registry.Released*), exactly once per counter: the claim ledger's
 	// account of counters never issued. It is called on the goroutine that
 	// gave the range up, the request path included: it must not block.
 	Released func(r Range, reason string)
 }
-
-// Reasons given to Config.Released: the claim ledger's (registry).
-const (
-	// ReleaseShutdown: the unissued tail of the range in use at Drain.
-	ReleaseShutdown = registry.ReleasedAtShutdown
-	// ReleasePrefetch: a prefetched range still unused at Drain.
-	ReleasePrefetch = registry.ReleasedPrefetch
-	// ReleaseBatchTail: the tail of a range too short for the batch that
-	// reached it (the batch is taken from the next range whole).
-	ReleaseBatchTail = registry.ReleasedBatchTail
-	// ReleaseLeaseLost: counters taken for IDs that were never stamped,
-	// because the worker lease ran out while the request waited for a
-	// range.
-	ReleaseLeaseLost = registry.ReleasedLeaseLost
-	// ReleaseTooShort: a claimed range shorter than MaxBatch, refused.
-	ReleaseTooShort = registry.ReleasedTooShort
-)
 
 func (c Config) withDefaults() Config {
 	if c.InitialStep == 0 {

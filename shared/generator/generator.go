@@ -24,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/registry"
 )
 
 // ErrUnavailable means no counter range is available right now (the range
@@ -194,7 +195,7 @@ func (g *Generator) fill(ctx context.Context, out []idcodec.ID) (int, error) {
 		now = g.clock.Read()
 		if w, err = g.worker.Worker(now); err != nil {
 			// The counters are burnt: they were taken but are never stamped.
-			g.release(Range{Start: first, End: first + n}, ReleaseLeaseLost)
+			g.release(Range{Start: first, End: first + n}, registry.ReleasedLeaseLost)
 			return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 	}
@@ -273,7 +274,7 @@ func (g *Generator) take(ctx context.Context, n uint64) (first uint64, waited bo
 			}
 			if first := v - n; first < s.end {
 				// Exactly one taker crosses the end: it gives up the tail.
-				g.release(Range{Start: first, End: s.end}, ReleaseBatchTail)
+				g.release(Range{Start: first, End: s.end}, registry.ReleasedBatchTail)
 			}
 		}
 		if err := g.advance(ctx, s); err != nil {
@@ -331,7 +332,7 @@ func (g *Generator) claim(done chan struct{}, parent trace.SpanContext) {
 	if err == nil && r.Len() < uint64(g.cfg.MaxBatch) {
 		err = fmt.Errorf("range source returned %d counters, fewer than max batch %d", r.Len(), g.cfg.MaxBatch)
 		if r.Len() > 0 {
-			g.release(r, ReleaseTooShort)
+			g.release(r, registry.ReleasedTooShort)
 		}
 	}
 
@@ -464,8 +465,8 @@ func (g *Generator) release(r Range, reason string) {
 
 // Drain closes the Generator, stops it handing out counters at once, and
 // gives up what it holds: the unissued tail of the range in use
-// (ReleaseShutdown) and the prefetched range (ReleasePrefetch), told to
-// Config.Released and returned. A call racing Drain either took its
+// (registry.ReleasedAtShutdown) and the prefetched range
+// (registry.ReleasedPrefetch), told to Config.Released and returned. A call racing Drain either took its
 // counters before it (and issues them) or gets ErrClosed.
 func (g *Generator) Drain() []Range {
 	g.Close()
@@ -475,7 +476,7 @@ func (g *Generator) Drain() []Range {
 	if s := g.cur.Load(); s != nil {
 		if old := s.next.Swap(s.end); old < s.end {
 			out = append(out, Range{Start: old, End: s.end})
-			g.release(out[len(out)-1], ReleaseShutdown)
+			g.release(out[len(out)-1], registry.ReleasedAtShutdown)
 		}
 	}
 	if g.next != nil {
@@ -483,7 +484,7 @@ func (g *Generator) Drain() []Range {
 		g.next = nil
 		if r.Len() > 0 {
 			out = append(out, r)
-			g.release(r, ReleasePrefetch)
+			g.release(r, registry.ReleasedPrefetch)
 		}
 	}
 	return out

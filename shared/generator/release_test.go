@@ -11,6 +11,7 @@ import (
 
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/generator/generatortest"
+	"github.com/idgen/idgen/shared/registry"
 )
 
 // TestEveryCounterIssuedOrReleased: under concurrent single IDs and
@@ -120,22 +121,22 @@ func TestEveryCounterIssuedOrReleased(t *testing.T) {
 	// Whether a range is left at Drain depends on where the load stood
 	// (the last batch may have used the range up with no prefetch back
 	// yet); TestDrainReleasesTheRest covers that release deterministically.
-	if reasons[generator.ReleaseBatchTail] == 0 {
+	if reasons[registry.ReleasedBatchTail] == 0 {
 		t.Fatalf("claimed %d, issued %d, reasons %v: want batch tails", claimed, len(seen), reasons)
 	}
 	var drainedN uint64
 	for _, r := range drained {
 		drainedN += r.Len()
 	}
-	if got := uint64(reasons[generator.ReleaseShutdown] + reasons[generator.ReleasePrefetch]); got != drainedN {
+	if got := uint64(reasons[registry.ReleasedAtShutdown] + reasons[registry.ReleasedPrefetch]); got != drainedN {
 		t.Fatalf("Drain returned %d counters, Released was told %d", drainedN, got)
 	}
 	t.Logf("claimed %d: issued %d, released %v", claimed, len(seen), reasons)
 }
 
 // TestDrainReleasesTheRest: Drain hands back, and tells Released of, the
-// unissued tail of the range in use (ReleaseShutdown) and the whole
-// prefetched range (ReleasePrefetch), and nothing else.
+// unissued tail of the range in use (registry.ReleasedAtShutdown) and the whole
+// prefetched range (registry.ReleasedPrefetch), and nothing else.
 func TestDrainReleasesTheRest(t *testing.T) {
 	var (
 		mu     sync.Mutex
@@ -181,10 +182,10 @@ func TestDrainReleasesTheRest(t *testing.T) {
 	if !slices.Equal(drained, want) {
 		t.Fatalf("Drain returned %v, want %v", drained, want)
 	}
-	if got := told[generator.ReleaseShutdown]; !slices.Equal(got, want[:1]) {
+	if got := told[registry.ReleasedAtShutdown]; !slices.Equal(got, want[:1]) {
 		t.Errorf("released at shutdown %v, want %v", got, want[:1])
 	}
-	if got := told[generator.ReleasePrefetch]; !slices.Equal(got, want[1:]) {
+	if got := told[registry.ReleasedPrefetch]; !slices.Equal(got, want[1:]) {
 		t.Errorf("released as prefetch %v, want %v", got, want[1:])
 	}
 	if len(told) != 2 {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/idgen/idgen/functions/failurestream"
 	"github.com/idgen/idgen/shared/idcodec"
+	"github.com/idgen/idgen/shared/saga"
 )
 
 // nullShard is the shard of the IDs of null compensations: no instance
@@ -147,8 +148,8 @@ func (s *eventSender) deliver(ctx context.Context, batch []failureEvent) []failu
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	for i, ev := range batch {
 		adds[i] = pipe.XAdd(cctx, &redis.XAddArgs{Stream: s.stream, Values: map[string]any{
-			failurestream.FieldID: ev.id.String(), failurestream.FieldReason: "chaos: payment declined",
-			failurestream.FieldEventID: ev.eventID, failurestream.FieldSource: "chaos", failurestream.FieldOccurredAt: now,
+			saga.FieldID: ev.id.String(), saga.FieldReason: "chaos: payment declined",
+			saga.FieldEventID: ev.eventID, saga.FieldSource: "chaos", saga.FieldOccurredAt: now,
 		}})
 	}
 	wait := pipe.Do(cctx, "WAIT", 1, 1000)
