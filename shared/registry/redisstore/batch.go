@@ -52,10 +52,15 @@ type op struct {
 	hw string
 
 	// Backing arrays of keys, fields and vals for the common one-record
-	// registration (one allocation fewer each).
+	// registration (one allocation fewer each), and of the first values
+	// of any registration: a batch's records of one millisecond share one
+	// value, so a batch without metadata usually fits.
 	key1, field1 [1]string
 	val1         [1][]byte
-	buf1         [64]byte // the value of one record without metadata
+	buf1         [64]byte
+	// many holds keys, fields and vals of registrations of more records;
+	// it stays with the op through the pool (Register clears vals first).
+	many *manyArrays
 
 	// Results.
 	replay    []byte // the live idempotency value of another call
@@ -64,6 +69,15 @@ type op struct {
 	err       error
 	done      chan struct{}
 }
+
+// manyArrays are the arrays of a registration of more than one record.
+type manyArrays struct {
+	keys, fields []string
+	vals         [][]byte
+}
+
+// maxKeptRecords bounds the records whose arrays a pooled op keeps.
+const maxKeptRecords = 1024
 
 type deadline struct {
 	key    string
@@ -162,6 +176,24 @@ func newCall(durable bool, bucketTTL int64) *call {
 	// ARGV[3], the index of the first 'M', is set by seal.
 	return &call{index: map[string]int{}, args: []any{d, bucketTTL, 0}}
 }
+
+// reset empties c for another flush, keeping its arrays; the
+// references to the flush's ops and values go.
+func (c *call) reset() {
+	clear(c.keys)
+	c.keys = c.keys[:0]
+	clear(c.index)
+	clear(c.args[3:])
+	c.args = c.args[:3]
+	c.args[2] = 0
+	clear(c.parts)
+	c.parts = c.parts[:0]
+	c.marks = c.marks[:0]
+	c.sealed = false
+}
+
+// maxKeptArgs bounds the arguments of the call flushSingle keeps.
+const maxKeptArgs = 1 << 16
 
 // key returns the 1-based KEYS index of k, adding it once.
 func (c *call) key(k string) int {
@@ -303,8 +335,19 @@ func (s *Store) flush(batch []*op) {
 // then resent in a call of its own (one more round trip), so that only the
 // op at fault fails. Resending is safe: what is already written finds its
 // own value.
+//
+// The whole batch's call is the flusher's own, kept for the next flush.
 func (s *Store) flushSingle(ctx context.Context, batch []*op) {
-	c := s.newCall()
+	c := s.single
+	if c == nil {
+		c = s.newCall()
+	}
+	defer func() {
+		if s.single = nil; cap(c.args) <= maxKeptArgs {
+			c.reset()
+			s.single = c
+		}
+	}()
 	for _, o := range batch {
 		s.addWhole(c, o)
 	}
@@ -328,11 +371,11 @@ func (s *Store) flushSingle(ctx context.Context, batch []*op) {
 func (s *Store) addWhole(c *call, o *op) {
 	switch o.kind {
 	case opRegister:
-		all := make([]int, len(o.keys))
-		for i := range all {
-			all[i] = i
+		s.whole = s.whole[:0]
+		for i := range o.keys {
+			s.whole = append(s.whole, i)
 		}
-		c.register(part{o: o, role: roleWhole}, true, all, o.dls)
+		c.register(part{o: o, role: roleWhole}, true, s.whole, o.dls)
 	case opCAS:
 		c.cas(part{o: o, role: roleWhole}, o.key, o.field, o.old, o.new, o.ttl, o.zkey, o.member, o.state)
 	case opRaise:

@@ -35,13 +35,21 @@ func (s *Store) Register(ctx context.Context, iss registry.Issue, idemTTLMS, now
 	if o == nil {
 		o = &op{done: make(chan struct{}, 1)}
 	}
-	*o = op{kind: opRegister, iss: iss, idemTTL: idemTTLMS, nowMS: nowMS, done: o.done}
+	*o = op{kind: opRegister, iss: iss, idemTTL: idemTTLMS, nowMS: nowMS, done: o.done, many: o.many}
+	// A value longer than buf1 moves buf to the heap; the values before
+	// it keep the bytes they point to.
 	buf := o.buf1[:0]
 	if n == 1 {
 		o.keys, o.fields, o.vals = o.key1[:], o.field1[:], o.val1[:]
 	} else {
-		buf = make([]byte, 0, 48*n)
-		o.keys, o.fields, o.vals = make([]string, n), make([]string, n), make([][]byte, n)
+		m := o.many
+		if m == nil || cap(m.keys) < n {
+			m = &manyArrays{keys: make([]string, n), fields: make([]string, n), vals: make([][]byte, n)}
+			if n <= maxKeptRecords {
+				o.many = m
+			}
+		}
+		o.keys, o.fields, o.vals = m.keys[:n], m.fields[:n], m.vals[:n]
 	}
 	// The Store's own nonce: a resend of this issue by this Store (go-redis
 	// after a broken connection, or the caller after ErrUnavailable) finds
@@ -69,7 +77,8 @@ func (s *Store) Register(ctx context.Context, iss registry.Issue, idemTTLMS, now
 	err := s.do(ctx, o)
 	replay := o.replay
 	if ctx.Err() == nil {
-		*o = op{done: o.done}
+		clear(o.vals)
+		*o = op{done: o.done, many: o.many}
 		s.registers.Put(o)
 	}
 	if err != nil {

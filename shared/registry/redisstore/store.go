@@ -95,6 +95,10 @@ type Store struct {
 	// registers pools the ops of Register: an op goes back once its
 	// answer was received with ctx alive (no flush holds it any more).
 	registers sync.Pool
+	// The flusher's own (no other goroutine touches them): the call
+	// flushSingle sends a batch in, and addWhole's record indexes.
+	single *call
+	whole  []int
 
 	guard      *guard
 	epoch      atomic.Pointer[string] // set once Open adopted the registry's epoch
