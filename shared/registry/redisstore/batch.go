@@ -118,6 +118,26 @@ type call struct {
 	// bucket index and offset; seal turns them into 'M' runs.
 	marks  []mark
 	sealed bool
+	// join is the last sub-operation when it is an 'S' or a 'G' that a
+	// next one-record registration may join (see single).
+	join joinable
+}
+
+// joinable is an 'S' or 'G' sub-operation at the end of a call's
+// arguments: it starts at args[at] (at > 0), names bucket index b and
+// offsets lo..lo+n-1, all holding val.
+type joinable struct {
+	at, b, lo, n int
+	val          []byte
+}
+
+// end is the index after the sub-operation's last argument: only the
+// call's last sub-operation can take another record.
+func (j *joinable) end() int {
+	if j.n == 1 {
+		return j.at + 4
+	}
+	return j.at + 5
 }
 
 // mark is a registration's field: its bucket's KEYS index and its offset
@@ -190,6 +210,7 @@ func (c *call) reset() {
 	c.parts = c.parts[:0]
 	c.marks = c.marks[:0]
 	c.sealed = false
+	c.join = joinable{}
 }
 
 // maxKeptArgs bounds the arguments of the call flushSingle keeps.
@@ -221,9 +242,9 @@ func (c *call) register(p part, idem bool, recs []int, dls []deadline) {
 	o := p.o
 	if len(recs) == 1 && len(dls) == 0 && (!idem || o.idemVal == nil) {
 		i := recs[0]
-		b := c.bucket(o.keys[i])
-		c.args = append(c.args, "S", b, o.fields[i], o.vals[i])
-		c.marks = append(c.marks, mark{b, fieldOffset(o.fields[i])})
+		b, off := c.bucket(o.keys[i]), fieldOffset(o.fields[i])
+		c.single(b, off, o.fields[i], o.vals[i])
+		c.marks = append(c.marks, mark{b, off})
 		c.parts = append(c.parts, p)
 		return
 	}
@@ -256,6 +277,33 @@ func (c *call) register(p part, idem bool, recs []int, dls []deadline) {
 		c.args = append(c.args, c.key(d.key), d.score, d.member)
 	}
 	c.parts = append(c.parts, p)
+}
+
+// single adds a one-record registration without idempotency entry or
+// deadline: an 'S' (bucket index, field, value), or, when the call's last
+// sub-operation is an 'S' or a 'G' of the same bucket and value ending at
+// the field before off, a 'G' of one more record (bucket index, first
+// offset, count, value). Single IDs issued in one millisecond by one
+// instance have consecutive counters and equal values (the value holds
+// the ID's timestamp and worker, not its counter), so under load a flush
+// holds them in a few 'G's, which the script stores as runs.
+func (c *call) single(b, off int, field string, val []byte) {
+	j := &c.join
+	if j.at > 0 && j.end() == len(c.args) && j.b == b && j.lo+j.n == off && sameBytes(j.val, val) {
+		if j.n++; j.n == 2 {
+			// the 'S' at j.at becomes a 'G': its field turns into the
+			// first offset and the count, its value moves one along
+			c.args[j.at] = "G"
+			c.args[j.at+2] = j.lo
+			c.args[j.at+3] = 2
+			c.args = append(c.args, j.val)
+		} else {
+			c.args[j.at+3] = j.n
+		}
+		return
+	}
+	*j = joinable{at: len(c.args), b: b, lo: off, n: 1, val: val}
+	c.args = append(c.args, "S", b, field, val)
 }
 
 // sameBytes reports whether a and b hold the same bytes: at once when they

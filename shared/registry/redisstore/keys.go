@@ -25,9 +25,11 @@ import (
 // A bucket written record by record holds at most 128 fields of small
 // values, so it stays a listpack (hash-max-listpack-entries 128,
 // hash-max-listpack-value 64 by default); a batch's records are one run
-// (about 60 bytes) per bucket, and a bucket whose runs pass 64 bytes
-// becomes a small hash table of a few fields, as does one whose run
-// members all got fields of their own (commits: 128 fields and the runs).
+// (about 60 bytes) per bucket, as are the single IDs of one millisecond
+// that one flush registers, and a bucket whose runs pass 64 bytes becomes
+// a small hash table of a few fields. A run whose members all got fields
+// of their own (a commit of each) goes, and a bucket whose last run goes
+// is rewritten: its 128 fields are a listpack again.
 // A bucket and its state map share a hash tag, so one script call in one
 // slot writes both (see batchSource).
 

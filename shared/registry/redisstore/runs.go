@@ -9,9 +9,10 @@ import (
 )
 
 // RunsField is the field of a record bucket that holds its run-length
-// records: a registration's records of consecutive counters of one bucket
-// with one value (a batch stamped in one millisecond), stored as one entry
-// instead of one field each. An entry is the first offset in the bucket
+// records: records of consecutive counters of one bucket with one value
+// (a batch stamped in one millisecond, or the single IDs of one
+// millisecond that one flush registers), stored as one entry instead of
+// one field each. An entry is the first offset in the bucket
 // (1 byte), the count (1 byte), the value's length (2 bytes, big-endian)
 // and the value. A counter's record is its own field when there is one (a
 // registration field by field, or a later compare-and-set over a run),

@@ -22,6 +22,10 @@ import "github.com/redis/go-redis/v9"
 //	    deadline: the common case, in 4 arguments instead of 10): bucket
 //	    key index, field, value → 0 written (or already written by this
 //	    very call), 1 held by another value (nothing written).
+//	'G' register count records, one each, nothing else, as count 'S' in
+//	    the consecutive fields first offset..first offset+count-1 with
+//	    the same value: bucket key index, first offset, count, value →
+//	    count results, one per record, as 'S' answers them.
 //	'C' compare-and-set: bucket key index (0 = none), field, old value
 //	    ('' = must be absent), new value ('' = delete), TTL ms, zset key
 //	    index (0 = none), member to remove from it, the counter's state in
@@ -66,22 +70,24 @@ import "github.com/redis/go-redis/v9"
 // state maps, or its map lost) keeps what it has, since a map of this
 // call's bytes alone would tell its other held counters free.
 //
-// A group whose fields are all free is written as one run-length record
-// (a run: first offset, count, value) appended to the bucket's field 'r'
-// (RunsField), instead of count fields: a field is free when the bucket's
-// map (complete, 128 bytes, when the call first touches the bucket) has a
-// zero byte for it, or the bucket did not exist then, no sub-operation of
-// this call has written it (the call's own writes reach the map only at
-// its end), and the bucket itself holds it neither as a field nor in a
-// run (so a map that is wrong never lets a run over a held counter). Any other group is written field by field with
-// HSETNX, which finds a resend's own values and collisions.
+// A group whose fields are all free (a 'R' group, or the records of a
+// 'G') is written as one run-length record (a run: first offset, count,
+// value) appended to the bucket's field 'r' (RunsField), instead of count
+// fields: a field is free when the bucket's map (complete, 128 bytes, when
+// the call first touches the bucket) has a zero byte for it, or the bucket
+// did not exist then, no sub-operation of this call has written it (the
+// call's own writes reach the map only at its end), and the bucket itself
+// holds it neither as a field nor in a run (so a map that is wrong never
+// lets a run over a held counter). Any other group is written field by
+// field with HSETNX, which finds a resend's own values and collisions.
 //
 // A counter is held when its field exists or a run covers it; its value is
 // the field's when there is one (a compare-and-set over a run writes the
-// field), else the run's. Every check of a field (HSETNX, the
-// compare-and-set, the marks) reads both, and a delete also takes the
-// counter out of its run (splitting it). A collision's rollback restores
-// the runs as they were before the op.
+// field, and a run whose counters all have fields goes), else the run's.
+// Every check of a field (HSETNX, the compare-and-set, the marks) reads
+// both, and a delete also takes the counter out of its run (splitting
+// it). A collision's rollback restores the runs as they were before the
+// op.
 //
 // The shebang makes Redis refuse the whole script up front under OOM or
 // min-replicas-to-write, instead of failing at its first write.
@@ -222,6 +228,42 @@ local function unrun(b, o)
     end
   end
   if hit then putruns(b, table.concat(parts)) end
+end
+-- repack rewrites bucket b as it is (same fields and values, same TTL):
+-- Redis makes a hash a listpack again only when it is written anew
+local function repack(b)
+  local k = KEYS[b]
+  local ttl = redis.call('PTTL', k)
+  local h = redis.call('HGETALL', k)
+  if #h == 0 then return end
+  redis.call('DEL', k)
+  redis.call('HSET', k, unpack(h))
+  if ttl > 0 then redis.call('PEXPIRE', k, ttl) end
+end
+-- dropcovered takes out of bucket b's runs the run covering offset o
+-- when every counter of it has a field of its own (the compare-and-sets
+-- that wrote them, a commit of each ID say, went over it): such a run
+-- holds nothing a read sees. When the last run goes, the bucket is
+-- repacked: a bucket whose runs passed 64 bytes became a hash table, and
+-- its 128 fields are a listpack, as when written field by field.
+local function dropcovered(b, o)
+  for i, r in ipairs(runs(b)) do
+    if r[1] <= o and o <= r[2] then
+      if redis.call('HLEN', KEYS[b]) - 1 < r[2] - r[1] + 1 then return end
+      local f = {}
+      for x = r[1], r[2] do f[#f+1] = name(x) end
+      for _, v in ipairs(redis.call('HMGET', KEYS[b], unpack(f))) do
+        if not v then return end
+      end
+      local parts = {}
+      for j, q in ipairs(runs(b)) do
+        if j ~= i then parts[#parts+1] = encrun(q[1], q[2], q[3]) end
+      end
+      putruns(b, table.concat(parts))
+      if not rraw[b] then repack(b) end
+      return
+    end
+  end
 end
 -- held is the value of field f (offset o) of bucket b: the field's own (a
 -- record of its own, or a later write over a run), else its run's, false
@@ -408,6 +450,34 @@ local function run()
         keep(b, rttl)
       end
       out[#out+1] = res
+    elseif kind == 'G' then
+      local b, lo, n, v = tonumber(ARGV[p+1]), tonumber(ARGV[p+2]), tonumber(ARGV[p+3]), ARGV[p+4]
+      p = p + 5
+      local kept = false
+      if #v < 65536 and allfree(b, lo, n) then
+        addrun(b, lo, n, v)
+        written(b, lo, lo + n - 1)
+        for _ = 1, n do out[#out+1] = 0 end
+        kept = true
+      else
+        touch(b)
+        for o = lo, lo + n - 1 do
+          local res = 0
+          local w = setnx(b, name(o), o, v)
+          if w == 1 then
+            written(b, o, o)
+          elseif w == -1 then
+            res = 1
+            skipped(b, o)
+          end
+          kept = kept or res == 0
+          out[#out+1] = res
+        end
+      end
+      if kept and not seen[b] then
+        seen[b] = true
+        keep(b, rttl)
+      end
     elseif kind == 'R' then
       local ik, iv, ittl, now = tonumber(ARGV[p+1]), ARGV[p+2], tonumber(ARGV[p+3]), tonumber(ARGV[p+4])
       local ngr = tonumber(ARGV[p+5])
@@ -517,6 +587,7 @@ local function run()
           bttl[b] = nil -- the delete may have emptied the bucket
         else
           redis.call('HSET', key, f, new)
+          dropcovered(b, o)
           written(b, o, o)
           setmap(b, o, string.char(st))
           cwritten(b, f)
