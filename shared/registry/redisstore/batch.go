@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -306,6 +307,20 @@ func (c *call) single(b, off int, field string, val []byte) {
 	c.args = append(c.args, "S", b, field, val)
 }
 
+// joins reports whether o is a one-record registration without
+// idempotency entry or deadline, which call.single may join to others.
+func (o *op) joins() bool {
+	return o.kind == opRegister && len(o.keys) == 1 && len(o.dls) == 0 && o.idemVal == nil
+}
+
+// byField orders one-record registrations by bucket key and field offset.
+func byField(a, b *op) int {
+	if a.keys[0] != b.keys[0] {
+		return strings.Compare(a.keys[0], b.keys[0])
+	}
+	return cmp.Compare(fieldOffset(a.fields[0]), fieldOffset(b.fields[0]))
+}
+
 // sameBytes reports whether a and b hold the same bytes: at once when they
 // are the same slice (Register shares one value among a batch's records).
 func sameBytes(a, b []byte) bool {
@@ -345,16 +360,35 @@ type result struct {
 // that crosses it rides along), so that one script never blocks Redis long.
 const maxFlushRecords = 8192
 
-// flush sends batch and answers every op of it.
+// flush sends batch and answers every op of it. Each stretch of
+// consecutive one-record registrations (see call.single) goes in the
+// order of bucket and field, so that single IDs of one millisecond join
+// into runs in whatever order their requests were queued. That changes
+// no answer: such registrations of different counters do not meet, and
+// those of one counter keep their order (a stable sort); every other op
+// keeps its place.
 func (s *Store) flush(batch []*op) {
 	t0 := time.Now()
+	ordered := append(s.ordered[:0], batch...)
+	for i := 0; i < len(ordered); {
+		j := i
+		for j < len(ordered) && ordered[j].joins() {
+			j++
+		}
+		if j-i > 1 {
+			slices.SortStableFunc(ordered[i:j], byField)
+		}
+		i = max(j, i+1)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.FlushTimeout+3*s.waitTimeout())
 	defer cancel()
 	if s.cluster {
-		s.flushCluster(ctx, batch)
+		s.flushCluster(ctx, ordered)
 	} else {
-		s.flushSingle(ctx, batch)
+		s.flushSingle(ctx, ordered)
 	}
+	clear(ordered)
+	s.ordered = ordered[:0]
 	s.stats.batches.Add(1)
 	s.stats.ops.Add(uint64(len(batch)))
 	for _, o := range batch {

@@ -229,16 +229,16 @@ local function unrun(b, o)
   end
   if hit then putruns(b, table.concat(parts)) end
 end
--- repack rewrites bucket b as it is (same fields and values, same TTL):
+-- repack rewrites bucket b as it is (same fields and values, same expiry):
 -- Redis makes a hash a listpack again only when it is written anew
 local function repack(b)
   local k = KEYS[b]
-  local ttl = redis.call('PTTL', k)
+  local at = redis.call('PEXPIRETIME', k)
   local h = redis.call('HGETALL', k)
   if #h == 0 then return end
   redis.call('DEL', k)
   redis.call('HSET', k, unpack(h))
-  if ttl > 0 then redis.call('PEXPIRE', k, ttl) end
+  if at > 0 then redis.call('PEXPIREAT', k, at) end
 end
 -- dropcovered takes out of bucket b's runs the run covering offset o
 -- when every counter of it has a field of its own (the compare-and-sets

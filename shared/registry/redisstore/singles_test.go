@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -22,29 +23,32 @@ func singles(s *Store, subject string, ids []idcodec.ID) []*op {
 	return out
 }
 
-// flushWant flushes batch in one call and fails t unless op i failed with
-// ErrCollision exactly when collide[i].
-func flushWant(t *testing.T, s *Store, batch []*op, collide map[int]bool) {
+// flushWant flushes batch in one call and fails t unless exactly the
+// ops of the counters in collide failed, with ErrCollision.
+func flushWant(t *testing.T, s *Store, batch []*op, collide ...uint64) {
 	t.Helper()
 	s.flush(batch)
-	for i, o := range batch {
-		if got := errors.Is(o.err, registry.ErrCollision); got != collide[i] || (!got && o.err != nil) {
-			t.Fatalf("op %d (counter %d): error %v, want collision %v", i, o.iss.Records[0].ID.Decompose().Counter, o.err, collide[i])
+	for _, o := range batch {
+		c := o.iss.Records[0].ID.Decompose().Counter
+		want := slices.Contains(collide, c)
+		if got := errors.Is(o.err, registry.ErrCollision); got != want || (!got && o.err != nil) {
+			t.Fatalf("counter %d: error %v, want collision %v", c, o.err, want)
 		}
 	}
 }
 
 // One-record registrations of one flush with consecutive counters and one
 // value are stored as runs ('G'), each answered on its own: a counter
-// another writer holds collides alone, the others are written; records
-// of other values, or out of order, or after another kind of
-// sub-operation, are fields of their own; a resend of the flush finds its
-// own values and changes no byte.
+// another writer holds makes its group fields, and collides alone; a
+// stretch of them queued out of order is sent in order of counter, while
+// other ops keep their place; records of other values, or not
+// consecutive, or in two buckets, are fields of their own; a resend of
+// the flush finds its own values and changes no byte.
 func TestRunsOfSingles(t *testing.T) {
 	t.Run("consecutive", func(t *testing.T) {
 		s := runsStore(t, nil)
 		batch := append(singles(s, "a", ids(10, 41)), singles(s, "a", ids(120, 136))...)
-		flushWant(t, s, batch, nil)
+		flushWant(t, s, batch)
 		wantBucketFields(t, s, 0, RunsField)
 		wantRunSpans(t, s, 0, "10..40 120..127")
 		wantBucketFields(t, s, 1, RunsField)
@@ -54,14 +58,14 @@ func TestRunsOfSingles(t *testing.T) {
 		checkStateMaps(t, s, 0, 2)
 
 		before := runsSnapshot(t, s, 0, 2)
-		flushWant(t, s, append(singles(s, "a", ids(10, 41)), singles(s, "a", ids(120, 136))...), nil)
+		flushWant(t, s, append(singles(s, "a", ids(10, 41)), singles(s, "a", ids(120, 136))...))
 		runsSame(t, "resend", before, runsSnapshot(t, s, 0, 2))
 	})
 
 	t.Run("a held counter", func(t *testing.T) {
 		a, b := runsStores(t)
 		runsRegister(t, b, issuedBy("b", ids(20, 21)))
-		flushWant(t, a, singles(a, "a", ids(10, 31)), map[int]bool{10: true})
+		flushWant(t, a, singles(a, "a", ids(10, 31)), 20)
 		wantRecords(t, a, "a", append(ids(10, 20), ids(21, 31)...))
 		wantRecords(t, a, "b", ids(20, 21))
 		checkStateMaps(t, a, 0, 1)
@@ -70,9 +74,33 @@ func TestRunsOfSingles(t *testing.T) {
 	t.Run("a held run", func(t *testing.T) {
 		a, b := runsStores(t)
 		runsRegister(t, b, issuedBy("b", ids(20, 25)))
-		flushWant(t, a, singles(a, "a", ids(18, 27)), map[int]bool{2: true, 3: true, 4: true, 5: true, 6: true})
+		flushWant(t, a, singles(a, "a", ids(18, 27)), 20, 21, 22, 23, 24)
 		wantRecords(t, a, "a", append(ids(18, 20), ids(25, 27)...))
 		wantRecords(t, a, "b", ids(20, 25))
+		checkStateMaps(t, a, 0, 1)
+	})
+
+	t.Run("queued out of order", func(t *testing.T) {
+		a, b := runsStores(t)
+		runsRegister(t, b, issuedBy("b", ids(20, 21)))
+		batch := singles(a, "a", ids(10, 31))
+		batch = append(batch, singles(a, "c", ids(40, 44))...)
+		rand.Shuffle(len(batch), func(i, j int) { batch[i], batch[j] = batch[j], batch[i] })
+		batch = append([]*op{edgeOp(a, issuedBy("d", ids(50, 52)))}, batch...)
+		// another kind of op keeps its place: 60 and 61 do not join
+		batch = append(batch, singles(a, "e", ids(60, 61))...)
+		batch = append(batch, edgeOp(a, issuedBy("f", ids(70, 72))))
+		batch = append(batch, singles(a, "e", ids(61, 63))...)
+		flushWant(t, a, batch, 20)
+		// a's 10..30 meet b's 20: fields, each answered on its own
+		wantBucketFields(t, a, 0, append(slices.Clone(fieldNames[10:31]), "60", RunsField)...)
+		wantRunSpans(t, a, 0, "50..51 40..43 70..71 61..62")
+		wantRecords(t, a, "a", append(ids(10, 20), ids(21, 31)...))
+		wantRecords(t, a, "b", ids(20, 21))
+		wantRecords(t, a, "c", ids(40, 44))
+		wantRecords(t, a, "d", ids(50, 52))
+		wantRecords(t, a, "e", ids(60, 63))
+		wantRecords(t, a, "f", ids(70, 72))
 		checkStateMaps(t, a, 0, 1)
 	})
 
@@ -82,19 +110,16 @@ func TestRunsOfSingles(t *testing.T) {
 		for c := uint64(10); c < 16; c++ { // values alternate
 			batch = append(batch, singles(s, fmt.Sprint("s", c%2), ids(c, c+1))...)
 		}
-		batch = append(batch, singles(s, "a", ids(21, 22))...)
-		batch = append(batch, singles(s, "a", ids(20, 21))...) // out of order
-		batch = append(batch, singles(s, "a", ids(30, 31))...)
-		batch = append(batch, edgeOp(s, issuedBy("a", ids(50, 52)))) // a batch between
-		batch = append(batch, singles(s, "a", ids(31, 33))...)       // joins 31 to 32 only
-		flushWant(t, s, batch, nil)
-		wantBucketFields(t, s, 0, "10", "11", "12", "13", "14", "15", "20", "21", "30", RunsField)
-		wantRunSpans(t, s, 0, "50..51 31..32")
+		batch = append(batch, singles(s, "a", append(ids(20, 21), ids(22, 23)...))...) // not consecutive
+		batch = append(batch, singles(s, "a", ids(127, 129))...)                       // across buckets
+		flushWant(t, s, batch)
+		wantBucketFields(t, s, 0, "10", "11", "12", "13", "14", "15", "20", "22", "127")
+		wantBucketFields(t, s, 1, "0")
 		for c := uint64(10); c < 16; c++ {
 			wantRecords(t, s, fmt.Sprint("s", c%2), ids(c, c+1))
 		}
-		wantRecords(t, s, "a", append(append(ids(20, 22), ids(30, 33)...), ids(50, 52)...))
-		checkStateMaps(t, s, 0, 1)
+		wantRecords(t, s, "a", append(append(ids(20, 21), ids(22, 23)...), ids(127, 129)...))
+		checkStateMaps(t, s, 0, 2)
 	})
 }
 
@@ -140,7 +165,7 @@ func TestRunsOfSinglesCommitted(t *testing.T) {
 				batch = append(batch, edgeOp(s, pending(x)))
 			}
 		}
-		flushWant(t, s, batch, nil)
+		flushWant(t, s, batch)
 		wantBucketFields(t, s, 0, RunsField)
 		wantRunSpans(t, s, 0, "0..15 16..31 32..47 48..63 64..79 80..95 96..111 112..127")
 		for _, x := range all {

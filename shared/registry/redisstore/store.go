@@ -96,9 +96,11 @@ type Store struct {
 	// answer was received with ctx alive (no flush holds it any more).
 	registers sync.Pool
 	// The flusher's own (no other goroutine touches them): the call
-	// flushSingle sends a batch in, and addWhole's record indexes.
-	single *call
-	whole  []int
+	// flushSingle sends a batch in, addWhole's record indexes, and the
+	// batch in the order flush sends it.
+	single  *call
+	whole   []int
+	ordered []*op
 
 	guard      *guard
 	epoch      atomic.Pointer[string] // set once Open adopted the registry's epoch
