@@ -429,6 +429,26 @@ local function recoverMarks()
     pcall(recoverRun, tonumber(ARGV[q+1]), tonumber(ARGV[q+2]), tonumber(ARGV[q+3]))
   end
 end
+-- single registers value v in field f (offset o) of bucket b unless it
+-- is held: 0 written (or held by v: a resend), 1 held by another value
+-- (a collision: the field is recorded as skipped)
+local function single(b, f, o, v)
+  local w = setnx(b, f, o, v)
+  if w == 1 then
+    written(b, o, o)
+  elseif w == -1 then
+    skipped(b, o)
+    return 1
+  end
+  return 0
+end
+-- keepOnce gives bucket b its TTL once per call
+local function keepOnce(b)
+  if not seen[b] then
+    seen[b] = true
+    keep(b, rttl)
+  end
+end
 local function run()
   while p <= #ARGV do
     local kind = ARGV[p]
@@ -436,19 +456,9 @@ local function run()
       local b = tonumber(ARGV[p+1])
       local f, v = ARGV[p+2], ARGV[p+3]
       p = p + 4
-      local res, o = 0, tonumber(f)
       touch(b)
-      local w = setnx(b, f, o, v)
-      if w == 1 then
-        written(b, o, o)
-      elseif w == -1 then
-        res = 1
-        skipped(b, f)
-      end
-      if res == 0 and not seen[b] then
-        seen[b] = true
-        keep(b, rttl)
-      end
+      local res = single(b, f, tonumber(f), v)
+      if res == 0 then keepOnce(b) end
       out[#out+1] = res
     elseif kind == 'G' then
       local b, lo, n, v = tonumber(ARGV[p+1]), tonumber(ARGV[p+2]), tonumber(ARGV[p+3]), ARGV[p+4]
@@ -462,22 +472,12 @@ local function run()
       else
         touch(b)
         for o = lo, lo + n - 1 do
-          local res = 0
-          local w = setnx(b, name(o), o, v)
-          if w == 1 then
-            written(b, o, o)
-          elseif w == -1 then
-            res = 1
-            skipped(b, o)
-          end
+          local res = single(b, name(o), o, v)
           kept = kept or res == 0
           out[#out+1] = res
         end
       end
-      if kept and not seen[b] then
-        seen[b] = true
-        keep(b, rttl)
-      end
+      if kept then keepOnce(b) end
     elseif kind == 'R' then
       local ik, iv, ittl, now = tonumber(ARGV[p+1]), ARGV[p+2], tonumber(ARGV[p+3]), tonumber(ARGV[p+4])
       local ngr = tonumber(ARGV[p+5])
@@ -552,13 +552,7 @@ local function run()
           for o = lo, lo + tonumber(ARGV[q+2]) - 1 do skipped(b, o) end
         end
       else
-        for g = 0, ngr - 1 do
-          local b = tonumber(ARGV[rp + 4*g])
-          if not seen[b] then
-            seen[b] = true
-            keep(b, rttl)
-          end
-        end
+        for g = 0, ngr - 1 do keepOnce(tonumber(ARGV[rp + 4*g])) end
         for i = 0, ndl - 1 do
           local q = dp + 3*i
           redis.call('ZADD', KEYS[tonumber(ARGV[q])], ARGV[q+1], ARGV[q+2])

@@ -62,23 +62,24 @@ func TestRunsOfSingles(t *testing.T) {
 		runsSame(t, "resend", before, runsSnapshot(t, s, 0, 2))
 	})
 
-	t.Run("a held counter", func(t *testing.T) {
-		a, b := runsStores(t)
-		runsRegister(t, b, issuedBy("b", ids(20, 21)))
-		flushWant(t, a, singles(a, "a", ids(10, 31)), 20)
-		wantRecords(t, a, "a", append(ids(10, 20), ids(21, 31)...))
-		wantRecords(t, a, "b", ids(20, 21))
-		checkStateMaps(t, a, 0, 1)
-	})
-
-	t.Run("a held run", func(t *testing.T) {
-		a, b := runsStores(t)
-		runsRegister(t, b, issuedBy("b", ids(20, 25)))
-		flushWant(t, a, singles(a, "a", ids(18, 27)), 20, 21, 22, 23, 24)
-		wantRecords(t, a, "a", append(ids(18, 20), ids(25, 27)...))
-		wantRecords(t, a, "b", ids(20, 25))
-		checkStateMaps(t, a, 0, 1)
-	})
+	for _, tc := range []struct {
+		name     string
+		held     [2]uint64 // b's counters
+		lo, hi   uint64    // a's
+		collides []uint64
+	}{
+		{"a held counter", [2]uint64{20, 21}, 10, 31, []uint64{20}},
+		{"a held run", [2]uint64{20, 25}, 18, 27, []uint64{20, 21, 22, 23, 24}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := runsStores(t)
+			runsRegister(t, b, issuedBy("b", ids(tc.held[0], tc.held[1])))
+			flushWant(t, a, singles(a, "a", ids(tc.lo, tc.hi)), tc.collides...)
+			wantRecords(t, a, "a", append(ids(tc.lo, tc.held[0]), ids(tc.held[1], tc.hi)...))
+			wantRecords(t, a, "b", ids(tc.held[0], tc.held[1]))
+			checkStateMaps(t, a, 0, 1)
+		})
+	}
 
 	t.Run("queued out of order", func(t *testing.T) {
 		a, b := runsStores(t)
