@@ -1,9 +1,11 @@
 package registry
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/idgen/idgen/shared/idcodec"
 )
@@ -42,6 +44,18 @@ func (r *Record) AppendBinary(b []byte) []byte {
 		b = appendBytes(b, []byte(s.Actor))
 	}
 	return b
+}
+
+// SameBody reports whether r and o are alike but for their IDs: then
+// AppendBinary, which does not encode the ID, writes the same bytes for
+// both. The records of a batch are alike but for their IDs, so a backend
+// encodes the first and compares the others with SameBody, which costs a
+// fraction of an encoding.
+func (r *Record) SameBody(o *Record) bool {
+	return r.State == o.State && r.IssuedAtMS == o.IssuedAtMS && r.DeadlineMS == o.DeadlineMS &&
+		r.Tombstone == o.Tombstone && r.Subject == o.Subject &&
+		bytes.Equal(r.IdemKeyHash, o.IdemKeyHash) && bytes.Equal(r.Metadata, o.Metadata) &&
+		slices.Equal(r.History, o.History)
 }
 
 func appendBytes(b, v []byte) []byte {

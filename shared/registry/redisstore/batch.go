@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"slices"
 	"strings"
 	"sync"
@@ -115,9 +116,10 @@ type call struct {
 	index map[string]int
 	args  []any
 	parts []part
-	// marks are the fields the call's registrations write, as state map
-	// bucket index and offset; seal turns them into 'M' runs.
-	marks  []mark
+	// marks are the fields the call's registrations write: bit off of
+	// marks[b] stands for the field off (0..127) of the bucket at KEYS
+	// index b; seal turns them into 'M' runs.
+	marks  []fieldSet
 	sealed bool
 	// join is the last sub-operation when it is an 'S' or a 'G' that a
 	// next one-record registration may join (see single).
@@ -141,11 +143,16 @@ func (j *joinable) end() int {
 	return j.at + 5
 }
 
-// mark is a registration's field: its bucket's KEYS index and its offset
-// in the bucket (the field, 0..127).
-type mark struct {
-	b   int
-	off int
+// fieldSet is a set of a bucket's fields (offsets 0..127).
+type fieldSet [2]uint64
+
+// mark adds the field off of the bucket at KEYS index b to the call's
+// marks.
+func (c *call) mark(b, off int) {
+	for len(c.marks) <= b {
+		c.marks = append(c.marks, fieldSet{})
+	}
+	c.marks[b][off>>6] |= 1 << (off & 63)
 }
 
 // fieldOffset is the offset a bucket's field (decimal, 0..127) names.
@@ -158,35 +165,37 @@ func fieldOffset(f string) int {
 }
 
 // seal appends the state map runs of the call's registrations ('M': bucket
-// index, first offset, length), each offset once, after every
-// sub-operation. It is called once, before the call is first sent.
+// index, first offset, length), each offset once, in order of bucket index
+// and offset, after every sub-operation. It is called once, before the
+// call is first sent.
 func (c *call) seal() {
 	if c.sealed {
 		return
 	}
 	c.sealed = true
-	if len(c.marks) == 0 {
-		return
-	}
-	slices.SortFunc(c.marks, func(x, y mark) int {
-		if x.b != y.b {
-			return cmp.Compare(x.b, y.b)
+	for b, fs := range c.marks {
+		for off := 0; off < 2*64; {
+			w := fs[off>>6] >> (off & 63)
+			if w == 0 {
+				off = off&^63 + 64
+				continue
+			}
+			off += bits.TrailingZeros64(w)
+			lo := off
+			for {
+				// the run of set bits from off, up to the end of its word
+				n := bits.TrailingZeros64(^(fs[off>>6] >> (off & 63)))
+				off += n
+				if n == 0 || off&63 != 0 || off == 2*64 {
+					break
+				}
+			}
+			if c.args[2] == 0 {
+				c.args[2] = len(c.args) + 1 // 1-based, as ARGV
+			}
+			c.args = append(c.args, "M", b, lo, off-lo)
 		}
-		return cmp.Compare(x.off, y.off)
-	})
-	c.args[2] = len(c.args) + 1 // 1-based, as ARGV
-	b, lo, hi := c.marks[0].b, c.marks[0].off, c.marks[0].off+1
-	for _, m := range c.marks[1:] {
-		switch {
-		case m.b == b && m.off < hi: // the same field again
-		case m.b == b && m.off == hi:
-			hi++
-		default:
-			c.args = append(c.args, "M", b, lo, hi-lo)
-			b, lo, hi = m.b, m.off, m.off+1
-		}
 	}
-	c.args = append(c.args, "M", b, lo, hi-lo)
 }
 
 func newCall(durable bool, bucketTTL int64) *call {
@@ -209,6 +218,7 @@ func (c *call) reset() {
 	c.args[2] = 0
 	clear(c.parts)
 	c.parts = c.parts[:0]
+	clear(c.marks)
 	c.marks = c.marks[:0]
 	c.sealed = false
 	c.join = joinable{}
@@ -245,7 +255,7 @@ func (c *call) register(p part, idem bool, recs []int, dls []deadline) {
 		i := recs[0]
 		b, off := c.bucket(o.keys[i]), fieldOffset(o.fields[i])
 		c.single(b, off, o.fields[i], o.vals[i])
-		c.marks = append(c.marks, mark{b, off})
+		c.mark(b, off)
 		c.parts = append(c.parts, p)
 		return
 	}
@@ -258,16 +268,21 @@ func (c *call) register(p part, idem bool, recs []int, dls []deadline) {
 	// Groups: runs of records in consecutive fields of one bucket with the
 	// same value (bucket index, first offset, count, value).
 	groups, n := 0, 0
+	b, off := 0, 0
 	for j, i := range recs {
-		b, off := c.bucket(o.keys[i]), fieldOffset(o.fields[i])
-		c.marks = append(c.marks, mark{b, off})
-		if j > 0 {
-			prev := recs[j-1]
-			if o.keys[prev] == o.keys[i] && fieldOffset(o.fields[prev])+1 == off && sameBytes(o.vals[prev], o.vals[i]) {
-				n++
+		next := fieldOffset(o.fields[i])
+		if j > 0 && o.keys[recs[j-1]] == o.keys[i] {
+			// the bucket of the record before: its index is b
+			c.mark(b, next)
+			if off+1 == next && sameBytes(o.vals[recs[j-1]], o.vals[i]) {
+				off, n = next, n+1
 				c.args[len(c.args)-2] = n
 				continue
 			}
+			off = next
+		} else {
+			b, off = c.bucket(o.keys[i]), next
+			c.mark(b, off)
 		}
 		groups, n = groups+1, 1
 		c.args = append(c.args, b, off, 1, o.vals[i])

@@ -1,7 +1,6 @@
 package redisstore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -58,13 +57,16 @@ func (s *Store) Register(ctx context.Context, iss registry.Issue, idemTTLMS, now
 	for i := range iss.Records {
 		r := &iss.Records[i]
 		o.keys[i], o.fields[i] = s.bucket(r.ID)
-		start := len(buf)
-		buf = appendValue(buf, r, nonce)
-		o.vals[i] = buf[start:len(buf):len(buf)]
-		// A record of the same millisecond as the one before has the same
-		// value (a batch): it shares that value's bytes.
-		if i > 0 && bytes.Equal(o.vals[i], o.vals[i-1]) {
-			o.vals[i], buf = o.vals[i-1], buf[:start]
+		// A value holds the first 8 bytes of its ID (time and worker) and
+		// the record without its ID: a record of the same millisecond and
+		// worker as the one before, alike but for its ID (a batch), has the
+		// same value and shares its bytes, without being encoded.
+		if i > 0 && string(r.ID[:8]) == string(iss.Records[i-1].ID[:8]) && r.SameBody(&iss.Records[i-1]) {
+			o.vals[i] = o.vals[i-1]
+		} else {
+			start := len(buf)
+			buf = appendValue(buf, r, nonce)
+			o.vals[i] = buf[start:len(buf):len(buf)]
 		}
 		if r.DeadlineMS > 0 {
 			o.dls = append(o.dls, deadline{key: s.deadlineKey(shardOf(r.ID)), score: r.DeadlineMS, member: string(r.ID[:])})
