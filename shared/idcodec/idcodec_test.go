@@ -3,6 +3,7 @@ package idcodec
 import (
 	"bytes"
 	"errors"
+	"math/rand/v2"
 	"sort"
 	"strings"
 	"sync"
@@ -101,6 +102,22 @@ func TestInteropGoogleUUID(t *testing.T) {
 	}
 	if u.String() != id.String() || !bytes.Equal(u[:], id[:]) {
 		t.Errorf("uuid text %s / bytes differ from %s", u, id)
+	}
+}
+
+// TestTextMatchesGoogleUUID holds the text form of random IDs to
+// google/uuid's: every byte value in every position.
+func TestTextMatchesGoogleUUID(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 9))
+	for n := range 4096 {
+		var id ID
+		for i := range id {
+			id[i] = byte(r.Uint32())
+		}
+		id[n%16] = byte(n / 16) // each position takes all 256 values
+		if got, want := string(id.AppendText([]byte("x"))[1:]), uuid.UUID(id).String(); got != want {
+			t.Fatalf("text %s, google/uuid %s", got, want)
+		}
 	}
 }
 
@@ -210,4 +227,22 @@ func TestClockConcurrentMonotonic(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// BenchmarkAppendText formats an ID as text, the loop of a batch's answer;
+// google/uuid's String of the same 16 bytes is the baseline.
+func BenchmarkAppendText(b *testing.B) {
+	id := MustCompose(Fields{TimestampMS: 1_764_000_000_000, Worker: 513, Shard: 3, Counter: 123_456_789})
+	buf := make([]byte, 0, TextLen)
+	b.Run("idcodec", func(b *testing.B) {
+		for b.Loop() {
+			buf = id.AppendText(buf[:0])
+		}
+	})
+	b.Run("google-uuid", func(b *testing.B) {
+		u := uuid.UUID(id)
+		for b.Loop() {
+			buf = append(buf[:0], u.String()...)
+		}
+	})
 }
