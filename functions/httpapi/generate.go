@@ -113,7 +113,14 @@ func (s *Service) generate(c *fasthttp.RequestCtx, log *reqLog) error {
 	ctx, cancel := s.requestContext(log)
 	defer cancel()
 
-	ids, replay, err := s.issue(ctx, c, log, req, idem)
+	// A batch's IDs go into a pooled array unless an idempotency entry
+	// keeps them: nothing else holds the array after writeIDs.
+	var pooled *[]idcodec.ID
+	if req.n > 1 && idem == nil {
+		pooled = getIDs(req.n)
+		defer idsPool.Put(pooled)
+	}
+	ids, replay, err := s.issue(ctx, c, log, req, idem, pooled)
 	if err != nil {
 		return err
 	}
@@ -138,7 +145,7 @@ func (s *Service) generate(c *fasthttp.RequestCtx, log *reqLog) error {
 // are taken: a range claim can hold NextN for a while, and an ID's
 // issued_at is then still not before the time in the ID (both read the
 // wall clock).
-func (s *Service) issue(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog, req generateReq, idem *registry.IdemEntry) ([]idcodec.ID, *registry.IdemEntry, error) {
+func (s *Service) issue(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog, req generateReq, idem *registry.IdemEntry, pooled *[]idcodec.ID) ([]idcodec.ID, *registry.IdemEntry, error) {
 	subject := s.subject(c)
 	var keyHash []byte
 	if idem != nil {
@@ -159,7 +166,12 @@ func (s *Service) issue(ctx context.Context, c *fasthttp.RequestCtx, log *reqLog
 			ids, recs, hist = one.id[:0], one.rec[:], one.step[:]
 		} else {
 			bufs = getBatchBufs(req.n)
-			ids, recs, hist = make([]idcodec.ID, 0, req.n), bufs.recs, bufs.steps
+			recs, hist = bufs.recs, bufs.steps
+			if pooled != nil {
+				ids = (*pooled)[:0]
+			} else {
+				ids = make([]idcodec.ID, 0, req.n)
+			}
 		}
 		ids, err := s.d.IDs.NextN(ctx, req.n, ids)
 		if err != nil {
@@ -247,6 +259,18 @@ func putBatchBufs(b *batchBufs) {
 	clear(b.recs)
 	clear(b.steps)
 	batchPool.Put(b)
+}
+
+// idsPool holds the ID arrays of batches (see generate).
+var idsPool = sync.Pool{New: func() any { return new([]idcodec.ID) }}
+
+// getIDs returns a pooled array with room for n IDs.
+func getIDs(n int) *[]idcodec.ID {
+	p := idsPool.Get().(*[]idcodec.ID)
+	if cap(*p) < n {
+		*p = make([]idcodec.ID, 0, n)
+	}
+	return p
 }
 
 // writeIDs writes {"id": ...} or {"ids": [...]} without reflection.
