@@ -52,6 +52,18 @@ var fieldNames = func() (n [1 << bucketBits]string) {
 	return n
 }()
 
+// fieldOf is the name of id's field in its bucket.
+func fieldOf(id idcodec.ID) string {
+	return fieldNames[id[15]&(1<<bucketBits-1)]
+}
+
+// sameBucket reports whether a and b are in one bucket: the same shard and
+// the same counter but for its last bucketBits bits (the low 8 bytes hold
+// the variant, the shard and the counter).
+func sameBucket(a, b idcodec.ID) bool {
+	return binary.BigEndian.Uint64(a[8:])>>bucketBits == binary.BigEndian.Uint64(b[8:])>>bucketBits
+}
+
 // bucketName is a bucket's key, remembered because consecutive IDs share it.
 type bucketName struct {
 	shard, num uint64
@@ -62,7 +74,7 @@ func (s *Store) bucket(id idcodec.ID) (key, field string) {
 	lo := binary.BigEndian.Uint64(id[8:])
 	shard := lo >> 56 & idcodec.MaxShard
 	counter := lo & idcodec.MaxCounter
-	field = fieldNames[counter&(1<<bucketBits-1)]
+	field = fieldOf(id)
 	if last := s.lastBucket.Load(); last != nil && last.shard == shard && last.num == counter>>bucketBits {
 		return last.key, field
 	}

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"errors"
 	"reflect"
+	"strconv"
 	"testing"
 
 	"github.com/idgen/idgen/shared/idcodec"
@@ -75,6 +76,34 @@ func TestSlot(t *testing.T) {
 	} {
 		if got := slot(key); got != want {
 			t.Errorf("slot(%q) = %d, want %d", key, got, want)
+		}
+	}
+}
+
+// TestSameBucketAndField holds the shortcuts Register takes between the
+// records of a batch to the ID's fields: fieldOf names the counter's
+// offset in its bucket, and sameBucket holds when Store.bucket names one
+// key for both IDs.
+func TestSameBucketAndField(t *testing.T) {
+	s := &Store{cfg: Config{Prefix: DefaultPrefix}}
+	ids := []idcodec.ID{}
+	for _, shard := range []uint8{0, 1, 3, idcodec.MaxShard} {
+		for _, c := range []uint64{0, 1, 127, 128, 129, 255, 256, 1 << 20, 1<<20 + 127, idcodec.MaxCounter - 128, idcodec.MaxCounter} {
+			for _, ms := range []uint64{testMS, testMS + 1} {
+				ids = append(ids, idcodec.MustCompose(idcodec.Fields{TimestampMS: ms, Worker: 7, Shard: shard, Counter: c}))
+			}
+		}
+	}
+	for _, a := range ids {
+		ka, _ := s.bucket(a)
+		if want := strconv.FormatUint(a.Decompose().Counter%(1<<bucketBits), 10); fieldOf(a) != want {
+			t.Fatalf("%s: fieldOf %s, want %s", a, fieldOf(a), want)
+		}
+		for _, b := range ids {
+			kb, _ := s.bucket(b)
+			if sameBucket(a, b) != (ka == kb) {
+				t.Fatalf("%s (%s) and %s (%s): sameBucket %v", a, ka, b, kb, sameBucket(a, b))
+			}
 		}
 	}
 }

@@ -56,7 +56,11 @@ func (s *Store) Register(ctx context.Context, iss registry.Issue, idemTTLMS, now
 	nonce := s.nonceBase
 	for i := range iss.Records {
 		r := &iss.Records[i]
-		o.keys[i], o.fields[i] = s.bucket(r.ID)
+		if i > 0 && sameBucket(r.ID, iss.Records[i-1].ID) {
+			o.keys[i], o.fields[i] = o.keys[i-1], fieldOf(r.ID)
+		} else {
+			o.keys[i], o.fields[i] = s.bucket(r.ID)
+		}
 		// A value holds the first 8 bytes of its ID (time and worker) and
 		// the record without its ID: a record of the same millisecond and
 		// worker as the one before, alike but for its ID (a batch), has the
