@@ -46,13 +46,19 @@ func register(tx Tx, iss registry.Issue, idemTTLMS, nowMS int64, buf []byte) (*r
 	}
 	// Everything is checked: from here on, only writes. The values share
 	// one buffer, grown first to hold them all; a value handed to Put is
-	// never written again (an append writes past it), as Put asks.
+	// never written again (an append writes past it), as Put asks. A
+	// record alike the one before but for its ID (a batch) is given the
+	// same value, encoded once.
 	buf = slices.Grow(buf[:0], size)
+	var v []byte
 	for i := range iss.Records {
 		r := &iss.Records[i]
-		start := len(buf)
-		buf = r.AppendBinary(buf)
-		if err := tx.Put(Records, r.ID[:], buf[start:len(buf):len(buf)]); err != nil {
+		if i == 0 || !r.SameBody(&iss.Records[i-1]) {
+			start := len(buf)
+			buf = r.AppendBinary(buf)
+			v = buf[start:len(buf):len(buf)]
+		}
+		if err := tx.Put(Records, r.ID[:], v); err != nil {
 			return nil, buf, err
 		}
 		if err := setState(tx, r.ID, registered); err != nil {
