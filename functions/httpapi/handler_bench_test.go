@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/idgen/idgen/functions/httpapi"
+	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/shared/generator"
 	"github.com/idgen/idgen/shared/generator/generatortest"
 	"github.com/idgen/idgen/shared/idcodec"
@@ -113,9 +113,9 @@ func benchGenerate(b *testing.B, gen *generator.Generator, reg benchRegistry, cf
 	b.SetParallelism(32)
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := processCPU(b)
+	cpu0 := proc.SelfCPU(b)
 	defer func() {
-		cpu := float64(processCPU(b) - cpu0)
+		cpu := float64(proc.SelfCPU(b) - cpu0)
 		b.ReportMetric(cpu/float64(b.N), "cpu-ns/op")
 		if n > 1 {
 			b.ReportMetric(cpu/float64(b.N)/float64(n), "cpu-ns/id")
@@ -141,17 +141,6 @@ func benchGenerate(b *testing.B, gen *generator.Generator, reg benchRegistry, cf
 			}
 		}
 	})
-}
-
-// processCPU is the CPU time the process has used (user and system, every
-// thread). Per request it is the figure that other processes on a shared
-// machine change least: ns/op also counts the time they held the CPUs.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // discard is a log stream that costs nothing.

@@ -218,8 +218,7 @@ func (c *call) reset() {
 	c.args[2] = 0
 	clear(c.parts)
 	c.parts = c.parts[:0]
-	clear(c.marks)
-	c.marks = c.marks[:0]
+	c.marks = c.marks[:0] // mark appends zeroed sets
 	c.sealed = false
 	c.join = joinable{}
 }

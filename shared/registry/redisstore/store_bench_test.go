@@ -5,12 +5,12 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/idgen/idgen/harness/proc"
 	"github.com/idgen/idgen/harness/redisharness"
 	"github.com/idgen/idgen/shared/idcodec"
 )
@@ -111,15 +111,6 @@ func serverCPU(b *testing.B, c *redis.Client) time.Duration {
 	return time.Duration(sec * float64(time.Second))
 }
 
-// processCPU is the CPU time (user and system) this process has used.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // evalshaNanos is the time the server spent in EVALSHA since its last
 // CONFIG RESETSTAT.
 func evalshaNanos(b *testing.B, c *redis.Client) float64 {
@@ -161,7 +152,7 @@ func BenchmarkRegisterBatch(b *testing.B) {
 	var seq atomic.Uint64
 	b.ReportAllocs()
 	b.SetParallelism(4)
-	cpu0, own0 := serverCPU(b, srv), processCPU(b)
+	cpu0, own0 := serverCPU(b, srv), proc.SelfCPU(b)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		// The records are built once and renumbered per op, as the
@@ -184,7 +175,7 @@ func BenchmarkRegisterBatch(b *testing.B) {
 	})
 	b.StopTimer()
 	ids := float64(b.N) * n
-	b.ReportMetric(float64(processCPU(b)-own0)/ids, "client-cpu-ns/id")
+	b.ReportMetric(float64(proc.SelfCPU(b)-own0)/ids, "client-cpu-ns/id")
 	b.ReportMetric(float64(serverCPU(b, srv)-cpu0)/ids, "redis-cpu-ns/id")
 	b.ReportMetric(evalshaNanos(b, srv)/ids, "evalsha-ns/id")
 	b.ReportMetric(ids/b.Elapsed().Seconds(), "ids/s")
